@@ -1,0 +1,166 @@
+"""One place that reads configuration: the environment and `.env`.
+
+The gateway, the CLI and the tests read these settings directly; Airflow tasks get the
+same values through connections (see `include.hooks`), which build these objects.
+Field names map 1:1 to upper-case environment variables (pydantic-settings).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_COMMON = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class AdvowareSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="ADVOWARE_")
+
+    base_url: str = "http://127.0.0.1:8101"
+    # Security gateway that issues tokens; empty means "same host as the API".
+    auth_url: str = ""
+    # Optional discovery through the vendor's configurator (connectorUrl / relayUrl).
+    configurator_url: str = ""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    app_id: str = ""
+    api_key: SecretStr = SecretStr("")
+    kanzlei: str = ""
+    database: str = ""
+    role: int = 2
+    product: int = 64
+    write_protection: bool = False
+    timeout_s: float = 30.0
+    max_retries: int = 4
+
+    @property
+    def token_url_base(self) -> str:
+        return (self.auth_url or self.base_url).rstrip("/")
+
+
+class EspoCrmSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="ESPOCRM_")
+
+    base_url: str = "http://127.0.0.1:8103"
+    api_key: SecretStr = SecretStr("")
+    entity: str = "CBeteiligte"
+    # One or more, comma-separated, each "secret" or "webhookId=secret".
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_allow_unsigned: bool = False
+    webhook_max_body_bytes: int = 1024 * 1024
+    timeout_s: float = 30.0
+
+    def webhook_secrets(self) -> list[tuple[str | None, str]]:
+        """Parse ESPOCRM_WEBHOOK_SECRET into (webhook_id or None, secret) pairs."""
+        out: list[tuple[str | None, str]] = []
+        for part in self.webhook_secret.get_secret_value().split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" in part:
+                wid, secret = part.split("=", 1)
+                out.append((wid.strip() or None, secret.strip()))
+            else:
+                out.append((None, part))
+        return out
+
+
+class GoogleSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="GOOGLE_")
+
+    calendar_service_account_path: str = ""
+    delegation: bool = False
+    # Empty = Google's real endpoints; the sandbox sets all three.
+    api_endpoint: str = ""
+    batch_uri: str = ""
+    token_uri: str = ""
+    acl_role: Literal["reader", "writer", "owner", "freeBusyReader", "writerWithoutPrivateAccess"] = "writer"
+    requests_per_window: int = 600
+    window_s: float = 60.0
+    batch_size: int = Field(default=50, le=50, ge=1)
+    max_retries: int = 8
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="POSTGRES_")
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    db: str = "sync_hub"
+    user: str = "postgres"
+    password: SecretStr = SecretStr("")
+
+    def dsn(self, db: str | None = None) -> str:
+        pw = self.password.get_secret_value()
+        auth = f"{self.user}:{pw}@" if pw else f"{self.user}@"
+        return f"postgresql://{auth}{self.host}:{self.port}/{db or self.db}"
+
+
+class AirflowApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="AIRFLOW_API_")
+
+    url: str = "http://127.0.0.1:8080"
+    username: str = "admin"
+    password: SecretStr = SecretStr("")
+    timeout_s: float = 10.0
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_token: SecretStr = SecretStr("")
+    read_token: SecretStr = SecretStr("")
+    # Top-level Advoware resources the proxy forwards (and everything below them).
+    proxy_allow: str = "Termine,Mitarbeiter,Beteiligte"
+    proxy_max_body_bytes: int = 1024 * 1024
+    airflow_ui_url: str = ""
+
+    @field_validator("proxy_allow")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return ",".join(p.strip() for p in v.split(",") if p.strip())
+
+    def allowed_paths(self) -> list[str]:
+        return [p for p in self.proxy_allow.split(",") if p]
+
+
+class SyncSettings(BaseSettings):
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="SYNC_")
+
+    window_days_back: int = 30
+    window_days_ahead: int = 365
+    conflict_policy: Literal["advoware_wins", "google_wins", "last_change_wins"] = "advoware_wins"
+    include_shared_pool: bool = False
+    anonymize: bool = False
+    delete_threshold_ratio: float = 0.20
+    delete_threshold_min: int = 10
+    party_max_attempts: int = 5
+    party_hard_delete: bool = False
+    party_batch_size: int = 50
+    party_lease_s: int = 300
+
+
+class Settings(BaseSettings):
+    model_config = _COMMON
+
+    sandbox_mode: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    log_level: str = "INFO"
+
+    advoware: AdvowareSettings = Field(default_factory=AdvowareSettings)
+    espocrm: EspoCrmSettings = Field(default_factory=EspoCrmSettings)
+    google: GoogleSettings = Field(default_factory=GoogleSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    airflow_api: AirflowApiSettings = Field(default_factory=AirflowApiSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
