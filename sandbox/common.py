@@ -137,6 +137,13 @@ class SandboxControl:
                 if write:
                     entry["writes"] += 1
 
+    def count_write(self, endpoint: str, principal: str | None = None) -> None:
+        """Count a write once it succeeded (for handlers that entered with count_write=False)."""
+        with self._lock:
+            self.stats.writes[endpoint] += 1
+            if principal is not None:
+                self.stats.by_principal[principal]["writes"] += 1
+
     def pick_fault(self, endpoint: str, principal: str | None) -> FaultSpec | None:
         with self._lock:
             for fault in self._faults:

@@ -1,0 +1,221 @@
+"""Routing and the per-request pipeline shared by direct calls and batch parts.
+
+Pipeline of one API request: route -> authenticate (401) -> SandboxControl.enter (stats, latency,
+injected faults) -> quota of the principal (403/429 rateLimitExceeded) -> scope check -> handler.
+A batch part goes through exactly the same pipeline as a direct call.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.common import SandboxControl
+
+from .auth import Principal, TokenAuthority
+from .errors import GoogleError, bad_param, from_fault, not_found
+from .quota import SlidingWindowQuota
+from .store import CalendarStore
+
+REPEATABLE = frozenset({"privateExtendedProperty", "sharedExtendedProperty", "eventTypes"})
+SEND_UPDATES = ("all", "externalOnly", "none")
+JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8"}
+
+# (method, path pattern, endpoint name, is a write); "*" is one path segment.
+ROUTES: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
+    ("POST", ("calendars",), "calendars.insert", True),
+    ("GET", ("calendars", "*"), "calendars.get", False),
+    ("DELETE", ("calendars", "*"), "calendars.delete", True),
+    ("GET", ("users", "me", "calendarList"), "calendarList.list", False),
+    ("POST", ("calendars", "*", "acl"), "acl.insert", True),
+    ("GET", ("calendars", "*", "acl"), "acl.list", False),
+    ("GET", ("calendars", "*", "events"), "events.list", False),
+    ("POST", ("calendars", "*", "events"), "events.insert", True),
+    ("GET", ("calendars", "*", "events", "*"), "events.get", False),
+    ("PATCH", ("calendars", "*", "events", "*"), "events.patch", True),
+    ("PUT", ("calendars", "*", "events", "*"), "events.update", True),
+    ("DELETE", ("calendars", "*", "events", "*"), "events.delete", True),
+)
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str  # below /calendar/v3/, still percent-encoded
+    query: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        return b"" if self.body is None else json.dumps(self.body, ensure_ascii=False).encode()
+
+    @classmethod
+    def error(cls, exc: GoogleError) -> ApiResponse:
+        return cls(exc.code, exc.body(), {**JSON_HEADERS, **exc.headers})
+
+
+@dataclass
+class Config:
+    quota_requests: int = 600
+    quota_window_s: float = 60.0
+    quota_status: int = 403
+    token_lifetime_s: int = 3600
+    enforce_access: bool = True
+    default_time_zone: str = "UTC"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def route(method: str, path: str) -> tuple[str, bool, list[str]] | None:
+    segments = [urllib.parse.unquote(s) for s in path.strip("/").split("/")] if path.strip("/") else []
+    for r_method, pattern, endpoint, write in ROUTES:
+        if r_method != method or len(pattern) != len(segments):
+            continue
+        if all(p == "*" or p == s for p, s in zip(pattern, segments, strict=True)):
+            return endpoint, write, [s for p, s in zip(pattern, segments, strict=True) if p == "*"]
+    return None
+
+
+def parse_params(query: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name in REPEATABLE:
+            params.setdefault(name, []).append(value)
+        else:
+            params[name] = value
+    return params
+
+
+def _check_common_params(params: dict[str, Any]) -> None:
+    value = params.get("sendUpdates")
+    if value is not None and value not in SEND_UPDATES:
+        raise bad_param(
+            "sendUpdates",
+            f"Invalid string value: '{value}'. Allowed values: [all, externalOnly, none]",
+            "invalidParameter",
+        )
+    for name in ("sendNotifications", "supportsAttachments"):
+        value = params.get(name)
+        if value is not None and value.lower() not in ("true", "false"):
+            raise bad_param(name, f"Invalid boolean value: '{value}'.", "invalidParameter")
+
+
+class CalendarApi:
+    def __init__(
+        self,
+        store: CalendarStore,
+        control: SandboxControl,
+        tokens: TokenAuthority,
+        quota: SlidingWindowQuota,
+        config: Config,
+    ) -> None:
+        self.store = store
+        self.control = control
+        self.tokens = tokens
+        self.quota = quota
+        self.config = config
+
+    def _count_write(self, endpoint: str, principal: str) -> None:
+        # SandboxControl counted the request already; a write counts only once it happened.
+        self.control.count_write(endpoint, principal)
+
+    def quota_error(self) -> GoogleError:
+        status = self.config.quota_status
+        return GoogleError(status, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits")
+
+    async def handle(self, req: ApiRequest) -> ApiResponse:
+        method = req.headers.get("x-http-method-override", req.method).upper()
+        matched = route(method, req.path)
+        if matched is None:
+            return ApiResponse.error(not_found())
+        endpoint, write, args = matched
+        try:
+            principal = self.tokens.authenticate(req.headers.get("authorization"))
+        except GoogleError as exc:
+            self.control.count(endpoint, write=False, principal=None)
+            return ApiResponse.error(exc)
+        fault = await self.control.enter(endpoint, write=write, principal=principal.name, count_write=False)
+        if fault is not None and fault.kind == "status":
+            return ApiResponse.error(from_fault(fault.status, fault.reason, fault.retry_after))
+        if not self.quota.admit(principal.name):
+            return ApiResponse.error(self.quota_error())
+        try:
+            if write and principal.read_only:
+                raise GoogleError(403, "insufficientPermissions")
+            params = parse_params(req.query)
+            _check_common_params(params)
+            body: Any = None
+            if method in ("POST", "PUT", "PATCH"):
+                try:
+                    body = json.loads(req.body) if req.body.strip() else {}
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise GoogleError(400, "parseError", "Parse Error") from exc
+            status, result = self._dispatch(endpoint, principal, args, params, body, req.headers)
+            if fault is not None and fault.kind == "empty_list" and endpoint == "events.list" and result:
+                result = self._emptied(result)
+        except GoogleError as exc:
+            return ApiResponse.error(exc)
+        if write:
+            self._count_write(endpoint, principal.name)
+        return ApiResponse(status, result, JSON_HEADERS if result is not None else {})
+
+    def _emptied(self, listing: dict[str, Any]) -> dict[str, Any]:
+        """The 'side suddenly returns nothing' glitch: an empty, final page."""
+        out = dict(listing, items=[])
+        token = listing.get("nextSyncToken")
+        out.pop("nextPageToken", None)
+        if token is not None:
+            out["nextSyncToken"] = token
+        return out
+
+    def _dispatch(
+        self,
+        endpoint: str,
+        principal: Principal,
+        args: list[str],
+        params: dict[str, Any],
+        body: Any,
+        headers: dict[str, str],
+    ) -> tuple[int, dict[str, Any] | None]:
+        store, who = self.store, principal.name
+        if_match = headers.get("if-match")
+        if endpoint in ("calendars.insert", "acl.insert") and not isinstance(body, dict):
+            raise GoogleError(400, "parseError", "Parse Error")
+        match endpoint:
+            case "calendars.insert":
+                return 200, store.insert_calendar(who, body)
+            case "calendars.get":
+                return 200, store.get_calendar(who, args[0])
+            case "calendars.delete":
+                store.delete_calendar(who, args[0])
+                return 204, None
+            case "calendarList.list":
+                return 200, store.calendar_list(who, params)
+            case "acl.insert":
+                return 200, store.insert_acl(who, args[0], body)
+            case "acl.list":
+                return 200, store.list_acl(who, args[0])
+            case "events.list":
+                return 200, store.list_events(who, args[0], params)
+            case "events.insert":
+                return 200, store.insert_event(who, args[0], body)
+            case "events.get":
+                return 200, store.get_event(who, args[0], args[1], params)
+            case "events.patch":
+                return 200, store.patch_event(who, args[0], args[1], body, if_match)
+            case "events.update":
+                return 200, store.update_event(who, args[0], args[1], body, if_match)
+            case "events.delete":
+                store.delete_event(who, args[0], args[1], if_match)
+                return 204, None
+        raise not_found()  # pragma: no cover - every routed endpoint is handled above

@@ -1,0 +1,622 @@
+"""In-memory state of the Calendar sandbox: calendars, ACLs, events, sync and page tokens.
+
+Every event write takes the next value of one change counter (`seq`); a sync token is "changes
+after seq N of calendar C in this state epoch", so incremental lists return exactly what changed
+since, cancelled tombstones included. Tokens are opaque base64 strings to the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import event_model as em
+from .errors import GoogleError, bad_param, invalid, not_found, required
+
+ROLES = ("none", "freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner")
+RANK = {role: i for i, role in enumerate(ROLES)}
+NEED = {"read": RANK["reader"], "write": RANK["writerWithoutPrivateAccess"], "owner": RANK["owner"]}
+SCOPE_TYPES = ("default", "user", "group", "domain")
+MAX_RESULTS_DEFAULT = 250
+MAX_RESULTS_CAP = 2500
+SYNC_FORBIDDEN = (
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+    "orderBy",
+    "q",
+    "iCalUID",
+    "privateExtendedProperty",
+    "sharedExtendedProperty",
+)
+
+
+@dataclass
+class StoredEvent:
+    res: dict[str, Any]
+    order: int
+    seq: int
+    start: em.When
+    end: em.When
+
+
+@dataclass
+class Calendar:
+    id: str
+    summary: str
+    owner: str
+    time_zone: str
+    etag: str
+    description: str | None = None
+    location: str | None = None
+    acl: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, StoredEvent] = field(default_factory=dict)
+
+    def resource(self) -> dict[str, Any]:
+        res: dict[str, Any] = {
+            "kind": "calendar#calendar",
+            "etag": self.etag,
+            "id": self.id,
+            "summary": self.summary,
+            "timeZone": self.time_zone,
+            "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
+        }
+        if self.description is not None:
+            res["description"] = self.description
+        if self.location is not None:
+            res["location"] = self.location
+        return res
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _flag(params: dict[str, Any], name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if str(value).lower() in ("true", "1"):
+        return True
+    if str(value).lower() in ("false", "0"):
+        return False
+    raise bad_param(name, f"Invalid boolean value: '{value}'.", "invalidParameter")
+
+
+class CalendarStore:
+    def __init__(self, default_time_zone: str = "UTC") -> None:
+        self.default_time_zone = default_time_zone
+        self.epoch = secrets.token_hex(4)  # tokens of an earlier state (before a reset) are unknown
+        self.generation = 0  # bumped by invalidate_sync_tokens
+        self.seq = 0
+        self._order = 0
+        self._last_etag = 0
+        self.enforce_access = True
+        self.calendars: dict[str, Calendar] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _etag(self) -> str:
+        self._last_etag = max(self._last_etag + 1, int(time.time() * 1_000_000))
+        return f'"{self._last_etag}"'
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def role(self, cal: Calendar, principal: str) -> str:
+        if not self.enforce_access or cal.owner == principal:
+            return "owner"
+        best = "none"
+        domain = principal.rsplit("@", 1)[-1] if "@" in principal else None
+        for rule in cal.acl.values():
+            scope = rule["scope"]
+            hit = (
+                scope["type"] == "default"
+                or (scope["type"] in ("user", "group") and scope.get("value") == principal)
+                or (scope["type"] == "domain" and domain is not None and scope.get("value") == domain)
+            )
+            if hit and RANK[rule["role"]] > RANK[best]:
+                best = rule["role"]
+        return best
+
+    def calendar(self, calendar_id: str, principal: str, need: str) -> Calendar:
+        """Resolve `primary`, create a principal's primary calendar on first use, check access."""
+        if calendar_id == "primary":
+            calendar_id = principal
+        cal = self.calendars.get(calendar_id)
+        if cal is None and calendar_id == principal:
+            cal = self._create(principal, principal, principal, self.default_time_zone)
+        if cal is None:
+            raise not_found()
+        role = self.role(cal, principal)
+        if role == "none":
+            raise not_found()  # Google hides calendars you cannot see
+        if RANK[role] < NEED[need]:
+            level = {"read": "reader", "write": "writer", "owner": "owner"}[need]
+            raise GoogleError(
+                403, "requiredAccessLevel", f"You need to have {level} access to this calendar."
+            )
+        return cal
+
+    def _create(
+        self,
+        calendar_id: str,
+        summary: str,
+        owner: str,
+        time_zone: str,
+        description: str | None = None,
+        location: str | None = None,
+    ) -> Calendar:
+        cal = Calendar(calendar_id, summary, owner, time_zone, self._etag(), description, location)
+        rule_id = f"user:{owner}"
+        cal.acl[rule_id] = {
+            "kind": "calendar#aclRule",
+            "etag": self._etag(),
+            "id": rule_id,
+            "scope": {"type": "user", "value": owner},
+            "role": "owner",
+        }
+        self.calendars[calendar_id] = cal
+        return cal
+
+    # -- calendars ---------------------------------------------------------------------------
+    def insert_calendar(self, principal: str, body: dict[str, Any], calendar_id: str | None = None) -> dict:
+        summary = body.get("summary")
+        if not isinstance(summary, str) or not summary:
+            raise required("Missing summary.")
+        tz = body.get("timeZone") or self.default_time_zone
+        if not em.valid_zone(tz):
+            raise invalid("Invalid time zone definition.")
+        if calendar_id is None:
+            calendar_id = f"{em.new_event_id()}@group.calendar.google.com"
+        elif calendar_id in self.calendars:
+            raise GoogleError(409, "duplicate")
+        cal = self._create(calendar_id, summary, principal, tz, body.get("description"), body.get("location"))
+        return cal.resource()
+
+    def get_calendar(self, principal: str, calendar_id: str) -> dict:
+        return self.calendar(calendar_id, principal, "read").resource()
+
+    def delete_calendar(self, principal: str, calendar_id: str) -> None:
+        cal = self.calendar(calendar_id, principal, "owner")
+        if cal.id == cal.owner:
+            raise invalid("Cannot delete primary calendar.")
+        del self.calendars[cal.id]
+
+    def calendar_list(self, principal: str, params: dict[str, Any]) -> dict:
+        self.calendar("primary", principal, "read")  # a principal always has a primary calendar
+        min_role = params.get("minAccessRole") or "freeBusyReader"
+        if min_role not in ROLES[1:]:
+            raise bad_param("minAccessRole", f"Invalid string value: '{min_role}'.", "invalidParameter")
+        items = []
+        for cal in self.calendars.values():
+            if cal.owner != principal and not any(
+                r["scope"].get("value") == principal for r in cal.acl.values()
+            ):
+                continue  # only calendars the principal owns or was shared with by name
+            role = self.role(cal, principal)
+            if RANK[role] < RANK[min_role]:
+                continue
+            entry = cal.resource()
+            entry.update(
+                {
+                    "kind": "calendar#calendarListEntry",
+                    "accessRole": role,
+                    "defaultReminders": [],
+                    "colorId": "1",
+                }
+            )
+            entry.pop("conferenceProperties", None)
+            if cal.id == principal:
+                entry["primary"] = True
+            items.append(entry)
+        raw_max = str(params.get("maxResults") or "100")
+        if not raw_max.isdigit() or int(raw_max) < 1:
+            raise bad_param("maxResults", f"Invalid value '{raw_max}'.", "invalidParameter")
+        max_results = min(int(raw_max), 250)
+        offset = int(params.get("pageToken") or 0) if str(params.get("pageToken") or "0").isdigit() else 0
+        page = items[offset : offset + max_results]
+        out: dict[str, Any] = {"kind": "calendar#calendarList", "etag": self._etag(), "items": page}
+        if offset + max_results < len(items):
+            out["nextPageToken"] = str(offset + max_results)
+        return out
+
+    # -- ACL ---------------------------------------------------------------------------------
+    def insert_acl(self, principal: str, calendar_id: str, body: dict[str, Any]) -> dict:
+        cal = self.calendar(calendar_id, principal, "owner")
+        role = body.get("role")
+        scope = body.get("scope")
+        if role not in ROLES:
+            raise required("Missing or invalid role.") if role is None else invalid("Invalid role.")
+        if not isinstance(scope, dict) or scope.get("type") not in SCOPE_TYPES:
+            raise required("Missing or invalid scope.")
+        value = scope.get("value")
+        if scope["type"] != "default" and not (isinstance(value, str) and value):
+            raise required("Missing scope value.")
+        rule_id = "default" if scope["type"] == "default" else f"{scope['type']}:{value}"
+        rule = {
+            "kind": "calendar#aclRule",
+            "etag": self._etag(),
+            "id": rule_id,
+            "scope": {"type": scope["type"], **({"value": value} if scope["type"] != "default" else {})},
+            "role": role,
+        }
+        cal.acl[rule_id] = rule
+        return copy.deepcopy(rule)
+
+    def list_acl(self, principal: str, calendar_id: str) -> dict:
+        cal = self.calendar(calendar_id, principal, "owner")
+        return {
+            "kind": "calendar#acl",
+            "etag": self._etag(),
+            "items": [copy.deepcopy(r) for r in cal.acl.values()],
+        }
+
+    # -- events: reading ---------------------------------------------------------------------
+    def render(self, ev: StoredEvent, out_tz: str, *, tombstone: bool = False) -> dict[str, Any]:
+        if tombstone:
+            return {
+                "kind": "calendar#event",
+                "etag": ev.res["etag"],
+                "id": ev.res["id"],
+                "status": "cancelled",
+            }
+        res = copy.deepcopy(ev.res)
+        res["start"] = em.render_when(ev.start.stored, out_tz)
+        res["end"] = em.render_when(ev.end.stored, out_tz)
+        return res
+
+    def get_event(self, principal: str, calendar_id: str, event_id: str, params: dict[str, Any]) -> dict:
+        cal = self.calendar(calendar_id, principal, "read")
+        ev = cal.events.get(event_id)
+        if ev is None:
+            raise not_found()
+        return self.render(ev, self._out_tz(cal, params))  # cancelled events too, with their details
+
+    @staticmethod
+    def _out_tz(cal: Calendar, params: dict[str, Any]) -> str:
+        tz = params.get("timeZone")
+        return tz if tz and em.valid_zone(tz) else cal.time_zone
+
+    def list_events(self, principal: str, calendar_id: str, params: dict[str, Any]) -> dict:
+        cal = self.calendar(calendar_id, principal, "read")
+        sync_token = params.get("syncToken")
+        if sync_token is not None:
+            for name in SYNC_FORBIDDEN:
+                if params.get(name) not in (None, [], ""):
+                    raise GoogleError(
+                        400,
+                        "syncTokenWithRequestRestrictions",
+                        "Sync token cannot be used with other request restrictions.",
+                        domain="calendar",
+                        location=name,
+                        location_type="parameter",
+                    )
+            if params.get("showDeleted") is not None and not _flag(params, "showDeleted", True):
+                raise GoogleError(
+                    400,
+                    "syncTokenWithRequestRestrictions",
+                    "Sync token cannot be used with other request restrictions.",
+                    domain="calendar",
+                    location="showDeleted",
+                    location_type="parameter",
+                )
+        if _flag(params, "singleEvents", False):
+            raise GoogleError(
+                400,
+                "notSupportedBySandbox",
+                "singleEvents=true (instance expansion) is not implemented by the sandbox.",
+                location="singleEvents",
+                location_type="parameter",
+            )
+        order_by = params.get("orderBy")
+        if order_by not in (None, "updated", "startTime"):
+            raise bad_param(
+                "orderBy",
+                f"Invalid string value: '{order_by}'. Allowed values: [startTime, updated]",
+                "invalidParameter",
+            )
+        if order_by == "startTime":
+            raise GoogleError(
+                400, "badRequest", "The requested ordering is not available for the particular query."
+            )
+        try:
+            max_results = int(params.get("maxResults") or MAX_RESULTS_DEFAULT)
+        except ValueError as exc:
+            raise bad_param("maxResults", "Invalid integer value.", "invalidParameter") from exc
+        if max_results < 1:
+            raise bad_param(
+                "maxResults",
+                f"Invalid value '{max_results}'. Values must be within the range: [1, 2500]",
+                "invalidParameter",
+            )
+        max_results = min(max_results, MAX_RESULTS_CAP)
+        time_min = em.parse_rfc3339(params["timeMin"], "timeMin") if params.get("timeMin") else None
+        time_max = em.parse_rfc3339(params["timeMax"], "timeMax") if params.get("timeMax") else None
+        if time_min is not None and time_max is not None and time_min >= time_max:
+            raise GoogleError(400, "timeRangeEmpty", location="timeMax", location_type="parameter")
+        updated_min = (
+            em.parse_rfc3339(params["updatedMin"], "updatedMin") if params.get("updatedMin") else None
+        )
+
+        page_token = params.get("pageToken")
+        cursor: list[Any] | None = None
+        if page_token:
+            page = _decode(page_token)
+            if page is None or page.get("e") != self.epoch or page.get("c") != cal.id:
+                raise bad_param("pageToken", "Invalid page token.")
+            snapshot, since, cursor = page["s"], page.get("f"), page["k"]
+        else:
+            snapshot = self.seq
+            since = None
+            if sync_token is not None:
+                token = _decode(sync_token)
+                if (
+                    token is None
+                    or token.get("e") != self.epoch
+                    or token.get("g") != self.generation
+                    or token.get("c") != cal.id
+                ):
+                    raise GoogleError(
+                        410, "fullSyncRequired", location="syncToken", location_type="parameter"
+                    )
+                since = int(token["s"])
+
+        show_deleted = since is not None or updated_min is not None or _flag(params, "showDeleted", False)
+        private_filters = self._property_filters(params, "privateExtendedProperty")
+        shared_filters = self._property_filters(params, "sharedExtendedProperty")
+        event_types = params.get("eventTypes") or []
+        text = (params.get("q") or "").lower()
+
+        def key(ev: StoredEvent) -> list[Any]:
+            return [ev.res["updated"], ev.order] if order_by == "updated" else [ev.order]
+
+        selected: list[StoredEvent] = []
+        for ev in cal.events.values():
+            res = ev.res
+            cancelled = res["status"] == "cancelled"
+            if since is not None and ev.seq <= since:
+                continue
+            if cancelled and not show_deleted:
+                continue
+            if updated_min is not None and datetime.fromisoformat(res["updated"]) < updated_min:
+                continue
+            if not cancelled or since is None:
+                if not em.overlaps(
+                    ev.start, ev.end, res.get("recurrence"), time_min, time_max, cal.time_zone
+                ):
+                    continue
+            if params.get("iCalUID") and res.get("iCalUID") != params["iCalUID"]:
+                continue
+            if event_types and res.get("eventType", "default") not in event_types:
+                continue
+            props = res.get("extendedProperties") or {}
+            if any((props.get("private") or {}).get(k) != v for k, v in private_filters):
+                continue
+            if any((props.get("shared") or {}).get(k) != v for k, v in shared_filters):
+                continue
+            if text and not any(
+                text in str(res.get(f) or "").lower() for f in ("summary", "description", "location")
+            ):
+                continue
+            if cursor is not None and key(ev) <= cursor:
+                continue
+            selected.append(ev)
+        selected.sort(key=key)
+        page_items = selected[:max_results]
+        out_tz = self._out_tz(cal, params)
+        out: dict[str, Any] = {
+            "kind": "calendar#events",
+            "etag": f'"{self.seq}{cal.etag.strip(chr(34))}"',
+            "summary": cal.summary,
+            "description": cal.description or "",
+            "updated": em.rfc3339_utc(datetime.now(UTC)),
+            "timeZone": cal.time_zone,
+            "accessRole": self.role(cal, principal),
+            "defaultReminders": [],
+            "items": [
+                self.render(ev, out_tz, tombstone=ev.res["status"] == "cancelled") for ev in page_items
+            ],
+        }
+        if len(selected) > max_results:
+            out["nextPageToken"] = _encode(
+                {"e": self.epoch, "c": cal.id, "s": snapshot, "f": since, "k": key(page_items[-1])}
+            )
+        else:
+            # Only the last page carries it; it covers every change up to the first page.
+            out["nextSyncToken"] = _encode(
+                {"e": self.epoch, "g": self.generation, "c": cal.id, "s": snapshot}
+            )
+        return out
+
+    @staticmethod
+    def _property_filters(params: dict[str, Any], name: str) -> list[tuple[str, str]]:
+        out = []
+        for item in params.get(name) or []:
+            k, sep, v = str(item).partition("=")
+            if not sep or not k:
+                raise bad_param(name, f"Invalid {name} value: must be propertyName=value.")
+            out.append((k, v))
+        return out
+
+    def invalidate_sync_tokens(self) -> None:
+        self.generation += 1
+
+    # -- events: writing ---------------------------------------------------------------------
+    def _stamp(self, ev_res: dict[str, Any], now: datetime | None = None) -> None:
+        ev_res["etag"] = self._etag()
+        ev_res["updated"] = em.rfc3339_utc(now or datetime.now(UTC))
+
+    @staticmethod
+    def _check_if_match(ev: StoredEvent, if_match: str | None) -> None:
+        if if_match is None or if_match.strip() == "*":
+            return
+        wanted = {tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")}
+        if ev.res["etag"].strip('"') not in wanted:
+            raise GoogleError(412, "conditionNotMet", location="If-Match", location_type="header")
+
+    def insert_event(self, principal: str, calendar_id: str, body: Any, *, seeded: bool = False) -> dict:
+        cal = self.calendar(calendar_id, principal, "write")
+        if not isinstance(body, dict):
+            raise GoogleError(400, "parseError", "Parse Error")
+        event_id = body.get("id")
+        if event_id is None:
+            event_id = em.new_event_id()
+            while event_id in cal.events:
+                event_id = em.new_event_id()
+        else:
+            em.check_event_id(event_id)
+            if event_id in cal.events:  # also when that event was deleted: ids are never reused
+                raise GoogleError(409, "duplicate")
+        res = em.drop_nulls(em.writable(body))
+        res.setdefault("status", "confirmed")
+        res.setdefault("eventType", "default")
+        res.setdefault("sequence", 0)
+        res.setdefault("reminders", {"useDefault": True})
+        start, end = em.check_event(res, cal.time_zone)
+        now = datetime.now(UTC)
+        created = body.get("created") if seeded and body.get("created") else em.rfc3339_utc(now)
+        eid = base64.b64encode(f"{event_id} {cal.id}".encode()).decode().rstrip("=")
+        res.update(
+            {
+                "kind": "calendar#event",
+                "id": event_id,
+                "htmlLink": f"https://www.google.com/calendar/event?eid={eid}",
+                "created": created,
+                "creator": {"email": principal},
+                "organizer": {"email": cal.id, "displayName": cal.summary, "self": True},
+                "iCalUID": body.get("iCalUID") or f"{event_id}@google.com",
+            }
+        )
+        self._stamp(res, now)
+        if seeded and body.get("updated"):
+            res["updated"] = body["updated"]
+        self._order += 1
+        stored = StoredEvent(res, self._order, self._next_seq(), start, end)
+        cal.events[event_id] = stored
+        return self.render(stored, cal.time_zone)
+
+    def _existing(self, cal: Calendar, event_id: str) -> StoredEvent:
+        ev = cal.events.get(event_id)
+        if ev is None:
+            raise not_found()
+        return ev
+
+    def _apply(self, cal: Calendar, ev: StoredEvent, new_res: dict[str, Any], sent_sequence: Any) -> dict:
+        """Validate and store a new version of `ev` (patch or update)."""
+        if new_res.get("eventType", "default") != ev.res.get("eventType", "default"):
+            raise invalid("The event type cannot be changed.")
+        current = ev.res.get("sequence", 0)
+        if isinstance(sent_sequence, int) and sent_sequence < current:
+            raise invalid(em.SEQUENCE_MESSAGE)
+        start, end = em.check_event(new_res, cal.time_zone)
+        timing_changed = (
+            start.stored != ev.start.stored
+            or end.stored != ev.end.stored
+            or new_res.get("recurrence") != ev.res.get("recurrence")
+        )
+        sequence = sent_sequence if isinstance(sent_sequence, int) else current
+        if timing_changed and sequence == current:
+            sequence += 1  # iCalendar: a significant (time) revision bumps the sequence
+        new_res["sequence"] = sequence
+        for keep in ("kind", "id", "htmlLink", "created", "creator", "organizer", "iCalUID"):
+            new_res[keep] = ev.res[keep]
+        self._stamp(new_res)
+        ev.res, ev.start, ev.end, ev.seq = new_res, start, end, self._next_seq()
+        return self.render(ev, cal.time_zone)
+
+    def patch_event(
+        self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None
+    ) -> dict:
+        cal = self.calendar(calendar_id, principal, "write")
+        ev = self._existing(cal, event_id)
+        self._check_if_match(ev, if_match)
+        if not isinstance(body, dict):
+            raise GoogleError(400, "parseError", "Parse Error")
+        patch = em.writable(body)
+        # The stored start/end are in canonical form; merge the patch into what the client saw.
+        base = copy.deepcopy(ev.res)
+        base["start"], base["end"] = dict(ev.start.stored), dict(ev.end.stored)
+        merged = em.merge_patch(base, patch)
+        merged.setdefault("status", "confirmed")
+        return self._apply(cal, ev, merged, patch.get("sequence"))
+
+    def update_event(
+        self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None
+    ) -> dict:
+        cal = self.calendar(calendar_id, principal, "write")
+        ev = self._existing(cal, event_id)
+        self._check_if_match(ev, if_match)
+        if not isinstance(body, dict):
+            raise GoogleError(400, "parseError", "Parse Error")
+        new_res = em.drop_nulls(em.writable(body))  # PUT: whatever is not sent is gone
+        new_res.setdefault("status", "confirmed")
+        new_res.setdefault("eventType", ev.res.get("eventType", "default"))
+        new_res.setdefault("reminders", {"useDefault": True})
+        return self._apply(cal, ev, new_res, body.get("sequence"))
+
+    def delete_event(self, principal: str, calendar_id: str, event_id: str, if_match: str | None) -> None:
+        cal = self.calendar(calendar_id, principal, "write")
+        ev = self._existing(cal, event_id)
+        if ev.res["status"] == "cancelled":
+            raise GoogleError(410, "deleted")
+        self._check_if_match(ev, if_match)
+        ev.res["status"] = "cancelled"
+        self._stamp(ev.res)
+        ev.seq = self._next_seq()
+
+    # -- admin -------------------------------------------------------------------------------
+    def seed(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: list[str] = []
+        for spec in body.get("calendars") or []:
+            owner = spec.get("owner") or "anonymous"
+            cid = spec.get("id")
+            if cid and cid in self.calendars:
+                raise GoogleError(409, "duplicate", f"calendar {cid} exists")
+            res = self.insert_calendar(owner, spec, cid)
+            for rule in spec.get("acl") or []:
+                self.insert_acl(owner, res["id"], rule)
+            created.append(res["id"])
+        count = 0
+        for cid, events in (body.get("events") or {}).items():
+            cal = self.calendars.get(cid)
+            if cal is None:
+                raise GoogleError(404, "notFound", f"seed: calendar {cid} does not exist")
+            for event in events:
+                self.insert_event(cal.owner, cid, event, seeded=True)
+                count += 1
+        return {"calendars": created, "events": count}
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "sync_generation": self.generation,
+            "calendars": [
+                {
+                    **cal.resource(),
+                    "owner": cal.owner,
+                    "acl": [copy.deepcopy(r) for r in cal.acl.values()],
+                    "events": [
+                        self.render(ev, cal.time_zone)
+                        for ev in sorted(cal.events.values(), key=lambda e: e.order)
+                    ],
+                }
+                for cal in self.calendars.values()
+            ],
+        }
