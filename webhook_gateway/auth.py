@@ -40,7 +40,8 @@ def token_scope(request: Request) -> Scope:
 
 def require_write(scope: Scope = Depends(token_scope)) -> Scope:
     if scope != "write":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="this token is read-only; a write needs the read-write token")
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="this token is read-only; a write needs the read-write token")
     return scope
 
 

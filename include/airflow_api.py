@@ -1,0 +1,179 @@
+"""A small client of the Airflow 3 REST API v2 (httpx): JWT login, trigger a DAG run, coalesced triggers.
+
+Facts (contracts/airflow3.md §1): `POST /auth/token` {"username","password"} → 201 {"access_token"};
+`POST /api/v2/dags/{dag_id}/dagRuns` needs the key `logical_date` (null allowed) → 200, a repeated
+`dag_run_id` → 409; `GET /api/v2/dags/{dag_id}/dagRuns?state=queued` lists queued runs.
+No Airflow import here: the gateway stays light.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import redis
+
+log = logging.getLogger(__name__)
+
+BETEILIGTE_SYNC_DAG = "beteiligte_sync"
+TRIGGER_LOCK_KEY = "vmh:airflow:trigger_lock:{dag_id}"
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class AirflowApiError(RuntimeError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    dag_run_id: str | None
+    created: bool  # False: a run with this id existed already (409), or a queued run made it unnecessary
+    state: str | None = None
+
+
+CoalescedOutcome = Literal["triggered", "already_queued"]
+
+
+def _jwt_exp(token: str) -> float | None:
+    """The `exp` claim, read without verifying (we only need to know when to renew)."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        return float(json.loads(base64.urlsafe_b64decode(payload))["exp"])
+    except (IndexError, KeyError, ValueError, TypeError):
+        return None
+
+
+class AirflowApi:
+    """Thread-safe; one instance per process is enough (the token is shared)."""
+
+    def __init__(self, base_url: str, username: str, password: str, *, timeout_s: float = 10.0,
+                 redis_client: redis.Redis | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        self._redis = redis_client
+        self._token: str | None = None
+        self._token_exp: float | None = None
+        self._lock = threading.Lock()
+        self.logins = 0  # how often a token was fetched (tests and metrics read it)
+
+    @classmethod
+    def from_settings(cls, settings: Any, redis_client: redis.Redis | None = None) -> AirflowApi:
+        a = settings.airflow_api
+        return cls(a.url, a.username, a.password.get_secret_value(), timeout_s=a.timeout_s,
+                   redis_client=redis_client)
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- auth -----------------------------------------------------------------------------------
+    def _login(self) -> str:
+        r = self._http.post("/auth/token", json={"username": self._username, "password": self._password})
+        if r.status_code not in (200, 201):
+            raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
+        token = r.json().get("access_token")
+        if not token:
+            raise AirflowApiError("Airflow login answered no access_token", r.status_code)
+        self.logins += 1
+        self._token, self._token_exp = token, _jwt_exp(token)
+        return token
+
+    def _bearer(self, *, renew: bool = False) -> str:
+        with self._lock:
+            expiring = self._token_exp is not None and self._token_exp - 60 < time.time()
+            if renew or self._token is None or expiring:
+                return self._login()
+            return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated call; on 401 the token is renewed once and the call repeated."""
+        r = self._http.request(method, path, headers={"Authorization": f"Bearer {self._bearer()}"}, **kwargs)
+        if r.status_code == 401:
+            renewed = self._bearer(renew=True)
+            r = self._http.request(method, path, headers={"Authorization": f"Bearer {renewed}"}, **kwargs)
+        return r
+
+    # -- DAG runs -------------------------------------------------------------------------------
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
+                note: str | None = None) -> TriggerResult:
+        """Create a run now (`logical_date: null`); a repeated `dag_run_id` → created=False (409)."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if dag_run_id:
+            body["dag_run_id"] = dag_run_id
+        if note:
+            body["note"] = note
+        r = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        if r.status_code in (200, 201):
+            data = r.json()
+            return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
+        if r.status_code == 409:
+            return TriggerResult(dag_run_id, False)
+        raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+
+    def list_runs(self, dag_id: str, *, state: str | None = None, limit: int = 100) -> tuple[list[dict], int]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["state"] = state
+        r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns", params=params)
+        if r.status_code != 200:
+            raise AirflowApiError(f"list runs of {dag_id} failed: HTTP {r.status_code}", r.status_code)
+        data = r.json()
+        runs = data.get("dag_runs", [])
+        return runs, int(data.get("total_entries", len(runs)))
+
+    def queued_runs(self, dag_id: str) -> int:
+        return self.list_runs(dag_id, state="queued", limit=1)[1]
+
+    def get_run(self, dag_id: str, dag_run_id: str) -> dict[str, Any]:
+        r = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}")
+        if r.status_code != 200:
+            raise AirflowApiError(f"get run {dag_run_id} failed: HTTP {r.status_code}", r.status_code)
+        return r.json()
+
+    def trigger_coalesced(self, dag_id: str = BETEILIGTE_SYNC_DAG, *, conf: dict[str, Any] | None = None,
+                          lock_ttl_s: float = 10.0, lock_wait_s: float = 15.0) -> CoalescedOutcome:
+        """Make sure a run of `dag_id` starts after this call: trigger one unless one is queued already.
+
+        A queued run has not started its tasks, so it will see everything enqueued before this call;
+        a running run does not count (it may have looked at the queue already). The check-then-trigger
+        runs under a short Redis lock so concurrent gateway workers do not both trigger; a caller waits
+        for the lock instead of skipping (its own check must happen after its own enqueue).
+        Raises httpx.HTTPError / AirflowApiError when Airflow is unreachable or refuses.
+        """
+        if self._redis is None:
+            return self._check_and_trigger(dag_id, conf)
+        key = TRIGGER_LOCK_KEY.format(dag_id=dag_id)
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + lock_wait_s
+        while not self._redis.set(key, token, nx=True, px=int(lock_ttl_s * 1000)):
+            if time.monotonic() > deadline:
+                raise AirflowApiError(f"trigger lock {key} busy for {lock_wait_s}s")
+            time.sleep(0.02)
+        try:
+            return self._check_and_trigger(dag_id, conf)
+        finally:
+            self._redis.eval(_RELEASE, 1, key, token)
+
+    def _check_and_trigger(self, dag_id: str, conf: dict[str, Any] | None) -> CoalescedOutcome:
+        if self.queued_runs(dag_id) > 0:
+            return "already_queued"
+        result = self.trigger(dag_id, conf or {}, dag_run_id=f"gateway__{uuid.uuid4().hex}",
+                              note="triggered by the webhook gateway")
+        log.info("triggered %s run %s", dag_id, result.dag_run_id)
+        return "triggered"

@@ -1,0 +1,131 @@
+"""`kanzlei-sync`: the project's command line (a thin dispatcher; each command lives in a small function).
+
+  kanzlei-sync register-webhooks --gateway-url URL   register CBeteiligte.create/update/delete in EspoCRM
+  kanzlei-sync dead-letters list [--all] [--source S] [--limit N]
+  kanzlei-sync dead-letters replay ID
+
+To add a command: write `def _cmd_x(args, settings) -> int`, and register its parser in `build_parser`
+with `set_defaults(func=_cmd_x)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from include.settings import Settings, get_settings
+
+WEBHOOK_EVENTS = ("create", "update", "delete")
+
+
+def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    from include.espocrm.client import EspoCrmClient
+
+    gateway = args.gateway_url.rstrip("/")
+    entity = settings.espocrm.entity
+    pairs: list[str] = []
+    with EspoCrmClient.from_settings(settings.espocrm) as client:
+        for event in WEBHOOK_EVENTS:
+            url = f"{gateway}/webhooks/vmh/beteiligte/{event}"
+            hook = client.register_webhook(f"{entity}.{event}", url, skip_own=True)
+            pairs.append(f"{hook['id']}={hook['secretKey']}")
+            print(f"registered {entity}.{event} -> {url} (webhook {hook['id']})", file=sys.stderr)
+    print("# put this line into .env (one secret per webhook):", file=sys.stderr)
+    print(f"ESPOCRM_WEBHOOK_SECRET={','.join(pairs)}")
+    return 0
+
+
+def _dsn(settings: Settings) -> str:
+    return settings.postgres.dsn()
+
+
+def _drain_outbox(settings: Settings) -> None:
+    """Parked dead letters still in Redis go to the hub first, so the list is complete."""
+    from include.hub import dead_letters
+    from include.hub.db import connect
+    from include.queue.party_queue import PartyQueue
+
+    def sink(entry: dict[str, Any]) -> None:
+        with connect(_dsn(settings)) as conn:
+            dead_letters.add_from_outbox(conn, entry)
+
+    try:
+        PartyQueue.from_settings(settings).drain_dead_letter_outbox(sink)
+    except Exception as exc:  # Redis down: list what the hub has
+        print(f"warning: dead-letter outbox in Redis not drained ({type(exc).__name__})", file=sys.stderr)
+
+
+def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
+    from include.hub import dead_letters
+    from include.hub.db import connect
+
+    _drain_outbox(settings)
+    with connect(_dsn(settings)) as conn:
+        rows = dead_letters.list_(conn, include_replayed=args.all, source=args.source, limit=args.limit)
+    if args.json:
+        print(json.dumps([dead_letters.to_json(r) for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("no dead letters")
+    for r in rows:
+        state = f"replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else "open"
+        print(f"{r['id']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['source']:<16} "
+              f"{r['entity_id'] or '-':<20} attempts={r['attempts']:<3} {state:<24} {r['reason']}")
+    return 0
+
+
+def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi
+    from include.hub import dead_letters
+    from include.queue.party_queue import PartyQueue
+
+    queue = PartyQueue.from_settings(settings)
+    try:
+        row = dead_letters.replay(_dsn(settings), args.id, lambda ids: queue.enqueue(ids, "replay"))
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"dead letter {row['id']}: id {row['entity_id']} queued again")
+    if not args.no_trigger:
+        try:
+            outcome = AirflowApi.from_settings(settings, queue.r).trigger_coalesced(BETEILIGTE_SYNC_DAG)
+            print(f"{BETEILIGTE_SYNC_DAG}: {outcome.replace('_', ' ')}")
+        except Exception as exc:
+            print(f"{BETEILIGTE_SYNC_DAG} not triggered ({type(exc).__name__}); the scheduled sweep will "
+                  "pick it up", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("register-webhooks", help="register the EspoCRM webhooks and print their secrets")
+    p.add_argument("--gateway-url", required=True, help="public base URL of the webhook gateway")
+    p.set_defaults(func=_cmd_register_webhooks)
+
+    dl = sub.add_parser("dead-letters", help="list or replay dead letters").add_subparsers(dest="action",
+                                                                                           required=True)
+    p = dl.add_parser("list", help="open dead letters (oldest first)")
+    p.add_argument("--all", action="store_true", help="include replayed ones")
+    p.add_argument("--source", help="webhook | beteiligte_sync | calendar_sync")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_dead_letters_list)
+    p = dl.add_parser("replay", help="queue a dead letter's id again and trigger a sync run")
+    p.add_argument("id", type=int)
+    p.add_argument("--no-trigger", action="store_true", help="only queue it; the sweep picks it up")
+    p.set_defaults(func=_cmd_dead_letters_replay)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, settings or get_settings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The hub table `dead_letters`: work that could not be done, kept to be listed and replayed.
+
+Functions take an open hub connection (include.hub.db.connect, dict rows) so callers choose the
+transaction. `source` is 'webhook' (an item that could never be synced, e.g. no valid id),
+'beteiligte_sync' (an id that kept failing) or 'calendar_sync'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+_COLUMNS = "id, source, entity_id, reason, payload, attempts, created_at, replayed_at"
+
+
+def add(conn: psycopg.Connection, *, source: str, reason: str, entity_id: str | None = None,
+        payload: Any = None, attempts: int = 0) -> int:
+    row = conn.execute(
+        "INSERT INTO dead_letters (source, entity_id, reason, payload, attempts) VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (source, entity_id, reason[:4000], Jsonb(payload) if payload is not None else None, attempts),
+    ).fetchone()
+    return int(row["id"] if isinstance(row, dict) else row[0])
+
+
+def add_from_outbox(conn: psycopg.Connection, entry: dict[str, Any]) -> int:
+    """Insert one entry of the queue's dead-letter outbox (include.queue.party_queue)."""
+    return add(conn, source=entry.get("source") or "webhook", reason=str(entry.get("reason") or "unknown"),
+               entity_id=entry.get("entity_id"), payload=entry.get("payload"),
+               attempts=int(entry.get("attempts") or 0))
+
+
+def list_(conn: psycopg.Connection, *, include_replayed: bool = False, source: str | None = None,
+          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    where, params = [], []
+    if not include_replayed:
+        where.append("replayed_at IS NULL")
+    if source:
+        where.append("source = %s")
+        params.append(source)
+    sql = f"SELECT {_COLUMNS} FROM dead_letters"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id LIMIT %s OFFSET %s"
+    return [dict(r) for r in conn.execute(sql, (*params, limit, offset)).fetchall()]
+
+
+def get(conn: psycopg.Connection, dead_letter_id: int) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s", (dead_letter_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def mark_replayed(conn: psycopg.Connection, dead_letter_id: int) -> bool:
+    """Set replayed_at once; False if it was already replayed (or does not exist)."""
+    row = conn.execute(
+        "UPDATE dead_letters SET replayed_at = now() WHERE id = %s AND replayed_at IS NULL RETURNING id",
+        (dead_letter_id,),
+    ).fetchone()
+    return row is not None
+
+
+def count_open(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL").fetchone()
+    return int(row["n"] if isinstance(row, dict) else row[0])
+
+
+def to_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for k in ("created_at", "replayed_at"):
+        if out.get(k) is not None:
+            out[k] = out[k].isoformat()
+    return out
+
+
+def replay(dsn: str, dead_letter_id: int, enqueue: Any) -> dict[str, Any]:
+    """Send a dead letter's id back to the work queue, then mark it replayed.
+
+    `enqueue(ids)` puts the ids in the queue (PartyQueue.enqueue bound to kind 'replay'). Raises
+    LookupError (unknown id) or ValueError (nothing replayable / already replayed). Enqueue first:
+    a crash in between leaves the letter open, and a second replay is harmless (coalesced).
+    """
+    from include.hub.db import connect
+
+    with connect(dsn) as conn:
+        row = get(conn, dead_letter_id)
+    if row is None:
+        raise LookupError(f"dead letter {dead_letter_id} does not exist")
+    if row["replayed_at"] is not None:
+        raise ValueError(f"dead letter {dead_letter_id} was already replayed at "
+                         f"{row['replayed_at'].isoformat()}")
+    if not row["entity_id"]:
+        raise ValueError(f"dead letter {dead_letter_id} has no valid id to replay (reason: {row['reason']})")
+    enqueue([row["entity_id"]])
+    with connect(dsn) as conn:
+        mark_replayed(conn, dead_letter_id)
+        row = get(conn, dead_letter_id)
+    return to_json(row)  # type: ignore[arg-type]

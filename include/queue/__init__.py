@@ -1,0 +1,1 @@
+"""Redis work queues (EspoCRM party changes waiting for the beteiligte_sync DAG)."""

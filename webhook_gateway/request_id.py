@@ -1,0 +1,55 @@
+"""Request ids and the access log, as plain ASGI middleware.
+
+Starlette's `@app.middleware("http")` (BaseHTTPMiddleware) costs about three quarters of the
+throughput of a trivial endpoint; this does the same job without wrapping the response stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+access_log = logging.getLogger("webhook_gateway.access")
+
+
+def _sane(rid: str) -> bool:
+    # an id from outside ends up in logs and the audit: accept only a short token of safe characters
+    return 0 < len(rid) <= 128 and rid.replace("-", "").replace("_", "").replace(".", "").isalnum()
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")
+                break
+        if not _sane(rid):
+            rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                # path only: query strings may carry client ids; never headers (tokens)
+                access_log.info("%s %s %s %.1fms rid=%s", scope["method"], scope["path"], status,
+                                (time.perf_counter() - started) * 1000, rid)

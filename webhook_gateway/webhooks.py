@@ -1,0 +1,289 @@
+"""EspoCRM webhooks in (the seed's paths), durable enqueue in Redis, a coalesced DAG trigger; dead letters.
+
+Delivery rules (contracts/espocrm.md): EspoCRM retries 401/403/404/405/408/500/503 and connection
+errors, gives up at once on 400/422/502/504 and deletes the webhook on 410. So: 401 for a bad
+signature (a fixed secret makes the retry succeed), 400 only for bodies that can never succeed,
+503 when Redis could not store the ids, never 410.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+
+from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi
+from include.hub import dead_letters
+from include.hub.db import connect
+from include.queue.party_queue import AsyncPartyQueue, PartyQueue, RejectedItem
+from include.settings import Settings
+from webhook_gateway import signature
+from webhook_gateway.auth import require_write
+
+log = logging.getLogger("webhook_gateway.webhooks")
+
+EVENTS = ("create", "update", "delete")
+MAX_ID_LENGTH = 64
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# ids in a truncated body (413 log): only the value of "id", never other fields
+_ID_IN_TEXT = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+
+ACCEPTED = Counter("vmh_webhook_accepted_total", "Webhook items stored in the queue", ["event"])
+DUPLICATES = Counter("vmh_webhook_duplicates_total", "Items of exact re-deliveries (counted, still enqueued)",
+                     ["event"])
+REJECTED = Counter("vmh_webhook_rejected_total", "Webhook items without a valid id (dead-lettered)",
+                   ["event"])
+ERRORS = Counter("vmh_webhook_errors_total", "Webhook requests refused", ["event", "status"])
+LATENCY = Histogram("vmh_webhook_request_seconds", "Webhook handling time until the answer", ["event"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+TRIGGERS = Counter("vmh_webhook_dag_triggers_total", "Coalesced beteiligte_sync trigger attempts",
+                   ["outcome"])
+
+router = APIRouter()
+
+
+# -- resources (created on first use, closed with the app) ----------------------------------------
+class _TriggerCoalescer:
+    """At most one trigger check in flight per process (no thread hop per webhook). A request while
+    one runs makes it run once more afterwards (at most every `min_interval_s`), so every enqueue is
+    followed by a check that started after it. Called on the event loop only."""
+
+    def __init__(self, fn: Callable[[], None] | None, min_interval_s: float = 0.5) -> None:
+        self._fn = fn
+        self._min_interval_s = min_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def request(self) -> None:
+        if self._fn is None:
+            return
+        if self._task is not None and not self._task.done():
+            self._again = True
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            started = time.monotonic()
+            await asyncio.to_thread(self._fn)  # type: ignore[arg-type]  # sync clients; never raises (see trigger_once)
+            if not self._again:
+                return
+            await asyncio.sleep(max(0.0, self._min_interval_s - (time.monotonic() - started)))
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class WebhookResources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.queue = AsyncPartyQueue.from_url(settings.redis_url)
+        self.sync_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self.sync_queue = PartyQueue(self.sync_redis, max_attempts=settings.sync.party_max_attempts,
+                                     lease_s=settings.sync.party_lease_s)
+        self.airflow = AirflowApi.from_settings(settings, redis_client=self.sync_redis) \
+            if settings.airflow_api.url else None
+        self.trigger = _TriggerCoalescer(self.trigger_once if self.airflow is not None else None)
+        self._last_airflow_warning = 0.0
+
+    def trigger_once(self) -> None:
+        if self.airflow is None:
+            return
+        try:
+            outcome = self.airflow.trigger_coalesced(BETEILIGTE_SYNC_DAG)
+            TRIGGERS.labels(outcome).inc()
+        except Exception as exc:  # Airflow down: the ids wait for the scheduled sweep
+            TRIGGERS.labels("failed").inc()
+            now = time.monotonic()
+            if now - self._last_airflow_warning > 60:  # once a minute, not once per webhook
+                self._last_airflow_warning = now
+                log.warning("could not trigger %s (events wait for the sweep): %s",
+                            BETEILIGTE_SYNC_DAG, type(exc).__name__)
+
+    def drain_rejected(self) -> int:
+        """Move parked dead letters from the Redis outbox into the hub table."""
+        dsn = self.settings.postgres.dsn()
+
+        def sink(entry: dict[str, Any]) -> None:
+            with connect(dsn) as conn:
+                dead_letters.add_from_outbox(conn, entry)
+
+        return self.sync_queue.drain_dead_letter_outbox(sink)
+
+    async def close(self) -> None:
+        await self.trigger.wait()
+        await self.queue.close()
+        self.sync_redis.close()
+        if self.airflow is not None:
+            self.airflow.close()
+
+
+def resources(request: Request) -> WebhookResources:
+    app = request.app
+    res = app.state.resources.get("webhooks")
+    if res is None:
+        res = app.state.resources["webhooks"] = WebhookResources(app.state.settings)
+        app.state.closers.append(res.close)
+    return res
+
+
+def install(app: FastAPI) -> None:
+    """Hook the routes into the gateway; warn loudly when unsigned webhooks are allowed."""
+    app.include_router(router)
+    if app.state.settings.espocrm.webhook_allow_unsigned:
+        log.warning("!!! ESPOCRM_WEBHOOK_ALLOW_UNSIGNED=true: unsigned webhooks are ACCEPTED. "
+                    "Development only: anyone who can reach the gateway can queue work. !!!")
+
+
+# -- the webhook -----------------------------------------------------------------------------------
+def _refuse(event: str, status: int, message: str, **extra: Any) -> HTTPException:
+    ERRORS.labels(event, str(status)).inc()
+    return HTTPException(status, detail={"error": message, **extra})
+
+
+async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
+    """The body, read in chunks; stops as soon as it passes `limit` (second value True = too large)."""
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            return bytes(buf[: limit + 1]), True
+    return bytes(buf), False
+
+
+def _id_problem(item: dict[str, Any]) -> str | None:
+    if "id" not in item:
+        return "missing id"
+    value = item["id"]
+    if not isinstance(value, str):
+        return f"id must be a string, got {type(value).__name__}"
+    if not value:
+        return "id is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"id longer than {MAX_ID_LENGTH} characters"
+    if not _ID_RE.match(value):
+        return "id has characters outside [A-Za-z0-9_-]"
+    return None
+
+
+@router.post("/webhooks/vmh/beteiligte/{event}")
+async def receive_webhook(event: str, request: Request, background: BackgroundTasks) -> JSONResponse:
+    if event not in EVENTS:
+        raise HTTPException(404, detail=f"unknown event {event!r}; one of {', '.join(EVENTS)}")
+    started = time.perf_counter()
+    settings: Settings = request.app.state.settings
+    espo = settings.espocrm
+
+    body, too_large = await _read_limited(request, espo.webhook_max_body_bytes)
+    if too_large:
+        ids = [m.decode() for m in _ID_IN_TEXT.findall(body)]
+        log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d); ids seen: %s",
+                    event, espo.webhook_max_body_bytes, request.headers.get("content-length", "?"), len(body),
+                    ",".join(ids) or "-")
+        raise _refuse(event, 413, f"body larger than {espo.webhook_max_body_bytes} bytes",
+                      limit=espo.webhook_max_body_bytes)
+
+    has_signature = bool(request.headers.get("signature") or request.headers.get("x-signature"))
+    if has_signature or not espo.webhook_allow_unsigned:
+        verdict = signature.verify(body, request.headers, espo.webhook_secrets())
+        if not verdict.ok:
+            log.warning("webhook %s refused: %s", event, verdict.reason)
+            raise _refuse(event, 401, verdict.reason)
+
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _refuse(event, 400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise _refuse(event, 400, f"body must be a JSON array of objects, got {type(items).__name__}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _refuse(event, 400, f"body must be a JSON array of objects; item {index} is "
+                                      f"{type(item).__name__}")
+
+    ids: list[str] = []
+    rejected: list[RejectedItem] = []
+    for index, item in enumerate(items):
+        problem = _id_problem(item)
+        if problem:
+            rejected.append(RejectedItem(index, problem, item))
+        else:
+            ids.append(item["id"])
+
+    res = resources(request)
+    try:
+        result = await res.queue.enqueue(ids, event, body=body, rejected=rejected)  # type: ignore[arg-type]
+    except redis.RedisError as exc:
+        log.error("webhook %s: Redis could not store %d ids (%s); answering 503 so EspoCRM retries",
+                  event, len(ids), type(exc).__name__)
+        ERRORS.labels(event, "503").inc()
+        return JSONResponse({"error": "queue unavailable, retry later", "status": 503}, status_code=503,
+                            headers={"Retry-After": "60"})
+
+    duplicates = len(ids) if result.duplicate else 0
+    ACCEPTED.labels(event).inc(len(ids))
+    DUPLICATES.labels(event).inc(duplicates)
+    REJECTED.labels(event).inc(len(rejected))
+    log.info("webhook %s: accepted %s%s%s", event, ",".join(dict.fromkeys(ids)) or "-",
+             " (re-delivery)" if result.duplicate else "",
+             f"; rejected items {[r.index for r in rejected]}" if rejected else "")
+
+    # off the request path: a task of its own, in a worker thread (sync clients)
+    res.trigger.request()
+    if rejected:
+        background.add_task(_drain_quietly, res)
+    LATENCY.labels(event).observe(time.perf_counter() - started)
+    return JSONResponse({"accepted": len(ids), "duplicates": duplicates,
+                         "rejected": [{"index": r.index, "reason": r.reason} for r in rejected]})
+
+
+def _drain_quietly(res: WebhookResources) -> None:
+    try:
+        res.drain_rejected()
+    except Exception as exc:  # hub down: the entries stay in the Redis outbox
+        log.warning("dead-letter outbox not drained: %s", type(exc).__name__)
+
+
+# -- dead letters ----------------------------------------------------------------------------------
+@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)])
+def list_dead_letters(request: Request, include_replayed: bool = False, source: str | None = None,
+                      limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    res = resources(request)
+    try:
+        res.drain_rejected()
+        with connect(res.settings.postgres.dsn()) as conn:
+            rows = dead_letters.list_(conn, include_replayed=include_replayed, source=source,
+                                      limit=max(1, min(limit, 1000)), offset=max(0, offset))
+    except Exception as exc:  # Redis or hub down
+        log.error("dead letters unavailable: %s", type(exc).__name__)
+        raise HTTPException(503, detail="dead-letter store unavailable") from None
+    return {"dead_letters": [dead_letters.to_json(r) for r in rows], "count": len(rows)}
+
+
+@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)])
+def replay_dead_letter(dead_letter_id: int, request: Request, background: BackgroundTasks) -> dict[str, Any]:
+    res = resources(request)
+    try:
+        row = dead_letters.replay(res.settings.postgres.dsn(), dead_letter_id,
+                                  lambda ids: res.sync_queue.enqueue(ids, "replay"))
+    except LookupError as exc:
+        raise HTTPException(404, detail=str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+    except Exception as exc:
+        log.error("replay of dead letter %s failed: %s", dead_letter_id, type(exc).__name__)
+        raise HTTPException(503, detail="queue or dead-letter store unavailable") from None
+    log.info("dead letter %s replayed: id %s queued again", dead_letter_id, row["entity_id"])
+    background.add_task(res.trigger_once)
+    return {"replayed": row}
