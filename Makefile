@@ -1,0 +1,62 @@
+# The two commands that matter: `make demo` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# The install is redone only when requirements.txt or pyproject.toml change.
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: help setup demo down status test test-fast bench lint clean-run
+
+help:
+	@echo "make setup   create .venv, install pinned requirements, .env from .env.example, sandbox key, hub migrations"
+	@echo "make demo    setup, then start PostgreSQL/Redis if needed, sandbox, gateway and Airflow; print where they are"
+	@echo "make down    stop exactly what 'make demo' started"
+	@echo "make test    the test suite (needs PostgreSQL and Redis on 127.0.0.1; not the demo)"
+	@echo "make bench   run every bench/*.py in turn"
+	@echo "make lint    ruff"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+.env:
+	cp .env.example .env
+	@echo "created .env from .env.example (sandbox values)"
+
+setup: $(STAMP) .env
+	@$(PY) -m sandbox write-key
+	@$(PY) -m include.devstack migrate
+
+demo: setup
+	$(PY) -m include.devstack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m include.devstack down; fi
+
+status:
+	@$(PY) -m include.devstack status
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+# Everything except the end-to-end tests that start Airflow (quicker while developing).
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not e2e"
+
+bench: setup
+	@set -e; for f in bench/*.py; do \
+		[ -e "$$f" ] || { echo "no benches in bench/"; break; }; \
+		echo "=== $$f"; $(PY) "$$f"; \
+	done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .

@@ -1,0 +1,458 @@
+"""The local stack behind `make demo` / `make down`: sandbox, gateway and Airflow standalone.
+
+    python -m include.devstack up [--timeout 180]   start what is not running, wait until healthy
+    python -m include.devstack down [--services]    stop exactly what `up` started
+    python -m include.devstack status               what runs, and is it healthy
+    python -m include.devstack migrate              hub migrations if PostgreSQL answers (make setup)
+
+Everything comes from the settings (.env): Airflow listens on the port of AIRFLOW_API_URL, the
+gateway on GATEWAY_PORT, and in sandbox mode the sandboxes on the ports of ADVOWARE_BASE_URL,
+GOOGLE_API_ENDPOINT and ESPOCRM_BASE_URL. DEVSTACK_RUN_DIR (default .run) holds PID files and logs,
+DEVSTACK_AIRFLOW_HOME (default .airflow) the Airflow home, so a second stack (the e2e test) can
+run beside the demo.
+
+Each process starts in its own session and carries DEVSTACK_MARKER=<id of this run dir> in its
+environment; `down` signals the process groups it recorded, then removes any process that still
+carries the marker (Airflow forks workers). Nothing else is touched. PostgreSQL and Redis are the
+machine's: `up` starts them if they are down, `down` leaves them running unless --services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+
+from include import airflow_env
+from include.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def _port(url: str, default: int) -> int:
+    parts = urlsplit(url)
+    if parts.hostname in LOCAL_HOSTS and parts.port:
+        return parts.port
+    return default
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health: list[str]
+    ports: list[int]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    root: Path = ROOT
+    run_dir: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")))
+    airflow_home: Path = field(
+        default_factory=lambda: Path(os.environ.get("DEVSTACK_AIRFLOW_HOME", ROOT / ".airflow")))
+    out: object = sys.stdout
+
+    # -- paths and identity ------------------------------------------------------------------
+    @property
+    def pid_dir(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def marker(self) -> str:
+        path = self.run_dir / "devstack-marker"
+        if not path.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(uuid.uuid4().hex)
+        return path.read_text().strip()
+
+    def say(self, msg: str) -> None:
+        print(msg, file=self.out, flush=True)  # type: ignore[call-overload]
+
+    # -- what to run -------------------------------------------------------------------------
+    def sandbox_ports(self) -> dict[str, int]:
+        s = self.settings
+        return {
+            "SANDBOX_ADVOWARE_PORT": _port(s.advoware.base_url, 8101),
+            "SANDBOX_GOOGLE_PORT": _port(s.google.api_endpoint, 8102),
+            "SANDBOX_ESPOCRM_PORT": _port(s.espocrm.base_url, 8103),
+        }
+
+    def services(self) -> list[Service]:
+        s = self.settings
+        bin_dir = str(Path(sys.executable).parent)  # not resolved: the venv's bin, not the base python
+        base = {**os.environ, "DEVSTACK_MARKER": self.marker(), "PYTHONUNBUFFERED": "1",
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+        out: list[Service] = []
+        if s.sandbox_mode:
+            ports = self.sandbox_ports()
+            env = {**base, **{k: str(v) for k, v in ports.items()}}
+            out.append(Service("sandbox", [sys.executable, "-m", "sandbox"], env,
+                               [f"http://127.0.0.1:{p}/healthz" for p in ports.values()],
+                               list(ports.values())))
+        gw = s.gateway.port
+        out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], base,
+                           [f"http://127.0.0.1:{gw}/healthz"], [gw]))
+        af_env = airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
+                                       airflow_home=self.airflow_home)
+        af_port = airflow_env.api_port(s)
+        # airflow standalone starts its components as `airflow ...` from PATH: the venv's bin comes first.
+        out.append(Service("airflow", [os.path.join(bin_dir, "airflow"), "standalone"], {**base, **af_env},
+                           [f"http://127.0.0.1:{af_port}/api/v2/version"], [af_port]))
+        return out
+
+    # -- PID files ---------------------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.pid_dir / f"{name}.json"
+
+    def running(self, name: str) -> psutil.Process | None:
+        """The recorded process if it is still the one we started (PIDs get reused)."""
+        path = self._pidfile(name)
+        if not path.exists():
+            return None
+        rec = json.loads(path.read_text())
+        try:
+            proc = psutil.Process(rec["pid"])
+            if abs(proc.create_time() - rec["create_time"]) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc
+        except psutil.Error:
+            pass
+        return None
+
+    def start(self, svc: Service) -> psutil.Process:
+        self.pid_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{svc.name}.log"
+        with open(log_path, "ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} devstack starts {svc.name}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(svc.argv, cwd=self.root, env=svc.env, stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = psutil.Process(popen.pid)
+        self._pidfile(svc.name).write_text(json.dumps(
+            {"pid": popen.pid, "create_time": proc.create_time(), "argv": svc.argv, "log": str(log_path)}))
+        return proc
+
+    # -- machine services (PostgreSQL, Redis) --------------------------------------------------
+    def _pg_up(self) -> bool:
+        import psycopg
+
+        try:
+            psycopg.connect(self.settings.postgres.dsn("postgres"), connect_timeout=3).close()
+            return True
+        except psycopg.Error:
+            return False
+
+    def _redis_up(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=3).ping())
+        except redis.RedisError:
+            return False
+
+    def _record_service(self, name: str, detail: dict[str, object]) -> None:
+        path = self.run_dir / "started-services.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[name] = detail
+        path.write_text(json.dumps(data))
+
+    def ensure_postgres(self, deadline: float) -> None:
+        if self._pg_up():
+            return
+        if self.settings.postgres.host not in LOCAL_HOSTS or not shutil.which("pg_ctlcluster"):
+            raise RuntimeError(f"PostgreSQL at {self.settings.postgres.host}:{self.settings.postgres.port} "
+                               "does not answer; start it and retry")
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        self.say(f"starting PostgreSQL {version}/main")
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True)
+        self._record_service("postgres", {"version": version})
+        while not self._pg_up():
+            if time.monotonic() > deadline:
+                raise TimeoutError("PostgreSQL did not come up")
+            time.sleep(0.5)
+
+    def ensure_redis(self, deadline: float) -> None:
+        if self._redis_up():
+            return
+        parts = urlsplit(self.settings.redis_url)
+        if parts.hostname not in LOCAL_HOSTS or not shutil.which("redis-server"):
+            raise RuntimeError(f"Redis at {parts.hostname}:{parts.port} does not answer; start it and retry")
+        port = parts.port or 6379
+        pidfile = self.run_dir / f"redis-{port}.pid"
+        self.say(f"starting Redis on 127.0.0.1:{port}")
+        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
+                        "--save", "", "--appendonly", "no", "--pidfile", str(pidfile)], check=True)
+        while not self._redis_up():
+            if time.monotonic() > deadline:
+                raise TimeoutError("Redis did not come up")
+            time.sleep(0.2)
+        self._record_service("redis", {"pidfile": str(pidfile), "port": port})
+
+    def migrate(self) -> None:
+        from include.hub.db import migrate
+
+        migrate(self.settings.postgres.dsn())
+
+    def write_sandbox_key(self) -> None:
+        if not self.settings.sandbox_mode or not self.settings.google.calendar_service_account_path:
+            return
+        path = Path(self.settings.google.calendar_service_account_path)
+        path = path if path.is_absolute() else self.root / path
+        if not path.exists():
+            env = {**os.environ, "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(path)}
+            subprocess.run([sys.executable, "-m", "sandbox", "write-key"], cwd=self.root, env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+
+    # -- health ------------------------------------------------------------------------------
+    @staticmethod
+    def healthy(url: str) -> bool:
+        try:
+            return httpx.get(url, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _tail(self, name: str, lines: int = 25) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_healthy(self, services: list[Service], deadline: float) -> None:
+        pending = {svc.name: list(svc.health) for svc in services}
+        while pending:
+            for name, urls in list(pending.items()):
+                if self.running(name) is None:
+                    raise RuntimeError(f"{name} exited during start-up; last log lines:\n{self._tail(name)}")
+                urls[:] = [u for u in urls if not self.healthy(u)]
+                if not urls:
+                    self.say(f"  {name}: healthy")
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "\n".join(f"--- {n}\n{self._tail(n)}" for n in pending)
+                raise TimeoutError(f"not healthy before the deadline: {', '.join(pending)}\n{details}")
+            time.sleep(1.0)
+
+    # -- Airflow -----------------------------------------------------------------------------
+    def airflow_token(self) -> str:
+        api = self.settings.airflow_api
+        port = airflow_env.api_port(self.settings)
+        r = httpx.post(f"http://127.0.0.1:{port}/auth/token", timeout=10,
+                       json={"username": api.username, "password": api.password.get_secret_value()})
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def unpause_dags(self) -> list[str]:
+        """DAGs are created unpaused; this also unpauses ones someone paused in an earlier demo."""
+        port = airflow_env.api_port(self.settings)
+        headers = {"Authorization": f"Bearer {self.airflow_token()}"}
+        base = f"http://127.0.0.1:{port}/api/v2/dags"
+        r = httpx.get(base, params={"paused": "true", "limit": 1000}, headers=headers, timeout=10)
+        r.raise_for_status()
+        ids = [d["dag_id"] for d in r.json().get("dags", [])]
+        for dag_id in ids:
+            httpx.patch(f"{base}/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": False},
+                        headers=headers, timeout=10).raise_for_status()
+        return ids
+
+    # -- commands ----------------------------------------------------------------------------
+    def up(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_postgres(deadline)
+        self.ensure_redis(deadline)
+        self.migrate()
+        self.write_sandbox_key()
+        airflow_env.write_passwords_file(self.run_dir / "airflow-passwords.json", self.settings)
+        services = self.services()
+        for svc in services:
+            if self.running(svc.name):
+                self.say(f"{svc.name}: already running")
+                continue
+            busy = [p for p in svc.ports if _port_in_use(p)]
+            if busy:
+                raise RuntimeError(f"{svc.name}: port(s) {busy} already in use by another program; "
+                                   "stop it or change the port in .env")
+            self.start(svc)
+            self.say(f"{svc.name}: started (log {self.log_dir / (svc.name + '.log')})")
+        try:
+            self.wait_healthy(services, deadline)
+        except Exception:
+            self.say("start-up failed; stopping what was started")
+            self.down()
+            raise
+        try:
+            unpaused = self.unpause_dags()
+            if unpaused:
+                self.say(f"unpaused DAGs: {', '.join(unpaused)}")
+        except httpx.HTTPError as exc:  # the stack runs; a failed unpause must not hide that
+            self.say(f"warning: could not unpause DAGs: {exc}")
+        self.summary()
+
+    def summary(self) -> None:
+        s = self.settings
+        af = f"http://127.0.0.1:{airflow_env.api_port(s)}"
+        login = f"{s.airflow_api.username} / {s.airflow_api.password.get_secret_value()}"
+        lines = [
+            "",
+            f"Airflow UI   {af}   login: {login}",
+            f"Gateway      http://127.0.0.1:{s.gateway.port}   (/healthz, /metrics)",
+        ]
+        if s.sandbox_mode:
+            p = self.sandbox_ports()
+            lines.append(f"Sandbox      Advoware :{p['SANDBOX_ADVOWARE_PORT']}"
+                         f"  Google :{p['SANDBOX_GOOGLE_PORT']}  EspoCRM :{p['SANDBOX_ESPOCRM_PORT']}")
+        lines += [f"Logs         {self.log_dir}", "Stop with    make down", ""]
+        self.say("\n".join(lines))
+
+    def _leaders(self) -> dict[int, float]:
+        """Session ids we started (pid of each recorded process) and when they started."""
+        out: dict[int, float] = {}
+        for path in self.pid_dir.glob("*.json") if self.pid_dir.exists() else []:
+            rec = json.loads(path.read_text())
+            out[int(rec["pid"])] = float(rec["create_time"])
+        return out
+
+    def ours(self) -> list[psutil.Process]:
+        """Every live process of this stack: in a session we started, or carrying our marker.
+
+        The session catches processes that rewrite their environment block (setproctitle does),
+        the marker catches any that left the session; create times guard against reused ids.
+        """
+        marker = self.marker()
+        leaders = self._leaders()
+        found = []
+        for proc in psutil.process_iter(["pid", "create_time", "status"]):
+            try:
+                if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:
+                    continue
+                sid = os.getsid(proc.pid)
+                if sid in leaders and proc.info["create_time"] >= leaders[sid] - 0.01:
+                    found.append(proc)
+                elif proc.environ().get("DEVSTACK_MARKER") == marker:
+                    found.append(proc)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    def down(self, *, services: bool = False, grace_s: float = 30.0) -> None:
+        names = sorted(p.stem for p in self.pid_dir.glob("*.json")) if self.pid_dir.exists() else []
+        for name in names:
+            proc = self.running(name)
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)  # its own session: pgid == pid
+                except ProcessLookupError:
+                    pass
+                self.say(f"{name}: stopping (pid {proc.pid})")
+        # Give the process groups time to shut down cleanly; then signal stragglers one by one.
+        started = time.monotonic()
+        nudged = False
+        left = self.ours()
+        while left and time.monotonic() - started < grace_s:
+            if not nudged and time.monotonic() - started > 5:
+                for proc in left:
+                    with contextlib.suppress(psutil.Error):
+                        proc.terminate()
+                nudged = True
+            time.sleep(0.3)
+            left = self.ours()
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                self.say(f"killed pid {proc.pid} after {grace_s:.0f}s")
+        psutil.wait_procs(left, timeout=5)
+        for name in names:
+            self._pidfile(name).unlink(missing_ok=True)
+        if services:
+            self._stop_services()
+
+    def _stop_services(self) -> None:
+        path = self.run_dir / "started-services.json"
+        if not path.exists():
+            return
+        data = json.loads(path.read_text())
+        if "redis" in data:
+            pidfile = Path(data["redis"]["pidfile"])
+            if pidfile.exists():
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+                self.say("Redis: stopped (started by devstack)")
+        if "postgres" in data:
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", data["postgres"]["version"], "main",
+                            "stop"], check=False)
+            self.say("PostgreSQL: stopped (started by devstack)")
+        path.unlink()
+
+    def status(self) -> int:
+        bad = 0
+        for svc in self.services():
+            proc = self.running(svc.name)
+            ok = proc is not None and all(self.healthy(u) for u in svc.health)
+            bad += not ok
+            state = f"pid {proc.pid}" if proc else "not running"
+            self.say(f"{svc.name:8} {state:16} {'healthy' if ok else 'NOT healthy'}")
+        return 1 if bad else 0
+
+
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m include.devstack")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds until everything is healthy")
+    down = sub.add_parser("down")
+    down.add_argument("--services", action="store_true",
+                      help="also stop PostgreSQL/Redis if devstack started them")
+    sub.add_parser("status")
+    sub.add_parser("migrate")
+    args = parser.parse_args(argv)
+
+    stack = Stack(Settings())
+    try:
+        if args.cmd == "up":
+            stack.up(args.timeout)
+        elif args.cmd == "down":
+            stack.down(services=args.services)
+        elif args.cmd == "status":
+            return stack.status()
+        elif args.cmd == "migrate":
+            if not stack._pg_up():
+                print("PostgreSQL does not answer: hub migrations skipped (make demo runs them)")
+                return 0
+            stack.migrate()
+            print("hub migrated")
+    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
+        print(f"devstack {args.cmd}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

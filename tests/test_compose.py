@@ -1,0 +1,134 @@
+"""docker-compose.yaml parses, names every service, and passes every variable the code reads.
+
+The variable list is derived from include.settings (the pydantic-settings models and their env
+prefixes), so adding a setting without adding it to the compose file fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr, TypeAdapter
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+from include.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = {"postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
+            "airflow-dag-processor", "airflow-triggerer", "gateway", "sandbox"}
+AIRFLOW_SERVICES = sorted(s for s in SERVICES if s.startswith("airflow-"))
+# Services that run our code and therefore read the settings.
+APP_SERVICES = [*AIRFLOW_SERVICES, "gateway", "sandbox"]
+_REF = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>.*))?\}$")
+
+
+def settings_fields(model: type[BaseSettings] = Settings,
+                    prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """(ENV_NAME, field) for every leaf setting, following nested settings and their env_prefix."""
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseSettings):
+            yield from settings_fields(ann, str(ann.model_config.get("env_prefix", "")))
+        else:
+            yield (prefix + name).upper(), field
+
+
+SETTINGS = dict(settings_fields())
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+
+
+def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
+    env = compose["services"][service].get("environment", {})
+    assert isinstance(env, dict), f"{service}: environment must be a mapping"
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_settings_walk_finds_nested_prefixes() -> None:
+    # Guard the derivation itself: nested models contribute prefixed names, top-level ones bare.
+    assert {"REDIS_URL", "ADVOWARE_BASE_URL", "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH", "POSTGRES_DB",
+            "AIRFLOW_API_PASSWORD", "GATEWAY_API_TOKEN", "SANDBOX_MODE"} <= SETTINGS.keys()
+    assert "ADVOWARE" not in SETTINGS and "BASE_URL" not in SETTINGS
+
+
+def test_names_every_service(compose: dict[str, Any]) -> None:
+    assert SERVICES <= set(compose["services"])
+    assert compose["services"]["sandbox"].get("profiles") == ["sandbox"]
+    assert not any(compose["services"][s].get("profiles") for s in SERVICES - {"sandbox"})
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_every_setting_reaches_every_app_service(compose: dict[str, Any], service: str) -> None:
+    env = env_of(compose, service)
+    missing = sorted(set(SETTINGS) - set(env))
+    assert missing == [], f"{service} lacks {missing}"
+    for name in SETTINGS:
+        m = _REF.match(env[name])
+        # Configurable from .env: the variable itself, or its COMPOSE_ in-network address override.
+        assert m and m["name"] in (name, f"COMPOSE_{name}"), f"{service}: {name}={env[name]!r}"
+
+
+def test_compose_defaults_equal_the_settings_defaults(compose: dict[str, Any]) -> None:
+    env = env_of(compose, "gateway")
+    for name, field in SETTINGS.items():
+        m = _REF.match(env[name])
+        assert m is not None
+        if m["name"] != name:
+            continue  # an in-network address, deliberately different from the laptop default
+        parsed = TypeAdapter(field.annotation).validate_python(m["default"] or "")
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            parsed, default = parsed.get_secret_value(), default.get_secret_value()
+        assert parsed == default, f"{name}: compose default {m['default']!r} != settings default {default!r}"
+
+
+def test_env_example_names_only_real_settings_and_compose_names_them_all(compose: dict[str, Any]) -> None:
+    keys = [line.split("=", 1)[0].strip() for line in (ROOT / ".env.example").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+    assert keys, ".env.example is not empty"
+    assert sorted(set(keys) - set(SETTINGS)) == [], "variables in .env.example that no setting reads"
+    assert sorted(set(keys) - set(env_of(compose, "gateway"))) == []
+
+
+def test_redis_is_durable(compose: dict[str, Any]) -> None:
+    cmd = compose["services"]["redis"]["command"]
+    args = cmd if isinstance(cmd, list) else cmd.split()
+    pairs = dict(zip(args[1::2], args[2::2], strict=False)) if args[0] == "redis-server" else {}
+    assert pairs.get("--appendonly") == "yes"
+    assert pairs.get("--appendfsync") == "always"
+
+
+def test_airflow_components_share_secret_and_execution_api(compose: dict[str, Any]) -> None:
+    commands = {}
+    for service in AIRFLOW_SERVICES:
+        env = env_of(compose, service)
+        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == env_of(compose, "airflow-apiserver")[
+            "AIRFLOW__API_AUTH__JWT_SECRET"]
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+        commands[service] = compose["services"][service].get("command")
+    for service, sub in [("airflow-apiserver", "api-server"), ("airflow-scheduler", "scheduler"),
+                         ("airflow-dag-processor", "dag-processor"), ("airflow-triggerer", "triggerer")]:
+        assert commands[service][-2:] == ["airflow", sub]
+    assert "airflow db migrate" in " ".join(commands["airflow-init"])
+    health = compose["services"]["airflow-apiserver"]["healthcheck"]["test"]
+    assert "/api/v2/version" in " ".join(health)
+
+
+def test_image_installs_the_pinned_requirements() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
+    assert "apache/airflow:${AIRFLOW_VERSION}" in dockerfile
+    pinned = (ROOT / "requirements.txt").read_text()
+    version = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.M)
+    assert version and f"apache-airflow=={version[1]}" in pinned
