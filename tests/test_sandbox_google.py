@@ -701,3 +701,15 @@ def test_seed_and_state(anna: Any, google_url: str) -> None:
         "legac0001": "confirmed",
         "legac0002": "cancelled",
     }
+
+
+def test_seed_number_creates_the_firms_accounts(google_url: str) -> None:
+    from sandbox.firm import generate_firm
+
+    answer = httpx.post(f"{google_url}/_sandbox/seed", json={"seed": 3, "employees": 4}, timeout=10)
+    answer.raise_for_status()
+    emails = [e["email"] for e in generate_firm(3, employees=4, appointments_per_employee=0, parties=0).employees]
+    assert answer.json()["calendars"] == emails
+    state = httpx.get(f"{google_url}/_sandbox/state", timeout=10).json()
+    owners = {cal["owner"] for cal in state["calendars"]}
+    assert set(emails) <= owners

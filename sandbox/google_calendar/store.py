@@ -583,6 +583,15 @@ class CalendarStore:
     # -- admin -------------------------------------------------------------------------------
     def seed(self, body: dict[str, Any]) -> dict[str, Any]:
         created: list[str] = []
+        if "seed" in body:
+            # The generated firm's Workspace accounts: each employee has a primary calendar.
+            from sandbox.firm import generate_firm
+
+            firm = generate_firm(int(body["seed"]), employees=int(body.get("employees", 10)),
+                                 appointments_per_employee=0, parties=0)
+            for employee in firm.employees:
+                self.calendar("primary", employee["email"], "read")
+                created.append(employee["email"])
         for spec in body.get("calendars") or []:
             owner = spec.get("owner") or "anonymous"
             cid = spec.get("id")
