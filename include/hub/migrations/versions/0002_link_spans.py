@@ -1,0 +1,20 @@
+"""Remember each linked item's date range, so an item that merely left the window is not deleted.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE calendar_links ADD COLUMN span_start date, ADD COLUMN span_end date")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE calendar_links DROP COLUMN span_start, DROP COLUMN span_end")

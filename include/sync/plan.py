@@ -1,0 +1,151 @@
+"""The planner's input link rows and its output `Plan` (JSON-serialisable; the executor's contract).
+
+`Action` fields (every field always present in JSON, None where not applicable):
+- `phase` 1..4 (adoptions run in phase 1), `kind` (below), `reason` (the decision-table row),
+  `employee`, `frnr` (None until an Advoware create returns it), `google_event_id`.
+- `google_body` full event body for create/update/adopt (PUT semantics; `id` set on create).
+- `advoware_body` Termin body for create (no frNr) / update (with frNr).
+- `advoware_fingerprint`, `google_fingerprint`: what to store in the hub link after success.
+- `span_start`, `span_end`: ISO dates to store with the link (window checks; 2037-12-31 = open).
+- `advoware_changed_at`: Advoware `zuletztGeaendertAm` seen when planning (stale check before an
+  Advoware update/delete: re-read, skip if it moved). `google_updated`: Google `updated` seen.
+- `confirm_absent`: "advoware" | "google" | None: before this deletion, confirm the item is really
+  gone from that side (GET by id: 404/410/cancelled, or Advoware: now owned by someone else);
+  if it still exists, skip (it left the window or moved; never delete on a listing alone).
+
+Kinds: `create_google` (insert with the deterministic id; on 409 GET it and, if cancelled,
+undelete by update with status "confirmed"), `update_google`, `delete_google`, `create_advoware`
+(then PATCH the Google event's extendedProperties.private with `marker_properties(employee, frnr,
+"google")`), `update_advoware`, `delete_advoware`, `adopt` (link an existing Google event; PUT
+`google_body` if not None), `link` (store fingerprints only, no API call), `forget` (both sides
+gone: drop/mark the link 'deleted').
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+KINDS = ("create_google", "update_google", "delete_google", "create_advoware", "update_advoware",
+         "delete_advoware", "adopt", "link", "forget")
+ADVOWARE_WRITES = frozenset({"create_advoware", "update_advoware", "delete_advoware"})
+GOOGLE_WRITES = frozenset({"create_google", "update_google", "delete_google"})
+DELETIONS = frozenset({"delete_google", "delete_advoware"})
+
+# Report kinds (ids only in `detail`, never appointment text).
+REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
+                "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window")
+
+
+@dataclass(frozen=True)
+class HubLink:
+    """One `calendar_links` row as the planner needs it (span_* are optional extras, see README)."""
+
+    employee: str
+    frnr: int | None
+    google_event_id: str | None
+    advoware_fingerprint: str | None = None
+    google_fingerprint: str | None = None
+    advoware_changed_at: str | None = None
+    google_updated: str | None = None
+    status: str = "linked"
+    span_start: str | None = None
+    span_end: str | None = None
+
+
+@dataclass
+class Action:
+    phase: int
+    kind: str
+    reason: str
+    employee: str
+    frnr: int | None = None
+    google_event_id: str | None = None
+    google_body: dict[str, Any] | None = None
+    advoware_body: dict[str, Any] | None = None
+    advoware_fingerprint: str | None = None
+    google_fingerprint: str | None = None
+    span_start: str | None = None
+    span_end: str | None = None
+    advoware_changed_at: str | None = None
+    google_updated: str | None = None
+    confirm_absent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown action kind {self.kind!r}")
+
+
+@dataclass
+class Report:
+    kind: str
+    employee: str
+    frnr: int | None = None
+    google_event_id: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class Plan:
+    employee: str
+    window_start: str
+    window_end: str
+    google_complete: bool
+    policy: dict[str, Any]
+    adoptions: list[Action] = field(default_factory=list)
+    phase1: list[Action] = field(default_factory=list)
+    phase2: list[Action] = field(default_factory=list)
+    phase3: list[Action] = field(default_factory=list)
+    phase4: list[Action] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    stop_reason: str | None = None
+    withheld: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.policy.get("dry_run"))
+
+    def phase(self, number: int) -> list[Action]:
+        """What the phase task executes (phase 1 = adoptions, then creates in Google)."""
+        if number == 1:
+            return [*self.adoptions, *self.phase1]
+        return list(getattr(self, f"phase{number}"))
+
+    def actions(self) -> list[Action]:
+        return [a for n in (1, 2, 3, 4) for a in self.phase(n)]
+
+    def is_empty(self) -> bool:
+        return not self.actions()
+
+    def counts(self) -> dict[str, int]:
+        """Flat counts for logs and the hub's jsonb column: per kind, per phase, per report kind."""
+        out: dict[str, int] = {k: 0 for k in KINDS}
+        out.update(Counter(a.kind for a in self.actions()))
+        for n in (1, 2, 3, 4):
+            out[f"phase{n}"] = len(self.phase(n))
+        out["reports"] = len(self.reports)
+        for kind, n in Counter(r.kind for r in self.reports).items():
+            out[f"report_{kind}"] = n
+        out["stopped"] = int(self.stop_reason is not None)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("adoptions", "phase1", "phase2", "phase3", "phase4"):
+            values[key] = [Action(**a) for a in data.get(key, [])]
+        values["reports"] = [Report(**r) for r in data.get("reports", [])]
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,477 @@
+"""The planner: hub links + both sides of one employee's window + policy → a `Plan`. Pure.
+
+Inputs: `links` (hub rows; rows with status 'deleted' and half rows without both ids are ignored),
+`advoware_items` (raw Termine listed for the window), `google_items` (raw events: a full listing of
+the window incl. cancelled when `google_complete`, else an incremental change set where absence
+means "unchanged"), `policy`, `window`.
+
+Per side, a linked item is in one state (fingerprints over mapped content, never stamps):
+  A: unchanged | changed | deleted (absent, link span in window) | left (absent, span outside)
+  G: unchanged | changed | deleted (cancelled, or absent from a full listing with span in window)
+     | left (absent from a full listing, span outside) | unseen (absent from an incremental set)
+     | unsupported (a rule/exception Advoware cannot hold)
+WP = write protection, or the item is a special appointment (negative frNr, read-only).
+
+Decision table, row = (A state, G state) → action (phase); "—" = nothing:
+| A         | G                     | action                                                        |
+|-----------|-----------------------|---------------------------------------------------------------|
+| unchanged | unchanged/unseen/left | —                                                             |
+| unchanged | changed               | update_advoware (4); WP: update_google = revert (4) + report  |
+| unchanged | deleted               | delete_advoware (3), confirm G gone; WP: create_google (1)    |
+| unchanged | unsupported           | report only (Advoware's version kept, Google left alone)      |
+| changed   | unchanged/unseen/left | update_google (4)                                             |
+| changed   | changed               | same content → link (4); else conflict_policy:                |
+|           |                       |   advoware_wins → update_google; google_wins → update_advoware|
+|           |                       |   (WP: update_google + report); last_change_wins → the side   |
+|           |                       |   with the newer stamp (zuletztGeaendertAm vs updated)        |
+| changed   | deleted               | create_google (1): the edit wins, the item is recreated       |
+| changed   | unsupported           | update_google (4) + report                                    |
+| deleted   | unchanged/unseen      | delete_google (3), confirm A gone                             |
+| deleted   | changed               | create_advoware (2): the edit wins; WP: delete_google + report |
+| deleted   | deleted               | forget (3): drop the link                                     |
+| deleted   | unsupported           | report; WP: delete_google (3)                                 |
+| left      | any                   | — (only left the window: never deleted)                       |
+
+Unlinked items:
+- Advoware, in scope: a Google event with our marker for (employee, frNr) or with the deterministic
+  id → adopt (link; rewrite only if content differs); else an unmarked, unlinked Google event with
+  the same (start, end, all-day, title) → adopt (rewrite with marker); else create_google (phase 1).
+  Shared pool (kuerzel '', 'ALLE', 'Allgemein') unless `include_shared_pool`: report, nothing else.
+- Google, not cancelled: unsupported → report; marker of another employee → report; our marker but
+  its frNr not in Advoware's listing → orphan: delete_google, confirm A gone (unless the event is
+  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone.
+Safety (all actions withheld, `stop_reason` set, unless `force_deletions`): Advoware returned nothing
+while links in the window exist; a full Google listing returned nothing while such links exist;
+deletions > `delete_threshold_min` AND > `delete_threshold_ratio` × live links.
+Under `policy.write_protection` no action targets Advoware (asserted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from include.sync.fingerprint import fingerprint
+from include.sync.mapping_advoware import (
+    NotRepresentable,
+    changed_at_of,
+    frnr_of,
+    from_advoware,
+    is_shared_pool,
+    owner_code,
+    to_advoware,
+)
+from include.sync.mapping_google import (
+    ORIGIN_ADVOWARE,
+    event_id,
+    from_google,
+    is_cancelled,
+    marker_of,
+    to_google,
+)
+from include.sync.models import Appointment, Unsupported
+from include.sync.plan import ADVOWARE_WRITES, DELETIONS, Action, HubLink, Plan, Report
+from include.sync.policy import Policy, Window
+from include.sync.timeutil import parse_local_stamp, parse_rfc3339
+
+UNCHANGED, CHANGED, DELETED, LEFT, UNSEEN, UNSUPPORTED = (
+    "unchanged", "changed", "deleted", "left", "unseen", "unsupported")
+
+
+@dataclass
+class _Adv:
+    raw: dict[str, Any]
+    frnr: int
+    owner: str
+    appt: Appointment | None
+    fp: str | None
+    changed_at: str | None
+    excluded: bool
+
+
+@dataclass
+class _Goog:
+    raw: dict[str, Any]
+    id: str
+    cancelled: bool
+    appt: Appointment | None
+    unsupported: str | None
+    fp: str | None
+    updated: str | None
+    m_employee: str | None
+    m_frnr: int | None
+    m_origin: str | None
+
+
+def _iso(d: date) -> str:
+    return d.isoformat()
+
+
+class _Planner:
+    def __init__(self, employee: str, policy: Policy, window: Window, google_complete: bool, plan: Plan):
+        self.emp, self.policy, self.window, self.complete, self.plan = (
+            employee, policy, window, google_complete, plan)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_advoware(self, items: Iterable[dict[str, Any]]) -> dict[int, _Adv]:
+        out: dict[int, _Adv] = {}
+        for raw in items:
+            try:
+                frnr = frnr_of(raw)
+            except (TypeError, ValueError):
+                frnr = None
+            if frnr is None:
+                self.report("invalid_advoware", detail="Termin without frNr")
+                continue
+            shared = is_shared_pool(raw)
+            appt: Appointment | None = None
+            excluded = shared and not self.policy.include_shared_pool
+            if excluded:
+                self.report("shared_pool_skipped", frnr=frnr)
+            else:
+                try:
+                    appt = from_advoware(raw, self.emp)
+                except (TypeError, ValueError) as exc:
+                    self.report("invalid_advoware", frnr=frnr, detail=type(exc).__name__)
+                    excluded = True
+            out[frnr] = _Adv(raw=raw, frnr=frnr, owner=owner_code(raw), appt=appt,
+                             fp=fingerprint(appt) if appt else None, changed_at=changed_at_of(raw),
+                             excluded=excluded)
+        return out
+
+    def read_google(self, items: Iterable[dict[str, Any]]) -> dict[str, _Goog]:
+        out: dict[str, _Goog] = {}
+        for raw in items:
+            gid = raw.get("id")
+            if not gid:
+                continue
+            if raw.get("recurringEventId"):
+                # An exception of one occurrence (moved or cancelled): Advoware cannot hold it.
+                self.report("unsupported_rule", google_event_id=str(raw["recurringEventId"]),
+                            detail=f"instance exception {gid}")
+                continue
+            m_emp, m_frnr, m_origin = marker_of(raw)
+            cancelled = is_cancelled(raw)
+            appt: Appointment | None = None
+            unsupported = None
+            if not cancelled:
+                parsed = from_google(raw)
+                if isinstance(parsed, Unsupported):
+                    unsupported = parsed.reason
+                else:
+                    appt = parsed
+            out[gid] = _Goog(raw=raw, id=gid, cancelled=cancelled, appt=appt, unsupported=unsupported,
+                             fp=fingerprint(appt) if appt else None, updated=raw.get("updated"),
+                             m_employee=m_emp, m_frnr=m_frnr, m_origin=m_origin)
+        return out
+
+    # -- output helpers ----------------------------------------------------------------------------
+    def report(self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None,
+               detail: str = "") -> None:
+        self.plan.reports.append(Report(kind=kind, employee=self.emp, frnr=frnr,
+                                        google_event_id=google_event_id, detail=detail))
+
+    def add(self, action: Action) -> None:
+        target = {1: self.plan.phase1, 2: self.plan.phase2, 3: self.plan.phase3, 4: self.plan.phase4}
+        if action.kind == "adopt":
+            self.plan.adoptions.append(action)
+        else:
+            target[action.phase].append(action)
+
+    def _span(self, appt: Appointment) -> tuple[str, str]:
+        first, last = appt.span()
+        return _iso(first), _iso(last)
+
+    def google_write(self, kind: str, phase: int, reason: str, a: _Adv, gid: str,
+                     g: _Goog | None) -> Action:
+        """An action that writes Advoware's version of `a` to Google event `gid`."""
+        assert a.appt is not None
+        origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
+        body = to_google(a.appt, employee=self.emp, frnr=a.frnr, origin=origin,
+                         anonymize=self.policy.anonymize, google_id=gid)
+        written = from_google(body)
+        assert isinstance(written, Appointment)
+        span_start, span_end = self._span(a.appt)
+        return Action(phase=phase, kind=kind, reason=reason, employee=self.emp, frnr=a.frnr,
+                      google_event_id=gid, google_body=body, advoware_fingerprint=a.fp,
+                      google_fingerprint=fingerprint(written), span_start=span_start, span_end=span_end,
+                      advoware_changed_at=a.changed_at, google_updated=g.updated if g else None)
+
+    def advoware_write(self, kind: str, phase: int, reason: str, g: _Goog, a: _Adv | None) -> Action | None:
+        """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
+        assert g.appt is not None
+        canon = g.appt
+        if a is not None and a.appt is not None and self.policy.anonymize:
+            # Google only holds an anonymised copy: take times/flags from Google, texts from Advoware.
+            canon = replace(canon, title=a.appt.title, note=a.appt.note, location=a.appt.location,
+                            matter=a.appt.matter)
+        canon = replace(canon, frnr=a.frnr if a else None)
+        try:
+            body = to_advoware(canon, self.emp, owner=a.owner if a and a.owner else None)
+        except NotRepresentable as exc:
+            self.report("unsupported_rule", frnr=a.frnr if a else None, google_event_id=g.id, detail=str(exc))
+            return None
+        written = from_advoware(body, self.emp)
+        span_start, span_end = self._span(written)
+        return Action(phase=phase, kind=kind, reason=reason, employee=self.emp, frnr=a.frnr if a else None,
+                      google_event_id=g.id, advoware_body=body, advoware_fingerprint=fingerprint(written),
+                      google_fingerprint=g.fp, span_start=span_start, span_end=span_end,
+                      advoware_changed_at=a.changed_at if a else None, google_updated=g.updated)
+
+    # -- decisions -----------------------------------------------------------------------------------
+    def left_window(self, link: HubLink, g: _Goog | None) -> bool:
+        if link.span_start and link.span_end:
+            first, last = date.fromisoformat(link.span_start), date.fromisoformat(link.span_end)
+        elif g is not None and g.appt is not None:
+            first, last = g.appt.span()
+        else:
+            return False  # unknown: assume in the window; deletions are confirmed by the executor
+        return not self.window.overlaps(first, last)
+
+    def comparable(self, appt: Appointment) -> dict[str, Any]:
+        content = appt.content()
+        if self.policy.anonymize:
+            for key in ("title", "note", "location", "matter"):
+                content.pop(key)
+        return content
+
+    def winner(self, a: _Adv, g: _Goog) -> str:
+        rule = self.policy.conflict_policy
+        if rule == "google_wins":
+            return "google"
+        if rule == "last_change_wins":
+            a_at, g_at = parse_local_stamp(a.changed_at), parse_rfc3339(g.updated)
+            if a_at is not None and g_at is not None and g_at > a_at:
+                return "google"
+        return "advoware"
+
+    def decide_link(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> None:
+        assert link.frnr is not None and link.google_event_id is not None
+        gid = link.google_event_id
+        if a is not None and a.excluded:
+            return
+        if a is not None:
+            a_state = CHANGED if a.fp != link.advoware_fingerprint else UNCHANGED
+        else:
+            a_state = LEFT if self.left_window(link, g) else DELETED
+        if g is not None:
+            if g.cancelled:
+                g_state = DELETED
+            elif g.unsupported is not None:
+                g_state = UNSUPPORTED
+            else:
+                g_state = CHANGED if g.fp != link.google_fingerprint else UNCHANGED
+        elif not self.complete:
+            g_state = UNSEEN
+        else:
+            g_state = LEFT if self.left_window(link, g) else DELETED
+        read_only = link.frnr < 0 or (a is not None and a.appt is not None and a.appt.read_only)
+        wp = self.policy.write_protection or read_only
+        wp_report = "special_read_only" if read_only and not self.policy.write_protection \
+            else "write_protected_revert"
+        row = f"A={a_state},G={g_state}"
+        quiet_g = g_state in (UNCHANGED, UNSEEN, LEFT)
+
+        if a_state == LEFT:
+            return
+        if a_state == UNCHANGED:
+            assert a is not None
+            if g_state == CHANGED:
+                assert g is not None
+                if wp:
+                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g))
+                    self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
+                else:
+                    act = self.advoware_write("update_advoware", 4, row, g, a)
+                    if act:
+                        self.add(act)
+            elif g_state == DELETED:
+                if wp:
+                    self.add(self.google_write("create_google", 1, row + ",recreate", a, gid, g))
+                    self.report(wp_report, frnr=a.frnr, google_event_id=gid,
+                                detail="google deletion reverted")
+                else:
+                    self.add(Action(phase=3, kind="delete_advoware", reason=row, employee=self.emp,
+                                    frnr=a.frnr, google_event_id=gid, advoware_changed_at=a.changed_at,
+                                    confirm_absent="google" if g is None else None))
+            elif g_state == UNSUPPORTED:
+                self.report("unsupported_rule", frnr=a.frnr, google_event_id=gid, detail=g.unsupported or "")  # type: ignore[union-attr]
+            return
+        if a_state == CHANGED:
+            assert a is not None
+            if quiet_g:
+                self.add(self.google_write("update_google", 4, row, a, gid, g))
+            elif g_state == CHANGED:
+                assert g is not None and a.appt is not None and g.appt is not None
+                if self.comparable(a.appt) == self.comparable(g.appt):
+                    self.add(Action(phase=4, kind="link", reason=row + ",same", employee=self.emp,
+                                    frnr=a.frnr,
+                                    google_event_id=gid, advoware_fingerprint=a.fp, google_fingerprint=g.fp,
+                                    span_start=self._span(a.appt)[0], span_end=self._span(a.appt)[1],
+                                    advoware_changed_at=a.changed_at, google_updated=g.updated))
+                elif self.winner(a, g) == "advoware":
+                    self.add(self.google_write("update_google", 4, row + ",advoware_wins", a, gid, g))
+                elif wp:
+                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g))
+                    self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
+                else:
+                    act = self.advoware_write("update_advoware", 4, row + ",google_wins", g, a)
+                    if act:
+                        self.add(act)
+            elif g_state == DELETED:
+                self.add(self.google_write("create_google", 1, row + ",edit_wins", a, gid, g))
+            elif g_state == UNSUPPORTED:
+                self.add(self.google_write("update_google", 4, row, a, gid, g))
+                self.report("unsupported_rule", frnr=a.frnr, google_event_id=gid,
+                            detail="replaced by advoware")
+            return
+        # a_state == DELETED
+        if g_state in (UNCHANGED, UNSEEN):
+            self.add(Action(phase=3, kind="delete_google", reason=row, employee=self.emp, frnr=link.frnr,
+                            google_event_id=gid, google_updated=g.updated if g else None,
+                            confirm_absent="advoware"))
+        elif g_state == CHANGED:
+            assert g is not None
+            if wp:
+                self.add(Action(phase=3, kind="delete_google", reason=row + ",wp", employee=self.emp,
+                                frnr=link.frnr, google_event_id=gid, google_updated=g.updated,
+                                confirm_absent="advoware"))
+                self.report(wp_report, frnr=link.frnr, google_event_id=gid, detail="google change discarded")
+            else:
+                act = self.advoware_write("create_advoware", 2, row + ",edit_wins", g, None)
+                if act:
+                    self.add(act)
+        elif g_state == DELETED:
+            self.add(Action(phase=3, kind="forget", reason=row, employee=self.emp, frnr=link.frnr,
+                            google_event_id=gid))
+        elif g_state == UNSUPPORTED:
+            self.report("unsupported_rule", frnr=link.frnr, google_event_id=gid, detail="advoware deleted")
+            if wp:
+                self.add(Action(phase=3, kind="delete_google", reason=row + ",wp", employee=self.emp,
+                                frnr=link.frnr, google_event_id=gid, confirm_absent="advoware"))
+
+    def adopt(self, a: _Adv, g: _Goog, reason: str, *, rewrite: bool) -> None:
+        act = self.google_write("adopt", 1, reason, a, g.id, g)
+        if not rewrite and act.google_fingerprint == g.fp:
+            act.google_body = None
+            act.google_fingerprint = g.fp
+        self.add(act)
+
+
+def _content_key(appt: Appointment) -> tuple[Any, ...]:
+    c = appt.content()
+    return (c["all_day"], c["start"], c["end"], c["title"])
+
+
+def _employee(employee: str | None, links: list[HubLink], advoware_items: list[dict[str, Any]]) -> str:
+    if employee:
+        return employee
+    names = {link.employee for link in links}
+    if len(names) == 1:
+        return names.pop()
+    if not names:
+        owners = {owner_code(r) for r in advoware_items if not is_shared_pool(r)}
+        if len(owners) == 1:
+            return owners.pop()
+    raise ValueError("plan_sync needs the employee (pass employee=...)")
+
+
+def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]],
+              google_items: Iterable[dict[str, Any]], google_complete: bool, policy: Policy, window: Window,
+              *, employee: str | None = None) -> Plan:
+    links, advoware_items, google_items = list(links), list(advoware_items), list(google_items)
+    emp = _employee(employee, links, advoware_items)
+    plan = Plan(employee=emp, window_start=_iso(window.start), window_end=_iso(window.end),
+                google_complete=google_complete, policy=policy.to_dict())
+    p = _Planner(emp, policy, window, google_complete, plan)
+    adv = p.read_advoware(advoware_items)
+    goog = p.read_google(google_items)
+
+    live = sorted((lk for lk in links if lk.employee == emp and lk.status != "deleted"
+                   and lk.frnr is not None and lk.google_event_id),
+                  key=lambda lk: (lk.frnr, lk.google_event_id))
+    linked_frnrs = {lk.frnr for lk in live}
+    linked_ids = {lk.google_event_id for lk in live}
+    for link in live:
+        p.decide_link(link, adv.get(link.frnr), goog.get(link.google_event_id))  # type: ignore[arg-type]
+
+    # Unlinked Advoware items: adopt by marker, adopt by content, or create in Google.
+    used: set[str] = set()
+    by_marker = {g.m_frnr: g for g in goog.values()
+                 if g.m_frnr is not None and g.m_employee in (None, emp) and g.id not in linked_ids}
+    by_content: dict[tuple[Any, ...], list[_Goog]] = {}
+    for g in sorted(goog.values(), key=lambda x: x.id):
+        if g.appt is not None and g.m_frnr is None and g.id not in linked_ids:
+            by_content.setdefault(_content_key(g.appt), []).append(g)
+    for frnr in sorted(adv):
+        a = adv[frnr]
+        if a.excluded or frnr in linked_frnrs or a.appt is None:
+            continue
+        candidate = by_marker.get(frnr) or goog.get(event_id(emp, frnr))
+        if candidate is not None and candidate.id not in linked_ids and candidate.appt is not None \
+                and candidate.id not in used:
+            used.add(candidate.id)
+            p.adopt(a, candidate, "marker", rewrite=False)
+            continue
+        matches = [g for g in by_content.get(_content_key(a.appt), []) if g.id not in used]
+        if matches:
+            used.add(matches[0].id)
+            p.adopt(a, matches[0], "content", rewrite=True)
+            continue
+        p.add(p.google_write("create_google", 1, "new_advoware", a, event_id(emp, frnr), None))
+
+    # Unlinked Google events: create in Advoware (unless write protected), orphans, reports.
+    for gid in sorted(goog):
+        g = goog[gid]
+        if gid in linked_ids or gid in used or g.cancelled:
+            continue
+        if g.unsupported is not None:
+            p.report("unsupported_rule", google_event_id=gid, detail=g.unsupported)
+            continue
+        assert g.appt is not None
+        if g.m_frnr is not None:
+            if g.m_employee not in (None, emp):
+                p.report("foreign_marker", frnr=g.m_frnr, google_event_id=gid)
+                continue
+            if g.m_frnr in adv:
+                continue  # its Advoware item is out of scope (shared pool) or unreadable
+            first, last = g.appt.span()
+            if window.overlaps(first, last):
+                p.add(Action(phase=3, kind="delete_google", reason="orphan", employee=emp, frnr=g.m_frnr,
+                             google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
+            continue
+        if policy.write_protection:
+            p.report("write_protected_new_google", google_event_id=gid, detail="left alone")
+            continue
+        act = p.advoware_write("create_advoware", 2, "new_google", g, None)
+        if act:
+            p.add(act)
+
+    _safety(plan, policy, live, advoware_items, google_items, google_complete, p)
+    if policy.write_protection and any(a.kind in ADVOWARE_WRITES for a in plan.actions()):
+        raise RuntimeError("planner bug: an action targets Advoware under write protection")
+    return plan
+
+
+def _safety(plan: Plan, policy: Policy, live: list[HubLink], advoware_items: list[dict[str, Any]],
+            google_items: list[dict[str, Any]], google_complete: bool, p: _Planner) -> None:
+    if policy.force_deletions:
+        return
+    in_window = [lk for lk in live if not p.left_window(lk, None)]
+    reason = None
+    if in_window and not advoware_items:
+        reason = f"advoware returned nothing while {len(in_window)} links are in the window"
+    elif in_window and google_complete and not google_items:
+        reason = f"google returned nothing while {len(in_window)} links are in the window"
+    else:
+        deletions = sum(1 for a in plan.actions() if a.kind in DELETIONS)
+        ratio_limit = policy.delete_threshold_ratio * max(1, len(live))
+        if deletions > policy.delete_threshold_min and deletions > ratio_limit:
+            reason = f"{deletions} deletions exceed the threshold ({len(live)} links)"
+    if reason is None:
+        return
+    plan.stop_reason = reason
+    plan.withheld = {k: v for k, v in plan.counts().items() if v and not k.startswith("report")}
+    plan.adoptions, plan.phase1, plan.phase2, plan.phase3, plan.phase4 = [], [], [], [], []
