@@ -21,7 +21,7 @@ from include.sync import (
     to_google,
 )
 from include.sync.mapping_advoware import NotRepresentable, is_shared_pool
-from include.sync.mapping_google import ANONYMOUS_TITLE, KEY_FRNR, KEY_ORIGIN
+from include.sync.mapping_google import ANONYMOUS_TITLE, KEY_EMPLOYEE, KEY_FRNR, KEY_ORIGIN
 from include.sync.models import Freq, Matter, Unsupported
 from include.sync.timeutil import BERLIN
 
@@ -124,7 +124,7 @@ def test_timed_appointment_with_offsets_and_reminder():
     assert body["reminders"] == {"useDefault": False, "overrides": [{"method": "popup", "minutes": 15}]}
     assert "50001" in body["description"] and body["description"].startswith("Akte lesen")
     props = body["extendedProperties"]["private"]
-    assert props[KEY_FRNR] == "101" and props[KEY_ORIGIN] == "advoware" and props["employee"] == EMP
+    assert props[KEY_FRNR] == "101" and props[KEY_ORIGIN] == "advoware" and props[KEY_EMPLOYEE] == EMP
     assert all(len(k) <= 44 and len(v) <= 1024 for k, v in props.items())
     back = from_google(body)
     assert back.matter == Matter("50001", "Müller ./. Schmidt") and back.note == "Akte lesen"

@@ -291,7 +291,7 @@ def test_orphan_of_ours_is_deleted_after_confirmation_and_foreign_marker_reporte
     p = plan([], [termin(6)], [event])
     assert [(a.kind, a.frnr, a.confirm_absent) for a in p.phase3] == [("delete_google", 5, "advoware")]
     other = {**event, "id": "x0001",
-             "extendedProperties": {"private": {"advowareFrNr": "5", "employee": "ZZ"}}}
+             "extendedProperties": {"private": {"advowareFrNr": "5", "advowareEmployee": "ZZ"}}}
     p = plan([], [termin(6)], [other])
     assert [r.kind for r in p.reports] == ["foreign_marker"] and kinds(p) == ["create_google"]
 

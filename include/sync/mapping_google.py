@@ -23,29 +23,24 @@ longer than 23:59 h (all-day: longer than one day).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+# One definition of ids and marker keys for the project (pure module, no Google client import).
+from include.google_calendar.ids import PROP_EMPLOYEE as KEY_EMPLOYEE
+from include.google_calendar.ids import PROP_FRNR as KEY_FRNR
+from include.google_calendar.ids import PROP_ORIGIN as KEY_ORIGIN
+from include.google_calendar.ids import event_id  # noqa: F401
 from include.sync.models import Appointment, Matter, Unsupported, clean_text
 from include.sync.recurrence import from_google_recurrence, occurrence_limit_ok, to_rrule
 from include.sync.timeutil import TZ_NAME, normalize
 
-KEY_FRNR = "advowareFrNr"
-KEY_ORIGIN = "syncOrigin"
-KEY_EMPLOYEE = "employee"
 KEY_MATTER_NR = "advowareAkteNr"
 KEY_MATTER_RUBRUM = "advowareAzRubrum"
 MAX_KEY, MAX_VALUE = 44, 1024
 ANONYMOUS_TITLE = "Termin"
 ORIGIN_ADVOWARE, ORIGIN_GOOGLE = "advoware", "google"
-
-
-def event_id(employee: str, frnr: int) -> str:
-    digest = hashlib.sha256(f"advoware:{employee}:{frnr}".encode()).digest()
-    return base64.b32hexencode(digest).decode().lower().rstrip("=")
 
 
 def matter_footer(matter: Matter) -> str:

@@ -1,0 +1,147 @@
+"""One Google calendar per employee, created on demand and remembered in the hub; idempotent.
+
+shared mode: the service account creates "Advoware – <Kürzel>" (Europe/Berlin) and shares it with
+  the employee's e-mail through one ACL rule (role GOOGLE_ACL_ROLE, no notification mail).
+delegated mode: acting as the employee, the calendar is created in the employee's own account.
+
+Running twice creates nothing new. A calendar deleted by hand is recreated, and the employee's
+links are reset (their Google side pointed into the deleted calendar).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from googleapiclient.errors import HttpError
+
+from include.google_calendar.client import GoogleCalendarClient
+from include.google_calendar.errors import error_info
+from include.google_calendar.service import CalendarSession
+from include.hub import calendars as hub_calendars
+from include.hub.db import connect
+
+log = logging.getLogger(__name__)
+
+TIME_ZONE = "Europe/Berlin"
+
+
+def calendar_summary(employee: str) -> str:
+    return f"Advoware – {employee}"
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    employee: str
+    calendar_id: str
+    mode: str
+    created: bool  # a calendar was created by this call
+    recreated: bool  # ... because the remembered one was gone (links were reset)
+    acl_rule_id: str | None
+    links_reset: int = 0
+
+
+class CalendarProvisioner:
+    def __init__(self, client: GoogleCalendarClient, hub_dsn: str) -> None:
+        self.client = client
+        self.hub_dsn = hub_dsn
+
+    def ensure(self, employee: str, email: str) -> ProvisionResult:
+        if not email:
+            raise ValueError(f"employee {employee} has no e-mail address: cannot provision a calendar")
+        session = self.client.session_for(email)
+        mode = self.client.mode
+        with connect(self.hub_dsn) as conn:
+            row = hub_calendars.get(conn, employee)
+
+        calendar_id: str | None = None
+        lost = False
+        if row is not None and row.calendar_id:
+            if row.mode == mode and self._exists(session, row.calendar_id):
+                calendar_id = row.calendar_id
+            else:  # deleted by hand, or the mode changed: the old calendar is not ours to use
+                lost = True
+        created = False
+        if calendar_id is None:
+            calendar_id = self._find_own(session, employee)
+            if calendar_id is None:
+                calendar_id = self._create(session, employee)
+                created = True
+
+        acl_rule_id = None
+        if mode == "shared":
+            acl_rule_id = self._ensure_acl(session, calendar_id, email)
+
+        reset = 0
+        with connect(self.hub_dsn) as conn:
+            if lost:
+                reset = hub_calendars.reset_links(conn, employee)
+            hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=calendar_id,
+                                          mode=mode, acl_rule_id=acl_rule_id)
+        if created or lost:
+            log.info("calendar of %s: %s (mode %s, created=%s, recreated=%s, links reset=%d)",
+                     employee, calendar_id, mode, created, lost, reset)
+        return ProvisionResult(employee, calendar_id, mode, created, lost, acl_rule_id, reset)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _exists(self, session: CalendarSession, calendar_id: str) -> bool:
+        try:
+            session.execute(lambda s: s.calendars().get(calendarId=calendar_id), "calendars.get")
+            return True
+        except HttpError as exc:
+            if error_info(exc).status in (404, 410):
+                return False
+            raise
+
+    def _find_own(self, session: CalendarSession, employee: str) -> str | None:
+        """A calendar of ours with the right name that the hub does not know (e.g. a crash between
+        create and the hub write): adopt it instead of creating a second one."""
+        summary = calendar_summary(employee)
+        token: str | None = None
+        while True:
+            page = session.execute(
+                lambda s, t=token: s.calendarList().list(maxResults=250, minAccessRole="owner",
+                                                         pageToken=t),
+                "calendarList.list")
+            for item in page.get("items", []):
+                if item.get("summary") == summary and not item.get("deleted"):
+                    return str(item["id"])
+            token = page.get("nextPageToken")
+            if not token:
+                return None
+
+    def _create(self, session: CalendarSession, employee: str) -> str:
+        body = {"summary": calendar_summary(employee), "timeZone": TIME_ZONE}
+        cal = session.execute(lambda s: s.calendars().insert(body=body), "calendars.insert")
+        return str(cal["id"])
+
+    def _ensure_acl(self, session: CalendarSession, calendar_id: str, email: str) -> str:
+        role = self.client.settings.acl_role
+        rule = self._find_rule(session, calendar_id, email)
+        if rule is not None:
+            if rule.get("role") != role:
+                session.execute(
+                    lambda s: s.acl().patch(calendarId=calendar_id, ruleId=rule["id"], body={"role": role},
+                                            sendNotifications=False),
+                    "acl.patch")
+            return str(rule["id"])
+        body = {"role": role, "scope": {"type": "user", "value": email}}
+        created = session.execute(
+            lambda s: s.acl().insert(calendarId=calendar_id, body=body, sendNotifications=False),
+            "acl.insert")
+        return str(created["id"])
+
+    def _find_rule(self, session: CalendarSession, calendar_id: str, email: str) -> dict[str, Any] | None:
+        token: str | None = None
+        while True:
+            page = session.execute(
+                lambda s, t=token: s.acl().list(calendarId=calendar_id, maxResults=250, pageToken=t),
+                "acl.list")
+            for rule in page.get("items", []):
+                scope = rule.get("scope") or {}
+                if scope.get("type") == "user" and str(scope.get("value", "")).lower() == email.lower():
+                    return rule  # role "none" = a deleted rule: patched back to the wanted role
+            token = page.get("nextPageToken")
+            if not token:
+                return None

@@ -1,0 +1,203 @@
+"""Request budget per quota user, shared by every process through Redis, plus backoff.
+
+Google counts requests per user on a *sliding* window (600 per minute). A classic token bucket with
+burst capacity B and refill N/W can put B + N requests into one window and get rejected, while
+B = 0 wastes the budget; so the bucket here refills each token exactly one window after it was
+spent (a sliding-window log, Lua scripts, atomic across processes). Any window then holds at
+most N of our requests, and a burst may use the whole budget at once, which is what lets a batch
+writer reach the quota floor.
+
+A token is stamped when taken and stamped again when the answer is in (`settle`): the server
+counted the request somewhere in between, so holding the token one window past the answer can
+never put more than N requests into the server's window, however slow the server or the network.
+
+Key: `gcal:ratelimit:<quota user>` (sorted set of spent tokens scored by Redis server time, in
+microseconds) and `gcal:ratelimit:<quota user>:seq` (counter naming the tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from threading import Lock
+from typing import TypeVar
+
+import redis
+
+from include.google_calendar.errors import (
+    QuotaExceeded,
+    RetriesExhausted,
+    classify,
+    describe,
+    retry_after_s,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KEY_PREFIX = "gcal:ratelimit:"
+
+# KEYS[1] sorted set of spent tokens, KEYS[2] a counter naming them.
+# ARGV: limit, window (microseconds), wanted, minimum. Returns {granted, wait_us, last token}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local min_want = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local free = limit - redis.call('ZCARD', KEYS[1])
+if free >= min_want then
+  local grant = math.min(free, want)
+  local last = redis.call('INCRBY', KEYS[2], grant)
+  for i = 1, grant do
+    redis.call('ZADD', KEYS[1], now, last - grant + i)
+  end
+  local ttl = math.floor(window / 1000) + 1000
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return {grant, 0, last}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], min_want - free - 1, min_want - free - 1, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now, 0}
+"""
+
+# KEYS[1] sorted set; ARGV: last token, count, window (us). Re-stamps the tokens to now (never earlier).
+_SETTLE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], 'GT', now, last - n + i)
+end
+redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[3]) / 1000) + 1000)
+return n
+"""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Tokens taken for `n` requests of `user`; hand back to `RateLimiter.settle` when answered."""
+
+    user: str
+    n: int
+    last: int = 0
+
+
+class RateLimiter:
+    """`acquire(user, n)` blocks until n requests of `user` fit; `acquire_up_to` grants what fits."""
+
+    def __init__(self, client: redis.Redis, *, limit: int, window_s: float, margin_s: float = 0.0,
+                 prefix: str = KEY_PREFIX) -> None:
+        if limit < 1 or window_s <= 0:
+            raise ValueError("limit must be >= 1 and window_s > 0")
+        self.redis = client
+        self.limit = limit
+        self.window_s = window_s
+        # A little slack for clock and network skew between our Redis and the server's counter.
+        self._window_us = int((window_s + margin_s) * 1_000_000)
+        self.prefix = prefix
+        self._script = client.register_script(_ACQUIRE)
+        self._settle = client.register_script(_SETTLE)
+        self.waited_s = 0.0
+        self._lock = Lock()
+
+    @classmethod
+    def from_url(cls, url: str, *, limit: int, window_s: float, **kw: object) -> RateLimiter:
+        return cls(redis.Redis.from_url(url), limit=limit, window_s=window_s, **kw)  # type: ignore[arg-type]
+
+    def _key(self, user: str) -> list[str]:
+        return [f"{self.prefix}{user}", f"{self.prefix}{user}:seq"]
+
+    def try_acquire(self, user: str, want: int, minimum: int | None = None) -> tuple[Grant | None, float]:
+        """(grant, 0) with minimum <= grant.n <= want, or (None, seconds to wait before asking again)."""
+        want = max(1, min(want, self.limit))
+        minimum = max(1, min(minimum if minimum is not None else want, want))
+        granted, wait_us, last = self._script(keys=self._key(user),
+                                              args=[self.limit, self._window_us, want, minimum])
+        if int(granted):
+            return Grant(user, int(granted), int(last)), 0.0
+        return None, max(0.0, int(wait_us) / 1_000_000)
+
+    def settle(self, grant: Grant | None) -> None:
+        """The requests of `grant` were answered: their tokens count from now for one window."""
+        if grant is not None and grant.n:
+            self._settle(keys=self._key(grant.user)[:1], args=[grant.last, grant.n, self._window_us])
+
+    def acquire_up_to(self, user: str, want: int, minimum: int = 1, *, timeout_s: float = 3600) -> Grant:
+        """Block until at least `minimum` requests fit, then take as many as fit up to `want`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            grant, wait = self.try_acquire(user, want, minimum)
+            if grant is not None:
+                return grant
+            if time.monotonic() + wait > deadline:
+                raise TimeoutError(f"rate limiter: no budget for {user} within {timeout_s}s")
+            # A tiny jitter so processes waiting on the same user don't ask in lock-step.
+            pause = wait + random.uniform(0, 0.005)
+            with self._lock:
+                self.waited_s += pause
+            time.sleep(pause)
+
+    def acquire(self, user: str, n: int = 1, *, timeout_s: float = 3600) -> Grant:
+        return self.acquire_up_to(user, n, n, timeout_s=timeout_s)
+
+    def used(self, user: str) -> int:
+        """Requests of `user` inside the current window (for tests and diagnostics)."""
+        now = self.redis.time()
+        now_us = now[0] * 1_000_000 + now[1]
+        return int(self.redis.zcount(self._key(user)[0], now_us - self._window_us, "+inf"))
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: the k-th wait is d/2 + uniform(0, d/2), d = min(cap, base*2^k).
+
+    Half of each wait is fixed so a series of retries surely outlasts a short rate-limit window;
+    a server's Retry-After is a lower bound.
+    """
+
+    base_s: float = 1.0
+    cap_s: float = 32.0
+    max_retries: int = 8
+    sleep: Callable[[float], None] = time.sleep
+    retries: int = field(default=0, init=False)  # all retries done through this policy
+    _lock: Lock = field(default_factory=Lock, init=False, repr=False)
+
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
+        d = min(self.cap_s, self.base_s * (2 ** attempt))
+        wait = d / 2 + random.uniform(0, d / 2)
+        ra = retry_after_s(exc) if exc is not None else None
+        return max(wait, min(ra, self.cap_s)) if ra else wait
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def run(self, fn: Callable[[], T], *, operation: str, quota_user: str,
+            before_attempt: Callable[[], None] | None = None) -> T:
+        """Call fn until it succeeds or fails finally. quotaExceeded is never retried."""
+        attempt = 0
+        while True:
+            if before_attempt is not None:
+                before_attempt()
+            try:
+                return fn()
+            except Exception as exc:  # classified below; anything unknown is re-raised as is
+                verdict = classify(exc)
+                if verdict == "quota":
+                    raise QuotaExceeded(quota_user, operation, describe(exc)) from exc
+                if verdict != "retry":
+                    raise
+                if attempt >= self.max_retries:
+                    raise RetriesExhausted(operation, attempt + 1, exc) from exc
+                wait = self.delay(attempt, exc)
+                log.info("google %s: %s, retry %d in %.2fs", operation, describe(exc), attempt + 1, wait)
+                self.count_retry()
+                self.sleep(wait)
+                attempt += 1

@@ -1,0 +1,106 @@
+"""Hub access for per-employee Google calendars (table employee_calendars) and the reset of an
+employee's links (table calendar_links) when their calendar had to be recreated.
+
+Functions take an open psycopg connection (dict rows, see include.hub.db.connect) so callers can
+group them in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class EmployeeCalendar:
+    employee: str
+    email: str | None
+    calendar_id: str | None
+    acl_rule_id: str | None
+    mode: str
+    sync_token: str | None
+    active: bool
+    last_full_sync_at: datetime | None
+
+
+_COLUMNS = "employee, email, calendar_id, acl_rule_id, mode, sync_token, active, last_full_sync_at"
+
+
+def _row(row: dict[str, Any] | None) -> EmployeeCalendar | None:
+    return EmployeeCalendar(**row) if row else None
+
+
+def get(conn: psycopg.Connection, employee: str) -> EmployeeCalendar | None:
+    return _row(conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars WHERE employee = %s",
+                             (employee,)).fetchone())
+
+
+def list_all(conn: psycopg.Connection, *, active_only: bool = True) -> list[EmployeeCalendar]:
+    sql = f"SELECT {_COLUMNS} FROM employee_calendars"
+    if active_only:
+        sql += " WHERE active"
+    return [EmployeeCalendar(**r) for r in conn.execute(sql + " ORDER BY employee").fetchall()]
+
+
+def upsert_calendar(conn: psycopg.Connection, employee: str, *, email: str | None, calendar_id: str,
+                    mode: str, acl_rule_id: str | None) -> EmployeeCalendar:
+    """Remember where the employee's calendar is. A new calendar id drops the old sync token."""
+    row = conn.execute(
+        f"""
+        INSERT INTO employee_calendars (employee, email, calendar_id, mode, acl_rule_id)
+        VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (employee) DO UPDATE SET
+            email = EXCLUDED.email,
+            sync_token = CASE WHEN employee_calendars.calendar_id IS DISTINCT FROM EXCLUDED.calendar_id
+                              THEN NULL ELSE employee_calendars.sync_token END,
+            last_full_sync_at = CASE
+                WHEN employee_calendars.calendar_id IS DISTINCT FROM EXCLUDED.calendar_id
+                THEN NULL ELSE employee_calendars.last_full_sync_at END,
+            calendar_id = EXCLUDED.calendar_id,
+            mode = EXCLUDED.mode,
+            acl_rule_id = EXCLUDED.acl_rule_id,
+            updated_at = now()
+        RETURNING {_COLUMNS}
+        """,
+        (employee, email, calendar_id, mode, acl_rule_id),
+    ).fetchone()
+    return EmployeeCalendar(**row)  # type: ignore[arg-type]
+
+
+def save_sync_token(conn: psycopg.Connection, employee: str, token: str | None, *,
+                    full_sync: bool = False) -> None:
+    conn.execute(
+        """UPDATE employee_calendars SET sync_token = %s, updated_at = now(),
+               last_full_sync_at = CASE WHEN %s THEN now() ELSE last_full_sync_at END
+           WHERE employee = %s""",
+        (token, full_sync, employee),
+    )
+
+
+def clear_sync_token(conn: psycopg.Connection, employee: str) -> None:
+    save_sync_token(conn, employee, None)
+
+
+def reset_links(conn: psycopg.Connection, employee: str) -> int:
+    """The employee's Google calendar is new: no link points at an existing Google event any more.
+
+    Links with an Advoware side lose their Google side and become `pending` (unless deleted, skipped
+    or unsupported), so the next sync writes them into the new calendar; links that only had a
+    Google side are removed. Returns rows touched.
+    """
+    gone = conn.execute(
+        "DELETE FROM calendar_links WHERE employee = %s AND frnr IS NULL", (employee,)
+    ).rowcount
+    kept = conn.execute(
+        """UPDATE calendar_links SET google_event_id = NULL, google_etag = NULL, google_updated = NULL,
+               google_fingerprint = NULL, attempts = 0,
+               status = CASE WHEN status IN ('deleted', 'unsupported', 'skipped') THEN status
+                             ELSE 'pending' END,
+               last_error = 'google calendar recreated', updated_at = now()
+           WHERE employee = %s""",
+        (employee,),
+    ).rowcount
+    return gone + kept

@@ -1,0 +1,102 @@
+"""The Redis rate limiter (shared by processes) and the ids, without the Google sandbox."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from include.google_calendar.errors import QuotaExceeded, RetriesExhausted, classify
+from include.google_calendar.ids import event_id, frnr_of, is_valid_event_id, with_advoware_properties
+from include.google_calendar.ratelimit import Backoff, RateLimiter
+
+
+def test_event_id_is_deterministic_base32hex() -> None:
+    a = event_id("AB", 4711)
+    assert a == event_id(" ab ", "4711")  # one spelling of the Kürzel, frNr as number
+    assert a != event_id("AB", 4712) and a != event_id("CD", 4711)
+    assert is_valid_event_id(a) and len(a) == 52
+    assert set(a) <= set("0123456789abcdefghijklmnopqrstuv")
+    body = with_advoware_properties({"summary": "x"}, "ab", 4711)
+    assert frnr_of(body) == 4711
+    assert body["extendedProperties"]["private"]["syncOrigin"] == "advoware"
+
+
+def test_budget_is_shared_between_limiters_and_refills_after_the_window(redis_url: str) -> None:
+    # Two limiter objects with their own connections stand for two processes.
+    a = RateLimiter.from_url(redis_url, limit=5, window_s=1.0)
+    b = RateLimiter.from_url(redis_url, limit=5, window_s=1.0)
+    grant, wait = a.try_acquire("u1", 3)
+    assert grant is not None and grant.n == 3 and wait == 0
+    grant, _ = b.try_acquire("u1", 5, minimum=1)
+    assert grant is not None and grant.n == 2  # only what is left of the window
+    grant, wait = a.try_acquire("u1", 1)
+    assert grant is None and 0.5 < wait <= 1.0
+    other, _ = b.try_acquire("u2", 5)
+    assert other is not None and other.n == 5  # another quota user has its own budget
+    start = time.monotonic()
+    b.acquire("u1", 4)
+    assert 0.5 < time.monotonic() - start < 2.0
+    assert a.used("u1") == 4
+
+
+def test_settled_tokens_count_from_the_answer(redis_url: str) -> None:
+    limiter = RateLimiter.from_url(redis_url, limit=2, window_s=1.0)
+    slow = limiter.acquire("u", 2)
+    time.sleep(0.6)  # the answer took 0.6 s: the server may have counted the calls late
+    limiter.settle(slow)
+    grant, wait = limiter.try_acquire("u", 1)
+    assert grant is None and 0.8 < wait <= 1.0  # one window from the answer, not from the send
+
+
+def test_no_window_ever_holds_more_than_the_limit(redis_url: str) -> None:
+    limiter = RateLimiter.from_url(redis_url, limit=10, window_s=0.5)
+    stamps: list[float] = []
+    deadline = time.monotonic() + 1.6
+    while time.monotonic() < deadline:
+        n = limiter.acquire_up_to("u", 4).n
+        stamps.extend([time.monotonic()] * n)
+    for t in stamps:
+        assert sum(1 for s in stamps if t <= s < t + 0.5) <= 10
+    assert len(stamps) >= 30  # and the budget is used: 10 at 0, 0.5, 1.0, 1.5
+
+
+def test_backoff_retries_transient_errors_but_never_quota_exceeded() -> None:
+    from googleapiclient.errors import HttpError
+    from httplib2 import Response
+
+    def err(status: int, reason: str) -> HttpError:
+        body = f'{{"error": {{"errors": [{{"reason": "{reason}"}}], "code": {status}}}}}'.encode()
+        return HttpError(Response({"status": str(status)}), body)
+
+    assert classify(err(403, "rateLimitExceeded")) == "retry"
+    assert classify(err(403, "userRateLimitExceeded")) == "retry"
+    assert classify(err(429, "rateLimitExceeded")) == "retry"
+    assert classify(err(503, "backendError")) == "retry"
+    assert classify(err(403, "quotaExceeded")) == "quota"
+    assert classify(err(409, "duplicate")) == "final"
+    assert classify(ConnectionResetError()) == "retry"
+
+    sleeps: list[float] = []
+    backoff = Backoff(base_s=1.0, cap_s=8.0, max_retries=3, sleep=sleeps.append)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise err(429, "rateLimitExceeded")
+        return "ok"
+
+    assert backoff.run(flaky, operation="t", quota_user="u") == "ok"
+    assert len(sleeps) == 2 and 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0
+    with pytest.raises(RetriesExhausted):
+        backoff.run(lambda: (_ for _ in ()).throw(err(500, "backendError")), operation="t", quota_user="u")
+    quota_calls = []
+
+    def quota() -> None:
+        quota_calls.append(1)
+        raise err(403, "quotaExceeded")
+
+    with pytest.raises(QuotaExceeded) as info:
+        backoff.run(quota, operation="events.insert", quota_user="sa@x")
+    assert len(quota_calls) == 1 and "sa@x" in str(info.value)
