@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,9 +11,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
+from webhook_gateway.request_id import RequestIdMiddleware
 
 log = logging.getLogger("webhook_gateway")
-access_log = logging.getLogger("webhook_gateway.access")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -34,20 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.closers = []
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        # accept only a sane id from outside: it ends up in logs and the audit
-        if len(rid) > 128 or not rid.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            rid = uuid.uuid4().hex
-        request.state.request_id = rid
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        # path only: query strings may carry ids of clients; never headers (tokens)
-        access_log.info("%s %s %s %.1fms rid=%s", request.method, request.url.path, response.status_code,
-                        (time.perf_counter() - started) * 1000, rid)
-        return response
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -70,4 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
-    pass
+    from webhook_gateway.proxy import router as advoware_proxy
+    from webhook_gateway.webhooks import install as install_webhooks
+
+    app.include_router(advoware_proxy)
+    install_webhooks(app)
