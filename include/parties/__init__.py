@@ -1,0 +1,1 @@
+"""EspoCRM parties (CBeteiligte) → Advoware Beteiligte: mapping, per-party sync, the queue drain, the demo."""

@@ -1,0 +1,181 @@
+"""Drain the party work queue: claim a batch with a lease → sync each id → ack / nack → claim again
+until nothing is ready. The `beteiligte_sync` DAG's task runs `drain`; so do the demo and the tests.
+
+A worker that dies mid-batch leaves its claims behind; their lease runs out and the next claim (by
+any worker) takes them back (include.queue.party_queue). A failing id is nacked: it comes back after
+an exponential backoff, and after SYNC_PARTY_MAX_ATTEMPTS it goes to the dead letters (hub table
+`dead_letters`, moved there from the Redis outbox at the end of every drain).
+
+CLI (a worker on `.env` settings; the soak test runs it as a subprocess and kills it):
+    python -m include.parties.drain [--batch-size N] [--lease-s S] [--max-seconds S] [--once]
+It prints one JSON line per claimed batch ({"claimed": [ids]}) and a final report line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from include.parties.sync import Outcome
+from include.queue.party_queue import ClaimedParty, PartyQueue
+
+log = logging.getLogger("include.parties.drain")
+
+
+@dataclass
+class DrainReport:
+    batches: int = 0
+    claimed: int = 0
+    acked: int = 0  # done, nothing new arrived meanwhile
+    requeued: int = 0  # synced, but a newer delivery arrived during the claim: goes round again
+    retried: int = 0  # failed, back off
+    dead: int = 0  # failed too often: dead letter
+    stale: int = 0  # our lease had run out and someone else owns the id now
+    dead_letters_moved: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    advoware_writes: int = 0
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: str = "empty"  # empty | time budget
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": self.batches, "claimed": self.claimed, "acked": self.acked,
+                "requeued": self.requeued, "retried": self.retried, "dead": self.dead, "stale": self.stale,
+                "dead_letters_moved": self.dead_letters_moved, "actions": dict(self.actions),
+                "advoware_writes": self.advoware_writes, "notes": self.notes[:50],
+                "seconds": round(self.seconds, 3), "stopped": self.stopped}
+
+
+def error_text(exc: BaseException) -> str:
+    """What a nack and a dead letter keep: the error type and its message (method, endpoint, status
+    in our clients' errors; never a body)."""
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int = 50,
+          lease_s: float | None = None, max_seconds: float = 600.0,
+          dead_letter_sink: Callable[[Mapping[str, Any]], None] | None = None,
+          on_claim: Callable[[list[ClaimedParty]], None] | None = None) -> DrainReport:
+    """Claim, sync, ack/nack until no id is ready (or `max_seconds` passed: the next run goes on)."""
+    report = DrainReport()
+    started = time.monotonic()
+    lease = float(lease_s or queue.lease_s)
+    try:
+        while True:
+            if time.monotonic() - started > max_seconds:
+                report.stopped = "time budget"
+                break
+            batch = queue.claim(batch_size, lease_s=lease)
+            if not batch:
+                break
+            report.batches += 1
+            report.claimed += len(batch)
+            if on_claim is not None:
+                on_claim(batch)
+            renewed = time.monotonic()
+            for i, party in enumerate(batch):
+                if time.monotonic() - renewed > lease / 2:  # a slow batch keeps its claims
+                    for rest in batch[i:]:
+                        queue.extend_lease(rest, lease)
+                    renewed = time.monotonic()
+                _one(queue, sync, party, report)
+    finally:
+        if dead_letter_sink is not None:
+            report.dead_letters_moved = queue.drain_dead_letter_outbox(dead_letter_sink)
+        report.seconds = time.monotonic() - started
+    log.info("drain: %d batches, %d claimed, %d acked, %d requeued, %d retried, %d dead, %d stale in %.1fs",
+             report.batches, report.claimed, report.acked, report.requeued, report.retried, report.dead,
+             report.stale, report.seconds)
+    return report
+
+
+def _one(queue: PartyQueue, sync: Callable[[str], Outcome], party: ClaimedParty, report: DrainReport) -> None:
+    try:
+        outcome = sync(party.id)
+    except Exception as exc:  # every failure of one party is that party's: the others go on
+        result = queue.nack(party, error_text(exc))
+        if result.outcome == "dead":
+            report.dead += 1
+            log.warning("party %s dead-lettered after %d attempts: %s", party.id, result.attempts,
+                        type(exc).__name__)
+        elif result.outcome == "retry":
+            report.retried += 1
+            log.warning("party %s failed (attempt %d, %s): retry later", party.id, result.attempts,
+                        type(exc).__name__)
+        else:
+            report.stale += 1
+        return
+    report.actions[outcome.action] += 1
+    report.advoware_writes += outcome.advoware_writes
+    report.notes.extend(f"{outcome.espo_id}: {n}" for n in outcome.notes)
+    acked = queue.ack(party)
+    if acked == "done":
+        report.acked += 1
+    elif acked == "requeued":
+        report.requeued += 1
+    else:
+        report.stale += 1
+
+
+def hub_dead_letter_sink(dsn: str) -> Callable[[Mapping[str, Any]], None]:
+    from include.hub import dead_letters
+    from include.hub.db import connect
+
+    def sink(entry: Mapping[str, Any]) -> None:
+        with connect(dsn) as conn:
+            dead_letters.add_from_outbox(conn, dict(entry))
+
+    return sink
+
+
+def requeue_write_protected(queue: PartyQueue, ids: list[str]) -> int:
+    """Once write protection is off, the parties it held back go round again (kind 'replay')."""
+    if ids:
+        queue.enqueue(ids, "replay")
+    return len(ids)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from include.parties.sync import PartySync
+    from include.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m include.parties.drain", description=__doc__.split("\n")[0])
+    settings = get_settings()
+    parser.add_argument("--batch-size", type=int, default=settings.sync.party_batch_size)
+    parser.add_argument("--lease-s", type=float, default=float(settings.sync.party_lease_s))
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--backoff-base-s", type=float, default=30.0)
+    parser.add_argument("--once", action="store_true", help="one drain, then exit (else: poll until killed)")
+    parser.add_argument("--poll-s", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+
+    queue = PartyQueue.from_settings(settings, backoff_base_s=args.backoff_base_s)
+    syncer = PartySync.from_settings(settings)
+    sink = hub_dead_letter_sink(settings.postgres.dsn())
+
+    def announce(batch: list[ClaimedParty]) -> None:
+        print(json.dumps({"claimed": [p.id for p in batch]}), flush=True)
+
+    try:
+        while True:
+            report = drain(queue, syncer.sync_party, batch_size=args.batch_size, lease_s=args.lease_s,
+                           max_seconds=args.max_seconds, dead_letter_sink=sink, on_claim=announce)
+            if args.once:
+                print(json.dumps({"report": report.as_dict()}), flush=True)
+                return 0
+            if not report.claimed:
+                time.sleep(args.poll_s)
+    finally:
+        syncer.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

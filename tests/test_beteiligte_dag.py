@@ -1,0 +1,101 @@
+"""The `beteiligte_sync` DAG under `dag.test()` against the EspoCRM and Advoware sandboxes, the real hub
+and Redis: connections come from AIRFLOW_CONN_* (built by include.airflow_env, as in deployment), work
+is enqueued through the real queue API, and the test checks what arrived in Advoware and EspoCRM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from include import airflow_env
+from include.parties import mapping
+from tests.party_helpers import CrmUser, advoware_parties, links, make_queue, settings
+
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    """dag.test() needs a migrated metadata DB (SQLite in the session's AIRFLOW_HOME)."""
+    assert os.environ["AIRFLOW_HOME"] != str(Path.home() / "airflow")
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch, advoware_url: str, espocrm_url: str, redis_url: str,
+                hub: str, tmp_path: Path) -> None:
+    s = settings(advoware_url, espocrm_url, redis_url, hub)
+    env = airflow_env.connections(s, root=tmp_path)
+    for cid in ("ADVOWARE_DEFAULT", "ESPOCRM_DEFAULT", "REDIS_DEFAULT", "SYNC_HUB_DEFAULT"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{cid}", env[f"AIRFLOW_CONN_{cid}"])
+    monkeypatch.setenv("SYNC_PARTY_BATCH_SIZE", "2")  # several claims per run: the drain loop is exercised
+    monkeypatch.setenv("SYNC_PARTY_LEASE_S", "60")
+    monkeypatch.setenv("REDIS_URL", redis_url)  # the Advoware token cache stays in the test's database
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
+
+
+def _dag():  # -> airflow.sdk.DAG
+    from airflow.dag_processing.dagbag import DagBag
+
+
+    bag = DagBag(dag_folder=str(DAGS / "beteiligte_sync.py"), safe_mode=False)
+    assert bag.import_errors == {}
+    return bag.dags["beteiligte_sync"]
+
+
+def test_dag_shape() -> None:
+    dag = _dag()
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.timetable.expression == "*/5 * * * *"
+    assert dag.doc_md and "beteiligte_sync" in dag.doc_md
+    sensor, drain = dag.get_task("work_queued"), dag.get_task("drain_queue")
+    assert sensor.mode == "reschedule" and sensor.poke_interval > 0 and sensor.timeout > 0
+    assert drain.upstream_task_ids == {"work_queued"}
+    assert drain.retries >= 1 and float(drain.retry_exponential_backoff) == 2.0 and drain.max_retry_delay
+
+
+def test_run_drains_the_queue_into_advoware(airflow_db: None, connections: None, advoware_url: str,
+                                             espocrm_url: str, redis_url: str, hub: str) -> None:
+    from airflow.sdk import DagRunState
+
+    user = CrmUser(espocrm_url)
+    kept = user.create(name="Müller", vorname="Jan", ort="Köln", emailAddress="jan@mail.example")
+    changed = user.create(name="Weber GmbH", rechtsform="GmbH", phoneNumber="+49 221 12345")
+    gone = user.create(name="Kurz", vorname="Eva")
+    queue = make_queue(redis_url)
+    queue.enqueue([kept["id"], changed["id"], gone["id"]], "create")
+    user.update(changed["id"], ort="Bonn")
+    queue.enqueue([changed["id"]], "update")
+    user.delete(gone["id"])
+    queue.enqueue([gone["id"]], "delete")
+
+    run = _dag().test()
+    assert run.state == DagRunState.SUCCESS
+
+    parties = advoware_parties(advoware_url)
+    hub_links = links(hub)
+    assert set(hub_links) == {kept["id"], changed["id"]}  # the deleted one never reached Advoware
+    assert len(parties) == 2
+    weber = parties[hub_links[changed["id"]]["bet_nr"]]
+    assert (weber["name"], weber["ort"]) == ("Weber GmbH", "Bonn")
+    assert [(k["kommKz"], k["tlf"]) for k in weber["kommunikation"]] == [(1, "+49 221 12345")]
+    for espo_id in (kept["id"], changed["id"]):
+        rec = user.record(espo_id)
+        assert rec[mapping.FIELD_BET_NR] == hub_links[espo_id]["bet_nr"]
+        assert rec[mapping.FIELD_SYNC_STATUS] == "synced"
+    stats = queue.stats()
+    assert (stats.pending, stats.claimed) == (0, 0)
+
+    # a second run with an empty queue: the sensor gives up quietly (soft fail), nothing is written
+    before = advoware_parties(advoware_url)
+    dag = _dag()
+    dag.get_task("work_queued").timeout = 1
+    dag.get_task("work_queued").poke_interval = 0.5
+    second = dag.test()
+    assert second.state == DagRunState.SUCCESS
+    assert second.get_task_instance("drain_queue").state == "skipped"
+    assert advoware_parties(advoware_url) == before
