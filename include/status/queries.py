@@ -1,0 +1,229 @@
+"""Read the sync state for the status view: ids, counts and outcomes only (professional secrecy).
+
+Every query names its columns. None of them selects a column that can hold client data: not
+`calendar_links.last_error` or fingerprints, not `sync_plans.plan`, not `dead_letters.payload`,
+not `party_links.last_error`, not `write_audit.detail`, not `employee_calendars.email`. The two
+free-text columns that are shown, `sync_runs.error` and `dead_letters.reason`, carry ids only by the
+project's logging rules and are still clipped to CLIP_CHARS.
+
+`collect()` returns one plain, JSON-ready dict (times as ISO 8601 strings in UTC). A section whose
+source is down is replaced by an entry in `errors` (exception class only), so the page still shows
+what is reachable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import redis
+
+from include.hub.db import connect
+from include.queue.party_queue import PartyQueue
+
+log = logging.getLogger(__name__)
+
+LINK_STATUSES = ("linked", "pending", "failed", "conflict", "unsupported", "deleted", "skipped")
+SHOWN_LINK_STATUSES = ("linked", "pending", "failed", "conflict", "unsupported")
+PARTY_STATUSES = ("linked", "unlinked", "deleted", "failed")
+CLIP_CHARS = 160
+MAX_COUNT_KEYS = 20
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the state lives. `redis_client` None means: the queue is not configured here."""
+
+    hub_dsn: str
+    redis_client: redis.Redis | None = None
+
+    @classmethod
+    def from_urls(cls, hub_dsn: str, redis_url: str | None) -> Sources:
+        client = (redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+                  if redis_url else None)
+        return cls(hub_dsn, client)
+
+    @classmethod
+    def from_settings(cls, settings: Any = None) -> Sources:
+        """The same .env as everything else (POSTGRES_*, REDIS_URL)."""
+        if settings is None:
+            from include.settings import get_settings
+
+            settings = get_settings()
+        return cls.from_urls(settings.postgres.dsn(), settings.redis_url)
+
+
+def clip(text: str | None, limit: int = CLIP_CHARS) -> str | None:
+    """One line, at most `limit` characters (an error is a clue for the admin, not a report)."""
+    if text is None:
+        return None
+    one_line = " ".join(str(text).split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _numbers(counts: Any) -> dict[str, int | float]:
+    """Only numeric entries of a counts jsonb: a stray text value never reaches the page."""
+    if not isinstance(counts, dict):
+        return {}
+    out = {str(k): v for k, v in counts.items()
+           if isinstance(v, int | float) and not isinstance(v, bool)}
+    return dict(sorted(out.items())[:MAX_COUNT_KEYS])
+
+
+def _run(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"],
+        "status": row["status"],
+        "started_at": _iso(row["started_at"]),
+        "finished_at": _iso(row["finished_at"]),
+        "counts": _numbers(row["counts"]),
+        "error": clip(row["error"]),
+    }
+
+
+# -- hub sections (each takes an open connection with dict rows) ---------------------------------
+def calendars(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT employee, calendar_id, mode, active, last_full_sync_at, "
+        "(sync_token IS NOT NULL AND sync_token <> '') AS has_sync_token FROM employee_calendars"
+    ).fetchall()
+    return {r["employee"]: {"calendar_id": r["calendar_id"], "mode": r["mode"], "active": r["active"],
+                            "last_full_sync_at": _iso(r["last_full_sync_at"]),
+                            "has_sync_token": r["has_sync_token"]} for r in rows}
+
+
+def link_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    """Per employee: links by status (every status present, zeros included) and a total."""
+    out: dict[str, dict[str, int]] = {}
+    for r in conn.execute(
+        "SELECT employee, status, count(*) AS n FROM calendar_links GROUP BY employee, status"
+    ).fetchall():
+        counts = out.setdefault(r["employee"], {s: 0 for s in LINK_STATUSES} | {"total": 0})
+        counts[r["status"]] = int(r["n"])
+        counts["total"] += int(r["n"])
+    return out
+
+
+def last_calendar_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT DISTINCT ON (employee) employee, run_id, status, started_at, finished_at, counts, error "
+        "FROM sync_runs WHERE kind = 'calendar' AND employee IS NOT NULL "
+        "ORDER BY employee, started_at DESC, id DESC"
+    ).fetchall()
+    return {r["employee"]: _run(r) for r in rows}
+
+
+def last_party_run(conn: psycopg.Connection) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT run_id, status, started_at, finished_at, counts, error FROM sync_runs "
+        "WHERE kind = 'beteiligte' ORDER BY started_at DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return _run(row) if row else None
+
+
+def employees(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """One row per employee known to any of the calendar tables, by employee code."""
+    cals, links, runs = calendars(conn), link_counts(conn), last_calendar_runs(conn)
+    out = []
+    for code in sorted(set(cals) | set(links) | set(runs)):
+        cal = cals.get(code)
+        out.append({
+            "employee": code,
+            "calendar": cal,  # None: links or runs exist, but no calendar row (not provisioned)
+            "links": links.get(code, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
+            "last_run": runs.get(code),
+        })
+    return out
+
+
+def dead_letters(conn: psycopg.Connection, newest: int = 10) -> dict[str, Any]:
+    by_source = {r["source"]: int(r["n"]) for r in conn.execute(
+        "SELECT source, count(*) AS n FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
+    ).fetchall()}
+    rows = conn.execute(
+        "SELECT id, source, entity_id, reason, attempts, created_at FROM dead_letters "
+        "WHERE replayed_at IS NULL ORDER BY id DESC LIMIT %s", (newest,)
+    ).fetchall()
+    return {
+        "open": sum(by_source.values()),
+        "by_source": dict(sorted(by_source.items())),
+        "newest": [{"id": r["id"], "source": r["source"], "entity_id": r["entity_id"],
+                    "reason": clip(r["reason"]), "attempts": r["attempts"],
+                    "created_at": _iso(r["created_at"])} for r in rows],
+    }
+
+
+def party_links(conn: psycopg.Connection) -> dict[str, Any]:
+    by_status = {s: 0 for s in PARTY_STATUSES}
+    for r in conn.execute("SELECT status, count(*) AS n FROM party_links GROUP BY status").fetchall():
+        by_status[r["status"]] = int(r["n"])
+    last = conn.execute("SELECT max(last_synced_at) AS t FROM party_links").fetchone()
+    return {"by_status": by_status, "total": sum(by_status.values()),
+            "last_synced_at": _iso(last["t"]) if last else None}
+
+
+def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT id, at, actor, method, target, status FROM write_audit ORDER BY id DESC LIMIT %s", (limit,)
+    ).fetchall()
+    return [{"id": r["id"], "at": _iso(r["at"]), "actor": r["actor"], "method": r["method"],
+             "target": clip(r["target"], 200), "status": r["status"]} for r in rows]
+
+
+def hub_sections(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20) -> dict[str, Any]:
+    with connect(dsn) as conn:
+        # A status page never writes, and never waits long on a busy hub.
+        conn.execute("SET TRANSACTION READ ONLY")
+        conn.execute("SET LOCAL statement_timeout = 5000")
+        return {
+            "employees": employees(conn),
+            "party_run": last_party_run(conn),
+            "dead_letters": dead_letters(conn, dead_letter_limit),
+            "party_links": party_links(conn),
+            "writes": recent_writes(conn, audit_limit),
+        }
+
+
+# -- Redis -----------------------------------------------------------------------------------------
+def queue_stats(client: redis.Redis, *, now: float | None = None) -> dict[str, Any]:
+    """Depth and oldest ready age of the party queue (include.queue.party_queue, prefix vmh:webhook)."""
+    return PartyQueue(client).stats(now=now).as_dict()
+
+
+# -- everything ------------------------------------------------------------------------------------
+def _section(errors: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except (psycopg.Error, redis.RedisError, OSError) as exc:
+        # The class only: a driver message can name hosts or users, never needed on this page.
+        errors[name] = type(exc).__name__
+        log.warning("status view: %s unavailable (%s)", name, type(exc).__name__)
+        return None
+
+
+def collect(sources: Sources, *, audit_limit: int = 20, dead_letter_limit: int = 10,
+            now: datetime | None = None) -> dict[str, Any]:
+    """The whole status as a plain dict; `ok` is False when the hub or the queue could not be read."""
+    errors: dict[str, str] = {}
+    hub = _section(errors, "hub", lambda: hub_sections(
+        sources.hub_dsn, dead_letter_limit=dead_letter_limit, audit_limit=audit_limit))
+    queue = None
+    if sources.redis_client is not None:
+        queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]
+    hub = hub or {"employees": [], "party_run": None, "dead_letters": None, "party_links": None,
+                  "writes": []}
+    return {
+        "generated_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
+        "ok": not errors,
+        "errors": errors,
+        **hub,
+        "queue": queue,
+    }

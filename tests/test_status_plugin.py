@@ -1,0 +1,161 @@
+"""The sync status plugin inside Airflow 3.3.2: discovered by the plugins manager from plugins/, mounted
+by the real api-server app at /sync-status, listed for the UI menu by /api/v2/plugins, and answering
+only requests that carry the Airflow JWT (Bearer header or the UI's `_token` cookie)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from include import airflow_env
+from include.settings import PostgresSettings, Settings
+
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+
+
+def _clear_plugin_caches() -> None:
+    from airflow import plugins_manager
+
+    for fn in (plugins_manager._get_plugins, plugins_manager.get_fastapi_plugins,
+               plugins_manager._get_ui_plugins, plugins_manager.get_flask_plugins):
+        fn.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def our_plugins() -> Iterator[None]:
+    """Point Airflow at the project's plugins/ folder (the conftest AIRFLOW_HOME has its own)."""
+    from airflow import settings
+
+    saved = settings.PLUGINS_FOLDER
+    settings.PLUGINS_FOLDER = str(PLUGINS)
+    _clear_plugin_caches()
+    yield
+    settings.PLUGINS_FOLDER = saved
+    _clear_plugin_caches()
+
+
+@pytest.fixture(scope="module")
+def api_app(our_plugins: None) -> Iterator[FastAPI]:
+    """Airflow's own api-server app (SimpleAuthManager, SQLite metadata for the revoked-token check)."""
+    assert os.environ["AIRFLOW_HOME"] != str(Path.home() / "airflow")
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+    from airflow.utils import db
+
+    db.initdb()
+    purge_cached_app()
+    yield create_app(apps="core")
+    purge_cached_app()
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch, hub: str, redis_url: str, tmp_path: Path) -> None:
+    """The hub and Redis reach the plugin as Airflow connections, built exactly as in deployment."""
+    info = psycopg.conninfo.conninfo_to_dict(hub)
+    s = Settings(redis_url=redis_url, postgres=PostgresSettings(
+        host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"]))
+    env = airflow_env.connections(s, root=tmp_path)
+    for cid in ("SYNC_HUB_DEFAULT", "REDIS_DEFAULT"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{cid}", env[f"AIRFLOW_CONN_{cid}"])
+    with psycopg.connect(hub, autocommit=True) as c:
+        c.execute("INSERT INTO employee_calendars (employee, calendar_id, mode) VALUES ('ABC', 'cal-abc', 'shared')")
+        c.execute("INSERT INTO calendar_links (employee, frnr, status) VALUES ('ABC', 1, 'failed'), "
+                  "('ABC', 2, 'failed'), ('ABC', 3, 'linked')")
+        c.execute("INSERT INTO dead_letters (source, entity_id, reason) VALUES ('beteiligte_sync', 'e42', 'x')")
+    from include.queue.party_queue import PartyQueue
+
+    PartyQueue.from_url(redis_url).enqueue(["p1", "p2", "p3", "p4"], "update")
+
+
+def _token(role: str = "admin") -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role=role))
+
+
+def test_plugins_manager_discovers_the_plugin(our_plugins: None) -> None:
+    from airflow import plugins_manager
+    from airflow.api_fastapi.core_api.datamodels.plugins import PluginResponse
+
+    plugins, errors = plugins_manager._get_plugins()
+    assert not [k for k in errors if "sync_status" in k], errors
+    ours = [p for p in plugins if p.name == "sync_status"]
+    assert len(ours) == 1
+    apps, _ = plugins_manager.get_fastapi_plugins()
+    mounted = [a for a in apps if a["url_prefix"] == "/sync-status"]
+    assert len(mounted) == 1 and isinstance(mounted[0]["app"], FastAPI)
+    views, _ = plugins_manager._get_ui_plugins()
+    assert {"name": "Sync status", "href": "sync-status/", "url_route": "sync-status",
+            "destination": "nav", "category": "browse"} in views
+    # /api/v2/plugins silently drops a plugin that does not validate: the menu entry would vanish.
+    info = [i for i in plugins_manager.get_plugin_info() if i["name"] == "sync_status"]
+    PluginResponse.model_validate(info[0])
+
+
+def test_mounted_app_needs_the_airflow_jwt(api_app: FastAPI, connections: None) -> None:
+    client = TestClient(api_app)
+    assert client.get("/sync-status/").status_code == 401
+    assert client.get("/sync-status/api").status_code == 401
+    bad = client.get("/sync-status/", headers={"Authorization": "Bearer not-a-jwt"})
+    assert bad.status_code in (401, 403)
+    assert "ABC" not in bad.text
+
+
+def test_page_and_json_with_bearer_and_cookie(api_app: FastAPI, connections: None) -> None:
+    client = TestClient(api_app)
+    token = _token()
+    page = client.get("/sync-status/", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    assert "<h1>Sync status</h1>" in page.text and "cal-abc" in page.text and "e42" in page.text
+
+    # The browser in the UI's iframe sends the session cookie, not a header.
+    client.cookies.set("_token", _token(role="viewer"))
+    data = client.get("/sync-status/api").json()
+    assert data["ok"] is True, data["errors"]
+    assert data["employees"][0]["employee"] == "ABC"
+    assert data["employees"][0]["links"]["failed"] == 2 and data["employees"][0]["links"]["linked"] == 1
+    assert data["dead_letters"]["open"] == 1 and data["dead_letters"]["newest"][0]["entity_id"] == "e42"
+    assert data["queue"]["pending"] == 4  # read through the redis_default connection (its ?db=N extra)
+
+
+def test_ui_menu_lists_the_view(api_app: FastAPI) -> None:
+    client = TestClient(api_app)
+    r = client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {_token()}"})
+    assert r.status_code == 200, r.text
+    ours = [p for p in r.json()["plugins"] if p["name"] == "sync_status"]
+    assert ours and ours[0]["external_views"][0]["url_route"] == "sync-status"
+    assert ours[0]["fastapi_apps"][0]["url_prefix"] == "/sync-status"
+
+
+def test_without_connections_the_env_settings_are_used(our_plugins: None, monkeypatch: pytest.MonkeyPatch,
+                                                       hub: str, redis_url: str) -> None:
+    from airflow import plugins_manager
+
+    from include.settings import get_settings
+
+    plugin = next(p for p in plugins_manager._get_plugins()[0] if p.name == "sync_status")
+    module = __import__(plugin.__module__)
+    info = psycopg.conninfo.conninfo_to_dict(hub)
+    for cid in ("SYNC_HUB_DEFAULT", "REDIS_DEFAULT"):
+        monkeypatch.delenv(f"AIRFLOW_CONN_{cid}", raising=False)
+    monkeypatch.setenv("POSTGRES_HOST", info["host"])
+    monkeypatch.setenv("POSTGRES_PORT", str(info["port"]))
+    monkeypatch.setenv("POSTGRES_DB", info["dbname"])
+    monkeypatch.setenv("POSTGRES_USER", info["user"])
+    monkeypatch.setenv("POSTGRES_PASSWORD", "")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    try:
+        sources = module.airflow_sources()
+    finally:
+        get_settings.cache_clear()
+    assert sources.hub_dsn == hub
+    assert sources.redis_client.connection_pool.connection_kwargs["db"] == int(redis_url.rsplit("/", 1)[1])
