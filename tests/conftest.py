@@ -22,6 +22,8 @@ _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-test-")
 os.environ.setdefault("AIRFLOW_HOME", _AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# a full-length HS512 key (Airflow's generated default is short and pyjwt warns about it)
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex * 2)
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "dags"))
 
 PG_HOST = os.environ.get("TEST_POSTGRES_HOST", "127.0.0.1")
