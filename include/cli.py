@@ -3,6 +3,7 @@
   kanzlei-sync register-webhooks --gateway-url URL   register CBeteiligte.create/update/delete in EspoCRM
   kanzlei-sync dead-letters list [--all] [--source S] [--limit N]
   kanzlei-sync dead-letters replay ID
+  kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
 
 To add a command: write `def _cmd_x(args, settings) -> int`, and register its parser in `build_parser`
 with `set_defaults(func=_cmd_x)`.
@@ -99,6 +100,23 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+def _cmd_calendar_recover(args: argparse.Namespace, settings: Settings) -> int:
+    from include.calendar_sync.context import SyncContext
+    from include.calendar_sync.recovery import recover
+
+    ctx = SyncContext.from_settings(settings)
+    try:
+        result = recover(ctx, args.employee)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    print(f"{result['employee']}: {result['linked']} links rebuilt from {result['events']} events "
+          f"({result['differing']} differ; the next run writes Advoware's version to Google)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--no-trigger", action="store_true", help="only queue it; the sweep picks it up")
     p.set_defaults(func=_cmd_dead_letters_replay)
+
+    cal = sub.add_parser("calendar", help="calendar sync tools").add_subparsers(dest="action", required=True)
+    p = cal.add_parser("recover", help="rebuild an employee's hub links from Google's markers and Advoware")
+    p.add_argument("--employee", required=True, help="Advoware Kürzel")
+    p.set_defaults(func=_cmd_calendar_recover)
     return parser
 
 

@@ -55,8 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
+    from webhook_gateway.calendar import router as calendar_sync
     from webhook_gateway.proxy import router as advoware_proxy
     from webhook_gateway.webhooks import install as install_webhooks
 
     app.include_router(advoware_proxy)
+    app.include_router(calendar_sync)
     install_webhooks(app)

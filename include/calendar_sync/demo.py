@@ -1,0 +1,103 @@
+"""The calendar part of `make demo`: a full sync of the sandbox firm, then changes on both sides and a
+second run that carries them across. Sandbox mode only (it seeds and edits the sandboxes).
+
+    python -m include.calendar_sync.demo [--employees 3] [--per-employee 12] [--seed 4711]
+
+Uses .env (ADVOWARE_*, GOOGLE_*, POSTGRES_*, REDIS_URL) and runs the engine in this process, the
+same functions the `advoware_calendar_sync` DAG runs as tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from include.calendar_sync.context import SyncContext
+from include.calendar_sync.report import table
+from include.calendar_sync.runner import sync_all
+from include.hub.db import migrate
+from include.settings import Settings, get_settings
+from include.sync.mapping_google import marker_of
+
+
+def _seed(settings: Settings, seed: int, employees: int, per_employee: int) -> None:
+    body = {"seed": seed, "employees": employees, "appointments_per_employee": per_employee,
+            "start": date.today().isoformat()}
+    httpx.post(f"{settings.advoware.base_url.rstrip('/')}/_sandbox/seed", json=body, timeout=30).raise_for_status()
+
+
+def _ordinary(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in items if int(t["frNr"]) > 0 and not t.get("dauertermin") and not t.get("abwesenheit")]
+
+
+def make_changes(ctx: SyncContext, codes: list[str]) -> list[str]:
+    """A person's edits on both sides; returns what to look for after the next run."""
+    today = date.today()
+    window = (today - timedelta(days=30), today + timedelta(days=365))
+    first, second = codes[0], codes[1 % len(codes)]
+    notes: list[str] = []
+    adv = ctx.advoware
+    a1 = _ordinary(adv.list_termine(first, *window))
+    moved = a1[0]
+    adv.update_termin(moved["frNr"], {**moved, "ort": "Besprechungsraum 3 (in Advoware geändert)"})
+    notes.append(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated")
+    new = adv.create_termin({"kuerzel": first, "anwalt": first, "text": "Neuer Termin aus Advoware",
+                             "datum": f"{(today + timedelta(days=3)).isoformat()}T14:00:00",
+                             "datumBis": f"{(today + timedelta(days=3)).isoformat()}T15:00:00",
+                             "uhrzeitVon": "14:00:00", "uhrzeitBis": "15:00:00"})
+    notes.append(f"Advoware: frNr {new['frNr']} ({first}) created -> Google event created")
+    gone = _ordinary(adv.list_termine(second, *window))[-1]
+    adv.delete_termin(gone["frNr"])
+    notes.append(f"Advoware: frNr {gone['frNr']} ({second}) deleted -> Google event deleted")
+
+    session, calendar_id = ctx.calendar(second)
+    events = session.execute(lambda s: s.events().list(calendarId=calendar_id, maxResults=2500),
+                             "events.list")["items"]
+    edited = next(e for e in events if (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"]
+                  and not e.get("recurrence") and marker_of(e)[1] != gone["frNr"])
+    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"],
+                                               body={"summary": "Im Kalender umbenannt"}), "events.patch")
+    notes.append(f"Google: event of frNr {marker_of(edited)[1]} ({second}) renamed -> Advoware updated")
+    day = (today + timedelta(days=5)).isoformat()
+    created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
+        "summary": "Neuer Termin aus Google", "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": f"{day}T09:30:00", "timeZone": "Europe/Berlin"}}), "events.insert")
+    notes.append(f"Google: event {created['id']} ({second}) created -> Advoware appointment created")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="calendar-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=4711)
+    parser.add_argument("--employees", type=int, default=3)
+    parser.add_argument("--per-employee", type=int, default=12)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if not settings.sandbox_mode:
+        print("the calendar demo seeds and edits the sandboxes: set SANDBOX_MODE=true", file=sys.stderr)
+        return 2
+    migrate(settings.postgres.dsn())
+    _seed(settings, args.seed, args.employees, args.per_employee)
+    ctx = SyncContext.from_settings(settings)
+    try:
+        print("== 1. full sync of the sandbox firm")
+        run_id, results = sync_all(ctx)
+        print(table(ctx.hub_dsn, run_id))
+        print("\n== 2. changes on both sides")
+        notes = make_changes(ctx, sorted(results))
+        print("\n".join(f"   {n}" for n in notes))
+        print("\n== 3. the next run carries them across")
+        run_id, results = sync_all(ctx)
+        print(table(ctx.hub_dsn, run_id))
+        failed = [code for code, r in results.items() if r.get("status") != "success"]
+        return 1 if failed else 0
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Resolving Advoware create intents left by a crash, before the next plan is made.
+
+An open intent means: we meant to create the Advoware twin of a Google event, and may have done it
+without recording the link (killed between the POST and the hub write). If Advoware's listing holds
+an unlinked appointment of the employee with the intended content (or the frNr the intent already
+recorded), that is our appointment: the Google event gets its marker, the link is stored and the
+intent removed. Otherwise the intent stays, and the planner's create_advoware repeats the POST.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from include.calendar_sync.context import SyncContext
+from include.google_calendar.writing import EventWriter, WriteOp
+from include.hub import links as store
+from include.hub.db import connect
+from include.sync.fingerprint import fingerprint
+from include.sync.mapping_advoware import changed_at_of, frnr_of, from_advoware
+from include.sync.mapping_google import ORIGIN_GOOGLE, from_google, marker_properties
+from include.sync.models import Appointment
+
+log = logging.getLogger(__name__)
+
+
+def _fp(termin: dict[str, Any], employee: str) -> str | None:
+    try:
+        return fingerprint(from_advoware(termin, employee))
+    except (TypeError, ValueError):
+        return None
+
+
+def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[str, Any]],
+                    google_items: list[dict[str, Any]]) -> int:
+    """Link what a crashed create left behind; returns how many intents were resolved."""
+    with connect(ctx.hub_dsn) as conn:
+        intents = store.open_intents(conn, employee)
+        linked = store.linked_frnrs(conn, employee)
+    if not intents:
+        return 0
+    session, calendar_id = ctx.calendar(employee)
+    writer = EventWriter(session, calendar_id)
+    events = {e.get("id"): e for e in google_items}
+    resolved = 0
+    for intent in intents:
+        match = None
+        for termin in advoware_items:
+            frnr = frnr_of(termin)
+            if frnr is None or frnr < 0 or frnr in linked:
+                continue
+            if frnr == intent["frnr"] or (intent["frnr"] is None and _fp(termin, employee) == intent["fingerprint"]):
+                match = termin
+                break
+        if match is None:
+            continue
+        frnr = frnr_of(match)
+        gid = intent["google_event_id"]
+        patch = {"extendedProperties": {"private": marker_properties(employee, frnr, ORIGIN_GOOGLE)}}
+        result = writer.apply(WriteOp.patch(gid, patch))
+        if not result.ok:
+            continue  # the Google event is gone: the planner decides about the Advoware item
+        event = events.get(gid) or result.event
+        parsed = from_google(event) if event else None
+        appt = from_advoware(match, employee)
+        first, last = appt.span()
+        state = store.LinkState(
+            frnr=frnr, google_event_id=gid, advoware_fingerprint=fingerprint(appt),
+            google_fingerprint=fingerprint(parsed) if isinstance(parsed, Appointment) else None,
+            advoware_changed_at=changed_at_of(match), google_updated=(result.event or {}).get("updated"),
+            google_etag=(result.event or {}).get("etag"), span_start=first.isoformat(), span_end=last.isoformat())
+        with connect(ctx.hub_dsn) as conn:
+            store.save_link(conn, employee, state)
+            store.finish_intent(conn, intent["id"])
+        linked.add(frnr)  # type: ignore[arg-type]
+        resolved += 1
+        log.info("intent of %s for event %s resolved: frNr=%s created before a crash, linked", employee, gid,
+                 frnr)
+    return resolved

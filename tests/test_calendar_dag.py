@@ -1,0 +1,270 @@
+"""The `advoware_calendar_sync` DAG under `dag.test()` against the Advoware and Google sandboxes, with
+the real hub (PostgreSQL) and Redis. Connections come from AIRFLOW_CONN_* built by include.airflow_env
+(as in deployment); the test checks what a user would: events per calendar, Termine in Advoware, the
+sandboxes' write counters, the hub's links and run log.
+
+dag.test() runs task instances directly (no scheduler), so the pools need not exist here; it does
+honour retries in real time, so the retry delay is set to 0 s (Airflow waits ~1 s) before the DAG
+file is parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from include import airflow_env
+from include.sync.mapping_google import marker_of
+from tests.calendar_helpers import (
+    advoware_state,
+    calendar_events,
+    calendar_ids,
+    faults,
+    links,
+    make_ctx,
+    seed_firm,
+    settings,
+    stats,
+    termine,
+    total_writes,
+)
+
+os.environ["CALENDAR_SYNC_RETRY_DELAY_S"] = "0"  # read when the DAG file is parsed
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+DAG_ID = "advoware_calendar_sync"
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    assert os.environ["AIRFLOW_HOME"] != str(Path.home() / "airflow")
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture
+def conns(monkeypatch: pytest.MonkeyPatch, advoware_url: str, google_url: str, redis_url: str, hub: str,
+          tmp_path: Path) -> dict[str, Any]:
+    """AIRFLOW_CONN_* of the test's sandboxes; returns the Advoware extras to change per test."""
+    s = settings(advoware_url, google_url, redis_url, hub, tmp_path)
+    env = airflow_env.connections(s, root=tmp_path)
+    for cid in ("ADVOWARE_DEFAULT", "GOOGLE_CALENDAR_DEFAULT", "REDIS_DEFAULT", "SYNC_HUB_DEFAULT"):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{cid}", env[f"AIRFLOW_CONN_{cid}"])
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("GOOGLE_MAX_RETRIES", "2")
+    monkeypatch.setenv("ADVOWARE_WRITE_PROTECTION", "false")
+    adv = json.loads(env["AIRFLOW_CONN_ADVOWARE_DEFAULT"])
+
+    def set_advoware(**extra: Any) -> None:
+        adv["extra"].update(extra)
+        monkeypatch.setenv("AIRFLOW_CONN_ADVOWARE_DEFAULT", json.dumps(adv))
+
+    set_advoware(max_retries=1)
+    return {"set_advoware": set_advoware, "settings": s}
+
+
+def _dag():  # -> airflow.sdk.DAG
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / f"{DAG_ID}.py"), safe_mode=False)
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def _run(**conf: Any):  # -> DagRun
+    return _dag().test(run_conf=conf)
+
+
+def _states(run: Any, task_id: str) -> list[str]:
+    return [ti.state for ti in run.get_task_instances() if ti.task_id == f"employee_sync.{task_id}"]
+
+
+def _assert_converged(advoware_url: str, google_url: str, hub: str, *, unmarked: int = 0) -> None:
+    """Every own Advoware appointment exactly once in its employee's calendar, every one linked;
+    besides them only `unmarked` events (a person's own, left alone)."""
+    cals = calendar_ids(hub)
+    for employee in sorted(cals):
+        own = sorted(t["frNr"] for t in termine(advoware_url, employee))
+        events = calendar_events(google_url, cals[employee])
+        marked = sorted(marker_of(e)[1] for e in events if marker_of(e)[1] is not None)
+        assert marked == own and len(events) - len(marked) == unmarked, employee
+        linked = [lk for lk in links(hub, employee) if lk["status"] == "linked"]
+        assert sorted(lk["frnr"] for lk in linked) == own, employee
+
+
+# -- shape -------------------------------------------------------------------------------------------
+def test_dag_shape() -> None:
+    dag = _dag()
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.timetable.expression == "*/15 * * * *"
+    assert dag.doc_md and DAG_ID in dag.doc_md
+    assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover"}
+    ids = set(dag.task_ids)
+    group = ["prepare", "phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates",
+             "finalize"]
+    assert ids == {"list_employees", *(f"employee_sync.{t}" for t in group)}
+    for upstream, downstream in zip(group, group[1:], strict=False):
+        assert f"employee_sync.{upstream}" in dag.get_task(f"employee_sync.{downstream}").upstream_task_ids
+    pools = {t: dag.get_task(t).pool for t in ids}
+    assert pools["list_employees"] == "advoware_api"
+    assert pools["employee_sync.phase_2_new_google"] == "advoware_api"
+    assert pools["employee_sync.phase_1_new_advoware"] == "google_calendar_api"
+    for task_id in ids:
+        task = dag.get_task(task_id)
+        assert task.retries == 3 and float(task.retry_exponential_backoff) == 2.0 and task.max_retry_delay
+
+
+# -- runs --------------------------------------------------------------------------------------------
+def test_first_run_creates_everything_and_a_second_writes_nothing(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url)
+    run = _run()
+    assert run.state == DagRunState.SUCCESS
+    assert _states(run, "finalize") == ["success"] * 3
+    _assert_converged(advoware_url, google_url, hub)
+    assert total_writes(advoware_url) == 0  # nothing was new on the Google side
+
+    before = (total_writes(advoware_url), total_writes(google_url))
+    second = _run()
+    assert second.state == DagRunState.SUCCESS
+    assert (total_writes(advoware_url), total_writes(google_url)) == before
+    _assert_converged(advoware_url, google_url, hub)
+
+
+def test_injected_5xx_and_429_converge_without_duplicates(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=2)
+    # no retries inside the clients: every fault reaches the task, which Airflow retries
+    monkeypatch.setenv("GOOGLE_MAX_RETRIES", "0")
+    conns["set_advoware"](max_retries=0)
+    faults(advoware_url, {"match": "Termine.*", "kind": "status", "status": 503, "rate": 0.2, "seed": 3},
+           {"match": "Mitarbeiter.list", "kind": "status", "status": 429, "rate": 0.2, "seed": 5})
+    faults(google_url, {"match": "*", "kind": "status", "status": 500, "rate": 0.1, "seed": 7},
+           {"match": "*", "kind": "status", "status": 429, "rate": 0.1, "seed": 11, "reason": "rateLimitExceeded"})
+    states, tries = [], []
+    for _ in range(4):  # retries inside a run first; a run that still failed is followed by the next one
+        run = _run()
+        states.append(run.state)
+        tries += [ti.try_number for ti in run.get_task_instances()]
+        if run.state == DagRunState.SUCCESS:
+            break
+    assert states[-1] == DagRunState.SUCCESS, states
+    assert len(states) > 1 or max(tries) > 1  # some failure reached Airflow and was retried
+    assert sum(stats(google_url)["faults"].values()) > 0  # the faults did happen
+    faults(advoware_url)
+    faults(google_url)
+    _assert_converged(advoware_url, google_url, hub)
+    before = (total_writes(advoware_url), total_writes(google_url))
+    assert _run().state == DagRunState.SUCCESS  # and it is stable
+    assert (total_writes(advoware_url), total_writes(google_url)) == before
+
+
+def test_an_empty_advoware_list_stops_the_run_without_deletions(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=1)
+    assert _run().state == DagRunState.SUCCESS
+    events_before = sum(len(calendar_events(google_url, c)) for c in calendar_ids(hub).values())
+    writes = (total_writes(advoware_url), total_writes(google_url))
+    faults(advoware_url, {"match": "Termine.list", "kind": "empty_list"})  # every listing comes back empty
+    run = _run()
+    assert run.state == DagRunState.FAILED
+    assert _states(run, "prepare") == ["failed"] and _states(run, "phase_3_deletions") == ["upstream_failed"]
+    assert (total_writes(advoware_url), total_writes(google_url)) == writes
+    assert sum(len(calendar_events(google_url, c)) for c in calendar_ids(hub).values()) == events_before
+    from include.hub.db import connect
+
+    with connect(hub) as conn:
+        row = conn.execute("SELECT status, error FROM sync_runs WHERE run_id = %s", (run.run_id,)).fetchone()
+    assert row["status"] == "stopped" and "advoware returned nothing" in row["error"]
+
+
+def test_write_protection_keeps_every_write_away_from_advoware(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=1)
+    conns["set_advoware"](write_protection=True)
+    assert _run().state == DagRunState.SUCCESS
+    (employee,) = calendar_ids(hub)
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, calendar_id = ctx.calendar(employee)
+    body = {"summary": "Nur in Google", "start": {"date": "2030-01-02"}, "end": {"date": "2030-01-03"}}
+    session.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body), "events.insert")
+    own = next(e for e in calendar_events(google_url, calendar_id) if marker_of(e)[1])
+    session.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=own["id"]), "events.delete")
+    ctx.close()
+
+    assert _run().state == DagRunState.SUCCESS
+    assert total_writes(advoware_url) == 0
+    assert "Nur in Google" not in {t["text"] for t in termine(advoware_url)}
+    # the deleted event was restored from Advoware; the Google-only one is left alone
+    _assert_converged(advoware_url, google_url, hub, unmarked=1)
+
+
+def test_a_prefilled_calendar_is_adopted_not_duplicated(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    """Events a previous installation wrote (no marker, other ids) are matched by content."""
+    from airflow.sdk import DagRunState
+
+    from include.calendar_sync.employees import record_employees
+    from include.calendar_sync.prepare import ensure_calendar
+    from include.sync.mapping_advoware import from_advoware
+    from include.sync.mapping_google import to_google
+
+    seed_firm(advoware_url, employees=1)
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    employee = ctx.advoware.list_mitarbeiter()[0]["kuerzel"]
+    record_employees(hub, ctx.advoware.list_mitarbeiter())
+    calendar_id = ensure_calendar(ctx, employee)
+    ctx.close()
+    own = termine(advoware_url, employee)
+    copies = []
+    for i, t in enumerate(own):
+        body = to_google(from_advoware(t, employee), employee=employee, frnr=None)
+        body.pop("extendedProperties")
+        copies.append({**body, "id": f"motia{i:05d}"})
+    httpx.post(f"{google_url}/_sandbox/seed", json={"events": {calendar_id: copies}}, timeout=30).raise_for_status()
+    google_writes = total_writes(google_url)
+
+    assert _run().state == DagRunState.SUCCESS
+    events = calendar_events(google_url, calendar_id)
+    assert len(events) == len(own)  # adopted, none created beside them
+    assert {e["id"] for e in events} == {c["id"] for c in copies}
+    assert sorted(marker_of(e)[1] for e in events) == sorted(t["frNr"] for t in own)
+    writes = Counter(stats(google_url)["writes"])
+    assert writes["events.insert"] == 0 and total_writes(google_url) - google_writes == len(own)
+
+
+def test_dry_run_plans_and_writes_nothing(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    from airflow.sdk import DagRunState
+
+    from include.hub.db import connect
+
+    seed_firm(advoware_url, employees=1)
+    run = _run(dry_run=True)
+    assert run.state == DagRunState.SUCCESS
+    assert (total_writes(advoware_url), total_writes(google_url)) == (0, 0)
+    assert calendar_ids(hub) == {} and links(hub) == []
+    with connect(hub) as conn:
+        plan = conn.execute("SELECT dry_run, counts FROM sync_plans WHERE run_id = %s", (run.run_id,)).fetchone()
+        status = conn.execute("SELECT status FROM sync_runs WHERE run_id = %s", (run.run_id,)).fetchone()
+    employee = advoware_state(advoware_url)["mitarbeiter"][0]["kuerzel"]
+    in_scope = len(termine(advoware_url, employee))
+    assert plan["dry_run"] is True and plan["counts"]["create_google"] == in_scope
+    assert status["status"] == "dry_run"

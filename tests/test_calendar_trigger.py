@@ -1,0 +1,156 @@
+"""`POST /advoware/calendar/sync`: against a small fake of Airflow's two endpoints (token, dagRuns;
+the fake of tests/test_airflow_api.py), and end to end against a real Airflow standalone (e2e)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from include.settings import AirflowApiSettings, GatewaySettings, Settings
+from sandbox.runner import ServerThread, free_port
+from tests.conftest import pg_dsn
+from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
+from tests.test_demo_stack import devstack
+
+DAG = "advoware_calendar_sync"
+POOLS = {"google_calendar_api": 4, "advoware_api": 2}
+WRITE, READ = "calendar-write-token", "calendar-read-token"
+
+
+def gateway(airflow_url: str) -> TestClient:
+    from webhook_gateway.app import create_app
+
+    settings = Settings(_env_file=None, airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER,
+                                                                       password=PASSWORD, timeout_s=5),
+                        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ,
+                                                airflow_ui_url="http://airflow.example"))
+    return TestClient(create_app(settings))
+
+
+@pytest.fixture
+def airflow() -> Iterator[tuple[FastAPI, str]]:
+    app = make_fake_airflow(dags=(DAG,))
+    with ServerThread(app) as server:
+        yield app, server.url
+
+
+def auth(token: str = WRITE, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **headers}
+
+
+def test_needs_the_read_write_token(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    with gateway(url) as client:
+        assert client.post("/advoware/calendar/sync", json={}).status_code == 401
+        assert client.post("/advoware/calendar/sync", json={}, headers=auth("wrong")).status_code == 403
+        assert client.post("/advoware/calendar/sync", json={}, headers=auth(READ)).status_code == 403
+    assert app.state.runs == {}
+
+
+def test_triggers_a_run_with_the_body_as_conf_and_answers_its_link(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    with gateway(url) as client:
+        r = client.post("/advoware/calendar/sync", json={"full_content": True, "employees": ["AB", "CD"]},
+                        headers=auth())
+    assert r.status_code == 202
+    body = r.json()
+    run = app.state.runs[(DAG, body["dag_run_id"])]
+    assert run["conf"] == {"full_content": True, "employees": ["AB", "CD"]} and run["logical_date"] is None
+    assert body["created"] is True and body["state"] == "queued"
+    assert body["url"] == f"http://airflow.example/dags/{DAG}/runs/{body['dag_run_id']}"
+
+
+def test_a_retried_call_does_not_start_a_second_run(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    with gateway(url) as client:
+        first = client.post("/advoware/calendar/sync", json={}, headers=auth(**{"Idempotency-Key": "k-1"}))
+        again = client.post("/advoware/calendar/sync", json={}, headers=auth(**{"Idempotency-Key": "k-1"}))
+        by_request_id = [client.post("/advoware/calendar/sync", json={}, headers=auth(**{"X-Request-ID": "req-7"}))
+                         for _ in range(2)]
+        unkeyed = [client.post("/advoware/calendar/sync", json={}, headers=auth()) for _ in range(2)]
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert first.json()["dag_run_id"] == again.json()["dag_run_id"] and again.json()["created"] is False
+    assert [r.status_code for r in by_request_id] == [202, 200]
+    assert by_request_id[0].json()["dag_run_id"] == by_request_id[1].json()["dag_run_id"]
+    assert [r.status_code for r in unkeyed] == [202, 202]  # no key: each call is its own request
+    assert len(app.state.runs) == 4
+
+
+def test_rejects_a_bad_body_and_reports_airflow_down(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    with gateway(url) as client:
+        assert client.post("/advoware/calendar/sync", json={"employees": "AB"}, headers=auth()).status_code == 422
+        assert client.post("/advoware/calendar/sync", json={"employees": ["A B;"]}, headers=auth()).status_code == 422
+        assert client.post("/advoware/calendar/sync", json={"dry": 1}, headers=auth()).status_code == 422
+    assert app.state.runs == {}
+    with gateway(f"http://127.0.0.1:{free_port()}") as client:
+        down = client.post("/advoware/calendar/sync", json={}, headers=auth())
+    assert down.status_code == 503 and "request_id" in down.json()
+
+
+# -- end to end: gateway → real Airflow standalone (the demo stack on free ports) ----------------------
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_url: str) -> None:
+    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs",
+                                           "trigger_logs")}
+    hub_db = f"hub_e2e_{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "DEVSTACK_RUN_DIR": str(tmp_path / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp_path / "af"),
+           "SANDBOX_MODE": "true", "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
+           "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
+           "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
+           "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
+           "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
+           "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp_path / "run" / "sa.json"),
+           "GATEWAY_PORT": str(ports["gateway"]), "GATEWAY_API_TOKEN": WRITE,
+           "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}", "AIRFLOW_API_USERNAME": "admin",
+           "AIRFLOW_API_PASSWORD": f"e2e-{uuid.uuid4().hex[:12]}", "POSTGRES_DB": hub_db, "REDIS_URL": redis_url,
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"])}
+    env.pop("AIRFLOW_HOME", None)
+    try:
+        up = devstack("up --timeout 240", env, timeout=300)
+        assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
+        gw = f"http://127.0.0.1:{ports['gateway']}"
+        r = httpx.post(f"{gw}/advoware/calendar/sync", json={"employees": []}, timeout=30,
+                       headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
+        assert r.status_code == 202, r.text
+        run_id = r.json()["dag_run_id"]
+        again = httpx.post(f"{gw}/advoware/calendar/sync", json={}, timeout=30,
+                           headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
+        assert again.status_code == 200 and again.json()["dag_run_id"] == run_id
+        af = f"http://127.0.0.1:{ports['airflow']}"
+        token = httpx.post(f"{af}/auth/token", json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]},
+                           timeout=10).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        for pool, slots in POOLS.items():  # what the stack must provide (a task in a missing pool never runs)
+            made = httpx.post(f"{af}/api/v2/pools", json={"name": pool, "slots": slots}, headers=bearer, timeout=10)
+            assert made.status_code in (200, 201, 409), made.text
+        deadline, state = time.monotonic() + 300, None
+        while time.monotonic() < deadline:  # the scheduler picks the run up and works it through
+            run = httpx.get(f"{af}/api/v2/dags/{DAG}/dagRuns/{run_id}", timeout=10, headers=bearer)
+            state = run.json().get("state") if run.status_code == 200 else None
+            if state in ("success", "failed"):
+                break
+            time.sleep(2)
+        assert state in ("success", "failed"), state
+        tis = httpx.get(f"{af}/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances", timeout=10, headers=bearer).json()
+        listed = [ti for ti in tis["task_instances"] if ti["task_id"] == "list_employees"]
+        assert listed and listed[0]["state"] == "success"  # the run really executed in Airflow
+        runs = httpx.get(f"{af}/api/v2/dags/{DAG}/dagRuns", timeout=10, headers=bearer).json()
+        assert [x["dag_run_id"] for x in runs["dag_runs"]].count(run_id) == 1
+        assert json.loads(json.dumps(run.json()["conf"])) == {"full_content": False, "employees": []}
+    finally:
+        devstack("down", env, timeout=120)
+        with psycopg.connect(pg_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{hub_db}" WITH (FORCE)')
