@@ -19,7 +19,11 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
 
 Every item's outcome is in the hub (`calendar_links`: status, attempts, last error); a phase with
 failed items fails at its end and is retried (3×, exponential backoff); a crash anywhere creates
-no duplicate on the next try. Logs carry counts and ids, never appointment texts.
+no duplicate on the next try. An item that has failed `SYNC_CALENDAR_MAX_ATTEMPTS` times (12 ≈ three
+runs with their retries) is **parked**: a dead letter (source `calendar_sync`, ids only), counted as
+`parked`, no longer failing its phase, so the employee's later phases and finalize still run; it is
+left out of the plans until replayed (`kanzlei-sync dead-letters replay ID`), and the next run then
+reads the window in full and tries it again. Logs carry counts and ids, never appointment texts.
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),

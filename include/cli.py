@@ -89,6 +89,11 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if row["source"] == dead_letters.CALENDAR_SOURCE:
+        # a parked calendar item: its link starts again, the next calendar run (scheduled) retries it
+        print(f"dead letter {row['id']}: calendar item {row['entity_id']} released; the next calendar "
+              "sync run retries it")
+        return 0
     print(f"dead letter {row['id']}: id {row['entity_id']} queued again")
     if not args.no_trigger:
         try:
@@ -133,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_dead_letters_list)
-    p = dl.add_parser("replay", help="queue a dead letter's id again and trigger a sync run")
+    p = dl.add_parser("replay", help="queue a dead letter's id again and trigger a sync run (a parked "
+                                     "calendar item: release it for the next calendar run)")
     p.add_argument("id", type=int)
     p.add_argument("--no-trigger", action="store_true", help="only queue it; the sweep picks it up")
     p.set_defaults(func=_cmd_dead_letters_replay)

@@ -143,6 +143,8 @@ class SyncSettings(BaseSettings):
     party_hard_delete: bool = False
     party_batch_size: int = 50
     party_lease_s: int = 300
+    # A calendar item failing this often (task tries over runs) is parked as a dead letter.
+    calendar_max_attempts: int = 12
 
 
 class Settings(BaseSettings):

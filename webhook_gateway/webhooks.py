@@ -48,6 +48,19 @@ LATENCY = Histogram("vmh_webhook_request_seconds", "Webhook handling time until 
 TRIGGERS = Counter("vmh_webhook_dag_triggers_total", "Coalesced beteiligte_sync trigger attempts",
                    ["outcome"])
 
+
+class _EventMetrics:
+    """The label children of one event, bound once (labels() takes a lock and a dict lookup per call)."""
+
+    def __init__(self, event: str) -> None:
+        self.accepted = ACCEPTED.labels(event)
+        self.duplicates = DUPLICATES.labels(event)
+        self.rejected = REJECTED.labels(event)
+        self.latency = LATENCY.labels(event)
+
+
+_METRICS = {event: _EventMetrics(event) for event in EVENTS}
+
 router = APIRouter()
 
 
@@ -95,7 +108,15 @@ class WebhookResources:
         self.airflow = AirflowApi.from_settings(settings, redis_client=self.sync_redis) \
             if settings.airflow_api.url else None
         self.trigger = _TriggerCoalescer(self.trigger_once if self.airflow is not None else None)
+        self.secrets = settings.espocrm.webhook_secrets()  # parsed once, not per webhook
         self._last_airflow_warning = 0.0
+        self._background: set[asyncio.Future[Any]] = set()
+
+    def in_background(self, fn: Callable[[], None]) -> None:
+        """Run a blocking job in a worker thread after the answer (kept referenced until done)."""
+        future = asyncio.get_running_loop().run_in_executor(None, fn)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
 
     def trigger_once(self) -> None:
         if self.airflow is None:
@@ -123,6 +144,8 @@ class WebhookResources:
 
     async def close(self) -> None:
         await self.trigger.wait()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.close()
         self.sync_redis.close()
         if self.airflow is not None:
@@ -177,11 +200,14 @@ def _id_problem(item: dict[str, Any]) -> str | None:
     return None
 
 
-@router.post("/webhooks/vmh/beteiligte/{event}")
-async def receive_webhook(event: str, request: Request, background: BackgroundTasks) -> JSONResponse:
-    if event not in EVENTS:
+async def receive_webhook(request: Request) -> JSONResponse:
+    """A plain Starlette route (the hot path): FastAPI's per-request parameter solving is not needed."""
+    event = request.path_params["event"]
+    metrics = _METRICS.get(event)
+    if metrics is None:
         raise HTTPException(404, detail=f"unknown event {event!r}; one of {', '.join(EVENTS)}")
     started = time.perf_counter()
+    res = resources(request)
     settings: Settings = request.app.state.settings
     espo = settings.espocrm
 
@@ -196,7 +222,7 @@ async def receive_webhook(event: str, request: Request, background: BackgroundTa
 
     has_signature = bool(request.headers.get("signature") or request.headers.get("x-signature"))
     if has_signature or not espo.webhook_allow_unsigned:
-        verdict = signature.verify(body, request.headers, espo.webhook_secrets())
+        verdict = signature.verify(body, request.headers, res.secrets)
         if not verdict.ok:
             log.warning("webhook %s refused: %s", event, verdict.reason)
             raise _refuse(event, 401, verdict.reason)
@@ -221,7 +247,6 @@ async def receive_webhook(event: str, request: Request, background: BackgroundTa
         else:
             ids.append(item["id"])
 
-    res = resources(request)
     try:
         result = await res.queue.enqueue(ids, event, body=body, rejected=rejected)  # type: ignore[arg-type]
     except redis.RedisError as exc:
@@ -232,20 +257,26 @@ async def receive_webhook(event: str, request: Request, background: BackgroundTa
                             headers={"Retry-After": "60"})
 
     duplicates = len(ids) if result.duplicate else 0
-    ACCEPTED.labels(event).inc(len(ids))
-    DUPLICATES.labels(event).inc(duplicates)
-    REJECTED.labels(event).inc(len(rejected))
-    log.info("webhook %s: accepted %s%s%s", event, ",".join(dict.fromkeys(ids)) or "-",
-             " (re-delivery)" if result.duplicate else "",
-             f"; rejected items {[r.index for r in rejected]}" if rejected else "")
+    metrics.accepted.inc(len(ids))
+    if duplicates:
+        metrics.duplicates.inc(duplicates)
+    if rejected:
+        metrics.rejected.inc(len(rejected))
+    if log.isEnabledFor(logging.INFO):
+        log.info("webhook %s: accepted %s%s%s", event, ",".join(dict.fromkeys(ids)) or "-",
+                 " (re-delivery)" if result.duplicate else "",
+                 f"; rejected items {[r.index for r in rejected]}" if rejected else "")
 
     # off the request path: a task of its own, in a worker thread (sync clients)
     res.trigger.request()
     if rejected:
-        background.add_task(_drain_quietly, res)
-    LATENCY.labels(event).observe(time.perf_counter() - started)
+        res.in_background(lambda: _drain_quietly(res))
+    metrics.latency.observe(time.perf_counter() - started)
     return JSONResponse({"accepted": len(ids), "duplicates": duplicates,
                          "rejected": [{"index": r.index, "reason": r.reason} for r in rejected]})
+
+
+router.add_route("/webhooks/vmh/beteiligte/{event}", receive_webhook, methods=["POST"])
 
 
 def _drain_quietly(res: WebhookResources) -> None:
@@ -284,6 +315,9 @@ def replay_dead_letter(dead_letter_id: int, request: Request, background: Backgr
     except Exception as exc:
         log.error("replay of dead letter %s failed: %s", dead_letter_id, type(exc).__name__)
         raise HTTPException(503, detail="queue or dead-letter store unavailable") from None
+    if row["source"] == dead_letters.CALENDAR_SOURCE:  # a parked calendar item: the next calendar run retries it
+        log.info("dead letter %s replayed: calendar item %s released", dead_letter_id, row["entity_id"])
+        return {"replayed": row}
     log.info("dead letter %s replayed: id %s queued again", dead_letter_id, row["entity_id"])
     background.add_task(res.trigger_once)
     return {"replayed": row}

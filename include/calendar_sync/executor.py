@@ -4,6 +4,13 @@ Every item's outcome goes into the hub in a transaction of its own (the link, it
 and last error, and an audit row for each Advoware write or refusal); a failing item is recorded and
 the phase goes on; at the end `PhaseFailed` is raised if any item failed, so Airflow retries the task.
 
+Parking: an item whose link has failed `SYNC_CALENDAR_MAX_ATTEMPTS` times (attempts count over task
+tries and runs) is parked instead: the link stays 'failed', a dead letter (source 'calendar_sync',
+ids only) is written in the same transaction, and the outcome is "parked", which does not fail the
+phase, so one permanently rejected item cannot stall the employee's later phases and sync token.
+Prepare leaves parked items out of the plan until the dead letter is replayed. Quota failures are
+never parked (they say nothing about the item).
+
 Crash safety (a run killed anywhere and run again duplicates nothing and loses nothing):
 - Google: events get deterministic ids; an insert that meets its own earlier insert (409) adopts it.
 - Advoware creates: an intent row (Google event id + content fingerprint) is committed before the
@@ -15,7 +22,8 @@ Crash safety (a run killed anywhere and run again duplicates nothing and loses n
 - A retried phase skips items whose link already holds the planned fingerprints (already applied).
 
 Outcome counts (per run and employee, for the report), keyed `<side>.<result>`: side google,
-advoware or hub; result created, updated, deleted, adopted, linked, forgotten, skipped, failed.
+advoware or hub; result created, updated, deleted, adopted, linked, forgotten, skipped, failed,
+parked.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ VERB = {"create_google": "created", "update_google": "updated", "delete_google":
 @dataclass
 class Outcome:
     action: Action
-    result: str  # the VERB, "skipped" or "failed"
+    result: str  # the VERB, "skipped", "failed" or "parked"
     detail: str = ""
 
     @property
@@ -81,13 +89,18 @@ class PhaseResult:
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.result == "failed"]
 
+    @property
+    def parked(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.result == "parked"]
+
     def summary(self) -> dict[str, Any]:
-        """XCom-sized: counts and the failed items' ids and reasons."""
+        """XCom-sized: counts and the failed and parked items' ids and reasons."""
+        def ids(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+            return [{"kind": o.action.kind, "frnr": o.action.frnr,
+                     "google_event_id": o.action.google_event_id, "reason": o.detail} for o in outcomes]
+
         return {"employee": self.employee, "phase": self.phase, "dry_run": self.dry_run,
-                "counts": self.counts(),
-                "failed": [{"kind": o.action.kind, "frnr": o.action.frnr,
-                            "google_event_id": o.action.google_event_id, "reason": o.detail}
-                           for o in self.failed]}
+                "counts": self.counts(), "failed": ids(self.failed), "parked": ids(self.parked)}
 
 
 class _Skip(Exception):
@@ -177,13 +190,26 @@ class PhaseExecutor:
                 and row["advoware_fingerprint"] == a.advoware_fingerprint
                 and row["google_fingerprint"] == a.google_fingerprint)
 
-    def _fail(self, a: Action, error: str) -> Outcome:
+    def _fail(self, a: Action, error: str, *, transient: bool = False) -> Outcome:
+        """Count the failure on the item's link; at the maximum of attempts park it (see above).
+        `transient`: a failure of the whole calendar (quota), never parked."""
+        max_attempts = self.ctx.settings.sync.calendar_max_attempts
         with self._tx() as conn:
             known = a.kind not in ("create_google", "create_advoware", "adopt") or a.reason.startswith("A=")
-            store.record_failure(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id,
-                                 error=error, known_link=known)
-        log.warning("FAILED %s %s frNr=%s event=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id,
-                    error)
+            orphan = a.reason == "orphan"  # an event without a link: counted on its Google id alone
+            frnr = None if orphan else a.frnr
+            attempts = store.record_failure(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
+                                            error=error, known_link=known and not orphan)
+            letter = None
+            if not transient and attempts >= max_attempts:
+                letter = store.park(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
+                                    kind=a.kind, error=error, attempts=attempts)
+        if letter is not None:
+            log.warning("PARKED %s %s frNr=%s event=%s after %d attempts: %s (dead letter %d)", self.employee,
+                        a.kind, a.frnr, a.google_event_id, attempts, error, letter)
+            return Outcome(a, "parked", f"dead letter {letter}: {error}")
+        log.warning("FAILED %s %s frNr=%s event=%s (attempt %d of %d): %s", self.employee, a.kind, a.frnr,
+                    a.google_event_id, attempts, max_attempts, error)
         return Outcome(a, "failed", error)
 
     # -- the phase ---------------------------------------------------------------------------------
@@ -204,9 +230,13 @@ class PhaseExecutor:
             except QuotaExceeded as exc:
                 quota = exc
                 done = {id(o.action) for o in result.outcomes}
-                result.outcomes.extend(self._fail(a, "quotaExceeded") for a in batched if id(a) not in done)
+                result.outcomes.extend(self._fail(a, "quotaExceeded", transient=True)
+                                       for a in batched if id(a) not in done)
         for o in result.failed:
             log.warning("phase %d %s failed item: %s frNr=%s event=%s reason=%s", number, self.employee,
+                        o.action.kind, o.action.frnr, o.action.google_event_id, o.detail)
+        for o in result.parked:
+            log.warning("phase %d %s parked item: %s frNr=%s event=%s reason=%s", number, self.employee,
                         o.action.kind, o.action.frnr, o.action.google_event_id, o.detail)
         log.info("phase %d %s: %d actions, %s", number, self.employee, len(actions),
                  " ".join(f"{k}={v}" for k, v in sorted(result.counts().items())) or "nothing to do")
@@ -251,8 +281,8 @@ class PhaseExecutor:
         except QuotaExceeded as exc:
             outcomes.extend(self._after_insert(todo[r.op.ref], r) for r in exc.results)
             raise
-        except Exception as exc:  # the whole batch failed (transport, retries exhausted)
-            return outcomes + [self._fail(a, reason_of(exc)) for a in todo]
+        except Exception as exc:  # the whole batch failed (transport, retries exhausted): not the items' fault
+            return outcomes + [self._fail(a, reason_of(exc), transient=True) for a in todo]
         return outcomes + [self._after_insert(todo[r.op.ref], r) for r in results]
 
     def _after_insert(self, a: Action, r: WriteResult) -> Outcome:
@@ -414,9 +444,12 @@ def run_phase(ctx: SyncContext, plan_id: int, number: int) -> dict[str, Any]:
         stored = store.load_plan(conn, plan_id)
     result = PhaseExecutor(ctx, stored.plan, stored.run_id, stored.created_at).run(number)
     summary = result.summary()
-    failed = len(result.failed)
+    failed = len(result.failed)  # parked items do not count: they wait for a replay
     status = None if result.dry_run else ("failed" if failed else "running")
     error = f"phase {number}: {failed} item(s) failed" if failed else None
+    if result.parked:
+        log.warning("%s phase %d: %d item(s) parked as dead letters (kanzlei-sync dead-letters list "
+                    "--source calendar_sync)", stored.employee, number, len(result.parked))
     with connect(ctx.hub_dsn) as conn:
         store.add_run_counts(conn, stored.run_id, stored.employee, {f"phase{number}": summary["counts"]},
                              status=status, error=error)

@@ -3,6 +3,9 @@
 Returns only ids and counts (what goes into XCom); the phases load the plan by id. The Google sync
 token of this read is stored with the plan and saved by `finalize` only once every phase succeeded,
 so a failed run re-reads the same changes next time.
+
+Parked items (dead letters of source 'calendar_sync', see executor.py) are left out of the planner's
+input on both sides and in the links, and reported as "parked" (ids only), until they are replayed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from include.google_calendar.reading import CalendarReader, ChangeSet
 from include.hub import calendars as hub_calendars
 from include.hub import links as store
 from include.hub.db import connect
+from include.sync.mapping_advoware import frnr_of
+from include.sync.mapping_google import marker_of
+from include.sync.plan import HubLink, Plan, Report
 from include.sync.planner import plan_sync
 from include.sync.policy import Policy, Window
 from include.sync.timeutil import BERLIN
@@ -81,6 +87,49 @@ def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) 
         return reader.read(employee, tmin, tmax, force_full=True)
 
 
+def leave_out_parked(parked: list[store.Parked], links: list[HubLink], advoware_items: list[dict[str, Any]],
+                     google_items: list[dict[str, Any]]
+                     ) -> tuple[list[HubLink], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The planner's input without the parked items: their links, their Advoware appointments and
+    their Google events (by id, and by our marker's frNr) are all left out, so the planner neither
+    retries nor mistakes a half-hidden item for a deletion or an orphan."""
+    frnrs = {p.frnr for p in parked if p.frnr is not None}
+    gids = {p.google_event_id for p in parked if p.google_event_id}
+    if not frnrs and not gids:
+        return links, advoware_items, google_items
+    # a parked item's link holds the other side's id too (e.g. an update that keeps failing)
+    for lk in links:
+        if lk.frnr in frnrs or lk.google_event_id in gids:
+            if lk.frnr is not None:
+                frnrs.add(lk.frnr)
+            if lk.google_event_id:
+                gids.add(lk.google_event_id)
+    links = [lk for lk in links if lk.frnr not in frnrs and lk.google_event_id not in gids]
+    advoware_items = [t for t in advoware_items if _frnr(t) not in frnrs]
+    google_items = [e for e in google_items
+                    if e.get("id") not in gids and (e.get("recurringEventId") or "") not in gids
+                    and marker_of(e)[1] not in frnrs]
+    return links, advoware_items, google_items
+
+
+def _settle_replayed(ctx: SyncContext, replayed: list[dict[str, Any]], plan: Plan) -> None:
+    """A replayed item the plan (made from a full read) has nothing to do for needs no further full
+    reads; one with an action keeps its mark until the executor writes it or it fails again."""
+    frnrs = {a.frnr for a in plan.actions() if a.frnr is not None}
+    gids = {a.google_event_id for a in plan.actions() if a.google_event_id}
+    done = [int(r["id"]) for r in replayed if r["frnr"] not in frnrs and r["google_event_id"] not in gids]
+    if done:
+        with connect(ctx.hub_dsn) as conn:
+            store.clear_replayed(conn, done)
+
+
+def _frnr(termin: dict[str, Any]) -> int | None:
+    try:
+        return frnr_of(termin)
+    except (TypeError, ValueError):
+        return None
+
+
 def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> dict[str, Any]:
     """Plan one employee's sync; returns {"plan_id", "employee", "counts", "dry_run", "stopped"}.
 
@@ -98,18 +147,30 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
 
         recover(ctx, employee)
     window = window_of(ctx)
+    with connect(ctx.hub_dsn) as conn:
+        parked = store.parked_items(conn, employee)
+        replayed = store.replayed_links(conn, employee)
     advoware_items = ctx.advoware.list_termine(employee, window.start, window.end)
     if provisioned:
-        changes = read_google(ctx, employee, window, full=params.full_content or params.recover)
+        # a replayed item is read in full: its Google side may lie behind the stored sync token
+        changes = read_google(ctx, employee, window, full=params.full_content or params.recover or bool(replayed))
     else:
         changes = ChangeSet(employee, "", [], None, "full", "no_token", 0)
+    google_items = changes.items
+    if parked:
+        _, advoware_items, google_items = leave_out_parked(parked, [], advoware_items, google_items)
     if not params.dry_run:
-        resolve_intents(ctx, employee, advoware_items, changes.items)
+        resolve_intents(ctx, employee, advoware_items, google_items)
     policy = Policy.from_settings(ctx.settings, write_protection=ctx.write_protection,
                                   force_deletions=params.force_deletions, dry_run=params.dry_run)
     with connect(ctx.hub_dsn) as conn:
         links = store.load_links(conn, employee)
-    plan = plan_sync(links, advoware_items, changes.items, changes.full, policy, window, employee=employee)
+    links, advoware_items, google_items = leave_out_parked(parked, links, advoware_items, google_items)
+    plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee)
+    plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
+                               detail=f"dead letter {p.dead_letter_id} ({p.action})") for p in parked)
+    if replayed and changes.full and not params.dry_run and not plan.stop_reason:
+        _settle_replayed(ctx, replayed, plan)
     counts = {k: v for k, v in plan.counts().items() if v}
     status = "stopped" if plan.stop_reason else ("dry_run" if params.dry_run else "running")
     with connect(ctx.hub_dsn) as conn:

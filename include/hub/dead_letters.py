@@ -2,7 +2,8 @@
 
 Functions take an open hub connection (include.hub.db.connect, dict rows) so callers choose the
 transaction. `source` is 'webhook' (an item that could never be synced, e.g. no valid id),
-'beteiligte_sync' (an id that kept failing) or 'calendar_sync'.
+'beteiligte_sync' (an id that kept failing) or 'calendar_sync' (a parked calendar item, entity_id
+'<employee>:<frNr or Google event id>', payload {employee, frnr, google_event_id, action}).
 """
 
 from __future__ import annotations
@@ -74,12 +75,18 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def replay(dsn: str, dead_letter_id: int, enqueue: Any) -> dict[str, Any]:
-    """Send a dead letter's id back to the work queue, then mark it replayed.
+CALENDAR_SOURCE = "calendar_sync"
 
-    `enqueue(ids)` puts the ids in the queue (PartyQueue.enqueue bound to kind 'replay'). Raises
-    LookupError (unknown id) or ValueError (nothing replayable / already replayed). Enqueue first:
-    a crash in between leaves the letter open, and a second replay is harmless (coalesced).
+
+def replay(dsn: str, dead_letter_id: int, enqueue: Any) -> dict[str, Any]:
+    """Replay a dead letter, by its source, then mark it replayed.
+
+    Party letters: `enqueue(ids)` puts the id back in the work queue (PartyQueue.enqueue bound to
+    kind 'replay'); enqueue first: a crash in between leaves the letter open, and a second replay is
+    harmless (coalesced). Calendar letters ('calendar_sync', a parked item): the item's link starts
+    again (attempts 0, 'pending') and the employee's next calendar run reads the window in full and
+    plans it again; `enqueue` is not called. That and the mark are one transaction.
+    Raises LookupError (unknown id) or ValueError (nothing replayable / already replayed).
     """
     from include.hub.db import connect
 
@@ -90,6 +97,8 @@ def replay(dsn: str, dead_letter_id: int, enqueue: Any) -> dict[str, Any]:
     if row["replayed_at"] is not None:
         raise ValueError(f"dead letter {dead_letter_id} was already replayed at "
                          f"{row['replayed_at'].isoformat()}")
+    if row["source"] == CALENDAR_SOURCE:
+        return _replay_calendar(dsn, row)
     if not row["entity_id"]:
         raise ValueError(f"dead letter {dead_letter_id} has no valid id to replay (reason: {row['reason']})")
     enqueue([row["entity_id"]])
@@ -97,3 +106,21 @@ def replay(dsn: str, dead_letter_id: int, enqueue: Any) -> dict[str, Any]:
         mark_replayed(conn, dead_letter_id)
         row = get(conn, dead_letter_id)
     return to_json(row)  # type: ignore[arg-type]
+
+
+def _replay_calendar(dsn: str, row: dict[str, Any]) -> dict[str, Any]:
+    from include.hub import links
+    from include.hub.db import connect
+
+    payload = row["payload"] or {}
+    employee = payload.get("employee")
+    if not employee or (payload.get("frnr") is None and not payload.get("google_event_id")):
+        raise ValueError(f"dead letter {row['id']} names no calendar item to replay")
+    frnr = payload.get("frnr")
+    with connect(dsn) as conn:
+        if not mark_replayed(conn, row["id"]):
+            raise ValueError(f"dead letter {row['id']} was already replayed")
+        links.unpark(conn, employee, frnr=int(frnr) if frnr is not None else None,
+                     google_event_id=payload.get("google_event_id"))
+        replayed = get(conn, row["id"])
+    return to_json(replayed)  # type: ignore[arg-type]

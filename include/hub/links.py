@@ -7,6 +7,10 @@ decides the transaction: the executor writes each item's outcome in a transactio
 Link rows: a complete link has both ids. A "half" row (only frNr, or only the Google event id)
 records the attempts and last error of an item whose create has not succeeded yet; the planner
 ignores half rows, and the successful create completes the same row.
+
+Parked items: an item that failed `SYNC_CALENDAR_MAX_ATTEMPTS` times gets an open dead letter
+(source 'calendar_sync', payload {employee, frnr, google_event_id, action}); prepare leaves it out of
+the plan until `unpark` (the dead letter's replay) starts it again.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 import psycopg
 
+from include.hub import calendars as hub_calendars
+from include.hub import dead_letters
 from include.sync.plan import HubLink, Plan
 
 _LINK_COLUMNS = ("employee, frnr, google_event_id, advoware_fingerprint, google_fingerprint, "
@@ -117,16 +123,17 @@ def mark_deleted(conn: psycopg.Connection, employee: str, *, frnr: int | None,
 
 def record_failure(conn: psycopg.Connection, employee: str, *, frnr: int | None,
                    google_event_id: str | None, error: str, status: str = "failed",
-                   known_link: bool = True) -> None:
-    """Count a failed attempt. Without a row yet, a half row keeps the count (never a full link:
-    that would make the planner believe the item exists on both sides)."""
+                   known_link: bool = True) -> int:
+    """Count a failed attempt; returns the item's attempts so far (0: nothing recorded). Without a
+    row yet, a half row keeps the count (never a full link: that would make the planner believe the
+    item exists on both sides)."""
     rows = _matching(conn, employee, frnr, google_event_id)
     if rows:
-        conn.execute(
+        row = conn.execute(
             """UPDATE calendar_links SET attempts = attempts + 1, last_error = %s,
                    status = CASE WHEN status = 'deleted' THEN status ELSE %s END, updated_at = now()
-               WHERE id = %s""", (error[:500], status, rows[0]["id"]))
-        return
+               WHERE id = %s RETURNING attempts""", (error[:500], status, rows[0]["id"])).fetchone()
+        return int(row["attempts"])  # type: ignore[index]
     if not known_link:
         # one side only: the frNr when there is one, else the Google id
         if frnr is not None:
@@ -134,6 +141,85 @@ def record_failure(conn: psycopg.Connection, employee: str, *, frnr: int | None,
         conn.execute(
             """INSERT INTO calendar_links (employee, frnr, google_event_id, status, attempts, last_error)
                VALUES (%s, %s, %s, %s, 1, %s)""", (employee, frnr, google_event_id, status, error[:500]))
+        return 1
+    return 0
+
+
+# -- parked items (dead letters of source 'calendar_sync') ---------------------------------------
+DEAD_LETTER_SOURCE = dead_letters.CALENDAR_SOURCE
+REPLAYED = "replayed"  # last_error of a replayed item until it is written or fails again
+
+
+@dataclass(frozen=True)
+class Parked:
+    """An item that failed `calendar_max_attempts` times: left out of the plans until replayed."""
+
+    dead_letter_id: int
+    employee: str
+    frnr: int | None
+    google_event_id: str | None
+    action: str | None
+
+
+def park(conn: psycopg.Connection, employee: str, *, frnr: int | None, google_event_id: str | None,
+         kind: str, error: str, attempts: int) -> int:
+    """Park a failing item: its link stays 'failed' and an open dead letter (ids only, never a
+    text) lets a person see and replay it. Returns the dead letter's id (an open one is reused)."""
+    entity = f"{employee}:{frnr if frnr is not None else google_event_id}"
+    open_row = conn.execute(
+        "SELECT id FROM dead_letters WHERE source = %s AND entity_id = %s AND replayed_at IS NULL "
+        "ORDER BY id LIMIT 1", (DEAD_LETTER_SOURCE, entity)).fetchone()
+    if open_row is not None:
+        return int(open_row["id"])
+    for row in _matching(conn, employee, frnr, google_event_id):
+        conn.execute("UPDATE calendar_links SET status = 'failed', updated_at = now() "
+                     "WHERE id = %s AND status <> 'deleted'", (row["id"],))
+    reason = (f"{kind} frNr={frnr} event={google_event_id} failed {attempts} times, "
+              f"last: {error}")
+    payload = {"employee": employee, "frnr": frnr, "google_event_id": google_event_id, "action": kind}
+    return dead_letters.add(conn, source=DEAD_LETTER_SOURCE, reason=reason, entity_id=entity,
+                            payload=payload, attempts=attempts)
+
+
+def parked_items(conn: psycopg.Connection, employee: str) -> list[Parked]:
+    """The employee's open calendar dead letters (oldest first)."""
+    rows = conn.execute(
+        """SELECT id, payload FROM dead_letters
+           WHERE source = %s AND replayed_at IS NULL AND payload->>'employee' = %s ORDER BY id""",
+        (DEAD_LETTER_SOURCE, employee)).fetchall()
+    out = []
+    for r in rows:
+        p = r["payload"] or {}
+        frnr = p.get("frnr")
+        out.append(Parked(int(r["id"]), employee, int(frnr) if frnr is not None else None,
+                          p.get("google_event_id"), p.get("action")))
+    return out
+
+
+def unpark(conn: psycopg.Connection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
+    """Replay of a parked item: its rows start again (attempts 0, 'pending' unless deleted) marked
+    REPLAYED, which makes the next prepare read the employee's Google window in full (the item's
+    Google side may have been read, and passed over, while it was parked; a run in flight may still
+    save a newer sync token). Without a row the sync token is dropped instead. Returns the rows."""
+    rows = _matching(conn, employee, frnr, google_event_id)
+    for row in rows:
+        conn.execute("""UPDATE calendar_links SET attempts = 0, last_error = %s,
+                            status = CASE WHEN status = 'deleted' THEN status ELSE 'pending' END,
+                            updated_at = now() WHERE id = %s""", (REPLAYED, row["id"]))
+    if not rows:
+        hub_calendars.clear_sync_token(conn, employee)
+    return len(rows)
+
+
+def replayed_links(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
+    """Rows replayed and not yet written or failed again (saving or failing clears the mark)."""
+    return list(conn.execute("SELECT id, frnr, google_event_id FROM calendar_links WHERE employee = %s "
+                             "AND last_error = %s ORDER BY id", (employee, REPLAYED)).fetchall())
+
+
+def clear_replayed(conn: psycopg.Connection, ids: list[int]) -> None:
+    conn.execute("UPDATE calendar_links SET last_error = NULL WHERE id = ANY(%s) AND last_error = %s",
+                 (ids, REPLAYED))
 
 
 def linked_frnrs(conn: psycopg.Connection, employee: str) -> set[int]:

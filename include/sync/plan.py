@@ -36,7 +36,8 @@ DELETIONS = frozenset({"delete_google", "delete_advoware"})
 
 # Report kinds (ids only in `detail`, never appointment text).
 REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
-                "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window")
+                "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window",
+                "parked")
 
 
 @dataclass(frozen=True)
