@@ -14,11 +14,11 @@ from include.hub.db import connect
 
 COLUMNS = (
     ("google.created", "G+"), ("google.updated", "G~"), ("google.deleted", "G-"), ("google.adopted", "G adopt"),
-    ("google.skipped", "G skip"), ("google.failed", "G fail"),
+    ("google.skipped", "G skip"), ("google.failed", "G fail"), ("google.parked", "G park"),
     ("advoware.created", "A+"), ("advoware.updated", "A~"), ("advoware.deleted", "A-"),
-    ("advoware.skipped", "A skip"), ("advoware.failed", "A fail"),
+    ("advoware.skipped", "A skip"), ("advoware.failed", "A fail"), ("advoware.parked", "A park"),
 )
-LEGEND = "G = Google, A = Advoware; + created, ~ updated, - deleted"
+LEGEND = "G = Google, A = Advoware; + created, ~ updated, - deleted; park = parked in the dead letters"
 
 
 def totals(counts: dict[str, Any]) -> Counter[str]:
