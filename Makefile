@@ -9,11 +9,12 @@ PIP    := $(VENV)/bin/pip
 # The install is redone only when requirements.txt or pyproject.toml change.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: help setup demo down status test test-fast bench lint clean-run
+.PHONY: help setup demo scenario down status test test-fast bench lint clean-run
 
 help:
 	@echo "make setup   create .venv, install pinned requirements, .env from .env.example, sandbox key, hub migrations"
-	@echo "make demo    setup, then start PostgreSQL/Redis if needed, sandbox, gateway and Airflow; print where they are"
+	@echo "make demo    setup, start PostgreSQL/Redis if needed, sandbox (seeded), gateway and Airflow; then the scenario"
+	@echo "make scenario  the demo scenario again on the running stack (parties, calendar)"
 	@echo "make down    stop exactly what 'make demo' started"
 	@echo "make test    the test suite (needs PostgreSQL and Redis on 127.0.0.1; not the demo)"
 	@echo "make bench   run every bench/*.py in turn"
@@ -36,8 +37,14 @@ setup: $(STAMP) .env
 	@$(PY) -m sandbox write-key
 	@$(PY) -m include.devstack migrate
 
+# Up first (the UI and the gateway answer within 3 minutes), then the scenario on the running stack.
 demo: setup
 	$(PY) -m include.devstack up
+	$(PY) -m include.devstack scenario
+
+# The demo scenario again, on a stack that is already up.
+scenario:
+	$(PY) -m include.devstack scenario
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m include.devstack down; fi

@@ -152,6 +152,7 @@ def build_env(
     root: Path = ROOT,
     run_dir: Path | None = None,
     airflow_home: Path | None = None,
+    dags_folder: Path | None = None,
 ) -> dict[str, str]:
     """The AIRFLOW_* variables for `airflow standalone` on this machine (merge into os.environ)."""
     settings = settings or get_settings()
@@ -160,7 +161,7 @@ def build_env(
     port = api_port(settings)
     env = {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -177,6 +178,12 @@ def build_env(
         # Tasks reach the Execution API here; the default assumes port 8080.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # The task supervisor notices a finished task only when its select() wakes: after the task's
+        # sockets close it sleeps up to this interval (default 5 s). That delay is added to every task
+        # slot and every executor event, and with beteiligte_sync's 5 s reschedule poke it makes the
+        # late "success" of one poke meet the re-queued next poke (apache/airflow#71172): a false
+        # failure that costs a retry and 15+ s. 2 s: one heartbeat per running task every 2 s.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
     }
     env.update(connections(settings, root))
     env.update(variables(settings))

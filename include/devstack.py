@@ -1,6 +1,7 @@
 """The local stack behind `make demo` / `make down`: sandbox, gateway and Airflow standalone.
 
     python -m include.devstack up [--timeout 180]   start what is not running, wait until healthy
+    python -m include.devstack scenario             the demo: parties and calendar through the stack
     python -m include.devstack down [--services]    stop exactly what `up` started
     python -m include.devstack status               what runs, and is it healthy
     python -m include.devstack migrate              hub migrations if PostgreSQL answers (make setup)
@@ -9,7 +10,13 @@ Everything comes from the settings (.env): Airflow listens on the port of AIRFLO
 gateway on GATEWAY_PORT, and in sandbox mode the sandboxes on the ports of ADVOWARE_BASE_URL,
 GOOGLE_API_ENDPOINT and ESPOCRM_BASE_URL. DEVSTACK_RUN_DIR (default .run) holds PID files and logs,
 DEVSTACK_AIRFLOW_HOME (default .airflow) the Airflow home, so a second stack (the e2e test) can
-run beside the demo.
+run beside the demo; DEVSTACK_DAGS_FOLDER (default dags/) lets a bench add DAGs of its own.
+
+In sandbox mode `up` also prepares the demo (include/devstack_demo.py): a sandbox it starts is
+seeded with a small firm (after clearing the hub and queue of a previous demo), EspoCRM's three
+webhooks are registered through `kanzlei-sync register-webhooks` before the gateway starts, and the
+gateway gets their secrets (ESPOCRM_WEBHOOK_SECRET, kept in the run dir, never written to .env);
+EspoCRM's sender flushes every 2 s. Then the Airflow pools are created.
 
 Each process starts in its own session and carries DEVSTACK_MARKER=<id of this run dir> in its
 environment; `down` signals the process groups it recorded, then removes any process that still
@@ -30,13 +37,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
 
-from include import airflow_env
+from include import airflow_env, devstack_demo
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +74,8 @@ class Stack:
     run_dir: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")))
     airflow_home: Path = field(
         default_factory=lambda: Path(os.environ.get("DEVSTACK_AIRFLOW_HOME", ROOT / ".airflow")))
+    dags_folder: Path = field(
+        default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
     out: object = sys.stdout
 
     # -- paths and identity ------------------------------------------------------------------
@@ -105,14 +115,20 @@ class Stack:
         if s.sandbox_mode:
             ports = self.sandbox_ports()
             env = {**base, **{k: str(v) for k, v in ports.items()}}
+            # EspoCRM's sender runs by itself, as the real one's scheduled job does.
+            env.setdefault("SANDBOX_ESPOCRM_AUTO_FLUSH_S", "2")
             out.append(Service("sandbox", [sys.executable, "-m", "sandbox"], env,
                                [f"http://127.0.0.1:{p}/healthz" for p in ports.values()],
                                list(ports.values())))
         gw = s.gateway.port
-        out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], base,
+        gw_env = dict(base)
+        secret = devstack_demo.webhook_secret(self.run_dir) if s.sandbox_mode else None
+        if secret:  # the registered webhooks' secrets; overrides .env for this process only
+            gw_env["ESPOCRM_WEBHOOK_SECRET"] = secret
+        out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], gw_env,
                            [f"http://127.0.0.1:{gw}/healthz"], [gw]))
         af_env = airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
-                                       airflow_home=self.airflow_home)
+                                       airflow_home=self.airflow_home, dags_folder=self.dags_folder)
         af_port = airflow_env.api_port(s)
         # airflow standalone starts its components as `airflow ...` from PATH: the venv's bin comes first.
         out.append(Service("airflow", [os.path.join(bin_dir, "airflow"), "standalone"], {**base, **af_env},
@@ -224,9 +240,9 @@ class Stack:
 
     # -- health ------------------------------------------------------------------------------
     @staticmethod
-    def healthy(url: str) -> bool:
+    def healthy(url: str, timeout_s: float = 2.0) -> bool:
         try:
-            return httpx.get(url, timeout=2.0).status_code == 200
+            return httpx.get(url, timeout=timeout_s).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -276,38 +292,105 @@ class Stack:
         return ids
 
     # -- commands ----------------------------------------------------------------------------
+    def _start_if_needed(self, svc: Service) -> bool:
+        """Start `svc` unless it runs; True when it was started now."""
+        if self.running(svc.name):
+            self.say(f"{svc.name}: already running")
+            return False
+        busy = [p for p in svc.ports if _port_in_use(p)]
+        if busy:
+            raise RuntimeError(f"{svc.name}: port(s) {busy} already in use by another program; "
+                               "stop it or change the port in .env")
+        self.start(svc)
+        self.say(f"{svc.name}: started (log {self.log_dir / (svc.name + '.log')})")
+        return True
+
     def up(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
+        up_started = datetime.now(UTC).isoformat()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ensure_postgres(deadline)
         self.ensure_redis(deadline)
         self.migrate()
         self.write_sandbox_key()
         airflow_env.write_passwords_file(self.run_dir / "airflow-passwords.json", self.settings)
-        services = self.services()
-        for svc in services:
-            if self.running(svc.name):
-                self.say(f"{svc.name}: already running")
-                continue
-            busy = [p for p in svc.ports if _port_in_use(p)]
-            if busy:
-                raise RuntimeError(f"{svc.name}: port(s) {busy} already in use by another program; "
-                                   "stop it or change the port in .env")
-            self.start(svc)
-            self.say(f"{svc.name}: started (log {self.log_dir / (svc.name + '.log')})")
+        services = {svc.name: svc for svc in self.services()}
         try:
-            self.wait_healthy(services, deadline)
+            # Airflow is the slowest to come up: it starts first and comes up while the sandbox is
+            # prepared; the gateway waits for the webhook secrets.
+            fresh = {name for name in ("airflow", "sandbox") if name in services
+                     and self._start_if_needed(services[name])}
+            fresh_sandbox = "sandbox" in fresh
+            if "sandbox" in services:
+                self.wait_healthy([services["sandbox"]], deadline)
+                self.prepare_sandbox(fresh_sandbox=fresh_sandbox)
+            services["gateway"] = next(s for s in self.services() if s.name == "gateway")  # with the secrets
+            self._start_if_needed(services["gateway"])
+            self.wait_healthy([s for s in services.values() if s.name != "sandbox"], deadline)
         except Exception:
             self.say("start-up failed; stopping what was started")
             self.down()
             raise
+        self.prepare_airflow(stale_before=up_started if fresh_sandbox else None)
+        self.summary()
+
+    def prepare_sandbox(self, *, fresh_sandbox: bool) -> None:
+        """Seed a sandbox that started now, and make sure EspoCRM's webhooks point at the gateway."""
+        urls = devstack_demo.sandbox_urls(self.sandbox_ports())
+        if fresh_sandbox:
+            devstack_demo.reset_previous_demo(self.settings, self.say)
+            devstack_demo.seed_sandboxes(urls, self.say)
+        _, registered = devstack_demo.ensure_webhooks(self.settings, self.run_dir, self.gateway_url(), self.say)
+        if registered and self.running("gateway"):
+            self.say("gateway: restarting with the new webhook secrets")
+            self.stop_one("gateway")
+
+    def prepare_airflow(self, stale_before: str | None = None) -> None:
+        """Unpause the DAGs, create the pools, and (after a sandbox restart) end the runs of the previous
+        demo; the stack runs even if this fails (say why)."""
         try:
+            token = self.airflow_token()
+            if stale_before:
+                devstack_demo.fail_stale_runs(self.airflow_url(), token, stale_before, self.say)
             unpaused = self.unpause_dags()
             if unpaused:
                 self.say(f"unpaused DAGs: {', '.join(unpaused)}")
-        except httpx.HTTPError as exc:  # the stack runs; a failed unpause must not hide that
-            self.say(f"warning: could not unpause DAGs: {exc}")
-        self.summary()
+            devstack_demo.ensure_pools(self.airflow_url(), token, self.say)
+        except httpx.HTTPError as exc:
+            self.say(f"warning: could not prepare Airflow (unpause DAGs, pools): {exc}")
+
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway.port}"
+
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{airflow_env.api_port(self.settings)}"
+
+    def scenario(self) -> int:
+        """The demo scenario on the running stack: parties (webhooks) and the calendar sync."""
+        if not self.settings.sandbox_mode:
+            self.say("scenario: only in sandbox mode (SANDBOX_MODE=true); it writes to the services")
+            return 1
+        down = [svc.name for svc in self.services()
+                if self.running(svc.name) is None or not all(self.healthy(u, 15.0) for u in svc.health)]
+        if down:
+            self.say(f"scenario: not running or not healthy: {', '.join(down)} (make demo starts them)")
+            return 1
+        urls = devstack_demo.sandbox_urls(self.sandbox_ports())
+        started = time.monotonic()
+        failed = []
+        for name, part in (
+            ("parties", lambda: devstack_demo.run_party_part(self.settings, urls, self.gateway_url(), self.say)),
+            ("calendar", lambda: devstack_demo.run_calendar_part(self.settings, urls, self.gateway_url(),
+                                                                 self.airflow_url(), self.say)),
+        ):
+            try:
+                part()
+            except Exception as exc:  # one part failing must not hide the other
+                failed.append(name)
+                self.say(f"{name} demo FAILED: {type(exc).__name__}: {exc}")
+        self.say(f"\nscenario finished in {time.monotonic() - started:.0f}s"
+                 + (f"; failed: {', '.join(failed)}" if failed else "") + f" (Airflow UI {self.airflow_url()})")
+        return 1 if failed else 0
 
     def summary(self) -> None:
         s = self.settings
@@ -354,6 +437,19 @@ class Stack:
             except (psutil.Error, OSError):
                 continue
         return found
+
+    def stop_one(self, name: str, grace_s: float = 15.0) -> None:
+        """Stop one recorded service (its whole process group) and forget its PID file."""
+        proc = self.running(name)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            group = [proc, *proc.children(recursive=True)]
+            _, alive = psutil.wait_procs(group, timeout=grace_s)
+            for p in alive:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+        self._pidfile(name).unlink(missing_ok=True)
 
     def down(self, *, services: bool = False, grace_s: float = 30.0) -> None:
         names = sorted(p.stem for p in self.pid_dir.glob("*.json")) if self.pid_dir.exists() else []
@@ -432,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="also stop PostgreSQL/Redis if devstack started them")
     sub.add_parser("status")
     sub.add_parser("migrate")
+    sub.add_parser("scenario")
     args = parser.parse_args(argv)
 
     stack = Stack(Settings())
@@ -442,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(services=args.services)
         elif args.cmd == "status":
             return stack.status()
+        elif args.cmd == "scenario":
+            return stack.scenario()
         elif args.cmd == "migrate":
             if not stack._pg_up():
                 print("PostgreSQL does not answer: hub migrations skipped (make demo runs them)")

@@ -2,7 +2,10 @@
 
 Starts the sandbox, the gateway and Airflow standalone with `python -m include.devstack up`, checks
 what a user checks (Airflow's /api/v2/version, the admin login, /healthz of gateway and sandboxes),
-then `down`, and verifies that no process of the stack remains and every port is free again.
+that the demo firm is seeded, that EspoCRM's webhooks point at the gateway with secrets the gateway
+accepts (a CRM user's change travels by itself: EspoCRM's sender -> gateway -> beteiligte_sync ->
+Advoware), that the API pools exist, then `down`, and verifies that no process of the stack remains
+and every port is free again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tests.conftest import pg_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+AIRFLOW_TIMEOUT_S = 60
 
 
 def devstack(cmd: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -45,6 +49,10 @@ def stack_processes(run_dir: Path) -> set[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return procs
+
+
+def recorded_pids(run_dir: Path) -> dict[str, int]:
+    return {f.stem: json.loads(f.read_text())["pid"] for f in (run_dir / "pids").glob("*.json")}
 
 
 def alive(procs: set[psutil.Process]) -> list[str]:
@@ -117,12 +125,13 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     af = f"http://127.0.0.1:{ports['airflow']}"
     assert af in up.stdout and env["AIRFLOW_API_PASSWORD"] in up.stdout  # the summary tells the login
 
-    version = httpx.get(f"{af}/api/v2/version", timeout=10)
+    # Airflow's single API worker also serves the tasks of the first runs: patience on a loaded machine
+    version = httpx.get(f"{af}/api/v2/version", timeout=AIRFLOW_TIMEOUT_S)
     assert version.status_code == 200 and version.json()["version"].startswith("3.")
-    token = httpx.post(f"{af}/auth/token", timeout=10,
+    token = httpx.post(f"{af}/auth/token", timeout=AIRFLOW_TIMEOUT_S,
                        json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]})
     assert token.status_code == 201 and token.json()["access_token"]
-    dags = httpx.get(f"{af}/api/v2/dags", timeout=10,
+    dags = httpx.get(f"{af}/api/v2/dags", timeout=AIRFLOW_TIMEOUT_S,
                      headers={"Authorization": f"Bearer {token.json()['access_token']}"})
     assert dags.status_code == 200
     assert httpx.get(f"http://127.0.0.1:{ports['gateway']}/healthz", timeout=5).status_code == 200
@@ -132,13 +141,20 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     with psycopg.connect(pg_dsn(env["POSTGRES_DB"])) as conn:  # the hub was migrated
         assert conn.execute("SELECT to_regclass('calendar_links')").fetchone()[0] == "calendar_links"
 
-    # A second `up` finds everything running and starts nothing new.
-    before = {p.pid for p in stack_processes(run_dir)}
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    check_demo_prepared(env, ports, af, headers)
+
+    # A second `up` finds everything running, starts nothing new and keeps the webhooks.
+    webhooks_file = run_dir / "espocrm-webhooks.json"
+    registered = webhooks_file.read_text()
+    before = recorded_pids(run_dir)
     again = devstack("up --timeout 60", env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
+    assert webhooks_file.read_text() == registered
+    # the same recorded services (task processes come and go, so only the leaders are compared)
+    assert recorded_pids(run_dir) == before and len(before) == 3
     procs = stack_processes(run_dir)
-    assert {p.pid for p in procs} >= before
 
     assert len(alive(procs)) >= 5  # sandbox, gateway, standalone and its components
     down = devstack("down", env, timeout=120)
@@ -147,3 +163,44 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     busy = [name for name, port in ports.items() if listening(port)]
     assert busy == []
     assert not list((run_dir / "pids").glob("*.json"))
+
+
+def check_demo_prepared(env: dict[str, str], ports: dict[str, int], af: str, headers: dict[str, str]) -> None:
+    adv = f"http://127.0.0.1:{ports['advoware']}"
+    espo = f"http://127.0.0.1:{ports['espocrm']}"
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    # the demo firm: 4 employees in Advoware, 10 parties in EspoCRM
+    state = httpx.get(f"{adv}/_sandbox/state", timeout=10).json()
+    assert len(state["mitarbeiter"]) == 4
+    api = httpx.Client(base_url=f"{espo}/api/v1", headers={"X-Api-Key": "sandbox-espocrm-key"}, timeout=10)
+    assert api.get("/CBeteiligte", params={"maxSize": 1}).json()["total"] == 10
+
+    # three webhooks, skipOwn, at the gateway; the gateway holds their secrets (not the .env one)
+    hooks = [h for h in api.get("/Webhook").json()["list"] if h["url"].startswith(gateway + "/")]
+    assert sorted(h["event"] for h in hooks) == ["CBeteiligte.create", "CBeteiligte.delete", "CBeteiligte.update"]
+    assert all(h["skipOwn"] for h in hooks)
+    secret = json.loads((Path(env["DEVSTACK_RUN_DIR"]) / "espocrm-webhooks.json").read_text())["secret"]
+    assert {pair.split("=", 1)[0] for pair in secret.split(",")} == {h["id"] for h in hooks}
+    assert secret not in Path(ROOT / ".env.example").read_text()
+
+    # a CRM user's new party travels by itself: EspoCRM's sender (auto flush) -> gateway -> DAG -> Advoware
+    created = httpx.post(f"{espo}/_sandbox/user/CBeteiligte", timeout=10,
+                         json={"name": "E2E Partei", "vorname": "Test", "emailAddress": "e2e@mail.example"}).json()
+    deadline = time.monotonic() + 180
+    delivered = linked = False
+    while time.monotonic() < deadline and not linked:
+        log = httpx.get(f"{espo}/_sandbox/webhooks/log", timeout=10).json()["deliveries"]
+        delivered = delivered or any(created["id"] in d["ids"] and d["result"] == "delivered" for d in log)
+        assert not [d for d in log if d["result"] != "delivered"], log  # a wrong secret would show as 401
+        record = api.get(f"/CBeteiligte/{created['id']}").json()
+        linked = bool(record.get("advowareBetNr"))
+        time.sleep(1)
+    assert delivered, "EspoCRM's sender did not deliver the webhook to the gateway"
+    assert linked, "the party did not reach Advoware (no betNr written back) within 180 s"
+    beteiligte = httpx.get(f"{adv}/_sandbox/state", timeout=10).json()["beteiligte"]
+    assert [b for b in beteiligte if b["betNr"] == record["advowareBetNr"]]
+    api.close()
+
+    pools = httpx.get(f"{af}/api/v2/pools", headers=headers, timeout=AIRFLOW_TIMEOUT_S).json()["pools"]
+    assert {p["name"]: p["slots"] for p in pools if p["name"] != "default_pool"} == {
+        "google_calendar_api": 4, "advoware_api": 4}
