@@ -51,14 +51,14 @@ def test_settled_tokens_count_from_the_answer(redis_url: str) -> None:
 
 def test_no_window_ever_holds_more_than_the_limit(redis_url: str) -> None:
     limiter = RateLimiter.from_url(redis_url, limit=10, window_s=0.5)
-    stamps: list[float] = []
+    granted = 0
     deadline = time.monotonic() + 1.6
     while time.monotonic() < deadline:
-        n = limiter.acquire_up_to("u", 4).n
-        stamps.extend([time.monotonic()] * n)
-    for t in stamps:
-        assert sum(1 for s in stamps if t <= s < t + 0.5) <= 10
-    assert len(stamps) >= 30  # and the budget is used: 10 at 0, 0.5, 1.0, 1.5
+        granted += limiter.acquire_up_to("u", 4).n
+        # The window as Redis (server time) sees it right after each grant: a client-side clock would
+        # measure when this process got the CPU back, not when the tokens were spent.
+        assert limiter.used("u") <= 10
+    assert granted >= 30  # and the budget is used: 10 at 0, 0.5, 1.0, 1.5
 
 
 def test_backoff_retries_transient_errors_but_never_quota_exceeded() -> None:
