@@ -27,7 +27,6 @@ Needs PostgreSQL (a throw-away hub database, dropped afterwards) and Redis (a fr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
@@ -39,7 +38,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -49,7 +47,6 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import redis
-from psycopg.rows import dict_row
 
 from include import airflow_env
 from include.advoware.client import AdvowareClient
@@ -181,25 +178,6 @@ class Timers:
         return ", ".join(f"{k} {self.count[k]}x {v:.1f} s" for k, v in sorted(self.total.items()))
 
 
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def reused_connection(dsn: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    """include.hub.db.connect's contract (commit on success, rollback on error) on a connection kept
-    per thread: what a connection pool in the executor would save."""
-    conns = _local.__dict__.setdefault("conns", {})
-    conn = conns.get(dsn)
-    if conn is None or conn.closed:
-        conn = conns[dsn] = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
-    try:
-        yield conn
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-
-
 def run_all(ctx: SyncContext, employees: list[str], threads: int) -> tuple[float, dict[str, dict[str, Any]]]:
     """Like runner.sync_all, but the employees in parallel threads; returns (wall, results)."""
     run_id = new_run_id("bench")
@@ -227,11 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--changed-percent", type=float, default=1.0)
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--writer-parallel", type=int, default=0,
-                    help="EXPERIMENT: batches in flight per employee in the executor's Google writes "
-                         "(patches EventWriter.write_many's default in this process; 0 = as the executor does)")
-    ap.add_argument("--hub-reuse", action="store_true",
-                    help="EXPERIMENT: the executor keeps one hub connection per thread (a transaction per item "
-                         "still) instead of opening one per item (patches executor.connect in this process)")
+                    help="EXPERIMENT: at least this many batches in flight per employee in the executor's "
+                         "Google writes (patches EventWriter.write_many in this process; 0 = as the executor "
+                         "does, GOOGLE_BATCH_PARALLEL)")
     args = ap.parse_args(argv)
 
     base = get_settings()
@@ -242,10 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             return real_write_many(self, ops, parallel=max(parallel, args.writer_parallel))
 
         EventWriter.write_many = write_many  # type: ignore[method-assign]
-    if args.hub_reuse:
-        from include.calendar_sync import executor
-
-        executor.connect = reused_connection  # type: ignore[assignment]
     tmp = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
     adv_port, g_port = free_port(), free_port()
     adv_url, g_url = f"http://127.0.0.1:{adv_port}", f"http://127.0.0.1:{g_port}"
@@ -382,8 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                   "changed_items": changed, "changed_requests": changed_requests, "changed_goal": goal_c,
                   "changed_arrived": arrived, "changed_wall_s": round(wall_c, 2),
                   "dag_noop_wall_s": dag.get("dag_noop_wall_s"), "empty_dag_wall_s": dag.get("empty_dag_wall_s"),
-                  "load_1min": round(os.getloadavg()[0], 2), "writer_parallel": args.writer_parallel or None,
-                  "hub_reuse": args.hub_reuse or None}
+                  "load_1min": round(os.getloadavg()[0], 2), "writer_parallel": args.writer_parallel or None}
         print(json.dumps(result))
         ok = not failed and dup == 0 and arrived == changed
         return 0 if ok else 1

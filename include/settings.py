@@ -81,6 +81,7 @@ class GoogleSettings(BaseSettings):
     requests_per_window: int = 600
     window_s: float = 60.0
     batch_size: int = Field(default=50, le=50, ge=1)
+    batch_parallel: int = Field(default=4, ge=1)  # batches in flight per calendar (the quota split)
     max_retries: int = 8
 
 

@@ -67,6 +67,23 @@ def _matching(conn: psycopg.Connection, employee: str, frnr: int | None,
         (employee, frnr, frnr, google_event_id, google_event_id, frnr)).fetchall())
 
 
+def link_rows(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
+    """Every row of the employee as find_link returns them (unlocked), for `first_matching`."""
+    return list(conn.execute("SELECT * FROM calendar_links WHERE employee = %s ORDER BY id",
+                             (employee,)).fetchall())
+
+
+def first_matching(rows: list[dict[str, Any]], *, frnr: int | None = None,
+                   google_event_id: str | None = None) -> dict[str, Any] | None:
+    """find_link over rows read before (`link_rows`): the frNr row first, then by id."""
+    if frnr is None and google_event_id is None:
+        return None
+    hits = [r for r in rows if (frnr is not None and r["frnr"] == frnr)
+            or (google_event_id is not None and r["google_event_id"] == google_event_id)]
+    hits.sort(key=lambda r: (r["frnr"] != frnr, r["id"]))
+    return hits[0] if hits else None
+
+
 @dataclass(frozen=True)
 class LinkState:
     """What a successful action leaves in the hub."""
