@@ -21,9 +21,9 @@ from include.advoware import (
     AdvowareUnavailable,
     WriteProtectedError,
 )
-from include.settings import AdvowareSettings
 from sandbox import advoware as sbx
 from sandbox.runner import free_port
+from tests.advoware_helpers import sandbox_settings as settings
 
 TERMIN = {
     "kuerzel": "AB",
@@ -34,23 +34,6 @@ TERMIN = {
 }
 
 
-def settings(url: str, **kw: Any) -> AdvowareSettings:
-    values: dict[str, Any] = dict(
-        base_url=url,
-        auth_url="",
-        configurator_url="",
-        username=sbx.USERNAME,
-        password=sbx.PASSWORD,
-        app_id=sbx.APP_ID,
-        api_key=sbx.API_KEY,
-        kanzlei=sbx.KANZLEI,
-        database=sbx.DATABASE,
-        write_protection=False,
-        timeout_s=5.0,
-        max_retries=3,
-    )
-    values.update(kw)
-    return AdvowareSettings(**values)
 
 
 def client(url: str, redis_url: str | None, **kw: Any) -> AdvowareClient:

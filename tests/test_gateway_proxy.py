@@ -13,9 +13,10 @@ import httpx
 import psycopg
 import pytest
 
-from include.settings import AdvowareSettings, GatewaySettings, PostgresSettings, Settings
+from include.settings import GatewaySettings, PostgresSettings, Settings
 from sandbox import advoware as sbx
 from sandbox.runner import ServerThread, free_port
+from tests.advoware_helpers import sandbox_settings as advoware_settings
 from webhook_gateway.app import create_app
 from webhook_gateway.proxy import check_path
 
@@ -41,23 +42,6 @@ def hub_settings(dsn: str) -> PostgresSettings:
     )
 
 
-def advoware_settings(url: str, **kw: Any) -> AdvowareSettings:
-    values: dict[str, Any] = dict(
-        base_url=url,
-        auth_url="",
-        configurator_url="",
-        username=sbx.USERNAME,
-        password=sbx.PASSWORD,
-        app_id=sbx.APP_ID,
-        api_key=sbx.API_KEY,
-        kanzlei=sbx.KANZLEI,
-        database=sbx.DATABASE,
-        write_protection=False,
-        timeout_s=5.0,
-        max_retries=3,
-    )
-    values.update(kw)
-    return AdvowareSettings(**values)
 
 
 Gateway = Callable[..., str]
