@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -62,8 +63,13 @@ class AirflowApi:
 
     def __init__(self, base_url: str, username: str, password: str, *, timeout_s: float = 10.0,
                  redis_client: redis.Redis | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 trigger_attempts: int = 4, retry_wait_s: float = 1.0) -> None:
         self.base_url = base_url.rstrip("/")
+        # A standalone Airflow on SQLite answers 500 while its database is locked by the scheduler;
+        # a trigger carries its own run id, so repeating it can never start a second run.
+        self._trigger_attempts = max(1, trigger_attempts)
+        self._retry_wait_s = retry_wait_s
         self._username = username
         self._password = password
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
@@ -113,18 +119,34 @@ class AirflowApi:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
                 note: str | None = None) -> TriggerResult:
         """Create a run now (`logical_date: null`); a repeated `dag_run_id` → created=False (409)."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-        if dag_run_id:
-            body["dag_run_id"] = dag_run_id
+        # Name the run here when the caller did not: then a repeated POST is idempotent (409).
+        dag_run_id = dag_run_id or f"api__{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}_{uuid.uuid4().hex[:8]}"
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}, "dag_run_id": dag_run_id}
         if note:
             body["note"] = note
-        r = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        r = self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body)
         if r.status_code in (200, 201):
             data = r.json()
             return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
         if r.status_code == 409:
             return TriggerResult(dag_run_id, False)
         raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+
+    def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """POST; repeat on 5xx and transport errors with exponential backoff and jitter (bounded)."""
+        for attempt in range(1, self._trigger_attempts + 1):
+            try:
+                r = self.request("POST", path, json=body)
+            except httpx.TransportError:
+                if attempt == self._trigger_attempts:
+                    raise
+            else:
+                if r.status_code < 500 or attempt == self._trigger_attempts:
+                    return r
+                log.info("Airflow answered %s to %s; attempt %d of %d", r.status_code, path, attempt,
+                         self._trigger_attempts)
+            time.sleep(self._retry_wait_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
     def list_runs(self, dag_id: str, *, state: str | None = None, limit: int = 100) -> tuple[list[dict], int]:
         params: dict[str, Any] = {"limit": limit}

@@ -41,6 +41,7 @@ def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
     app.state.revoked = set()
     app.state.logins = 0
     app.state.trigger_calls = 0
+    app.state.fail_next = 0  # answer 500 to the next n triggers, storing nothing (SQLite "database is locked")
     lock = threading.Lock()
 
     def issue() -> str:
@@ -92,6 +93,9 @@ def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
                                 status_code=422)
         if dag_id not in dags:
             return JSONResponse({"detail": f"Dag with dag_id: '{dag_id}' not found"}, status_code=404)
+        if app.state.fail_next > 0:
+            app.state.fail_next -= 1
+            return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
         run_id = body.get("dag_run_id") or f"manual__{time.time()}"
         with lock:
             if (dag_id, run_id) in app.state.runs:
@@ -139,6 +143,21 @@ def test_repeated_run_id_is_idempotent(airflow: tuple[FastAPI, str]) -> None:
     again = api.trigger("beteiligte_sync", dag_run_id="gw-1")
     assert (again.created, again.dag_run_id) == (False, "gw-1")
     assert len(app.state.runs) == 1
+
+
+def test_a_momentary_server_error_is_retried_without_a_second_run(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    api = AirflowApi(url, USER, PASSWORD, retry_wait_s=0.01)
+    app.state.fail_next = 2
+    result = api.trigger("beteiligte_sync", dag_run_id="gw-retry")
+    assert result.created and app.state.trigger_calls == 3
+    app.state.fail_next = 1
+    auto = api.trigger("beteiligte_sync")  # no id given: the client names the run, so a retry stays one run
+    assert auto.created and len(app.state.runs) == 2
+    app.state.fail_next = 10
+    with pytest.raises(AirflowApiError) as err:
+        api.trigger("beteiligte_sync", dag_run_id="gw-down")
+    assert err.value.status == 500 and ("beteiligte_sync", "gw-down") not in app.state.runs
 
 
 def test_without_logical_date_the_server_answers_422(airflow: tuple[FastAPI, str]) -> None:
