@@ -9,8 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import psycopg
@@ -30,6 +29,7 @@ from include.settings import (
     Settings,
 )
 from sandbox.runner import ServerThread, free_port
+from tests.party_helpers import wait_for
 from webhook_gateway.app import create_app
 
 SECRET = "ingest-test-secret"
@@ -57,17 +57,6 @@ def signed(body: bytes, secret: str = SECRET, webhook_id: str = "6650aaaabbbbccc
     mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {"Content-Type": "application/json",
             "Signature": base64.b64encode(f"{webhook_id}:{mac}".encode()).decode()}
-
-
-def wait_for(check: Callable[[], object], timeout_s: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        time.sleep(0.05)
 
 
 @pytest.fixture
