@@ -8,14 +8,18 @@ its own Redis database number; servers listen on free ports.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 import redis
+
+from tests.redis_helpers import OwnRedis
 
 # Airflow writes airflow.cfg and its SQLite DB into AIRFLOW_HOME on first import: keep it out of ~.
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-test-")
@@ -89,6 +93,17 @@ def redis_url(redis_db: int) -> str:
 
 
 # -- Sandbox servers (session-wide, reset for each test) ---------------------------------------
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A redis-server of the test's own (AOF, fsync always): one it may stop, kill or pause."""
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
+
+
 def _serve(module: str) -> Iterator[str]:
     import importlib
 
