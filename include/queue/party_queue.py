@@ -3,7 +3,7 @@
 Redis keys (prefix `vmh:webhook`, the seed's namespace):
   <p>:pending              ZSET  id → not-before time (unix s). Ready = score <= now.
   <p>:claimed              ZSET  id → lease expiry (unix s). Disjoint from pending.
-  <p>:item:<id>            HASH  gen, deliveries, seen_create/seen_update/seen_delete/seen_replay,
+  <p>:item:<id>            HASH  gen (deliveries since queued), seen_create/seen_update/seen_delete/seen_replay (flags),
                                  last_kind, first_seen, last_seen, attempts, last_error,
                                  lease_expired, claim (token), claim_gen
   <p>:seen:<sha256>        STRING count of deliveries of exactly this (event, body); TTL seen_ttl_s
@@ -27,17 +27,17 @@ A stale ack/nack (the lease expired and someone else owns the id now) changes no
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
-import redis.asyncio as aredis
+
+from include.queue.pipelined_redis import PipelinedRedis, Script
 
 DEFAULT_PREFIX = "vmh:webhook"
 EVENT_KINDS = ("create", "update", "delete", "replay")
@@ -55,13 +55,15 @@ if KEYS[5] ~= '' then
     redis.call('INCR', KEYS[5])
   end
 end
+-- the gateway's hot path: as few calls per id as the rules allow (Redis time is most of its cost)
 for i = 1, n do
   local id = ARGV[4 + i]; local item = KEYS[5 + i]
-  redis.call('HINCRBY', item, 'gen', 1)
-  redis.call('HINCRBY', item, 'deliveries', 1)
-  redis.call('HINCRBY', item, 'seen_' .. kind, 1)
-  redis.call('HSET', item, 'last_kind', kind, 'last_seen', ARGV[1])
-  redis.call('HSETNX', item, 'first_seen', ARGV[1])
+  -- gen counts the deliveries since the item was queued; 1 = a new item (an acked one is deleted)
+  if redis.call('HINCRBY', item, 'gen', 1) == 1 then
+    redis.call('HSET', item, 'last_kind', kind, 'last_seen', ARGV[1], 'seen_' .. kind, 1, 'first_seen', ARGV[1])
+  else
+    redis.call('HSET', item, 'last_kind', kind, 'last_seen', ARGV[1], 'seen_' .. kind, 1)
+  end
   if not redis.call('ZSCORE', KEYS[2], id) then
     -- NX keeps a not-before time of a failed id (its backoff still holds)
     redis.call('ZADD', KEYS[1], 'NX', now, id)
@@ -72,9 +74,9 @@ for i = 5 + n, #ARGV do
   redis.call('RPUSH', KEYS[3], ARGV[i]); rejected = rejected + 1
 end
 redis.call('HINCRBY', KEYS[4], 'deliveries', 1)
-redis.call('HINCRBY', KEYS[4], 'duplicates', dup)
-redis.call('HINCRBY', KEYS[4], 'accepted', n)
-redis.call('HINCRBY', KEYS[4], 'rejected', rejected)
+if n > 0 then redis.call('HINCRBY', KEYS[4], 'accepted', n) end
+if dup > 0 then redis.call('HINCRBY', KEYS[4], 'duplicates', dup) end
+if rejected > 0 then redis.call('HINCRBY', KEYS[4], 'rejected', rejected) end
 return dup
 """
 
@@ -182,14 +184,14 @@ class ClaimedParty:
     gen: int
     attempts: int
     last_kind: str | None
-    kinds: dict[str, int] = field(default_factory=dict)  # deliveries per event kind since it was queued
+    kinds: frozenset[str] = frozenset()  # the event kinds delivered since it was queued
     first_seen: float | None = None
-    deliveries: int = 0
+    deliveries: int = 0  # since it was queued (its gen)
     last_error: str | None = None
 
     @property
     def delete_seen(self) -> bool:
-        return self.kinds.get("delete", 0) > 0
+        return "delete" in self.kinds
 
 
 @dataclass(frozen=True)
@@ -264,12 +266,12 @@ def _parse_claimed(token: str, row: list[Any]) -> ClaimedParty:
     party_id = _s(row[0])
     flat = [_s(v) for v in row[1]]
     h = dict(zip(flat[0::2], flat[1::2], strict=True))
-    kinds = {k: int(h[f"seen_{k}"]) for k in EVENT_KINDS if f"seen_{k}" in h}
+    kinds = frozenset(k for k in EVENT_KINDS if f"seen_{k}" in h)
     return ClaimedParty(
         id=party_id, token=token, gen=int(h.get("gen", 0)), attempts=int(h.get("attempts", 0)),
         last_kind=h.get("last_kind"), kinds=kinds,
         first_seen=float(h["first_seen"]) if "first_seen" in h else None,
-        deliveries=int(h.get("deliveries", 0)), last_error=h.get("last_error"),
+        deliveries=int(h.get("gen", 0)), last_error=h.get("last_error"),
     )
 
 
@@ -396,35 +398,28 @@ class PartyQueue:
 
 
 class AsyncPartyQueue:
-    """The gateway's side: enqueue (and stats) on an asyncio Redis client, same scripts and keys."""
+    """The gateway's side: the enqueue, on one pipelined connection (see pipelined_redis), same script
+    and keys as PartyQueue."""
 
-    def __init__(self, client: aredis.Redis, *, prefix: str = DEFAULT_PREFIX,
-                 seen_ttl_s: int = 86400, timeout_s: float = 3.0) -> None:
+    _ENQUEUE_SCRIPT = Script(_ENQUEUE)
+
+    def __init__(self, client: PipelinedRedis, *, prefix: str = DEFAULT_PREFIX, seen_ttl_s: int = 86400) -> None:
         self.r = client
         self.keys = _Keys(prefix)
         self.seen_ttl_s = seen_ttl_s
-        self.timeout_s = timeout_s
-        self._enqueue = client.register_script(_ENQUEUE)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> AsyncPartyQueue:
-        # A quick connect timeout: an unreachable Redis must turn into a quick 503. No socket_timeout:
-        # redis-py wraps every send in asyncio.wait_for (a Task per command, a third of the gateway's
-        # CPU under load); enqueue bounds the whole round trip with one asyncio.timeout instead.
-        client = aredis.Redis.from_url(url, socket_connect_timeout=1)
-        return cls(client, **kwargs)
+    def from_url(cls, url: str, *, timeout_s: float = 3.0, **kwargs: Any) -> AsyncPartyQueue:
+        # A quick connect timeout: an unreachable Redis must turn into a quick 503.
+        return cls(PipelinedRedis(url, connect_timeout_s=1.0, reply_timeout_s=timeout_s), **kwargs)
 
     async def enqueue(self, ids: list[str], kind: Kind, *, body: bytes | None = None,
                       rejected: Iterable[RejectedItem] = (), now: float | None = None) -> EnqueueResult:
-        """One EVALSHA round trip; a Redis that does not answer within timeout_s → redis.TimeoutError."""
+        """One atomic script; Redis down or silent for timeout_s → a redis.RedisError (the caller's 503)."""
         digest = body_hash(kind, body) if body is not None else None
         keys, argv = self.keys.enqueue_args(ids, kind, digest, rejected, _now(now), self.seen_ttl_s)
-        try:
-            async with asyncio.timeout(self.timeout_s):  # a cancelled read drops its connection (redis-py)
-                dup = await self._enqueue(keys=keys, args=argv)
-        except TimeoutError:
-            raise redis.TimeoutError(f"Redis did not answer the enqueue within {self.timeout_s}s") from None
+        dup = await self.r.evalsha(self._ENQUEUE_SCRIPT, keys, argv)
         return EnqueueResult(accepted=len(set(ids)), duplicate=bool(int(dup)))
 
     async def close(self) -> None:
-        await self.r.aclose()
+        await self.r.close()
