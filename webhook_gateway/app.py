@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
 from webhook_gateway.request_id import RequestIdMiddleware
+from webhook_gateway.webhooks import WebhookIngestMiddleware
 
 log = logging.getLogger("webhook_gateway")
 
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.closers = []
 
+    # add_middleware puts the last one outermost: the request id wraps the webhook fast path
+    app.add_middleware(WebhookIngestMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(HTTPException)

@@ -6,12 +6,26 @@ throughput of a trivial endpoint; this does the same job without wrapping the re
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import secrets
 import time
-import uuid
 from typing import Any
 
 access_log = logging.getLogger("webhook_gateway.access")
+
+# Generated ids: a random per-process prefix and a counter (unique, and no getrandom call per request)
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_prefix() -> None:  # a forked worker must not repeat its parent's ids
+    global _ID_PREFIX
+    _ID_PREFIX = secrets.token_hex(8)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 def _sane(rid: str) -> bool:
@@ -33,7 +47,7 @@ class RequestIdMiddleware:
                 rid = value.decode("latin-1")
                 break
         if not _sane(rid):
-            rid = uuid.uuid4().hex
+            rid = f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"  # 32 hex characters, like uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 0

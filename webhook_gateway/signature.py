@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -59,8 +58,8 @@ def verify(body: bytes, headers: Mapping[str, str], secrets: Secrets) -> Verdict
             continue
         ok = False
         for secret in candidates:  # no early exit: timing does not tell which secret matched
-            digest = hmac.new(secret.encode(), body, hashlib.sha256)
-            expected = digest.hexdigest().encode() if name == "signature" else digest.digest()
+            digest = hmac.digest(secret.encode(), body, "sha256")  # one-shot, in C (OpenSSL)
+            expected = digest.hex().encode() if name == "signature" else digest
             ok |= hmac.compare_digest(expected, mac)
         if ok:
             return Verdict(True, "ok", webhook_id, name)

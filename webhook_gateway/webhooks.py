@@ -9,17 +9,17 @@ signature (a fixed secret makes the retry succeed), 400 only for bodies that can
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import redis
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi
 from include.hub import dead_letters
@@ -153,7 +153,10 @@ class WebhookResources:
 
 
 def resources(request: Request) -> WebhookResources:
-    app = request.app
+    return _resources_of(request.app)
+
+
+def _resources_of(app: FastAPI) -> WebhookResources:
     res = app.state.resources.get("webhooks")
     if res is None:
         res = app.state.resources["webhooks"] = WebhookResources(app.state.settings)
@@ -162,24 +165,42 @@ def resources(request: Request) -> WebhookResources:
 
 
 def install(app: FastAPI) -> None:
-    """Hook the routes into the gateway; warn loudly when unsigned webhooks are allowed."""
+    """Hook the routes into the gateway; warn loudly when unsigned webhooks are allowed. The webhook
+    itself is WebhookIngestMiddleware (create_app adds it inside the request-id middleware)."""
     app.include_router(router)
     if app.state.settings.espocrm.webhook_allow_unsigned:
         log.warning("!!! ESPOCRM_WEBHOOK_ALLOW_UNSIGNED=true: unsigned webhooks are ACCEPTED. "
                     "Development only: anyone who can reach the gateway can queue work. !!!")
 
 
-# -- the webhook -----------------------------------------------------------------------------------
-def _refuse(event: str, status: int, message: str, **extra: Any) -> HTTPException:
+# -- the webhook (raw ASGI: the hot path) ------------------------------------------------------------
+PATH_PREFIX = "/webhooks/vmh/beteiligte/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.body, self.headers = status, {"error": message, **extra}, headers or {}
+
+
+def _refuse(event: str, status: int, message: str, **extra: Any) -> _Refused:
     ERRORS.labels(event, str(status)).inc()
-    return HTTPException(status, detail={"error": message, **extra})
+    return _Refused(status, message, **extra)
 
 
-async def _read_limited(request: Request, limit: int) -> tuple[bytes, bool]:
-    """The body, read in chunks; stops as soon as it passes `limit` (second value True = too large)."""
-    buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
+async def _read_limited(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> tuple[bytes, bool]:
+    """The body from the ASGI messages; stops as soon as it passes `limit` (second value True = too large)."""
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):  # the usual case: the whole body in one message
+        return (body[: limit + 1], True) if len(body) > limit else (body, False)
+    buf = bytearray(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        buf += message.get("body", b"")
         if len(buf) > limit:
             return bytes(buf[: limit + 1]), True
     return bytes(buf), False
@@ -200,35 +221,27 @@ def _id_problem(item: dict[str, Any]) -> str | None:
     return None
 
 
-async def receive_webhook(request: Request) -> JSONResponse:
-    """A plain Starlette route (the hot path): FastAPI's per-request parameter solving is not needed."""
-    event = request.path_params["event"]
-    metrics = _METRICS.get(event)
-    if metrics is None:
-        raise HTTPException(404, detail=f"unknown event {event!r}; one of {', '.join(EVENTS)}")
-    started = time.perf_counter()
-    res = resources(request)
-    settings: Settings = request.app.state.settings
-    espo = settings.espocrm
-
-    body, too_large = await _read_limited(request, espo.webhook_max_body_bytes)
+async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], body: bytes,
+                  too_large: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Verify, parse, store: (status, JSON answer, extra headers). Raises _Refused for 4xx."""
+    metrics = _METRICS[event]
+    espo = res.settings.espocrm
     if too_large:
         ids = [m.decode() for m in _ID_IN_TEXT.findall(body)]
         log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d); ids seen: %s",
-                    event, espo.webhook_max_body_bytes, request.headers.get("content-length", "?"), len(body),
+                    event, espo.webhook_max_body_bytes, headers.get("content-length", "?"), len(body),
                     ",".join(ids) or "-")
         raise _refuse(event, 413, f"body larger than {espo.webhook_max_body_bytes} bytes",
                       limit=espo.webhook_max_body_bytes)
 
-    has_signature = bool(request.headers.get("signature") or request.headers.get("x-signature"))
-    if has_signature or not espo.webhook_allow_unsigned:
-        verdict = signature.verify(body, request.headers, res.secrets)
+    if headers.get("signature") or headers.get("x-signature") or not espo.webhook_allow_unsigned:
+        verdict = signature.verify(body, headers, res.secrets)
         if not verdict.ok:
             log.warning("webhook %s refused: %s", event, verdict.reason)
             raise _refuse(event, 401, verdict.reason)
 
     try:
-        items = json.loads(body)
+        items = _decode_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _refuse(event, 400, f"body is not valid JSON: {exc}") from None
     if not isinstance(items, list):
@@ -253,8 +266,7 @@ async def receive_webhook(request: Request) -> JSONResponse:
         log.error("webhook %s: Redis could not store %d ids (%s); answering 503 so EspoCRM retries",
                   event, len(ids), type(exc).__name__)
         ERRORS.labels(event, "503").inc()
-        return JSONResponse({"error": "queue unavailable, retry later", "status": 503}, status_code=503,
-                            headers={"Retry-After": "60"})
+        return 503, {"error": "queue unavailable, retry later", "status": 503}, {"Retry-After": "60"}
 
     duplicates = len(ids) if result.duplicate else 0
     metrics.accepted.inc(len(ids))
@@ -271,12 +283,58 @@ async def receive_webhook(request: Request) -> JSONResponse:
     res.trigger.request()
     if rejected:
         res.in_background(lambda: _drain_quietly(res))
-    metrics.latency.observe(time.perf_counter() - started)
-    return JSONResponse({"accepted": len(ids), "duplicates": duplicates,
-                         "rejected": [{"index": r.index, "reason": r.reason} for r in rejected]})
+    return 200, {"accepted": len(ids), "duplicates": duplicates,
+                 "rejected": [{"index": r.index, "reason": r.reason} for r in rejected]}, {}
 
 
-router.add_route("/webhooks/vmh/beteiligte/{event}", receive_webhook, methods=["POST"])
+class WebhookIngestMiddleware:
+    """`POST /webhooks/vmh/beteiligte/{create|update|delete}` as plain ASGI, ahead of FastAPI's router.
+
+    The hottest path of the gateway (EspoCRM sends every change): routing, the request object and the
+    exception middleware cost more than the work itself. Sits inside RequestIdMiddleware (request id,
+    access log) and Starlette's ServerErrorMiddleware (an unexpected error is still a 500); answers in
+    the gateway's error format ({"error", "status", "request_id"}). Everything else passes through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PATH_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        event = scope["path"][len(PATH_PREFIX):]
+        extra_headers: dict[str, str] = {}
+        if event not in _METRICS:
+            status, answer = 404, {"error": f"unknown event {event!r}; one of {', '.join(EVENTS)}"}
+        elif scope["method"] != "POST":
+            status, answer, extra_headers = 405, {"error": "method not allowed; use POST"}, {"Allow": "POST"}
+        else:
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+                       if name in _WANTED_HEADERS}
+            app = scope["app"]
+            res = _resources_of(app)
+            try:
+                body, too_large = await _read_limited(receive, res.settings.espocrm.webhook_max_body_bytes)
+                status, answer, extra_headers = await _ingest(res, event, headers, body, too_large)
+            except _Refused as refused:
+                status, answer, extra_headers = refused.status, refused.body, refused.headers
+            if status == 200:
+                _METRICS[event].latency.observe(time.perf_counter() - started)
+        if status != 200:
+            answer.setdefault("status", status)
+            answer.setdefault("request_id", scope.get("state", {}).get("request_id"))
+        payload = _encode_json(answer)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
+                                *((k.lower().encode(), v.encode()) for k, v in extra_headers.items())]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+_WANTED_HEADERS = frozenset({b"signature", b"x-signature", b"content-length"})
+# msgspec: a quarter of the json module's time for these small bodies (its errors are ValueErrors)
+_decode_json = msgspec.json.decode
+_encode_json = msgspec.json.encode
 
 
 def _drain_quietly(res: WebhookResources) -> None:
