@@ -157,6 +157,15 @@ def test_unknown_event_path_is_404(client: TestClient) -> None:
     assert deliver(client, [{"id": "a"}], "fieldUpdate").status_code == 404
 
 
+def test_a_get_is_405_and_errors_carry_the_request_id(client: TestClient) -> None:
+    r = client.get("/webhooks/vmh/beteiligte/update")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    refused = client.post("/webhooks/vmh/beteiligte/update", content=b"[]", headers={"X-Request-ID": "espo-42"})
+    assert refused.status_code == 401
+    assert refused.json()["request_id"] == "espo-42" == refused.headers["x-request-id"]
+    assert refused.json()["status"] == 401 and "Signature" in refused.json()["error"]
+
+
 def test_a_run_is_triggered_after_the_answer_and_coalesced(redis_url: str, hub: str) -> None:
     from tests.test_airflow_api import make_fake_airflow
 

@@ -2,7 +2,7 @@
 
 Why not redis-py's asyncio client here: per command it takes a pooled connection, wraps the call in
 its retry helper and a timeout, and awaits the reply before the connection is free again; measured at
-about a third of the gateway's CPU per webhook. This writes every command at once on one connection
+a quarter of the gateway's CPU per webhook (py-spy). This writes every command at once on one connection
 and matches the replies to the callers in order (Redis answers in order), which also lets Redis fsync
 many concurrent enqueues in one go. Packing and parsing are hiredis (Redis' own C protocol library);
 the URL is parsed by redis-py, and the errors are redis-py's, so callers handle one family.
