@@ -19,9 +19,10 @@ Crash safety (a run killed anywhere and run again duplicates nothing and loses n
   it; only if there is none the POST is repeated. The intent is removed once the link is stored.
 - Advoware updates and deletes re-read the appointment first: if `zuletztGeaendertAm` moved since
   the plan, the item is skipped (the next run plans it against the fresher edit).
-- Google updates (PUT) re-read the event first: if its `updated` moved since the plan, the item is
-  skipped; the PUT carries If-Match with the etag just read, and a 412 skips the item too (a person's
-  edit in Google is never overwritten by a retried phase).
+- Google updates (PUT) re-read the event first: if its `updated` moved and its content is no longer
+  what the plan saw (listed, or the link's in an incremental run), the item is skipped; the PUT
+  carries If-Match with the etag just read, and a 412 skips the item too (a person's edit in Google
+  is never overwritten by a retried phase).
 - A retried phase skips items whose link already holds the planned fingerprints (already applied).
 
 Hub connection: one per phase run (opened on first use, closed at the end of `run`), every item
@@ -337,15 +338,19 @@ class PhaseExecutor:
 
     def _put(self, a: Action, *, guard: bool = False) -> dict[str, Any]:
         """Full update (PUT) of the event; a missing event is inserted again (same id).
-        `guard`: skip if the event changed in Google since the plan (its `updated` moved, or a 412
-        on the If-Match with the etag just read), like the Advoware side's zuletztGeaendertAm check."""
+        `guard`: skip if a person changed the event in Google since the plan: its `updated` moved and
+        its content is no longer what the plan saw (a change outside the mapping does not count, or it
+        would block the item forever), or a 412 on the If-Match with the etag just read. Like the
+        Advoware side's zuletztGeaendertAm check; the next run sees the change and applies the policy."""
         writer, body = self.writer, dict(a.google_body or {})
         etag: str | None = None
-        if guard and a.google_updated is not None:
+        if guard and (a.google_updated is not None or a.google_seen_fingerprint is not None):
             current = writer.get(a.google_event_id)  # type: ignore[arg-type]
             if current is not None and current.get("status") != "cancelled":
-                if current.get("updated") != a.google_updated:
-                    raise _Skip("changed in Google since the plan (updated moved)")
+                same_stamp = a.google_updated is not None and current.get("updated") == a.google_updated
+                if not same_stamp and (a.google_seen_fingerprint is None
+                                       or _google_fp(current, None) != a.google_seen_fingerprint):
+                    raise _Skip("changed in Google since the plan")
                 etag = current.get("etag")
 
         def update(s: Any) -> Any:

@@ -9,6 +9,10 @@
 - `span_start`, `span_end`: ISO dates to store with the link (window checks; 2037-12-31 = open).
 - `advoware_changed_at`: Advoware `zuletztGeaendertAm` seen when planning (stale check before an
   Advoware update/delete: re-read, skip if it moved). `google_updated`: Google `updated` seen.
+- `google_seen_fingerprint` (update_google): the content fingerprint of the Google event the plan
+  decided on (as listed, or the link's when Google was not listed in an incremental run). Before the
+  PUT the executor re-reads the event and skips it if a person changed it since (stamp and content
+  both moved); the PUT carries If-Match with the etag just read.
 - `confirm_absent`: "advoware" | "google" | None: before this deletion, confirm the item is really
   gone from that side (GET by id: 404/410/cancelled, or Advoware: now owned by someone else);
   if it still exists, skip (it left the window or moved; never delete on a listing alone).
@@ -72,6 +76,7 @@ class Action:
     span_end: str | None = None
     advoware_changed_at: str | None = None
     google_updated: str | None = None
+    google_seen_fingerprint: str | None = None
     confirm_absent: str | None = None
 
     def __post_init__(self) -> None:

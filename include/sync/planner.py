@@ -185,8 +185,9 @@ class _Planner:
         return _iso(first), _iso(last)
 
     def google_write(self, kind: str, phase: int, reason: str, a: _Adv, gid: str,
-                     g: _Goog | None) -> Action:
-        """An action that writes Advoware's version of `a` to Google event `gid`."""
+                     g: _Goog | None, link: HubLink | None = None) -> Action:
+        """An action that writes Advoware's version of `a` to Google event `gid` (`link`: the hub row,
+        whose Google fingerprint stands for an event the incremental listing did not return)."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
         body = to_google(a.appt, employee=self.emp, frnr=a.frnr, origin=origin,
@@ -197,7 +198,8 @@ class _Planner:
         return Action(phase=phase, kind=kind, reason=reason, employee=self.emp, frnr=a.frnr,
                       google_event_id=gid, google_body=body, advoware_fingerprint=a.fp,
                       google_fingerprint=fingerprint(written), span_start=span_start, span_end=span_end,
-                      advoware_changed_at=a.changed_at, google_updated=g.updated if g else None)
+                      advoware_changed_at=a.changed_at, google_updated=g.updated if g else None,
+                      google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None))
 
     def advoware_write(self, kind: str, phase: int, reason: str, g: _Goog, a: _Adv | None) -> Action | None:
         """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
@@ -281,7 +283,7 @@ class _Planner:
             if g_state == CHANGED:
                 assert g is not None
                 if wp:
-                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g))
+                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g, link))
                     self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
                 else:
                     act = self.advoware_write("update_advoware", 4, row, g, a)
@@ -302,7 +304,7 @@ class _Planner:
         if a_state == CHANGED:
             assert a is not None
             if quiet_g:
-                self.add(self.google_write("update_google", 4, row, a, gid, g))
+                self.add(self.google_write("update_google", 4, row, a, gid, g, link))
             elif g_state == CHANGED:
                 assert g is not None and a.appt is not None and g.appt is not None
                 if self.comparable(a.appt) == self.comparable(g.appt):
@@ -312,9 +314,9 @@ class _Planner:
                                     span_start=self._span(a.appt)[0], span_end=self._span(a.appt)[1],
                                     advoware_changed_at=a.changed_at, google_updated=g.updated))
                 elif self.winner(a, g) == "advoware":
-                    self.add(self.google_write("update_google", 4, row + ",advoware_wins", a, gid, g))
+                    self.add(self.google_write("update_google", 4, row + ",advoware_wins", a, gid, g, link))
                 elif wp:
-                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g))
+                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g, link))
                     self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
                 else:
                     act = self.advoware_write("update_advoware", 4, row + ",google_wins", g, a)
@@ -323,7 +325,7 @@ class _Planner:
             elif g_state == DELETED:
                 self.add(self.google_write("create_google", 1, row + ",edit_wins", a, gid, g))
             elif g_state == UNSUPPORTED:
-                self.add(self.google_write("update_google", 4, row, a, gid, g))
+                self.add(self.google_write("update_google", 4, row, a, gid, g, link))
                 self.report("unsupported_rule", frnr=a.frnr, google_event_id=gid,
                             detail="replaced by advoware")
             return
