@@ -60,7 +60,9 @@ def _queue(settings: SyncSettings) -> PartyQueue:
     },
 )
 def beteiligte_sync() -> None:
-    @task.sensor(mode="reschedule", poke_interval=5, timeout=240, soft_fail=True)
+    # An idle sweep ends after a minute (12 short pokes, not 48 over four minutes of a 5-minute
+    # schedule); new work does not wait for it: the gateway triggers a run of its own.
+    @task.sensor(mode="reschedule", poke_interval=5, timeout=60, soft_fail=True)
     def work_queued() -> PokeReturnValue:
         queue = _queue(SyncSettings())
         return PokeReturnValue(is_done=queue.has_work(), xcom_value=queue.stats().as_dict())
