@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from include.queue.pipelined_redis import PipelinedRedis, Script
+from sandbox.runner import free_port
 from tests.redis_helpers import OwnRedis
 
 _ECHO = Script("return {KEYS[1], ARGV[1]}")
@@ -152,3 +153,50 @@ def test_a_new_event_loop_gets_a_new_connection(redis_url: str) -> None:
     assert asyncio.run(client.execute("PING")) == b"PONG"
     assert asyncio.run(client.execute("PING")) == b"PONG"  # the first loop and its transport are gone
     asyncio.run(client.close())
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the certificate is its own CA)."""
+    from datetime import UTC, datetime, timedelta
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_verifies_the_server_against_the_ca_from_the_url(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    tls_port = free_port()
+    server = OwnRedis(tmp_path, "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
+                      str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    server.start()  # plain port for the readiness check, TLS port for the client under test
+    try:
+        async def ping(url: str) -> object:
+            client = PipelinedRedis(url)
+            try:
+                return await client.execute("PING")
+            finally:
+                await client.close()
+
+        assert asyncio.run(ping(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}")) == b"PONG"
+        with pytest.raises(redis.ConnectionError):  # an unknown CA is refused, not silently trusted
+            asyncio.run(ping(f"rediss://127.0.0.1:{tls_port}/0"))
+    finally:
+        server.stop(signal.SIGKILL)

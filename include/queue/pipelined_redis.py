@@ -70,8 +70,8 @@ class _Protocol(asyncio.Protocol):
             self.lost = exc
         while self.waiting:
             future, _ = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(exc)
+            if not future.done():  # an instance each: a raised exception carries its own traceback
+                future.set_exception(type(exc)(*exc.args))
         if self.transport is not None:
             self.transport.abort()
 
@@ -130,7 +130,7 @@ class PipelinedRedis:
                 if o.get("connection_class") is UnixDomainSocketConnection:
                     _, protocol = await loop.create_unix_connection(_Protocol, o["path"])
                 else:
-                    tls = ssl.create_default_context() if o.get("connection_class") is SSLConnection else None
+                    tls = _tls_context(o) if o.get("connection_class") is SSLConnection else None
                     _, protocol = await loop.create_connection(
                         _Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=tls)
                 setup: list[tuple[Any, ...]] = []
@@ -203,6 +203,15 @@ class PipelinedRedis:
 
     async def close(self) -> None:
         self._drop()
+
+
+def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """rediss:// as redis-py reads it: `ssl_ca_certs` (a CA file) and `ssl_cert_reqs=none` from the URL."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if str(options.get("ssl_cert_reqs", "required")).lower() in ("none", str(int(ssl.CERT_NONE))):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class Script:
