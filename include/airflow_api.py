@@ -24,6 +24,7 @@ import redis
 log = logging.getLogger(__name__)
 
 BETEILIGTE_SYNC_DAG = "beteiligte_sync"
+CALENDAR_SYNC_DAG = "advoware_calendar_sync"
 TRIGGER_LOCK_KEY = "vmh:airflow:trigger_lock:{dag_id}"
 
 _RELEASE = """
@@ -199,3 +200,11 @@ class AirflowApi:
                               note="triggered by the webhook gateway")
         log.info("triggered %s run %s", dag_id, result.dag_run_id)
         return "triggered"
+
+
+def trigger_calendar_retry(api: AirflowApi, employee: str, dead_letter_id: int) -> TriggerResult:
+    """After a parked calendar item was replayed: a calendar run for its employee now, instead of the
+    next scheduled one. The run id is the dead letter's, so repeating this starts no second run."""
+    return api.trigger(CALENDAR_SYNC_DAG, {"full_content": False, "employees": [employee]},
+                       dag_run_id=f"replay__calendar__{dead_letter_id}",
+                       note=f"retry of the parked item of dead letter {dead_letter_id}")

@@ -79,7 +79,7 @@ def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi
+    from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG, AirflowApi, trigger_calendar_retry
     from include.hub import dead_letters
     from include.queue.party_queue import PartyQueue
 
@@ -90,9 +90,16 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if row["source"] == dead_letters.CALENDAR_SOURCE:
-        # a parked calendar item: its link starts again, the next calendar run (scheduled) retries it
-        print(f"dead letter {row['id']}: calendar item {row['entity_id']} released; the next calendar "
-              "sync run retries it")
+        # a parked calendar item: its link starts again; a calendar run for its employee retries it
+        print(f"dead letter {row['id']}: calendar item {row['entity_id']} released")
+        employee = (row.get("payload") or {}).get("employee")
+        if employee and not args.no_trigger:
+            try:
+                run = trigger_calendar_retry(AirflowApi.from_settings(settings, queue.r), employee, row["id"])
+                print(f"{CALENDAR_SYNC_DAG}: run {run.dag_run_id} for {employee}")
+            except Exception as exc:
+                print(f"{CALENDAR_SYNC_DAG} not triggered ({type(exc).__name__}); the next scheduled run "
+                      "retries it", file=sys.stderr)
         return 0
     print(f"dead letter {row['id']}: id {row['entity_id']} queued again")
     if not args.no_trigger:
@@ -139,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_dead_letters_list)
     p = dl.add_parser("replay", help="queue a dead letter's id again and trigger a sync run (a parked "
-                                     "calendar item: release it for the next calendar run)")
+                                     "calendar item: release it and trigger a calendar run for its employee)")
     p.add_argument("id", type=int)
     p.add_argument("--no-trigger", action="store_true", help="only queue it; the sweep picks it up")
     p.set_defaults(func=_cmd_dead_letters_replay)

@@ -19,13 +19,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include import cli
+from include.airflow_api import CALENDAR_SYNC_DAG
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.runner import sync_all
 from include.hub import calendars as hub_calendars
 from include.hub import dead_letters
 from include.hub.db import connect
-from include.settings import GatewaySettings
+from include.settings import AirflowApiSettings, GatewaySettings, Settings
 from include.sync.mapping_google import event_id, marker_of
+from sandbox.runner import ServerThread
 from tests.calendar_helpers import (
     calendar_events,
     calendar_ids,
@@ -36,6 +38,7 @@ from tests.calendar_helpers import (
     stats,
     termine,
 )
+from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
 from webhook_gateway.app import create_app
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,6 +46,19 @@ pytestmark = pytest.mark.timeout(120)
 REJECTED_TEXT = "Termin den Google ablehnt"
 USER_TEXT = "Termin aus Google den Advoware ablehnt"
 WRITE_TOKEN = "parking-test-write-token"
+
+
+@pytest.fixture
+def airflow() -> Iterator[tuple[Any, str]]:
+    """Airflow's REST API as the replay's calendar trigger sees it (tests/test_airflow_api.py)."""
+    app = make_fake_airflow(dags=(CALENDAR_SYNC_DAG,))
+    with ServerThread(app) as server:
+        yield app, server.url
+
+
+def _with_airflow(settings: Settings, url: str) -> Settings:
+    return settings.model_copy(update={"airflow_api": AirflowApiSettings(
+        _env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5)})
 
 
 @pytest.fixture
@@ -91,7 +107,8 @@ def _requests(url: str, endpoint: str) -> int:
 
 
 def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_once_fixed(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, capsys: pytest.CaptureFixture[str]) -> None:
+        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, capsys: pytest.CaptureFixture[str],
+        airflow: tuple[Any, str]) -> None:
     _, first = sync_all(ctx)
     assert {r["status"] for r in first.values()} == {"success"}
     employee = sorted(calendar_ids(hub))[0]
@@ -137,8 +154,11 @@ def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_o
     assert [t["frNr"] for t in termine(advoware_url, employee) if t["text"] == REJECTED_TEXT] == [frnr]
 
     faults(google_url)  # the cause is fixed; a person replays the dead letter
-    assert cli.main(["dead-letters", "replay", str(letter["id"])], ctx.settings) == 0
+    fake_airflow, airflow_url = airflow
+    assert cli.main(["dead-letters", "replay", str(letter["id"])], _with_airflow(ctx.settings, airflow_url)) == 0
     assert "released" in capsys.readouterr().out
+    run = fake_airflow.state.runs[(CALENDAR_SYNC_DAG, f"replay__calendar__{letter['id']}")]
+    assert run["conf"] == {"full_content": False, "employees": [employee]}  # a run for that employee now
     assert _open_letters(hub) == []
     (row,) = [lk for lk in links(hub, employee) if lk["frnr"] == frnr]
     assert (row["status"], row["attempts"]) == ("pending", 0)
@@ -155,7 +175,7 @@ def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_o
 
 
 def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gateway(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str) -> None:
+        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, airflow: tuple[Any, str]) -> None:
     sync_all(ctx)
     employee = sorted(calendar_ids(hub))[0]
     gid = _user_event(ctx, employee, USER_TEXT)
@@ -181,7 +201,9 @@ def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gatew
     assert _requests(advoware_url, "Termine.create") == creates
 
     faults(advoware_url)
-    settings = ctx.settings.model_copy(update={"gateway": GatewaySettings(_env_file=None, api_token=WRITE_TOKEN)})
+    fake_airflow, airflow_url = airflow
+    settings = _with_airflow(ctx.settings, airflow_url).model_copy(
+        update={"gateway": GatewaySettings(_env_file=None, api_token=WRITE_TOKEN)})
     auth = {"Authorization": f"Bearer {WRITE_TOKEN}"}
     with TestClient(create_app(settings)) as client:
         listed = client.get("/webhooks/dead-letters", params={"source": "calendar_sync"}, headers=auth).json()
@@ -189,6 +211,9 @@ def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gatew
         r = client.post(f"/webhooks/dead-letters/{letter['id']}/replay", headers=auth)
         assert r.status_code == 200 and r.json()["replayed"]["replayed_at"]
         assert client.post(f"/webhooks/dead-letters/{letter['id']}/replay", headers=auth).status_code == 409
+    runs = [r for (dag, _), r in fake_airflow.state.runs.items() if dag == CALENDAR_SYNC_DAG]
+    assert [(r["dag_run_id"], r["conf"]) for r in runs] == [
+        (f"replay__calendar__{letter['id']}", {"full_content": False, "employees": [employee]})]
 
     _, run4 = sync_all(ctx, employees=[employee])
     assert run4[employee]["status"] == "success"

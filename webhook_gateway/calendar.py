@@ -22,13 +22,12 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from include.airflow_api import AirflowApi, AirflowApiError
+from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi, AirflowApiError
 from webhook_gateway.auth import require_write
 
 log = logging.getLogger("webhook_gateway.calendar")
 router = APIRouter()
 
-CALENDAR_SYNC_DAG = "advoware_calendar_sync"
 RUN_ID_PREFIX = "gateway__calendar__"
 Kuerzel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9ÄÖÜäöüß_-]{1,20}$")]
 

@@ -21,7 +21,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException,
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi
+from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi, trigger_calendar_retry
 from include.hub import dead_letters
 from include.hub.db import connect
 from include.queue.party_queue import AsyncPartyQueue, PartyQueue, RejectedItem
@@ -337,6 +337,15 @@ _decode_json = msgspec.json.decode
 _encode_json = msgspec.json.encode
 
 
+def _trigger_calendar_quietly(api: AirflowApi, employee: str, dead_letter_id: int) -> None:
+    try:
+        run = trigger_calendar_retry(api, employee, dead_letter_id)
+        log.info("calendar run %s for the replayed item of dead letter %s", run.dag_run_id, dead_letter_id)
+    except Exception as exc:  # Airflow down: the next scheduled calendar run retries the item
+        log.warning("calendar run for dead letter %s not triggered (%s); the next scheduled run retries it",
+                    dead_letter_id, type(exc).__name__)
+
+
 def _drain_quietly(res: WebhookResources) -> None:
     try:
         res.drain_rejected()
@@ -373,8 +382,11 @@ def replay_dead_letter(dead_letter_id: int, request: Request, background: Backgr
     except Exception as exc:
         log.error("replay of dead letter %s failed: %s", dead_letter_id, type(exc).__name__)
         raise HTTPException(503, detail="queue or dead-letter store unavailable") from None
-    if row["source"] == dead_letters.CALENDAR_SOURCE:  # a parked calendar item: the next calendar run retries it
+    if row["source"] == dead_letters.CALENDAR_SOURCE:  # a parked calendar item: a calendar run retries it
         log.info("dead letter %s replayed: calendar item %s released", dead_letter_id, row["entity_id"])
+        employee = (row.get("payload") or {}).get("employee")
+        if employee and res.airflow is not None:
+            background.add_task(_trigger_calendar_quietly, res.airflow, employee, dead_letter_id)
         return {"replayed": row}
     log.info("dead letter %s replayed: id %s queued again", dead_letter_id, row["entity_id"])
     background.add_task(res.trigger_once)
