@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 
@@ -80,7 +81,24 @@ def test_two_processes_migrating_at_once_take_turns(empty_db: str) -> None:
     from include.hub.db import ensure_database
 
     ensure_database(empty_db)
-    code = "import sys; from include.hub.db import migrate; migrate(sys.argv[1])"
+    # Each process pauses at the start of every transaction after its first: that widens the gap
+    # between one migration's commit and the next migration, where a lock that ended with the first
+    # transaction let the other process run the same later migration (seen under load in CI).
+    code = textwrap.dedent("""
+        import sys, time
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        begins = []
+
+        @event.listens_for(Engine, "begin")
+        def pause(conn):
+            begins.append(1)
+            if len(begins) > 1:
+                time.sleep(0.3)
+
+        from include.hub.db import migrate
+        migrate(sys.argv[1])
+    """)
     procs = [subprocess.Popen([sys.executable, "-c", code, empty_db], stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
