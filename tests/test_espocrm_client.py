@@ -169,6 +169,7 @@ def test_from_settings_reads_the_environment(espocrm_url: str, monkeypatch: pyte
 def test_airflow_lists_the_espocrm_connection_type_and_hook_builds_a_client(
         espocrm_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     from include.hooks.espocrm import EspoCrmHook
 
@@ -176,8 +177,8 @@ def test_airflow_lists_the_espocrm_connection_type_and_hook_builds_a_client(
         {"conn_type": "espocrm", "host": espocrm_url, "password": KEY, "extra": {"entity": ENTITY}}))
     monkeypatch.delenv("ESPOCRM_API_KEY", raising=False)
 
-    manager = ProvidersManager()
-    info = manager.hooks["espocrm"]
+    info = ProvidersManagerTaskRuntime().hooks["espocrm"]  # what tasks resolve the conn type with
+    manager = ProvidersManager()  # what the UI's connection form reads
     assert info is not None and info.hook_class_name == "include.hooks.espocrm.EspoCrmHook"
     assert info.connection_id_attribute_name == "espocrm_conn_id"
     behaviour = manager.field_behaviours["espocrm"]
