@@ -282,3 +282,13 @@ def test_registered_webhooks_deliver_signed_batches_from_espocrm(redis_url: str,
     assert set(got) == {a["id"], b["id"]}
     assert got[a["id"]].kinds == {"create", "update"}
     assert got[b["id"]].delete_seen
+
+
+def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(redis_url: str, hub: str,
+                                                                    queue: PartyQueue) -> None:
+    body = json.dumps([{"id": "rooted1"}]).encode()
+    with TestClient(create_app(build_settings(redis_url, hub)), root_path="/gateway") as c:
+        assert c.get("/gateway/healthz").status_code == 200  # the router's view of the same request
+        r = c.post("/gateway/webhooks/vmh/beteiligte/update", content=body, headers=signed(body))
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    assert queue.is_pending("rooted1")

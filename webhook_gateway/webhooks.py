@@ -299,11 +299,15 @@ class WebhookIngestMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PATH_PREFIX):
+        path = scope["path"] if scope["type"] == "http" else ""
+        root_path = scope.get("root_path")
+        if root_path and path.startswith(root_path + "/"):  # behind a proxy with --root-path, as the router
+            path = path[len(root_path):]
+        if not path.startswith(PATH_PREFIX):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        event = scope["path"][len(PATH_PREFIX):]
+        event = path[len(PATH_PREFIX):]
         extra_headers: dict[str, str] = {}
         if event not in _METRICS:
             status, answer = 404, {"error": f"unknown event {event!r}; one of {', '.join(EVENTS)}"}
