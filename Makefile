@@ -17,7 +17,7 @@ help:
 	@echo "make scenario  the demo scenario again on the running stack (parties, calendar)"
 	@echo "make down    stop exactly what 'make demo' started"
 	@echo "make test    the test suite (needs PostgreSQL and Redis on 127.0.0.1; not the demo)"
-	@echo "make bench   run every bench/*.py in turn"
+	@echo "make bench   run every bench/*.py in turn (bench/_*.py are their helpers)"
 	@echo "make lint    ruff"
 
 $(PY):
@@ -60,9 +60,9 @@ test-fast: setup
 	$(VENV)/bin/pytest -q -m "not e2e"
 
 bench: setup
-	@set -e; for f in bench/*.py; do \
+	@set -e; for f in bench/[!_]*.py; do \
 		[ -e "$$f" ] || { echo "no benches in bench/"; break; }; \
-		echo "=== $$f"; $(PY) "$$f"; \
+		m=$$(basename "$$f" .py); echo "=== bench.$$m"; $(PY) -m "bench.$$m"; \
 	done
 
 lint: $(STAMP)

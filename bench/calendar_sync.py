@@ -16,7 +16,7 @@ are built per thread).
     have arrived on the other side.
 (d) the DAG: `dag.test()` of `advoware_calendar_sync` for the no-op case next to a DAG of the same
     shape whose tasks do nothing (Airflow's own overhead), in a child process with a throw-away
-    AIRFLOW_HOME and a temp dags folder (bench/calendar_dag_timing.py). `--skip-dag` leaves it out.
+    AIRFLOW_HOME and a temp dags folder (bench/_calendar_dag_timing.py). `--skip-dag` leaves it out.
 
     .venv/bin/python bench/calendar_sync.py [--employees 10] [--appointments 300] [--skip-dag]
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -48,6 +47,7 @@ import httpx
 import psycopg
 import redis
 
+from bench._servers import ROOT, floor_s, start_sandbox
 from include import airflow_env
 from include.advoware.client import AdvowareClient
 from include.calendar_sync.context import SyncContext
@@ -67,35 +67,8 @@ from sandbox.firm import generate_firm
 from sandbox.keys import write_service_account_file
 from sandbox.runner import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = 4711
-# Each sandbox in a child process, so its event loop does not share the engine's GIL.
-_SERVER = """
-import sys, uvicorn, importlib
-module, port = sys.argv[1], int(sys.argv[2])
-if len(sys.argv) > 3:
-    from sandbox.keys import register_key_file
-    register_key_file(sys.argv[3])
-app = importlib.import_module(module).create_app()
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=60)
-"""
 NOT_API = {"token", "batch", "Token"}  # OAuth / Advoware token endpoints, batch envelopes (parts count)
-
-
-def start_server(module: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, module, str(port), *extra], cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"{module} sandbox exited")
-        time.sleep(0.2)
-    proc.terminate()
-    raise TimeoutError(f"{module} sandbox did not start")
 
 
 def claim_redis_db(url: str) -> tuple[int, str]:
@@ -105,10 +78,6 @@ def claim_redis_db(url: str) -> tuple[int, str]:
         if control.set(f"test:claim:db:{db}", token, nx=True, ex=3600):
             return db, token
     raise RuntimeError("no free Redis database to claim")
-
-
-def floor_s(requests_by_user: dict[str, int], quota: int, window_s: float) -> float:
-    return max(((math.ceil(r / quota) - 1) * window_s for r in requests_by_user.values() if r), default=0.0)
 
 
 class Stats:
@@ -226,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     hub_name = f"bench_calsync_{uuid.uuid4().hex[:8]}"
     db, claim = claim_redis_db(base.redis_url)
     redis_url = urlunsplit(urlsplit(base.redis_url)._replace(path=f"/{db}"))
-    procs = [start_server("sandbox.advoware", adv_port), start_server("sandbox.google_calendar", g_port, str(key_path))]
+    procs = [start_sandbox("sandbox.advoware", adv_port), start_sandbox("sandbox.google_calendar", g_port, key_path)]
     http = httpx.Client(timeout=120)
     ctx: SyncContext | None = None
     try:
@@ -375,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_dag_timing(settings: Settings, employees: list[str], tmp: Path) -> dict[str, Any]:
-    """bench/calendar_dag_timing.py in a child process: own AIRFLOW_HOME, temp dags folder."""
+    """bench/_calendar_dag_timing.py in a child process: own AIRFLOW_HOME, temp dags folder."""
     dags = tmp / "dags"
     dags.mkdir()
     shutil.copy(ROOT / "dags" / "advoware_calendar_sync.py", dags / "advoware_calendar_sync.py")
@@ -387,7 +356,7 @@ def run_dag_timing(settings: Settings, employees: list[str], tmp: Path) -> dict[
         "REDIS_URL": settings.redis_url, "GOOGLE_REQUESTS_PER_WINDOW": str(settings.google.requests_per_window),
         "GOOGLE_WINDOW_S": str(settings.google.window_s), "ADVOWARE_WRITE_PROTECTION": "false",
         "CALENDAR_SYNC_RETRY_DELAY_S": "0"})
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "calendar_dag_timing.py"), str(dags),
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "_calendar_dag_timing.py"), str(dags),
                            json.dumps(employees)], cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     if proc.returncode != 0 or not last.startswith("{"):

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,6 +32,7 @@ import httpx
 import psycopg
 import redis
 
+from bench._servers import floor_s, start_sandbox
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
 from include.google_calendar.ids import event_id, with_advoware_properties
@@ -46,42 +44,13 @@ from include.settings import GoogleSettings, get_settings
 from sandbox.keys import write_service_account_file
 from sandbox.runner import free_port
 
+
 # The sandbox runs in a child process so its event loop does not share our GIL.
-_SERVER = """
-import sys, uvicorn
-from sandbox.keys import register_key_file
-from sandbox.google_calendar import create_app
-register_key_file(sys.argv[2])
-uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            access_log=False, timeout_keep_alive=60)
-"""
-
-
-def start_sandbox(key_path: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", _SERVER, str(port), str(key_path)])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("sandbox process exited")
-        time.sleep(0.1)
-    proc.terminate()
-    raise TimeoutError("sandbox did not start")
-
-
 def appointment(employee: str, n: int) -> dict[str, Any]:
     start = datetime(2025, 3, 3, 8, 0) + timedelta(days=n // 8, hours=n % 8)
     body = {"summary": f"Termin {n}", "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
             "end": {"dateTime": (start + timedelta(minutes=45)).isoformat(), "timeZone": "Europe/Berlin"}}
     return with_advoware_properties(body, employee, n)
-
-
-def floor_s(requests_by_user: dict[str, int], quota: int, window_s: float) -> float:
-    return max(((math.ceil(r / quota) - 1) * window_s for r in requests_by_user.values() if r), default=0.0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     hub_dsn = settings_all.postgres.dsn(hub_name)
     prefix = f"bench:{uuid.uuid4().hex[:8]}:gcal:ratelimit:"
     rds = redis.Redis.from_url(settings_all.redis_url)
-    proc = start_sandbox(key_path, port)
+    proc = start_sandbox("sandbox.google_calendar", port, key_path)
     try:
         migrate(hub_dsn)
         gs = GoogleSettings(_env_file=None, calendar_service_account_path=str(key_path), delegation=True,

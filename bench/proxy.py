@@ -36,26 +36,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._servers import wait_healthy  # noqa: E402
 from include.advoware.client import fetch_token  # noqa: E402
 from include.settings import AdvowareSettings  # noqa: E402
 from sandbox import advoware as sbx  # noqa: E402
 from sandbox.runner import free_port  # noqa: E402
 
 GATEWAY_TOKEN = "bench-gateway-token"
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 def percentile(values: list[float], q: float) -> float:

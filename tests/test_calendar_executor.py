@@ -141,34 +141,6 @@ def test_crash_after_post_before_link_adopts_instead_of_duplicating(
     assert marker_of(event)[1] == made[0]["frNr"]  # the Google event now carries its Advoware id
 
 
-def test_stale_change_stamp_skips_the_advoware_update(
-        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
-    sync_all(ctx)
-    employee = _first_employee(ctx)
-    calendar_id = calendar_ids(ctx.hub_dsn)[employee]
-    target = next(t for t in termine(advoware_url, employee) if t["frNr"] > 0 and not t["dauertermin"]
-                  and not t["abwesenheit"])
-    event = next(e for e in calendar_events(google_url, calendar_id) if marker_of(e)[1] == target["frNr"])
-    session, _ = ctx.calendar(employee)
-    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"],
-                                               body={"location": "Raum aus Google"}), "events.patch")
-    prep = prepare(ctx, new_run_id(), employee, RunParams())
-    assert prep["counts"].get("update_advoware") == 1
-
-    # meanwhile someone edits the appointment in Advoware
-    ctx.advoware.update_termin(target["frNr"], {**target, "ort": "Raum aus Advoware"})
-    summary = run_phase(ctx, prep["plan_id"], 4)
-    assert summary["counts"] == {"advoware.skipped": 1}
-    (now,) = [t for t in termine(advoware_url, employee) if t["frNr"] == target["frNr"]]
-    assert now["ort"] == "Raum aus Advoware"  # the fresher edit was not overwritten
-
-    # the next run sees both changed: advoware_wins carries the Advoware edit into Google
-    _, results = sync_all(ctx, employees=[employee])
-    assert results[employee]["status"] == "success"
-    event = next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event["id"])
-    assert event["location"] == "Raum aus Advoware"
-
-
 def _linked_pair(ctx: SyncContext, advoware_url: str, google_url: str) -> tuple[str, str, dict, dict]:
     """After a full sync and a no-op run (so Google's sync token is past the sync's own writes): an
     employee, their calendar, a plain linked appointment and its event."""
@@ -182,6 +154,36 @@ def _linked_pair(ctx: SyncContext, advoware_url: str, google_url: str) -> tuple[
     return employee, calendar_id, target, event
 
 
+def _patch_event(ctx: SyncContext, employee: str, calendar_id: str, event_id: str, body: dict[str, Any]) -> None:
+    """A person's edit of the event in Google."""
+    session, _ = ctx.calendar(employee)
+    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event_id, body=body), "events.patch")
+
+
+def _event(google_url: str, calendar_id: str, event_id: str) -> dict[str, Any]:
+    return next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event_id)
+
+
+def test_stale_change_stamp_skips_the_advoware_update(
+        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
+    employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
+    _patch_event(ctx, employee, calendar_id, event["id"], {"location": "Raum aus Google"})
+    prep = prepare(ctx, new_run_id(), employee, RunParams())
+    assert prep["counts"].get("update_advoware") == 1
+
+    # meanwhile someone edits the appointment in Advoware
+    ctx.advoware.update_termin(target["frNr"], {**target, "ort": "Raum aus Advoware"})
+    summary = run_phase(ctx, prep["plan_id"], 4)
+    assert summary["counts"] == {"advoware.skipped": 1}
+    (now,) = [t for t in termine(advoware_url, employee) if t["frNr"] == target["frNr"]]
+    assert now["ort"] == "Raum aus Advoware"  # the fresher edit was not overwritten
+
+    # the next run sees both changed: advoware_wins carries the Advoware edit into Google
+    _, results = sync_all(ctx, employees=[employee])
+    assert results[employee]["status"] == "success"
+    assert _event(google_url, calendar_id, event["id"])["location"] == "Raum aus Advoware"
+
+
 def test_a_google_edit_after_an_incremental_plan_is_not_overwritten(
         ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
@@ -190,28 +192,23 @@ def test_a_google_edit_after_an_incremental_plan_is_not_overwritten(
     assert prep["counts"].get("update_google") == 1
 
     # meanwhile (e.g. between an Airflow retry's attempts) a person edits the event in Google
-    session, _ = ctx.calendar(employee)
-    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"],
-                                               body={"description": "Notiz aus Google"}), "events.patch")
+    _patch_event(ctx, employee, calendar_id, event["id"], {"description": "Notiz aus Google"})
     summary = run_phase(ctx, prep["plan_id"], 4)
     assert summary["counts"] == {"google.skipped": 1}
-    now = next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event["id"])
-    assert now["description"] == "Notiz aus Google"  # the person's edit survived
+    # the person's edit survived
+    assert _event(google_url, calendar_id, event["id"])["description"] == "Notiz aus Google"
 
     # the next run sees both sides changed and settles it by the conflict policy (advoware_wins)
     _, results = sync_all(ctx, employees=[employee])
     assert results[employee]["status"] == "success"
-    now = next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event["id"])
-    assert now["location"] == "Raum aus Advoware"
+    assert _event(google_url, calendar_id, event["id"])["location"] == "Raum aus Advoware"
 
 
 def test_a_google_change_outside_the_mapping_does_not_block_later_updates(
         ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
-    session, _ = ctx.calendar(employee)
     # a field the mapping ignores: Google's `updated` moves, the content fingerprint does not
-    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"],
-                                               body={"colorId": "5"}), "events.patch")
+    _patch_event(ctx, employee, calendar_id, event["id"], {"colorId": "5"})
     before = (total_writes(advoware_url), total_writes(google_url))
     _, results = sync_all(ctx, employees=[employee])
     assert results[employee]["status"] == "success"
@@ -220,8 +217,7 @@ def test_a_google_change_outside_the_mapping_does_not_block_later_updates(
     ctx.advoware.update_termin(target["frNr"], {**target, "ort": "Neuer Raum"})
     _, results = sync_all(ctx, employees=[employee])
     assert results[employee]["status"] == "success"
-    now = next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event["id"])
-    assert now["location"] == "Neuer Raum"
+    assert _event(google_url, calendar_id, event["id"])["location"] == "Neuer Raum"
 
 
 def test_failing_items_are_recorded_and_the_phase_fails_at_the_end(

@@ -2,7 +2,7 @@
 `dag.test()` of the real `advoware_calendar_sync` DAG (a no-op run: the bench synced everything
 before) next to `calendar_sync_empty_shape`, a DAG of the same shape whose tasks do nothing.
 
-    python bench/calendar_dag_timing.py <dags folder> <employees as JSON list>
+    python bench/_calendar_dag_timing.py <dags folder> <employees as JSON list>
 
 Prints one JSON line: {"dag_noop_wall_s", "empty_dag_wall_s", states and task counts}.
 """
