@@ -186,8 +186,12 @@ class ClaimedParty:
     last_kind: str | None
     kinds: frozenset[str] = frozenset()  # the event kinds delivered since it was queued
     first_seen: float | None = None
-    deliveries: int = 0  # since it was queued (its gen)
     last_error: str | None = None
+
+    @property
+    def deliveries(self) -> int:
+        """Deliveries since it was queued: what `gen` counts."""
+        return self.gen
 
     @property
     def delete_seen(self) -> bool:
@@ -271,7 +275,7 @@ def _parse_claimed(token: str, row: list[Any]) -> ClaimedParty:
         id=party_id, token=token, gen=int(h.get("gen", 0)), attempts=int(h.get("attempts", 0)),
         last_kind=h.get("last_kind"), kinds=kinds,
         first_seen=float(h["first_seen"]) if "first_seen" in h else None,
-        deliveries=int(h.get("gen", 0)), last_error=h.get("last_error"),
+        last_error=h.get("last_error"),
     )
 
 

@@ -110,10 +110,8 @@ class PipelinedRedis:
 
     # -- connection -------------------------------------------------------------------------------
     async def _connection(self) -> _Protocol:
+        """(Re)connect: the slow path behind `_ready`; concurrent callers wait for one connection."""
         loop = asyncio.get_running_loop()
-        protocol = self._protocol
-        if protocol is not None and protocol.lost is None and self._loop is loop:
-            return protocol
         if self._loop is not loop:  # a new event loop (tests): nothing of the old one can be used
             self._drop()
             self._loop, self._connecting = loop, asyncio.Lock()
