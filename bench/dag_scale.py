@@ -1,0 +1,291 @@
+"""Benchmark: what a calendar run costs on the real scheduler as the firm grows.
+
+A stack of its own (bench/_stack.py: `airflow standalone` with LocalExecutor and parallelism 4,
+SQLite metadata, the sandboxes, its own Redis server and hub database, on free ports). For each
+firm size N (default 10, 50, 100 employees x 50 appointments, every employee active, Google in
+delegated mode with Google's quota of 600 requests per minute per user, Advoware 30 ms and Google
+40 ms latency per request):
+
+1. the initial run of `advoware_calendar_sync` (everything is new), then `--noop-runs` runs that find
+   nothing to do, each triggered through the REST API and waited for by reading Airflow's metadata
+   database directly (polling the API would charge the API server);
+2. in the same stack, `calendar_sync_floor`: a DAG of the same shape whose tasks do nothing, expanded
+   over as many employees as the real run expanded its per-employee group (Airflow's own floor).
+
+Per run: wall time (queued -> end), task instances that ran (and their tries), CPU seconds of the
+Airflow process tree (api-server, scheduler, dag-processor, triggerer, executor workers and every
+task process they started) and of the sandbox process. Before the first firm: the idle stack's CPU
+per second with no run at all (the party DAG paused, the calendar DAG only triggered).
+The calendar DAG's schedule is moved out of the way (`CALENDAR_SYNC_SCHEDULE`), so only the bench
+starts runs. After each initial run the result is checked: every in-window appointment exactly once
+in its employee's calendar, no duplicate.
+
+    .venv/bin/python -m bench.dag_scale [--sizes 10,50,100] [--appointments 50] [--noop-runs 2] [--idle-s 120]
+
+Last line: JSON with noop_cpu_s_per_employee, noop_wall_s, initial_wall_s, initial_cpu_s, floor_cpu_s
+(each keyed by N) and idle_cpu_s_per_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import psycopg
+
+from bench._stack import OwnStack, tree_cpu
+from include.airflow_api import AirflowApi
+from sandbox.firm import generate_firm
+
+DAG = "advoware_calendar_sync"
+FLOOR = "calendar_sync_floor"
+SEED = 4711
+
+FLOOR_DAG = '''"""The shape of advoware_calendar_sync, doing nothing: plan_employees returns `work` items and
+the per-employee group of six chained tasks is expanded over them (Airflow's own cost of the shape)."""
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task, task_group
+
+
+@dag(dag_id="calendar_sync_floor", schedule=None, start_date=datetime(2025, 1, 1, tzinfo=UTC), catchup=False,
+     max_active_runs=1, params={"work": Param(0, type="integer")},
+     default_args={"retries": 3, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": 2.0})
+def calendar_sync_floor():
+    @task(pool="advoware_api")
+    def plan_employees():
+        return [{"employee": f"E{i:03d}"} for i in range(int(get_current_context()["params"]["work"]))]
+
+    @task_group(group_id="employee_sync")
+    def employee_sync(work):
+        @task(pool="google_calendar_api")
+        def prepare(work):
+            return work
+
+        @task(pool="google_calendar_api")
+        def phase_1_new_advoware(prep):
+            return {}
+
+        @task(pool="advoware_api")
+        def phase_2_new_google(prep):
+            return {}
+
+        @task(pool="google_calendar_api")
+        def phase_3_deletions(prep):
+            return {}
+
+        @task(pool="google_calendar_api")
+        def phase_4_updates(prep):
+            return {}
+
+        @task
+        def finalize(prep):
+            return {}
+
+        prep = prepare(work)
+        (phase_1_new_advoware(prep) >> phase_2_new_google(prep) >> phase_3_deletions(prep)
+         >> phase_4_updates(prep) >> finalize(prep))
+
+    employee_sync.expand(work=plan_employees())
+
+
+calendar_sync_floor()
+'''
+
+
+def _ts(value: Any) -> float:
+    """A timestamp column of Airflow's SQLite metadata as epoch seconds (stored in UTC)."""
+    text = str(value).replace("T", " ")
+    parsed = datetime.fromisoformat(text)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+class Bench:
+    def __init__(self, stack: OwnStack, args: argparse.Namespace) -> None:
+        self.stack, self.args = stack, args
+        self.api = AirflowApi(stack.url("airflow"), "admin", stack.env["AIRFLOW_API_PASSWORD"], timeout_s=60)
+        self.http = httpx.Client(timeout=300)
+        self.airflow_pid, self.sandbox_pid = stack.pid("airflow"), stack.pid("sandbox")
+        self.runs = 0
+
+    def close(self) -> None:
+        self.api.close()
+        self.http.close()
+
+    # -- Airflow ------------------------------------------------------------------------------------
+    def pause(self, dag_id: str) -> None:
+        """Pause `dag_id` and end its unfinished runs (a paused DAG's run would never finish)."""
+        r = self.api.request("PATCH", f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"},
+                             json={"is_paused": True})
+        r.raise_for_status()
+        for (run_id,) in self.stack.metadata("SELECT run_id FROM dag_run WHERE dag_id = ? AND state IN "
+                                             "('queued', 'running')", (dag_id,)):
+            self.api.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}",
+                             json={"state": "failed"}).raise_for_status()
+
+    def wait_quiet(self, timeout_s: float = 900) -> None:
+        """No run of any DAG queued or running (the stack's own first runs end first)."""
+        deadline = time.monotonic() + timeout_s
+        while self.stack.metadata("SELECT count(*) FROM dag_run WHERE state IN ('queued', 'running')")[0][0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the stack did not become quiet")
+            time.sleep(2)
+
+    def measure(self, dag_id: str, conf: dict[str, Any], label: str) -> dict[str, Any]:
+        self.runs += 1
+        run_id = f"bench__{label}__{self.runs}"
+        time.sleep(self.args.settle_s)  # the previous run's trailing scheduler work is not charged here
+        cpu_airflow, cpu_sandbox = tree_cpu(self.airflow_pid), tree_cpu(self.sandbox_pid)
+        self.api.trigger(dag_id, conf, dag_run_id=run_id)
+        deadline = time.monotonic() + self.args.run_timeout_s
+        while True:
+            rows = self.stack.metadata("SELECT state, queued_at, end_date FROM dag_run WHERE dag_id = ? AND "
+                                       "run_id = ?", (dag_id, run_id))
+            if rows and rows[0][0] in ("success", "failed"):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} run {run_id} not finished in {self.args.run_timeout_s:.0f}s")
+            time.sleep(0.5)
+        cpu_airflow = tree_cpu(self.airflow_pid) - cpu_airflow
+        cpu_sandbox = tree_cpu(self.sandbox_pid) - cpu_sandbox
+        state, queued_at, end_date = rows[0]
+        tis = self.stack.metadata("SELECT task_id, map_index, state, try_number FROM task_instance "
+                                  "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        ran = [t for t in tis if t[2] not in ("skipped", "removed", None)]
+        expanded = sum(1 for t in tis if t[0] == "employee_sync.prepare" and t[1] >= 0)
+        out = {"dag_id": dag_id, "run_id": run_id, "state": state, "wall_s": round(_ts(end_date) - _ts(queued_at), 1),
+               "task_instances": len(ran), "tries": sum(int(t[3] or 1) for t in ran),
+               "expanded_employees": expanded, "ti_states": dict(Counter(str(t[2]) for t in tis)),
+               "cpu_airflow_s": round(cpu_airflow, 1), "cpu_sandbox_s": round(cpu_sandbox, 1)}
+        print(f"  {label:<14} {state:<8} wall {out['wall_s']:>7.1f} s  task instances {len(ran):>4} "
+              f"(tries {out['tries']}, employees expanded {expanded})  CPU Airflow {out['cpu_airflow_s']:>7.1f} s"
+              f"  sandbox {out['cpu_sandbox_s']:>6.1f} s", flush=True)
+        return out
+
+    def idle(self, seconds: float) -> float:
+        self.wait_quiet()
+        time.sleep(self.args.settle_s)
+        before, started = tree_cpu(self.airflow_pid), time.monotonic()
+        time.sleep(seconds)
+        per_s = (tree_cpu(self.airflow_pid) - before) / (time.monotonic() - started)
+        print(f"idle stack (no run): {per_s:.3f} CPU-s per s over {seconds:.0f} s", flush=True)
+        return per_s
+
+    # -- the firm -----------------------------------------------------------------------------------
+    def reset_firm(self, employees: int) -> list[dict[str, Any]]:
+        """Empty hub, Redis and sandboxes, then the firm of `employees` (all active) seeded."""
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.stack.hub_db}", autocommit=True) as conn:
+            tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                                 "AND tablename <> 'alembic_version'")]
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
+        import redis
+
+        redis.Redis.from_url(self.stack.env["REDIS_URL"]).flushdb()
+        adv, google = self.stack.url("advoware"), self.stack.url("google")
+        for url in (adv, google):
+            self.http.post(f"{url}/_sandbox/reset").raise_for_status()
+        self.http.post(f"{google}/_sandbox/config", json={"quota_requests": 600, "quota_window_s": 60,
+                                                         "quota_status": 429}).raise_for_status()
+        self.http.post(f"{google}/_sandbox/faults", json={"latency_ms": self.args.google_latency_ms}).raise_for_status()
+        self.http.post(f"{adv}/_sandbox/faults", json={"latency_ms": self.args.advoware_latency_ms}).raise_for_status()
+        firm = generate_firm(SEED, employees=employees, appointments_per_employee=self.args.appointments, parties=0,
+                             start=date.today())
+        staff = [{**m, "aktiv": True} for m in firm.employees]  # the generator makes one inactive
+        self.http.post(f"{google}/_sandbox/seed", json={"seed": SEED, "employees": employees}).raise_for_status()
+        self.http.post(f"{adv}/_sandbox/seed", json={
+            "seed": SEED, "employees": employees, "appointments_per_employee": self.args.appointments,
+            "start": date.today().isoformat(), "mitarbeiter": staff}).raise_for_status()
+        return staff
+
+    def check_converged(self) -> dict[str, int]:
+        """Every linked appointment once in Google; no frNr twice in a calendar."""
+        from include.sync.mapping_google import marker_of
+
+        state = self.http.get(f"{self.stack.url('google')}/_sandbox/state").json()
+        events = dup = 0
+        for cal in state["calendars"]:
+            marks = [marker_of(e)[1] for e in cal["events"] if e.get("status") != "cancelled" and marker_of(e)[1]]
+            events += len(marks)
+            dup += len(marks) - len(set(marks))
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.stack.hub_db}") as conn:
+            linked = conn.execute("SELECT count(*) FROM calendar_links WHERE status = 'linked'").fetchone()[0]
+        return {"events_with_marker": events, "duplicates": dup, "hub_linked": int(linked)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10,50,100", help="firm sizes (employees), comma-separated")
+    ap.add_argument("--appointments", type=int, default=50, help="per employee")
+    ap.add_argument("--noop-runs", type=int, default=2)
+    ap.add_argument("--idle-s", type=float, default=120)
+    ap.add_argument("--settle-s", type=float, default=5, help="pause before each measured run")
+    ap.add_argument("--advoware-latency-ms", type=float, default=30)
+    ap.add_argument("--google-latency-ms", type=float, default=40)
+    ap.add_argument("--run-timeout-s", type=float, default=1800)
+    args = ap.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    load_before = os.getloadavg()
+    env = {"CALENDAR_SYNC_SCHEDULE": "0 0 1 1 *", "GOOGLE_DELEGATION": "true"}
+    results: dict[int, dict[str, Any]] = {}
+    idle_per_s = None
+    stack = OwnStack(extra_dags={"calendar_sync_floor.py": FLOOR_DAG}, env=env, prefix="bench-dag-scale-")
+    started = time.monotonic()
+    stack.up()
+    bench = Bench(stack, args)
+    try:
+        print(f"stack up in {time.monotonic() - started:.0f}s (Airflow {stack.url('airflow')}); "
+              f"load {load_before[0]:.1f}", flush=True)
+        bench.pause("beteiligte_sync")
+        idle_per_s = bench.idle(args.idle_s)
+        for n in sizes:
+            bench.wait_quiet()
+            bench.reset_firm(n)
+            print(f"N = {n} employees x {args.appointments} appointments", flush=True)
+            initial = bench.measure(DAG, {}, f"initial-{n}")
+            converged = bench.check_converged()
+            print(f"  converged: {converged}", flush=True)
+            noops = [bench.measure(DAG, {}, f"noop-{n}-{i + 1}") for i in range(args.noop_runs)]
+            floor_initial = bench.measure(FLOOR, {"work": initial["expanded_employees"]}, f"floor-init-{n}")
+            floor_noop = bench.measure(FLOOR, {"work": noops[-1]["expanded_employees"]}, f"floor-noop-{n}")
+            noop_cpu = statistics.median(r["cpu_airflow_s"] for r in noops)
+            results[n] = {"initial": initial, "converged": converged, "noops": noops, "floor_initial": floor_initial,
+                          "floor_noop": floor_noop, "noop_cpu_s_per_employee": round(noop_cpu / n, 3)}
+            print(f"  no-op: {noop_cpu / n:.3f} CPU-s per employee (median of {len(noops)} runs); floor of the "
+                  f"same shape {floor_noop['cpu_airflow_s']} CPU-s; initial {initial['wall_s']} s wall", flush=True)
+    finally:
+        bench.close()
+        stack.down()
+    out = {
+        "bench": "dag_scale", "sizes": sizes, "appointments_per_employee": args.appointments,
+        "noop_cpu_s_per_employee": {n: r["noop_cpu_s_per_employee"] for n, r in results.items()},
+        "noop_wall_s": {n: [x["wall_s"] for x in r["noops"]] for n, r in results.items()},
+        "noop_task_instances": {n: [x["task_instances"] for x in r["noops"]] for n, r in results.items()},
+        "initial_wall_s": {n: r["initial"]["wall_s"] for n, r in results.items()},
+        "initial_cpu_s": {n: r["initial"]["cpu_airflow_s"] for n, r in results.items()},
+        "initial_task_instances": {n: r["initial"]["task_instances"] for n, r in results.items()},
+        "floor_cpu_s": {n: {"initial_shape": r["floor_initial"]["cpu_airflow_s"],
+                            "noop_shape": r["floor_noop"]["cpu_airflow_s"]} for n, r in results.items()},
+        "floor_wall_s": {n: {"initial_shape": r["floor_initial"]["wall_s"],
+                             "noop_shape": r["floor_noop"]["wall_s"]} for n, r in results.items()},
+        "sandbox_cpu_s": {n: {"initial": r["initial"]["cpu_sandbox_s"],
+                              "noop": [x["cpu_sandbox_s"] for x in r["noops"]]} for n, r in results.items()},
+        "converged": {n: r["converged"] for n, r in results.items()},
+        "idle_cpu_s_per_s": round(idle_per_s, 3) if idle_per_s is not None else None,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(json.dumps(out))
+    bad = [n for n, r in results.items() if r["initial"]["state"] != "success" or r["converged"]["duplicates"]
+           or any(x["state"] != "success" for x in r["noops"])]
+    return 1 if bad or len(results) != len(sizes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
