@@ -4,13 +4,17 @@
 Every 15 minutes (env `CALENDAR_SYNC_SCHEDULE`, a cron expression), and on demand from the
 gateway (`POST /advoware/calendar/sync`) or the UI.
 
-1. **list_employees**: the active Advoware employees (Mitarbeiter `aktiv`). A new employee gets a
-   calendar on their first run; one who left stops being synced and their calendar stays as it is.
-2. One **employee_sync** group per employee (mapped; one employee's failure leaves the others
-   running):
-   - **prepare**: reads Advoware (window: 30 days back, 365 ahead) and Google (incremental with the
-     stored sync token, or the full window), plans, and stores the plan in the hub (`sync_plans`).
-     A safety stop (a side suddenly empty, too many deletions) fails here loudly, nothing written.
+1. **plan_employees**: the active Advoware employees (Mitarbeiter `aktiv`), each planned in this
+   one task: Advoware's window (30 days back, 365 ahead) and Google's changes (incremental with the
+   stored sync token, or the full window) are read and compared, and the plan is stored in the hub
+   (`sync_plans`). An employee with **nothing to do is closed right here** (sync token saved, run
+   row `success`), so a quiet run is this one task, whatever the size of the firm. A new employee
+   gets a calendar on their first run; one who left stops being synced (their calendar stays).
+2. One **employee_sync** group per employee **with work** (mapped; one employee's failure leaves the
+   others running):
+   - **prepare**: takes the plan made in step 1 (or plans again, with retries, an employee whose
+     planning failed there). A safety stop (a side suddenly empty, too many deletions) fails here
+     loudly, nothing written.
    - **phase_1_new_advoware**: adoptions of existing Google events, new Advoware appointments → Google.
    - **phase_2_new_google**: new Google events → Advoware (skipped under write protection).
    - **phase_3_deletions**: deletions on either side (each confirmed against the other side first).
@@ -18,20 +22,22 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
    - **finalize**: saves the Google sync token and closes the run log (`sync_runs`).
 
 Every item's outcome is in the hub (`calendar_links`: status, attempts, last error); a phase with
-failed items fails at its end and is retried (3×, exponential backoff); a crash anywhere creates
-no duplicate on the next try. An item that has failed `SYNC_CALENDAR_MAX_ATTEMPTS` times (12 ≈ three
-runs with their retries) is **parked**: a dead letter (source `calendar_sync`, ids only), counted as
-`parked`, no longer failing its phase, so the employee's later phases and finalize still run; it is
-left out of the plans until replayed (`kanzlei-sync dead-letters replay ID`), and the next run then
-reads the window in full and tries it again. Logs carry counts and ids, never appointment texts.
+failed items fails at its end and is retried (3×, exponential backoff), and a retry skips what is
+already applied; a crash anywhere creates no duplicate on the next try. An item that has failed
+`SYNC_CALENDAR_MAX_ATTEMPTS` times (12 ≈ three runs with their retries) is **parked**: a dead letter
+(source `calendar_sync`, ids only), counted as `parked`, no longer failing its phase, so the
+employee's later phases and finalize still run; it is left out of the plans until replayed
+(`kanzlei-sync dead-letters replay ID`), and the next run then reads the window in full and tries
+it again. Logs carry counts and ids, never appointment texts.
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
 `recover` (rebuild the employee's links from Google's markers first, for a lost hub).
 
-**Pools**: `google_calendar_api` (prepare, phases 1, 3, 4), `advoware_api` (list_employees, phase 2).
+**Pools**: `google_calendar_api` (prepare, phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
-Logic: `include/calendar_sync/`, engine `include/sync/`.
+Logic: `include/calendar_sync/`, engine `include/sync/`. Nothing of it is imported when the file is
+parsed (every task process parses it): each task imports what it uses.
 """
 
 from __future__ import annotations
@@ -39,16 +45,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
-from airflow.providers.redis.hooks.redis import RedisHook
 from airflow.sdk import Param, dag, get_current_context, task, task_group
-
-from include.calendar_sync.context import SyncContext
-from include.hooks.advoware import AdvowareHook
-from include.hooks.google_calendar import GoogleCalendarSyncHook
-from include.hooks.hub import HubHook
-from include.settings import GoogleSettings, Settings
 
 DAG_ID = "advoware_calendar_sync"
 SCHEDULE = os.environ.get("CALENDAR_SYNC_SCHEDULE", "*/15 * * * *")
@@ -56,24 +54,20 @@ RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
 GOOGLE_POOL, ADVOWARE_POOL = "google_calendar_api", "advoware_api"
 
 
-def _redis_url() -> str:
-    conn = RedisHook.get_connection("redis_default")
-    auth = f":{quote(conn.password, safe='')}@" if conn.password else ""
-    db = (conn.extra_dejson or {}).get("db", 0)
-    return f"redis://{auth}{conn.host or '127.0.0.1'}:{conn.port or 6379}/{db}"
-
-
-def _ctx() -> SyncContext:
-    from include.google_calendar.ratelimit import Backoff
-
-    redis_url = _redis_url()
-    google = GoogleCalendarSyncHook().get_client(
-        redis_url=redis_url, backoff=Backoff(max_retries=GoogleSettings().max_retries))
-    return SyncContext(HubHook().dsn(), AdvowareHook(redis_url=redis_url).get_conn(), google, Settings())
-
-
 def _label(employee: str) -> None:
     get_current_context()["employee"] = employee  # type: ignore[typeddict-unknown-key]  # map index name
+
+
+def _run_phase(prep: dict[str, Any], number: int) -> dict[str, Any]:
+    from include.calendar_sync.executor import run_phase
+    from include.hooks.calendar_sync import sync_context
+
+    _label(prep["employee"])
+    ctx = sync_context()
+    try:
+        return run_phase(ctx, prep["plan_id"], number)
+    finally:
+        ctx.close()
 
 
 @dag(
@@ -101,72 +95,65 @@ def _label(employee: str) -> None:
 )
 def advoware_calendar_sync() -> None:
     @task(pool=ADVOWARE_POOL)
-    def list_employees() -> list[str]:
-        from include.calendar_sync.employees import active_employees
+    def plan_employees() -> list[dict[str, Any]]:
+        from include.calendar_sync.planning import plan_employees as plan
+        from include.calendar_sync.prepare import RunParams
+        from include.hooks.calendar_sync import sync_context
 
-        ctx = _ctx()
+        context = get_current_context()
+        ctx = sync_context()
         try:
-            return active_employees(ctx.advoware, ctx.hub_dsn, get_current_context()["params"].get("employees"))
-        finally:
-            ctx.close()
-
-    def run_phase(prep: dict[str, Any], number: int) -> dict[str, Any]:
-        from include.calendar_sync.executor import run_phase as execute
-
-        _label(prep["employee"])
-        ctx = _ctx()
-        try:
-            return execute(ctx, prep["plan_id"], number)
+            return plan(ctx, context["run_id"], RunParams.from_mapping(context["params"]),
+                        context["params"].get("employees"))
         finally:
             ctx.close()
 
     @task_group(group_id="employee_sync")
-    def employee_sync(employee: str) -> None:
+    def employee_sync(work: dict[str, Any]) -> None:
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def prepare(employee: str) -> dict[str, Any]:
+        def prepare(work: dict[str, Any]) -> dict[str, Any]:
+            from include.calendar_sync.planning import prepare_planned
             from include.calendar_sync.prepare import RunParams
-            from include.calendar_sync.prepare import prepare as plan_employee
+            from include.hooks.calendar_sync import sync_context
 
-            _label(employee)
+            _label(work["employee"])
             context = get_current_context()
-            ctx = _ctx()
-            try:
-                return plan_employee(ctx, context["run_id"], employee, RunParams.from_mapping(context["params"]))
-            finally:
-                ctx.close()
+            return prepare_planned(work, context["run_id"], RunParams.from_mapping(context["params"]),
+                                   sync_context)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
         def phase_1_new_advoware(prep: dict[str, Any]) -> dict[str, Any]:
-            return run_phase(prep, 1)
+            return _run_phase(prep, 1)
 
         @task(pool=ADVOWARE_POOL, map_index_template="{{ employee }}")
         def phase_2_new_google(prep: dict[str, Any]) -> dict[str, Any]:
-            return run_phase(prep, 2)
+            return _run_phase(prep, 2)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
         def phase_3_deletions(prep: dict[str, Any]) -> dict[str, Any]:
-            return run_phase(prep, 3)
+            return _run_phase(prep, 3)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
         def phase_4_updates(prep: dict[str, Any]) -> dict[str, Any]:
-            return run_phase(prep, 4)
+            return _run_phase(prep, 4)
 
         @task(map_index_template="{{ employee }}")
         def finalize(prep: dict[str, Any]) -> dict[str, Any]:
             from include.calendar_sync.finalize import finalize as close_run
+            from include.hooks.calendar_sync import sync_context
 
             _label(prep["employee"])
-            ctx = _ctx()
+            ctx = sync_context()
             try:
                 return close_run(ctx, prep["plan_id"])
             finally:
                 ctx.close()
 
-        prep = prepare(employee)
+        prep = prepare(work)
         (phase_1_new_advoware(prep) >> phase_2_new_google(prep) >> phase_3_deletions(prep)
          >> phase_4_updates(prep) >> finalize(prep))
 
-    employee_sync.expand(employee=list_employees())
+    employee_sync.expand(work=plan_employees())
 
 
 advoware_calendar_sync()

@@ -146,6 +146,8 @@ class SyncSettings(BaseSettings):
     party_lease_s: int = 300
     # A calendar item failing this often (task tries over runs) is parked as a dead letter.
     calendar_max_attempts: int = 12
+    # Employees planned at once by the calendar run's first task (threads; each waits on the APIs).
+    plan_threads: int = Field(default=8, ge=1, le=64)
 
 
 class Settings(BaseSettings):

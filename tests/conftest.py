@@ -46,6 +46,17 @@ def pg_dsn(db: str) -> str:
     return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Each test reads the settings anew: tasks run in-process (dag.test) take them from the cached
+    get_settings(), and tests change the environment."""
+    from include.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 # -- PostgreSQL --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def hub_dsn() -> Iterator[str]:

@@ -110,11 +110,11 @@ def test_dag_shape() -> None:
     ids = set(dag.task_ids)
     group = ["prepare", "phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates",
              "finalize"]
-    assert ids == {"list_employees", *(f"employee_sync.{t}" for t in group)}
+    assert ids == {"plan_employees", *(f"employee_sync.{t}" for t in group)}
     for upstream, downstream in zip(group, group[1:], strict=False):
         assert f"employee_sync.{upstream}" in dag.get_task(f"employee_sync.{downstream}").upstream_task_ids
     pools = {t: dag.get_task(t).pool for t in ids}
-    assert pools["list_employees"] == "advoware_api"
+    assert pools["plan_employees"] == "advoware_api"
     assert pools["employee_sync.phase_2_new_google"] == "advoware_api"
     assert pools["employee_sync.phase_1_new_advoware"] == "google_calendar_api"
     for task_id in ids:
@@ -143,7 +143,7 @@ def test_first_run_creates_everything_and_a_second_writes_nothing(
 
 def test_injected_5xx_and_429_converge_without_duplicates(
         airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=2)
@@ -162,7 +162,10 @@ def test_injected_5xx_and_429_converge_without_duplicates(
         if run.state == DagRunState.SUCCESS:
             break
     assert states[-1] == DagRunState.SUCCESS, states
-    assert len(states) > 1 or max(tries) > 1  # some failure reached Airflow and was retried
+    # some failure reached Airflow and was recovered: a task retried, a later run, or an employee whose
+    # planning failed in plan_employees planned again by its own prepare task
+    replanned = "its own prepare task plans it again" in caplog.text
+    assert len(states) > 1 or max(tries) > 1 or replanned
     assert sum(stats(google_url)["faults"].values()) > 0  # the faults did happen
     faults(advoware_url)
     faults(google_url)
@@ -268,3 +271,43 @@ def test_dry_run_plans_and_writes_nothing(
     in_scope = len(termine(advoware_url, employee))
     assert plan["dry_run"] is True and plan["counts"]["create_google"] == in_scope
     assert status["status"] == "dry_run"
+
+
+def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_redoes_only_its_items(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    """A new Google event per employee goes to Advoware in phase 2; Advoware refuses the first create
+    of one employee: only that employee's phase 2 is retried, and its retry creates only its item."""
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=3)
+    assert _run().state == DagRunState.SUCCESS
+    cals = calendar_ids(hub)
+    failing, other, quiet = sorted(cals)
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    for i, employee in enumerate((failing, other)):
+        session, calendar_id = ctx.calendar(employee)
+        body = {"summary": f"Neu {i}", "start": {"date": "2030-03-0%d" % (i + 2)},
+                "end": {"date": "2030-03-0%d" % (i + 3)}}
+        session.execute(lambda s, c=calendar_id, b=body: s.events().insert(calendarId=c, body=b), "events.insert")
+    ctx.close()
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1,
+                          "principal": failing})
+    before = stats(advoware_url)
+
+    run = _run()
+
+    assert run.state == DagRunState.SUCCESS
+    tries = {(ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number for ti in run.get_task_instances()
+             if ti.task_id.startswith("employee_sync.")}
+    assert tries[("phase_2_new_google", failing)] == 2  # failed once, retried
+    assert tries[("phase_2_new_google", other)] == 1  # not held up, not redone
+    assert {e for _, e in tries} == {failing, other}  # the quiet employee was closed in plan_employees
+    assert all(tries[(t, e)] == 1 for t, e in tries if t != "phase_2_new_google")
+    after = stats(advoware_url)
+    assert after["requests"]["Termine.create"] - before["requests"].get("Termine.create", 0) == 3  # 1 refused, 2 made
+    for employee in (failing, other):  # each new event became exactly one appointment of its employee
+        made = after["by_principal"][employee]["writes"] - before["by_principal"].get(employee, {}).get("writes", 0)
+        assert made == 1, employee
+    assert quiet not in after["by_principal"] or (after["by_principal"][quiet]["writes"]
+                                                  == before["by_principal"].get(quiet, {}).get("writes", 0))
+    _assert_converged(advoware_url, google_url, hub)

@@ -145,7 +145,7 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
             time.sleep(2)
         assert state in ("success", "failed"), state
         tis = httpx.get(f"{af}/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances", timeout=10, headers=bearer).json()
-        listed = [ti for ti in tis["task_instances"] if ti["task_id"] == "list_employees"]
+        listed = [ti for ti in tis["task_instances"] if ti["task_id"] == "plan_employees"]
         assert listed and listed[0]["state"] == "success"  # the run really executed in Airflow
         runs = httpx.get(f"{af}/api/v2/dags/{DAG}/dagRuns", timeout=10, headers=bearer).json()
         assert [x["dag_run_id"] for x in runs["dag_runs"]].count(run_id) == 1

@@ -5,7 +5,8 @@ The DAG builds it from Airflow connections (hooks); the CLI, the demo and the te
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -25,20 +26,48 @@ class PhaseFailed(RuntimeError):
     """Some items of a phase failed (each recorded in the hub); raised at the end so the task retries."""
 
 
-@dataclass
 class SyncContext:
-    hub_dsn: str
-    advoware: AdvowareClient
-    google: GoogleCalendarClient
-    settings: Settings = field(default_factory=get_settings)
-    today: date | None = None  # fixed in tests; None = today
+    """Clients given directly, or (`lazy`) as factories built on first use: a task whose phase has
+    nothing to do then builds neither client (no token, no TLS context, no connection)."""
+
+    def __init__(self, hub_dsn: str, advoware: AdvowareClient | None, google: GoogleCalendarClient | None,
+                 settings: Settings | None = None, today: date | None = None) -> None:
+        self.hub_dsn = hub_dsn
+        self.settings = settings or get_settings()
+        self.today = today  # fixed in tests; None = today
+        self._clients: dict[str, Any] = {"advoware": advoware, "google": google}
+        self._factories: dict[str, Callable[[], Any]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def lazy(cls, hub_dsn: str, advoware: Callable[[], AdvowareClient], google: Callable[[], GoogleCalendarClient],
+             settings: Settings | None = None, **kw: Any) -> SyncContext:
+        ctx = cls(hub_dsn, None, None, settings, **kw)
+        ctx._factories = {"advoware": advoware, "google": google}
+        return ctx
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kw: Any) -> SyncContext:
-        settings = settings or get_settings()
-        advoware = AdvowareClient(settings.advoware, redis_url=settings.redis_url)
-        google = GoogleCalendarClient.from_settings(settings.google, redis_url=settings.redis_url)
-        return cls(settings.postgres.dsn(), advoware, google, settings, **kw)
+        s = settings or get_settings()
+        return cls.lazy(s.postgres.dsn(), lambda: AdvowareClient(s.advoware, redis_url=s.redis_url),
+                        lambda: GoogleCalendarClient.from_settings(s.google, redis_url=s.redis_url), s, **kw)
+
+    def _client(self, name: str) -> Any:
+        client = self._clients[name]
+        if client is None:
+            with self._lock:  # the planning step's threads share one context
+                client = self._clients[name]
+                if client is None:
+                    client = self._clients[name] = self._factories[name]()
+        return client
+
+    @property
+    def advoware(self) -> AdvowareClient:
+        return self._client("advoware")  # type: ignore[no-any-return]
+
+    @property
+    def google(self) -> GoogleCalendarClient:
+        return self._client("google")  # type: ignore[no-any-return]
 
     @property
     def write_protection(self) -> bool:
@@ -53,4 +82,5 @@ class SyncContext:
         return self.google.session_for(row.email), row.calendar_id
 
     def close(self) -> None:
-        self.advoware.close()
+        if self._clients["advoware"] is not None:
+            self._clients["advoware"].close()

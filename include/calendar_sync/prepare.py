@@ -131,7 +131,7 @@ def _frnr(termin: dict[str, Any]) -> int | None:
 
 
 def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> dict[str, Any]:
-    """Plan one employee's sync; returns {"plan_id", "employee", "counts", "dry_run", "stopped"}.
+    """Plan one employee's sync; returns {"plan_id", "employee", "counts", "dry_run", "stopped", "actions"}.
 
     A dry run writes nothing anywhere, not even a new employee's calendar: without one it plans
     against an empty Google side (everything would be created).
@@ -187,4 +187,4 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
                   employee, plan.stop_reason, plan.withheld)
         raise SyncStopped(f"sync of {employee} stopped: {plan.stop_reason}")
     return {"plan_id": plan_id, "employee": employee, "counts": counts, "dry_run": params.dry_run,
-            "stopped": False}
+            "stopped": False, "actions": len(plan.actions())}

@@ -1,10 +1,13 @@
 """Airflow adapter: the connection `google_calendar_default` (type google_cloud_platform) becomes a
 `GoogleCalendarClient`.
 
-The key is read through the Google provider's GoogleBaseHook (extras `keyfile_dict` or
-`key_path`); the provider's own GoogleCalendarHook is not used because it cannot delegate per
-employee, ignores api_endpoint and drops nextSyncToken (see the contract, section 7). Extras
-`delegation`, `api_endpoint`, `batch_uri`, `token_uri` override the GOOGLE_* settings.
+The connection keeps the Google provider's type, so the UI shows the provider's form (key file path
+or key JSON). The hook itself is a plain BaseHook that reads the two key fields the way the
+provider's GoogleBaseHook does (plain extras or `extra__google_cloud_platform__*`): importing the
+provider's hook pulls in google-cloud, grpc and opentelemetry (hundreds of modules, ~0.4 CPU-s in
+every task process) for two dictionary look-ups. The provider's own GoogleCalendarHook is not used
+because it cannot delegate per employee, ignores api_endpoint and drops nextSyncToken. Extras
+`delegation`, `api_endpoint`, `batch_uri`, `token_uri`, `acl_role` override the GOOGLE_* settings.
 """
 
 from __future__ import annotations
@@ -12,41 +15,67 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import CredentialsError, ServiceAccount, load_key_file
 from include.settings import GoogleSettings, get_settings
 
 CONN_ID = "google_calendar_default"
+CONN_TYPE = "google_cloud_platform"
 _OVERRIDES = ("delegation", "api_endpoint", "batch_uri", "token_uri", "acl_role")
 
 
-class GoogleCalendarSyncHook(GoogleBaseHook):
-    """GoogleBaseHook with the project's default connection id and a client factory."""
+class GoogleCalendarSyncHook(BaseHook):
+    """The project's default connection id and a client factory."""
 
+    conn_name_attr = "gcp_conn_id"
     default_conn_name = CONN_ID
+    conn_type = CONN_TYPE
     hook_name = "Google Calendar (Kanzlei Sync)"
 
     def __init__(self, gcp_conn_id: str = CONN_ID, **kwargs: Any) -> None:
-        super().__init__(gcp_conn_id=gcp_conn_id, **kwargs)
+        super().__init__(**kwargs)
+        self.gcp_conn_id = gcp_conn_id
+        self._extras: dict[str, Any] | None = None
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        if self._extras is None:
+            try:
+                self._extras = dict(self.get_connection(self.gcp_conn_id).extra_dejson or {})
+            except AirflowNotFoundException:
+                self.log.info("no Airflow connection %s: using GOOGLE_* settings", self.gcp_conn_id)
+                self._extras = {}
+        return self._extras
+
+    def _get_field(self, name: str, default: Any = None) -> Any:
+        """An extra by its plain name, or by the provider's prefixed form (older connections)."""
+        for key in (name, f"extra__{CONN_TYPE}__{name}"):
+            value = self.extras.get(key)
+            if value not in (None, ""):
+                return value
+        return default
 
     def service_account_info(self) -> dict[str, Any]:
-        keyfile_dict = self._get_field("keyfile_dict", None)
-        key_path = self._get_field("key_path", None)
+        keyfile_dict = self._get_field("keyfile_dict")
+        key_path = self._get_field("key_path")
         if keyfile_dict:
             info = keyfile_dict if isinstance(keyfile_dict, dict) else json.loads(keyfile_dict)
             return dict(info)
         if key_path:
             return load_key_file(key_path)
+        if not self.extras and get_settings().google.calendar_service_account_path:
+            return load_key_file(get_settings().google.calendar_service_account_path)
         raise CredentialsError(f"connection {self.gcp_conn_id} has neither keyfile_dict nor key_path")
 
     def google_settings(self) -> GoogleSettings:
         base = get_settings().google
         updates: dict[str, Any] = {}
         for name in _OVERRIDES:
-            value = self._get_field(name, None)
-            if value not in (None, ""):
+            value = self._get_field(name)
+            if value is not None:
                 updates[name] = str(value).lower() == "true" if name == "delegation" else value
         return base.model_copy(update=updates)
 

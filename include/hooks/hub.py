@@ -1,26 +1,48 @@
 """Airflow hook of the sync hub (PostgreSQL): the `sync_hub_default` connection as a psycopg DSN.
 
 The connection is an ordinary `postgres` connection (AIRFLOW_CONN_SYNC_HUB_DEFAULT, written by
-include.airflow_env); include/ code takes a plain DSN, so this hook only translates.
+include.airflow_env); include/ code takes a plain DSN, so this hook only translates. It reads the
+connection's fields itself instead of going through the postgres provider's hook, which would
+import SQLAlchemy and the provider (~150 modules) into every task process for one URL.
 """
 
 from __future__ import annotations
 
-from airflow.providers.postgres.hooks.postgres import PostgresHook
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from airflow.sdk import BaseHook
+
+HUB_CONN_ID = "sync_hub_default"
+# Extras that are libpq connection parameters (the rest, e.g. the provider's own, are ignored).
+_LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
+                 "options", "target_session_attrs")
 
 
-class HubHook(PostgresHook):
-    conn_name_attr = "postgres_conn_id"
-    default_conn_name = "sync_hub_default"
+class HubHook(BaseHook):
+    conn_name_attr = "sync_hub_conn_id"
+    default_conn_name = HUB_CONN_ID
+    conn_type = "postgres"
     hook_name = "Sync hub"
 
-    def __init__(self, sync_hub_conn_id: str = default_conn_name, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(postgres_conn_id=sync_hub_conn_id, **kwargs)
+    def __init__(self, sync_hub_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sync_hub_conn_id = sync_hub_conn_id
 
     def dsn(self) -> str:
-        """`postgresql://user:pw@host:port/db?...` (psycopg's form, without SQLAlchemy's driver tag)."""
-        uri = self.get_uri()
-        for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgres://"):
-            if uri.startswith(prefix):
-                return "postgresql://" + uri[len(prefix):]
-        return uri
+        """`postgresql://user:pw@host:port/db?sslmode=...` (psycopg's form)."""
+        conn = self.get_connection(self.sync_hub_conn_id)
+        auth = quote(conn.login or "", safe="")
+        if conn.password:
+            auth += ":" + quote(conn.password, safe="")
+        host = conn.host or "127.0.0.1"
+        netloc = f"{auth}@{host}" if auth else host
+        if conn.port:
+            netloc += f":{conn.port}"
+        extra = conn.extra_dejson or {}
+        query = urlencode({k: str(extra[k]) for k in _LIBPQ_EXTRAS if extra.get(k) not in (None, "")})
+        return f"postgresql://{netloc}/{quote(conn.schema or 'postgres', safe='')}" + (f"?{query}" if query else "")
+
+
+def hub_dsn(conn_id: str = HUB_CONN_ID) -> str:
+    return HubHook(conn_id).dsn()
