@@ -3,10 +3,12 @@
 
 EspoCRM sends a signed webhook for every created, changed or deleted party (`CBeteiligte`). The
 gateway stores the party ids in Redis (coalesced: one unit of work per id, however many deliveries)
-and triggers this DAG; a sweep every 5 minutes catches whatever a missed trigger left behind.
+and triggers this DAG; a sweep every 5 minutes (env `BETEILIGTE_SYNC_SCHEDULE`) catches whatever a
+missed trigger left behind.
 
-1. **work_queued** (sensor, reschedule mode): waits until an id is ready in the queue (or a crashed
-   worker's claim has expired). No work within the timeout → skipped, the run ends quietly.
+1. **work_queued** (waits in the triggerer, never on a worker): ends as soon as an id is ready in the
+   queue (or a crashed worker's claim has expired); the gateway's enqueue wakes it at once. No work
+   within a minute → skipped, the run ends quietly. A sweep that finds nothing starts no task process.
 2. **drain_queue**: claims a batch with a lease, and for each party fetches the *current* record
    from EspoCRM (404 = deleted), creates or updates the Advoware Beteiligter and its communications
    (e-mail, phone), writes the `betNr`, sync status and time back to EspoCRM and records the link in
@@ -17,36 +19,25 @@ and triggers this DAG; a sweep every 5 minutes catches whatever a missed trigger
    Advoware; the parties held back go round again once it is off.
 
 Connections: `espocrm_default`, `advoware_default`, `redis_default`, `sync_hub_default`.
-All logic lives in `include/parties/` and `include/queue/`.
+All logic lives in `include/parties/` and `include/queue/` (the wait: `include/hooks/party_queue.py`).
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.providers.redis.hooks.redis import RedisHook
-from airflow.sdk import PokeReturnValue, dag, task
+from airflow.sdk import dag, task
 
-from include.advoware.client import AdvowareClient
-from include.hooks.advoware import AdvowareHook
-from include.hooks.espocrm import EspoCrmHook
-from include.hooks.hub import HubHook
-from include.parties.drain import drain, hub_dead_letter_sink, requeue_write_protected
-from include.parties.store import PartyStore
-from include.parties.sync import PartySync
-from include.queue.party_queue import PartyQueue
-from include.settings import SyncSettings
+from include.hooks.party_queue import PartyWorkSensor
 
-
-def _queue(settings: SyncSettings) -> PartyQueue:
-    return PartyQueue(RedisHook(redis_conn_id="redis_default").get_conn(),
-                      max_attempts=settings.party_max_attempts, lease_s=settings.party_lease_s)
+SCHEDULE = os.environ.get("BETEILIGTE_SYNC_SCHEDULE", "*/5 * * * *")
 
 
 @dag(
     dag_id="beteiligte_sync",
-    schedule="*/5 * * * *",  # the sweep; the gateway triggers runs in between
+    schedule=SCHEDULE,  # the sweep; the gateway triggers runs in between
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -60,32 +51,39 @@ def _queue(settings: SyncSettings) -> PartyQueue:
     },
 )
 def beteiligte_sync() -> None:
-    # An idle sweep ends after a minute (12 short pokes, not 48 over four minutes of a 5-minute
-    # schedule); new work does not wait for it: the gateway triggers a run of its own.
-    @task.sensor(mode="reschedule", poke_interval=5, timeout=60, soft_fail=True)
-    def work_queued() -> PokeReturnValue:
-        queue = _queue(SyncSettings())
-        return PokeReturnValue(is_done=queue.has_work(), xcom_value=queue.stats().as_dict())
+    # An idle sweep ends after a minute; new work does not wait for it: the gateway triggers a run.
+    work_queued = PartyWorkSensor(task_id="work_queued", idle_timeout_s=60)
 
     @task(execution_timeout=timedelta(minutes=20))
     def drain_queue() -> dict[str, Any]:
-        settings = SyncSettings()
-        queue = _queue(settings)
+        from include.advoware.client import AdvowareClient
+        from include.hooks.advoware import AdvowareHook
+        from include.hooks.espocrm import EspoCrmHook
+        from include.hooks.hub import hub_dsn
+        from include.hooks.redis_conn import redis_url
+        from include.parties.drain import drain, hub_dead_letter_sink, requeue_write_protected
+        from include.parties.store import PartyStore
+        from include.parties.sync import PartySync
+        from include.queue.party_queue import PartyQueue
+        from include.settings import get_settings
+
+        settings = get_settings().sync
+        queue = PartyQueue.from_url(redis_url(), max_attempts=settings.party_max_attempts,
+                                    lease_s=settings.party_lease_s)
         advoware = AdvowareClient(AdvowareHook().advoware_settings(), redis_client=queue.r)
-        hub_dsn = HubHook().dsn()
-        syncer = PartySync(EspoCrmHook().get_conn(), advoware, PartyStore(hub_dsn),
-                           hard_delete=settings.party_hard_delete)
+        dsn = hub_dsn()
+        syncer = PartySync(EspoCrmHook().get_conn(), advoware, PartyStore(dsn), hard_delete=settings.party_hard_delete)
         try:
             requeued = 0 if syncer.write_protected else requeue_write_protected(
                 queue, syncer.store.write_protected_ids())
             report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size,
                            lease_s=settings.party_lease_s, max_seconds=15 * 60,
-                           dead_letter_sink=hub_dead_letter_sink(hub_dsn))
+                           dead_letter_sink=hub_dead_letter_sink(dsn))
         finally:
             syncer.close()
         return {**report.as_dict(), "requeued_after_write_protection": requeued}
 
-    work_queued() >> drain_queue()
+    work_queued >> drain_queue()
 
 
 beteiligte_sync()

@@ -53,7 +53,9 @@ def test_dag_shape() -> None:
     assert dag.timetable.expression == "*/5 * * * *"
     assert dag.doc_md and "beteiligte_sync" in dag.doc_md
     sensor, drain = dag.get_task("work_queued"), dag.get_task("drain_queue")
-    assert sensor.mode == "reschedule" and sensor.poke_interval > 0 and sensor.timeout > 0
+    # the wait runs in the triggerer from the start: no worker, no task process while nothing is queued
+    assert sensor.start_from_trigger and sensor.start_trigger_args.trigger_cls.endswith("PartyWorkTrigger")
+    assert sensor.start_trigger_args.trigger_kwargs["idle_timeout_s"] > 0
     assert drain.upstream_task_ids == {"work_queued"}
     assert drain.retries >= 1 and float(drain.retry_exponential_backoff) == 2.0 and drain.max_retry_delay
 
@@ -90,11 +92,10 @@ def test_run_drains_the_queue_into_advoware(airflow_db: None, connections: None,
     stats = queue.stats()
     assert (stats.pending, stats.claimed) == (0, 0)
 
-    # a second run with an empty queue: the sensor gives up quietly (soft fail), nothing is written
+    # a second run with an empty queue: the wait gives up quietly (skipped), nothing is written
     before = advoware_parties(advoware_url)
     dag = _dag()
-    dag.get_task("work_queued").timeout = 1
-    dag.get_task("work_queued").poke_interval = 0.5
+    dag.get_task("work_queued").idle_timeout_s = 1
     second = dag.test()
     assert second.state == DagRunState.SUCCESS
     assert second.get_task_instance("drain_queue").state == "skipped"

@@ -1,7 +1,8 @@
 """The durable, coalescing work queue of EspoCRM party ids (webhook gateway → beteiligte_sync DAG).
 
 Redis keys (prefix `vmh:webhook`, the seed's namespace):
-  <p>:pending              ZSET  id → not-before time (unix s). Ready = score <= now.
+  <p>:pending              ZSET  id → not-before time (unix s). Ready = score <= now. Also the name of
+                                 the pub/sub channel every enqueue publishes on (wakes the DAG's trigger).
   <p>:claimed              ZSET  id → lease expiry (unix s). Disjoint from pending.
   <p>:item:<id>            HASH  gen (deliveries since queued), seen_create/seen_update/seen_delete/seen_replay (flags),
                                  last_kind, first_seen, last_seen, attempts, last_error,
@@ -74,7 +75,8 @@ for i = 5 + n, #ARGV do
   redis.call('RPUSH', KEYS[3], ARGV[i]); rejected = rejected + 1
 end
 redis.call('HINCRBY', KEYS[4], 'deliveries', 1)
-if n > 0 then redis.call('HINCRBY', KEYS[4], 'accepted', n) end
+-- wakes the DAG's waiting trigger (pub/sub channel named like the pending set; nobody listening is fine)
+if n > 0 then redis.call('HINCRBY', KEYS[4], 'accepted', n); redis.call('PUBLISH', KEYS[1], n) end
 if dup > 0 then redis.call('HINCRBY', KEYS[4], 'duplicates', dup) end
 if rejected > 0 then redis.call('HINCRBY', KEYS[4], 'rejected', rejected) end
 return dup

@@ -1,0 +1,107 @@
+"""The wait of `beteiligte_sync` for queued party work, on the triggerer instead of a worker.
+
+`PartyWorkSensor` starts **in the triggerer** (`start_from_trigger`): a run's first task never
+occupies a worker or starts a task process. Its `PartyWorkTrigger` ends the task from the triggerer
+as well: success as soon as a party id is ready (or a crashed worker's claim has expired), so
+`drain_queue` starts; skipped after `idle_timeout_s` without work, so the run ends quietly and
+`drain_queue` is skipped. A sweep that finds nothing therefore costs no task process at all.
+
+It does not poll: the gateway's enqueue script publishes on the pub/sub channel named like the
+pending set (`vmh:webhook:pending`) whenever it marks ids pending, and the trigger sleeps on that
+subscription until the next id is due: subscribe, then read the queue (so nothing published before
+the subscription is missed), then wait for a message or for the earliest not-before time (a nacked
+id's backoff, a claim's lease), whichever comes first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TaskSkippedEvent, TaskSuccessEvent
+
+from include.queue.party_queue import DEFAULT_PREFIX
+
+CLASSPATH = "include.hooks.party_queue.PartyWorkTrigger"
+
+
+async def _next_due(client: Any, pending: str, claimed: str) -> float | None:
+    """Epoch seconds when the earliest pending id is ready or the earliest claim expires (None: empty)."""
+    firsts = [await client.zrange(key, 0, 0, withscores=True) for key in (pending, claimed)]
+    scores = [float(first[0][1]) for first in firsts if first]
+    return min(scores) if scores else None
+
+
+class PartyWorkTrigger(BaseTrigger):
+    def __init__(self, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX,
+                 idle_timeout_s: float = 60.0) -> None:
+        super().__init__()
+        self.redis_conn_id = redis_conn_id
+        self.prefix = prefix
+        self.idle_timeout_s = float(idle_timeout_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return CLASSPATH, {"redis_conn_id": self.redis_conn_id, "prefix": self.prefix,
+                           "idle_timeout_s": self.idle_timeout_s}
+
+    async def run(self) -> AsyncIterator[Any]:
+        import redis.asyncio as aioredis
+        from asgiref.sync import sync_to_async
+
+        from include.hooks.redis_conn import redis_url
+
+        url = await sync_to_async(redis_url)(self.redis_conn_id)
+        pending, claimed = f"{self.prefix}:pending", f"{self.prefix}:claimed"
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        deadline = time.monotonic() + self.idle_timeout_s
+        try:
+            await pubsub.subscribe(pending)  # before the first look: no enqueue slips in between
+            while True:
+                due = await _next_due(client, pending, claimed)
+                now = time.time()
+                if due is not None and due <= now:
+                    self.log.info("party work is ready")
+                    yield TaskSuccessEvent()
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.log.info("no party work within %.0fs", self.idle_timeout_s)
+                    yield TaskSkippedEvent()
+                    return
+                wait = min(left, due - now) if due is not None else left
+                # a message (new ids) or the time until the next id is due, whichever comes first
+                await pubsub.get_message(timeout=max(wait, 0.05))
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+
+class PartyWorkSensor(BaseOperator):
+    """Waits (in the triggerer, no worker) until party work is queued; skipped after the idle timeout."""
+
+    start_from_trigger = True
+    start_trigger_args = StartTriggerArgs(trigger_cls=CLASSPATH, trigger_kwargs={}, next_method="execute_complete",
+                                          next_kwargs=None, timeout=None)
+
+    def __init__(self, *, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX,
+                 idle_timeout_s: float = 60.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.redis_conn_id, self.prefix, self.idle_timeout_s = redis_conn_id, prefix, idle_timeout_s
+        # replaced, not mutated: start_trigger_args is a class attribute shared by every instance
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=CLASSPATH, next_method="execute_complete", next_kwargs=None, timeout=None,
+            trigger_kwargs={"redis_conn_id": redis_conn_id, "prefix": prefix, "idle_timeout_s": idle_timeout_s})
+
+    def execute(self, context: Any) -> None:
+        """Only when the task does start on a worker (`dag.test()`, or a cleared task): defer there."""
+        self.defer(trigger=PartyWorkTrigger(self.redis_conn_id, self.prefix, self.idle_timeout_s),
+                   method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: Any = None) -> None:
+        """Reached only on the worker path: the triggerer ends the task itself with the event's state."""
+        if str(event) == "skipped":
+            raise AirflowSkipException(f"no party work within {self.idle_timeout_s:.0f}s")
