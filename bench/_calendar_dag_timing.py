@@ -1,6 +1,7 @@
 """Helper of bench/calendar_sync.py, run in a child process with its own AIRFLOW_HOME and dags folder:
 `dag.test()` of the real `advoware_calendar_sync` DAG (a no-op run: the bench synced everything
-before) next to `calendar_sync_empty_shape`, a DAG of the same shape whose tasks do nothing.
+before, so it is the planning task alone) next to `calendar_sync_empty_shape`, the shape of a run in
+which every employee has work (the planning task and the four phases per employee) doing nothing.
 
     python bench/_calendar_dag_timing.py <dags folder> <employees as JSON list>
 
@@ -14,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-EMPTY_DAG = '''"""Same shape as advoware_calendar_sync (list -> mapped group of six chained tasks); does nothing."""
+EMPTY_DAG = '''"""Same shape as advoware_calendar_sync (plan -> mapped group of the four phases); does nothing."""
 from datetime import UTC, datetime
 
 from airflow.sdk import dag, task, task_group
@@ -26,40 +27,30 @@ EMPLOYEES = {employees!r}
      catchup=False, max_active_runs=1)
 def calendar_sync_empty_shape():
     @task
-    def list_employees():
-        return EMPLOYEES
+    def plan_employees():
+        return [{{"employee": e}} for e in EMPLOYEES]
 
     @task_group(group_id="employee_sync")
-    def employee_sync(employee):
+    def employee_sync(work):
         @task
-        def prepare(employee):
-            return {{"employee": employee}}
-
-        @task
-        def phase_1_new_advoware(prep):
+        def phase_1_new_advoware(work):
             return {{}}
 
         @task
-        def phase_2_new_google(prep):
+        def phase_2_new_google(work):
             return {{}}
 
         @task
-        def phase_3_deletions(prep):
+        def phase_3_deletions(work):
             return {{}}
 
         @task
-        def phase_4_updates(prep):
+        def phase_4_updates(work):
             return {{}}
 
-        @task
-        def finalize(prep):
-            return {{}}
+        phase_1_new_advoware(work) >> phase_2_new_google(work) >> phase_3_deletions(work) >> phase_4_updates(work)
 
-        prep = prepare(employee)
-        (phase_1_new_advoware(prep) >> phase_2_new_google(prep) >> phase_3_deletions(prep)
-         >> phase_4_updates(prep) >> finalize(prep))
-
-    employee_sync.expand(employee=list_employees())
+    employee_sync.expand(work=plan_employees())
 
 
 calendar_sync_empty_shape()

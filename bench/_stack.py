@@ -45,6 +45,24 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def component_pids(pid: int) -> dict[str, int]:
+    """The direct children of `airflow standalone` by what they run (scheduler, api-server, ...)."""
+    out: dict[str, int] = {}
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.Error:
+        return out
+    for child in children:
+        try:
+            words = [w for w in child.cmdline() if w and not w.startswith("-")]
+        except psutil.Error:
+            continue
+        name = next((w for w in words if w in ("scheduler", "dag-processor", "triggerer", "api-server",
+                                                "api_server")), " ".join(words[-1:]) or str(child.pid))
+        out[name if name not in out else f"{name}-{child.pid}"] = child.pid
+    return out
+
+
 class OwnStack:
     """The devstack on free ports; `extra_dags` maps file names to DAG source added to the folder."""
 

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench._stack import OwnStack, tree_cpu
+from bench._stack import OwnStack, component_pids, tree_cpu
 from include.airflow_api import AirflowApi
 from sandbox.firm import generate_firm
 
@@ -49,7 +49,7 @@ FLOOR = "calendar_sync_floor"
 SEED = 4711
 
 FLOOR_DAG = '''"""The shape of advoware_calendar_sync, doing nothing: plan_employees returns `work` items and
-the per-employee group of six chained tasks is expanded over them (Airflow's own cost of the shape)."""
+the per-employee group of four chained tasks is expanded over them (Airflow's own cost of the shape)."""
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
@@ -66,32 +66,22 @@ def calendar_sync_floor():
     @task_group(group_id="employee_sync")
     def employee_sync(work):
         @task(pool="google_calendar_api")
-        def prepare(work):
-            return work
-
-        @task(pool="google_calendar_api")
-        def phase_1_new_advoware(prep):
+        def phase_1_new_advoware(work):
             return {}
 
         @task(pool="advoware_api")
-        def phase_2_new_google(prep):
+        def phase_2_new_google(work):
             return {}
 
         @task(pool="google_calendar_api")
-        def phase_3_deletions(prep):
+        def phase_3_deletions(work):
             return {}
 
         @task(pool="google_calendar_api")
-        def phase_4_updates(prep):
+        def phase_4_updates(work):
             return {}
 
-        @task
-        def finalize(prep):
-            return {}
-
-        prep = prepare(work)
-        (phase_1_new_advoware(prep) >> phase_2_new_google(prep) >> phase_3_deletions(prep)
-         >> phase_4_updates(prep) >> finalize(prep))
+        phase_1_new_advoware(work) >> phase_2_new_google(work) >> phase_3_deletions(work) >> phase_4_updates(work)
 
     employee_sync.expand(work=plan_employees())
 
@@ -159,7 +149,7 @@ class Bench:
         tis = self.stack.metadata("SELECT task_id, map_index, state, try_number FROM task_instance "
                                   "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
         ran = [t for t in tis if t[2] not in ("skipped", "removed", None)]
-        expanded = sum(1 for t in tis if t[0] == "employee_sync.prepare" and t[1] >= 0)
+        expanded = sum(1 for t in tis if t[0] == "employee_sync.phase_1_new_advoware" and t[1] >= 0)
         out = {"dag_id": dag_id, "run_id": run_id, "state": state, "wall_s": round(_ts(end_date) - _ts(queued_at), 1),
                "task_instances": len(ran), "tries": sum(int(t[3] or 1) for t in ran),
                "expanded_employees": expanded, "ti_states": dict(Counter(str(t[2]) for t in tis)),
@@ -169,14 +159,20 @@ class Bench:
               f"  sandbox {out['cpu_sandbox_s']:>6.1f} s", flush=True)
         return out
 
-    def idle(self, seconds: float) -> float:
+    def idle(self, seconds: float) -> tuple[float, dict[str, float]]:
+        """CPU per second of the Airflow tree with no run, in all and per component."""
         self.wait_quiet()
         time.sleep(self.args.settle_s)
+        components = {name: pid for name, pid in component_pids(self.airflow_pid).items()}
+        parts = {name: tree_cpu(pid) for name, pid in components.items()}
         before, started = tree_cpu(self.airflow_pid), time.monotonic()
         time.sleep(seconds)
-        per_s = (tree_cpu(self.airflow_pid) - before) / (time.monotonic() - started)
-        print(f"idle stack (no run): {per_s:.3f} CPU-s per s over {seconds:.0f} s", flush=True)
-        return per_s
+        took = time.monotonic() - started
+        per_s = (tree_cpu(self.airflow_pid) - before) / took
+        by_part = {name: round((tree_cpu(pid) - parts[name]) / took, 4) for name, pid in components.items()}
+        print(f"idle stack (no run): {per_s:.3f} CPU-s per s over {seconds:.0f} s; by component {by_part}",
+              flush=True)
+        return per_s, by_part
 
     # -- the firm -----------------------------------------------------------------------------------
     def reset_firm(self, employees: int) -> list[dict[str, Any]]:
@@ -234,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     env = {"CALENDAR_SYNC_SCHEDULE": "0 0 1 1 *", "GOOGLE_DELEGATION": "true"}
     results: dict[int, dict[str, Any]] = {}
-    idle_per_s = None
+    idle_per_s, idle_parts = None, {}
     stack = OwnStack(extra_dags={"calendar_sync_floor.py": FLOOR_DAG}, env=env, prefix="bench-dag-scale-")
     started = time.monotonic()
     stack.up()
@@ -243,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack up in {time.monotonic() - started:.0f}s (Airflow {stack.url('airflow')}); "
               f"load {load_before[0]:.1f}", flush=True)
         bench.pause("beteiligte_sync")
-        idle_per_s = bench.idle(args.idle_s)
+        idle_per_s, idle_parts = bench.idle(args.idle_s)
         for n in sizes:
             bench.wait_quiet()
             bench.reset_firm(n)
@@ -278,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                               "noop": [x["cpu_sandbox_s"] for x in r["noops"]]} for n, r in results.items()},
         "converged": {n: r["converged"] for n, r in results.items()},
         "idle_cpu_s_per_s": round(idle_per_s, 3) if idle_per_s is not None else None,
+        "idle_cpu_s_per_s_by_component": idle_parts,
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }

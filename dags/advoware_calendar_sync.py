@@ -11,15 +11,14 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
    row `success`), so a quiet run is this one task, whatever the size of the firm. A new employee
    gets a calendar on their first run; one who left stops being synced (their calendar stays).
 2. One **employee_sync** group per employee **with work** (mapped; one employee's failure leaves the
-   others running):
-   - **prepare**: takes the plan made in step 1 (or plans again, with retries, an employee whose
-     planning failed there). A safety stop (a side suddenly empty, too many deletions) fails here
-     loudly, nothing written.
+   others running), the four phases, each a task with its own retries:
    - **phase_1_new_advoware**: adoptions of existing Google events, new Advoware appointments → Google.
+     (An employee whose planning failed in step 1 is planned here again, with this task's retries;
+     a safety stop, a side suddenly empty or too many deletions, fails here loudly, nothing written.)
    - **phase_2_new_google**: new Google events → Advoware (skipped under write protection).
    - **phase_3_deletions**: deletions on either side (each confirmed against the other side first).
-   - **phase_4_updates**: changed content; conflicts by `SYNC_CONFLICT_POLICY` (advoware_wins).
-   - **finalize**: saves the Google sync token and closes the run log (`sync_runs`).
+   - **phase_4_updates**: changed content; conflicts by `SYNC_CONFLICT_POLICY` (advoware_wins). Then
+     the employee's run is closed: Google sync token saved, run log (`sync_runs`) finished.
 
 Every item's outcome is in the hub (`calendar_links`: status, attempts, last error); a phase with
 failed items fails at its end and is retried (3×, exponential backoff), and a retry skips what is
@@ -34,7 +33,7 @@ it again. Logs carry counts and ids, never appointment texts.
 (a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
 `recover` (rebuild the employee's links from Google's markers first, for a lost hub).
 
-**Pools**: `google_calendar_api` (prepare, phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
+**Pools**: `google_calendar_api` (phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
 Logic: `include/calendar_sync/`, engine `include/sync/`. Nothing of it is imported when the file is
 parsed (every task process parses it): each task imports what it uses.
@@ -58,16 +57,14 @@ def _label(employee: str) -> None:
     get_current_context()["employee"] = employee  # type: ignore[typeddict-unknown-key]  # map index name
 
 
-def _run_phase(prep: dict[str, Any], number: int) -> dict[str, Any]:
-    from include.calendar_sync.executor import run_phase
+def _phase(work: dict[str, Any], number: int) -> dict[str, Any]:
+    from include.calendar_sync.phases import employee_phase
+    from include.calendar_sync.prepare import RunParams
     from include.hooks.calendar_sync import sync_context
 
-    _label(prep["employee"])
-    ctx = sync_context()
-    try:
-        return run_phase(ctx, prep["plan_id"], number)
-    finally:
-        ctx.close()
+    _label(work["employee"])
+    context = get_current_context()
+    return employee_phase(work, number, context["run_id"], RunParams.from_mapping(context["params"]), sync_context)
 
 
 @dag(
@@ -111,47 +108,22 @@ def advoware_calendar_sync() -> None:
     @task_group(group_id="employee_sync")
     def employee_sync(work: dict[str, Any]) -> None:
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def prepare(work: dict[str, Any]) -> dict[str, Any]:
-            from include.calendar_sync.planning import prepare_planned
-            from include.calendar_sync.prepare import RunParams
-            from include.hooks.calendar_sync import sync_context
-
-            _label(work["employee"])
-            context = get_current_context()
-            return prepare_planned(work, context["run_id"], RunParams.from_mapping(context["params"]),
-                                   sync_context)
-
-        @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_1_new_advoware(prep: dict[str, Any]) -> dict[str, Any]:
-            return _run_phase(prep, 1)
+        def phase_1_new_advoware(work: dict[str, Any]) -> dict[str, Any]:
+            return _phase(work, 1)
 
         @task(pool=ADVOWARE_POOL, map_index_template="{{ employee }}")
-        def phase_2_new_google(prep: dict[str, Any]) -> dict[str, Any]:
-            return _run_phase(prep, 2)
+        def phase_2_new_google(work: dict[str, Any]) -> dict[str, Any]:
+            return _phase(work, 2)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_3_deletions(prep: dict[str, Any]) -> dict[str, Any]:
-            return _run_phase(prep, 3)
+        def phase_3_deletions(work: dict[str, Any]) -> dict[str, Any]:
+            return _phase(work, 3)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_4_updates(prep: dict[str, Any]) -> dict[str, Any]:
-            return _run_phase(prep, 4)
+        def phase_4_updates(work: dict[str, Any]) -> dict[str, Any]:
+            return _phase(work, 4)
 
-        @task(map_index_template="{{ employee }}")
-        def finalize(prep: dict[str, Any]) -> dict[str, Any]:
-            from include.calendar_sync.finalize import finalize as close_run
-            from include.hooks.calendar_sync import sync_context
-
-            _label(prep["employee"])
-            ctx = sync_context()
-            try:
-                return close_run(ctx, prep["plan_id"])
-            finally:
-                ctx.close()
-
-        prep = prepare(work)
-        (phase_1_new_advoware(prep) >> phase_2_new_google(prep) >> phase_3_deletions(prep)
-         >> phase_4_updates(prep) >> finalize(prep))
+        phase_1_new_advoware(work) >> phase_2_new_google(work) >> phase_3_deletions(work) >> phase_4_updates(work)
 
     employee_sync.expand(work=plan_employees())
 

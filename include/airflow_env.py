@@ -23,6 +23,8 @@ from include.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+PRELOADING_LOCAL_EXECUTOR = "include.hooks.preload.PreloadingLocalExecutor"
+
 # Keys in the built environment whose values must never be printed.
 _SECRET_MARKERS = ("PASSWORD", "SECRET", "AIRFLOW_CONN_", "API_KEY", "TOKEN")
 
@@ -165,7 +167,9 @@ def build_env(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Airflow's LocalExecutor, importing the task modules once before it forks its workers, so
+        # task processes do not import them each (include/hooks/preload.py).
+        "AIRFLOW__CORE__EXECUTOR": PRELOADING_LOCAL_EXECUTOR,
         # LocalExecutor pre-forks this many workers: keep it small on a laptop.
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
@@ -178,6 +182,9 @@ def build_env(
         # Tasks reach the Execution API here; the default assumes port 8080.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        # A DAG file whose mtime changed is parsed again at the next refresh anyway (file_parsing_sort_mode
+        # modified_time); unchanged files need no re-parse every 30 s (the idle stack's largest cost).
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         # The task supervisor notices a finished task only when its select() wakes: after the task's
         # sockets close it sleeps up to this interval (default 5 s). That delay is added to every task
         # slot and every executor event, and with beteiligte_sync's 5 s reschedule poke it makes the

@@ -108,8 +108,7 @@ def test_dag_shape() -> None:
     assert dag.doc_md and DAG_ID in dag.doc_md
     assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover"}
     ids = set(dag.task_ids)
-    group = ["prepare", "phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates",
-             "finalize"]
+    group = ["phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates"]
     assert ids == {"plan_employees", *(f"employee_sync.{t}" for t in group)}
     for upstream, downstream in zip(group, group[1:], strict=False):
         assert f"employee_sync.{upstream}" in dag.get_task(f"employee_sync.{downstream}").upstream_task_ids
@@ -130,7 +129,7 @@ def test_first_run_creates_everything_and_a_second_writes_nothing(
     seed_firm(advoware_url)
     run = _run()
     assert run.state == DagRunState.SUCCESS
-    assert _states(run, "finalize") == ["success"] * 3
+    assert _states(run, "phase_4_updates") == ["success"] * 3
     _assert_converged(advoware_url, google_url, hub)
     assert total_writes(advoware_url) == 0  # nothing was new on the Google side
 
@@ -163,8 +162,8 @@ def test_injected_5xx_and_429_converge_without_duplicates(
             break
     assert states[-1] == DagRunState.SUCCESS, states
     # some failure reached Airflow and was recovered: a task retried, a later run, or an employee whose
-    # planning failed in plan_employees planned again by its own prepare task
-    replanned = "its own prepare task plans it again" in caplog.text
+    # planning failed in plan_employees planned again by its own phase task
+    replanned = "its own phase task plans it again" in caplog.text
     assert len(states) > 1 or max(tries) > 1 or replanned
     assert sum(stats(google_url)["faults"].values()) > 0  # the faults did happen
     faults(advoware_url)
@@ -186,7 +185,8 @@ def test_an_empty_advoware_list_stops_the_run_without_deletions(
     faults(advoware_url, {"match": "Termine.list", "kind": "empty_list"})  # every listing comes back empty
     run = _run()
     assert run.state == DagRunState.FAILED
-    assert _states(run, "prepare") == ["failed"] and _states(run, "phase_3_deletions") == ["upstream_failed"]
+    assert _states(run, "phase_1_new_advoware") == ["failed"]
+    assert _states(run, "phase_3_deletions") == ["upstream_failed"]
     assert (total_writes(advoware_url), total_writes(google_url)) == writes
     assert sum(len(calendar_events(google_url, c)) for c in calendar_ids(hub).values()) == events_before
     from include.hub.db import connect

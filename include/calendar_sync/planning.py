@@ -4,20 +4,20 @@ nothing to do, and hand on only the employees whose plan has actions.
 A run that changes nothing then costs one task process, whatever the size of the firm: each
 employee's planning is two listings (Advoware's window, Google's changes since the sync token) and
 a plan that is empty, so it is finalised right here (sync token saved, run row 'success'). Only an
-employee with work gets the per-employee task group (prepare, the four phases, finalize), so the
-administrator still sees per employee what was written, with its own retries.
+employee with work gets the per-employee task group (the four phases), so the administrator still
+sees per employee what was written, with its own retries.
 
 Employees are planned in parallel threads (SYNC_PLAN_THREADS, default 8): the work is waiting on
 the two APIs. One employee's failure leaves the others planned: the failing employee is handed on
-without a plan, and its own `prepare` task plans it again with the task's retries and backoff (a
-safety stop fails there loudly, as before). A retried planning task keeps what its earlier try did
+without a plan, and its own first phase task plans it again with the task's retries and backoff (a
+safety stop fails there loudly, nothing written). A retried planning task keeps what its earlier try did
 in this run: an employee already closed is not planned again, one already planned keeps its plan.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +66,7 @@ def _actions(counts: dict[str, Any]) -> int:
 def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
              earlier: dict[str, Any] | None = None) -> Planned:
     """Plan `employee`; an empty plan is finalised at once. Never raises for the employee's own
-    failure: the outcome says "retry" and the employee's prepare task plans again."""
+    failure: the outcome says "retry" and the employee's first phase task plans again."""
     if earlier is not None:
         if earlier["status"] in CLOSED and earlier["plan_id"] and not _actions(earlier["counts"] or {}):
             return Planned(employee, "closed", earlier["plan_id"])
@@ -82,7 +82,7 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
         from include.calendar_sync.executor import reason_of
 
         reason = reason_of(exc)
-        log.warning("planning %s failed (%s): its own prepare task plans it again", employee, reason)
+        log.warning("planning %s failed (%s): its own phase task plans it again", employee, reason)
         return Planned(employee, "retry", error=reason)
     return Planned(employee, "work", prepared["plan_id"], prepared["counts"])
 
@@ -107,20 +107,22 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
     return [r.work_item() for r in results if r.outcome != "closed"]
 
 
-def prepare_planned(work: dict[str, Any], run_id: str, params: RunParams,
-                    context: Callable[[], SyncContext]) -> dict[str, Any]:
-    """The per-employee prepare task: the plan made by the planning step (no client is built), or,
-    for an employee whose planning failed there, planning it now (`context` builds the clients)."""
+def plan_of(hub_dsn: str, run_id: str, employee: str) -> int | None:
+    """The plan made for `employee` in this run and still standing (not a safety stop)."""
+    with connect(hub_dsn) as conn:
+        row = conn.execute(
+            """SELECT p.id FROM sync_plans p JOIN sync_runs r ON r.run_id = p.run_id AND r.employee = p.employee
+               AND r.kind = 'calendar' WHERE p.run_id = %s AND p.employee = %s AND r.status <> 'stopped'""",
+            (run_id, employee)).fetchone()
+    return int(row["id"]) if row else None
+
+
+def ensure_plan(ctx: SyncContext, work: dict[str, Any], run_id: str, params: RunParams) -> int:
+    """The plan of a work item: made by plan_employees, or by an earlier try of this task, or (the
+    employee's planning failed in plan_employees) made now; a safety stop raises here, loudly."""
     employee = work["employee"]
-    if work.get("plan_id") is not None:
-        counts = work.get("counts") or {}
-        log.info("prepare %s: plan %d made by plan_employees: %s", employee, work["plan_id"],
-                 " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        return {"plan_id": work["plan_id"], "employee": employee, "counts": counts,
-                "dry_run": params.dry_run, "stopped": False, "actions": _actions(counts)}
-    log.info("prepare %s: planning again (plan_employees: %s)", employee, work.get("planning_error"))
-    ctx = context()
-    try:
-        return prepare(ctx, run_id, employee, params)
-    finally:
-        ctx.close()
+    plan_id = work.get("plan_id") or plan_of(ctx.hub_dsn, run_id, employee)
+    if plan_id is not None:
+        return int(plan_id)
+    log.info("planning %s again (plan_employees: %s)", employee, work.get("planning_error"))
+    return int(prepare(ctx, run_id, employee, params)["plan_id"])
