@@ -9,12 +9,13 @@ PIP    := $(VENV)/bin/pip
 # The install is redone only when requirements.txt or pyproject.toml change.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: help setup demo scenario down status test test-fast bench lint clean-run
+.PHONY: help setup demo scale-demo scenario down status test test-fast bench lint clean-run
 
 help:
 	@echo "make setup   create .venv, install pinned requirements, .env from .env.example, sandbox key, hub migrations"
 	@echo "make demo    setup, start PostgreSQL/Redis if needed, sandbox (seeded), gateway and Airflow; then the scenario"
 	@echo "make scenario  the demo scenario again on the running stack (parties, calendar)"
+	@echo "make scale-demo  the stack on CeleryExecutor: components and two Celery workers; who ran what"
 	@echo "make down    stop exactly what 'make demo' started"
 	@echo "make test    the test suite (needs PostgreSQL and Redis on 127.0.0.1; not the demo)"
 	@echo "make bench   run every bench/*.py in turn (bench/_*.py are their helpers)"
@@ -41,6 +42,12 @@ setup: $(STAMP) .env
 demo: setup
 	$(PY) -m include.devstack up
 	$(PY) -m include.devstack scenario
+
+# The same DAGs on CeleryExecutor: api-server, scheduler, dag-processor, triggerer and two Celery
+# workers on this machine's PostgreSQL (metadata) and Redis (broker); prints which worker ran what.
+scale-demo: setup
+	$(PY) -m include.devstack up --executor celery --timeout 420
+	$(PY) -m include.devstack scale-scenario
 
 # The demo scenario again, on a stack that is already up.
 scenario:

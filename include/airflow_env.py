@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from include.settings import Settings, get_settings
 
@@ -148,6 +148,33 @@ def variables(settings: Settings) -> dict[str, str]:
             for k, v in values.items()}
 
 
+def metadata_db(settings: Settings) -> str:
+    """The Celery stack's Airflow metadata database on the hub's PostgreSQL server (created by devstack)."""
+    return f"{settings.postgres.db}_airflow"
+
+
+def celery_env(settings: Settings) -> dict[str, str]:
+    """AIRFLOW_* of the CeleryExecutor stack (`make scale-demo`): metadata and Celery results in
+    PostgreSQL, the broker on its own Redis database (the work queue's number + 1)."""
+    pg = settings.postgres
+    pg_password = pg.password.get_secret_value()
+    pg_auth = quote(pg.user, safe="") + (f":{quote(pg_password, safe='')}" if pg_password else "")
+    pg_url = f"{pg_auth}@{pg.host}:{pg.port}/{metadata_db(settings)}"
+    redis_parts = urlsplit(settings.redis_url)
+    broker_db = int((redis_parts.path or "/0").strip("/") or 0) + 1
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg_url}",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg_url}",
+        "AIRFLOW__CELERY__BROKER_URL": urlunsplit(redis_parts._replace(path=f"/{broker_db}")),
+        # Airflow's Celery defaults plus the task modules imported before a worker forks its pool
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "include.hooks.celery_config.CELERY_CONFIG",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
+        # several workers on one machine: each names itself (AIRFLOW_WORKER_NAME), see worker_name.py
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.hooks.worker_name.hostname",
+    }
+
+
 def build_env(
     settings: Settings | None = None,
     *,
@@ -155,8 +182,10 @@ def build_env(
     run_dir: Path | None = None,
     airflow_home: Path | None = None,
     dags_folder: Path | None = None,
+    executor: str = "local",
 ) -> dict[str, str]:
-    """The AIRFLOW_* variables for `airflow standalone` on this machine (merge into os.environ)."""
+    """The AIRFLOW_* variables of the local stack (merge into os.environ): `airflow standalone` with
+    the LocalExecutor and SQLite, or (`executor="celery"`) the components and Celery workers."""
     settings = settings or get_settings()
     run_dir = run_dir or root / ".run"
     home = airflow_home or root / ".airflow"
@@ -192,6 +221,10 @@ def build_env(
         # failure that costs a retry and 15+ s. 2 s: one heartbeat per running task every 2 s.
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
     }
+    if executor == "celery":
+        env.update(celery_env(settings))
+    elif executor != "local":
+        raise ValueError(f"unknown executor {executor!r} (local or celery)")
     env.update(connections(settings, root))
     env.update(variables(settings))
     return env

@@ -1,6 +1,8 @@
 """The local stack behind `make demo` / `make down`: sandbox, gateway and Airflow standalone.
 
-    python -m include.devstack up [--timeout 180]   start what is not running, wait until healthy
+    python -m include.devstack up [--timeout 180] [--executor local|celery]
+                                                    start what is not running, wait until healthy
+    python -m include.devstack scale-scenario       the Celery stack's demo: which worker ran what
     python -m include.devstack scenario             the demo: parties and calendar through the stack
     python -m include.devstack down [--services]    stop exactly what `up` started
     python -m include.devstack status               what runs, and is it healthy
@@ -11,6 +13,12 @@ gateway on GATEWAY_PORT, and in sandbox mode the sandboxes on the ports of ADVOW
 GOOGLE_API_ENDPOINT and ESPOCRM_BASE_URL. DEVSTACK_RUN_DIR (default .run) holds PID files and logs,
 DEVSTACK_AIRFLOW_HOME (default .airflow) the Airflow home, so a second stack (the e2e test) can
 run beside the demo; DEVSTACK_DAGS_FOLDER (default dags/) lets a bench add DAGs of its own.
+
+`--executor celery` (or DEVSTACK_EXECUTOR=celery; `make scale-demo`) runs Airflow as separate
+components instead of `airflow standalone`: api-server, scheduler, dag-processor, triggerer and
+DEVSTACK_CELERY_WORKERS (2) Celery workers, each naming itself (AIRFLOW_WORKER_NAME = worker-<n>), on
+the machine's PostgreSQL (metadata database `<POSTGRES_DB>_airflow`, created and migrated by `up`)
+and Redis (broker on the work queue's database number + 1); Airflow home .airflow-celery.
 
 In sandbox mode `up` also prepares the demo (include/devstack_demo.py): a sandbox it starts is
 seeded with a small firm (after clearing the hub and queue of a previous demo), EspoCRM's three
@@ -45,6 +53,7 @@ import httpx
 import psutil
 
 from include import airflow_env, devstack_demo
+from include.hooks.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,16 +76,26 @@ class Service:
     ports: list[int]
 
 
+EXECUTORS = ("local", "celery")
+
+
 @dataclass
 class Stack:
     settings: Settings
     root: Path = ROOT
     run_dir: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")))
-    airflow_home: Path = field(
-        default_factory=lambda: Path(os.environ.get("DEVSTACK_AIRFLOW_HOME", ROOT / ".airflow")))
+    executor: str = field(default_factory=lambda: os.environ.get("DEVSTACK_EXECUTOR", "local"))
+    airflow_home: Path | None = None  # default: DEVSTACK_AIRFLOW_HOME, else .airflow (.airflow-celery)
     dags_folder: Path = field(
         default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
     out: object = sys.stdout
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, not {self.executor!r}")
+        if self.airflow_home is None:
+            default = ROOT / (".airflow" if self.executor == "local" else ".airflow-celery")
+            self.airflow_home = Path(os.environ.get("DEVSTACK_AIRFLOW_HOME", default))
 
     # -- paths and identity ------------------------------------------------------------------
     @property
@@ -127,12 +146,24 @@ class Stack:
             gw_env["ESPOCRM_WEBHOOK_SECRET"] = secret
         out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], gw_env,
                            [f"http://127.0.0.1:{gw}/healthz"], [gw]))
-        af_env = airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
-                                       airflow_home=self.airflow_home, dags_folder=self.dags_folder)
+        af_env = {**base, **airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
+                                                  airflow_home=self.airflow_home, dags_folder=self.dags_folder,
+                                                  executor=self.executor)}
         af_port = airflow_env.api_port(s)
-        # airflow standalone starts its components as `airflow ...` from PATH: the venv's bin comes first.
-        out.append(Service("airflow", [os.path.join(bin_dir, "airflow"), "standalone"], {**base, **af_env},
-                           [f"http://127.0.0.1:{af_port}/api/v2/version"], [af_port]))
+        airflow = os.path.join(bin_dir, "airflow")
+        api_health = [f"http://127.0.0.1:{af_port}/api/v2/version"]
+        if self.executor == "local":
+            # airflow standalone starts its components as `airflow ...` from PATH: the venv's bin first.
+            out.append(Service("airflow", [airflow, "standalone"], af_env, api_health, [af_port]))
+            return out
+        out.append(Service("airflow-apiserver", [airflow, "api-server"], af_env, api_health, [af_port]))
+        for component in ("scheduler", "dag-processor", "triggerer"):
+            out.append(Service(f"airflow-{component}", [airflow, component], af_env, [], []))
+        for n in range(1, celery_workers() + 1):
+            name = f"worker-{n}"
+            out.append(Service(f"airflow-{name}", [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h",
+                                                   "--skip-serve-logs"],
+                               {**af_env, WORKER_NAME_ENV: name}, [], []))
         return out
 
     # -- PID files ---------------------------------------------------------------------------
@@ -315,10 +346,13 @@ class Stack:
         self.write_sandbox_key()
         airflow_env.write_passwords_file(self.run_dir / "airflow-passwords.json", self.settings)
         services = {svc.name: svc for svc in self.services()}
+        airflow_parts = [name for name in services if name.startswith("airflow")]
         try:
+            if self.executor == "celery":
+                self.migrate_airflow_metadata(services["airflow-scheduler"].env)
             # Airflow is the slowest to come up: it starts first and comes up while the sandbox is
             # prepared; the gateway waits for the webhook secrets.
-            fresh = {name for name in ("airflow", "sandbox") if name in services
+            fresh = {name for name in (*airflow_parts, "sandbox") if name in services
                      and self._start_if_needed(services[name])}
             fresh_sandbox = "sandbox" in fresh
             if "sandbox" in services:
@@ -332,7 +366,41 @@ class Stack:
             self.down()
             raise
         self.prepare_airflow(stale_before=up_started if fresh_sandbox else None)
+        if self.executor == "celery":
+            self.wait_for_workers(services["airflow-scheduler"].env, deadline)
         self.summary()
+
+    def migrate_airflow_metadata(self, env: dict[str, str]) -> None:
+        """The Celery stack's metadata database: created on the hub's server if missing, then migrated."""
+        import psycopg
+
+        name = airflow_env.metadata_db(self.settings)
+        with psycopg.connect(self.settings.postgres.dsn("postgres"), autocommit=True, connect_timeout=10) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+        self.say(f"Airflow metadata: PostgreSQL database {name}, migrating")
+        done = subprocess.run([env["PATH"].split(os.pathsep)[0] + "/airflow", "db", "migrate"], cwd=self.root,
+                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+    def wait_for_workers(self, env: dict[str, str], deadline: float) -> list[str]:
+        """Until every Celery worker answers a ping on the broker (tasks sent earlier would all go to
+        the first one up)."""
+        wanted = celery_workers()
+        script = ("import json; from airflow.providers.celery.executors.celery_executor_utils import app; "
+                  "print(json.dumps(sorted(n for r in app.control.ping(timeout=2) for n in r)))")
+        names: list[str] = []
+        while time.monotonic() < deadline:
+            done = subprocess.run([sys.executable, "-c", script], cwd=self.root, env=env, capture_output=True,
+                                  text=True, stdin=subprocess.DEVNULL, timeout=120)
+            lines = done.stdout.strip().splitlines()
+            names = json.loads(lines[-1]) if done.returncode == 0 and lines else []
+            if len(names) >= wanted:
+                self.say(f"  Celery workers answering: {', '.join(names)}")
+                return names
+            time.sleep(2)
+        raise TimeoutError(f"only {len(names)} of {wanted} Celery workers answer: {names}")
 
     def prepare_sandbox(self, *, fresh_sandbox: bool) -> None:
         """Seed a sandbox that started now, and make sure EspoCRM's webhooks point at the gateway."""
@@ -398,7 +466,8 @@ class Stack:
         login = f"{s.airflow_api.username} / {s.airflow_api.password.get_secret_value()}"
         lines = [
             "",
-            f"Airflow UI   {af}   login: {login}",
+            f"Airflow UI   {af}   login: {login}"
+            + (f"   (CeleryExecutor, {celery_workers()} workers)" if self.executor == "celery" else ""),
             f"Gateway      http://127.0.0.1:{s.gateway.port}   (/healthz, /metrics)",
         ]
         if s.sandbox_mode:
@@ -510,6 +579,25 @@ class Stack:
         return 1 if bad else 0
 
 
+def _executor_file() -> Path:
+    return Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")) / "devstack-executor"
+
+
+def _recorded_executor() -> str | None:
+    """What `up` started (down, status and the scenarios follow it)."""
+    path = _executor_file()
+    return path.read_text().strip() if path.exists() else None
+
+
+def _record_executor(stack: Stack) -> None:
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    _executor_file().write_text(stack.executor)
+
+
+def celery_workers() -> int:
+    return max(1, int(os.environ.get("DEVSTACK_CELERY_WORKERS", "2")))
+
+
 def _port_in_use(port: int) -> bool:
     import socket
 
@@ -523,15 +611,25 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds until everything is healthy")
+    up.add_argument("--executor", choices=EXECUTORS, default=None,
+                    help="local: airflow standalone (default); celery: components and Celery workers")
     down = sub.add_parser("down")
     down.add_argument("--services", action="store_true",
                       help="also stop PostgreSQL/Redis if devstack started them")
     sub.add_parser("status")
     sub.add_parser("migrate")
     sub.add_parser("scenario")
+    scale = sub.add_parser("scale-scenario")
+    scale.add_argument("--employees", type=int, default=12)
     args = parser.parse_args(argv)
 
-    stack = Stack(Settings())
+    if args.cmd == "up":
+        executor = args.executor or os.environ.get("DEVSTACK_EXECUTOR", "local")
+    else:  # down, status and the scenarios act on what `up` started
+        executor = _recorded_executor() or os.environ.get("DEVSTACK_EXECUTOR", "local")
+    stack = Stack(Settings(), executor=executor)
+    if args.cmd == "up":
+        _record_executor(stack)
     try:
         if args.cmd == "up":
             stack.up(args.timeout)
@@ -541,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
             return stack.status()
         elif args.cmd == "scenario":
             return stack.scenario()
+        elif args.cmd == "scale-scenario":
+            from include.devstack_scale import scale_scenario
+
+            return scale_scenario(stack, employees=args.employees)
         elif args.cmd == "migrate":
             if not stack._pg_up():
                 print("PostgreSQL does not answer: hub migrations skipped (make demo runs them)")

@@ -114,7 +114,7 @@ def test_airflow_components_share_secret_and_execution_api(compose: dict[str, An
         assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == env_of(compose, "airflow-apiserver")[
             "AIRFLOW__API_AUTH__JWT_SECRET"]
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "include.hooks.preload.PreloadingLocalExecutor"
         assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
         commands[service] = compose["services"][service].get("command")
     for service, sub in [("airflow-apiserver", "api-server"), ("airflow-scheduler", "scheduler"),
@@ -132,3 +132,54 @@ def test_image_installs_the_pinned_requirements() -> None:
     pinned = (ROOT / "requirements.txt").read_text()
     version = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.M)
     assert version and f"apache-airflow=={version[1]}" in pinned
+
+
+# -- the CeleryExecutor layer (docker-compose.celery.yaml over docker-compose.yaml) -----------------
+def _merged(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Services as `docker compose -f base -f layer` sees them: mappings merged, `extends` resolved."""
+    services = {name: dict(svc) for name, svc in base["services"].items()}
+    for name, svc in layer["services"].items():
+        merged = dict(services.get(name, {}))
+        if "extends" in svc:
+            merged = dict(base["services"][svc["extends"]["service"]])
+        for key, value in svc.items():
+            if key == "environment":
+                merged[key] = {**merged.get(key, {}), **value}
+            elif key != "extends":
+                merged[key] = value
+        services[name] = merged
+    return services
+
+
+@pytest.fixture(scope="module")
+def celery_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    layer = yaml.safe_load((ROOT / "docker-compose.celery.yaml").read_text())
+    assert layer["services"]["airflow-worker"]["extends"]["file"] == "docker-compose.yaml"
+    return _merged(compose, layer)
+
+
+def test_celery_layer_switches_every_component_and_adds_scalable_workers(
+        celery_services: dict[str, dict[str, Any]]) -> None:
+    for name in [*AIRFLOW_SERVICES, "airflow-worker"]:
+        env = {k: str(v) for k, v in celery_services[name]["environment"].items()}
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        broker = _REF.match(env["AIRFLOW__CELERY__BROKER_URL"])
+        # the broker has a Redis database of its own: never the work queue's
+        assert broker and broker["default"] == "redis://redis:6379/1", name
+        assert env["REDIS_URL"].endswith("redis://redis:6379/0}"), name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
+        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "include.hooks.celery_config.CELERY_CONFIG"
+    worker = celery_services["airflow-worker"]
+    assert worker["command"][-3:] == ["airflow", "celery", "worker"]
+    assert worker["deploy"]["replicas"] >= 2 and worker["image"] == celery_services["airflow-scheduler"]["image"]
+    assert {"postgres", "redis", "airflow-init"} <= set(worker["depends_on"])
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+
+
+def test_the_celery_configuration_preloads_the_task_modules() -> None:
+    from include.hooks.celery_config import CELERY_CONFIG
+    from include.hooks.preload import TASK_MODULES
+
+    assert set(TASK_MODULES) <= set(CELERY_CONFIG["imports"])
+    assert CELERY_CONFIG["task_acks_late"] is True  # a task of a dead worker is delivered again

@@ -1,0 +1,131 @@
+"""`make scale-demo`'s scenario on the Celery stack (`include.devstack up --executor celery`): a bigger
+sandbox firm, one calendar run and the party webhooks, then which worker ran which task instance.
+
+Sandbox mode only (it reseeds the sandboxes and clears the hub). Output: ids, counts and worker names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from include import devstack_demo
+from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
+
+if TYPE_CHECKING:
+    from include.devstack import Stack
+
+APPOINTMENTS = 20
+
+
+def _seed_firm(stack: Stack, employees: int) -> None:
+    """A generated firm of `employees` (all active) over the sandboxes' admin API."""
+    urls = devstack_demo.sandbox_urls(stack.sandbox_ports())
+    devstack_demo.reset_previous_demo(stack.settings, stack.say)
+    with httpx.Client(timeout=60) as http:
+        for side in ("google", "advoware"):  # the demo firm's calendars and appointments go with the hub
+            http.post(f"{urls[side]}/_sandbox/reset").raise_for_status()
+        http.post(f"{urls['google']}/_sandbox/seed", json={"seed": 1, "employees": employees}).raise_for_status()
+        http.post(f"{urls['advoware']}/_sandbox/seed", json={
+            "seed": 1, "employees": employees, "appointments_per_employee": APPOINTMENTS,
+            "start": date.today().isoformat()}).raise_for_status()
+        staff = http.get(f"{urls['advoware']}/_sandbox/state").json()["mitarbeiter"]
+        # the generated firm has one former employee; here everyone works
+        http.post(f"{urls['advoware']}/_sandbox/seed",
+                  json={"mitarbeiter": [{**m, "aktiv": True} for m in staff]}).raise_for_status()
+    stack.say(f"sandbox firm: {employees} employees x {APPOINTMENTS} appointments")
+
+
+def wait_for_run(api: AirflowApi, dag_id: str, run_id: str, timeout_s: float, say: Any) -> str:
+    started = last = time.monotonic()
+    while True:
+        state = api.get_run(dag_id, run_id)["state"]
+        if state in ("success", "failed"):
+            return str(state)
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s")
+        if time.monotonic() - last > 15:
+            say(f"  {dag_id}: {state}, {time.monotonic() - started:.0f}s")
+            last = time.monotonic()
+        time.sleep(2)
+
+
+def _wait_quiet(api: AirflowApi, dag_id: str, timeout_s: float, say: Any) -> None:
+    """Until no run of `dag_id` is queued or running."""
+    started = last = time.monotonic()
+    while sum(api.list_runs(dag_id, state=state, limit=1)[1] for state in ("queued", "running")):
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"{dag_id} still has active runs after {timeout_s:.0f}s")
+        if time.monotonic() - last > 15:
+            say(f"  waiting for the {dag_id} run that started with the stack ({time.monotonic() - started:.0f}s)")
+            last = time.monotonic()
+        time.sleep(2)
+
+
+def task_hosts(api: AirflowApi, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every task instance of a run that ran (try, state, and the worker that ran its last try)."""
+    r = api.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+    r.raise_for_status()
+    return [t for t in r.json()["task_instances"] if t.get("hostname")]
+
+
+def _label(ti: dict[str, Any]) -> str:
+    name = ti["task_id"].split(".")[-1]
+    index = ti.get("rendered_map_index") or (ti["map_index"] if ti["map_index"] >= 0 else None)
+    return f"{name}[{index}]" if index is not None else name
+
+
+def worker_table(tis: list[dict[str, Any]]) -> str:
+    by_host: dict[str, list[str]] = defaultdict(list)
+    for ti in tis:
+        by_host[ti["hostname"]].append(_label(ti) + (f" (try {ti['try_number']})" if ti["try_number"] > 1 else ""))
+    lines = []
+    for host, labels in sorted(by_host.items()):
+        lines.append(f"  {host}: {len(labels)} task instances")
+        lines += [f"    {label}" for label in sorted(labels)]
+    return "\n".join(lines)
+
+
+def scale_scenario(stack: Stack, *, employees: int = 12, timeout_s: float = 900.0) -> int:
+    if not stack.settings.sandbox_mode:
+        stack.say("scale-scenario: only in sandbox mode (SANDBOX_MODE=true); it reseeds the sandboxes")
+        return 1
+    if stack.executor != "celery":
+        stack.say("scale-scenario: the stack runs the LocalExecutor; start it with `make scale-demo`")
+        return 1
+    s = stack.settings
+    api = AirflowApi(stack.airflow_url(), s.airflow_api.username, s.airflow_api.password.get_secret_value(),
+                     timeout_s=30)
+    failed: list[str] = []
+    try:
+        # a scheduled run that started with the stack would otherwise carry the new firm itself
+        _wait_quiet(api, CALENDAR_SYNC_DAG, timeout_s, stack.say)
+        _seed_firm(stack, employees)
+        run_id = f"scale__calendar__{int(time.time())}"
+        api.trigger(CALENDAR_SYNC_DAG, {}, dag_run_id=run_id, note="make scale-demo")
+        stack.say(f"\n== calendar run {run_id} ({employees} employees) on the Celery workers")
+        if wait_for_run(api, CALENDAR_SYNC_DAG, run_id, timeout_s, stack.say) != "success":
+            failed.append("calendar")
+        calendar_tis = task_hosts(api, CALENDAR_SYNC_DAG, run_id)
+        party_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        urls = devstack_demo.sandbox_urls(stack.sandbox_ports())
+        try:
+            devstack_demo.run_party_part(s, urls, stack.gateway_url(), stack.say)
+        except Exception as exc:  # the table below still shows what ran
+            failed.append("parties")
+            stack.say(f"parties FAILED: {type(exc).__name__}: {exc}")
+        runs = api.request("GET", "/api/v2/dags/beteiligte_sync/dagRuns",
+                           params={"start_date_gte": party_since, "limit": 100}).json().get("dag_runs", [])
+        party_tis = [ti for run in runs for ti in task_hosts(api, "beteiligte_sync", run["dag_run_id"])]
+        stack.say(f"\n== which worker ran which task instance\ncalendar run {run_id}:\n{worker_table(calendar_tis)}")
+        stack.say(f"beteiligte_sync ({len(runs)} runs):\n{worker_table(party_tis) or '  (no task process)'}")
+        hosts = {ti["hostname"] for ti in calendar_tis + party_tis}
+        stack.say(f"\n{len(calendar_tis) + len(party_tis)} task instances on {len(hosts)} workers: "
+                  f"{', '.join(sorted(hosts))}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+    finally:
+        api.close()
+    return 1 if failed else 0
