@@ -6,9 +6,10 @@ gateway stores the party ids in Redis (coalesced: one unit of work per id, howev
 and triggers this DAG; a sweep every 5 minutes (env `BETEILIGTE_SYNC_SCHEDULE`) catches whatever a
 missed trigger left behind.
 
-1. **work_queued** (waits in the triggerer, never on a worker): ends as soon as an id is ready in the
-   queue (or a crashed worker's claim has expired); the gateway's enqueue wakes it at once. No work
-   within a minute → skipped, the run ends quietly. A sweep that finds nothing starts no task process.
+1. **work_queued**: one look at the queue; an id ready (or a crashed worker's claim expired) → done.
+   Otherwise it waits in the triggerer, not on a worker, woken at once by the gateway's enqueue; no
+   work within a minute → skipped, the run ends quietly. A sweep that finds nothing costs one short
+   task process; waiting costs none.
 2. **drain_queue**: claims a batch with a lease, and for each party fetches the *current* record
    from EspoCRM (404 = deleted), creates or updates the Advoware Beteiligter and its communications
    (e-mail, phone), writes the `betNr`, sync status and time back to EspoCRM and records the link in

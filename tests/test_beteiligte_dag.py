@@ -53,9 +53,7 @@ def test_dag_shape() -> None:
     assert dag.timetable.expression == "*/5 * * * *"
     assert dag.doc_md and "beteiligte_sync" in dag.doc_md
     sensor, drain = dag.get_task("work_queued"), dag.get_task("drain_queue")
-    # the wait runs in the triggerer from the start: no worker, no task process while nothing is queued
-    assert sensor.start_from_trigger and sensor.start_trigger_args.trigger_cls.endswith("PartyWorkTrigger")
-    assert sensor.start_trigger_args.trigger_kwargs["idle_timeout_s"] > 0
+    assert type(sensor).__name__ == "PartyWorkSensor" and sensor.idle_timeout_s > 0
     assert drain.upstream_task_ids == {"work_queued"}
     assert drain.retries >= 1 and float(drain.retry_exponential_backoff) == 2.0 and drain.max_retry_delay
 

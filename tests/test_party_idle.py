@@ -1,9 +1,11 @@
-"""While no webhook arrives, `beteiligte_sync` costs no task process (the demo stack, on free ports).
+"""While no webhook arrives, `beteiligte_sync` starts no task process beyond each sweep's first look
+(the demo stack, on free ports).
 
-The sweep is made to run every minute; each sweep's `work_queued` starts and ends in the triggerer
-(skipped after its idle minute) and `drain_queue` is skipped, so Airflow's metadata shows no task
-instance that ran in a task process (none has a pid). Then one signed webhook arrives through the
-gateway, and the run it triggers drains it in a task process (pid set): the count can see one.
+The sweep is made to run every minute. Per idle sweep, Airflow's metadata shows exactly one task
+instance that ran in a task process: `work_queued` (pid set, one try), which deferred to the
+triggerer and was ended there (skipped, its log never shows a resumption on a worker); `drain_queue`
+is skipped without a process (no pid). Then one signed webhook arrives through the gateway, and the
+run it triggers drains it in a task process (pid set): the count can see one.
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ def _tis(api: AirflowApi, run_id: str) -> list[dict[str, Any]]:
     return r.json()["task_instances"]
 
 
-def test_idle_sweeps_start_no_task_process_and_a_webhook_starts_one(tmp_path: Path, redis_url: str) -> None:
+def _log(api: AirflowApi, run_id: str, task_id: str) -> str:
+    r = api.request("GET", f"/api/v2/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1")
+    r.raise_for_status()
+    return json.dumps(r.json())
+
+
+def test_idle_sweeps_start_one_short_task_process_and_a_webhook_starts_the_drain(tmp_path: Path,
+                                                                                   redis_url: str) -> None:
     hub_db = f"hub_idle_{uuid.uuid4().hex[:10]}"
     env = _env(tmp_path, hub_db, redis_url)
     try:
@@ -79,7 +88,10 @@ def test_idle_sweeps_start_no_task_process_and_a_webhook_starts_one(tmp_path: Pa
         for run in done:
             tis = {t["task_id"]: t for t in _tis(api, run["dag_run_id"])}
             assert tis["work_queued"]["state"] == "skipped" and tis["drain_queue"]["state"] == "skipped", run
-            assert [t["task_id"] for t in tis.values() if t["pid"]] == [], run  # no task process
+            assert [t["task_id"] for t in tis.values() if t["pid"]] == ["work_queued"], run  # the first look
+            assert tis["work_queued"]["try_number"] == 1
+            log = _log(api, run["dag_run_id"], "work_queued")
+            assert "waiting in the triggerer" in log and "resumed on a worker" not in log, run
 
         # one webhook: the gateway triggers a run, whose drain runs in a task process
         hooks = json.loads((tmp_path / "run" / "espocrm-webhooks.json").read_text())["secret"]
@@ -97,8 +109,8 @@ def test_idle_sweeps_start_no_task_process_and_a_webhook_starts_one(tmp_path: Pa
         drained: list[dict[str, Any]] = []
         while not drained:
             assert time.monotonic() < deadline, "the webhook's run did not drain the queue"
-            drained = [t for run in _runs(api) if run["state"] == "success"
-                       for t in _tis(api, run["dag_run_id"]) if t["task_id"] == "drain_queue" and t["state"] == "success"]
+            drained = [t for run in _runs(api) if run["state"] == "success" for t in _tis(api, run["dag_run_id"])
+                       if t["task_id"] == "drain_queue" and t["state"] == "success"]
             time.sleep(2)
         assert drained[0]["pid"]  # this one ran in a task process
         api.close()

@@ -1,13 +1,14 @@
-"""The wait of `beteiligte_sync` for queued party work, on the triggerer instead of a worker.
+"""The wait of `beteiligte_sync` for queued party work: one look on a worker, then the triggerer.
 
-`PartyWorkSensor` starts **in the triggerer** (`start_from_trigger`): a run's first task never
-occupies a worker or starts a task process. Its `PartyWorkTrigger` ends the task from the triggerer
-as well: success as soon as a party id is ready (or a crashed worker's claim has expired), so
-`drain_queue` starts; skipped after `idle_timeout_s` without work, so the run ends quietly and
-`drain_queue` is skipped. A sweep that finds nothing therefore costs no task process at all.
+`PartyWorkSensor` looks at the queue once, in its task process: work ready (the usual case of a run
+the gateway triggered) → success at once, `drain_queue` follows. Nothing ready → it defers to
+`PartyWorkTrigger` and its process ends; the trigger ends the task from the triggerer itself: success
+as soon as a party id is ready (or a crashed worker's claim has expired), skipped after
+`idle_timeout_s` without work (the run ends quietly, `drain_queue` is skipped). So a sweep that
+finds nothing costs one short task process, and waiting costs none.
 
-It does not poll: the gateway's enqueue script publishes on the pub/sub channel named like the
-pending set (`vmh:webhook:pending`) whenever it marks ids pending, and the trigger sleeps on that
+The trigger does not poll: the gateway's enqueue script publishes on the pub/sub channel named like
+the pending set (`vmh:webhook:pending`) whenever it marks ids pending, and the trigger sleeps on that
 subscription until the next id is due: subscribe, then read the queue (so nothing published before
 the subscription is missed), then wait for a message or for the earliest not-before time (a nacked
 id's backoff, a claim's lease), whichever comes first.
@@ -21,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
-from airflow.triggers.base import BaseTrigger, StartTriggerArgs, TaskSkippedEvent, TaskSuccessEvent
+from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent
 
 from include.queue.party_queue import DEFAULT_PREFIX
 
@@ -81,27 +82,31 @@ class PartyWorkTrigger(BaseTrigger):
 
 
 class PartyWorkSensor(BaseOperator):
-    """Waits (in the triggerer, no worker) until party work is queued; skipped after the idle timeout."""
-
-    start_from_trigger = True
-    start_trigger_args = StartTriggerArgs(trigger_cls=CLASSPATH, trigger_kwargs={}, next_method="execute_complete",
-                                          next_kwargs=None, timeout=None)
+    """Succeeds when party work is queued; waits for it in the triggerer; skipped after the idle timeout."""
 
     def __init__(self, *, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX,
                  idle_timeout_s: float = 60.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.redis_conn_id, self.prefix, self.idle_timeout_s = redis_conn_id, prefix, idle_timeout_s
-        # replaced, not mutated: start_trigger_args is a class attribute shared by every instance
-        self.start_trigger_args = StartTriggerArgs(
-            trigger_cls=CLASSPATH, next_method="execute_complete", next_kwargs=None, timeout=None,
-            trigger_kwargs={"redis_conn_id": redis_conn_id, "prefix": prefix, "idle_timeout_s": idle_timeout_s})
 
     def execute(self, context: Any) -> None:
-        """Only when the task does start on a worker (`dag.test()`, or a cleared task): defer there."""
+        from include.hooks.redis_conn import redis_url
+        from include.queue.party_queue import PartyQueue
+
+        queue = PartyQueue.from_url(redis_url(self.redis_conn_id), prefix=self.prefix)
+        try:
+            if queue.has_work():
+                self.log.info("party work is ready")
+                return
+        finally:
+            queue.r.close()
+        self.log.info("no party work ready: waiting in the triggerer (at most %.0fs)", self.idle_timeout_s)
         self.defer(trigger=PartyWorkTrigger(self.redis_conn_id, self.prefix, self.idle_timeout_s),
                    method_name="execute_complete")
 
     def execute_complete(self, context: Any, event: Any = None) -> None:
-        """Reached only on the worker path: the triggerer ends the task itself with the event's state."""
+        """Reached only when a task resumes from the trigger on a worker (`dag.test()`): the triggerer
+        itself ends the task with the event's state."""
+        self.log.info("resumed on a worker after the wait (%s)", event)
         if str(event) == "skipped":
             raise AirflowSkipException(f"no party work within {self.idle_timeout_s:.0f}s")
