@@ -281,3 +281,26 @@ def test_recover_rebuilds_lost_links_and_the_next_run_writes_nothing(
     _, results = sync_all(ctx, employees=[employee])
     assert results[employee]["status"] == "success"
     assert (total_writes(advoware_url), total_writes(google_url)) == writes
+
+
+def test_every_write_is_one_info_line_naming_employee_frnr_event_and_action(
+        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, caplog: pytest.LogCaptureFixture) -> None:
+    """What an administrator reads in a task log: which appointment was touched, by ids; never a text."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="include.calendar_sync"):
+        sync_all(ctx)  # the initial sync: every Google insert (batched) is a line of its own
+    employee = _first_employee(ctx)
+    inserted = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(f"write {employee} "))
+    expected = sorted(f"write {employee} create_google frNr={lk['frnr']} event={lk['google_event_id']}: created"
+                      for lk in links(hub, employee) if lk["status"] == "linked")
+    assert inserted == expected and len(expected) == len(termine(advoware_url, employee))
+
+    gid = _user_event(ctx, employee, "Vertraulich: Mandant Müller")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="include.calendar_sync"):
+        sync_all(ctx)
+    (row,) = [lk for lk in links(hub, employee) if lk["google_event_id"] == gid]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("write ")]
+    assert lines == [f"write {employee} create_advoware frNr={row['frnr']} event={gid}: created"]
+    assert "Müller" not in caplog.text and "Vertraulich" not in caplog.text

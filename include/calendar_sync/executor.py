@@ -143,6 +143,7 @@ class PhaseExecutor:
         self.employee = plan.employee
         self._writer: EventWriter | None = None
         self._conn: psycopg.Connection | None = None
+        self._created_frnr: dict[int, int] = {}  # create_advoware: the frNr the write made (for its log line)
 
     # -- plumbing ------------------------------------------------------------------------------------
     @property
@@ -280,13 +281,19 @@ class PhaseExecutor:
             raise quota
         return result
 
+    def _written(self, a: Action, detail: str, frnr: int | None = None) -> Outcome:
+        """A write that went through: one INFO line with the ids (never a text), and its outcome."""
+        log.info("write %s %s frNr=%s event=%s: %s", self.employee, a.kind, frnr if frnr is not None else a.frnr,
+                 a.google_event_id, detail)
+        return Outcome(a, VERB[a.kind], detail)
+
     def apply(self, a: Action) -> Outcome:
         """One item: already applied → its verb; else call the handler and record the outcome."""
         try:
             if self._already_applied(a):
                 return Outcome(a, VERB[a.kind], "already applied")
             detail = getattr(self, f"_{a.kind}")(a) or ""
-            return Outcome(a, VERB[a.kind], detail)
+            return self._written(a, detail, self._created_frnr.pop(id(a), None))
         except _Skip as skip:
             log.info("skipped %s %s frNr=%s event=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id, skip)
             return Outcome(a, "skipped", str(skip))
@@ -334,7 +341,7 @@ class PhaseExecutor:
             self._save(a, google_fp=_google_fp(r.event, a.google_fingerprint), google_event=r.event)
         except Exception as exc:
             return self._fail(a, reason_of(exc))
-        return Outcome(a, VERB[a.kind], r.outcome)
+        return self._written(a, r.outcome)
 
     def _put(self, a: Action, *, guard: bool = False) -> dict[str, Any]:
         """Full update (PUT) of the event; a missing event is inserted again (same id).
@@ -465,6 +472,7 @@ class PhaseExecutor:
         self._save(a, frnr=frnr, advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
                    changed_at=changed_at_of(record or {}), google_event=r.event,
                    extra=lambda conn: store.finish_intent(conn, intent.id))
+        self._created_frnr[id(a)] = frnr
         return detail
 
     def _created_earlier(self, intent: store.Intent) -> int | None:
