@@ -21,6 +21,7 @@ from sandbox.runner import ServerThread, free_port
 from tests.conftest import pg_dsn
 from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
 from tests.test_demo_stack import devstack
+from webhook_gateway.calendar import MAX_TRIGGER_BODY
 
 DAG = "advoware_calendar_sync"
 POOLS = {"google_calendar_api": 4, "advoware_api": 2}
@@ -154,3 +155,19 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
         devstack("down", env, timeout=120)
         with psycopg.connect(pg_dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{hub_db}" WITH (FORCE)')
+
+
+def test_a_large_body_is_413_before_parsing_and_a_422_echoes_nothing(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    big = json.dumps({"employees": ["AB"] * 800_000}).encode()  # about 5 MiB
+    invalid = json.dumps({"employees": "x" * 10_000}).encode()
+    with gateway(url) as client:
+        r = client.post("/advoware/calendar/sync", content=big, headers=auth(**{"Content-Type": "application/json"}))
+        assert r.status_code == 413 and r.json()["limit"] == MAX_TRIGGER_BODY
+        bad = client.post("/advoware/calendar/sync", content=invalid,
+                          headers=auth(**{"Content-Type": "application/json"}))
+        assert bad.status_code == 422 and len(bad.content) < 2000
+        nested = client.post("/advoware/calendar/sync", content=b"[" * 10_000,
+                             headers=auth(**{"Content-Type": "application/json"}))
+        assert nested.status_code == 400
+    assert app.state.runs == {}

@@ -24,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi, AirflowApiError
 from webhook_gateway.auth import require_write
+from webhook_gateway.body_limit import limited_body_route
 
 log = logging.getLogger("webhook_gateway.calendar")
-router = APIRouter()
+# 500 Kürzel of 20 characters are about 12 KiB of JSON: nothing larger is read (413), let alone parsed
+MAX_TRIGGER_BODY = 16 * 1024
+router = APIRouter(route_class=limited_body_route(MAX_TRIGGER_BODY))
 
 RUN_ID_PREFIX = "gateway__calendar__"
 Kuerzel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9ÄÖÜäöüß_-]{1,20}$")]

@@ -1,20 +1,27 @@
 """`GET|POST|PUT|DELETE /api/advoware/{path}` → Advoware `api/v1/advonet/{path}`, status and body unchanged.
 
-Order of checks: token (401/403) → path shape (400) → allow-list (403) → scope for writes (403)
-→ body size (413) and JSON (400) → write protection (403, in the client, before anything leaves)
-→ Advoware (its answer; 504 on timeout, 502 when unreachable). Every write that passed the token
-check is recorded in the hub's `write_audit`, whatever its outcome.
+Order of checks: token (401/403) → path and query length (414) → path shape (400) → allow-list (403)
+→ method override (400) → scope for writes (403) → body size (413) and JSON (400) → write protection
+(403, in the client, before anything leaves) → Advoware (its answer; 504 on timeout, 502 when
+unreachable). Every write that passed the token check is recorded in the hub's `write_audit` exactly
+once, whatever its outcome (a client that went away mid-upload: 499 `client_disconnected`).
+
+What goes upstream: the method, the checked path, the query parameters as sent, and for writes the
+JSON body; no client header (the proxy sends its own Authorization and Content-Type). A method
+override (`?_method=`, `X-HTTP-Method-Override` and kin) is refused, not forwarded: the method
+Advoware sees is always the method of the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from starlette.requests import ClientDisconnect
 
 from include.advoware.async_client import AsyncAdvowareClient, RawResponse
 from include.advoware.errors import (
@@ -27,6 +34,7 @@ from include.advoware.errors import (
 from include.hub import audit
 from include.settings import Settings
 from webhook_gateway.auth import token_scope
+from webhook_gateway.json_body import BadJson, decode
 
 log = logging.getLogger("webhook_gateway.proxy")
 router = APIRouter()
@@ -35,6 +43,14 @@ PREFIX = "/api/advoware/"
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _PASS_HEADERS = ("content-type", "retry-after")
+# Advoware resource paths are short ("Beteiligte/12/Kommunikationen/3"); longer ones are refused, not sent
+MAX_PATH_CHARS = 512
+MAX_QUERY_BYTES = 2048
+_OVERRIDE_HEADERS = (b"x-http-method-override", b"x-http-method", b"x-method-override")
+CLIENT_GONE = 499  # nginx's "client closed request": the audit status of an upload the client abandoned
+# The audit writes (blocking psycopg) get threads of their own: nothing else in the process can
+# hold them (issue 11: triggers sleeping in the shared default pool made a proxy write wait 11 s).
+_AUDIT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-audit")
 
 
 def check_path(raw_rest: str) -> str:
@@ -114,33 +130,61 @@ async def advoware_proxy(path: str, request: Request) -> Response:
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     rest = raw[len(PREFIX) :] if raw.startswith(PREFIX) else path
     target = rest[:200]  # audit target until the path is validated
+    status: int = 500
+    detail: str | None = "internal_error"  # unless something below says otherwise
     try:
+        check_length(rest, request.scope.get("query_string", b""))
         target = check_path(rest)
         resp = await _forward(request, settings, scope, method, target)
+        status, detail = resp.status_code, None
     except HTTPException as exc:
-        if method in WRITE_METHODS:
-            detail = exc.detail.get("error") if isinstance(exc.detail, dict) else str(exc.detail)
-            await _audit(request, settings, scope, target, exc.status_code, detail)
+        status = exc.status_code
+        detail = exc.detail.get("error") if isinstance(exc.detail, dict) else str(exc.detail)
         raise
-    if method in WRITE_METHODS:
-        await _audit(request, settings, scope, target, resp.status_code, None)
+    except ClientDisconnect:  # gone mid-upload: nothing was sent upstream, and nobody reads an answer
+        status, detail = CLIENT_GONE, "client_disconnected"
+        log.info("proxy %s %s: client disconnected during the upload rid=%s", method, target,
+                 getattr(request.state, "request_id", None))
+        return Response(status_code=CLIENT_GONE)
+    finally:  # exactly one audit row per write attempt, whatever happened
+        if method in WRITE_METHODS:
+            await _audit(request, settings, scope, target, status, detail)
     headers = {k: v for k in _PASS_HEADERS if (v := resp.headers.get(k))}
     return Response(content=resp.content, status_code=resp.status_code, headers=headers)
+
+
+def check_length(raw_rest: str, query: bytes) -> None:
+    if len(raw_rest) > MAX_PATH_CHARS:
+        raise _error(414, "uri_too_long", f"path longer than {MAX_PATH_CHARS} characters")
+    if len(query) > MAX_QUERY_BYTES:
+        raise _error(414, "uri_too_long", f"query string longer than {MAX_QUERY_BYTES} bytes")
+
+
+def _method_override(request: Request) -> bool:
+    if any(name in _OVERRIDE_HEADERS for name, _ in request.scope["headers"]):
+        return True
+    return any(key.lower() == "_method" for key in request.query_params)
 
 
 async def _forward(
     request: Request, settings: Settings, scope: str, method: str, path: str
 ) -> RawResponse:
     if not allowed(path, settings.gateway.allowed_paths()):
-        raise _error(403, "path_not_allowed", f"'{path.split('/')[0]}' is not on the proxy allow-list")
+        head = path.split("/")[0]
+        shown = head if len(head) <= 40 else head[:40] + "..."  # a 60 KB segment is not echoed back
+        raise _error(403, "path_not_allowed", f"'{shown}' is not on the proxy allow-list")
+    if _method_override(request):
+        raise _error(400, "method_override",
+                     "method overrides (_method, X-HTTP-Method-Override) are not supported; "
+                     "send the request with the method itself")
     if method in WRITE_METHODS and scope != "write":
         raise _error(403, "read_only_token", "this token is read-only; a write needs the read-write token")
     body = await _read_body(request, settings.gateway.proxy_max_body_bytes)
     if body.strip():
         try:
-            json.loads(body)
-        except ValueError:
-            raise _error(400, "bad_body", "body is not JSON") from None
+            decode(body)
+        except BadJson as exc:
+            raise _error(400, "bad_body", str(exc)) from None
     content = body if (body.strip() and method != "GET") else None
     try:
         return await get_client(request.app).request(
@@ -173,7 +217,7 @@ async def _audit(
         detail=detail,
     )
     try:
-        await asyncio.to_thread(audit.record, settings.postgres.dsn(), entry)
+        await asyncio.get_running_loop().run_in_executor(_AUDIT_POOL, audit.record, settings.postgres.dsn(), entry)
     except Exception as exc:  # the write already happened (or was refused): answer anyway, but loudly
         log.error("proxy audit row not written: %s rid=%s", type(exc).__name__, entry.request_id)
 
