@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from sandbox import advoware as sbx
 from sandbox.runner import ServerThread, free_port
 from tests.advoware_helpers import sandbox_settings as advoware_settings
 from tests.gateway_helpers import gateway_logs
+from tests.party_helpers import wait_for
 from webhook_gateway.app import create_app
 from webhook_gateway.proxy import check_path
 
@@ -373,3 +375,19 @@ def test_a_non_ascii_request_id_is_replaced(gateway: Gateway) -> None:
     assert r.status_code == 200
     rid = r.headers["x-request-id"]
     assert rid != "r\u00e9q-1" and rid.isascii() and len(rid) == 32
+
+
+def test_a_client_gone_mid_upload_leaves_one_audit_row_and_no_traceback(gateway: Gateway, advoware_url: str,
+                                                                         hub: str) -> None:
+    gw = gateway()
+    host, port = gw.removeprefix("http://").split(":")
+    with gateway_logs() as logs:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 900\r\nX-Request-ID: gone-1\r\n\r\n"
+                         '{"kuerzel": "AB", '.encode())
+        rows = wait_for(lambda: audit_rows(hub))
+    assert [(r["method"], r["target"], r["status"], r["detail"], r["request_id"]) for r in rows] == [
+        ("POST", "Termine", 499, "client_disconnected", "gone-1")]
+    assert logs.errors() == []
+    assert sandbox_stats(advoware_url)["total_requests"] == 0
