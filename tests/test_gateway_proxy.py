@@ -391,3 +391,21 @@ def test_a_client_gone_mid_upload_leaves_one_audit_row_and_no_traceback(gateway:
         ("POST", "Termine", 499, "client_disconnected", "gone-1")]
     assert logs.errors() == []
     assert sandbox_stats(advoware_url)["total_requests"] == 0
+
+
+@pytest.mark.parametrize("mode", ["gzip", "deflate"])
+def test_a_compressing_advoware_reaches_the_client_as_plain_json(gateway: Gateway, advoware_url: str,
+                                                                  mode: str) -> None:
+    gw = gateway()
+    plain = httpx.post(f"{gw}/api/advoware/Termine", json=TERMIN, headers=auth(WRITE))
+    assert plain.status_code == 200
+    httpx.post(f"{advoware_url}/_sandbox/config", json={"compress": mode}).raise_for_status()
+    with httpx.Client(headers={"Accept-Encoding": "identity"}) as http:  # the client asks for plain JSON
+        listed = http.get(f"{gw}/api/advoware/Termine", params={"frnr": plain.json()["frNr"]}, headers=auth(READ))
+        created = http.post(f"{gw}/api/advoware/Termine", json={**TERMIN, "text": "Zwei"}, headers=auth(WRITE))
+    for r in (listed, created):
+        assert r.status_code == 200 and "content-encoding" not in r.headers
+        assert r.headers["content-type"].startswith("application/json")
+    assert listed.json() == [plain.json()]
+    assert created.json()["text"] == "Zwei"
+    assert sandbox_stats(advoware_url)["requests"]["Termine.get"] == 1
