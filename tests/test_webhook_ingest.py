@@ -335,9 +335,11 @@ def test_the_access_log_cannot_be_forged(client: TestClient) -> None:
     assert "/x%0a2026" in lines  # the path is there, as sent (percent-encoded)
 
 
-def test_over_the_limit_unsigned_logs_no_ids(redis_url: str, hub: str) -> None:
+@pytest.mark.parametrize(("allow_unsigned", "status"), [(False, 401), (True, 413)])
+def test_over_the_limit_unsigned_logs_no_ids(redis_url: str, hub: str, allow_unsigned: bool, status: int) -> None:
     body = json.dumps([{"id": f"big{i:03d}", "note": "y" * 100} for i in range(50)]).encode()
-    with TestClient(create_app(build_settings(redis_url, hub, max_body=2048))) as c, gateway_logs() as logs:
+    settings = build_settings(redis_url, hub, max_body=2048, allow_unsigned=allow_unsigned)
+    with TestClient(create_app(settings)) as c, gateway_logs() as logs:
         r = c.post("/webhooks/vmh/beteiligte/update", content=body, headers={"Content-Type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == status  # unsigned and not allowed: refused before the body is read
     assert "big000" not in "\n".join(logs.lines())

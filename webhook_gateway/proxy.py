@@ -142,10 +142,11 @@ async def advoware_proxy(path: str, request: Request) -> Response:
         detail = exc.detail.get("error") if isinstance(exc.detail, dict) else str(exc.detail)
         raise
     except ClientDisconnect:  # gone mid-upload: nothing was sent upstream, and nobody reads an answer
-        status, detail = CLIENT_GONE, "client_disconnected"
-        log.info("proxy %s %s: client disconnected during the upload rid=%s", method, target,
+        # the server's body deadline ends a request the same way, and leaves its reason in the state
+        status, detail = request.scope.get("state", {}).get("edge_refusal") or (CLIENT_GONE, "client_disconnected")
+        log.info("proxy %s %s: body not received (%s) rid=%s", method, target, detail,
                  getattr(request.state, "request_id", None))
-        return Response(status_code=CLIENT_GONE)
+        return Response(status_code=status)
     finally:  # exactly one audit row per write attempt, whatever happened
         if method in WRITE_METHODS:
             await _audit(request, settings, scope, target, status, detail)

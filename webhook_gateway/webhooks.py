@@ -197,9 +197,16 @@ def _refuse(event: str, status: int, message: str, **extra: Any) -> _Refused:
     return _Refused(status, message, **extra)
 
 
+class _ClientGone(Exception):
+    """The client disconnected (or the server's body deadline ended the request) before the body was in."""
+
+
 async def _read_limited(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> tuple[bytes, bool]:
-    """The body from the ASGI messages; stops as soon as it passes `limit` (second value True = too large)."""
+    """The body from the ASGI messages; stops as soon as it passes `limit` (second value True = too large).
+    A disconnect raises _ClientGone: a cut body is never taken for the whole one."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _ClientGone
     body = message.get("body", b"")
     if not message.get("more_body"):  # the usual case: the whole body in one message
         return (body[: limit + 1], True) if len(body) > limit else (body, False)
@@ -207,7 +214,7 @@ async def _read_limited(receive: Callable[[], Awaitable[dict[str, Any]]], limit:
     while message.get("more_body"):
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         buf += message.get("body", b"")
         if len(buf) > limit:
             return bytes(buf[: limit + 1]), True
@@ -333,10 +340,17 @@ class WebhookIngestMiddleware:
                        if name in _WANTED_HEADERS}
             res = _resources_of(scope["app"])
             try:
+                if not (headers.get("signature") or headers.get("x-signature")) \
+                        and not res.settings.espocrm.webhook_allow_unsigned:
+                    log.warning("webhook %s refused: missing Signature / X-Signature header", event)
+                    raise _refuse(event, 401, "missing Signature / X-Signature header")  # body never read
                 body, too_large = await _read_limited(receive, res.settings.espocrm.webhook_max_body_bytes)
                 status, answer, extra_headers = await _ingest(res, event, headers, body, too_large)
             except _Refused as refused:
                 status, answer = refused.status, refused.body
+            except _ClientGone:  # nobody to answer; nothing was stored
+                ERRORS.labels(event, "gone").inc()
+                return
             if status == 200:
                 _METRICS[event].latency.observe(time.perf_counter() - started)
         if status != 200:
