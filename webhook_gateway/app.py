@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
+from webhook_gateway import openapi
 from webhook_gateway.request_id import RequestIdMiddleware
 from webhook_gateway.webhooks import WebhookIngestMiddleware
 
@@ -56,16 +57,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              "status": 422, "request_id": getattr(request.state, "request_id", None),
                              "detail": problems}, status_code=422)
 
-    @app.get("/healthz")
+    @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     # Routers of the gateway's parts (each module owns its routes).
     _include_routers(app)
+    from webhook_gateway.webhooks import MAX_ITEMS
+
+    openapi.install(app, max_items=MAX_ITEMS, max_body=settings.espocrm.webhook_max_body_bytes)
     return app
 
 

@@ -26,6 +26,7 @@ from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApiError
 from include.airflow_api_async import AsyncAirflowApi
 from webhook_gateway.auth import require_write
 from webhook_gateway.body_limit import limited_body_route
+from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.calendar")
 # 500 Kürzel of 20 characters are about 12 KiB of JSON: nothing larger is read (413), let alone parsed
@@ -68,7 +69,20 @@ def run_url(settings: Any, dag_run_id: str) -> str:
     return f"{base}/dags/{CALENDAR_SYNC_DAG}/runs/{quote(dag_run_id, safe='')}"
 
 
-@router.post("/advoware/calendar/sync", dependencies=[Depends(require_write)])
+class TriggerAnswer(BaseModel):
+    dag_id: str
+    dag_run_id: str
+    created: bool
+    state: str | None
+    url: str
+
+
+@router.post("/advoware/calendar/sync", dependencies=[Depends(require_write)], status_code=202,
+             tags=["calendar"], response_model=None,
+             responses={202: {"model": TriggerAnswer, "description": "A run was started"},
+                        200: {"model": TriggerAnswer, "description": "A repeated call (same Idempotency-Key "
+                                                                     "or X-Request-ID): the run it started"},
+                        **errors(400, 401, 403, 413, 422, 502, 503)})
 async def trigger_calendar_sync(
     request: Request,
     body: SyncRequest | None = None,

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -35,6 +36,7 @@ from include.hub import audit
 from include.settings import Settings
 from webhook_gateway.auth import token_scope
 from webhook_gateway.json_body import BadJson, decode
+from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.proxy")
 router = APIRouter()
@@ -122,7 +124,25 @@ def _error(status: int, error: str, message: str) -> HTTPException:
     return HTTPException(status, detail={"error": error, "message": message})
 
 
-@router.api_route("/api/advoware/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
+_UPSTREAM_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Advoware's answer (JSON), passed on unchanged",
+          "content": {"application/json": {"schema": {}}}},
+    "default": {"description": "Advoware's own answer with its status (404, 409, 503 with Retry-After, ...), "
+                               "passed on unchanged", "content": {"application/json": {"schema": {}}}},
+}
+_PROXY_DOC: dict[str, Any] = {
+    "tags": ["advoware proxy"],
+    "responses": {**_UPSTREAM_ANSWER, **errors(400, 401, 403, 413, 414, 422, 502, 504)},
+    "description": (
+        "Forwarded to Advoware `api/v1/advonet/{path}` with the method, the query parameters as sent and, "
+        "for writes, the JSON body; no client header. The path is words, numbers, '-' and '_' between "
+        f"single slashes, at most {MAX_PATH_CHARS} characters; the query string at most {MAX_QUERY_BYTES} "
+        "bytes; a method override (`_method`, X-HTTP-Method-Override) is a 400. Writes (POST, PUT, DELETE) "
+        "need the read-write token and are audited."),
+}
+_JSON_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
+
+
 async def advoware_proxy(path: str, request: Request) -> Response:
     scope = token_scope(request)  # 401 / 403 before anything else
     settings: Settings = request.app.state.settings
@@ -152,6 +172,12 @@ async def advoware_proxy(path: str, request: Request) -> Response:
             await _audit(request, settings, scope, target, status, detail)
     headers = {k: v for k in _PASS_HEADERS if (v := resp.headers.get(k))}
     return Response(content=resp.content, status_code=resp.status_code, headers=headers)
+
+
+for _method in ("GET", "POST", "PUT", "DELETE"):  # one route per method: one operation id each
+    router.add_api_route("/api/advoware/{path:path}", advoware_proxy, methods=[_method],
+                         operation_id=f"advoware_proxy_{_method.lower()}",
+                         openapi_extra=_JSON_BODY if _method in ("POST", "PUT") else None, **_PROXY_DOC)
 
 
 def check_length(raw_rest: str, query: bytes) -> None:

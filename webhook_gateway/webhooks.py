@@ -30,6 +30,7 @@ from include.settings import Settings
 from webhook_gateway import signature
 from webhook_gateway.auth import require_write
 from webhook_gateway.log_safe import escape
+from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.webhooks")
 
@@ -380,7 +381,8 @@ def _drain_quietly(res: WebhookResources) -> None:
 
 
 # -- dead letters ----------------------------------------------------------------------------------
-@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)])
+@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)], tags=["dead letters"],
+            responses=errors(401, 403, 422, 503))
 def list_dead_letters(request: Request, include_replayed: bool = False,
                       source: Annotated[str | None, Query(max_length=64)] = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -397,7 +399,8 @@ def list_dead_letters(request: Request, include_replayed: bool = False,
     return {"dead_letters": [dead_letters.to_json(r) for r in rows], "count": len(rows)}
 
 
-@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)])
+@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)],
+             tags=["dead letters"], responses=errors(401, 403, 404, 409, 422, 503))
 def replay_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], request: Request,
                        background: BackgroundTasks) -> dict[str, Any]:
     res = resources(request)
