@@ -11,7 +11,8 @@
 
     .venv/bin/python -m bench.webhooks [--duration 15] [--rounds 5] [--concurrency 32] [--rate 200] [--samples 12]
 
-Each server runs in its own process (uvicorn, one worker); the load generator is a minimal asyncio
+Each server runs in its own process (uvicorn, one worker; the gateway as `python -m webhook_gateway`,
+with the edge limits of webhook_gateway/server.py); the load generator is a minimal asyncio
 HTTP/1.1 keep-alive client (httpx would be the bottleneck). Latencies at a fixed rate are measured
 from the planned send time (no coordinated omission). The last line is JSON.
 """
@@ -219,7 +220,9 @@ def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 20
                # Airflow is down; the end-to-end part measures with a real one
                "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}" if airflow_url is None else airflow_url}
         procs.append(_spawn(_uvicorn("bench.webhooks:bare_app", bare_port, factory=True), {}, bare_port))
-        procs.append(_spawn(_uvicorn("webhook_gateway.app:create_app", gw_port, factory=True), env, gw_port))
+        # the gateway as in production: `python -m webhook_gateway` (the edge protocol, its limits)
+        gw_env = {**env, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gw_port)}
+        procs.append(_spawn(["-m", "webhook_gateway"], gw_env, gw_port))
 
         async def measure() -> dict[str, Any]:
             servers = (("bare", bare_port), ("gateway", gw_port))

@@ -36,6 +36,7 @@ from include.hub import audit
 from include.settings import Settings
 from webhook_gateway.auth import token_scope
 from webhook_gateway.json_body import BadJson, decode
+from webhook_gateway.log_safe import escape
 from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.proxy")
@@ -164,7 +165,7 @@ async def advoware_proxy(path: str, request: Request) -> Response:
     except ClientDisconnect:  # gone mid-upload: nothing was sent upstream, and nobody reads an answer
         # the server's body deadline ends a request the same way, and leaves its reason in the state
         status, detail = request.scope.get("state", {}).get("edge_refusal") or (CLIENT_GONE, "client_disconnected")
-        log.info("proxy %s %s: body not received (%s) rid=%s", method, target, detail,
+        log.info("proxy %s %s: body not received (%s) rid=%s", method, escape(target), detail,
                  getattr(request.state, "request_id", None))
         return Response(status_code=status)
     finally:  # exactly one audit row per write attempt, whatever happened
