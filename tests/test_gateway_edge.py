@@ -223,3 +223,13 @@ def test_past_the_connection_cap_comes_a_503(served: Served) -> None:
     assert b"retry-after: 1" in extra.answer.lower()
     assert held_status == 200
     assert wait_for(lambda: httpx.get(f"{served.url}/healthz").status_code == 200)
+
+
+def test_a_malformed_body_is_400_and_the_write_is_audited(served: Served, hub: str) -> None:
+    head = (f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
+            "X-Request-ID: bad-chunk-1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    outcome = _send_head(served.port, head.encode() + b"5\r\n{\"a\":\r\nZZ-not-a-chunk-size\r\n")
+    assert outcome.status == 400 and outcome.json()["error"] == "bad_request", outcome.answer
+    rows = wait_for(lambda: audit_rows(hub))
+    assert [(r["status"], r["detail"], r["request_id"]) for r in rows] == [(400, "bad_request", "bad-chunk-1")]
+    assert "Traceback" not in served.log_text()

@@ -153,6 +153,13 @@ class EdgeProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._discarding:
             return
         self._discarding = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:  # a request in progress: the app sees a
+            state = cycle.scope.setdefault("state", {})  # disconnect and the reason, and sends nothing more
+            state.setdefault("edge_refusal", (status, error if status != 408 else "body_timeout"))
+            request_id = request_id or state.get("request_id")
+            cycle.disconnected = True
+            cycle.message_event.set()
         self.transport.write(_refusal(status, reason, error, message, request_id))
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -175,23 +182,16 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._close_with(408, b"Request Timeout", "request_timeout",
                                  f"request head not complete within {self.limits.header_timeout_s:g} s")
             return
-        cycle = self.cycle  # the body phase: tell the app the client is gone, answer if nobody did
-        if cycle is None:
+        cycle = self.cycle  # the body phase: the app is told the client is gone; answered if nobody did
+        if cycle is None or cycle.response_started:
+            if cycle is not None:
+                cycle.disconnected = True
+                cycle.message_event.set()
             self._phase = None
             self.transport.close()
             return
-        state = cycle.scope.setdefault("state", {})
-        state["edge_refusal"] = (408, "body_timeout")
-        answered = cycle.response_started
-        cycle.disconnected = True
-        cycle.message_event.set()
-        if answered:
-            self._phase = None
-            self.transport.close()
-        else:
-            self._close_with(408, b"Request Timeout", "request_timeout",
-                             f"request body not complete within {self.limits.body_timeout_s:g} s",
-                             state.get("request_id"))
+        self._close_with(408, b"Request Timeout", "request_timeout",
+                         f"request body not complete within {self.limits.body_timeout_s:g} s")
 
 
 def _over_capacity_app(limits: EdgeLimits) -> Any:
