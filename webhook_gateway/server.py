@@ -116,12 +116,13 @@ class EdgeProtocol(HttpToolsProtocol):
             self._phase = _HEAD
             self._deadline = self.loop.time() + self.limits.header_timeout_s
 
+    # on_url and on_header run per request and per field: uvicorn's bodies inlined (no super() call)
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
         if self._head_size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadTooLarge
-        super().on_url(url)
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -129,7 +130,10 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._header_count > self.limits.max_headers or self._head_size > self.limits.max_header_bytes:
             self._too_large = True
             raise _HeadTooLarge
-        super().on_header(name, value)
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_bytes = self._head_size = self._header_count = 0
