@@ -67,7 +67,7 @@ def _refusal(status: int, reason: bytes, error: str, message: str, request_id: s
 
 
 class _HeadTooLarge(Exception):
-    """Raised in a parser callback to stop parsing a head that passed a limit."""
+    """Raised in the parser's callback to stop parsing a head that passed a limit."""
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -78,9 +78,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._phase: str | None = _HEAD
         self._deadline = self.loop.time() + self.limits.header_timeout_s
-        self._head_bytes = 0  # received while the head is incomplete
-        self._head_size = 0  # of the head parsed so far: URL, names, values
-        self._header_count = 0
+        self._head_bytes = 0  # received since the request began, while its head is incomplete
         self._too_large = False
         self._discarding = False
         state = self.server_state
@@ -89,11 +87,18 @@ class EdgeProtocol(HttpToolsProtocol):
             self.loop.call_later(SWEEP_S, _sweep, self.loop, state)
 
     # -- the request head -----------------------------------------------------------------------
+    # Per request only a few attribute writes here: the head's size and field count are checked
+    # once it is complete (or, for a head still arriving, by the bytes received), not per field.
     def data_received(self, data: bytes) -> None:
         if self._discarding:  # refused: what still comes is read and dropped until the close
             return
         self._unset_keepalive_if_required()
-        if self._phase != _BODY:
+        phase = self._phase
+        if phase is None:  # a keep-alive connection's next request: its head's clock starts now
+            self._phase = _HEAD
+            self._deadline = self.loop.time() + self.limits.header_timeout_s
+            self._head_bytes = len(data)
+        elif phase == _HEAD:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -108,40 +113,23 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._close_with(400, b"Bad Request", "bad_request", "invalid HTTP request")
             return
         if self._phase == _HEAD and self._head_bytes > self.limits.max_header_bytes:
-            self._refuse_head()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._phase is None:  # a keep-alive connection's next request: its head's clock starts now
-            self._phase = _HEAD
-            self._deadline = self.loop.time() + self.limits.header_timeout_s
-
-    # on_url and on_header run per request and per field: uvicorn's bodies inlined (no super() call)
-    def on_url(self, url: bytes) -> None:
-        self._head_size += len(url)
-        if self._head_size > self.limits.max_header_bytes:
-            self._too_large = True
-            raise _HeadTooLarge
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._head_size += len(name) + len(value) + 4
-        if self._header_count > self.limits.max_headers or self._head_size > self.limits.max_header_bytes:
-            self._too_large = True
-            raise _HeadTooLarge
-        name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        self.headers.append((name, value))
+            self._refuse_head()  # a head still arriving, already over the limit
 
     def on_headers_complete(self) -> None:
-        self._head_bytes = self._head_size = self._header_count = 0
+        limits = self.limits
+        # the bytes received for this request bound its head: count exactly only when they pass the limit
+        if len(self.headers) > limits.max_headers or (
+                self._head_bytes > limits.max_header_bytes and self._head_size() > limits.max_header_bytes):
+            self._too_large = True
+            raise _HeadTooLarge  # stops the parser; data_received answers 431
         self._phase = _BODY
-        self._deadline = self.loop.time() + self.limits.body_timeout_s
-        if len(self.connections) > self.limits.max_connections:
+        self._deadline = self.loop.time() + limits.body_timeout_s
+        if len(self.connections) > limits.max_connections:
             self.app = self.over_capacity  # its answer closes the connection
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
         self._phase = None
