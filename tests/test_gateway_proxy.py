@@ -245,7 +245,7 @@ def test_body_over_the_limit_is_413(gateway: Gateway, advoware_url: str, hub: st
     gw = gateway()
     big = {**TERMIN, "notiz": "x" * 2000}
     r = httpx.post(f"{gw}/api/advoware/Termine", json=big, headers=auth(WRITE))
-    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large" and r.json()["limit"] == 1024
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
         yield json.dumps(big).encode()

@@ -35,6 +35,7 @@ from include.advoware.errors import (
 from include.hub import audit
 from include.settings import Settings
 from webhook_gateway.auth import token_scope
+from webhook_gateway.body_limit import too_large
 from webhook_gateway.json_body import BadJson, decode
 from webhook_gateway.log_safe import escape
 from webhook_gateway.openapi import errors
@@ -110,14 +111,12 @@ def get_client(app: FastAPI) -> AsyncAdvowareClient:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, detail={"error": "body_too_large", "message": f"body over {limit} bytes"})
+        raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(
-                413, detail={"error": "body_too_large", "message": f"body over {limit} bytes"}
-            )
+            raise too_large(limit)
     return bytes(body)
 
 
