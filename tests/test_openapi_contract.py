@@ -97,7 +97,8 @@ CHECKS = [no_server_error_but_upstream_down, status_code_conformance, content_ty
 # The document as the gateway builds it (pytest collects the operations before any server runs; the
 # first test below checks that the served /openapi.json is this very document). schemathesis'
 # from_fixture does not work with pytest 9 (it reads the removed Function._nodeid).
-DOCUMENT = create_app(Settings(_env_file=None, gateway=GatewaySettings(_env_file=None))).openapi()
+DOCUMENT = create_app(_settings("http://127.0.0.1:9", "http://127.0.0.1:9", "redis://127.0.0.1:6379/0",
+                                "postgresql://postgres@127.0.0.1:5432/postgres")).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 # valid requests and invalid ones (wrong types, missing fields, out-of-range ids): both must get an
 # answer the document names, never an undocumented 5xx
