@@ -11,7 +11,8 @@
 
     .venv/bin/python -m bench.webhooks [--duration 15] [--rounds 5] [--concurrency 32] [--rate 200] [--samples 12]
 
-Each server runs in its own process (uvicorn, one worker); the load generator is a minimal asyncio
+Each server runs in its own process (uvicorn, one worker; the gateway as `python -m webhook_gateway`,
+with the edge limits of webhook_gateway/server.py); the load generator is a minimal asyncio
 HTTP/1.1 keep-alive client (httpx would be the bottleneck). Latencies at a fixed rate are measured
 from the planned send time (no coordinated omission). The last line is JSON.
 """
@@ -80,6 +81,12 @@ def _stop(proc: subprocess.Popen[Any] | None) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _uvicorn(app: str, port: int, *, factory: bool) -> list[str]:
@@ -218,20 +225,27 @@ def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 20
                # no Airflow here: the trigger after each answer fails fast (connection refused), as when
                # Airflow is down; the end-to-end part measures with a real one
                "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}" if airflow_url is None else airflow_url}
-        procs.append(_spawn(_uvicorn("bench.webhooks:bare_app", bare_port, factory=True), {}, bare_port))
-        procs.append(_spawn(_uvicorn("webhook_gateway.app:create_app", gw_port, factory=True), env, gw_port))
+        bare = _spawn(_uvicorn("bench.webhooks:bare_app", bare_port, factory=True), {}, bare_port)
+        procs.append(bare)
+        # the gateway as in production: `python -m webhook_gateway` (the edge protocol, its limits)
+        gw_env = {**env, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gw_port)}
+        gateway = _spawn(["-m", "webhook_gateway"], gw_env, gw_port)
+        procs.append(gateway)
 
         async def measure() -> dict[str, Any]:
-            servers = (("bare", bare_port), ("gateway", gw_port))
-            for _, port in servers:
+            servers = (("bare", bare_port, bare.pid), ("gateway", gw_port, gateway.pid))
+            for _, port, _ in servers:
                 await closed_loop(port, 2.0, concurrency)  # warm-up
             # throughput in alternating rounds: drift on a shared machine hits both sides alike
             rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "gateway": []}
+            cpu: dict[str, float] = {"bare": 0.0, "gateway": 0.0}  # server CPU seconds in the rounds
             for _ in range(rounds_n):
-                for name, port in servers:
+                for name, port, pid in servers:
+                    before = cpu_seconds(pid)
                     rounds[name].append(await closed_loop(port, duration_s / rounds_n, concurrency))
+                    cpu[name] += cpu_seconds(pid) - before
             out: dict[str, Any] = {}
-            for name, port in servers:
+            for name, port, _ in servers:
                 runs = rounds[name]
                 requests = sum(r["requests"] for r in runs)
                 out[name] = {"max_throughput": {
@@ -239,7 +253,9 @@ def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 20
                     "rps": round(statistics.median(r["rps"] for r in runs), 1),
                     "rounds_rps": [r["rps"] for r in runs],
                     "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-                    "p99_ms": max(r["p99_ms"] for r in runs)},
+                    "p99_ms": max(r["p99_ms"] for r in runs),
+                    # unlike req/s, stays meaningful when other work shares the machine
+                    "server_cpu_us_per_request": round(cpu[name] * 1e6 / requests, 1) if requests else None},
                     "at_rate": await open_loop(port, rate, duration_s)}
             out["round_ratios"] = [round(g["rps"] / b["rps"], 3) for b, g in
                                    zip(rounds["bare"], rounds["gateway"], strict=True)]
@@ -458,8 +474,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("bare", "gateway"):
             m, r = ingest[name]["max_throughput"], ingest[name]["at_rate"]
             print(f"{name:>8}: {m['rps']:>8} req/s median of rounds {m['rounds_rps']} (p50 {m['p50_ms']} ms, "
-                  f"p99 {m['p99_ms']} ms, {m['errors']} errors) | at {r['rate']:.0f} req/s: p50 {r['p50_ms']} "
-                  f"ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms", flush=True)
+                  f"p99 {m['p99_ms']} ms, {m['errors']} errors; server CPU {m['server_cpu_us_per_request']} us "
+                  f"per request) | at {r['rate']:.0f} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                  f"max {r['max_ms']} ms", flush=True)
         print(f"   ratio: {ingest['throughput_ratio_vs_bare']} (median of rounds {ingest['round_ratios']})",
               flush=True)
     e2e: dict[str, Any] = {}

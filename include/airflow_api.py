@@ -59,6 +59,16 @@ def _jwt_exp(token: str) -> float | None:
         return None
 
 
+def run_body(conf: dict[str, Any] | None, dag_run_id: str | None, note: str | None) -> dict[str, Any]:
+    """The POST body of a new run (`logical_date: null`)."""
+    # Name the run here when the caller did not: then a repeated POST is idempotent (409).
+    dag_run_id = dag_run_id or f"api__{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}_{uuid.uuid4().hex[:8]}"
+    body: dict[str, Any] = {"logical_date": None, "conf": conf or {}, "dag_run_id": dag_run_id}
+    if note:
+        body["note"] = note
+    return body
+
+
 class AirflowApi:
     """Thread-safe; one instance per process is enough (the token is shared)."""
 
@@ -120,17 +130,13 @@ class AirflowApi:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
                 note: str | None = None) -> TriggerResult:
         """Create a run now (`logical_date: null`); a repeated `dag_run_id` → created=False (409)."""
-        # Name the run here when the caller did not: then a repeated POST is idempotent (409).
-        dag_run_id = dag_run_id or f"api__{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}_{uuid.uuid4().hex[:8]}"
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}, "dag_run_id": dag_run_id}
-        if note:
-            body["note"] = note
+        body = run_body(conf, dag_run_id, note)
         r = self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body)
         if r.status_code in (200, 201):
             data = r.json()
             return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
         if r.status_code == 409:
-            return TriggerResult(dag_run_id, False)
+            return TriggerResult(body["dag_run_id"], False)
         raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
 
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:

@@ -120,6 +120,14 @@ class GatewaySettings(BaseSettings):
     proxy_allow: str = "Termine,Mitarbeiter,Beteiligte"
     proxy_max_body_bytes: int = 1024 * 1024
     airflow_ui_url: str = ""
+    # The edge (webhook_gateway/server.py): how long a request's head and body may take, how large
+    # the head may be, how many connections are served (docs/interfaces.md, "Gateway limits").
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    keep_alive_s: float = 5.0
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    max_connections: int = 256
 
     @field_validator("proxy_allow")
     @classmethod

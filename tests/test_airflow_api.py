@@ -227,3 +227,28 @@ def test_unreachable_airflow_raises_a_transport_error() -> None:
     api = AirflowApi(f"http://127.0.0.1:{free_port()}", USER, PASSWORD, timeout_s=2)
     with pytest.raises(httpx.TransportError):
         api.trigger_coalesced("beteiligte_sync")
+
+
+def test_the_async_trigger_gives_up_at_its_deadline_when_airflow_never_answers() -> None:
+    import asyncio
+    import socket
+
+    from include.airflow_api_async import AsyncAirflowApi
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+
+        async def attempt() -> float:
+            api = AsyncAirflowApi(f"http://127.0.0.1:{port}", USER, PASSWORD, timeout_s=30, deadline_s=1.0)
+            started = time.monotonic()
+            try:
+                with pytest.raises(TimeoutError):
+                    await api.trigger("beteiligte_sync", {}, "run-1")
+                return time.monotonic() - started
+            finally:
+                await api.aclose()
+
+        took = asyncio.run(attempt())
+    assert 0.9 < took < 10  # the deadline, not the 30 s request timeout

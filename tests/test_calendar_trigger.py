@@ -3,6 +3,7 @@ the fake of tests/test_airflow_api.py), and end to end against a real Airflow st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -18,9 +19,11 @@ from fastapi.testclient import TestClient
 
 from include.settings import AirflowApiSettings, GatewaySettings, Settings
 from sandbox.runner import ServerThread, free_port
+from tests.advoware_helpers import sandbox_settings as advoware_sandbox
 from tests.conftest import pg_dsn
 from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
 from tests.test_demo_stack import devstack
+from webhook_gateway.calendar import MAX_TRIGGER_BODY, TRIGGER_DEADLINE_S
 
 DAG = "advoware_calendar_sync"
 POOLS = {"google_calendar_api": 4, "advoware_api": 2}
@@ -154,3 +157,56 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
         devstack("down", env, timeout=120)
         with psycopg.connect(pg_dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{hub_db}" WITH (FORCE)')
+
+
+def test_a_large_body_is_413_before_parsing_and_a_422_echoes_nothing(airflow: tuple[FastAPI, str]) -> None:
+    app, url = airflow
+    big = json.dumps({"employees": ["AB"] * 800_000}).encode()  # about 5 MiB
+    invalid = json.dumps({"employees": "x" * 10_000}).encode()
+    with gateway(url) as client:
+        r = client.post("/advoware/calendar/sync", content=big, headers=auth(**{"Content-Type": "application/json"}))
+        assert r.status_code == 413 and r.json()["limit"] == MAX_TRIGGER_BODY
+        bad = client.post("/advoware/calendar/sync", content=invalid,
+                          headers=auth(**{"Content-Type": "application/json"}))
+        assert bad.status_code == 422 and len(bad.content) < 2000
+        nested = client.post("/advoware/calendar/sync", content=b"[" * 10_000,
+                             headers=auth(**{"Content-Type": "application/json"}))
+        assert nested.status_code == 400
+    assert app.state.runs == {}
+
+
+def test_triggers_waiting_on_a_down_airflow_do_not_hold_up_a_proxy_write(airflow: tuple[FastAPI, str],
+                                                                         advoware_url: str, redis_url: str,
+                                                                         hub: str) -> None:
+    from tests.test_gateway_proxy import TERMIN, audit_rows, hub_settings
+    from webhook_gateway.app import create_app
+
+    app, url = airflow
+    app.state.fail_next = 10**6  # every trigger answers 500, as a standalone Airflow on a locked SQLite does
+    settings = Settings(_env_file=None, redis_url=redis_url, postgres=hub_settings(hub),
+                        advoware=advoware_sandbox(advoware_url),
+                        airflow_api=AirflowApiSettings(_env_file=None, url=url, username=USER, password=PASSWORD,
+                                                       timeout_s=5),
+                        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ))
+
+    async def scenario(base: str) -> tuple[httpx.Response, int, list[httpx.Response], float]:
+        async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+            triggers = [asyncio.create_task(http.post("/advoware/calendar/sync", json={}, headers=auth()))
+                        for _ in range(12)]
+            while app.state.trigger_calls < 12:  # every trigger reached Airflow and now waits to retry
+                assert not any(t.done() for t in triggers), [t.result().status_code for t in triggers if t.done()]
+                await asyncio.sleep(0.02)
+            write = await http.post("/api/advoware/Termine", json=TERMIN, headers=auth())
+            pending = sum(not t.done() for t in triggers)
+            started = time.monotonic()
+            answers = await asyncio.gather(*triggers)
+            return write, pending, answers, time.monotonic() - started
+
+    with ServerThread(create_app(settings)) as gw:
+        write, pending, answers, waited = asyncio.run(scenario(gw.url))
+    assert write.status_code == 200
+    assert pending == 12  # the write finished while all twelve triggers still waited on Airflow
+    assert [a.status_code for a in answers] == [503] * 12
+    assert all(a.json()["error"] == "Airflow is not reachable; try again" for a in answers)
+    assert waited < TRIGGER_DEADLINE_S + 30  # bounded: the deadline, with room for a loaded machine
+    assert [(r["method"], r["status"]) for r in audit_rows(hub)] == [("POST", 200)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from include.settings import GatewaySettings, PostgresSettings, Settings
 from sandbox import advoware as sbx
 from sandbox.runner import ServerThread, free_port
 from tests.advoware_helpers import sandbox_settings as advoware_settings
+from tests.gateway_helpers import gateway_logs
+from tests.party_helpers import wait_for
 from webhook_gateway.app import create_app
 from webhook_gateway.proxy import check_path
 
@@ -40,8 +43,6 @@ def hub_settings(dsn: str) -> PostgresSettings:
         user=info.get("user", "postgres"),
         password="",
     )
-
-
 
 
 Gateway = Callable[..., str]
@@ -244,7 +245,7 @@ def test_body_over_the_limit_is_413(gateway: Gateway, advoware_url: str, hub: st
     gw = gateway()
     big = {**TERMIN, "notiz": "x" * 2000}
     r = httpx.post(f"{gw}/api/advoware/Termine", json=big, headers=auth(WRITE))
-    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large" and r.json()["limit"] == 1024
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
         yield json.dumps(big).encode()
@@ -320,3 +321,91 @@ def test_request_id_logged_and_no_secret_in_any_log_line(
     assert any("rid=rid-42" in line and "/api/advoware/Termine" in line for line in lines)
     for secret in (WRITE, READ, sbx.PASSWORD, sbx.API_KEY, *tokens):
         assert not [line for line in lines if secret in line]
+
+
+# -- hostile bodies and paths (issue 11) ------------------------------------------------------------
+DEEP = b"[" * 100_000
+
+
+def test_deeply_nested_json_is_400_audited_and_logs_no_traceback(gateway: Gateway, advoware_url: str,
+                                                                  hub: str) -> None:
+    gw = gateway(gateway={"proxy_max_body_bytes": 1024 * 1024})
+    with gateway_logs() as logs:
+        post = httpx.post(f"{gw}/api/advoware/Termine", content=DEEP, headers=auth(WRITE))
+        get = httpx.request("GET", f"{gw}/api/advoware/Mitarbeiter", content=DEEP, headers=auth(READ))
+        depth_33 = b"[" * 33 + b"]" * 33
+        just_over = httpx.post(f"{gw}/api/advoware/Termine", content=depth_33, headers=auth(WRITE))
+    for r in (post, get, just_over):
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "bad_body" and "nested deeper than 32" in r.json()["message"]
+    assert logs.errors() == []
+    assert [(row["method"], row["status"], row["detail"]) for row in audit_rows(hub)] == [
+        ("POST", 400, "bad_body"), ("POST", 400, "bad_body")]
+    assert sandbox_stats(advoware_url)["total_requests"] == 0
+
+
+def test_a_refused_path_segment_is_not_echoed_at_length(gateway: Gateway) -> None:
+    gw = gateway()
+    r = httpx.get(f"{gw}/api/advoware/{'A' * 60_000}", headers=auth(READ))
+    assert r.status_code in (403, 414)
+    assert len(r.content) < 1000
+
+
+def test_long_paths_and_queries_are_414_and_never_forwarded(gateway: Gateway, advoware_url: str) -> None:
+    gw = gateway()
+    long_path = httpx.get(f"{gw}/api/advoware/Termine/{'1' * 16_000}", headers=auth(READ))
+    assert long_path.status_code == 414 and long_path.json()["error"] == "uri_too_long"
+    long_query = httpx.get(f"{gw}/api/advoware/Mitarbeiter", params={"q": "x" * 5000}, headers=auth(READ))
+    assert long_query.status_code == 414 and long_query.json()["error"] == "uri_too_long"
+    assert sandbox_stats(advoware_url)["total_requests"] == 0
+
+
+def test_method_override_is_refused_not_forwarded(gateway: Gateway, advoware_url: str, hub: str) -> None:
+    gw = gateway()
+    r = httpx.get(f"{gw}/api/advoware/Mitarbeiter", params={"_method": "DELETE"}, headers=auth(READ))
+    assert r.status_code == 400 and r.json()["error"] == "method_override"
+    r = httpx.get(f"{gw}/api/advoware/Mitarbeiter", headers={**auth(READ), "X-HTTP-Method-Override": "DELETE"})
+    assert r.status_code == 400 and r.json()["error"] == "method_override"
+    assert sandbox_stats(advoware_url)["total_requests"] == 0
+
+
+def test_a_non_ascii_request_id_is_replaced(gateway: Gateway) -> None:
+    gw = gateway()
+    r = httpx.get(f"{gw}/healthz", headers=[("X-Request-ID", "r\u00e9q-1".encode("latin-1"))])
+    assert r.status_code == 200
+    rid = r.headers["x-request-id"]
+    assert rid != "r\u00e9q-1" and rid.isascii() and len(rid) == 32
+
+
+def test_a_client_gone_mid_upload_leaves_one_audit_row_and_no_traceback(gateway: Gateway, advoware_url: str,
+                                                                         hub: str) -> None:
+    gw = gateway()
+    host, port = gw.removeprefix("http://").split(":")
+    with gateway_logs() as logs:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 900\r\nX-Request-ID: gone-1\r\n\r\n"
+                         '{"kuerzel": "AB", '.encode())
+        rows = wait_for(lambda: audit_rows(hub))
+    assert [(r["method"], r["target"], r["status"], r["detail"], r["request_id"]) for r in rows] == [
+        ("POST", "Termine", 499, "client_disconnected", "gone-1")]
+    assert logs.errors() == []
+    assert sandbox_stats(advoware_url)["total_requests"] == 0
+
+
+@pytest.mark.parametrize("mode", ["gzip", "deflate"])
+def test_a_compressing_advoware_reaches_the_client_as_plain_json(gateway: Gateway, advoware_url: str,
+                                                                  mode: str) -> None:
+    gw = gateway()
+    plain = httpx.post(f"{gw}/api/advoware/Termine", json=TERMIN, headers=auth(WRITE))
+    assert plain.status_code == 200
+    httpx.post(f"{advoware_url}/_sandbox/config", json={"compress": mode}).raise_for_status()
+    with httpx.Client(headers={"Accept-Encoding": "identity"}) as http:  # the client asks for plain JSON
+        listed = http.get(f"{gw}/api/advoware/Termine", params={"frnr": plain.json()["frNr"]}, headers=auth(READ))
+        created = http.post(f"{gw}/api/advoware/Termine", json={**TERMIN, "text": "Zwei"}, headers=auth(WRITE))
+    for r in (listed, created):
+        assert r.status_code == 200 and "content-encoding" not in r.headers
+        assert r.headers["content-type"].startswith("application/json")
+    assert listed.json() == [plain.json()]
+    assert created.json()["text"] == "Zwei"
+    assert sandbox_stats(advoware_url)["requests"]["Termine.get"] == 1

@@ -286,3 +286,22 @@ def test_seed_from_generator_is_listed_by_kuerzel(api: httpx.Client, advoware_ur
     # the open-ended series (datumBis 2037) is part of a window far in the future
     far = api.get(f"{API}/Termine", params={"kuerzel": code, "from": "2030-01-01", "to": "2030-01-31"}).json()
     assert any(t["datumBis"].startswith("2037") for t in far)
+
+
+@pytest.mark.parametrize("mode", ["gzip", "deflate"])
+def test_compression_switch_answers_compressed_when_offered(advoware_url: str, mode: str) -> None:
+    import gzip
+    import zlib
+
+    assert httpx.post(f"{advoware_url}/_sandbox/config", json={"compress": mode}).json()["compress"] == mode
+    headers = {"Authorization": f"Bearer {get_token(advoware_url)}"}
+    with httpx.Client() as http:
+        offered = http.send(http.build_request("GET", f"{advoware_url}{API}/Mitarbeiter",
+                                               headers={**headers, "Accept-Encoding": mode}), stream=True)
+        raw = b"".join(offered.iter_raw())
+        plain = http.get(f"{advoware_url}{API}/Mitarbeiter", headers={**headers, "Accept-Encoding": "identity"})
+    assert offered.headers["content-encoding"] == mode and "content-encoding" not in plain.headers
+    unpacked = gzip.decompress(raw) if mode == "gzip" else zlib.decompress(raw)
+    assert unpacked == plain.content
+    httpx.post(f"{advoware_url}/_sandbox/reset")
+    assert "content-encoding" not in httpx.get(f"{advoware_url}{API}/Mitarbeiter", headers=headers).headers

@@ -12,6 +12,7 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.gateway_helpers import gateway_logs
 from tests.test_webhook_ingest import build_settings
 from webhook_gateway import signature
 from webhook_gateway.app import create_app
@@ -109,3 +110,19 @@ def test_raw_mac_containing_a_colon_still_verifies() -> None:
     v = signature.verify(body, {"x-signature": php_legacy_signature(WEBHOOK_A, SECRET_A, body)},
                          [(WEBHOOK_A, SECRET_A)])
     assert v.ok
+
+
+def test_unknown_webhook_id_is_answered_like_a_wrong_signature_and_logged_apart(client: TestClient) -> None:
+    with gateway_logs() as logs:
+        unknown = post(client, {"Signature": php_signature("unknownwebhook01", SECRET_A, BODY)})
+        wrong = post(client, {"Signature": php_signature(WEBHOOK_A, "not-the-secret", BODY)})
+        forged = post(client, {"Signature": php_signature("evil\nINFO forged", SECRET_A, BODY)})
+    assert unknown.status_code == wrong.status_code == forged.status_code == 401
+    strip = ("request_id",)
+    assert {k: v for k, v in unknown.json().items() if k not in strip} == \
+        {k: v for k, v in wrong.json().items() if k not in strip} == \
+        {k: v for k, v in forged.json().items() if k not in strip}
+    lines = logs.lines()
+    assert any("unknownwebhook01" in line and "no secret" in line for line in lines)
+    assert any("does not match" in line for line in lines)
+    assert not [line for line in lines if "\nINFO forged" in line]

@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
+from webhook_gateway import openapi
 from webhook_gateway.request_id import RequestIdMiddleware
 from webhook_gateway.webhooks import WebhookIngestMiddleware
 
 log = logging.getLogger("webhook_gateway")
+MAX_VALIDATION_PROBLEMS = 20
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,16 +47,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body.setdefault("request_id", getattr(request.state, "request_id", None))
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    @app.get("/healthz")
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # where and why, never the input: FastAPI's default echoes the whole body (5 MB for a 5 MB body)
+        problems = [{"loc": [str(part)[:64] for part in err.get("loc", ())][:8],
+                     "msg": str(err.get("msg", ""))[:200], "type": str(err.get("type", ""))[:64]}
+                    for err in exc.errors()[:MAX_VALIDATION_PROBLEMS]]
+        return JSONResponse({"error": "invalid_request", "message": "the request does not match the API",
+                             "status": 422, "request_id": getattr(request.state, "request_id", None),
+                             "detail": problems}, status_code=422)
+
+    @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse,
+             responses={200: {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
     # Routers of the gateway's parts (each module owns its routes).
     _include_routers(app)
+    from webhook_gateway.webhooks import MAX_ITEMS
+
+    openapi.install(app, max_items=MAX_ITEMS, max_body=settings.espocrm.webhook_max_body_bytes)
     return app
 
 

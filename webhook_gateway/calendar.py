@@ -5,12 +5,12 @@ The run id is derived from the caller's `Idempotency-Key` (else its `X-Request-I
 call finds the run its first attempt started instead of starting a second one (Airflow answers 409
 for a known run id). Without either header every call starts a run.
 Answer: 202 `{"dag_id", "dag_run_id", "created": true, "state", "url"}` for a new run, 200 with
-`created: false` for a repeated call; 503 when Airflow cannot be reached.
+`created: false` for a repeated call; 503 when Airflow cannot be reached, within TRIGGER_DEADLINE_S
+(the retries wait with asyncio.sleep: a caller waiting on a down Airflow holds no thread).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import uuid
@@ -22,11 +22,19 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi, AirflowApiError
+from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApiError
+from include.airflow_api_async import AsyncAirflowApi
 from webhook_gateway.auth import require_write
+from webhook_gateway.body_limit import limited_body_route
+from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.calendar")
-router = APIRouter()
+# 500 Kürzel of 20 characters are about 12 KiB of JSON: nothing larger is read (413), let alone parsed
+MAX_TRIGGER_BODY = 16 * 1024
+router = APIRouter(route_class=limited_body_route(MAX_TRIGGER_BODY))
+# every attempt and every wait of one trigger together; then 503 (standalone Airflow on SQLite answers
+# 500 while locked, so a few seconds of retries are worth it, a minute of waiting is not)
+TRIGGER_DEADLINE_S = 15.0
 
 RUN_ID_PREFIX = "gateway__calendar__"
 Kuerzel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9ÄÖÜäöüß_-]{1,20}$")]
@@ -46,16 +54,13 @@ def run_id_for(key: str | None) -> str:
     return RUN_ID_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def _airflow(request: Request) -> AirflowApi:
+def _airflow(request: Request) -> AsyncAirflowApi:
     app = request.app
     api = app.state.resources.get("calendar_airflow")
     if api is None:
-        api = app.state.resources["calendar_airflow"] = AirflowApi.from_settings(app.state.settings)
-
-        async def close() -> None:
-            api.close()
-
-        app.state.closers.append(close)
+        api = AsyncAirflowApi.from_settings(app.state.settings, deadline_s=TRIGGER_DEADLINE_S)
+        app.state.resources["calendar_airflow"] = api
+        app.state.closers.append(api.aclose)
     return api
 
 
@@ -64,7 +69,20 @@ def run_url(settings: Any, dag_run_id: str) -> str:
     return f"{base}/dags/{CALENDAR_SYNC_DAG}/runs/{quote(dag_run_id, safe='')}"
 
 
-@router.post("/advoware/calendar/sync", dependencies=[Depends(require_write)])
+class TriggerAnswer(BaseModel):
+    dag_id: str
+    dag_run_id: str
+    created: bool
+    state: str | None
+    url: str
+
+
+@router.post("/advoware/calendar/sync", dependencies=[Depends(require_write)], status_code=202,
+             tags=["calendar"], response_model=None,
+             responses={202: {"model": TriggerAnswer, "description": "A run was started"},
+                        200: {"model": TriggerAnswer, "description": "A repeated call (same Idempotency-Key "
+                                                                     "or X-Request-ID): the run it started"},
+                        **errors(400, 401, 403, 413, 422, 502, 503)})
 async def trigger_calendar_sync(
     request: Request,
     body: SyncRequest | None = None,
@@ -76,9 +94,8 @@ async def trigger_calendar_sync(
     conf = {"full_content": body.full_content, "employees": body.employees}
     api = _airflow(request)
     try:
-        result = await asyncio.to_thread(api.trigger, CALENDAR_SYNC_DAG, conf, dag_run_id,
-                                         "triggered through the gateway")
-    except (httpx.HTTPError, AirflowApiError) as exc:
+        result = await api.trigger(CALENDAR_SYNC_DAG, conf, dag_run_id, "triggered through the gateway")
+    except (httpx.HTTPError, AirflowApiError, TimeoutError) as exc:
         status = getattr(exc, "status", None)
         log.warning("calendar sync trigger failed: %s %s", type(exc).__name__, status or "")
         if status == 404:
@@ -87,8 +104,8 @@ async def trigger_calendar_sync(
     state = result.state
     if not result.created:
         try:
-            state = (await asyncio.to_thread(api.get_run, CALENDAR_SYNC_DAG, dag_run_id)).get("state")
-        except (httpx.HTTPError, AirflowApiError):
+            state = (await api.get_run(CALENDAR_SYNC_DAG, dag_run_id)).get("state")
+        except (httpx.HTTPError, AirflowApiError, TimeoutError):
             state = None
     log.info("calendar sync run %s %s (employees: %d)", dag_run_id, "created" if result.created else "exists",
              len(body.employees))

@@ -9,9 +9,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import secrets
 import time
 from typing import Any
+
+from webhook_gateway.log_safe import escape
 
 access_log = logging.getLogger("webhook_gateway.access")
 
@@ -28,9 +31,13 @@ def _new_prefix() -> None:  # a forked worker must not repeat its parent's ids
 os.register_at_fork(after_in_child=_new_prefix)
 
 
+# an id from outside ends up in logs, answers and the audit: only a short token of ASCII letters,
+# digits, '-', '_' and '.' (str.isalnum would also pass non-ASCII letters)
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
 def _sane(rid: str) -> bool:
-    # an id from outside ends up in logs and the audit: accept only a short token of safe characters
-    return 0 < len(rid) <= 128 and rid.replace("-", "").replace("_", "").replace(".", "").isalnum()
+    return _SANE_ID.fullmatch(rid) is not None
 
 
 class RequestIdMiddleware:
@@ -64,6 +71,8 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             if access_log.isEnabledFor(logging.INFO):
-                # path only: query strings may carry client ids; never headers (tokens)
-                access_log.info("%s %s %s %.1fms rid=%s", scope["method"], scope["path"], status,
+                # the path as sent (raw, escaped: a decoded %0a would start a forged line); no query
+                # string (it may carry client ids), never headers (tokens)
+                access_log.info("%s %s %s %.1fms rid=%s", escape(scope["method"], 16),
+                                escape(scope.get("raw_path") or scope["path"]), status,
                                 (time.perf_counter() - started) * 1000, rid)

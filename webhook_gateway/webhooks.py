@@ -13,11 +13,12 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+import psycopg
 import redis
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query, Request
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,14 +29,21 @@ from include.queue.party_queue import AsyncPartyQueue, PartyQueue, RejectedItem
 from include.settings import Settings
 from webhook_gateway import signature
 from webhook_gateway.auth import require_write
+from webhook_gateway.log_safe import escape
+from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.webhooks")
 
 EVENTS = ("create", "update", "delete")
 MAX_ID_LENGTH = 64
+# Items per delivery: EspoCRM sends batches of about 50; each id costs the enqueue script ~10 us of
+# Redis time, so 500 keep one delivery's Lua call in the low milliseconds (74,000 ids took 1.25 s).
+MAX_ITEMS = 500
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-# ids in a truncated body (413 log): only the value of "id", never other fields
-_ID_IN_TEXT = re.compile(rb'"id"\s*:\s*"([A-Za-z0-9_-]{1,64})"')
+BAD_SIGNATURE = "signature does not verify"  # one answer for every bad signature; the log says which
+MAX_DB_INT = 2**63 - 1  # PostgreSQL bigint: ids and offsets beyond it are a 422, not a failed query
+# the hub or Redis being away (a 503); anything else is a bug and stays a 500
+_STORE_DOWN = (redis.RedisError, psycopg.OperationalError, OSError)
 
 ACCEPTED = Counter("vmh_webhook_accepted_total", "Webhook items stored in the queue", ["event"])
 DUPLICATES = Counter("vmh_webhook_duplicates_total", "Items of exact re-deliveries (counted, still enqueued)",
@@ -190,9 +198,16 @@ def _refuse(event: str, status: int, message: str, **extra: Any) -> _Refused:
     return _Refused(status, message, **extra)
 
 
+class _ClientGone(Exception):
+    """The client disconnected (or the server's body deadline ended the request) before the body was in."""
+
+
 async def _read_limited(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> tuple[bytes, bool]:
-    """The body from the ASGI messages; stops as soon as it passes `limit` (second value True = too large)."""
+    """The body from the ASGI messages; stops as soon as it passes `limit` (second value True = too large).
+    A disconnect raises _ClientGone: a cut body is never taken for the whole one."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _ClientGone
     body = message.get("body", b"")
     if not message.get("more_body"):  # the usual case: the whole body in one message
         return (body[: limit + 1], True) if len(body) > limit else (body, False)
@@ -200,7 +215,7 @@ async def _read_limited(receive: Callable[[], Awaitable[dict[str, Any]]], limit:
     while message.get("more_body"):
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise _ClientGone
         buf += message.get("body", b"")
         if len(buf) > limit:
             return bytes(buf[: limit + 1]), True
@@ -228,25 +243,32 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
     metrics = _METRICS[event]
     espo = res.settings.espocrm
     if too_large:
-        ids = [m.decode() for m in _ID_IN_TEXT.findall(body)]
-        log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d); ids seen: %s",
-                    event, espo.webhook_max_body_bytes, headers.get("content-length", "?"), len(body),
-                    ",".join(ids) or "-")
+        # The body was cut, so its signature cannot be checked: nothing of it is logged (an unsigned
+        # client could otherwise write ids of its choosing into WARNING lines).
+        log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d)", event,
+                    espo.webhook_max_body_bytes, escape(headers.get("content-length", "?"), 20), len(body))
         raise _refuse(event, 413, f"body larger than {espo.webhook_max_body_bytes} bytes",
                       limit=espo.webhook_max_body_bytes)
 
     if headers.get("signature") or headers.get("x-signature") or not espo.webhook_allow_unsigned:
         verdict = signature.verify(body, headers, res.secrets)
         if not verdict.ok:
-            log.warning("webhook %s refused: %s", event, verdict.reason)
-            raise _refuse(event, 401, verdict.reason)
+            # the log names the cause (unknown webhook id, wrong MAC, ...); the answer does not, so a
+            # caller cannot find out which webhook ids are configured
+            log.warning("webhook %s refused: %s", event, escape(verdict.reason))
+            raise _refuse(event, 401, verdict.reason if verdict.missing else BAD_SIGNATURE)
 
     try:
         items = msgspec.json.decode(body)  # a quarter of json.loads' time; its errors are ValueErrors
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _refuse(event, 400, f"body is not valid JSON: {exc}") from None
+        raise _refuse(event, 400, f"body is not valid JSON: {str(exc)[:200]}") from None
+    except RecursionError:  # ~1,000 nested arrays; a body of 100,000 '[' fits in the size limit
+        raise _refuse(event, 400, "body is not valid JSON: arrays/objects nested too deeply") from None
     if not isinstance(items, list):
         raise _refuse(event, 400, f"body must be a JSON array of objects, got {type(items).__name__}")
+    if len(items) > MAX_ITEMS:
+        raise _refuse(event, 413, f"more than {MAX_ITEMS} items in one delivery ({len(items)}); "
+                                  "EspoCRM sends batches of about 50", limit_items=MAX_ITEMS)
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise _refuse(event, 400, f"body must be a JSON array of objects; item {index} is "
@@ -310,8 +332,8 @@ class WebhookIngestMiddleware:
         started = time.perf_counter()
         event = path[len(PATH_PREFIX):]
         extra_headers: dict[str, str] = {}
-        if event not in _METRICS:
-            status, answer = 404, {"error": f"unknown event {event!r}; one of {', '.join(EVENTS)}"}
+        if event not in _METRICS:  # the answer names the known events, never echoes the path
+            status, answer = 404, {"error": f"unknown event; one of {', '.join(EVENTS)}"}
         elif scope["method"] != "POST":
             status, answer, extra_headers = 405, {"error": "method not allowed; use POST"}, {"Allow": "POST"}
         else:
@@ -319,10 +341,17 @@ class WebhookIngestMiddleware:
                        if name in _WANTED_HEADERS}
             res = _resources_of(scope["app"])
             try:
+                if not (headers.get("signature") or headers.get("x-signature")) \
+                        and not res.settings.espocrm.webhook_allow_unsigned:
+                    log.warning("webhook %s refused: missing Signature / X-Signature header", event)
+                    raise _refuse(event, 401, "missing Signature / X-Signature header")  # body never read
                 body, too_large = await _read_limited(receive, res.settings.espocrm.webhook_max_body_bytes)
                 status, answer, extra_headers = await _ingest(res, event, headers, body, too_large)
             except _Refused as refused:
                 status, answer = refused.status, refused.body
+            except _ClientGone:  # nobody to answer; nothing was stored
+                ERRORS.labels(event, "gone").inc()
+                return
             if status == 200:
                 _METRICS[event].latency.observe(time.perf_counter() - started)
         if status != 200:
@@ -352,23 +381,28 @@ def _drain_quietly(res: WebhookResources) -> None:
 
 
 # -- dead letters ----------------------------------------------------------------------------------
-@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)])
-def list_dead_letters(request: Request, include_replayed: bool = False, source: str | None = None,
-                      limit: int = 100, offset: int = 0) -> dict[str, Any]:
+@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)], tags=["dead letters"],
+            responses=errors(401, 403, 422, 503))
+def list_dead_letters(request: Request, include_replayed: bool = False,
+                      source: Annotated[str | None, Query(max_length=64)] = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0) -> dict[str, Any]:
     res = resources(request)
     try:
         res.drain_rejected()
         with connect(res.settings.postgres.dsn()) as conn:
             rows = dead_letters.list_(conn, include_replayed=include_replayed, source=source,
-                                      limit=max(1, min(limit, 1000)), offset=max(0, offset))
-    except Exception as exc:  # Redis or hub down
+                                      limit=limit, offset=offset)
+    except _STORE_DOWN as exc:  # Redis or hub down
         log.error("dead letters unavailable: %s", type(exc).__name__)
         raise HTTPException(503, detail="dead-letter store unavailable") from None
     return {"dead_letters": [dead_letters.to_json(r) for r in rows], "count": len(rows)}
 
 
-@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)])
-def replay_dead_letter(dead_letter_id: int, request: Request, background: BackgroundTasks) -> dict[str, Any]:
+@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)],
+             tags=["dead letters"], responses=errors(401, 403, 404, 409, 422, 503))
+def replay_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], request: Request,
+                       background: BackgroundTasks) -> dict[str, Any]:
     res = resources(request)
     try:
         row = dead_letters.replay(res.settings.postgres.dsn(), dead_letter_id,
@@ -377,7 +411,7 @@ def replay_dead_letter(dead_letter_id: int, request: Request, background: Backgr
         raise HTTPException(404, detail=str(exc)) from None
     except ValueError as exc:
         raise HTTPException(409, detail=str(exc)) from None
-    except Exception as exc:
+    except _STORE_DOWN as exc:
         log.error("replay of dead letter %s failed: %s", dead_letter_id, type(exc).__name__)
         raise HTTPException(503, detail="queue or dead-letter store unavailable") from None
     if row["source"] == dead_letters.CALENDAR_SOURCE:  # a parked calendar item: a calendar run retries it

@@ -36,7 +36,7 @@ from include.settings import AdvowareSettings
 
 @dataclass(frozen=True)
 class RawResponse:
-    """Advoware's answer as received: status, headers (case-insensitive) and body bytes."""
+    """Advoware's answer: status, headers (case-insensitive, as received) and the body, decompressed."""
 
     status_code: int
     headers: CIMultiDictProxy[str]
@@ -88,12 +88,14 @@ class AsyncAdvowareClient(_Base):
         self._timeout = aiohttp.ClientTimeout(total=t, connect=min(5.0, t))
 
     def _http(self) -> aiohttp.ClientSession:
-        # created on first use, inside the running loop; one pooled keep-alive session per process
+        # created on first use, inside the running loop; one pooled keep-alive session per process.
+        # aiohttp offers gzip/deflate upstream, so it must also undo them: Advoware behind IIS
+        # compresses, and RawResponse.content is always the plain body (issue 11).
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
                 timeout=self._timeout,
-                auto_decompress=False,
+                auto_decompress=True,
             )
         return self._session
 

@@ -11,6 +11,7 @@ A write counts in the stats only when it changed something.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import date, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from sandbox.advoware.gateway import Credentials, TokenError, TokenGateway
 from sandbox.advoware.store import AdvowareStore, InvalidRecord, StaleRowId
 from sandbox.common import FaultSpec, SandboxControl, make_app
+from sandbox.compression import MODES, Compression, Mode, Switch
 
 log = logging.getLogger(__name__)
 API = "/api/v1/advonet"
@@ -72,9 +74,15 @@ def create_app() -> FastAPI:
     gateway = TokenGateway(Credentials.from_env())
     store = AdvowareStore()
 
+    default_compress: Mode = os.environ.get("SANDBOX_ADVOWARE_COMPRESS", "off")  # type: ignore[assignment]
+    if default_compress not in MODES:
+        raise ValueError(f"SANDBOX_ADVOWARE_COMPRESS must be one of {', '.join(MODES)}")
+    compression = Switch(default_compress)
+
     def reset_state() -> None:
         store.reset()
         gateway.reset()
+        compression.mode = default_compress
 
     def seed_state(body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -83,6 +91,8 @@ def create_app() -> FastAPI:
             raise HTTPException(400, f"bad seed body: {exc}") from None
 
     app = make_app("Advoware sandbox", control, reset_state=reset_state, seed_state=seed_state)
+    # IIS compresses answers for clients that offer gzip/deflate: POST /_sandbox/config {"compress": ...}
+    app.add_middleware(Compression, switch=compression, prefix="/api/")
 
     async def guard(request: Request, endpoint: str, *, write: bool = False,
                     principal: str | None = None) -> tuple[Response | None, FaultSpec | None]:
@@ -106,7 +116,12 @@ def create_app() -> FastAPI:
             gateway.token_ttl_s = float(body["token_ttl_s"])
         if body.get("clock_skew_s") is not None:
             gateway.clock_skew_s = float(body["clock_skew_s"])
-        return {"token_ttl_s": gateway.token_ttl_s, "clock_skew_s": gateway.clock_skew_s}
+        if body.get("compress") is not None:
+            if body["compress"] not in MODES:
+                raise HTTPException(400, f"compress must be one of {', '.join(MODES)}")
+            compression.mode = body["compress"]
+        return {"token_ttl_s": gateway.token_ttl_s, "clock_skew_s": gateway.clock_skew_s,
+                "compress": compression.mode}
 
     @app.post("/_sandbox/revoke_tokens")
     async def revoke_tokens() -> dict[str, Any]:

@@ -1,0 +1,101 @@
+"""The async twin of `AirflowApi` for the gateway's request path: trigger a run, read a run.
+
+The sync client repeats a failed POST with `time.sleep` between attempts; run in a worker thread,
+twelve callers waiting on a down Airflow held every thread of the default pool, and a proxy write
+(token renewal, audit) waited 11 s behind them (issue 11). Here the waits are `asyncio.sleep`, so a
+caller waiting on Airflow holds no thread, and `deadline_s` bounds the whole call (every attempt,
+every wait): past it the caller gets TimeoutError and answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import httpx
+
+from include.airflow_api import AirflowApiError, TriggerResult, _jwt_exp, run_body
+
+
+class AsyncAirflowApi:
+    """One instance per process (the token is shared); use from one event loop."""
+
+    def __init__(self, base_url: str, username: str, password: str, *, timeout_s: float = 10.0,
+                 trigger_attempts: int = 4, retry_wait_s: float = 1.0, deadline_s: float = 15.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._username, self._password = username, password
+        self._trigger_attempts = max(1, trigger_attempts)
+        self._retry_wait_s = retry_wait_s
+        self.deadline_s = deadline_s
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=min(timeout_s, deadline_s),
+                                       transport=transport)
+        self._token: str | None = None
+        self._token_exp: float | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, deadline_s: float = 15.0) -> AsyncAirflowApi:
+        a = settings.airflow_api
+        return cls(a.url, a.username, a.password.get_secret_value(), timeout_s=a.timeout_s, deadline_s=deadline_s)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _bearer(self, *, renew: bool = False) -> str:
+        async with self._lock:
+            expiring = self._token_exp is not None and self._token_exp - 60 < time.time()
+            if renew or self._token is None or expiring:
+                r = await self._http.post("/auth/token", json={"username": self._username,
+                                                              "password": self._password})
+                if r.status_code not in (200, 201):
+                    raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
+                token = r.json().get("access_token")
+                if not token:
+                    raise AirflowApiError("Airflow login answered no access_token", r.status_code)
+                self._token, self._token_exp = token, _jwt_exp(token)
+            return self._token  # type: ignore[return-value]
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated call; on 401 the token is renewed once and the call repeated."""
+        r = await self._http.request(method, path, headers={"Authorization": f"Bearer {await self._bearer()}"},
+                                     **kwargs)
+        if r.status_code == 401:
+            renewed = await self._bearer(renew=True)
+            r = await self._http.request(method, path, headers={"Authorization": f"Bearer {renewed}"}, **kwargs)
+        return r
+
+    async def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
+                      note: str | None = None) -> TriggerResult:
+        """As `AirflowApi.trigger`, within `deadline_s` (TimeoutError past it)."""
+        body = run_body(conf, dag_run_id, note)
+        async with asyncio.timeout(self.deadline_s):
+            r = await self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body)
+        if r.status_code in (200, 201):
+            data = r.json()
+            return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
+        if r.status_code == 409:
+            return TriggerResult(body["dag_run_id"], False)
+        raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+
+    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        for attempt in range(1, self._trigger_attempts + 1):
+            try:
+                r = await self.request("POST", path, json=body)
+            except httpx.TransportError:
+                if attempt == self._trigger_attempts:
+                    raise
+            else:
+                if r.status_code < 500 or attempt == self._trigger_attempts:
+                    return r
+            await asyncio.sleep(self._retry_wait_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    async def get_run(self, dag_id: str, dag_run_id: str) -> dict[str, Any]:
+        async with asyncio.timeout(self.deadline_s):
+            r = await self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{dag_run_id}")
+        if r.status_code != 200:
+            raise AirflowApiError(f"get run {dag_run_id} failed: HTTP {r.status_code}", r.status_code)
+        return r.json()
