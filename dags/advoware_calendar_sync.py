@@ -27,7 +27,12 @@ already applied; a crash anywhere creates no duplicate on the next try. An item 
 (source `calendar_sync`, ids only), counted as `parked`, no longer failing its phase, so the
 employee's later phases and finalize still run; it is left out of the plans until replayed
 (`kanzlei-sync dead-letters replay ID`), and the next run then reads the window in full and tries
-it again. Logs carry counts and ids, never appointment texts.
+it again. Logs carry counts and ids, never appointment texts: each write is one line naming the
+employee, the action, the frNr and the Google event id.
+
+**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): an employee's sync that
+fails after its retries or stops for safety (once per incident: not again while the employee's
+previous run failed too), a planning that fails, items parked.
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
@@ -60,11 +65,28 @@ def _label(employee: str) -> None:
 def _phase(work: dict[str, Any], number: int) -> dict[str, Any]:
     from include.calendar_sync.phases import employee_phase
     from include.calendar_sync.prepare import RunParams
+    from include.hooks.alerts import after_phase
     from include.hooks.calendar_sync import sync_context
 
     _label(work["employee"])
     context = get_current_context()
-    return employee_phase(work, number, context["run_id"], RunParams.from_mapping(context["params"]), sync_context)
+    summary = employee_phase(work, number, context["run_id"], RunParams.from_mapping(context["params"]),
+                             sync_context)
+    after_phase(summary, context["run_id"])  # parked items: one mail
+    return summary
+
+
+def _on_failure(context: Any) -> None:
+    """After a task's last retry: one alert per incident (include/hooks/alerts.py)."""
+    from include.hooks.alerts import on_calendar_failure
+
+    on_calendar_failure(context)
+
+
+def _on_planning_success(context: Any) -> None:
+    from include.hooks.alerts import on_planning_success
+
+    on_planning_success(context)
 
 
 @dag(
@@ -88,10 +110,11 @@ def _phase(work: dict[str, Any], number: int) -> dict[str, Any]:
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": _on_failure,
     },
 )
 def advoware_calendar_sync() -> None:
-    @task(pool=ADVOWARE_POOL)
+    @task(pool=ADVOWARE_POOL, on_success_callback=_on_planning_success)
     def plan_employees() -> list[dict[str, Any]]:
         from include.calendar_sync.planning import plan_employees as plan
         from include.calendar_sync.prepare import RunParams

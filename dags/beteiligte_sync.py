@@ -19,6 +19,10 @@ missed trigger left behind.
    unless `SYNC_PARTY_HARD_DELETE=true`. With `ADVOWARE_WRITE_PROTECTION=true` nothing is written to
    Advoware; the parties held back go round again once it is off.
 
+**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`, one per incident):
+the oldest queued party waiting `ALERT_PARTY_QUEUE_AGE_S` (checked by work_queued), open party
+dead letters reaching `ALERT_PARTY_DEAD_LETTERS` (checked after each drain).
+
 Connections: `espocrm_default`, `advoware_default`, `redis_default`, `sync_hub_default`.
 All logic lives in `include/parties/` and `include/queue/` (the wait: `include/hooks/party_queue.py`).
 """
@@ -59,6 +63,7 @@ def beteiligte_sync() -> None:
     def drain_queue() -> dict[str, Any]:
         from include.advoware.client import AdvowareClient
         from include.hooks.advoware import AdvowareHook
+        from include.hooks.alerts import check_dead_letters
         from include.hooks.espocrm import EspoCrmHook
         from include.hooks.hub import hub_dsn
         from include.hooks.redis_conn import redis_url
@@ -80,6 +85,7 @@ def beteiligte_sync() -> None:
             report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size,
                            lease_s=settings.party_lease_s, max_seconds=15 * 60,
                            dead_letter_sink=hub_dead_letter_sink(dsn))
+            check_dead_letters(dsn, queue.r)
         finally:
             syncer.close()
         return {**report.as_dict(), "requeued_after_write_protection": requeued}

@@ -123,6 +123,14 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
             },
         },
     }
+    smtp = settings.smtp
+    if smtp.host:  # the alerts' mail server (include/hooks/alerts.py); none = alerts are only logged
+        conns["smtp_default"] = {
+            "conn_type": "smtp", "host": smtp.host, "port": smtp.port, "login": smtp.user,
+            "password": smtp.password.get_secret_value(),
+            "extra": {"from_email": smtp.from_email, "disable_tls": not smtp.starttls, "disable_ssl": not smtp.ssl,
+                      "timeout": smtp.timeout_s, "retry_limit": 2},
+        }
     env = {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
     env["AIRFLOW_CONN_SYNC_HUB_DEFAULT"] = f"postgresql://{pg_auth}@{pg.host}:{pg.port}/{pg.db}"
     # RedisHook ignores the URI path: the database number must be the `db` extra (?db=N).

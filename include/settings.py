@@ -158,6 +158,35 @@ class SyncSettings(BaseSettings):
     plan_threads: int = Field(default=8, ge=1, le=64)
 
 
+class AlertSettings(BaseSettings):
+    """Who gets an e-mail when something needs a person (include/alerts.py), and when."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="ALERT_")
+
+    # comma-separated addresses; empty = alerts are logged (WARNING) but not mailed
+    email_to: str = ""
+    party_dead_letters: int = Field(default=10, ge=1)  # open party dead letters that make an incident
+    party_queue_age_s: int = Field(default=1800, ge=60)  # the oldest queued party waiting this long
+
+    def recipients(self) -> list[str]:
+        return [a.strip() for a in self.email_to.split(",") if a.strip()]
+
+
+class SmtpSettings(BaseSettings):
+    """The mail server of the alerts; Airflow gets it as the connection `smtp_default`."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="SMTP_")
+
+    host: str = ""
+    port: int = 587
+    user: str = ""
+    password: SecretStr = SecretStr("")
+    from_email: str = "kanzlei-sync@localhost"
+    starttls: bool = True  # STARTTLS on a plain connection (port 587)
+    ssl: bool = False  # TLS from the first byte (port 465)
+    timeout_s: int = 30
+
+
 class Settings(BaseSettings):
     model_config = _COMMON
 
@@ -172,6 +201,8 @@ class Settings(BaseSettings):
     airflow_api: AirflowApiSettings = Field(default_factory=AirflowApiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    alert: AlertSettings = Field(default_factory=AlertSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
 
 @lru_cache(maxsize=1)

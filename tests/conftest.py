@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -161,3 +162,17 @@ def google_url(_google_server: str) -> str:
 @pytest.fixture
 def espocrm_url(_espocrm_server: str) -> str:
     return _reset(_espocrm_server)
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local SMTP server as `smtp_default`, and ALERT_EMAIL_TO pointing into it."""
+    from tests.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", sink.connection())
+    monkeypatch.setenv("ALERT_EMAIL_TO", "kanzlei-admin@kanzlei.example")
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -286,8 +286,8 @@ def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
     for i, employee in enumerate((failing, other)):
         session, calendar_id = ctx.calendar(employee)
-        body = {"summary": f"Neu {i}", "start": {"date": "2030-03-0%d" % (i + 2)},
-                "end": {"date": "2030-03-0%d" % (i + 3)}}
+        body = {"summary": f"Neu {i}", "start": {"date": f"2030-03-0{i + 2}"},
+                "end": {"date": f"2030-03-0{i + 3}"}}
         session.execute(lambda s, c=calendar_id, b=body: s.events().insert(calendarId=c, body=b), "events.insert")
     ctx.close()
     faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1,
@@ -311,3 +311,74 @@ def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_
     assert quiet not in after["by_principal"] or (after["by_principal"][quiet]["writes"]
                                                   == before["by_principal"].get(quiet, {}).get("writes", 0))
     _assert_converged(advoware_url, google_url, hub)
+
+
+# -- alerts --------------------------------------------------------------------------------------------
+def test_an_employee_failing_past_its_retries_sends_exactly_one_alert(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        smtp_sink: Any) -> None:
+    """One mail per incident: after the last retry (not per retry), naming employee and run, ids only;
+    the next run failing the same way is the same incident (no second mail)."""
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=2)
+    assert _run().state == DagRunState.SUCCESS
+    cals = calendar_ids(hub)
+    failing = sorted(cals)[0]
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, calendar_id = ctx.calendar(failing)
+    session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
+        "summary": "Mandantin Gräfin Vertraulich", "start": {"date": "2030-04-02"}, "end": {"date": "2030-04-03"}}),
+        "events.insert")
+    ctx.close()
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "principal": failing})
+
+    run = _run()
+    assert run.state == DagRunState.FAILED
+    tries = [ti.try_number for ti in run.get_task_instances() if ti.task_id == "employee_sync.phase_2_new_google"]
+    assert tries == [4]  # retried three times, one mail at the end
+    assert len(smtp_sink.messages) == 1
+    mail, body = smtp_sink.messages[0], smtp_sink.bodies()[0]
+    assert failing in mail["Subject"] and "failed after its retries" in mail["Subject"]
+    assert run.run_id in body and "phase_2_new_google" in body and f"Employee: {failing}" in body
+    secrets = [conns["settings"].advoware.password.get_secret_value()]
+    texts = ["Gräfin", "Vertraulich", *(t["text"] for t in termine(advoware_url, failing) if t.get("text"))]
+    assert not [x for x in secrets + texts if x and x in body + mail["Subject"]]
+
+    assert _run().state == DagRunState.FAILED
+    assert len(smtp_sink.messages) == 1  # the same incident: not mailed again
+
+
+def test_a_safety_stop_and_parked_items_are_alerts_of_their_own(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, smtp_sink: Any,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=1)
+    assert _run().state == DagRunState.SUCCESS
+    faults(advoware_url, {"match": "Termine.list", "kind": "empty_list"})
+    assert _run().state == DagRunState.FAILED
+    (mail,) = smtp_sink.messages
+    assert "safety stop" in mail["Subject"] and "Nothing was written" in smtp_sink.bodies()[0]
+
+    faults(advoware_url)
+    assert _run().state == DagRunState.SUCCESS
+    # a change in Google that Advoware refuses every time is parked after its attempts: one mail naming it
+    monkeypatch.setenv("SYNC_CALENDAR_MAX_ATTEMPTS", "2")
+    from include.settings import get_settings
+
+    get_settings.cache_clear()  # the tasks run in this process: they read the settings anew
+    (employee,) = calendar_ids(hub)
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, calendar_id = ctx.calendar(employee)
+    event = next(e for e in calendar_events(google_url, calendar_id)
+                 if marker_of(e)[1] and (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"]
+                 and not e.get("recurrence"))
+    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"],
+                                               body={"location": "Raum 9"}), "events.patch")
+    ctx.close()
+    faults(advoware_url, {"match": "Termine.update", "kind": "status", "status": 422})
+    assert _run().state == DagRunState.SUCCESS  # the parked item no longer fails its phase
+    parked_mails = [m for m in smtp_sink.messages if "parked" in m["Subject"]]
+    assert len(parked_mails) == 1 and employee in parked_mails[0]["Subject"]
+    assert f"frNr={marker_of(event)[1]}" in smtp_sink.bodies()[smtp_sink.messages.index(parked_mails[0])]

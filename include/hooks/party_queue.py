@@ -90,13 +90,17 @@ class PartyWorkSensor(BaseOperator):
         self.redis_conn_id, self.prefix, self.idle_timeout_s = redis_conn_id, prefix, idle_timeout_s
 
     def execute(self, context: Any) -> None:
+        from include.alerts import Incidents
+        from include.hooks.alerts import check_party_queue
         from include.hooks.redis_conn import redis_url
         from include.queue.party_queue import PartyQueue
 
         queue = PartyQueue.from_url(redis_url(self.redis_conn_id), prefix=self.prefix)
         try:
-            if queue.has_work():
-                self.log.info("party work is ready")
+            stats = queue.stats()
+            check_party_queue(stats, Incidents(queue.r))  # a backlog nobody drains needs a person
+            if stats.ready or stats.expired_claims:
+                self.log.info("party work is ready: %d ready, %d expired claims", stats.ready, stats.expired_claims)
                 return
         finally:
             queue.r.close()

@@ -34,6 +34,7 @@ TASK_MODULES = (
     "include.hooks.calendar_sync",
     "include.advoware.client",
     "include.hooks.advoware",
+    "include.hooks.alerts",
     "include.hooks.espocrm",
     "include.hooks.hub",
     "include.hooks.redis_conn",

@@ -62,8 +62,11 @@ def mark_replayed(conn: psycopg.Connection, dead_letter_id: int) -> bool:
     return row is not None
 
 
-def count_open(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL").fetchone()
+def count_open(conn: psycopg.Connection, *, exclude_source: str | None = None) -> int:
+    """Open (not replayed) dead letters, optionally without one source (the parties' alert leaves
+    out the calendar's parked items)."""
+    row = conn.execute("SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL "
+                       "AND source IS DISTINCT FROM %s", (exclude_source,)).fetchone()
     return int(row["n"] if isinstance(row, dict) else row[0])
 
 

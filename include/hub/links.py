@@ -369,3 +369,13 @@ def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     return list(conn.execute(
         "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
         "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee", (run_id,)).fetchall())
+
+
+def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
+    """The status of the employee's calendar run before `run_id` (None: there was none)."""
+    row = conn.execute(
+        """SELECT status FROM sync_runs WHERE kind = 'calendar' AND employee = %s AND run_id <> %s
+               AND started_at < coalesce((SELECT started_at FROM sync_runs WHERE kind = 'calendar'
+                                          AND employee = %s AND run_id = %s), now())
+           ORDER BY started_at DESC LIMIT 1""", (employee, run_id, employee, run_id)).fetchone()
+    return str(row["status"]) if row else None

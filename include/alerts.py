@@ -1,0 +1,91 @@
+"""What needs a person: the alerts of the platform, as plain data (no Airflow, no SMTP here).
+
+An alert is one incident, mailed once (include/hooks/alerts.py sends it through Airflow's SMTP
+connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
+
+- **calendar_failed**: an employee's calendar sync failed after its retries (a phase, or the run's
+  planning). One per incident: a later run that fails again while the employee's previous run also
+  failed sends nothing new; the first success closes the incident (the run log `sync_runs` is the
+  state, include/hub/links.py `previous_run_status`).
+- **safety_stop**: the same, when the failure was a safety stop (deletions withheld).
+- **parked**: items of a phase were parked as dead letters (an item is parked once).
+- **party_dead_letters**: the open party dead letters reached ALERT_PARTY_DEAD_LETTERS.
+- **party_queue_age**: the oldest queued party has waited ALERT_PARTY_QUEUE_AGE_S.
+  The two party incidents are open while their condition holds (a Redis key, `Incidents`).
+
+Texts name ids only (employee code, frNr, Google event id, dead-letter id, run id): never an
+appointment text, a party's data, an e-mail address or a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+
+ALERT_KEY_PREFIX = "kanzlei:alert:"
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    subject: str
+    lines: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join([*self.lines, "", "-- kanzlei-sync (ids only; details in the Airflow task log)"])
+
+
+def calendar_failed(employee: str, run_id: str, task_id: str, reason: str, log_url: str | None,
+                    *, stopped: bool) -> Alert:
+    what = "safety stop (deletions withheld)" if stopped else "failed after its retries"
+    lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
+    if stopped:
+        lines.append("Nothing was written. Check the listings; to let the deletions through, trigger the "
+                     "DAG advoware_calendar_sync with force_deletions for this employee.")
+    if log_url:
+        lines.append(f"Log: {log_url}")
+    return Alert("safety_stop" if stopped else "calendar_failed",
+                 f"[kanzlei-sync] calendar sync of {employee}: {what}", lines)
+
+
+def parked(employee: str, run_id: str, phase: int, items: list[dict[str, object]]) -> Alert:
+    lines = [f"Employee: {employee}", f"Run: {run_id}, phase {phase}",
+             f"{len(items)} item(s) failed too often and were parked as dead letters:"]
+    for item in items:
+        lines.append(f"  {item.get('kind')} frNr={item.get('frnr')} event={item.get('google_event_id')} "
+                     f"({item.get('reason')})")
+    lines.append("After fixing the cause: kanzlei-sync dead-letters list --source calendar_sync, then replay.")
+    return Alert("parked", f"[kanzlei-sync] calendar sync of {employee}: {len(items)} item(s) parked", lines)
+
+
+def party_dead_letters(open_letters: int, threshold: int) -> Alert:
+    return Alert("party_dead_letters",
+                 f"[kanzlei-sync] {open_letters} open party dead letters (threshold {threshold})",
+                 [f"Open dead letters of beteiligte_sync: {open_letters} (alert at {threshold}).",
+                  "List them: kanzlei-sync dead-letters list; replay after fixing the cause."])
+
+
+def party_queue_age(age_s: float, threshold_s: int, pending: int) -> Alert:
+    return Alert("party_queue_age",
+                 f"[kanzlei-sync] party queue: oldest item waits {age_s / 60:.0f} min",
+                 [f"The oldest queued party has waited {age_s:.0f} s (alert at {threshold_s} s); "
+                  f"{pending} parties pending.",
+                  "Is beteiligte_sync running (paused? failing?) and is Advoware reachable?"])
+
+
+class Incidents:
+    """Open incidents of conditions that hold for a while (Redis keys): `open` is True only for the
+    call that opens one, so a condition seen by every sweep mails once; `close` when it is gone."""
+
+    def __init__(self, client: redis.Redis, prefix: str = ALERT_KEY_PREFIX) -> None:
+        self.r, self.prefix = client, prefix
+
+    def open(self, name: str) -> bool:
+        return bool(self.r.set(self.prefix + name, "1", nx=True))
+
+    def close(self, name: str) -> None:
+        self.r.delete(self.prefix + name)
+
+    def is_open(self, name: str) -> bool:
+        return bool(self.r.exists(self.prefix + name))

@@ -1,0 +1,133 @@
+"""Sending the alerts of include/alerts.py: one e-mail per incident through Airflow's SMTP connection
+`smtp_default` (the SMTP provider's SmtpHook) to ALERT_EMAIL_TO; without recipients the alert is
+only logged (WARNING, ids only). Also the calendar DAG's failure callback and the party checks.
+
+A failed send is logged and never fails the task that found the incident (the task's own outcome
+stays what it was).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+from include import alerts
+from include.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+SMTP_CONN_ID = "smtp_default"
+PLANNING_INCIDENT = "calendar:planning"
+
+
+def send(alert: alerts.Alert) -> bool:
+    """Mail `alert` to ALERT_EMAIL_TO; True if a mail went out."""
+    log.warning("ALERT %s: %s", alert.kind, alert.subject)
+    recipients = get_settings().alert.recipients()
+    if not recipients:
+        log.info("no ALERT_EMAIL_TO: alert not mailed")
+        return False
+    try:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as smtp:
+            smtp.send_email_smtp(to=recipients, subject=alert.subject,
+                                 html_content=f"<pre>{html.escape(alert.text())}</pre>")
+    except Exception as exc:  # the incident stays visible in the log and the status view
+        log.error("alert %s not mailed: %s", alert.kind, type(exc).__name__)
+        return False
+    return True
+
+
+def _incidents() -> alerts.Incidents:
+    import redis
+
+    from include.hooks.redis_conn import redis_url
+
+    return alerts.Incidents(redis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5))
+
+
+def _reason(exc: BaseException | None) -> str:
+    """Our own failures say what happened by ids; anything else by type (and status) only."""
+    if exc is None:
+        return "unknown"
+    from include.calendar_sync.context import PhaseFailed, SyncStopped
+    from include.calendar_sync.executor import reason_of
+
+    if isinstance(exc, SyncStopped | PhaseFailed):
+        return str(exc)
+    return reason_of(exc)
+
+
+def on_calendar_failure(context: Any) -> None:
+    """on_failure_callback of the calendar DAG's tasks: after the last retry, not per retry."""
+    from include.calendar_sync.context import SyncStopped
+    from include.hooks.hub import hub_dsn
+    from include.hub import links
+    from include.hub.db import connect
+
+    ti, run_id, exc = context["ti"], context["run_id"], context.get("exception")
+    employee = ti.rendered_map_index if ti.map_index >= 0 else None
+    try:
+        if employee is None:  # the run's planning: one incident until a planning succeeds again
+            if not _incidents().open(PLANNING_INCIDENT):
+                log.info("planning failed again: incident already reported")
+                return
+        else:  # one incident per employee until the employee's sync succeeds again
+            with connect(hub_dsn()) as conn:
+                before = links.previous_run_status(conn, employee, run_id)
+            if before in ("failed", "stopped"):
+                log.info("calendar sync of %s failed again: incident already reported", employee)
+                return
+    except Exception as exc_state:  # when in doubt, mail
+        log.warning("incident state not readable (%s): mailing", type(exc_state).__name__)
+    send(alerts.calendar_failed(employee or "(planning of the run)", run_id, ti.task_id, _reason(exc),
+                                getattr(ti, "log_url", None), stopped=isinstance(exc, SyncStopped)))
+
+
+def on_planning_success(context: Any) -> None:
+    """on_success_callback of plan_employees: a planning incident is over."""
+    try:
+        _incidents().close(PLANNING_INCIDENT)
+    except Exception as exc:
+        log.warning("planning incident not closed: %s", type(exc).__name__)
+
+
+def after_phase(summary: dict[str, Any], run_id: str) -> None:
+    """A phase that parked items: one mail naming them (each item is parked once)."""
+    if summary.get("parked"):
+        send(alerts.parked(summary["employee"], run_id, int(summary["phase"]), list(summary["parked"])))
+
+
+def check_party_queue(stats: Any, incidents: alerts.Incidents) -> None:
+    """The oldest queued party waiting too long: one mail while it lasts (the sweep's first look)."""
+    threshold = get_settings().alert.party_queue_age_s
+    if stats.ready and stats.oldest_ready_age_s >= threshold:
+        if incidents.open("party_queue_age"):
+            send(alerts.party_queue_age(stats.oldest_ready_age_s, threshold, stats.pending))
+    else:
+        incidents.close("party_queue_age")
+
+
+def check_party_dead_letters(open_letters: int, incidents: alerts.Incidents) -> None:
+    """Open party dead letters at or past the threshold: one mail while it lasts (after each drain)."""
+    threshold = get_settings().alert.party_dead_letters
+    if open_letters >= threshold:
+        if incidents.open("party_dead_letters"):
+            send(alerts.party_dead_letters(open_letters, threshold))
+    else:
+        incidents.close("party_dead_letters")
+
+
+def check_dead_letters(hub_dsn: str, redis_client: Any) -> None:
+    """After a drain: the open party dead letters (the calendar's parked items are not counted)."""
+    from include.hub import dead_letters
+    from include.hub.db import connect
+
+    try:
+        with connect(hub_dsn) as conn:
+            open_letters = dead_letters.count_open(conn, exclude_source=dead_letters.CALENDAR_SOURCE)
+        check_party_dead_letters(open_letters, alerts.Incidents(redis_client))
+    except Exception as exc:  # the drain's own outcome stands
+        log.warning("party dead letters not checked: %s", type(exc).__name__)

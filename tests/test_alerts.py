@@ -1,0 +1,79 @@
+"""The party alerts against a local SMTP server, the real Redis (incident state) and the real hub:
+one mail when a condition starts, none while it lasts, one again after it was over; ids only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from include.alerts import Incidents, calendar_failed, parked
+from include.hooks.alerts import check_dead_letters, check_party_queue, send
+from include.hub import dead_letters
+from include.hub.db import connect
+from tests.party_helpers import make_queue
+
+
+@pytest.fixture
+def incidents(redis_url: str) -> Incidents:
+    return Incidents(redis.Redis.from_url(redis_url))
+
+
+def test_an_old_queue_is_one_mail_while_it_lasts(redis_url: str, incidents: Incidents, smtp_sink: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERT_PARTY_QUEUE_AGE_S", "600")
+    queue = make_queue(redis_url)
+    queue.enqueue(["6650old000000001"], "update", now=time.time() - 900)  # waiting for 15 minutes
+    check_party_queue(queue.stats(), incidents)
+    check_party_queue(queue.stats(), incidents)  # the next sweep: the same incident
+    assert len(smtp_sink.messages) == 1
+    assert "oldest item waits 15 min" in smtp_sink.messages[0]["Subject"]
+    assert "6650old000000001" not in smtp_sink.bodies()[0]  # counts, not ids of parties
+
+    (claimed,) = queue.claim(10)
+    queue.ack(claimed)
+    check_party_queue(queue.stats(), incidents)  # drained: the incident is over
+    queue.enqueue(["6650old000000002"], "create", now=time.time() - 700)
+    check_party_queue(queue.stats(), incidents)
+    assert len(smtp_sink.messages) == 2
+
+
+def test_young_work_is_no_incident(redis_url: str, incidents: Incidents, smtp_sink: Any) -> None:
+    queue = make_queue(redis_url)
+    queue.enqueue(["6650new000000001"], "create")
+    check_party_queue(queue.stats(), incidents)
+    assert smtp_sink.messages == [] and not incidents.is_open("party_queue_age")
+
+
+def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, redis_url: str, incidents: Incidents,
+                                                            smtp_sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERT_PARTY_DEAD_LETTERS", "3")
+    client = redis.Redis.from_url(redis_url)
+    with connect(hub) as conn:
+        for i in range(2):
+            dead_letters.add(conn, source="beteiligte_sync", reason="Advoware 422", entity_id=f"6650dl{i}")
+        for i in range(5):  # parked calendar items are not party dead letters
+            dead_letters.add(conn, source=dead_letters.CALENDAR_SOURCE, reason="x", entity_id=f"AB:{i}")
+    check_dead_letters(hub, client)
+    assert smtp_sink.messages == []
+    with connect(hub) as conn:
+        dead_letters.add(conn, source="webhook", reason="no valid id", entity_id=None)
+    check_dead_letters(hub, client)
+    check_dead_letters(hub, client)
+    assert len(smtp_sink.messages) == 1 and "3 open party dead letters" in smtp_sink.messages[0]["Subject"]
+
+
+def test_without_recipients_an_alert_is_logged_not_mailed(smtp_sink: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("ALERT_EMAIL_TO", "")
+    assert send(calendar_failed("AB", "run-1", "employee_sync.phase_1_new_advoware", "SyncStopped", None,
+                                stopped=True)) is False
+    assert smtp_sink.messages == [] and "ALERT safety_stop" in caplog.text
+
+
+def test_alert_texts_name_ids_only() -> None:
+    alert = parked("AB", "run-7", 4, [{"kind": "update_advoware", "frnr": 4711, "google_event_id": "g1",
+                                       "reason": "AdvowareRequestError 422"}])
+    assert "frNr=4711 event=g1" in alert.text() and "run-7, phase 4" in alert.text()
