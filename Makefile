@@ -24,11 +24,16 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# pip's own lines, each with the seconds since the install began (a first install takes minutes).
+PROGRESS := $(PY) -u -c "import sys,time; t=time.time(); [print(f'  [{time.time()-t:4.0f}s] {l}', end='', flush=True) for l in sys.stdin if 'is ignored: it is neither' not in l]"
+
 $(STAMP): | $(PY)
-	$(PIP) install --quiet -r requirements.txt
-	$(PIP) install --quiet --no-deps -e .
-	rm -f $(VENV)/.installed-*
-	touch $@
+	@echo "setup: installing the pinned requirements into $(VENV) (first run: a few minutes)"
+	@set -o pipefail; $(PIP) install --progress-bar off -r requirements.txt 2>&1 | $(PROGRESS)
+	@set -o pipefail; $(PIP) install --progress-bar off --no-deps -e . 2>&1 | $(PROGRESS)
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "setup: requirements installed"
 
 .env:
 	cp .env.example .env

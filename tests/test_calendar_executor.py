@@ -251,9 +251,10 @@ def test_the_demo_changes_on_both_sides_are_carried_across(
     from include.calendar_sync.demo import make_changes
 
     _, results = sync_all(ctx)
-    notes = make_changes(ctx, sorted(results))
-    assert len(notes) == 5
+    edits = make_changes(ctx, sorted(results))
+    assert len(edits) == 5 and not [e.note for e in edits if e.arrived(ctx)]  # none there before the run
     run_id, again = sync_all(ctx)
+    assert [e.note for e in edits if not e.arrived(ctx)] == []
     assert {r["status"] for r in again.values()} == {"success"}, again
     text = table(hub, run_id)
     total = text.splitlines()[-2].split()

@@ -202,15 +202,25 @@ def test_metrics_count_accepted_rejected_and_errors(client: TestClient) -> None:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    before = (value("vmh_webhook_accepted_total", event="create"), value("vmh_webhook_rejected_total",
-              event="create"), value("vmh_webhook_errors_total", event="create", status="401"),
-              value("vmh_webhook_request_seconds_count", event="create"))
+    def values() -> list[float]:
+        return [value("vmh_webhook_accepted_total", event="create"),
+                value("vmh_webhook_rejected_total", event="create"),
+                value("vmh_webhook_errors_total", event="create", status="401"),
+                value("vmh_webhook_request_seconds_count", event="create"),
+                value("vmh_webhook_duplicates_total", event="create"),
+                value("vmh_webhook_errors_total", event="create", status="400")]
+
+    before = values()
+    # known traffic: 2 ids and 1 without an id, the same delivery again (2 duplicates, still queued),
+    # one unsigned request (401), one body that is not JSON (400)
+    deliver(client, [{"id": "m1"}, {"id": "m2"}, {}], "create")
     deliver(client, [{"id": "m1"}, {"id": "m2"}, {}], "create")
     client.post("/webhooks/vmh/beteiligte/create", content=b"[]")
-    after = (value("vmh_webhook_accepted_total", event="create"), value("vmh_webhook_rejected_total",
-             event="create"), value("vmh_webhook_errors_total", event="create", status="401"),
-             value("vmh_webhook_request_seconds_count", event="create"))
-    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1, 1]
+    deliver(client, None, "create", raw=b"{not json")
+    after = values()
+    # accepted 4, rejected 2, 401 once, the 2 stored deliveries timed (refusals are counted, not timed),
+    # 2 duplicate items, 400 once
+    assert [a - b for a, b in zip(after, before, strict=True)] == [4, 2, 1, 2, 2, 1]
 
 
 # -- dead letters ----------------------------------------------------------------------------------

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
+from googleapiclient.errors import HttpError
 
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.report import table
 from include.calendar_sync.runner import sync_all
-from include.hub.db import migrate
+from include.google_calendar.errors import error_info
+from include.google_calendar.ids import event_id
+from include.hub import links as hub_links
+from include.hub.db import connect, migrate
 from include.settings import Settings, get_settings
 from include.sync.mapping_google import marker_of
 
@@ -34,25 +40,60 @@ def _ordinary(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for t in items if int(t["frNr"]) > 0 and not t.get("dauertermin") and not t.get("abwesenheit")]
 
 
-def make_changes(ctx: SyncContext, codes: list[str]) -> list[str]:
-    """A person's edits on both sides; returns what to look for after the next run."""
+@dataclass(frozen=True)
+class Edit:
+    """A person's edit on one side, and how to see that a run carried it to the other."""
+
+    note: str
+    arrived: Callable[[SyncContext], bool]
+
+
+def _google_event(ctx: SyncContext, employee: str, frnr: int) -> dict[str, Any] | None:
+    """The employee's event of this appointment (our deterministic id), None if there is none."""
+    session, calendar_id = ctx.calendar(employee)
+    try:
+        event = session.execute(
+            lambda s: s.events().get(calendarId=calendar_id, eventId=event_id(employee, frnr)), "events.get")
+    except HttpError as exc:
+        if error_info(exc).status in (404, 410):
+            return None
+        raise
+    return None if event.get("status") == "cancelled" else event
+
+
+def _gone_from_google(ctx: SyncContext, employee: str, frnr: int) -> bool:
+    return _google_event(ctx, employee, frnr) is None
+
+
+def _linked_frnr(ctx: SyncContext, employee: str, google_event_id: str) -> int | None:
+    with connect(ctx.hub_dsn) as conn:
+        row = hub_links.find_link(conn, employee, google_event_id=google_event_id)
+    return int(row["frnr"]) if row and row["frnr"] is not None and row["status"] == "linked" else None
+
+
+def make_changes(ctx: SyncContext, codes: list[str]) -> list[Edit]:
+    """A person's edits on both sides; each says how to see it carried across by a later run."""
     today = date.today()
     window = (today - timedelta(days=30), today + timedelta(days=365))
     first, second = codes[0], codes[1 % len(codes)]
-    notes: list[str] = []
+    edits: list[Edit] = []
     adv = ctx.advoware
     a1 = _ordinary(adv.list_termine(first, *window))
     moved = a1[0]
-    adv.update_termin(moved["frNr"], {**moved, "ort": "Besprechungsraum 3 (in Advoware geändert)"})
-    notes.append(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated")
+    place = "Besprechungsraum 3 (in Advoware geändert)"
+    adv.update_termin(moved["frNr"], {**moved, "ort": place})
+    edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated",
+                      lambda c, f=moved["frNr"]: (_google_event(c, first, f) or {}).get("location") == place))
     new = adv.create_termin({"kuerzel": first, "anwalt": first, "text": "Neuer Termin aus Advoware",
                              "datum": f"{(today + timedelta(days=3)).isoformat()}T14:00:00",
                              "datumBis": f"{(today + timedelta(days=3)).isoformat()}T15:00:00",
                              "uhrzeitVon": "14:00:00", "uhrzeitBis": "15:00:00"})
-    notes.append(f"Advoware: frNr {new['frNr']} ({first}) created -> Google event created")
+    edits.append(Edit(f"Advoware: frNr {new['frNr']} ({first}) created -> Google event created",
+                      lambda c, f=new["frNr"]: _google_event(c, first, f) is not None))
     gone = _ordinary(adv.list_termine(second, *window))[-1]
     adv.delete_termin(gone["frNr"])
-    notes.append(f"Advoware: frNr {gone['frNr']} ({second}) deleted -> Google event deleted")
+    edits.append(Edit(f"Advoware: frNr {gone['frNr']} ({second}) deleted -> Google event deleted",
+                      lambda c, f=gone["frNr"]: _gone_from_google(c, second, f)))
 
     session, calendar_id = ctx.calendar(second)
     events = session.execute(lambda s: s.events().list(calendarId=calendar_id, maxResults=2500),
@@ -61,13 +102,16 @@ def make_changes(ctx: SyncContext, codes: list[str]) -> list[str]:
                   and not e.get("recurrence") and marker_of(e)[1] != gone["frNr"])
     session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"],
                                                body={"summary": "Im Kalender umbenannt"}), "events.patch")
-    notes.append(f"Google: event of frNr {marker_of(edited)[1]} ({second}) renamed -> Advoware updated")
+    renamed = marker_of(edited)[1]
+    edits.append(Edit(f"Google: event of frNr {renamed} ({second}) renamed -> Advoware updated",
+                      lambda c, f=renamed: (c.advoware.get_termin(f) or {}).get("text") == "Im Kalender umbenannt"))
     day = (today + timedelta(days=5)).isoformat()
     created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
         "summary": "Neuer Termin aus Google", "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
         "end": {"dateTime": f"{day}T09:30:00", "timeZone": "Europe/Berlin"}}), "events.insert")
-    notes.append(f"Google: event {created['id']} ({second}) created -> Advoware appointment created")
-    return notes
+    edits.append(Edit(f"Google: event {created['id']} ({second}) created -> Advoware appointment created",
+                      lambda c, g=created["id"]: _linked_frnr(c, second, g) is not None))
+    return edits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,13 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         run_id, results = sync_all(ctx)
         print(table(ctx.hub_dsn, run_id))
         print("\n== 2. changes on both sides")
-        notes = make_changes(ctx, sorted(results))
-        print("\n".join(f"   {n}" for n in notes))
+        edits = make_changes(ctx, sorted(results))
+        print("\n".join(f"   {e.note}" for e in edits))
         print("\n== 3. the next run carries them across")
         run_id, results = sync_all(ctx)
         print(table(ctx.hub_dsn, run_id))
+        missing = [e.note for e in edits if not e.arrived(ctx)]
+        for e in edits:
+            print(f"   {'carried across' if e.note not in missing else 'NOT carried across'}: {e.note}")
         failed = [code for code, r in results.items() if r.get("status") != "success"]
-        return 1 if failed else 0
+        return 1 if failed or missing else 0
     finally:
         ctx.close()
 
