@@ -7,7 +7,8 @@ and nothing it runs leaks a secret or a client's data into a log file or an HTTP
 2. Known secrets (tokens, passwords, keys, webhook secrets) and the firm's client data (appointment
    texts and places, party names and e-mail addresses, the demo's own edits) appear in no log file of
    the platform (gateway, Airflow and every task log) and in none of the gateway's answers; the ids of
-   the touched appointments do appear in the task logs.
+   the touched appointments do appear in the task logs; no log carries a deprecation warning or
+   FastAPI's duplicate-operation-id warning.
 """
 
 from __future__ import annotations
@@ -151,6 +152,10 @@ def test_the_demo_reports_edits_carried_by_another_run_and_leaks_nothing(
         leaks = sorted({(what, where) for where, content in [*logs.items(), *(("answer", a) for a in answers)]
                         for what in secrets | client_data if what in content})
         assert leaks == []
+        # no warning a person reads as trouble: deprecations, FastAPI's duplicate operation ids
+        noise = sorted({name for name, content in logs.items()
+                        if "deprecat" in content.lower() or "Duplicate Operation ID" in content})
+        assert noise == []
         # the touched appointments are named by id in the task logs
         task_logs = "\n".join(v for k, v in logs.items() if "task_id=employee_sync" in k)
         frnrs = [line.split("frNr ")[1].split(" ")[0] for line in text.splitlines()

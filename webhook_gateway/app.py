@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
-from webhook_gateway import openapi
+from webhook_gateway import docs, openapi
 from webhook_gateway.request_id import RequestIdMiddleware
 from webhook_gateway.webhooks import WebhookIngestMiddleware
 
@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for closer in reversed(app.state.closers):
                 await closer()
 
-    app = FastAPI(title="Kanzlei sync gateway", lifespan=lifespan)
+    # the API pages come from a pinned package (webhook_gateway/docs.py), not from a CDN
+    app = FastAPI(title="Kanzlei sync gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.closers = []
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from webhook_gateway.webhooks import MAX_ITEMS
 
     openapi.install(app, max_items=MAX_ITEMS, max_body=settings.espocrm.webhook_max_body_bytes)
+    docs.install(app)
     return app
 
 

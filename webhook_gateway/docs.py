@@ -1,0 +1,44 @@
+"""`/docs` (Swagger UI) and `/redoc` served from the pinned package fastapi-offline, not a CDN: the
+gateway's API documentation works on a network without internet access.
+
+FastAPI's own pages load Swagger UI and ReDoc from jsdelivr; they are switched off (`docs_url=None`,
+`redoc_url=None`) and replaced by the same pages whose scripts, styles and favicon come from
+`/docs-assets/`, a static mount of the package's files. The paths honour the ASGI root path (a
+gateway behind a proxy).
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS = "/docs-assets"
+
+
+def install(app: FastAPI) -> None:
+    assets = str(files("fastapi_offline") / "static")
+    app.mount(ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{redirect}", swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css", swagger_favicon_url=f"{root}{ASSETS}/favicon.png")
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}{ASSETS}/favicon.png", with_google_fonts=False)
