@@ -468,7 +468,7 @@ class Stack:
             "",
             f"Airflow UI   {af}   login: {login}"
             + (f"   (CeleryExecutor, {celery_workers()} workers)" if self.executor == "celery" else ""),
-            f"Gateway      http://127.0.0.1:{s.gateway.port}   (/healthz, /metrics)",
+            f"Gateway      http://127.0.0.1:{s.gateway.port}   (/docs, /healthz, /metrics)",
         ]
         if s.sandbox_mode:
             p = self.sandbox_ports()
