@@ -50,6 +50,7 @@ import redis
 from bench._servers import ROOT, floor_s, start_sandbox
 from include import airflow_env
 from include.advoware.client import AdvowareClient
+from include.calendar_engine.mapping_google import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.prepare import RunParams
@@ -61,7 +62,6 @@ from include.google_calendar.service import CalendarSession
 from include.google_calendar.writing import EventWriter
 from include.hub.db import migrate
 from include.settings import AdvowareSettings, GoogleSettings, Settings, SyncSettings, get_settings
-from include.sync.mapping_google import marker_of
 from sandbox.advoware import gateway as adv_sbx
 from sandbox.firm import generate_firm
 from sandbox.keys import write_service_account_file

@@ -33,9 +33,9 @@ import psycopg
 import redis
 
 from bench._servers import floor_s, start_sandbox
+from include.calendar_engine.ids import event_id, with_advoware_properties
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
-from include.google_calendar.ids import event_id, with_advoware_properties
 from include.google_calendar.provisioning import CalendarProvisioner
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.writing import EventWriter, WriteOp

@@ -40,7 +40,7 @@ previous run failed too), a planning that fails, items parked.
 
 **Pools**: `google_calendar_api` (phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
-Logic: `include/calendar_sync/`, engine `include/sync/`. Nothing of it is imported when the file is
+Logic: `include/calendar_sync/`, engine `include/calendar_engine/`. Nothing of it is imported when the file is
 parsed (every task process parses it): each task imports what it uses.
 """
 

@@ -13,8 +13,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from include.advoware.client import AdvowareClient
+from include.calendar_engine.timeutil import BERLIN
 from include.google_calendar.service import CalendarSession
-from include.sync.timeutil import BERLIN
 
 PLACES = ("", "Saal 3", "Kanzlei", "Videokonferenz")
 

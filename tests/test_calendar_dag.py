@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from include import airflow_env
-from include.sync.mapping_google import marker_of
+from include.calendar_engine.mapping_google import marker_of
 from tests.calendar_helpers import (
     advoware_state,
     calendar_events,
@@ -224,10 +224,10 @@ def test_a_prefilled_calendar_is_adopted_not_duplicated(
     """Events a previous installation wrote (no marker, other ids) are matched by content."""
     from airflow.sdk import DagRunState
 
+    from include.calendar_engine.mapping_advoware import from_advoware
+    from include.calendar_engine.mapping_google import to_google
     from include.calendar_sync.employees import record_employees
     from include.calendar_sync.prepare import ensure_calendar
-    from include.sync.mapping_advoware import from_advoware
-    from include.sync.mapping_google import to_google
 
     seed_firm(advoware_url, employees=1)
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)

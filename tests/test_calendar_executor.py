@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from include.calendar_engine.mapping_google import marker_of
 from include.calendar_sync.context import PhaseFailed, SyncContext
 from include.calendar_sync.executor import run_phase
 from include.calendar_sync.prepare import RunParams, prepare
@@ -19,7 +20,6 @@ from include.calendar_sync.report import table
 from include.calendar_sync.runner import new_run_id, sync_all
 from include.hub import links as store
 from include.hub.db import connect
-from include.sync.mapping_google import marker_of
 from tests.calendar_helpers import (
     calendar_events,
     calendar_ids,

@@ -43,6 +43,10 @@ from hypothesis.stateful import (
 )
 
 from include.advoware.client import AdvowareClient
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_advoware import from_advoware
+from include.calendar_engine.mapping_google import from_google, marker_of
+from include.calendar_engine.models import Appointment
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.executor import run_phase
@@ -52,10 +56,6 @@ from include.calendar_sync.runner import PHASES, new_run_id, sync_all, sync_empl
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
 from include.google_calendar.ratelimit import Backoff
-from include.sync.fingerprint import fingerprint
-from include.sync.mapping_advoware import from_advoware
-from include.sync.mapping_google import from_google, marker_of
-from include.sync.models import Appointment
 from tests.calendar_helpers import calendar_ids, make_ctx
 from tests.calendar_user import PLACES, Content, User, advoware_body, token_of
 from tests.conftest import HUB_TABLES

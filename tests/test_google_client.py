@@ -16,10 +16,10 @@ import httpx
 import psycopg
 import pytest
 
+from include.calendar_engine.ids import event_id, with_advoware_properties
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
 from include.google_calendar.errors import EtagConflict, QuotaExceeded
-from include.google_calendar.ids import event_id, with_advoware_properties
 from include.google_calendar.provisioning import CalendarProvisioner, calendar_summary
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.reading import CalendarReader

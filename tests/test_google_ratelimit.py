@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from include.calendar_engine.ids import event_id, frnr_of, is_valid_event_id, with_advoware_properties
 from include.google_calendar.errors import QuotaExceeded, RetriesExhausted, classify
-from include.google_calendar.ids import event_id, frnr_of, is_valid_event_id, with_advoware_properties
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from include.sync import HubLink, Plan, Policy, Window, fingerprint, from_advoware, from_google, plan_sync
-from include.sync.mapping_google import is_cancelled, marker_properties
-from include.sync.timeutil import BERLIN
+from include.calendar_engine import HubLink, Plan, Policy, Window, fingerprint, from_advoware, from_google, plan_sync
+from include.calendar_engine.mapping_google import is_cancelled, marker_properties
+from include.calendar_engine.timeutil import BERLIN
 from tests.test_sync_mapping import TEXT, advoware_termin
 
 EMP = "AB"
@@ -62,7 +62,7 @@ class World:
     def live(self, gid: str) -> bool:
         return gid in self.goog and not is_cancelled(self.goog[gid])
 
-    # -- the executor, as documented in include/sync/plan.py ------------------------------------
+    # -- the executor, as documented in include/calendar_engine/plan.py ------------------------------------
     def record(self, act: Any, frnr: int, gid: str) -> None:
         self.links[gid] = HubLink(EMP, frnr, gid, act.advoware_fingerprint, act.google_fingerprint,
                                   self.adv.get(frnr, {}).get("zuletztGeaendertAm"),
@@ -167,7 +167,7 @@ def test_plan_applied_converges(data, policy, complete, n_adv, n_goog, legacy, o
     if legacy and world.adv:
         # a copy from the previous installation: same start, end, title, no marker
         first = min(world.adv)
-        from include.sync.mapping_google import to_google
+        from include.calendar_engine.mapping_google import to_google
         body = to_google(from_advoware(world.adv[first], EMP), employee=EMP, frnr=first)
         body.pop("extendedProperties")
         body.pop("id")

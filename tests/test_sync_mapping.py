@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from include.sync import (
+from include.calendar_engine import (
     Appointment,
     Recurrence,
     event_id,
@@ -20,10 +20,10 @@ from include.sync import (
     to_advoware,
     to_google,
 )
-from include.sync.mapping_advoware import NotRepresentable, is_shared_pool
-from include.sync.mapping_google import ANONYMOUS_TITLE, KEY_EMPLOYEE, KEY_FRNR, KEY_ORIGIN
-from include.sync.models import Freq, Matter, Unsupported
-from include.sync.timeutil import BERLIN
+from include.calendar_engine.mapping_advoware import NotRepresentable, is_shared_pool
+from include.calendar_engine.mapping_google import ANONYMOUS_TITLE, KEY_EMPLOYEE, KEY_FRNR, KEY_ORIGIN
+from include.calendar_engine.models import Freq, Matter, Unsupported
+from include.calendar_engine.timeutil import BERLIN
 
 EMP = "AB"
 

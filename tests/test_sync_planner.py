@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from include.sync import (
+from include.calendar_engine import (
     HubLink,
     Plan,
     Policy,
@@ -20,7 +20,7 @@ from include.sync import (
     from_google,
     plan_sync,
 )
-from include.sync.mapping_google import to_google
+from include.calendar_engine.mapping_google import to_google
 
 EMP = "AB"
 WINDOW = Window(date(2025, 1, 1), date(2025, 12, 31))
@@ -344,3 +344,27 @@ def test_plan_json_round_trip_and_counts():
     counts = p.counts()
     assert counts["create_google"] == 1 and counts["update_google"] == 1 and counts["phase1"] == 1
     assert counts["phase4"] == 1 and counts["report_shared_pool_skipped"] == 1 and counts["stopped"] == 0
+
+
+# -- the table itself ------------------------------------------------------------------------------------
+A_STATES = ("unchanged", "changed", "deleted", "left")
+G_STATES = ("unchanged", "changed", "deleted", "left", "unseen", "unsupported")
+# "deleted" in Advoware and "left" in Google need opposite answers to one question (is the link's
+# span in the window?): no item is ever in both states
+PAIRS = [(a, g) for a in A_STATES for g in G_STATES if (a, g) != ("deleted", "left")]
+
+
+@pytest.mark.parametrize("a_state, g_state", PAIRS)
+@pytest.mark.parametrize("same, advoware_wins", [(False, False), (False, True), (True, False)])
+def test_every_row_decides_and_write_protection_never_writes_advoware(
+        a_state: str, g_state: str, same: bool, advoware_wins: bool) -> None:
+    from include.calendar_engine.plan import ACTION_KINDS
+    from include.calendar_engine.planner import decide, protect
+
+    decision = decide(a_state, g_state, same_content=same, advoware_wins=advoware_wins)
+    assert decision.kind is None or decision.kind in ACTION_KINDS
+    for wp, read_only in ((True, False), (False, True), (True, True)):
+        kept = protect(decision, write_protection=wp, read_only=read_only)
+        assert kept.kind is None or not ACTION_KINDS[kept.kind].writes_advoware, (a_state, g_state, kept)
+    if a_state == "left":
+        assert decision.kind is None  # only left the window: never deleted, never rewritten

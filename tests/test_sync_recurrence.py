@@ -12,10 +12,10 @@ import pytest
 from dateutil.rrule import rrulestr
 from hypothesis import given, settings
 
-from include.sync import Appointment, from_advoware, from_google, to_advoware, to_google
-from include.sync.models import Freq, Recurrence, Unsupported
-from include.sync.planner import plan_sync
-from include.sync.policy import Policy, Window
+from include.calendar_engine import Appointment, from_advoware, from_google, to_advoware, to_google
+from include.calendar_engine.models import Freq, Recurrence, Unsupported
+from include.calendar_engine.planner import plan_sync
+from include.calendar_engine.policy import Policy, Window
 from tests.test_sync_mapping import advoware_termin
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 from googleapiclient.errors import HttpError
 
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.mapping_google import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.report import table
 from include.calendar_sync.runner import sync_all
 from include.google_calendar.errors import error_info
-from include.google_calendar.ids import event_id
 from include.hub import links as hub_links
 from include.hub.db import connect, migrate
 from include.settings import Settings, get_settings
-from include.sync.mapping_google import marker_of
 
 
 def _seed(settings: Settings, seed: int, employees: int, per_employee: int) -> None:

@@ -48,40 +48,31 @@ from googleapiclient.errors import HttpError
 from psycopg.rows import dict_row
 
 from include.advoware.errors import AdvowareNotFound, WriteProtectedError
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
+from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
+from include.calendar_engine.models import Appointment
+from include.calendar_engine.plan import ORPHAN, Action, Plan
 from include.calendar_sync.context import PhaseFailed, SyncContext
 from include.google_calendar.errors import QuotaExceeded, describe, error_info
 from include.google_calendar.writing import SEND_UPDATES, EventWriter, WriteOp, WriteResult
 from include.hub import audit
 from include.hub import links as store
 from include.hub.db import connect
-from include.sync.fingerprint import fingerprint
-from include.sync.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
-from include.sync.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
-from include.sync.models import Appointment
-from include.sync.plan import Action, Plan
 
 log = logging.getLogger(__name__)
 
 ACTOR = "calendar_sync"
-# Where an action writes and what it counts as once applied (also when a retry finds it applied).
-SIDE = {"create_google": "google", "update_google": "google", "delete_google": "google", "adopt": "google",
-        "create_advoware": "advoware", "update_advoware": "advoware", "delete_advoware": "advoware",
-        "link": "hub", "forget": "hub"}
-VERB = {"create_google": "created", "update_google": "updated", "delete_google": "deleted",
-        "create_advoware": "created", "update_advoware": "updated", "delete_advoware": "deleted",
-        "adopt": "adopted", "link": "linked", "forget": "forgotten"}
-
-
 @dataclass
 class Outcome:
     action: Action
-    result: str  # the VERB, "skipped", "failed" or "parked"
+    result: str  # the kind's verb (ACTION_KINDS), "skipped", "failed" or "parked"
     detail: str = ""
 
     @property
     def key(self) -> str:
         """`<side>.<result>`, e.g. google.created, advoware.skipped (the report's columns)."""
-        return f"{SIDE[self.action.kind]}.{self.result}"
+        return f"{self.action.spec.side}.{self.result}"
 
 
 @dataclass
@@ -226,8 +217,8 @@ class PhaseExecutor:
         `transient`: a failure of the whole calendar (quota), never parked."""
         max_attempts = self.ctx.settings.sync.calendar_max_attempts
         with self._tx() as conn:
-            known = a.kind not in ("create_google", "create_advoware", "adopt") or a.reason.startswith("A=")
-            orphan = a.reason == "orphan"  # an event without a link: counted on its Google id alone
+            known = a.linked or a.kind not in ("create_google", "create_advoware", "adopt")
+            orphan = a.rule == ORPHAN  # an event without a link: counted on its Google id alone
             frnr = None if orphan else a.frnr
             attempts = store.record_failure(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
                                             error=error, known_link=known and not orphan)
@@ -285,13 +276,13 @@ class PhaseExecutor:
         """A write that went through: one INFO line with the ids (never a text), and its outcome."""
         log.info("write %s %s frNr=%s event=%s: %s", self.employee, a.kind, frnr if frnr is not None else a.frnr,
                  a.google_event_id, detail)
-        return Outcome(a, VERB[a.kind], detail)
+        return Outcome(a, a.spec.verb, detail)
 
     def apply(self, a: Action) -> Outcome:
         """One item: already applied → its verb; else call the handler and record the outcome."""
         try:
             if self._already_applied(a):
-                return Outcome(a, VERB[a.kind], "already applied")
+                return Outcome(a, a.spec.verb, "already applied")
             detail = getattr(self, f"_{a.kind}")(a) or ""
             return self._written(a, detail, self._created_frnr.pop(id(a), None))
         except _Skip as skip:
@@ -316,7 +307,7 @@ class PhaseExecutor:
                 rows = store.link_rows(conn, self.employee)
         for a in actions:
             if self._already_applied(a, rows):
-                outcomes.append(Outcome(a, VERB[a.kind], "already applied"))
+                outcomes.append(Outcome(a, a.spec.verb, "already applied"))
             else:
                 todo.append(a)
         if not todo:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
+from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, marker_properties
+from include.calendar_engine.models import Appointment
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.writing import EventWriter, WriteOp
 from include.hub import links as store
 from include.hub.db import connect
-from include.sync.fingerprint import fingerprint
-from include.sync.mapping_advoware import changed_at_of, frnr_of, from_advoware
-from include.sync.mapping_google import ORIGIN_GOOGLE, from_google, marker_properties
-from include.sync.models import Appointment
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,12 @@ from typing import Any
 
 from googleapiclient.errors import HttpError
 
+from include.calendar_engine.mapping_advoware import frnr_of
+from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.plan import HubLink, Plan, Report
+from include.calendar_engine.planner import plan_sync
+from include.calendar_engine.policy import Policy, Window
+from include.calendar_engine.timeutil import BERLIN
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
 from include.google_calendar.errors import error_info
@@ -25,12 +31,6 @@ from include.google_calendar.reading import CalendarReader, ChangeSet
 from include.hub import calendars as hub_calendars
 from include.hub import links as store
 from include.hub.db import connect
-from include.sync.mapping_advoware import frnr_of
-from include.sync.mapping_google import marker_of
-from include.sync.plan import HubLink, Plan, Report
-from include.sync.planner import plan_sync
-from include.sync.policy import Policy, Window
-from include.sync.timeutil import BERLIN
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
+from include.calendar_engine.mapping_google import from_google, is_cancelled, marker_of
+from include.calendar_engine.models import Appointment
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.prepare import ensure_calendar, google_bounds, window_of
 from include.google_calendar.reading import list_window
 from include.hub import calendars as hub_calendars
 from include.hub import links as store
 from include.hub.db import connect
-from include.sync.fingerprint import fingerprint
-from include.sync.mapping_advoware import changed_at_of, frnr_of, from_advoware
-from include.sync.mapping_google import from_google, is_cancelled, marker_of
-from include.sync.models import Appointment
 
 log = logging.getLogger(__name__)
 

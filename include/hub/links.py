@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg
 
+from include.calendar_engine.plan import HubLink, Plan
 from include.hub import calendars as hub_calendars
 from include.hub import dead_letters
-from include.sync.plan import HubLink, Plan
 
 _LINK_COLUMNS = ("employee, frnr, google_event_id, advoware_fingerprint, google_fingerprint, "
                  "advoware_changed_at, google_updated, status, span_start, span_end")

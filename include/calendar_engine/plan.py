@@ -1,7 +1,13 @@
 """The planner's input link rows and its output `Plan` (JSON-serialisable; the executor's contract).
 
+`ACTION_KINDS` is the one table of what an action is: its phase, the side it writes (google,
+advoware, or only the hub), what it counts as once applied (the run report's verb), whether it is a
+deletion. The planner, the executor and `Plan` all read it; nothing passes a phase by hand.
+
 `Action` fields (every field always present in JSON, None where not applicable):
-- `phase` 1..4 (adoptions run in phase 1), `kind` (below), `reason` (the decision-table row),
+- `kind` (the table), `rule` (why: the decision that made it, e.g. "google_changed", "revert",
+  "orphan", "new_google"; a field, never parsed), `row` ("<advoware state>/<google state>" of the
+  decision table for an item that has a complete hub link; None for an unlinked item),
   `employee`, `frnr` (None until an Advoware create returns it), `google_event_id`.
 - `google_body` full event body for create/update/adopt (PUT semantics; `id` set on create).
 - `advoware_body` Termin body for create (no frNr) / update (with frNr).
@@ -32,11 +38,36 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-KINDS = ("create_google", "update_google", "delete_google", "create_advoware", "update_advoware",
-         "delete_advoware", "adopt", "link", "forget")
-ADVOWARE_WRITES = frozenset({"create_advoware", "update_advoware", "delete_advoware"})
-GOOGLE_WRITES = frozenset({"create_google", "update_google", "delete_google"})
-DELETIONS = frozenset({"delete_google", "delete_advoware"})
+
+@dataclass(frozen=True)
+class ActionKind:
+    name: str
+    phase: int  # 1 adoptions and new in Google, 2 new in Advoware, 3 deletions, 4 updates
+    side: str  # where it writes: "google", "advoware" or "hub" (bookkeeping only)
+    verb: str  # what it counts as once applied: the run report's column (google.created, ...)
+    deletion: bool = False
+
+    @property
+    def writes_advoware(self) -> bool:
+        return self.side == "advoware"
+
+
+ACTION_KINDS: dict[str, ActionKind] = {k.name: k for k in (
+    ActionKind("adopt", 1, "google", "adopted"),
+    ActionKind("create_google", 1, "google", "created"),
+    ActionKind("create_advoware", 2, "advoware", "created"),
+    ActionKind("delete_google", 3, "google", "deleted", deletion=True),
+    ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True),
+    ActionKind("forget", 3, "hub", "forgotten"),
+    ActionKind("update_google", 4, "google", "updated"),
+    ActionKind("update_advoware", 4, "advoware", "updated"),
+    ActionKind("link", 4, "hub", "linked"),
+)}
+KINDS = tuple(ACTION_KINDS)
+ADVOWARE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.writes_advoware)
+GOOGLE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.side == "google" and k.name != "adopt")
+DELETIONS = frozenset(k.name for k in ACTION_KINDS.values() if k.deletion)
+ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker and no Advoware item
 
 # Report kinds (ids only in `detail`, never appointment text).
 REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
@@ -62,9 +93,8 @@ class HubLink:
 
 @dataclass
 class Action:
-    phase: int
     kind: str
-    reason: str
+    rule: str
     employee: str
     frnr: int | None = None
     google_event_id: str | None = None
@@ -78,10 +108,24 @@ class Action:
     google_updated: str | None = None
     google_seen_fingerprint: str | None = None
     confirm_absent: str | None = None
+    row: str | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if self.kind not in ACTION_KINDS:
             raise ValueError(f"unknown action kind {self.kind!r}")
+
+    @property
+    def spec(self) -> ActionKind:
+        return ACTION_KINDS[self.kind]
+
+    @property
+    def phase(self) -> int:
+        return self.spec.phase
+
+    @property
+    def linked(self) -> bool:
+        """About an item with a complete hub link (a failure is counted on that link)."""
+        return self.row is not None
 
 
 @dataclass
@@ -112,6 +156,13 @@ class Plan:
     @property
     def dry_run(self) -> bool:
         return bool(self.policy.get("dry_run"))
+
+    def add(self, action: Action) -> None:
+        """File an action under its phase (adoptions first in phase 1)."""
+        if action.kind == "adopt":
+            self.adoptions.append(action)
+        else:
+            getattr(self, f"phase{action.phase}").append(action)
 
     def phase(self, number: int) -> list[Action]:
         """What the phase task executes (phase 1 = adoptions, then creates in Google)."""
@@ -147,8 +198,9 @@ class Plan:
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
+        action_fields = {f.name for f in fields(Action)}
         for key in ("adoptions", "phase1", "phase2", "phase3", "phase4"):
-            values[key] = [Action(**a) for a in data.get(key, [])]
+            values[key] = [Action(**{k: v for k, v in a.items() if k in action_fields}) for a in data.get(key, [])]
         values["reports"] = [Report(**r) for r in data.get("reports", [])]
         return cls(**values)
 

@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from include.sync.timeutil import normalize
+from include.calendar_engine.timeutil import normalize
 
 # Advoware stores an open-ended series with datumBis in this year; we write 2037-12-31.
 OPEN_ENDED_YEAR = 2037

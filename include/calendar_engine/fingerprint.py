@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from include.sync.models import Appointment
+from include.calendar_engine.models import Appointment
 
 FINGERPRINT_VERSION = "v1"
 

@@ -28,13 +28,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 # One definition of ids and marker keys for the project (pure module, no Google client import).
-from include.google_calendar.ids import PROP_EMPLOYEE as KEY_EMPLOYEE
-from include.google_calendar.ids import PROP_FRNR as KEY_FRNR
-from include.google_calendar.ids import PROP_ORIGIN as KEY_ORIGIN
-from include.google_calendar.ids import event_id  # noqa: F401
-from include.sync.models import Appointment, Matter, Unsupported, clean_text
-from include.sync.recurrence import from_google_recurrence, occurrence_limit_ok, to_rrule
-from include.sync.timeutil import TZ_NAME, normalize
+from include.calendar_engine.ids import PROP_EMPLOYEE as KEY_EMPLOYEE
+from include.calendar_engine.ids import PROP_FRNR as KEY_FRNR
+from include.calendar_engine.ids import PROP_ORIGIN as KEY_ORIGIN
+from include.calendar_engine.ids import event_id  # noqa: F401
+from include.calendar_engine.models import Appointment, Matter, Unsupported, clean_text
+from include.calendar_engine.recurrence import from_google_recurrence, occurrence_limit_ok, to_rrule
+from include.calendar_engine.timeutil import TZ_NAME, normalize
 
 KEY_MATTER_NR = "advowareAkteNr"
 KEY_MATTER_RUBRUM = "advowareAzRubrum"

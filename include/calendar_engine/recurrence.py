@@ -21,8 +21,8 @@ from itertools import islice
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
 
-from include.sync.models import OPEN_ENDED_YEAR, Freq, Recurrence, Unsupported
-from include.sync.timeutil import BERLIN, normalize
+from include.calendar_engine.models import OPEN_ENDED_YEAR, Freq, Recurrence, Unsupported
+from include.calendar_engine.timeutil import BERLIN, normalize
 
 _DATEUTIL_FREQ = {YEARLY: Freq.YEARLY, MONTHLY: Freq.MONTHLY, WEEKLY: Freq.WEEKLY, DAILY: Freq.DAILY}
 # How many occurrences to compare for an open-ended rule; finite rules are compared whole.

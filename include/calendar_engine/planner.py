@@ -44,6 +44,10 @@ Safety (all actions withheld, `stop_reason` set, unless `force_deletions`): Advo
 while links in the window exist; a full Google listing returned nothing while such links exist;
 deletions > `delete_threshold_min` AND > `delete_threshold_ratio` × live links.
 Under `policy.write_protection` no action targets Advoware (asserted).
+
+In code: `decide()` is the table above, one `case` per row, each row's "WP:" alternative carried in
+the decision; write protection is then applied as its own step (`protect`); the action's `rule`
+names the row's decision and its `row` the two states (fields, never parsed).
 """
 
 from __future__ import annotations
@@ -53,8 +57,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from include.sync.fingerprint import fingerprint
-from include.sync.mapping_advoware import (
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_advoware import (
     NotRepresentable,
     changed_at_of,
     frnr_of,
@@ -63,7 +67,7 @@ from include.sync.mapping_advoware import (
     owner_code,
     to_advoware,
 )
-from include.sync.mapping_google import (
+from include.calendar_engine.mapping_google import (
     ORIGIN_ADVOWARE,
     event_id,
     from_google,
@@ -71,13 +75,85 @@ from include.sync.mapping_google import (
     marker_of,
     to_google,
 )
-from include.sync.models import Appointment, Unsupported
-from include.sync.plan import ADVOWARE_WRITES, DELETIONS, Action, HubLink, Plan, Report
-from include.sync.policy import Policy, Window
-from include.sync.timeutil import parse_local_stamp, parse_rfc3339
+from include.calendar_engine.models import Appointment, Unsupported
+from include.calendar_engine.plan import ADVOWARE_WRITES, DELETIONS, ORPHAN, Action, HubLink, Plan, Report
+from include.calendar_engine.policy import Policy, Window
+from include.calendar_engine.timeutil import parse_local_stamp, parse_rfc3339
 
 UNCHANGED, CHANGED, DELETED, LEFT, UNSEEN, UNSUPPORTED = (
     "unchanged", "changed", "deleted", "left", "unseen", "unsupported")
+QUIET = (UNCHANGED, UNSEEN, LEFT)  # Google states that ask nothing of a changed Advoware item
+
+WP_REPORT = "<write protection>"  # the report kind of a protected row: write_protected_revert or
+#                                   special_read_only (a read-only item), decided by `protect`
+GOOGLE_REASON = "<the Google event's unsupported pattern>"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one row of the decision table does: an action kind (None: nothing to write), the rule
+    (its name in the plan), a report beside it, and the row's alternative under write protection."""
+
+    kind: str | None
+    rule: str
+    report: str | None = None
+    detail: str = ""
+    under_wp: Decision | None = None
+
+
+NOTHING = Decision(None, "nothing")
+REVERT = Decision("update_google", "revert", WP_REPORT, "google change reverted")
+RECREATE = Decision("create_google", "recreate", WP_REPORT, "google deletion reverted")
+DISCARD = Decision("delete_google", "discard", WP_REPORT, "google change discarded")
+# an unlinked event a person made in Google (no marker)
+NEW_GOOGLE = Decision("create_advoware", "new_google",
+                      under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone"))
+
+
+def decide(a: str, g: str, *, same_content: bool, advoware_wins: bool) -> Decision:
+    """The decision table of a linked item: (Advoware state, Google state) → what to do."""
+    match (a, g):
+        case ("left", _) | ("unchanged", "unchanged" | "unseen" | "left"):
+            return NOTHING
+        case ("unchanged", "changed"):
+            return Decision("update_advoware", "google_changed", under_wp=REVERT)
+        case ("unchanged", "deleted"):
+            return Decision("delete_advoware", "google_deleted", under_wp=RECREATE)
+        case ("unchanged", "unsupported"):
+            return Decision(None, "google_unsupported", "unsupported_rule", GOOGLE_REASON)
+        case ("changed", "unchanged" | "unseen" | "left"):
+            return Decision("update_google", "advoware_changed")
+        case ("changed", "changed") if same_content:
+            return Decision("link", "same_content")
+        case ("changed", "changed") if advoware_wins:
+            return Decision("update_google", "advoware_wins")
+        case ("changed", "changed"):
+            return Decision("update_advoware", "google_wins", under_wp=REVERT)
+        case ("changed", "deleted"):
+            return Decision("create_google", "edit_wins")
+        case ("changed", "unsupported"):
+            return Decision("update_google", "replaces_unsupported", "unsupported_rule", "replaced by advoware")
+        case ("deleted", "unchanged" | "unseen"):
+            return Decision("delete_google", "advoware_deleted")
+        case ("deleted", "changed"):
+            return Decision("create_advoware", "edit_wins", under_wp=DISCARD)
+        case ("deleted", "deleted"):
+            return Decision("forget", "both_deleted")
+        case ("deleted", "unsupported"):
+            return Decision(None, "advoware_deleted", "unsupported_rule", "advoware deleted",
+                            under_wp=Decision("delete_google", "wp", "unsupported_rule", "advoware deleted"))
+    raise ValueError(f"no row of the decision table for Advoware {a!r}, Google {g!r}")
+
+
+def protect(decision: Decision, *, write_protection: bool, read_only: bool) -> Decision:
+    """Write protection (or a read-only item): a row's protected alternative replaces it."""
+    if not (write_protection or read_only) or decision.under_wp is None:
+        return decision
+    alternative = decision.under_wp
+    if alternative.report == WP_REPORT:
+        kind = "special_read_only" if read_only and not write_protection else "write_protected_revert"
+        alternative = replace(alternative, report=kind)
+    return alternative
 
 
 @dataclass
@@ -173,19 +249,16 @@ class _Planner:
         self.plan.reports.append(Report(kind=kind, employee=self.emp, frnr=frnr,
                                         google_event_id=google_event_id, detail=detail))
 
-    def add(self, action: Action) -> None:
-        target = {1: self.plan.phase1, 2: self.plan.phase2, 3: self.plan.phase3, 4: self.plan.phase4}
-        if action.kind == "adopt":
-            self.plan.adoptions.append(action)
-        else:
-            target[action.phase].append(action)
+    def add(self, action: Action | None) -> None:
+        if action is not None:
+            self.plan.add(action)
 
     def _span(self, appt: Appointment) -> tuple[str, str]:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def google_write(self, kind: str, phase: int, reason: str, a: _Adv, gid: str,
-                     g: _Goog | None, link: HubLink | None = None) -> Action:
+    def google_write(self, kind: str, rule: str, a: _Adv, gid: str, g: _Goog | None,
+                     link: HubLink | None = None, row: str | None = None) -> Action:
         """An action that writes Advoware's version of `a` to Google event `gid` (`link`: the hub row,
         whose Google fingerprint stands for an event the incremental listing did not return)."""
         assert a.appt is not None
@@ -195,13 +268,14 @@ class _Planner:
         written = from_google(body)
         assert isinstance(written, Appointment)
         span_start, span_end = self._span(a.appt)
-        return Action(phase=phase, kind=kind, reason=reason, employee=self.emp, frnr=a.frnr,
+        return Action(kind=kind, rule=rule, employee=self.emp, frnr=a.frnr, row=row,
                       google_event_id=gid, google_body=body, advoware_fingerprint=a.fp,
                       google_fingerprint=fingerprint(written), span_start=span_start, span_end=span_end,
                       advoware_changed_at=a.changed_at, google_updated=g.updated if g else None,
                       google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None))
 
-    def advoware_write(self, kind: str, phase: int, reason: str, g: _Goog, a: _Adv | None) -> Action | None:
+    def advoware_write(self, kind: str, rule: str, g: _Goog, a: _Adv | None,
+                       row: str | None = None) -> Action | None:
         """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
         assert g.appt is not None
         canon = g.appt
@@ -217,7 +291,7 @@ class _Planner:
             return None
         written = from_advoware(body, self.emp)
         span_start, span_end = self._span(written)
-        return Action(phase=phase, kind=kind, reason=reason, employee=self.emp, frnr=a.frnr if a else None,
+        return Action(kind=kind, rule=rule, employee=self.emp, frnr=a.frnr if a else None, row=row,
                       google_event_id=g.id, advoware_body=body, advoware_fingerprint=fingerprint(written),
                       google_fingerprint=g.fp, span_start=span_start, span_end=span_end,
                       advoware_changed_at=a.changed_at if a else None, google_updated=g.updated)
@@ -249,11 +323,8 @@ class _Planner:
                 return "google"
         return "advoware"
 
-    def decide_link(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> None:
-        assert link.frnr is not None and link.google_event_id is not None
-        gid = link.google_event_id
-        if a is not None and a.excluded:
-            return
+    def states(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> tuple[str, str]:
+        """The linked item's state on each side (see the table)."""
         if a is not None:
             a_state = CHANGED if a.fp != link.advoware_fingerprint else UNCHANGED
         else:
@@ -269,93 +340,59 @@ class _Planner:
             g_state = UNSEEN
         else:
             g_state = LEFT if self.left_window(link, g) else DELETED
+        return a_state, g_state
+
+    def decide_link(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> None:
+        """A linked item: its states → the table's decision → write protection → the action."""
+        assert link.frnr is not None and link.google_event_id is not None
+        if a is not None and a.excluded:
+            return
+        a_state, g_state = self.states(link, a, g)
+        same = advoware_wins = False
+        if a_state == g_state == CHANGED:
+            assert a is not None and g is not None and a.appt is not None and g.appt is not None
+            same = self.comparable(a.appt) == self.comparable(g.appt)
+            advoware_wins = self.winner(a, g) == "advoware"
         read_only = link.frnr < 0 or (a is not None and a.appt is not None and a.appt.read_only)
-        wp = self.policy.write_protection or read_only
-        wp_report = "special_read_only" if read_only and not self.policy.write_protection \
-            else "write_protected_revert"
-        row = f"A={a_state},G={g_state}"
-        quiet_g = g_state in (UNCHANGED, UNSEEN, LEFT)
+        decision = protect(decide(a_state, g_state, same_content=same, advoware_wins=advoware_wins),
+                           write_protection=self.policy.write_protection, read_only=read_only)
+        row = f"{a_state}/{g_state}"
+        if decision.kind is not None:
+            self.add(self.linked_action(decision, row, link, a, g))
+        if decision.report is not None:
+            frnr = a.frnr if a is not None else link.frnr
+            detail = (g.unsupported or "") if decision.detail == GOOGLE_REASON and g else decision.detail
+            self.report(decision.report, frnr=frnr, google_event_id=link.google_event_id, detail=detail)
 
-        if a_state == LEFT:
-            return
-        if a_state == UNCHANGED:
+    def linked_action(self, d: Decision, row: str, link: HubLink, a: _Adv | None, g: _Goog | None) -> Action | None:
+        """The action of a decision about a linked item, by kind."""
+        gid, kind = link.google_event_id, d.kind
+        assert gid is not None and kind is not None
+        if kind in ("update_google", "create_google"):
             assert a is not None
-            if g_state == CHANGED:
-                assert g is not None
-                if wp:
-                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g, link))
-                    self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
-                else:
-                    act = self.advoware_write("update_advoware", 4, row, g, a)
-                    if act:
-                        self.add(act)
-            elif g_state == DELETED:
-                if wp:
-                    self.add(self.google_write("create_google", 1, row + ",recreate", a, gid, g))
-                    self.report(wp_report, frnr=a.frnr, google_event_id=gid,
-                                detail="google deletion reverted")
-                else:
-                    self.add(Action(phase=3, kind="delete_advoware", reason=row, employee=self.emp,
-                                    frnr=a.frnr, google_event_id=gid, advoware_changed_at=a.changed_at,
-                                    confirm_absent="google" if g is None else None))
-            elif g_state == UNSUPPORTED:
-                self.report("unsupported_rule", frnr=a.frnr, google_event_id=gid, detail=g.unsupported or "")  # type: ignore[union-attr]
-            return
-        if a_state == CHANGED:
-            assert a is not None
-            if quiet_g:
-                self.add(self.google_write("update_google", 4, row, a, gid, g, link))
-            elif g_state == CHANGED:
-                assert g is not None and a.appt is not None and g.appt is not None
-                if self.comparable(a.appt) == self.comparable(g.appt):
-                    self.add(Action(phase=4, kind="link", reason=row + ",same", employee=self.emp,
-                                    frnr=a.frnr,
-                                    google_event_id=gid, advoware_fingerprint=a.fp, google_fingerprint=g.fp,
-                                    span_start=self._span(a.appt)[0], span_end=self._span(a.appt)[1],
-                                    advoware_changed_at=a.changed_at, google_updated=g.updated))
-                elif self.winner(a, g) == "advoware":
-                    self.add(self.google_write("update_google", 4, row + ",advoware_wins", a, gid, g, link))
-                elif wp:
-                    self.add(self.google_write("update_google", 4, row + ",revert", a, gid, g, link))
-                    self.report(wp_report, frnr=a.frnr, google_event_id=gid, detail="google change reverted")
-                else:
-                    act = self.advoware_write("update_advoware", 4, row + ",google_wins", g, a)
-                    if act:
-                        self.add(act)
-            elif g_state == DELETED:
-                self.add(self.google_write("create_google", 1, row + ",edit_wins", a, gid, g))
-            elif g_state == UNSUPPORTED:
-                self.add(self.google_write("update_google", 4, row, a, gid, g, link))
-                self.report("unsupported_rule", frnr=a.frnr, google_event_id=gid,
-                            detail="replaced by advoware")
-            return
-        # a_state == DELETED
-        if g_state in (UNCHANGED, UNSEEN):
-            self.add(Action(phase=3, kind="delete_google", reason=row, employee=self.emp, frnr=link.frnr,
-                            google_event_id=gid, google_updated=g.updated if g else None,
-                            confirm_absent="advoware"))
-        elif g_state == CHANGED:
+            return self.google_write(kind, d.rule, a, gid, g, link if kind == "update_google" else None, row)
+        if kind in ("update_advoware", "create_advoware"):
             assert g is not None
-            if wp:
-                self.add(Action(phase=3, kind="delete_google", reason=row + ",wp", employee=self.emp,
-                                frnr=link.frnr, google_event_id=gid, google_updated=g.updated,
-                                confirm_absent="advoware"))
-                self.report(wp_report, frnr=link.frnr, google_event_id=gid, detail="google change discarded")
-            else:
-                act = self.advoware_write("create_advoware", 2, row + ",edit_wins", g, None)
-                if act:
-                    self.add(act)
-        elif g_state == DELETED:
-            self.add(Action(phase=3, kind="forget", reason=row, employee=self.emp, frnr=link.frnr,
-                            google_event_id=gid))
-        elif g_state == UNSUPPORTED:
-            self.report("unsupported_rule", frnr=link.frnr, google_event_id=gid, detail="advoware deleted")
-            if wp:
-                self.add(Action(phase=3, kind="delete_google", reason=row + ",wp", employee=self.emp,
-                                frnr=link.frnr, google_event_id=gid, confirm_absent="advoware"))
+            return self.advoware_write(kind, d.rule, g, a if kind == "update_advoware" else None, row)
+        if kind == "delete_advoware":
+            assert a is not None
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=a.frnr, google_event_id=gid,
+                          advoware_changed_at=a.changed_at, confirm_absent="google" if g is None else None)
+        if kind == "delete_google":
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=link.frnr, google_event_id=gid,
+                          google_updated=g.updated if g and d.rule != "wp" else None, confirm_absent="advoware")
+        if kind == "forget":
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=link.frnr, google_event_id=gid)
+        if kind == "link":
+            assert a is not None and g is not None and a.appt is not None
+            first, last = self._span(a.appt)
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=a.frnr, google_event_id=gid,
+                          advoware_fingerprint=a.fp, google_fingerprint=g.fp, span_start=first, span_end=last,
+                          advoware_changed_at=a.changed_at, google_updated=g.updated)
+        raise ValueError(f"no action for {kind!r} on a linked item")
 
-    def adopt(self, a: _Adv, g: _Goog, reason: str, *, rewrite: bool) -> None:
-        act = self.google_write("adopt", 1, reason, a, g.id, g)
+    def adopt(self, a: _Adv, g: _Goog, rule: str, *, rewrite: bool) -> None:
+        act = self.google_write("adopt", rule, a, g.id, g)
         if not rewrite and act.google_fingerprint == g.fp:
             act.google_body = None
             act.google_fingerprint = g.fp
@@ -422,7 +459,7 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             used.add(matches[0].id)
             p.adopt(a, matches[0], "content", rewrite=True)
             continue
-        p.add(p.google_write("create_google", 1, "new_advoware", a, event_id(emp, frnr), None))
+        p.add(p.google_write("create_google", "new_advoware", a, event_id(emp, frnr), None))
 
     # Unlinked Google events: create in Advoware (unless write protected), orphans, reports.
     for gid in sorted(goog):
@@ -441,15 +478,14 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
                 continue  # its Advoware item is out of scope (shared pool) or unreadable
             first, last = g.appt.span()
             if window.overlaps(first, last):
-                p.add(Action(phase=3, kind="delete_google", reason="orphan", employee=emp, frnr=g.m_frnr,
+                p.add(Action(kind="delete_google", rule=ORPHAN, employee=emp, frnr=g.m_frnr,
                              google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
             continue
-        if policy.write_protection:
-            p.report("write_protected_new_google", google_event_id=gid, detail="left alone")
+        decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)
+        if decision.kind is None:
+            p.report(decision.report or "", google_event_id=gid, detail=decision.detail)
             continue
-        act = p.advoware_write("create_advoware", 2, "new_google", g, None)
-        if act:
-            p.add(act)
+        p.add(p.advoware_write(decision.kind, decision.rule, g, None))
 
     _safety(plan, policy, live, advoware_items, google_items, google_complete, p)
     if policy.write_protection and any(a.kind in ADVOWARE_WRITES for a in plan.actions()):

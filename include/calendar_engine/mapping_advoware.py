@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from include.sync.models import (
+from include.calendar_engine.models import (
     MAX_SERIES_OCCURRENCE,
     OPEN_ENDED_DATE,
     OPEN_ENDED_YEAR,
@@ -32,7 +32,7 @@ from include.sync.models import (
     Recurrence,
     clean_text,
 )
-from include.sync.timeutil import fmt_local, local, normalize, parse_local_stamp, parse_time, split_advoware
+from include.calendar_engine.timeutil import fmt_local, local, normalize, parse_local_stamp, parse_time, split_advoware
 
 DEFAULT_START = time(9, 0)
 ALL_DAY_END = time(23, 59)

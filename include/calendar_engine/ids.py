@@ -1,7 +1,9 @@
 """Deterministic Google event ids and the private extended properties that carry the Advoware id.
 
-THE implementation of `event_id(employee, frnr)` for the whole project (the sync engine imports it).
-A retried insert of the same appointment then gets 409 duplicate instead of creating a second event.
+THE implementation of `event_id(employee, frnr)` for the whole project: an appointment's event id is
+a function of (employee, frNr), so a retried insert of the same appointment gets 409 duplicate
+instead of creating a second event. The id format is Google's (base32hex, 5..1024 characters; see
+docs/external-apis.md).
 """
 
 from __future__ import annotations
