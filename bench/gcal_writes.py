@@ -34,9 +34,9 @@ import redis
 
 from bench._servers import floor_s, start_sandbox
 from include.calendar_engine.ids import event_id, with_advoware_properties
+from include.calendar_sync.calendars import provision
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
-from include.google_calendar.provisioning import CalendarProvisioner
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.writing import EventWriter, WriteOp
 from include.hub.db import migrate
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         employees = [(f"E{i:02d}", f"e{i:02d}@kanzlei.example") for i in range(args.employees)]
         base_emp = ("BASE", "base@kanzlei.example")
-        provisioner = CalendarProvisioner(client, hub_dsn)
-        calendars = {emp: provisioner.ensure(emp, email).calendar_id for emp, email in [*employees, base_emp]}
+        calendars = {emp: provision(client, hub_dsn, emp, email).calendar_id for emp, email in [*employees, base_emp]}
         # Build services (and fetch tokens) outside the timed part, then let the quota windows empty.
         time.sleep(args.window_s + args.margin_s)
 

@@ -226,8 +226,8 @@ def test_a_prefilled_calendar_is_adopted_not_duplicated(
 
     from include.calendar_engine.mapping_advoware import from_advoware
     from include.calendar_engine.mapping_google import to_google
+    from include.calendar_sync.calendars import ensure_calendar
     from include.calendar_sync.employees import record_employees
-    from include.calendar_sync.prepare import ensure_calendar
 
     seed_firm(advoware_url, employees=1)
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from include.google_calendar.provisioning import CalendarProvisioner, calendar_summary
+from include.calendar_sync.calendars import provision
+from include.google_calendar.provisioning import calendar_summary
 from sandbox.keys import write_service_account_file
 
 
@@ -28,7 +29,7 @@ def test_connection_key_and_extras_reach_the_sandbox(how: str, google_url: str, 
     client = GoogleCalendarSyncHook().get_client(redis_url=redis_url)
     assert client.delegated and client.account.email == info["client_email"]
 
-    result = CalendarProvisioner(client, hub).ensure("AB", "ab@kanzlei.example")
+    result = provision(client, hub, "AB", "ab@kanzlei.example")
 
     state = httpx.get(f"{google_url}/_sandbox/state", timeout=10).json()
     (cal,) = [c for c in state["calendars"] if c["summary"] == calendar_summary("AB")]

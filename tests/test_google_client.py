@@ -17,12 +17,13 @@ import psycopg
 import pytest
 
 from include.calendar_engine.ids import event_id, with_advoware_properties
+from include.calendar_sync.calendars import provision as provision_calendar
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
 from include.google_calendar.errors import EtagConflict, QuotaExceeded
-from include.google_calendar.provisioning import CalendarProvisioner, calendar_summary
+from include.google_calendar.provisioning import calendar_summary
 from include.google_calendar.ratelimit import Backoff, RateLimiter
-from include.google_calendar.reading import CalendarReader
+from include.google_calendar.reading import read_changes
 from include.google_calendar.writing import EventWriter, WriteOp
 from include.hub import calendars as hub_calendars
 from include.hub.db import connect
@@ -114,7 +115,18 @@ def make_client(google_url: str, redis_url: str, key_file: Path) -> MakeClient:
 
 
 def provision(client: GoogleCalendarClient, hub: str, employee: str = "AB", email: str = EMAIL):
-    return CalendarProvisioner(client, hub).ensure(employee, email)
+    return provision_calendar(client, hub, employee, email)
+
+
+def token_of(hub: str, employee: str = "AB") -> str | None:
+    with connect(hub) as conn:
+        return hub_calendars.get(conn, employee).sync_token  # type: ignore[union-attr]
+
+
+def save_token(hub: str, token: str | None, *, full: bool, employee: str = "AB") -> None:
+    """What the sync does once the changes are handled (finalize): the next read starts after them."""
+    with connect(hub) as conn:
+        hub_calendars.save_sync_token(conn, employee, token, full_sync=full)
 
 
 # -- provisioning ------------------------------------------------------------------------------
@@ -190,33 +202,28 @@ def test_full_then_incremental_listing_pages_through_everything(
     cal_id = provision(client, hub).calendar_id
     seeded = [appointment(n, day=n) | {"id": event_id("AB", n)} for n in range(2600)]
     assert admin(google_url, "/_sandbox/seed", {"events": {cal_id: seeded}})["events"] == 2600
-    reader = CalendarReader(client, hub)
+    session = client.session_for(EMAIL)
 
-    full = reader.read("AB", *WINDOW)
+    full = read_changes(session, cal_id, token_of(hub), *WINDOW)
     assert full.kind == "full" and full.reason == "no_token" and full.pages == 2  # 2500 + 100
     assert len({e["id"] for e in full.items}) == 2600 and full.next_sync_token
-    with connect(hub) as conn:
-        assert hub_calendars.get(conn, "AB").sync_token is None  # type: ignore[union-attr]
-    full.commit()
+    save_token(hub, full.next_sync_token, full=True)
 
     writer = EventWriter(client.session_for(EMAIL), cal_id)
     writer.patch(event_id("AB", 5), {"summary": "verlegt"})
     writer.delete(event_id("AB", 6))
     writer.insert(event_id("AB", 9000), appointment(9000))
-    small = CalendarReader(client, hub, page_size=2)  # small pages: incremental paging too
-    changes = small.read("AB", *WINDOW)
+    changes = read_changes(session, cal_id, token_of(hub), *WINDOW, page_size=2)  # incremental paging too
     assert changes.kind == "incremental" and changes.pages == 2
     by_id = {e["id"]: e for e in changes.items}
     assert set(by_id) == {event_id("AB", n) for n in (5, 6, 9000)}
     assert by_id[event_id("AB", 6)]["status"] == "cancelled"
     assert by_id[event_id("AB", 5)]["summary"] == "verlegt"
 
-    # Not committed: the same changes come again (nothing lost if the handling crashed).
-    assert {e["id"] for e in small.read("AB", *WINDOW).items} == set(by_id)
-    changes.commit()
-    with connect(hub) as conn:
-        assert hub_calendars.get(conn, "AB").sync_token == changes.next_sync_token  # type: ignore[union-attr]
-    quiet = small.read("AB", *WINDOW)
+    # The token not saved yet: the same changes come again (nothing lost if the handling crashed).
+    assert {e["id"] for e in read_changes(session, cal_id, token_of(hub), *WINDOW).items} == set(by_id)
+    save_token(hub, changes.next_sync_token, full=False)
+    quiet = read_changes(session, cal_id, token_of(hub), *WINDOW, page_size=2)
     assert quiet.kind == "incremental" and quiet.items == []
 
 
@@ -228,20 +235,20 @@ def test_expired_sync_token_falls_back_to_full_listing_and_keeps_links(
     results = writer.write_many([insert_op(n) for n in range(1, 6)])
     assert [r.outcome for r in results] == ["created"] * 5
     add_links(hub, "AB", [1, 2, 3, 4, 5])
-    reader = CalendarReader(client, hub)
-    reader.read("AB", *WINDOW).commit()
+    session = client.session_for(EMAIL)
+    save_token(hub, read_changes(session, cal_id, None, *WINDOW).next_sync_token, full=True)
     before = links(hub, "AB")
     inserts = stats(google_url)["requests"]["events.insert"]
 
     admin(google_url, "/_sandbox/invalidate_sync_tokens", {})
-    recovered = reader.read("AB", *WINDOW)
+    recovered = read_changes(session, cal_id, token_of(hub), *WINDOW)
 
     assert recovered.kind == "full" and recovered.reason == "full_sync_required"
     assert {e["id"] for e in recovered.items} == {event_id("AB", n) for n in range(1, 6)}
     assert links(hub, "AB") == before  # links kept
     assert stats(google_url)["requests"]["events.insert"] == inserts  # nothing re-created
-    recovered.commit()
-    assert reader.read("AB", *WINDOW).kind == "incremental"
+    save_token(hub, recovered.next_sync_token, full=True)
+    assert read_changes(session, cal_id, token_of(hub), *WINDOW).kind == "incremental"
 
 
 # -- writing -----------------------------------------------------------------------------------

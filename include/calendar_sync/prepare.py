@@ -12,22 +12,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
 from typing import Any
-
-from googleapiclient.errors import HttpError
 
 from include.calendar_engine.mapping_advoware import frnr_of
 from include.calendar_engine.mapping_google import marker_of
 from include.calendar_engine.plan import HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync
-from include.calendar_engine.policy import Policy, Window
-from include.calendar_engine.timeutil import BERLIN
+from include.calendar_engine.policy import Policy
+from include.calendar_sync.calendars import ensure_calendar, read_google, window_of
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
-from include.google_calendar.errors import error_info
-from include.google_calendar.provisioning import CalendarProvisioner
-from include.google_calendar.reading import CalendarReader, ChangeSet
+from include.calendar_sync.recovery import recover
+from include.google_calendar.reading import ChangeSet
 from include.hub import calendars as hub_calendars
 from include.hub import links as store
 from include.hub.db import connect
@@ -48,43 +44,6 @@ class RunParams:
     def from_mapping(cls, values: dict[str, Any] | None) -> RunParams:
         values = values or {}
         return cls(**{k: bool(values.get(k, False)) for k in asdict(cls())})
-
-
-def window_of(ctx: SyncContext) -> Window:
-    sync = ctx.settings.sync
-    return Window.around(ctx.today or date.today(), sync.window_days_back, sync.window_days_ahead)
-
-
-def google_bounds(window: Window) -> tuple[datetime, datetime]:
-    return (datetime.combine(window.start, time(0), BERLIN),
-            datetime.combine(window.end + timedelta(days=1), time(0), BERLIN))
-
-
-def ensure_calendar(ctx: SyncContext, employee: str, *, force: bool = False) -> str:
-    """The employee's calendar id; provisioned on the first run (or when it was deleted by hand)."""
-    with connect(ctx.hub_dsn) as conn:
-        row = hub_calendars.get(conn, employee)
-    if row is not None and row.calendar_id and not force:
-        return row.calendar_id
-    email = row.email if row else None
-    if not email:
-        raise LookupError(f"employee {employee} has no e-mail address in Advoware: no calendar")
-    result = CalendarProvisioner(ctx.google, ctx.hub_dsn).ensure(employee, email)
-    return result.calendar_id
-
-
-def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) -> ChangeSet:
-    reader = CalendarReader(ctx.google, ctx.hub_dsn)
-    tmin, tmax = google_bounds(window)
-    try:
-        return reader.read(employee, tmin, tmax, force_full=full)
-    except HttpError as exc:
-        if error_info(exc).status not in (404, 410):
-            raise
-        # the calendar is gone (deleted by hand): provisioning recreates it and resets the links
-        log.warning("calendar of %s not found: provisioning it again", employee)
-        ensure_calendar(ctx, employee, force=True)
-        return reader.read(employee, tmin, tmax, force_full=True)
 
 
 def leave_out_parked(parked: list[store.Parked], links: list[HubLink], advoware_items: list[dict[str, Any]],
@@ -143,8 +102,6 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         ensure_calendar(ctx, employee)
         provisioned = True
     if params.recover and provisioned and not params.dry_run:
-        from include.calendar_sync.recovery import recover
-
         recover(ctx, employee)
     window = window_of(ctx)
     with connect(ctx.hub_dsn) as conn:
@@ -155,7 +112,7 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         # a replayed item is read in full: its Google side may lie behind the stored sync token
         changes = read_google(ctx, employee, window, full=params.full_content or params.recover or bool(replayed))
     else:
-        changes = ChangeSet(employee, "", [], None, "full", "no_token", 0)
+        changes = ChangeSet("", [], None, "full", "no_token", 0)
     google_items = changes.items
     if parked:
         _, advoware_items, google_items = leave_out_parked(parked, [], advoware_items, google_items)

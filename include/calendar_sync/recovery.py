@@ -19,8 +19,8 @@ from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
 from include.calendar_engine.mapping_google import from_google, is_cancelled, marker_of
 from include.calendar_engine.models import Appointment
+from include.calendar_sync.calendars import ensure_calendar, google_bounds, window_of
 from include.calendar_sync.context import SyncContext
-from include.calendar_sync.prepare import ensure_calendar, google_bounds, window_of
 from include.google_calendar.reading import list_window
 from include.hub import calendars as hub_calendars
 from include.hub import links as store

@@ -1,11 +1,12 @@
-"""One Google calendar per employee, created on demand and remembered in the hub; idempotent.
+"""One Google calendar per employee, created on demand; idempotent. Google's side only: which
+calendar it is, and whether it had to be created. The hub remembers it (include/calendar_sync/calendars.py).
 
 shared mode: the service account creates "Advoware – <Kürzel>" (Europe/Berlin) and shares it with
   the employee's e-mail through one ACL rule (role GOOGLE_ACL_ROLE, no notification mail).
 delegated mode: acting as the employee, the calendar is created in the employee's own account.
 
-Running twice creates nothing new. A calendar deleted by hand is recreated, and the employee's
-links are reset (their Google side pointed into the deleted calendar).
+Running twice creates nothing new. A remembered calendar that is gone (deleted by hand) or of the
+other mode is reported `lost`: a new one is made, and the caller resets the employee's links.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from googleapiclient.errors import HttpError
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.errors import error_info
 from include.google_calendar.service import CalendarSession
-from include.hub import calendars as hub_calendars
-from include.hub.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +38,27 @@ class ProvisionResult:
     created: bool  # a calendar was created by this call
     recreated: bool  # ... because the remembered one was gone (links were reset)
     acl_rule_id: str | None
-    links_reset: int = 0
+    links_reset: int = 0  # set by the caller that resets the links of a lost calendar
 
 
 class CalendarProvisioner:
-    def __init__(self, client: GoogleCalendarClient, hub_dsn: str) -> None:
+    def __init__(self, client: GoogleCalendarClient) -> None:
         self.client = client
-        self.hub_dsn = hub_dsn
 
-    def ensure(self, employee: str, email: str) -> ProvisionResult:
+    def ensure(self, employee: str, email: str, *, known_id: str | None = None,
+               known_mode: str | None = None) -> ProvisionResult:
+        """The employee's calendar: `known_id` (remembered, of `known_mode`) if it still exists in
+        this mode, else one of ours found by name (a crash between create and remembering it), else
+        a new one; in shared mode the employee's ACL rule too."""
         if not email:
             raise ValueError(f"employee {employee} has no e-mail address: cannot provision a calendar")
         session = self.client.session_for(email)
         mode = self.client.mode
-        with connect(self.hub_dsn) as conn:
-            row = hub_calendars.get(conn, employee)
-
         calendar_id: str | None = None
         lost = False
-        if row is not None and row.calendar_id:
-            if row.mode == mode and self._exists(session, row.calendar_id):
-                calendar_id = row.calendar_id
+        if known_id:
+            if known_mode == mode and self._exists(session, known_id):
+                calendar_id = known_id
             else:  # deleted by hand, or the mode changed: the old calendar is not ours to use
                 lost = True
         created = False
@@ -68,21 +67,11 @@ class CalendarProvisioner:
             if calendar_id is None:
                 calendar_id = self._create(session, employee)
                 created = True
-
-        acl_rule_id = None
-        if mode == "shared":
-            acl_rule_id = self._ensure_acl(session, calendar_id, email)
-
-        reset = 0
-        with connect(self.hub_dsn) as conn:
-            if lost:
-                reset = hub_calendars.reset_links(conn, employee)
-            hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=calendar_id,
-                                          mode=mode, acl_rule_id=acl_rule_id)
+        acl_rule_id = self._ensure_acl(session, calendar_id, email) if mode == "shared" else None
         if created or lost:
-            log.info("calendar of %s: %s (mode %s, created=%s, recreated=%s, links reset=%d)",
-                     employee, calendar_id, mode, created, lost, reset)
-        return ProvisionResult(employee, calendar_id, mode, created, lost, acl_rule_id, reset)
+            log.info("calendar of %s: %s (mode %s, created=%s, recreated=%s)", employee, calendar_id, mode,
+                     created, lost)
+        return ProvisionResult(employee, calendar_id, mode, created, lost, acl_rule_id)
 
     # -- steps -------------------------------------------------------------------------------
     def _exists(self, session: CalendarSession, calendar_id: str) -> bool:

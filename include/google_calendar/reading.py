@@ -1,25 +1,22 @@
-"""Reading an employee's calendar: a full listing of a time window, or the changes since the
-stored sync token. The caller handles the changes and then calls `ChangeSet.commit()`, which saves
-`nextSyncToken`; a crash before that re-reads the same changes next time (nothing is lost).
-A 410 fullSyncRequired falls back to a full listing; the hub's links are left as they are.
+"""Reading a calendar: a full listing of a time window, or the changes since a sync token.
+
+Plain data in and out: the caller (include/calendar_sync/calendars.py) keeps the sync token and saves
+`nextSyncToken` only after the changes were handled, so a crash re-reads the same changes (nothing
+is lost). A 410 fullSyncRequired falls back to a full listing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from googleapiclient.errors import HttpError
 
-from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.errors import SyncTokenExpired, error_info
 from include.google_calendar.provisioning import TIME_ZONE
 from include.google_calendar.service import CalendarSession
-from include.hub import calendars as hub_calendars
-from include.hub.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -84,60 +81,35 @@ def list_changes(session: CalendarSession, calendar_id: str, sync_token: str, *,
 
 @dataclass
 class ChangeSet:
-    employee: str
+    """One read of a calendar: a full listing of the window, or the changes since a sync token."""
+
     calendar_id: str
     items: list[dict[str, Any]]
     next_sync_token: str | None
     kind: Literal["full", "incremental"]
     reason: Literal["no_token", "incremental", "full_sync_required", "forced"]
     pages: int
-    _save: Callable[[str | None, bool], None] = field(repr=False, default=lambda t, f: None)
-    committed: bool = False
 
     @property
     def full(self) -> bool:
         return self.kind == "full"
 
-    def commit(self) -> None:
-        """Call after the changes were handled: the next read starts after them."""
-        self._save(self.next_sync_token, self.full)
-        self.committed = True
 
+def read_changes(session: CalendarSession, calendar_id: str, sync_token: str | None, time_min: datetime | str,
+                 time_max: datetime | str, *, force_full: bool = False, page_size: int = MAX_PAGE) -> ChangeSet:
+    """Incremental with `sync_token` (unless forced), else, or when Google says the token expired
+    (410: `reason` full_sync_required), the full window. The caller keeps the token: the next read
+    starts after these changes only once it saves `next_sync_token` (nothing is lost on a crash)."""
+    def changeset(listing: Listing, kind: Any, reason: Any) -> ChangeSet:
+        return ChangeSet(calendar_id, listing.items, listing.next_sync_token, kind, reason, listing.pages)
 
-class CalendarReader:
-    def __init__(self, client: GoogleCalendarClient, hub_dsn: str, *, page_size: int = MAX_PAGE) -> None:
-        self.client = client
-        self.hub_dsn = hub_dsn
-        self.page_size = page_size
-
-    def read(self, employee: str, time_min: datetime | str, time_max: datetime | str, *,
-             force_full: bool = False) -> ChangeSet:
-        """Incremental when a sync token is stored, otherwise (or when it expired) the full window."""
-        with connect(self.hub_dsn) as conn:
-            row = hub_calendars.get(conn, employee)
-        if row is None or not row.calendar_id:
-            raise LookupError(f"employee {employee} has no provisioned calendar")
-        session = self.client.session_for(row.email)
-        calendar_id = row.calendar_id
-
-        def save(token: str | None, full: bool) -> None:
-            with connect(self.hub_dsn) as conn:
-                hub_calendars.save_sync_token(conn, employee, token, full_sync=full)
-
-        def changeset(listing: Listing, kind: Any, reason: Any) -> ChangeSet:
-            return ChangeSet(employee, calendar_id, listing.items, listing.next_sync_token, kind, reason,
-                             listing.pages, save)
-
-        if row.sync_token and not force_full:
-            try:
-                listing = list_changes(session, calendar_id, row.sync_token, page_size=self.page_size)
-                return changeset(listing, "incremental", "incremental")
-            except SyncTokenExpired:
-                log.info("sync token of %s expired (410): full listing, links kept", employee)
-                with connect(self.hub_dsn) as conn:
-                    hub_calendars.clear_sync_token(conn, employee)
-                reason = "full_sync_required"
-        else:
-            reason = "forced" if row.sync_token else "no_token"
-        listing = list_window(session, calendar_id, time_min, time_max, page_size=self.page_size)
-        return changeset(listing, "full", reason)
+    if sync_token and not force_full:
+        try:
+            return changeset(list_changes(session, calendar_id, sync_token, page_size=page_size),
+                             "incremental", "incremental")
+        except SyncTokenExpired:
+            log.info("sync token of calendar %s expired (410): full listing", calendar_id)
+            reason = "full_sync_required"
+    else:
+        reason = "forced" if sync_token else "no_token"
+    return changeset(list_window(session, calendar_id, time_min, time_max, page_size=page_size), "full", reason)
