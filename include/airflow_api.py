@@ -1,6 +1,6 @@
 """A small client of the Airflow 3 REST API v2 (httpx): JWT login, trigger a DAG run, coalesced triggers.
 
-Facts (contracts/airflow3.md §1): `POST /auth/token` {"username","password"} → 201 {"access_token"};
+Facts (docs/external-apis.md, Airflow): `POST /auth/token` {"username","password"} → 201 {"access_token"};
 `POST /api/v2/dags/{dag_id}/dagRuns` needs the key `logical_date` (null allowed) → 200, a repeated
 `dag_run_id` → 409; `GET /api/v2/dags/{dag_id}/dagRuns?state=queued` lists queued runs.
 No Airflow import here: the gateway stays light.

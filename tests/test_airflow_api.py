@@ -1,5 +1,5 @@
 """The Airflow REST client against a small FastAPI app that implements the two endpoints it uses with
-Airflow 3.3.2's documented status codes (contracts/airflow3.md §1): 201 token, 200 run, 409 repeated
+Airflow 3.3.2's documented status codes (docs/external-apis.md, Airflow): 201 token, 200 run, 409 repeated
 run id, 422 missing logical_date / extra key, 401 without a valid token, 404 unknown DAG.
 The end-to-end against a real `airflow standalone` comes with the DAG."""
 

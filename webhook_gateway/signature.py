@@ -1,4 +1,4 @@
-"""EspoCRM webhook signatures (contracts/espocrm.md), verified on the raw body in constant time.
+"""EspoCRM webhook signatures (docs/external-apis.md), verified on the raw body in constant time.
 
 `Signature`   = base64(<webhookId> ":" lowercase-hex HMAC-SHA256(body, secret))   (EspoCRM >= 9.0)
 `X-Signature` = base64(<webhookId> ":" raw 32-byte HMAC-SHA256(body, secret))     (legacy)

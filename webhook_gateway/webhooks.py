@@ -1,6 +1,6 @@
 """EspoCRM webhooks in (the seed's paths), durable enqueue in Redis, a coalesced DAG trigger; dead letters.
 
-Delivery rules (contracts/espocrm.md): EspoCRM retries 401/403/404/405/408/500/503 and connection
+Delivery rules (docs/external-apis.md): EspoCRM retries 401/403/404/405/408/500/503 and connection
 errors, gives up at once on 400/422/502/504 and deletes the webhook on 410. So: 401 for a bad
 signature (a fixed secret makes the retry succeed), 400 only for bodies that can never succeed,
 503 when Redis could not store the ids, never 410.

@@ -1,4 +1,4 @@
-"""The HMAC token request of Advoware's security gateway (see contracts/advoware.md)."""
+"""The HMAC token request of Advoware's security gateway (see docs/external-apis.md)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ FINGERPRINT_VERSION = "p1"
 PARTY_FIELDS = ("name", "vorname", "anrede", "titel", "rechtsform", "geburtsdatum",
                 "handelsregisterNummer", "registergericht", "strasse", "plz", "ort", "land")
 
-# Advoware kommKz values (contracts/advoware.md; sandbox.advoware.store.KOMM_KZ).
+# Advoware kommKz values (docs/external-apis.md).
 KOMM_TEL_GESCH, KOMM_FAX_GESCH, KOMM_MOBIL, KOMM_MAIL_GESCH, KOMM_TEL_PRIVAT = 1, 2, 3, 4, 6
 # EspoCRM phoneNumberData types → kommKz
 _PHONE_KINDS = {"mobile": KOMM_MOBIL, "fax": KOMM_FAX_GESCH, "home": KOMM_TEL_PRIVAT}

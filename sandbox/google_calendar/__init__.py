@@ -1,4 +1,4 @@
-"""Google Calendar API v3 sandbox (see /work/shared/contracts/google-calendar.md and docs/interfaces.md)."""
+"""Google Calendar API v3 sandbox (see docs/external-apis.md and docs/interfaces.md)."""
 
 from .app import create_app
 
