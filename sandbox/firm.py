@@ -5,7 +5,7 @@ everything is drawn from one `random.Random(seed)` and every date is relative to
 the wall clock (only the default `start` is today). The data is fake but shaped like production:
 
 - employees: Advoware Mitarbeiter {kuerzel, vorname, name, email, aktiv}; one inactive from 5 on.
-- appointments: Advoware Termine with exactly the contract's camelCase fields, spread from
+- appointments: Advoware Termine with exactly Advoware's camelCase fields (docs/external-apis.md), spread from
   start-20 to start+300 days. Every employee gets the special kinds the sync must handle (see
   `SPECIAL_KINDS`): a daily, a weekly (its series end crosses a DST change), an open-ended monthly
   (datumBis in 2037) and a yearly series, a single and a multi-day all-day absence, a private one

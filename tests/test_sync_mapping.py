@@ -1,4 +1,4 @@
-"""Mapping Advoware ⇄ canonical ⇄ Google: round trips and the contract's quirks."""
+"""Mapping Advoware ⇄ canonical ⇄ Google: round trips and Advoware's quirks (docs/external-apis.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EspoCRM's webhook signatures, computed here independently from the contract (PHP's
+"""EspoCRM's webhook signatures, computed here independently from the rules in docs/external-apis.md (PHP's
 `base64_encode($webhookId . ':' . hash_hmac('sha256', $body, $secretKey))` and the legacy raw-binary
 variant), against the gateway's endpoint: accepted, tampered, wrong secret, missing, unsigned."""
 

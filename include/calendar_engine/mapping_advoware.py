@@ -1,6 +1,6 @@
 """Advoware Termin ⇄ canonical `Appointment`.
 
-Reading (`from_advoware`), the quirks of the contract:
+Reading (`from_advoware`), the quirks of Advoware (docs/external-apis.md):
 - start: the time in `datum` when it carries one (not 00:00), else `uhrzeitVon`, else the 00:00 of
   `datum` if it had a time part, else 09:00 (the seed's fallback).
 - end: `datumBis` (date) + `uhrzeitBis`, else the time in `datumBis`; no end time → start + 1 h.

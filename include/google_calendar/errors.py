@@ -1,7 +1,7 @@
 """Typed errors of the Google Calendar client and how an API failure is classified.
 
 Google's error body: {"error": {"errors": [{"domain", "reason", "message", ...}], "code", "message"}}.
-The first `errors[].reason` decides what we do (see the contract, section 4).
+The first `errors[].reason` decides what we do (docs/external-apis.md, Google: errors and quotas).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Advoware security gateway: `POST /api/v1/Token` with the HMAC-SHA512 check, and bearer tokens.
 
-The check is the one in the contract: signature = base64(HMAC-SHA512(key=base64decode(API key),
+The check is the one of docs/external-apis.md: signature = base64(HMAC-SHA512(key=base64decode(API key),
 msg="<Product>:<AppID>:<Nonce>:<RequestTimeStamp>")); a timestamp more than `clock_skew_s` away
 from now (either way) or a nonce seen before is rejected, as are wrong credentials.
 """
