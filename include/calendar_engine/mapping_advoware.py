@@ -140,11 +140,11 @@ def _nr_out(nr: str) -> int | str:
 
 
 def to_advoware(appt: Appointment, employee: str, *, owner: str | None = None) -> dict[str, Any]:
-    """The Termin body for POST (no frNr) or PUT (with frNr). `owner` keeps a shared-pool code."""
-    code = employee if owner is None else owner
+    """The Termin body for POST (no frNr) or PUT (with frNr). `owner` keeps a shared-pool owner."""
+    kuerzel = employee if owner is None else owner
     body: dict[str, Any] = {
         "text": appt.title, "notiz": appt.note, "ort": appt.location,
-        "kuerzel": code, "anwalt": code,
+        "kuerzel": kuerzel, "anwalt": kuerzel,
         "privat": int(appt.private), "abwesenheit": int(appt.all_day),
         "dauertermin": 0, "turnus": 0, "turnusArt": 0,
         "erinnerung": 0, "erinnerungsDatum": None,

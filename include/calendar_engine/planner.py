@@ -105,6 +105,7 @@ NOTHING = Decision(None, "nothing")
 REVERT = Decision("update_google", "revert", WP_REPORT, "google change reverted")
 RECREATE = Decision("create_google", "recreate", WP_REPORT, "google deletion reverted")
 DISCARD = Decision("delete_google", "discard", WP_REPORT, "google change discarded")
+PROTECTED_DELETE = Decision("delete_google", "write_protected", "unsupported_rule", "advoware deleted")
 # an unlinked event a person made in Google (no marker)
 NEW_GOOGLE = Decision("create_advoware", "new_google",
                       under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone"))
@@ -141,7 +142,7 @@ def decide(a: str, g: str, *, same_content: bool, advoware_wins: bool) -> Decisi
             return Decision("forget", "both_deleted")
         case ("deleted", "unsupported"):
             return Decision(None, "advoware_deleted", "unsupported_rule", "advoware deleted",
-                            under_wp=Decision("delete_google", "wp", "unsupported_rule", "advoware deleted"))
+                            under_wp=PROTECTED_DELETE)
     raise ValueError(f"no row of the decision table for Advoware {a!r}, Google {g!r}")
 
 
@@ -157,7 +158,7 @@ def protect(decision: Decision, *, write_protection: bool, read_only: bool) -> D
 
 
 @dataclass
-class _Adv:
+class AdvowareItem:
     raw: dict[str, Any]
     frnr: int
     owner: str
@@ -168,7 +169,7 @@ class _Adv:
 
 
 @dataclass
-class _Goog:
+class GoogleItem:
     raw: dict[str, Any]
     id: str
     cancelled: bool
@@ -187,12 +188,12 @@ def _iso(d: date) -> str:
 
 class _Planner:
     def __init__(self, employee: str, policy: Policy, window: Window, google_complete: bool, plan: Plan):
-        self.emp, self.policy, self.window, self.complete, self.plan = (
+        self.employee, self.policy, self.window, self.complete, self.plan = (
             employee, policy, window, google_complete, plan)
 
     # -- reading ---------------------------------------------------------------------------------
-    def read_advoware(self, items: Iterable[dict[str, Any]]) -> dict[int, _Adv]:
-        out: dict[int, _Adv] = {}
+    def read_advoware(self, items: Iterable[dict[str, Any]]) -> dict[int, AdvowareItem]:
+        out: dict[int, AdvowareItem] = {}
         for raw in items:
             try:
                 frnr = frnr_of(raw)
@@ -208,17 +209,17 @@ class _Planner:
                 self.report("shared_pool_skipped", frnr=frnr)
             else:
                 try:
-                    appt = from_advoware(raw, self.emp)
+                    appt = from_advoware(raw, self.employee)
                 except (TypeError, ValueError) as exc:
                     self.report("invalid_advoware", frnr=frnr, detail=type(exc).__name__)
                     excluded = True
-            out[frnr] = _Adv(raw=raw, frnr=frnr, owner=owner_code(raw), appt=appt,
+            out[frnr] = AdvowareItem(raw=raw, frnr=frnr, owner=owner_code(raw), appt=appt,
                              fp=fingerprint(appt) if appt else None, changed_at=changed_at_of(raw),
                              excluded=excluded)
         return out
 
-    def read_google(self, items: Iterable[dict[str, Any]]) -> dict[str, _Goog]:
-        out: dict[str, _Goog] = {}
+    def read_google(self, items: Iterable[dict[str, Any]]) -> dict[str, GoogleItem]:
+        out: dict[str, GoogleItem] = {}
         for raw in items:
             gid = raw.get("id")
             if not gid:
@@ -238,7 +239,7 @@ class _Planner:
                     unsupported = parsed.reason
                 else:
                     appt = parsed
-            out[gid] = _Goog(raw=raw, id=gid, cancelled=cancelled, appt=appt, unsupported=unsupported,
+            out[gid] = GoogleItem(raw=raw, id=gid, cancelled=cancelled, appt=appt, unsupported=unsupported,
                              fp=fingerprint(appt) if appt else None, updated=raw.get("updated"),
                              m_employee=m_emp, m_frnr=m_frnr, m_origin=m_origin)
         return out
@@ -246,7 +247,7 @@ class _Planner:
     # -- output helpers ----------------------------------------------------------------------------
     def report(self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None,
                detail: str = "") -> None:
-        self.plan.reports.append(Report(kind=kind, employee=self.emp, frnr=frnr,
+        self.plan.reports.append(Report(kind=kind, employee=self.employee, frnr=frnr,
                                         google_event_id=google_event_id, detail=detail))
 
     def add(self, action: Action | None) -> None:
@@ -257,24 +258,24 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def google_write(self, kind: str, rule: str, a: _Adv, gid: str, g: _Goog | None,
+    def google_write(self, kind: str, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None,
                      link: HubLink | None = None, row: str | None = None) -> Action:
         """An action that writes Advoware's version of `a` to Google event `gid` (`link`: the hub row,
         whose Google fingerprint stands for an event the incremental listing did not return)."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
-        body = to_google(a.appt, employee=self.emp, frnr=a.frnr, origin=origin,
+        body = to_google(a.appt, employee=self.employee, frnr=a.frnr, origin=origin,
                          anonymize=self.policy.anonymize, google_id=gid)
         written = from_google(body)
         assert isinstance(written, Appointment)
         span_start, span_end = self._span(a.appt)
-        return Action(kind=kind, rule=rule, employee=self.emp, frnr=a.frnr, row=row,
+        return Action(kind=kind, rule=rule, employee=self.employee, frnr=a.frnr, row=row,
                       google_event_id=gid, google_body=body, advoware_fingerprint=a.fp,
                       google_fingerprint=fingerprint(written), span_start=span_start, span_end=span_end,
                       advoware_changed_at=a.changed_at, google_updated=g.updated if g else None,
                       google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None))
 
-    def advoware_write(self, kind: str, rule: str, g: _Goog, a: _Adv | None,
+    def advoware_write(self, kind: str, rule: str, g: GoogleItem, a: AdvowareItem | None,
                        row: str | None = None) -> Action | None:
         """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
         assert g.appt is not None
@@ -285,19 +286,19 @@ class _Planner:
                             matter=a.appt.matter)
         canon = replace(canon, frnr=a.frnr if a else None)
         try:
-            body = to_advoware(canon, self.emp, owner=a.owner if a and a.owner else None)
+            body = to_advoware(canon, self.employee, owner=a.owner if a and a.owner else None)
         except NotRepresentable as exc:
             self.report("unsupported_rule", frnr=a.frnr if a else None, google_event_id=g.id, detail=str(exc))
             return None
-        written = from_advoware(body, self.emp)
+        written = from_advoware(body, self.employee)
         span_start, span_end = self._span(written)
-        return Action(kind=kind, rule=rule, employee=self.emp, frnr=a.frnr if a else None, row=row,
+        return Action(kind=kind, rule=rule, employee=self.employee, frnr=a.frnr if a else None, row=row,
                       google_event_id=g.id, advoware_body=body, advoware_fingerprint=fingerprint(written),
                       google_fingerprint=g.fp, span_start=span_start, span_end=span_end,
                       advoware_changed_at=a.changed_at if a else None, google_updated=g.updated)
 
     # -- decisions -----------------------------------------------------------------------------------
-    def left_window(self, link: HubLink, g: _Goog | None) -> bool:
+    def left_window(self, link: HubLink, g: GoogleItem | None) -> bool:
         if link.span_start and link.span_end:
             first, last = date.fromisoformat(link.span_start), date.fromisoformat(link.span_end)
         elif g is not None and g.appt is not None:
@@ -313,7 +314,7 @@ class _Planner:
                 content.pop(key)
         return content
 
-    def winner(self, a: _Adv, g: _Goog) -> str:
+    def winner(self, a: AdvowareItem, g: GoogleItem) -> str:
         rule = self.policy.conflict_policy
         if rule == "google_wins":
             return "google"
@@ -323,7 +324,7 @@ class _Planner:
                 return "google"
         return "advoware"
 
-    def states(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> tuple[str, str]:
+    def states(self, link: HubLink, a: AdvowareItem | None, g: GoogleItem | None) -> tuple[str, str]:
         """The linked item's state on each side (see the table)."""
         if a is not None:
             a_state = CHANGED if a.fp != link.advoware_fingerprint else UNCHANGED
@@ -342,7 +343,7 @@ class _Planner:
             g_state = LEFT if self.left_window(link, g) else DELETED
         return a_state, g_state
 
-    def decide_link(self, link: HubLink, a: _Adv | None, g: _Goog | None) -> None:
+    def decide_link(self, link: HubLink, a: AdvowareItem | None, g: GoogleItem | None) -> None:
         """A linked item: its states → the table's decision → write protection → the action."""
         assert link.frnr is not None and link.google_event_id is not None
         if a is not None and a.excluded:
@@ -364,7 +365,8 @@ class _Planner:
             detail = (g.unsupported or "") if decision.detail == GOOGLE_REASON and g else decision.detail
             self.report(decision.report, frnr=frnr, google_event_id=link.google_event_id, detail=detail)
 
-    def linked_action(self, d: Decision, row: str, link: HubLink, a: _Adv | None, g: _Goog | None) -> Action | None:
+    def linked_action(self, d: Decision, row: str, link: HubLink, a: AdvowareItem | None,
+                      g: GoogleItem | None) -> Action | None:
         """The action of a decision about a linked item, by kind."""
         gid, kind = link.google_event_id, d.kind
         assert gid is not None and kind is not None
@@ -376,22 +378,23 @@ class _Planner:
             return self.advoware_write(kind, d.rule, g, a if kind == "update_advoware" else None, row)
         if kind == "delete_advoware":
             assert a is not None
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=a.frnr, google_event_id=gid,
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=a.frnr, google_event_id=gid,
                           advoware_changed_at=a.changed_at, confirm_absent="google" if g is None else None)
         if kind == "delete_google":
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=link.frnr, google_event_id=gid,
-                          google_updated=g.updated if g and d.rule != "wp" else None, confirm_absent="advoware")
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid,
+                          google_updated=g.updated if g and d.rule != "write_protected" else None,
+                          confirm_absent="advoware")
         if kind == "forget":
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=link.frnr, google_event_id=gid)
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
         if kind == "link":
             assert a is not None and g is not None and a.appt is not None
             first, last = self._span(a.appt)
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.emp, frnr=a.frnr, google_event_id=gid,
+            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=a.frnr, google_event_id=gid,
                           advoware_fingerprint=a.fp, google_fingerprint=g.fp, span_start=first, span_end=last,
                           advoware_changed_at=a.changed_at, google_updated=g.updated)
         raise ValueError(f"no action for {kind!r} on a linked item")
 
-    def adopt(self, a: _Adv, g: _Goog, rule: str, *, rewrite: bool) -> None:
+    def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
         act = self.google_write("adopt", rule, a, g.id, g)
         if not rewrite and act.google_fingerprint == g.fp:
             act.google_body = None
@@ -421,14 +424,14 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
               google_items: Iterable[dict[str, Any]], google_complete: bool, policy: Policy, window: Window,
               *, employee: str | None = None) -> Plan:
     links, advoware_items, google_items = list(links), list(advoware_items), list(google_items)
-    emp = _employee(employee, links, advoware_items)
-    plan = Plan(employee=emp, window_start=_iso(window.start), window_end=_iso(window.end),
+    employee = _employee(employee, links, advoware_items)
+    plan = Plan(employee=employee, window_start=_iso(window.start), window_end=_iso(window.end),
                 google_complete=google_complete, policy=policy.to_dict())
-    p = _Planner(emp, policy, window, google_complete, plan)
+    p = _Planner(employee, policy, window, google_complete, plan)
     adv = p.read_advoware(advoware_items)
     goog = p.read_google(google_items)
 
-    live = sorted((lk for lk in links if lk.employee == emp and lk.status != "deleted"
+    live = sorted((lk for lk in links if lk.employee == employee and lk.status != "deleted"
                    and lk.frnr is not None and lk.google_event_id),
                   key=lambda lk: (lk.frnr, lk.google_event_id))
     linked_frnrs = {lk.frnr for lk in live}
@@ -439,8 +442,8 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
     # Unlinked Advoware items: adopt by marker, adopt by content, or create in Google.
     used: set[str] = set()
     by_marker = {g.m_frnr: g for g in goog.values()
-                 if g.m_frnr is not None and g.m_employee in (None, emp) and g.id not in linked_ids}
-    by_content: dict[tuple[Any, ...], list[_Goog]] = {}
+                 if g.m_frnr is not None and g.m_employee in (None, employee) and g.id not in linked_ids}
+    by_content: dict[tuple[Any, ...], list[GoogleItem]] = {}
     for g in sorted(goog.values(), key=lambda x: x.id):
         if g.appt is not None and g.m_frnr is None and g.id not in linked_ids:
             by_content.setdefault(_content_key(g.appt), []).append(g)
@@ -448,7 +451,7 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
         a = adv[frnr]
         if a.excluded or frnr in linked_frnrs or a.appt is None:
             continue
-        candidate = by_marker.get(frnr) or goog.get(event_id(emp, frnr))
+        candidate = by_marker.get(frnr) or goog.get(event_id(employee, frnr))
         if candidate is not None and candidate.id not in linked_ids and candidate.appt is not None \
                 and candidate.id not in used:
             used.add(candidate.id)
@@ -459,7 +462,7 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             used.add(matches[0].id)
             p.adopt(a, matches[0], "content", rewrite=True)
             continue
-        p.add(p.google_write("create_google", "new_advoware", a, event_id(emp, frnr), None))
+        p.add(p.google_write("create_google", "new_advoware", a, event_id(employee, frnr), None))
 
     # Unlinked Google events: create in Advoware (unless write protected), orphans, reports.
     for gid in sorted(goog):
@@ -471,14 +474,14 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             continue
         assert g.appt is not None
         if g.m_frnr is not None:
-            if g.m_employee not in (None, emp):
+            if g.m_employee not in (None, employee):
                 p.report("foreign_marker", frnr=g.m_frnr, google_event_id=gid)
                 continue
             if g.m_frnr in adv:
                 continue  # its Advoware item is out of scope (shared pool) or unreadable
             first, last = g.appt.span()
             if window.overlaps(first, last):
-                p.add(Action(kind="delete_google", rule=ORPHAN, employee=emp, frnr=g.m_frnr,
+                p.add(Action(kind="delete_google", rule=ORPHAN, employee=employee, frnr=g.m_frnr,
                              google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
             continue
         decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)

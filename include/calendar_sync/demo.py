@@ -71,11 +71,11 @@ def _linked_frnr(ctx: SyncContext, employee: str, google_event_id: str) -> int |
     return int(row["frnr"]) if row and row["frnr"] is not None and row["status"] == "linked" else None
 
 
-def make_changes(ctx: SyncContext, codes: list[str]) -> list[Edit]:
+def make_changes(ctx: SyncContext, employees: list[str]) -> list[Edit]:
     """A person's edits on both sides; each says how to see it carried across by a later run."""
     today = date.today()
     window = (today - timedelta(days=30), today + timedelta(days=365))
-    first, second = codes[0], codes[1 % len(codes)]
+    first, second = employees[0], employees[1 % len(employees)]
     edits: list[Edit] = []
     adv = ctx.advoware
     a1 = _ordinary(adv.list_termine(first, *window))
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = [e.note for e in edits if not e.arrived(ctx)]
         for e in edits:
             print(f"   {'carried across' if e.note not in missing else 'NOT carried across'}: {e.note}")
-        failed = [code for code, r in results.items() if r.get("status") != "success"]
+        failed = [employee for employee, r in results.items() if r.get("status") != "success"]
         return 1 if failed or missing else 0
     finally:
         ctx.close()

@@ -26,21 +26,21 @@ def _active(value: Any) -> bool:
     return value is None or bool(value)  # a record without the flag counts as active
 
 
-def _code(record: dict[str, Any]) -> str:
+def _employee(record: dict[str, Any]) -> str:
     return str(record.get("kuerzel") or "").strip()
 
 
 def record_employees(hub_dsn: str, mitarbeiter: list[dict[str, Any]]) -> list[str]:
-    """Write e-mail and active flag of every listed employee; returns the active codes (sorted)."""
-    listed = {_code(m): m for m in mitarbeiter if _code(m)}
-    active = sorted(code for code, m in listed.items() if _active(m.get("aktiv")))
+    """Write e-mail and active flag of every listed employee; returns the active employees (sorted)."""
+    listed = {_employee(m): m for m in mitarbeiter if _employee(m)}
+    active = sorted(employee for employee, m in listed.items() if _active(m.get("aktiv")))
     with connect(hub_dsn) as conn:
-        for code, m in listed.items():
+        for employee, m in listed.items():
             conn.execute(
                 """INSERT INTO employee_calendars (employee, email, active) VALUES (%s, %s, %s)
                    ON CONFLICT (employee) DO UPDATE SET email = coalesce(EXCLUDED.email,
                        employee_calendars.email), active = EXCLUDED.active, updated_at = now()""",
-                (code, (m.get("email") or None), code in active))
+                (employee, (m.get("email") or None), employee in active))
         # gone from Advoware's list: no longer synced either (the calendar stays)
         conn.execute("UPDATE employee_calendars SET active = false, updated_at = now() "
                      "WHERE active AND NOT (employee = ANY(%s))", (list(listed),))
@@ -48,7 +48,7 @@ def record_employees(hub_dsn: str, mitarbeiter: list[dict[str, Any]]) -> list[st
 
 
 def active_employees(advoware: AdvowareClient, hub_dsn: str, only: Iterable[str] | None = None) -> list[str]:
-    """The codes to sync this run (optionally a subset, case-insensitive)."""
+    """The employees to sync this run (optionally a subset, case-insensitive)."""
     mitarbeiter = advoware.list_mitarbeiter()
     if not mitarbeiter:
         raise RuntimeError("Advoware returned no Mitarbeiter: treated as a glitch, nobody is deactivated")

@@ -39,10 +39,10 @@ def sync_all(ctx: SyncContext, params: RunParams | None = None, *, run_id: str |
     params = params or RunParams()
     run_id = run_id or new_run_id()
     results: dict[str, dict[str, Any]] = {}
-    for code in active_employees(ctx.advoware, ctx.hub_dsn, employees):
+    for employee in active_employees(ctx.advoware, ctx.hub_dsn, employees):
         try:
-            results[code] = sync_employee(ctx, run_id, code, params)
+            results[employee] = sync_employee(ctx, run_id, employee, params)
         except Exception as exc:  # one employee's failure leaves the others running
-            log.warning("sync of %s failed: %s", code, reason_of(exc))
-            results[code] = {"employee": code, "status": "failed", "error": reason_of(exc)}
+            log.warning("sync of %s failed: %s", employee, reason_of(exc))
+            results[employee] = {"employee": employee, "status": "failed", "error": reason_of(exc)}
     return run_id, results
