@@ -44,6 +44,3 @@ def require_write(scope: Scope = Depends(token_scope)) -> Scope:
                             detail="this token is read-only; a write needs the read-write token")
     return scope
 
-
-def require_read(scope: Scope = Depends(token_scope)) -> Scope:
-    return scope

@@ -59,14 +59,6 @@ class EtagConflict(GoogleCalendarError):
         super().__init__(f"event {event_id} changed since it was read (412 conditionNotMet)")
 
 
-class CalendarGone(GoogleCalendarError):
-    """The calendar does not exist any more (deleted by hand): provisioning recreates it."""
-
-    def __init__(self, calendar_id: str) -> None:
-        self.calendar_id = calendar_id
-        super().__init__(f"calendar {calendar_id} not found")
-
-
 class ApiError(GoogleCalendarError):
     """A final (not retryable) API answer the caller did not expect, e.g. 400 invalid."""
 

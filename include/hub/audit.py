@@ -46,16 +46,5 @@ def record(conn_or_dsn: psycopg.Connection | str, entry: AuditEntry) -> int:
     return int(_first(conn_or_dsn.execute(_INSERT, params).fetchone()))
 
 
-def recent(dsn: str, limit: int = 100, actor: str | None = None) -> list[dict[str, Any]]:
-    """Newest rows first (for the CLI, the UI and tests)."""
-    sql = (
-        "SELECT id, at, actor, token_scope, method, target, status, request_id, employee, detail "
-        "FROM write_audit" + (" WHERE actor = %s" if actor else "") + " ORDER BY id DESC LIMIT %s"
-    )
-    args: tuple[Any, ...] = (actor, limit) if actor else (limit,)
-    with connect(dsn) as conn:
-        return list(conn.execute(sql, args).fetchall())
-
-
 def _first(row: Any) -> Any:
     return row["id"] if isinstance(row, dict) else row[0]
