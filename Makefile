@@ -41,28 +41,28 @@ $(STAMP): | $(PY)
 
 setup: $(STAMP) .env
 	@$(PY) -m sandbox write-key
-	@$(PY) -m include.devstack migrate
+	@$(PY) -m devstack migrate
 
 # Up first (the UI and the gateway answer within 3 minutes), then the scenario on the running stack.
 demo: setup
-	$(PY) -m include.devstack up
-	$(PY) -m include.devstack scenario
+	$(PY) -m devstack up
+	$(PY) -m devstack scenario
 
 # The same DAGs on CeleryExecutor: api-server, scheduler, dag-processor, triggerer and two Celery
 # workers on this machine's PostgreSQL (metadata) and Redis (broker); prints which worker ran what.
 scale-demo: setup
-	$(PY) -m include.devstack up --executor celery --timeout 420
-	$(PY) -m include.devstack scale-scenario
+	$(PY) -m devstack up --executor celery --timeout 420
+	$(PY) -m devstack scale-scenario
 
 # The demo scenario again, on a stack that is already up.
 scenario:
-	$(PY) -m include.devstack scenario
+	$(PY) -m devstack scenario
 
 down:
-	@if [ -x $(PY) ]; then $(PY) -m include.devstack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; fi
 
 status:
-	@$(PY) -m include.devstack status
+	@$(PY) -m devstack status
 
 test: setup
 	$(VENV)/bin/pytest -q

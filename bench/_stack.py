@@ -1,6 +1,6 @@
 """Helper of the benches (not a bench itself): a whole stack of its own, as `make demo` runs it.
 
-`OwnStack` starts `include.devstack` (sandboxes, gateway, `airflow standalone`) on free ports with its
+`OwnStack` starts `devstack` (sandboxes, gateway, `airflow standalone`) on free ports with its
 own run dir, Airflow home, Redis server and hub database, a DAGs folder holding copies of the real
 DAGs plus any DAG files the bench adds; it stops exactly that stack and removes what it made.
 `tree_cpu` sums the CPU seconds of a process and every descendant (including the children it has
@@ -123,7 +123,7 @@ class OwnStack:
 
     # -- life cycle -----------------------------------------------------------------------------
     def devstack(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "include.devstack", *args], cwd=ROOT, env=self.env,
+        return subprocess.run([sys.executable, "-m", "devstack", *args], cwd=ROOT, env=self.env,
                               text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def up(self, timeout_s: float = 300) -> OwnStack:

@@ -3,7 +3,7 @@
 1. Ingest (`run_ingest`): throughput and latency of the gateway's `POST /webhooks/vmh/beteiligte/update`
    (signature check + atomic Redis enqueue, Redis with AOF and fsync always) against a bare FastAPI
    endpoint that only reads the body, on the same machine.
-2. End to end (`run_e2e`): a stack of its own (include.devstack on free ports, own run dir, Airflow
+2. End to end (`run_e2e`): a stack of its own (devstack on free ports, own run dir, Airflow
    home, Redis with AOF, hub database; DAGs folder = the real dags plus a one-task no-op DAG): the time
    from a signed EspoCRM webhook to the Advoware write (the sandbox's write counter), through the
    gateway's trigger and `beteiligte_sync`, next to the time from a REST trigger of the no-op DAG to its
@@ -318,7 +318,7 @@ def _stack_env(tmp: Path, redis_port: int, hub_db: str) -> dict[str, str]:
 
 
 def _devstack(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "include.devstack", *cmd], cwd=ROOT, env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "devstack", *cmd], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

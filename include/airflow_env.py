@@ -1,6 +1,6 @@
 """The environment Airflow runs in, built from the same settings (.env) as everything else.
 
-`make demo` (include.devstack) starts `airflow standalone` with this environment; docker-compose
+`make demo` (devstack) starts `airflow standalone` with this environment; docker-compose
 sets the same AIRFLOW_CONN_* / AIRFLOW_VAR_* names. Airflow itself is never imported here: this
 module only writes strings and files, so the gateway and the tests stay light.
 

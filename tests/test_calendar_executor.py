@@ -248,7 +248,7 @@ def test_failing_items_are_recorded_and_the_phase_fails_at_the_end(
 
 def test_the_demo_changes_on_both_sides_are_carried_across(
         ctx: SyncContext, advoware_url: str, google_url: str, hub: str) -> None:
-    from include.calendar_sync.demo import make_changes
+    from devstack.calendar_demo import make_changes
 
     _, results = sync_all(ctx)
     edits = make_changes(ctx, sorted(results))

@@ -1,7 +1,7 @@
 """The same DAGs on CeleryExecutor workers (`make scale-demo`'s stack, on free ports): two workers
 share the task instances, and a worker killed mid-run loses nothing.
 
-`include.devstack up --executor celery` starts api-server, scheduler, dag-processor, triggerer and two
+`devstack up --executor celery` starts api-server, scheduler, dag-processor, triggerer and two
 Celery workers (worker-1, worker-2) on this machine's PostgreSQL (metadata) and Redis (broker on its
 own database). The scale scenario runs a calendar run and the party webhooks and names the worker of
 every task instance. Then every employee gets new appointments, and while worker-1 runs one of the

@@ -27,7 +27,7 @@ import httpx
 import psycopg
 import pytest
 
-from include import devstack_demo
+from devstack import demo as devstack_demo
 from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
 from sandbox import advoware as adv_sbx
 from sandbox.runner import free_port
@@ -99,7 +99,7 @@ def test_the_demo_reports_edits_carried_by_another_run_and_leaks_nothing(
         api = AirflowApi(env["AIRFLOW_API_URL"], "admin", env["AIRFLOW_API_PASSWORD"], timeout_s=30)
         extra: list[str] = []
 
-        import include.calendar_sync.demo as demo
+        import devstack.calendar_demo as demo
 
         real_make_changes = demo.make_changes
 

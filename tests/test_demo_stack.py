@@ -1,6 +1,6 @@
 """`make demo` / `make down` for real: the devstack on other free ports, beside any running demo.
 
-Starts the sandbox, the gateway and Airflow standalone with `python -m include.devstack up`, checks
+Starts the sandbox, the gateway and Airflow standalone with `python -m devstack up`, checks
 what a user checks (Airflow's /api/v2/version, the admin login, /healthz of gateway and sandboxes),
 that the demo firm is seeded, that EspoCRM's webhooks point at the gateway with secrets the gateway
 accepts (a CRM user's change travels by itself: EspoCRM's sender -> gateway -> beteiligte_sync ->
@@ -33,7 +33,7 @@ AIRFLOW_TIMEOUT_S = 60
 
 
 def devstack(cmd: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "include.devstack", *cmd.split()], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "devstack", *cmd.split()], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TOP_LEVEL = ["dags", "plugins", "include", "webhook_gateway", "sandbox", "tests", "bench", "docs",
+TOP_LEVEL = ["dags", "plugins", "include", "webhook_gateway", "sandbox", "devstack", "tests", "bench", "docs",
              "requirements.txt", "pyproject.toml", "docker-compose.yaml", ".env.example", "Makefile",
              "README.md", ".ci/run"]
 
@@ -76,3 +76,10 @@ def test_gateway_never_imports_dags_or_airflow() -> None:
 
 def test_include_never_imports_the_gateway_or_dags() -> None:
     assert offenders(python_files("include"), {"webhook_gateway", "dags"}) == {}
+
+
+def test_the_product_never_imports_the_dev_stack() -> None:
+    """devstack/ (make demo, the scenario) is development tooling, not part of what runs in Airflow."""
+    product = python_files("include") + python_files("webhook_gateway") + python_files("dags") + python_files(
+        "plugins")
+    assert offenders(product, {"devstack"}) == {}

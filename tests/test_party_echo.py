@@ -114,7 +114,7 @@ def test_party_demo_runs_against_the_stack(gateway: str, advoware_url: str, espo
     """`run_party_demo` (wired into `make demo`) with a drain loop standing in for the DAG."""
     import threading
 
-    from include.parties.demo import run_party_demo
+    from devstack.party_demo import run_party_demo
 
     queue = make_queue(redis_url)
     syncer = make_sync(advoware_url, espocrm_url, redis_url, hub)

@@ -1,7 +1,7 @@
 """The calendar part of `make demo`: a full sync of the sandbox firm, then changes on both sides and a
 second run that carries them across. Sandbox mode only (it seeds and edits the sandboxes).
 
-    python -m include.calendar_sync.demo [--employees 3] [--per-employee 12] [--seed 4711]
+    python -m devstack.calendar_demo [--employees 3] [--per-employee 12] [--seed 4711]
 
 Uses .env (ADVOWARE_*, GOOGLE_*, POSTGRES_*, REDIS_URL) and runs the engine in this process, the
 same functions the `advoware_calendar_sync` DAG runs as tasks.

@@ -1,4 +1,4 @@
-"""`make scale-demo`'s scenario on the Celery stack (`include.devstack up --executor celery`): a bigger
+"""`make scale-demo`'s scenario on the Celery stack (`devstack up --executor celery`): a bigger
 sandbox firm, one calendar run and the party webhooks, then which worker ran which task instance.
 
 Sandbox mode only (it reseeds the sandboxes and clears the hub). Output: ids, counts and worker names.
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from include import devstack_demo
+from devstack import demo as devstack_demo
 from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
 
 if TYPE_CHECKING:
-    from include.devstack import Stack
+    from devstack.stack import Stack
 
 APPOINTMENTS = 20
 

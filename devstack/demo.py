@@ -171,7 +171,7 @@ def _delivery_summary(espocrm_url: str) -> str:
 
 
 def run_party_part(settings: Settings, urls: dict[str, str], gateway_url: str, say: Say) -> dict[str, Any]:
-    from include.parties.demo import run_party_demo
+    from devstack.party_demo import run_party_demo
 
     say("\n== parties: EspoCRM -> webhooks -> gateway -> beteiligte_sync -> Advoware")
     summary = run_party_demo(urls["espocrm"], gateway_url, settings=settings, out=say, timeout_s=240.0)
@@ -264,8 +264,8 @@ def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str
     the demo says so and shows its table; every edit is checked on the other side either way."""
     say("\n== calendar: Advoware <-> Google, advoware_calendar_sync triggered through the gateway")
     try:
+        from devstack.calendar_demo import make_changes
         from include.calendar_sync.context import SyncContext
-        from include.calendar_sync.demo import make_changes
         from include.calendar_sync.report import rows, table
     except ImportError as exc:
         say(f"calendar demo: not available yet ({exc}): skipped")

@@ -1,12 +1,12 @@
 """The local stack behind `make demo` / `make down`: sandbox, gateway and Airflow standalone.
 
-    python -m include.devstack up [--timeout 180] [--executor local|celery]
+    python -m devstack up [--timeout 180] [--executor local|celery]
                                                     start what is not running, wait until healthy
-    python -m include.devstack scale-scenario       the Celery stack's demo: which worker ran what
-    python -m include.devstack scenario             the demo: parties and calendar through the stack
-    python -m include.devstack down [--services]    stop exactly what `up` started
-    python -m include.devstack status               what runs, and is it healthy
-    python -m include.devstack migrate              hub migrations if PostgreSQL answers (make setup)
+    python -m devstack scale-scenario       the Celery stack's demo: which worker ran what
+    python -m devstack scenario             the demo: parties and calendar through the stack
+    python -m devstack down [--services]    stop exactly what `up` started
+    python -m devstack status               what runs, and is it healthy
+    python -m devstack migrate              hub migrations if PostgreSQL answers (make setup)
 
 Everything comes from the settings (.env): Airflow listens on the port of AIRFLOW_API_URL, the
 gateway on GATEWAY_PORT, and in sandbox mode the sandboxes on the ports of ADVOWARE_BASE_URL,
@@ -20,7 +20,7 @@ DEVSTACK_CELERY_WORKERS (2) Celery workers, each naming itself (AIRFLOW_WORKER_N
 the machine's PostgreSQL (metadata database `<POSTGRES_DB>_airflow`, created and migrated by `up`)
 and Redis (broker on the work queue's database number + 1); Airflow home .airflow-celery.
 
-In sandbox mode `up` also prepares the demo (include/devstack_demo.py): a sandbox it starts is
+In sandbox mode `up` also prepares the demo (devstack/demo.py): a sandbox it starts is
 seeded with a small firm (after clearing the hub and queue of a previous demo), EspoCRM's three
 webhooks are registered through `kanzlei-sync register-webhooks` before the gateway starts, and the
 gateway gets their secrets (ESPOCRM_WEBHOOK_SECRET, kept in the run dir, never written to .env);
@@ -52,7 +52,8 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from include import airflow_env, devstack_demo
+from devstack import demo as devstack_demo
+from include import airflow_env
 from include.hooks.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
 from include.settings import Settings
 
@@ -607,7 +608,7 @@ def _port_in_use(port: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m include.devstack")
+    parser = argparse.ArgumentParser(prog="python -m devstack")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds until everything is healthy")
@@ -640,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "scenario":
             return stack.scenario()
         elif args.cmd == "scale-scenario":
-            from include.devstack_scale import scale_scenario
+            from devstack.scale import scale_scenario
 
             return scale_scenario(stack, employees=args.employees)
         elif args.cmd == "migrate":
