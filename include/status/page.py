@@ -36,10 +36,10 @@ body{font:14px/1.4 system-ui,sans-serif;margin:12px;color:#1a1a1a;background:#ff
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:20px 0 6px}h3{font-size:14px;margin:12px 0 4px}
 .tw{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;margin-bottom:8px;width:100%}
-th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f4f4f4;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.err{min-width:8em;max-width:22em}td.id{max-width:16em}
-.t{white-space:nowrap}.ago{display:block;font-size:12px}
+td.err,td.id{overflow-wrap:anywhere}td.err{min-width:8em;max-width:22em}td.id{max-width:16em}
+.ago{display:block;font-size:12px}
 .muted{color:#666}.bad{color:#b00020;font-weight:600}.ok{color:#1b7f3b}.warn{color:#a15c00}
 .banner{background:#fdecea;border:1px solid #f5c2c0;padding:8px;margin:8px 0}
 .notice{background:#e8f4ea;border:1px solid #b7dcbf;padding:8px;margin:8px 0}
@@ -149,8 +149,9 @@ def _n(value: int, bad: bool = False) -> str:
 
 
 def link(href: str | None, text: str) -> str:
-    """A link that opens in the whole Airflow UI window (the page is in its frame); `text` escaped."""
-    return f'<a href="{e(href)}" target=_top>{text}</a>' if href else text
+    """A link into the Airflow UI; `text` arrives escaped. No target: the UI's frame is sandboxed
+    without allow-top-navigation, so the link opens in the frame (or, middle-clicked, in a new tab)."""
+    return f'<a href="{e(href)}">{text}</a>' if href else text
 
 
 def employees_section(status: dict[str, Any], now: datetime, links: Links) -> str:
@@ -161,21 +162,20 @@ def employees_section(status: dict[str, Any], now: datetime, links: Links) -> st
         code = emp["employee"]
         rows.append([
             f"<code>{e(code)}</code>",
-            f"<code>{e(cal.get('calendar_id'))}</code>" if emp["calendar"] else
-            "<span class=warn>no calendar</span>",
-            e(cal.get("mode")) + ("" if cal.get("active", True) else " <span class=muted>(inactive)</span>"),
+            (f"<code>{e(cal.get('calendar_id'))}</code>" if emp["calendar"] else "<span class=warn>no calendar</span>")
+            + f"<span class='ago muted'>{e(cal.get('mode'))}"
+            + ("" if cal.get("active", True) else " (inactive)") + f"; sync token {token}</span>",
             when(cal.get("last_full_sync_at"), now),
-            token,
             *(_n(hub_links.get(s, 0), bad=s in ("failed", "conflict")) for s in SHOWN_LINK_STATUSES),
             run_status(run) + (" " + link(links.employee_logs.get(code), "log") if run else ""),
             when(run["finished_at"] or run["started_at"], now) if run else "–",
             counts(run["counts"]) if run else "–",
             f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
         ])
-    headers = ["employee", "calendar id", "mode", f"last full sync ({TZ_NAME})", "sync token",
+    headers = ["employee", "calendar id; mode; sync token", f"last full sync ({TZ_NAME})",
                *SHOWN_LINK_STATUSES, "last run", f"run time ({TZ_NAME})", "run counts", "run error"]
     return ("<h2>Calendar sync per employee</h2>"
-            + table(headers, rows, numeric=range(5, 10), classes={1: "id", 12: "err", 13: "err"},
+            + table(headers, rows, numeric=range(3, 8), classes={1: "id", 10: "err", 11: "err"},
                     name="employees"))
 
 
