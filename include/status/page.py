@@ -194,7 +194,8 @@ def parties_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     else:
         c = run["counts"]
         out.append(table(
-            ["run", "status", f"started ({TZ_NAME})", f"finished ({TZ_NAME})", *PARTY_RUN_COUNTS, "error"],
+            ["run", "status", f"started ({TZ_NAME})", f"finished ({TZ_NAME})",
+             *(k.replace("_", " ") for k in PARTY_RUN_COUNTS), "error"],
             [[link(links.party_run_log, f"<code>{e(run['run_id'])}</code>"), run_status(run),
               when(run["started_at"], now), when(run["finished_at"], now),
               *(_n(c.get(k, 0), bad=k in ("retried", "dead")) for k in PARTY_RUN_COUNTS),
@@ -275,9 +276,10 @@ def notice(status: dict[str, Any], now: datetime, links: Links) -> str:
     if d is None:
         return "<div class=banner id=notice>That dead letter does not exist.</div>"
     text = (f"Dead letter {e(d['id'])} ({e(d['source'])}, <code>{e(d['entity_id'])}</code>): "
-            + (f"replayed at {when(d['replayed_at'], now)}." if d["replayed_at"] else "still open."))
-    runs = "".join(f" {e(r['dag_id'])} run {link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: "
-                   f"{e(r['state'])}." for r in links.replay_runs)
+            + (f"replayed at {when(d['replayed_at'], now)}" if d["replayed_at"] else "still open."))
+    runs = "".join(f"<span class=ago>{e(r['dag_id'])} run "
+                   f"{link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: {e(r['state'])}</span>"
+                   for r in links.replay_runs)
     cls = "notice" if d["replayed_at"] else "banner"
     return f"<div class={cls} id=notice>{text}{runs}</div>"
 
