@@ -150,7 +150,7 @@ def _n(value: int, bad: bool = False) -> str:
 
 def link(href: str | None, text: str) -> str:
     """A link into the Airflow UI; `text` arrives escaped. No target: the UI's frame is sandboxed
-    without allow-top-navigation, so the link opens in the frame (or, middle-clicked, in a new tab)."""
+    without allow-top-navigation or popups, so `_top` / `_blank` would be blocked."""
     return f'<a href="{e(href)}">{text}</a>' if href else text
 
 
