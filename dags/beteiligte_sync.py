@@ -33,7 +33,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 from include.hooks.party_queue import PartyWorkSensor
 
@@ -68,6 +68,7 @@ def beteiligte_sync() -> None:
         from include.hooks.hub import hub_dsn
         from include.hooks.redis_conn import redis_url
         from include.parties.drain import drain, hub_dead_letter_sink, requeue_write_protected
+        from include.parties.runlog import hub_run_log
         from include.parties.store import PartyStore
         from include.parties.sync import PartySync
         from include.queue.party_queue import PartyQueue
@@ -84,7 +85,8 @@ def beteiligte_sync() -> None:
                 queue, syncer.store.write_protected_ids())
             report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size,
                            lease_s=settings.party_lease_s, max_seconds=15 * 60,
-                           dead_letter_sink=hub_dead_letter_sink(dsn))
+                           dead_letter_sink=hub_dead_letter_sink(dsn),
+                           run_log=hub_run_log(dsn, get_current_context()["run_id"]))
             check_dead_letters(dsn, queue.r)
         finally:
             syncer.close()

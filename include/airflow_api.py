@@ -208,9 +208,15 @@ class AirflowApi:
         return "triggered"
 
 
+def calendar_retry_run(employee: str, dead_letter_id: int) -> tuple[str, str, dict[str, Any], str]:
+    """(dag id, run id, conf, note) of the calendar run that retries a replayed parked item: the run
+    id is the dead letter's, so repeating the trigger starts no second run."""
+    return (CALENDAR_SYNC_DAG, f"replay__calendar__{dead_letter_id}", {"full_content": False, "employees": [employee]},
+            f"retry of the parked item of dead letter {dead_letter_id}")
+
+
 def trigger_calendar_retry(api: AirflowApi, employee: str, dead_letter_id: int) -> TriggerResult:
     """After a parked calendar item was replayed: a calendar run for its employee now, instead of the
-    next scheduled one. The run id is the dead letter's, so repeating this starts no second run."""
-    return api.trigger(CALENDAR_SYNC_DAG, {"full_content": False, "employees": [employee]},
-                       dag_run_id=f"replay__calendar__{dead_letter_id}",
-                       note=f"retry of the parked item of dead letter {dead_letter_id}")
+    next scheduled one."""
+    dag_id, run_id, conf, note = calendar_retry_run(employee, dead_letter_id)
+    return api.trigger(dag_id, conf, dag_run_id=run_id, note=note)

@@ -10,6 +10,15 @@ every request here must carry the same Airflow JWT as the UI (the `_token` cooki
 to the iframe, or `Authorization: Bearer`), and the auth manager must allow GET on the custom view
 "Sync status" (SimpleAuthManager: any logged-in role; FAB: grant the resource to the roles wanted).
 
+The replay of a dead letter (`AirflowHost`) is a write and starts a DAG run: it needs POST on the
+custom view **and** the right to trigger runs of both sync DAGs (DAG run POST; SimpleAuthManager:
+role User or above, a Viewer sees the page read-only), a same-origin form and the page's CSRF token
+(HMAC keyed from `[api_auth] jwt_secret`, which every api-server worker shares). The run is created
+in-process by Airflow's `trigger_dag` (triggered by "ui", as the user). Links point at the task
+instances in Airflow's metadata: each employee's latest phase task of its last calendar run
+(`employee_sync.phase_*`, map index rendered as the Kürzel), or that run's `plan_employees` when the
+employee had nothing to do.
+
 Where the state is: the Airflow connections `sync_hub_default` and `redis_default`, else the .env
 (include.settings) when a connection is not defined. Airflow-side imports stay inside functions:
 every Airflow process loads plugins, only the api-server serves this app.
@@ -17,14 +26,21 @@ every Airflow process loads plugins, only the api-server serves this app.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+from typing import Any
+from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.status.app import create_app
+from include.status.page import Links
 from include.status.queries import Sources
+from include.status.replay import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +62,100 @@ async def require_airflow_user(
     user = await get_user(request, _oauth_token=None, bearer_credentials=bearer)  # 401 / 403 on bad token
     if not get_auth_manager().is_authorized_custom_view(method="GET", resource_name=RESOURCE_NAME, user=user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden")
+    request.state.airflow_user = user  # for the host: who writes, whose CSRF token
+
+
+def _ui(dag_id: str, run_id: str, task_id: str | None = None, map_index: int = -1) -> str:
+    """A path of the Airflow UI relative to the page (served at <ui>/sync-status/)."""
+    path = f"../dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    if task_id:
+        path += f"/tasks/{quote(task_id, safe='')}"
+        if map_index >= 0:
+            path += f"/mapped/{map_index}"
+    return path
+
+
+class AirflowHost:
+    """What the status app needs from Airflow: the user, their rights, triggering runs, UI links."""
+
+    @property
+    def csrf_key(self) -> bytes:
+        from airflow.api_fastapi.auth.tokens import get_signing_key
+
+        return hmac.new(get_signing_key("api_auth", "jwt_secret").encode(), b"sync-status csrf",
+                        hashlib.sha256).digest()
+
+    @staticmethod
+    def _user(request: Request) -> Any:
+        return request.state.airflow_user
+
+    def user_id(self, request: Request) -> str:
+        return f"{type(self._user(request)).__name__}:{self._user(request).get_id()}"
+
+    def may_write(self, request: Request) -> bool:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        user = self._user(request)
+        return (get_auth_manager().is_authorized_custom_view(method="POST", resource_name=RESOURCE_NAME, user=user)
+                and all(self.may_trigger(request, d) for d in (BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG)))
+
+    def may_trigger(self, request: Request, dag_id: str) -> bool:
+        from airflow.api_fastapi.app import get_auth_manager
+        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+        return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
+                                                    details=DagDetails(id=dag_id), user=self._user(request))
+
+    def trigger(self, request: Request, run: RunRequest) -> bool:
+        from airflow.api.common.trigger_dag import trigger_dag
+        from airflow.exceptions import DagRunAlreadyExists
+        from airflow.utils.types import DagRunTriggeredByType
+
+        try:
+            trigger_dag(run.dag_id, triggered_by=DagRunTriggeredByType.UI, run_id=run.run_id, conf=run.conf,
+                        note=run.note, triggering_user_name=self._user(request).get_name())
+        except DagRunAlreadyExists:
+            return False
+        return True
+
+    def links(self, status_: dict[str, Any], replayed: int | None) -> Links:
+        try:
+            return self._links(status_, replayed)
+        except Exception as exc:  # the metadata DB busy: the page without links, not no page
+            log.warning("status view: no Airflow links (%s)", type(exc).__name__)
+            return Links()
+
+    def _links(self, status_: dict[str, Any], replayed: int | None) -> Links:
+        from airflow.models import DagRun, TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        last = {e["employee"]: e["last_run"]["run_id"] for e in status_["employees"] if e["last_run"]}
+        logs: dict[str, str] = {}
+        runs: list[dict[str, Any]] = []
+        with create_session() as session:
+            tis = session.execute(
+                select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index,
+                       TaskInstance.rendered_map_index, TaskInstance.start_date)
+                .where(TaskInstance.dag_id == CALENDAR_SYNC_DAG, TaskInstance.run_id.in_(set(last.values())))
+            ).all()
+            for employee, run_id in last.items():
+                own = [t for t in tis if t.run_id == run_id and t.task_id.startswith("employee_sync.")
+                       and t.rendered_map_index == employee and t.start_date is not None]
+                if own:
+                    t = max(own, key=lambda t: t.start_date)
+                    logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, t.task_id, t.map_index)
+                elif any(t.run_id == run_id and t.task_id == "plan_employees" for t in tis):
+                    logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, "plan_employees")
+            if replayed is not None:
+                wanted = (f"replay__calendar__{replayed}", f"replay__beteiligte__{replayed}")
+                for r in session.execute(select(DagRun.dag_id, DagRun.run_id, DagRun.state)
+                                         .where(DagRun.run_id.in_(wanted))).all():
+                    runs.append({"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state),
+                                 "href": _ui(r.dag_id, r.run_id)})
+        party = status_.get("party_run")
+        return Links(employee_logs=logs, replay_runs=runs,
+                     party_run_log=_ui(BETEILIGTE_SYNC_DAG, party["run_id"], "drain_queue") if party else None)
 
 
 def airflow_sources() -> Sources:
@@ -68,7 +178,7 @@ def airflow_sources() -> Sources:
         return Sources.from_urls(dsn, get_settings().redis_url)
 
 
-status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)])
+status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost())
 
 
 class SyncStatusPlugin(AirflowPlugin):

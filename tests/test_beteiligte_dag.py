@@ -98,3 +98,32 @@ def test_run_drains_the_queue_into_advoware(airflow_db: None, connections: None,
     assert second.state == DagRunState.SUCCESS
     assert second.get_task_instance("drain_queue").state == "skipped"
     assert advoware_parties(advoware_url) == before
+
+
+def test_each_drain_writes_its_party_run_row(airflow_db: None, connections: None, advoware_url: str,
+                                              espocrm_url: str, redis_url: str, hub: str) -> None:
+    """The status view's "Last party run" is this DAG's run: id, outcome and the drain's counts."""
+    from airflow.sdk import DagRunState
+
+    from include.status.queries import Sources, collect
+
+    user = CrmUser(espocrm_url)
+    ids = [user.create(name=f"Partei {n}")["id"] for n in range(3)]
+    make_queue(redis_url).enqueue(ids, "create")
+
+    run = _dag().test()
+    assert run.state == DagRunState.SUCCESS
+    party_run = collect(Sources.from_urls(hub, redis_url))["party_run"]
+    assert party_run is not None, "no sync_runs row of kind 'beteiligte' after a drain"
+    assert (party_run["run_id"], party_run["status"], party_run["error"]) == (run.run_id, "success", None)
+    counts = party_run["counts"]
+    assert (counts["claimed"], counts["acked"], counts["retried"], counts["dead"]) == (3, 3, 0, 0)
+    assert counts["batches"] == 2 and counts["created"] == 3  # batch size 2: two claims
+    assert counts["advoware_writes"] == sum(1 for _ in advoware_parties(advoware_url)) == 3
+    assert party_run["started_at"] <= party_run["finished_at"]
+
+    # an idle sweep (drain skipped) leaves the last drain's row as the last party run
+    dag = _dag()
+    dag.get_task("work_queued").idle_timeout_s = 1
+    assert dag.test().state == DagRunState.SUCCESS
+    assert collect(Sources.from_urls(hub, redis_url))["party_run"]["run_id"] == run.run_id

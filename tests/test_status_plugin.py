@@ -159,3 +159,131 @@ def test_without_connections_the_env_settings_are_used(our_plugins: None, monkey
         get_settings.cache_clear()
     assert sources.hub_dsn == hub
     assert sources.redis_client.connection_pool.connection_kwargs["db"] == int(redis_url.rsplit("/", 1)[1])
+
+
+# -- replaying a dead letter from the page --------------------------------------------------------
+@pytest.fixture(scope="module")
+def dags_in_db(api_app: FastAPI) -> None:
+    """The two DAGs serialized into the metadata DB, as the dag-processor does (a trigger needs them)."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    manager = DagBundlesManager()
+    manager.sync_bundles_to_db()
+    for bundle in manager.get_all_dag_bundles():
+        if not bundle.is_initialized:
+            bundle.initialize()
+        bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+        assert {"beteiligte_sync", "advoware_calendar_sync"} <= set(bag.dags), bag.import_errors
+        sync_bag_to_db(bag, bundle.name, bundle.version)
+
+
+def _form_token(client: TestClient, token: str) -> str | None:
+    import re
+
+    page = client.get("/sync-status/", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200, page.text
+    found = re.search(r'name=csrf_token value="([^"]+)"', page.text)
+    return found.group(1) if found else None
+
+
+def _dag_run(run_id: str) -> dict | None:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.run_id == run_id).one_or_none()
+        return None if run is None else {"dag_id": run.dag_id, "state": str(run.state), "conf": run.conf,
+                                         "triggered_by": str(run.triggered_by), "user": run.triggering_user_name}
+
+
+def _open_letter(hub: str, source: str, entity: str, payload: str | None = None) -> int:
+    with psycopg.connect(hub, autocommit=True) as c:
+        return c.execute("INSERT INTO dead_letters (source, entity_id, reason, payload, attempts) "
+                         "VALUES (%s, %s, 'failed 5 times', %s, 5) RETURNING id", (source, entity, payload)
+                         ).fetchone()[0]
+
+
+def _replayed_at(hub: str, dead_letter_id: int) -> object:
+    with psycopg.connect(hub) as c:
+        return c.execute("SELECT replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)).fetchone()[0]
+
+
+def test_party_dead_letter_replayed_from_the_page(api_app: FastAPI, dags_in_db: None, connections: None,
+                                                  hub: str, redis_url: str) -> None:
+    from include.queue.party_queue import PartyQueue
+
+    client = TestClient(api_app)
+    token = _token()
+    letter = _open_letter(hub, "beteiligte_sync", "e77")
+    form = _form_token(client, token)
+    assert form, "no replay form for an admin"
+    r = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": form},
+                    headers={"Authorization": f"Bearer {token}", "Sec-Fetch-Site": "same-origin"},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"../../?replayed={letter}"
+    assert _replayed_at(hub, letter) is not None
+    assert b"e77" in PartyQueue.from_url(redis_url).r.zrange("vmh:webhook:pending", 0, -1)
+    run = _dag_run(f"replay__beteiligte__{letter}")
+    assert run is not None and run["dag_id"] == "beteiligte_sync" and run["state"] == "queued"
+    assert run["triggered_by"].endswith("UI") and run["user"] == "admin"
+
+    after = client.get(f"/sync-status/?replayed={letter}", headers={"Authorization": f"Bearer {token}"})
+    assert f"Dead letter {letter} (beteiligte_sync, <code>e77</code>): replayed at" in after.text
+    assert f"replay__beteiligte__{letter}</code></a>: queued" in after.text
+    again = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": form},
+                        headers={"Authorization": f"Bearer {token}"}, follow_redirects=False)
+    assert again.status_code == 409 and "already replayed" in again.text
+
+
+def test_calendar_dead_letter_replay_starts_a_run_for_its_employee(api_app: FastAPI, dags_in_db: None,
+                                                                   connections: None, hub: str) -> None:
+    from include.hub import links
+    from include.hub.db import connect
+
+    with connect(hub) as conn:
+        letter = links.park(conn, "ABC", frnr=1, google_event_id=None, kind="create_google", error="HttpError 500",
+                            attempts=12)
+    client = TestClient(api_app)
+    token = _token()
+    r = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": _form_token(client, token)},
+                    headers={"Authorization": f"Bearer {token}"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    run = _dag_run(f"replay__calendar__{letter}")
+    assert run is not None and run["dag_id"] == "advoware_calendar_sync"
+    assert run["conf"] == {"full_content": False, "employees": ["ABC"]}
+    with psycopg.connect(hub) as c:  # the item starts again
+        assert c.execute("SELECT status, attempts FROM calendar_links WHERE employee = 'ABC' AND frnr = 1"
+                         ).fetchone() == ("pending", 0)
+
+
+def test_replay_refused_without_rights_token_or_same_origin(api_app: FastAPI, dags_in_db: None,
+                                                            connections: None, hub: str) -> None:
+    from include.status.replay import csrf_token
+
+    client = TestClient(api_app)
+    letter = _open_letter(hub, "beteiligte_sync", "e88")
+    run_before = _dag_run(f"replay__beteiligte__{letter}")  # the hub's ids restart per test, Airflow's runs stay
+    admin = _token()
+    url = f"/sync-status/dead-letters/{letter}/replay"
+    auth = {"Authorization": f"Bearer {admin}"}
+    form = _form_token(client, admin)
+
+    def post(data: dict, headers: dict) -> int:
+        return client.post(url, data=data, headers=headers, follow_redirects=False).status_code
+
+    assert post({"csrf_token": form}, {}) == 401  # no Airflow login at all
+    assert post({}, auth) == 403  # no token
+    assert post({"csrf_token": form + "0"}, auth) == 403  # a forged one
+    other = csrf_token(b"another key", "SimpleAuthManagerUser:admin")
+    assert post({"csrf_token": other}, auth) == 403
+    assert post({"csrf_token": form}, {**auth, "Sec-Fetch-Site": "cross-site"}) == 403  # a foreign page's form
+    assert post({"csrf_token": form}, {**auth, "Origin": "https://evil.example"}) == 403
+    # a viewer sees the page read-only, and may not replay even with a token of their own
+    viewer = _token(role="viewer")
+    assert _form_token(client, viewer) is None
+    page = client.get("/sync-status/", headers={"Authorization": f"Bearer {viewer}"})
+    assert "read-only" in page.text
+    assert post({"csrf_token": form}, {"Authorization": f"Bearer {viewer}"}) == 403
+    assert _replayed_at(hub, letter) is None and _dag_run(f"replay__beteiligte__{letter}") == run_before

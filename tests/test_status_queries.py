@@ -162,3 +162,63 @@ def test_empty_hub_renders(hub: str, redis_url: str) -> None:
     assert status["ok"] and status["employees"] == [] and status["dead_letters"]["open"] == 0
     assert status["queue"]["pending"] == 0 and status["queue"]["oldest_ready_age_s"] == 0.0
     assert "Open dead letters: 0" in render(status)
+
+
+def test_activity_of_the_last_7_days_and_its_chart(hub: str, redis_url: str) -> None:
+    """The chart's numbers per UTC day: calendar writes per side from the phase counts, failures,
+    parked items and party dead letters by the day they were parked, party writes from the run rows."""
+    import re
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # just after midnight UTC (01:30 in Berlin)
+    phases = json.dumps({"plan": {"create_google": 9}, "token_saved": True,
+                         "phase1": {"google.created": 3, "google.adopted": 1, "google.parked": 1},
+                         "phase2": {"advoware.created": 2}, "phase3": {"google.deleted": 1, "advoware.failed": 1},
+                         "phase4": {"google.updated": 4, "advoware.updated": 1, "google.failed": 2}})
+    with psycopg.connect(hub, autocommit=True) as c:
+        c.execute("""INSERT INTO sync_runs (run_id, kind, employee, started_at, status, counts) VALUES
+                     ('r1', 'calendar', 'ABC', '2026-03-10T00:10:00+00', 'failed', %s),
+                     ('r1', 'calendar', 'XYZ', '2026-03-09T23:50:00+00', 'success', %s),
+                     ('r0', 'calendar', 'ABC', '2026-03-02T12:00:00+00', 'success', %s),
+                     ('p1', 'beteiligte', NULL, '2026-03-08T10:00:00+00', 'success',
+                      '{"advoware_writes": 5, "retried": 2, "dead": 1}'),
+                     ('p2', 'beteiligte', NULL, '2026-03-08T11:00:00+00', 'success', '{"advoware_writes": 1}')""",
+                  (phases, phases, phases))  # r0 is older than 7 days
+        c.execute("""INSERT INTO dead_letters (source, entity_id, reason, created_at) VALUES
+                     ('calendar_sync', 'ABC:1', 'x', '2026-03-10T00:11:00+00'),
+                     ('beteiligte_sync', 'e1', 'x', '2026-03-08T10:00:00+00'),
+                     ('webhook', NULL, 'x', '2026-03-07T10:00:00+00')""")
+    status = collect(Sources.from_urls(hub, redis_url), now=now)
+    act = status["activity"]
+    assert act["days"] == [f"2026-03-{d:02d}" for d in range(4, 11)]
+    assert act["calendar"] == {"google_writes": [0, 0, 0, 0, 0, 8, 8], "advoware_writes": [0, 0, 0, 0, 0, 3, 3],
+                               "failed": [0, 0, 0, 0, 0, 3, 3], "parked": [0, 0, 0, 0, 0, 0, 1]}
+    assert act["parties"] == {"advoware_writes": [0, 0, 0, 0, 6, 0, 0], "failed": [0, 0, 0, 0, 2, 0, 0],
+                              "dead": [0, 0, 0, 1, 1, 0, 0]}
+    # the last calendar run's counts as the page shows them: per side, summed over the phases
+    abc = next(e for e in status["employees"] if e["employee"] == "ABC")
+    assert abc["last_run"]["counts"]["google.created"] == 3 and abc["last_run"]["counts"]["google.failed"] == 2
+
+    page = render(status)
+
+    def bars(figure: str) -> dict[tuple[str, str], int]:
+        svg = page.split(f"<figure id={figure}>", 1)[1].split("</figure>", 1)[0]
+        return {(m["series"], m["day"]): int(m["value"]) for m in re.finditer(
+            r'data-series="(?P<series>[^"]+)" data-day="(?P<day>[^"]+)" data-value="(?P<value>\d+)"', svg)}
+
+    calendar, parties = bars("chart-calendar"), bars("chart-parties")
+    assert (len(calendar), len(parties)) == (7 * 4, 7 * 3)
+    assert calendar[("google_writes", "2026-03-10")] == 8 and calendar[("parked", "2026-03-10")] == 1
+    assert calendar[("advoware_writes", "2026-03-09")] == 3 and calendar[("failed", "2026-03-04")] == 0
+    assert parties[("dead", "2026-03-07")] == 1 and parties[("advoware_writes", "2026-03-08")] == 6
+    assert "<script" not in page and page.count("<svg") == 2
+
+
+def test_every_time_on_the_page_says_utc(seeded: Sources) -> None:
+    import re
+
+    page = render(collect(seeded))
+    assert "All times in UTC" in page
+    times = re.findall(r"<time class=t datetime=\"([^\"]+)\">([^<]+)</time>", page)
+    assert times and all(shown.endswith(" UTC") and iso.endswith("+00:00") for iso, shown in times)
+    assert ("2026-01-02T03:04:05+00:00", "2026-01-02 03:04:05 UTC") in times  # ABC's last full sync

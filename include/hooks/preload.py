@@ -39,6 +39,7 @@ TASK_MODULES = (
     "include.hooks.hub",
     "include.hooks.redis_conn",
     "include.parties.drain",
+    "include.parties.runlog",
     "include.parties.store",
     "include.parties.sync",
     "include.queue.party_queue",

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from include.parties.sync import Outcome
 from include.queue.party_queue import ClaimedParty, PartyQueue
@@ -53,6 +53,14 @@ class DrainReport:
                 "seconds": round(self.seconds, 3), "stopped": self.stopped}
 
 
+class RunLog(Protocol):
+    """Where a drain records itself (include.parties.runlog.HubRunLog: the hub's `sync_runs`)."""
+
+    def started(self) -> None: ...
+
+    def finished(self, report: DrainReport, exc: BaseException | None) -> None: ...
+
+
 def error_text(exc: BaseException) -> str:
     """What a nack and a dead letter keep: the error type and its message (method, endpoint, status
     in our clients' errors; never a body)."""
@@ -62,11 +70,16 @@ def error_text(exc: BaseException) -> str:
 def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int = 50,
           lease_s: float | None = None, max_seconds: float = 600.0,
           dead_letter_sink: Callable[[Mapping[str, Any]], None] | None = None,
-          on_claim: Callable[[list[ClaimedParty]], None] | None = None) -> DrainReport:
-    """Claim, sync, ack/nack until no id is ready (or `max_seconds` passed: the next run goes on)."""
+          on_claim: Callable[[list[ClaimedParty]], None] | None = None,
+          run_log: RunLog | None = None) -> DrainReport:
+    """Claim, sync, ack/nack until no id is ready (or `max_seconds` passed: the next run goes on).
+    `run_log` hears of the start and of the end with the report (and the exception, if one ends it)."""
     report = DrainReport()
     started = time.monotonic()
     lease = float(lease_s or queue.lease_s)
+    if run_log is not None:
+        run_log.started()
+    raised: BaseException | None = None
     try:
         while True:
             if time.monotonic() - started > max_seconds:
@@ -86,10 +99,20 @@ def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int 
                         queue.extend_lease(rest, lease)
                     renewed = time.monotonic()
                 _one(queue, sync, party, report)
+    except BaseException as exc:
+        raised = exc
+        raise
     finally:
-        if dead_letter_sink is not None:
-            report.dead_letters_moved = queue.drain_dead_letter_outbox(dead_letter_sink)
-        report.seconds = time.monotonic() - started
+        try:
+            if dead_letter_sink is not None:
+                report.dead_letters_moved = queue.drain_dead_letter_outbox(dead_letter_sink)
+        except BaseException as exc:
+            raised = raised or exc
+            raise
+        finally:
+            report.seconds = time.monotonic() - started
+            if run_log is not None:
+                run_log.finished(report, raised)
     log.info("drain: %d batches, %d claimed, %d acked, %d requeued, %d retried, %d dead, %d stale in %.1fs",
              report.batches, report.claimed, report.acked, report.requeued, report.retried, report.dead,
              report.stale, report.seconds)

@@ -1,51 +1,137 @@
-"""The status view as a FastAPI app: `/` the HTML page, `/api` the same data as JSON. Read-only.
+"""The status view as a FastAPI app: `/` the HTML page, `/api` the same data as JSON, and one write:
+`POST /dead-letters/{id}/replay` (the page's replay buttons).
 
 The caller decides where the state lives (`sources`, called per request so a changed connection is
-picked up) and who may look (`dependencies`, e.g. the Airflow JWT check of the plugin). Handlers
-are plain `def`: FastAPI runs them in its thread pool, so the blocking psycopg/Redis calls never
-stall the server's event loop.
+picked up), who may look (`dependencies`, e.g. the Airflow JWT check of the plugin) and, through a
+`Host`, what needs Airflow: who the user is, whether they may write and trigger a DAG, triggering
+the run, and links into the Airflow UI. Without a host the view is read-only and links nowhere.
+Handlers are plain `def`: FastAPI runs them in its thread pool, so the blocking psycopg/Redis calls
+never stall the server's event loop.
+
+A replay is refused unless: the host lets the user write (`may_write`, e.g. POST on the custom
+view) and trigger the DAG the replay starts (`may_trigger`); the browser says the form came from this
+origin (Sec-Fetch-Site / Origin); and the form's CSRF token was made for this user (include.status.replay).
+Then the answer is a redirect to the page, which shows the letter's state and the run it started.
 """
 
 from __future__ import annotations
 
+import html
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.params import Depends
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
-from include.status.page import render
+from include.status import replay as replays
+from include.status.page import Links, render
 from include.status.queries import Sources, collect
 
-# The page has no scripts and no external assets; it may only be framed by its own origin (the UI).
+log = logging.getLogger(__name__)
+
+# The page has no scripts and no external assets; it may only be framed by its own origin (the UI),
+# and its forms may only post to it.
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
+                               "form-action 'self'; base-uri 'none'",
 }
 
 
+class Host(Protocol):
+    """What the Airflow plugin provides (tests pass a fake)."""
+
+    csrf_key: bytes
+
+    def user_id(self, request: Request) -> str: ...
+
+    def may_write(self, request: Request) -> bool: ...
+
+    def may_trigger(self, request: Request, dag_id: str) -> bool: ...
+
+    def trigger(self, request: Request, run: replays.RunRequest) -> bool: ...
+
+    def links(self, status: dict[str, Any], replayed: int | None) -> Links: ...
+
+
+def _refusal(code: int, message: str) -> HTMLResponse:
+    body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Sync status</title></head><body>"
+            f"<h1>Replay refused</h1><p id=refusal>{html.escape(message)}</p>"
+            f"<p><a href='../../'>Back to the sync status</a></p></body></html>")
+    return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
+
+
 def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends] = (),
-               title: str = "Sync status") -> FastAPI:
+               host: Host | None = None, title: str = "Sync status") -> FastAPI:
     app = FastAPI(title=title, dependencies=list(dependencies), docs_url=None, redoc_url=None,
                   openapi_url=None)
 
-    def _status(limit: int) -> dict[str, Any]:
+    def _status(limit: int, replayed: int | None = None) -> dict[str, Any]:
         src = sources()
         try:
-            return collect(src, audit_limit=limit)
+            return collect(src, audit_limit=limit, dead_letter_id=replayed)
         finally:
             if src.redis_client is not None:
                 src.redis_client.close()
 
     @app.get("/", response_class=HTMLResponse)
-    def page(limit: int = Query(20, ge=1, le=200, description="audited writes to show")) -> HTMLResponse:
-        return HTMLResponse(render(_status(limit)), headers=SECURITY_HEADERS)
+    def page(request: Request,
+             limit: int = Query(20, ge=1, le=200, description="audited writes to show"),
+             replayed: int | None = Query(None, ge=1, description="show this dead letter's state")) -> HTMLResponse:
+        status = _status(limit, replayed)
+        links = Links()
+        if host is not None:
+            links = host.links(status, replayed)
+            if host.may_write(request):
+                links = Links(links.employee_logs, links.party_run_log,
+                              replays.csrf_token(host.csrf_key, host.user_id(request)), links.replay_runs)
+        return HTMLResponse(render(status, links), headers=SECURITY_HEADERS)
 
     @app.get("/api")
     def api(limit: int = Query(20, ge=1, le=200)) -> JSONResponse:
         return JSONResponse(_status(limit), headers=SECURITY_HEADERS)
 
+    @app.post("/dead-letters/{dead_letter_id}/replay", response_model=None)
+    def replay(dead_letter_id: int, request: Request,
+               csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
+        if host is None or not host.may_write(request):
+            return _refusal(403, "You may look at the sync status but not replay dead letters.")
+        if not replays.same_origin(request.headers):
+            return _refusal(403, "The form did not come from this site.")
+        if not replays.csrf_valid(host.csrf_key, host.user_id(request), csrf_token):
+            return _refusal(403, "The form has expired or was not made for you: reload the page and try again.")
+        src = sources()
+        try:
+            row = replays.lookup(src.hub_dsn, dead_letter_id)
+            if row is None:
+                return _refusal(404, f"Dead letter {dead_letter_id} does not exist.")
+            if not host.may_trigger(request, replays.target_dag(row)):
+                return _refusal(403, f"Replaying it starts a {replays.target_dag(row)} run, which you may not trigger.")
+            try:
+                done = replays.replay(src.hub_dsn, dead_letter_id,
+                                      lambda ids: _queue(src).enqueue(ids, "replay"),
+                                      lambda run: host.trigger(request, run))
+            except (LookupError, ValueError) as exc:
+                return _refusal(409, str(exc))
+        finally:
+            if src.redis_client is not None:
+                src.redis_client.close()
+        run = done.run
+        log.info("status view: dead letter %s replayed by %s; run %s %s", dead_letter_id, host.user_id(request),
+                 run.run_id if run else None,
+                 "triggered" if done.triggered else f"not triggered ({done.trigger_error or 'exists'})")
+        return RedirectResponse(f"../../?replayed={dead_letter_id}", status_code=303, headers=SECURITY_HEADERS)
+
     return app
+
+
+def _queue(src: Sources) -> Any:
+    from include.queue.party_queue import PartyQueue
+
+    if src.redis_client is None:
+        raise RuntimeError("the party queue (Redis) is not configured")
+    return PartyQueue(src.redis_client)

@@ -8,7 +8,9 @@ project's logging rules and are still clipped to CLIP_CHARS.
 
 `collect()` returns one plain, JSON-ready dict (times as ISO 8601 strings in UTC). A section whose
 source is down is replaced by an entry in `errors` (exception class only), so the page still shows
-what is reachable.
+what is reachable. `activity` is the last ACTIVITY_DAYS days per UTC day (the chart): calendar writes
+per side, failed and parked items from the run log's phase counts and the dead letters; party writes
+and failures from the party run rows, dead letters by the day they were parked.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -32,6 +34,10 @@ SHOWN_LINK_STATUSES = ("linked", "pending", "failed", "conflict", "unsupported")
 PARTY_STATUSES = ("linked", "unlinked", "deleted", "failed")
 CLIP_CHARS = 160
 MAX_COUNT_KEYS = 20
+ACTIVITY_DAYS = 7
+CALENDAR_SERIES = ("google_writes", "advoware_writes", "failed", "parked")
+PARTY_SERIES = ("advoware_writes", "failed", "dead")
+_WRITTEN = ("created", "updated", "deleted")
 
 
 @dataclass(frozen=True)
@@ -78,13 +84,26 @@ def _numbers(counts: Any) -> dict[str, int | float]:
     return dict(sorted(out.items())[:MAX_COUNT_KEYS])
 
 
+def _phase_totals(counts: Any) -> dict[str, int]:
+    """A calendar run's outcome per `<side>.<result>`, summed over its phases (nested in the row)."""
+    out: dict[str, int] = {}
+    if isinstance(counts, dict):
+        for n in (1, 2, 3, 4):
+            phase = counts.get(f"phase{n}")
+            for k, v in (phase.items() if isinstance(phase, dict) else ()):
+                if isinstance(v, int) and not isinstance(v, bool):
+                    out[str(k)] = out.get(str(k), 0) + v
+    return out
+
+
 def _run(row: dict[str, Any]) -> dict[str, Any]:
+    numbers = _numbers(row["counts"]) | _phase_totals(row["counts"])
     return {
         "run_id": row["run_id"],
         "status": row["status"],
         "started_at": _iso(row["started_at"]),
         "finished_at": _iso(row["finished_at"]),
-        "counts": _numbers(row["counts"]),
+        "counts": dict(sorted(numbers.items())[:MAX_COUNT_KEYS]),
         "error": clip(row["error"]),
     }
 
@@ -178,18 +197,80 @@ def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, A
              "target": clip(r["target"], 200), "status": r["status"]} for r in rows]
 
 
-def hub_sections(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20) -> dict[str, Any]:
+def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS) -> dict[str, Any]:
+    """Per UTC day, oldest first, today last: what each DAG wrote and what failed (numbers only)."""
+    today = now.astimezone(UTC).date()
+    day_list = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    since = datetime.combine(day_list[0], datetime.min.time(), tzinfo=UTC)
+    index = {d: i for i, d in enumerate(day_list)}
+    calendar = {k: [0] * days for k in CALENDAR_SERIES}
+    parties = {k: [0] * days for k in PARTY_SERIES}
+
+    def add(series: dict[str, list[int]], key: str, day: date, n: Any) -> None:
+        if day in index and n:
+            series[key][index[day]] += int(n)
+
+    # phase counts are nested objects {"google.created": n, ...}: summed in the database
+    for r in conn.execute(
+        """SELECT (r.started_at AT TIME ZONE 'UTC')::date AS day, k.key, sum(k.value::bigint) AS n
+           FROM sync_runs r
+           CROSS JOIN LATERAL jsonb_each(r.counts) p
+           CROSS JOIN LATERAL jsonb_each_text(CASE WHEN jsonb_typeof(p.value) = 'object' THEN p.value
+                                                   ELSE '{}'::jsonb END) k
+           WHERE r.kind = 'calendar' AND r.started_at >= %s AND p.key ~ '^phase[1-4]$'
+                 AND k.value ~ '^[0-9]+$'
+           GROUP BY 1, 2""", (since,)).fetchall():
+        side, _, result = r["key"].partition(".")
+        if side in ("google", "advoware") and result in _WRITTEN:
+            add(calendar, f"{side}_writes", r["day"], r["n"])
+        elif side in ("google", "advoware") and result == "failed":
+            add(calendar, "failed", r["day"], r["n"])
+    for r in conn.execute(
+        """SELECT (started_at AT TIME ZONE 'UTC')::date AS day,
+                  sum(CASE WHEN counts->>'advoware_writes' ~ '^[0-9]+$'
+                           THEN (counts->>'advoware_writes')::bigint ELSE 0 END) AS writes,
+                  sum(CASE WHEN counts->>'retried' ~ '^[0-9]+$' THEN (counts->>'retried')::bigint ELSE 0 END)
+                      AS retried
+           FROM sync_runs WHERE kind = 'beteiligte' AND started_at >= %s GROUP BY 1""", (since,)).fetchall():
+        add(parties, "advoware_writes", r["day"], r["writes"])
+        add(parties, "failed", r["day"], r["retried"])
+    for r in conn.execute(
+        """SELECT (created_at AT TIME ZONE 'UTC')::date AS day, source = 'calendar_sync' AS calendar,
+                  count(*) AS n FROM dead_letters WHERE created_at >= %s GROUP BY 1, 2""", (since,)).fetchall():
+        if r["calendar"]:
+            add(calendar, "parked", r["day"], r["n"])
+        else:
+            add(parties, "dead", r["day"], r["n"])
+    return {"days": [d.isoformat() for d in day_list], "calendar": calendar, "parties": parties}
+
+
+def dead_letter_state(conn: psycopg.Connection, dead_letter_id: int) -> dict[str, Any] | None:
+    """One dead letter's ids and state (after a replay: when), for the page's notice."""
+    r = conn.execute("SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s",
+                     (dead_letter_id,)).fetchone()
+    if r is None:
+        return None
+    return {"id": r["id"], "source": r["source"], "entity_id": r["entity_id"],
+            "created_at": _iso(r["created_at"]), "replayed_at": _iso(r["replayed_at"])}
+
+
+def hub_sections(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20,
+                 now: datetime | None = None, dead_letter_id: int | None = None) -> dict[str, Any]:
     with connect(dsn) as conn:
         # A status page never writes, and never waits long on a busy hub.
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute("SET LOCAL statement_timeout = 5000")
-        return {
+        out = {
             "employees": employees(conn),
             "party_run": last_party_run(conn),
             "dead_letters": dead_letters(conn, dead_letter_limit),
             "party_links": party_links(conn),
             "writes": recent_writes(conn, audit_limit),
+            "activity": activity(conn, now or datetime.now(UTC)),
         }
+        if dead_letter_id is not None:
+            out["dead_letter"] = dead_letter_state(conn, dead_letter_id)
+        return out
 
 
 # -- Redis -----------------------------------------------------------------------------------------
@@ -210,18 +291,21 @@ def _section(errors: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
 
 
 def collect(sources: Sources, *, audit_limit: int = 20, dead_letter_limit: int = 10,
-            now: datetime | None = None) -> dict[str, Any]:
-    """The whole status as a plain dict; `ok` is False when the hub or the queue could not be read."""
+            now: datetime | None = None, dead_letter_id: int | None = None) -> dict[str, Any]:
+    """The whole status as a plain dict; `ok` is False when the hub or the queue could not be read.
+    With `dead_letter_id`, also that dead letter's state (`dead_letter`, the notice after a replay)."""
     errors: dict[str, str] = {}
+    now = now or datetime.now(UTC)
     hub = _section(errors, "hub", lambda: hub_sections(
-        sources.hub_dsn, dead_letter_limit=dead_letter_limit, audit_limit=audit_limit))
+        sources.hub_dsn, dead_letter_limit=dead_letter_limit, audit_limit=audit_limit, now=now,
+        dead_letter_id=dead_letter_id))
     queue = None
     if sources.redis_client is not None:
         queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]
     hub = hub or {"employees": [], "party_run": None, "dead_letters": None, "party_links": None,
-                  "writes": []}
+                  "writes": [], "activity": None}
     return {
-        "generated_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
+        "generated_at": now.astimezone(UTC).isoformat(),
         "ok": not errors,
         "errors": errors,
         **hub,
