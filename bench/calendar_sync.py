@@ -151,7 +151,7 @@ def run_all(ctx: SyncContext, employees: list[str], threads: int) -> tuple[float
     """Like runner.sync_all, but the employees in parallel threads; returns (wall, results)."""
     run_id = new_run_id("bench")
     started = time.monotonic()
-    listed = active_employees(ctx.advoware, ctx.hub_dsn, employees)
+    listed = active_employees(ctx.advoware, ctx.hub, employees)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="employee") as pool:
         futures = {e: pool.submit(sync_employee, ctx, run_id, e, RunParams()) for e in listed}
         results = {}

@@ -39,7 +39,7 @@ from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.writing import EventWriter, WriteOp
-from include.hub.db import migrate
+from include.hub.db import Hub, migrate
 from include.settings import GoogleSettings, get_settings
 from sandbox.keys import write_service_account_file
 from sandbox.runner import free_port
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
         employees = [(f"E{i:02d}", f"e{i:02d}@kanzlei.example") for i in range(args.employees)]
         base_emp = ("BASE", "base@kanzlei.example")
-        calendars = {emp: provision(client, hub_dsn, emp, email).calendar_id for emp, email in [*employees, base_emp]}
+        with Hub(hub_dsn) as hub:
+            calendars = {emp: provision(client, hub, emp, email).calendar_id for emp, email in [*employees, base_emp]}
         # Build services (and fetch tokens) outside the timed part, then let the quota windows empty.
         time.sleep(args.window_s + args.margin_s)
 

@@ -80,12 +80,15 @@ def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int:
     from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG, AirflowApi, trigger_calendar_retry
+    from include.dead_letter_replay import replay
     from include.hub import dead_letters
+    from include.hub.db import Hub
     from include.queue.party_queue import PartyQueue
 
     queue = PartyQueue.from_settings(settings)
     try:
-        row = dead_letters.replay(_dsn(settings), args.id, lambda ids: queue.enqueue(ids, "replay"))
+        with Hub(_dsn(settings)) as hub:
+            row = replay(hub, args.id, lambda ids: queue.enqueue(ids, "replay"))
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

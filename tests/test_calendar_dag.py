@@ -232,7 +232,7 @@ def test_a_prefilled_calendar_is_adopted_not_duplicated(
     seed_firm(advoware_url, employees=1)
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
     employee = ctx.advoware.list_mitarbeiter()[0]["kuerzel"]
-    record_employees(hub, ctx.advoware.list_mitarbeiter())
+    record_employees(ctx.hub, ctx.advoware.list_mitarbeiter())
     calendar_id = ensure_calendar(ctx, employee)
     ctx.close()
     own = termine(advoware_url, employee)

@@ -18,7 +18,7 @@ from include.calendar_sync.executor import run_phase
 from include.calendar_sync.prepare import RunParams, prepare
 from include.calendar_sync.report import table
 from include.calendar_sync.runner import new_run_id, sync_all
-from include.hub import links as store
+from include.hub import intents as hub_intents
 from include.hub.db import connect
 from tests.calendar_helpers import (
     calendar_events,
@@ -94,8 +94,8 @@ def test_crash_between_intent_and_post_creates_exactly_once(
     with pytest.raises(Crash):
         run_phase(ctx, prep["plan_id"], 2)
     with connect(ctx.hub_dsn) as conn:
-        (intent,) = store.open_intents(conn, employee)
-    assert intent["google_event_id"] == gid and intent["frnr"] is None
+        (intent,) = hub_intents.pending_intents(conn, employee)
+    assert intent.google_event_id == gid and intent.frnr is None
     assert [t for t in termine(advoware_url, employee) if t["text"] == "Neuer Termin aus Google"] == []
 
     monkeypatch.setattr(ctx.advoware, "create_termin", real_create)
@@ -106,7 +106,7 @@ def test_crash_between_intent_and_post_creates_exactly_once(
     (link,) = [lk for lk in links(ctx.hub_dsn, employee) if lk["google_event_id"] == gid]
     assert link["frnr"] == created[0]["frNr"] and link["status"] == "linked"
     with connect(ctx.hub_dsn) as conn:
-        assert store.open_intents(conn, employee) == []
+        assert hub_intents.pending_intents(conn, employee) == []
 
 
 def test_crash_after_post_before_link_adopts_instead_of_duplicating(
@@ -227,7 +227,7 @@ def test_failing_items_are_recorded_and_the_phase_fails_at_the_end(
     employee = sorted(ctx.advoware.list_mitarbeiter(), key=lambda m: m["kuerzel"])[0]["kuerzel"]
     from include.calendar_sync.employees import active_employees
 
-    active_employees(ctx.advoware, ctx.hub_dsn)
+    active_employees(ctx.advoware, ctx.hub)
     prep = prepare(ctx, new_run_id(), employee, RunParams())
     faults(google_url, {"match": "batch", "kind": "status", "status": 500, "count": 50})
     ctx.google.backoff.max_retries = 0

@@ -371,7 +371,7 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
             a failing phase leaves the rest of its plan pending (Airflow would retry it)."""
             self.taint()
             run_id = new_run_id("stateful")
-            for employee in active_employees(self.ctx.advoware, self.ctx.hub_dsn):
+            for employee in active_employees(self.ctx.advoware, self.ctx.hub):
                 self.pending.pop(employee, None)
                 try:
                     plan_id = prepare(self.ctx, run_id, employee, RunParams())["plan_id"]
@@ -503,7 +503,7 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
             def run() -> dict[str, dict[str, Any]]:  # runner.sync_all without its catch: a failure shows itself
                 run_id = new_run_id("clean")
                 return {e: sync_employee(self.ctx, run_id, e, RunParams())
-                        for e in active_employees(self.ctx.advoware, self.ctx.hub_dsn)}
+                        for e in active_employees(self.ctx.advoware, self.ctx.hub)}
 
             for attempt in range(3):
                 try:

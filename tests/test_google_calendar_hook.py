@@ -10,6 +10,7 @@ import pytest
 
 from include.calendar_sync.calendars import provision
 from include.google_calendar.provisioning import calendar_summary
+from include.hub.db import Hub
 from sandbox.keys import write_service_account_file
 
 
@@ -29,7 +30,8 @@ def test_connection_key_and_extras_reach_the_sandbox(how: str, google_url: str, 
     client = GoogleCalendarSyncHook().get_client(redis_url=redis_url)
     assert client.delegated and client.account.email == info["client_email"]
 
-    result = provision(client, hub, "AB", "ab@kanzlei.example")
+    with Hub(hub) as unit:
+        result = provision(client, unit, "AB", "ab@kanzlei.example")
 
     state = httpx.get(f"{google_url}/_sandbox/state", timeout=10).json()
     (cal,) = [c for c in state["calendars"] if c["summary"] == calendar_summary("AB")]

@@ -26,7 +26,7 @@ from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.reading import read_changes
 from include.google_calendar.writing import EventWriter, WriteOp
 from include.hub import calendars as hub_calendars
-from include.hub.db import connect
+from include.hub.db import Hub, connect
 from include.settings import GoogleSettings
 from sandbox.keys import write_service_account_file
 
@@ -115,7 +115,8 @@ def make_client(google_url: str, redis_url: str, key_file: Path) -> MakeClient:
 
 
 def provision(client: GoogleCalendarClient, hub: str, employee: str = "AB", email: str = EMAIL):
-    return provision_calendar(client, hub, employee, email)
+    with Hub(hub) as unit:
+        return provision_calendar(client, unit, employee, email)
 
 
 def token_of(hub: str, employee: str = "AB") -> str | None:

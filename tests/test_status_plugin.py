@@ -239,11 +239,11 @@ def test_party_dead_letter_replayed_from_the_page(api_app: FastAPI, dags_in_db: 
 
 def test_calendar_dead_letter_replay_starts_a_run_for_its_employee(api_app: FastAPI, dags_in_db: None,
                                                                    connections: None, hub: str) -> None:
-    from include.hub import links
+    from include.hub import parking
     from include.hub.db import connect
 
     with connect(hub) as conn:
-        letter = links.park(conn, "ABC", frnr=1, google_event_id=None, kind="create_google", error="HttpError 500",
+        letter = parking.park(conn, "ABC", frnr=1, google_event_id=None, kind="create_google", error="HttpError 500",
                             attempts=12)
     client = TestClient(api_app)
     token = _token()

@@ -23,8 +23,9 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi, trigger_calendar_retry
+from include.dead_letter_replay import replay
 from include.hub import dead_letters
-from include.hub.db import connect
+from include.hub.db import Hub, connect
 from include.queue.party_queue import AsyncPartyQueue, PartyQueue, RejectedItem
 from include.settings import Settings
 from webhook_gateway import signature
@@ -405,8 +406,8 @@ def replay_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)]
                        background: BackgroundTasks) -> dict[str, Any]:
     res = resources(request)
     try:
-        row = dead_letters.replay(res.settings.postgres.dsn(), dead_letter_id,
-                                  lambda ids: res.sync_queue.enqueue(ids, "replay"))
+        with Hub(res.settings.postgres.dsn()) as hub:
+            row = replay(hub, dead_letter_id, lambda ids: res.sync_queue.enqueue(ids, "replay"))
     except LookupError as exc:
         raise HTTPException(404, detail=str(exc)) from None
     except ValueError as exc:

@@ -21,7 +21,7 @@ from include.google_calendar.errors import error_info
 from include.google_calendar.provisioning import CalendarProvisioner, ProvisionResult
 from include.google_calendar.reading import ChangeSet, read_changes
 from include.hub import calendars as hub_calendars
-from include.hub.db import connect
+from include.hub.db import Hub
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,14 @@ def google_bounds(window: Window) -> tuple[datetime, datetime]:
             datetime.combine(window.end + timedelta(days=1), time(0), BERLIN))
 
 
-def provision(google: GoogleCalendarClient, hub_dsn: str, employee: str, email: str) -> ProvisionResult:
+def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str) -> ProvisionResult:
     """The employee's calendar in Google and in the hub; a lost one's links are reset (they pointed
     into a calendar that is gone)."""
-    with connect(hub_dsn) as conn:
+    with hub.transaction() as conn:
         known = hub_calendars.get(conn, employee)
     result = CalendarProvisioner(google).ensure(
         employee, email, known_id=known.calendar_id if known else None, known_mode=known.mode if known else None)
-    with connect(hub_dsn) as conn:
+    with hub.transaction() as conn:
         reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
         hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
                                       mode=result.mode, acl_rule_id=result.acl_rule_id)
@@ -55,21 +55,21 @@ def provision(google: GoogleCalendarClient, hub_dsn: str, employee: str, email: 
 
 def ensure_calendar(ctx: SyncContext, employee: str, *, force: bool = False) -> str:
     """The employee's calendar id; provisioned on the first run (`force`: check it still exists)."""
-    with connect(ctx.hub_dsn) as conn:
+    with ctx.hub.transaction() as conn:
         row = hub_calendars.get(conn, employee)
     if row is not None and row.calendar_id and not force:
         return row.calendar_id
     email = row.email if row else None
     if not email:
         raise LookupError(f"employee {employee} has no e-mail address in Advoware: no calendar")
-    return provision(ctx.google, ctx.hub_dsn, employee, email).calendar_id
+    return provision(ctx.google, ctx.hub, employee, email).calendar_id
 
 
 def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) -> ChangeSet:
     """The employee's changes since the stored sync token (or the window in full). An expired token
     is dropped at once; a calendar deleted by hand is made again and read in full."""
     tmin, tmax = google_bounds(window)
-    with connect(ctx.hub_dsn) as conn:
+    with ctx.hub.transaction() as conn:
         row = hub_calendars.get(conn, employee)
     if row is None or not row.calendar_id:
         raise LookupError(f"employee {employee} has no provisioned calendar")
@@ -83,6 +83,6 @@ def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) 
         calendar_id = ensure_calendar(ctx, employee, force=True)
         return read_changes(session, calendar_id, None, tmin, tmax, force_full=True)
     if changes.reason == "full_sync_required":
-        with connect(ctx.hub_dsn) as conn:
+        with ctx.hub.transaction() as conn:
             hub_calendars.clear_sync_token(conn, employee)
     return changes

@@ -14,7 +14,7 @@ from include.advoware.client import AdvowareClient
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.service import CalendarSession
 from include.hub import calendars as hub_calendars
-from include.hub.db import connect
+from include.hub.db import Hub
 from include.settings import Settings, get_settings
 
 
@@ -33,6 +33,7 @@ class SyncContext:
     def __init__(self, hub_dsn: str, advoware: AdvowareClient | None, google: GoogleCalendarClient | None,
                  settings: Settings | None = None, today: date | None = None) -> None:
         self.hub_dsn = hub_dsn
+        self.hub = Hub(hub_dsn)  # the task's unit of work: one connection per thread, reused
         self.settings = settings or get_settings()
         self.today = today  # fixed in tests; None = today
         self._clients: dict[str, Any] = {"advoware": advoware, "google": google}
@@ -75,7 +76,7 @@ class SyncContext:
 
     def calendar(self, employee: str) -> tuple[CalendarSession, str]:
         """The session acting for the employee and their calendar id (provisioned by prepare)."""
-        with connect(self.hub_dsn) as conn:
+        with self.hub.transaction() as conn:
             row = hub_calendars.get(conn, employee)
         if row is None or not row.calendar_id:
             raise LookupError(f"employee {employee} has no provisioned calendar")
@@ -84,3 +85,4 @@ class SyncContext:
     def close(self) -> None:
         if self._clients["advoware"] is not None:
             self._clients["advoware"].close()
+        self.hub.close()

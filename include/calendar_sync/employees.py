@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from include.advoware.client import AdvowareClient
-from include.hub.db import connect
+from include.hub import calendars as hub_calendars
+from include.hub.db import Hub
 
 log = logging.getLogger(__name__)
 
@@ -30,29 +31,21 @@ def _employee(record: dict[str, Any]) -> str:
     return str(record.get("kuerzel") or "").strip()
 
 
-def record_employees(hub_dsn: str, mitarbeiter: list[dict[str, Any]]) -> list[str]:
+def record_employees(hub: Hub, mitarbeiter: list[dict[str, Any]]) -> list[str]:
     """Write e-mail and active flag of every listed employee; returns the active employees (sorted)."""
     listed = {_employee(m): m for m in mitarbeiter if _employee(m)}
     active = sorted(employee for employee, m in listed.items() if _active(m.get("aktiv")))
-    with connect(hub_dsn) as conn:
-        for employee, m in listed.items():
-            conn.execute(
-                """INSERT INTO employee_calendars (employee, email, active) VALUES (%s, %s, %s)
-                   ON CONFLICT (employee) DO UPDATE SET email = coalesce(EXCLUDED.email,
-                       employee_calendars.email), active = EXCLUDED.active, updated_at = now()""",
-                (employee, (m.get("email") or None), employee in active))
-        # gone from Advoware's list: no longer synced either (the calendar stays)
-        conn.execute("UPDATE employee_calendars SET active = false, updated_at = now() "
-                     "WHERE active AND NOT (employee = ANY(%s))", (list(listed),))
+    with hub.transaction() as conn:
+        hub_calendars.record_employees(conn, {e: (m.get("email") or None) for e, m in listed.items()}, set(active))
     return active
 
 
-def active_employees(advoware: AdvowareClient, hub_dsn: str, only: Iterable[str] | None = None) -> list[str]:
+def active_employees(advoware: AdvowareClient, hub: Hub, only: Iterable[str] | None = None) -> list[str]:
     """The employees to sync this run (optionally a subset, case-insensitive)."""
     mitarbeiter = advoware.list_mitarbeiter()
     if not mitarbeiter:
         raise RuntimeError("Advoware returned no Mitarbeiter: treated as a glitch, nobody is deactivated")
-    active = record_employees(hub_dsn, mitarbeiter)
+    active = record_employees(hub, mitarbeiter)
     wanted = {c.strip().upper() for c in (only or []) if c and c.strip()}
     if wanted:
         unknown = wanted - {c.upper() for c in active}

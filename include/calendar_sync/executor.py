@@ -25,8 +25,8 @@ Crash safety (a run killed anywhere and run again duplicates nothing and loses n
   is never overwritten by a retried phase).
 - A retried phase skips items whose link already holds the planned fingerprints (already applied).
 
-Hub connection: one per phase run (opened on first use, closed at the end of `run`), every item
-still in a transaction of its own on it; a broken connection is replaced at the next item.
+Hub connection: the task's (`ctx.hub`, opened on first use, closed with the context), every item
+in a transaction of its own on it; a broken connection is replaced at the next item.
 
 Outcome counts (per run and employee, for the report), keyed `<side>.<result>`: side google,
 advoware or hub; result created, updated, deleted, adopted, linked, forgotten, skipped, failed,
@@ -38,14 +38,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from googleapiclient.errors import HttpError
-from psycopg.rows import dict_row
 
 from include.advoware.errors import AdvowareNotFound, WriteProtectedError
 from include.calendar_engine.fingerprint import fingerprint
@@ -54,11 +53,12 @@ from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, i
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import ORPHAN, Action, Plan
 from include.calendar_sync.context import PhaseFailed, SyncContext
+from include.calendar_sync.intents import created_before
 from include.google_calendar.errors import QuotaExceeded, describe, error_info
 from include.google_calendar.writing import SEND_UPDATES, EventWriter, WriteOp, WriteResult
-from include.hub import audit
-from include.hub import links as store
-from include.hub.db import connect
+from include.hub import audit, parking, plans, runs
+from include.hub import intents as hub_intents
+from include.hub import links as hub_links
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,6 @@ class PhaseExecutor:
         self.planned_at = planned_at  # links saved after it were written by this plan
         self.employee = plan.employee
         self._writer: EventWriter | None = None
-        self._conn: psycopg.Connection | None = None
         self._created_frnr: dict[int, int] = {}  # create_advoware: the frNr the write made (for its log line)
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -144,24 +143,9 @@ class PhaseExecutor:
             self._writer = EventWriter(session, calendar_id, batch_size=self.ctx.settings.google.batch_size)
         return self._writer
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection]:
-        """One transaction (commit on success, rollback on error) on the run's hub connection:
-        connecting costs ~40 ms under load, a transaction on an open connection well under 1 ms."""
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                conn.close()
-            conn = self._conn = psycopg.connect(self.ctx.hub_dsn, row_factory=dict_row, autocommit=True,
-                                                connect_timeout=10)
-        with conn.transaction():
-            yield conn
-
-    def close(self) -> None:
-        """Close the hub connection (`run` does it; a caller of `apply` alone should)."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+    def _tx(self) -> contextlib.AbstractContextManager[psycopg.Connection]:
+        """One transaction (commit on success, rollback on error) on the task's hub connection."""
+        return self.ctx.hub.transaction()
 
     def _audit(self, conn: psycopg.Connection, method: str, frnr: int | None, status: int | None,
                detail: str) -> None:
@@ -174,7 +158,7 @@ class PhaseExecutor:
               audit_method: str | None = None, extra: Callable[[psycopg.Connection], None] | None = None) -> None:
         """The success of one item: its link (and audit row) in one transaction."""
         frnr = frnr if frnr is not None else a.frnr
-        state = store.LinkState(
+        state = hub_links.LinkState(
             frnr=frnr, google_event_id=a.google_event_id,
             advoware_fingerprint=advoware_fp or a.advoware_fingerprint,
             google_fingerprint=google_fp or a.google_fingerprint,
@@ -182,7 +166,7 @@ class PhaseExecutor:
             google_updated=(google_event or {}).get("updated") or a.google_updated,
             google_etag=(google_event or {}).get("etag"), span_start=a.span_start, span_end=a.span_end)
         with self._tx() as conn:
-            store.save_link(conn, self.employee, state)
+            hub_links.save_link(conn, self.employee, state)
             if audit_method:
                 self._audit(conn, audit_method, frnr, 200, a.kind)
             if extra is not None:
@@ -195,10 +179,10 @@ class PhaseExecutor:
         if self.planned_at is None:
             return False
         if rows is not None:
-            row = store.first_matching(rows, frnr=a.frnr, google_event_id=a.google_event_id)
+            row = hub_links.first_matching(rows, frnr=a.frnr, google_event_id=a.google_event_id)
         else:
             with self._tx() as conn:
-                row = store.find_link(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
+                row = hub_links.find_link(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
         if row is None or row["updated_at"] < self.planned_at:
             return False
         if a.kind in ("delete_google", "delete_advoware", "forget"):
@@ -220,11 +204,11 @@ class PhaseExecutor:
             known = a.linked or a.kind not in ("create_google", "create_advoware", "adopt")
             orphan = a.rule == ORPHAN  # an event without a link: counted on its Google id alone
             frnr = None if orphan else a.frnr
-            attempts = store.record_failure(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
+            attempts = hub_links.record_failure(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
                                             error=error, known_link=known and not orphan)
             letter = None
             if not transient and attempts >= max_attempts:
-                letter = store.park(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
+                letter = parking.park(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
                                     kind=a.kind, error=error, attempts=attempts)
         if letter is not None:
             log.warning("PARKED %s %s frNr=%s event=%s after %d attempts: %s (dead letter %d)", self.employee,
@@ -236,10 +220,7 @@ class PhaseExecutor:
 
     # -- the phase ---------------------------------------------------------------------------------
     def run(self, number: int) -> PhaseResult:
-        try:
-            return self._run(number)
-        finally:
-            self.close()
+        return self._run(number)
 
     def _run(self, number: int) -> PhaseResult:
         result = PhaseResult(self.employee, number, dry_run=self.plan.dry_run)
@@ -304,7 +285,7 @@ class PhaseExecutor:
         rows: list[dict[str, Any]] = []
         if self.planned_at is not None:  # one query for the whole batch, not one per action
             with self._tx() as conn:
-                rows = store.link_rows(conn, self.employee)
+                rows = hub_links.link_rows(conn, self.employee)
         for a in actions:
             if self._already_applied(a, rows):
                 outcomes.append(Outcome(a, a.spec.verb, "already applied"))
@@ -395,7 +376,7 @@ class PhaseExecutor:
         if r.outcome not in ("deleted", "already_deleted"):
             raise RuntimeError(f"delete {r.outcome}: {r.error or ''}")
         with self._tx() as conn:
-            store.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
+            hub_links.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
         return r.outcome
 
     # -- Advoware ----------------------------------------------------------------------------------
@@ -430,7 +411,7 @@ class PhaseExecutor:
             except AdvowareNotFound:
                 outcome = "already_deleted"
         with self._tx() as conn:
-            store.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
+            hub_links.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
             if outcome == "deleted":
                 self._audit(conn, "DELETE", a.frnr, 200, a.kind)
         return outcome
@@ -439,10 +420,10 @@ class PhaseExecutor:
         gid = a.google_event_id
         assert gid is not None and a.advoware_fingerprint is not None
         with self._tx() as conn:  # committed before the POST: a crash after it leaves a trace
-            intent = store.open_intent(conn, self.employee, gid, a.advoware_fingerprint)
+            intent = hub_intents.begin_intent(conn, self.employee, gid, a.advoware_fingerprint)
         frnr: int | None = None
         detail = "created"
-        if not intent.fresh:
+        if not intent.fresh:  # a done intent names its frNr: never POST that appointment twice
             frnr = intent.frnr if intent.status == "done" else self._created_earlier(intent)
             detail = "recovered" if frnr is not None else "created again"
         if frnr is None:
@@ -451,7 +432,7 @@ class PhaseExecutor:
             if frnr is None:
                 raise RuntimeError("Advoware answered the create without frNr")
             with self._tx() as conn:
-                store.complete_intent(conn, intent.id, frnr)
+                hub_intents.complete_intent(conn, intent.id, frnr)
                 self._audit(conn, "POST", frnr, 200, a.kind)
         else:
             record = self.ctx.advoware.get_termin(frnr)
@@ -462,25 +443,21 @@ class PhaseExecutor:
             raise RuntimeError(f"marker patch {r.outcome}: {r.error or ''}")
         self._save(a, frnr=frnr, advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
                    changed_at=changed_at_of(record or {}), google_event=r.event,
-                   extra=lambda conn: store.finish_intent(conn, intent.id))
+                   extra=lambda conn: hub_intents.finish_intent(conn, intent.id))
         self._created_frnr[id(a)] = frnr
         return detail
 
-    def _created_earlier(self, intent: store.Intent) -> int | None:
-        """After a crash around the POST: an unlinked appointment of this employee in the window
-        with the intended content is the one we created."""
+    def _created_earlier(self, intent: hub_intents.Intent) -> int | None:
+        """After a crash around the POST (include/calendar_sync/intents.py decides which one)."""
         with self._tx() as conn:
-            linked = store.linked_frnrs(conn, self.employee)
+            linked = hub_links.linked_frnrs(conn, self.employee)
         items = self.ctx.advoware.list_termine(self.employee, self.plan.window_start, self.plan.window_end)
-        for termin in items:
-            frnr = frnr_of(termin)
-            if frnr is None or frnr in linked or frnr < 0:
-                continue
-            if _advoware_fp(termin, self.employee, None) == intent.fingerprint:
-                log.info("create of %s event %s: adopting frNr=%s written before a crash", self.employee,
-                         intent.google_event_id, frnr)
-                return frnr
-        return None
+        termin = created_before(intent, self.employee, items, linked)
+        if termin is None:
+            return None
+        log.info("create of %s event %s: adopting frNr=%s written before a crash", self.employee,
+                 intent.google_event_id, frnr_of(termin))
+        return frnr_of(termin)
 
     # -- bookkeeping only ------------------------------------------------------------------------------
     def _link(self, a: Action) -> str:
@@ -489,7 +466,7 @@ class PhaseExecutor:
 
     def _forget(self, a: Action) -> str:
         with self._tx() as conn:
-            store.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
+            hub_links.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
         return "both sides gone"
 
 
@@ -503,8 +480,8 @@ def reason_of(exc: BaseException) -> str:
 
 def run_phase(ctx: SyncContext, plan_id: int, number: int) -> dict[str, Any]:
     """Load plan `plan_id`, apply phase `number`, log and store the counts; raise if items failed."""
-    with connect(ctx.hub_dsn) as conn:
-        stored = store.load_plan(conn, plan_id)
+    with ctx.hub.transaction() as conn:
+        stored = plans.load_plan(conn, plan_id)
     result = PhaseExecutor(ctx, stored.plan, stored.run_id, stored.created_at).run(number)
     summary = result.summary()
     failed = len(result.failed)  # parked items do not count: they wait for a replay
@@ -513,8 +490,8 @@ def run_phase(ctx: SyncContext, plan_id: int, number: int) -> dict[str, Any]:
     if result.parked:
         log.warning("%s phase %d: %d item(s) parked as dead letters (kanzlei-sync dead-letters list "
                     "--source calendar_sync)", stored.employee, number, len(result.parked))
-    with connect(ctx.hub_dsn) as conn:
-        store.add_run_counts(conn, stored.run_id, stored.employee, {f"phase{number}": summary["counts"]},
+    with ctx.hub.transaction() as conn:
+        runs.add_run_counts(conn, stored.run_id, stored.employee, {f"phase{number}": summary["counts"]},
                              status=status, error=error)
     if failed:
         raise PhaseFailed(f"{stored.employee} phase {number}: {failed} of {len(result.outcomes)} items failed "

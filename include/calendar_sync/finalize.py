@@ -12,24 +12,23 @@ from typing import Any
 
 from include.calendar_sync.context import SyncContext
 from include.hub import calendars as hub_calendars
-from include.hub import links as store
-from include.hub.db import connect
+from include.hub import plans, runs
 
 log = logging.getLogger(__name__)
 
 
 def finalize(ctx: SyncContext, plan_id: int) -> dict[str, Any]:
-    with connect(ctx.hub_dsn) as conn:
-        stored = store.load_plan(conn, plan_id)
+    with ctx.hub.transaction() as conn:
+        stored = plans.load_plan(conn, plan_id)
         plan = stored.plan
         token_saved = False
         if not plan.dry_run and stored.sync_token:
             hub_calendars.save_sync_token(conn, stored.employee, stored.sync_token, full_sync=plan.google_complete)
             token_saved = True
         status = "dry_run" if plan.dry_run else "success"
-        store.add_run_counts(conn, stored.run_id, stored.employee, {"token_saved": token_saved}, status=status,
+        runs.add_run_counts(conn, stored.run_id, stored.employee, {"token_saved": token_saved}, status=status,
                              error=None)
-        row = next((r for r in store.run_rows(conn, stored.run_id) if r["employee"] == stored.employee), None)
+        row = next((r for r in runs.run_rows(conn, stored.run_id) if r["employee"] == stored.employee), None)
     counts = dict(row["counts"]) if row else {}
     log.info("finalize %s: %s, sync token %s", stored.employee, status, "saved" if token_saved else "kept")
     return {"employee": stored.employee, "status": status, "token_saved": token_saved, "counts": counts}

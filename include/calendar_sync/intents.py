@@ -18,8 +18,8 @@ from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, m
 from include.calendar_engine.models import Appointment
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.writing import EventWriter, WriteOp
-from include.hub import links as store
-from include.hub.db import connect
+from include.hub import intents as hub_intents
+from include.hub import links as hub_links
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,26 @@ def _fp(termin: dict[str, Any], employee: str) -> str | None:
         return None
 
 
+def created_before(intent: hub_intents.Intent, employee: str, advoware_items: list[dict[str, Any]],
+                   linked: set[int]) -> dict[str, Any] | None:
+    """THE crash recovery of an Advoware create (prepare's intent resolution and the executor's retry
+    both ask here): the appointment a create whose answer was lost made. The frNr the intent recorded,
+    or else an appointment of the employee that no link holds and that has the intended content."""
+    for termin in advoware_items:
+        frnr = frnr_of(termin)
+        if frnr is None or frnr < 0 or frnr in linked:
+            continue
+        if frnr == intent.frnr or (intent.frnr is None and _fp(termin, employee) == intent.fingerprint):
+            return termin
+    return None
+
+
 def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[str, Any]],
                     google_items: list[dict[str, Any]]) -> int:
     """Link what a crashed create left behind; returns how many intents were resolved."""
-    with connect(ctx.hub_dsn) as conn:
-        intents = store.open_intents(conn, employee)
-        linked = store.linked_frnrs(conn, employee)
+    with ctx.hub.transaction() as conn:
+        intents = hub_intents.pending_intents(conn, employee)
+        linked = hub_links.linked_frnrs(conn, employee)
     if not intents:
         return 0
     session, calendar_id = ctx.calendar(employee)
@@ -44,18 +58,11 @@ def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[s
     events = {e.get("id"): e for e in google_items}
     resolved = 0
     for intent in intents:
-        match = None
-        for termin in advoware_items:
-            frnr = frnr_of(termin)
-            if frnr is None or frnr < 0 or frnr in linked:
-                continue
-            if frnr == intent["frnr"] or (intent["frnr"] is None and _fp(termin, employee) == intent["fingerprint"]):
-                match = termin
-                break
+        match = created_before(intent, employee, advoware_items, linked)
         if match is None:
             continue
         frnr = frnr_of(match)
-        gid = intent["google_event_id"]
+        gid = intent.google_event_id
         patch = {"extendedProperties": {"private": marker_properties(employee, frnr, ORIGIN_GOOGLE)}}
         result = writer.apply(WriteOp.patch(gid, patch))
         if not result.ok:
@@ -64,14 +71,14 @@ def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[s
         parsed = from_google(event) if event else None
         appt = from_advoware(match, employee)
         first, last = appt.span()
-        state = store.LinkState(
+        state = hub_links.LinkState(
             frnr=frnr, google_event_id=gid, advoware_fingerprint=fingerprint(appt),
             google_fingerprint=fingerprint(parsed) if isinstance(parsed, Appointment) else None,
             advoware_changed_at=changed_at_of(match), google_updated=(result.event or {}).get("updated"),
             google_etag=(result.event or {}).get("etag"), span_start=first.isoformat(), span_end=last.isoformat())
-        with connect(ctx.hub_dsn) as conn:
-            store.save_link(conn, employee, state)
-            store.finish_intent(conn, intent["id"])
+        with ctx.hub.transaction() as conn:
+            hub_links.save_link(conn, employee, state)
+            hub_intents.finish_intent(conn, intent.id)
         linked.add(frnr)  # type: ignore[arg-type]
         resolved += 1
         log.info("intent of %s for event %s resolved: frNr=%s created before a crash, linked", employee, gid,

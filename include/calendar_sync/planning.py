@@ -26,7 +26,7 @@ from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.finalize import finalize
 from include.calendar_sync.prepare import RunParams, prepare
-from include.hub.db import connect
+from include.hub import plans, runs
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,6 @@ class Planned:
         """What the per-employee task group is expanded over (XCom: ids and counts only)."""
         return {"employee": self.employee, "plan_id": self.plan_id, "counts": self.counts,
                 "planning_error": self.error}
-
-
-def _earlier_tries(hub_dsn: str, run_id: str) -> dict[str, dict[str, Any]]:
-    """What an earlier try of this run's planning task left: per employee its run row and plan."""
-    with connect(hub_dsn) as conn:
-        rows = conn.execute(
-            """SELECT r.employee, r.status, p.id AS plan_id, p.counts FROM sync_runs r
-               LEFT JOIN sync_plans p ON p.run_id = r.run_id AND p.employee = r.employee
-               WHERE r.run_id = %s AND r.kind = 'calendar'""", (run_id,)).fetchall()
-    return {r["employee"]: r for r in rows}
 
 
 def _actions(counts: dict[str, Any]) -> int:
@@ -91,10 +81,11 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
                    only: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Plan every active employee (or `only` these); returns the work items of the employees that
     need their task group: a plan with actions, or a planning failure to retry."""
-    employees = active_employees(ctx.advoware, ctx.hub_dsn, only)
+    employees = active_employees(ctx.advoware, ctx.hub, only)
     if not employees:
         return []
-    earlier = _earlier_tries(ctx.hub_dsn, run_id)
+    with ctx.hub.transaction() as conn:  # what an earlier try of this run's planning left
+        earlier = runs.calendar_rows_with_plans(conn, run_id)
     threads = max(1, min(ctx.settings.sync.plan_threads, len(employees)))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plan") as pool:
         results = list(pool.map(lambda e: plan_one(ctx, run_id, e, params, earlier.get(e)), employees))
@@ -107,21 +98,14 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
     return [r.work_item() for r in results if r.outcome != "closed"]
 
 
-def plan_of(hub_dsn: str, run_id: str, employee: str) -> int | None:
-    """The plan made for `employee` in this run and still standing (not a safety stop)."""
-    with connect(hub_dsn) as conn:
-        row = conn.execute(
-            """SELECT p.id FROM sync_plans p JOIN sync_runs r ON r.run_id = p.run_id AND r.employee = p.employee
-               AND r.kind = 'calendar' WHERE p.run_id = %s AND p.employee = %s AND r.status <> 'stopped'""",
-            (run_id, employee)).fetchone()
-    return int(row["id"]) if row else None
-
-
 def ensure_plan(ctx: SyncContext, work: dict[str, Any], run_id: str, params: RunParams) -> int:
     """The plan of a work item: made by plan_employees, or by an earlier try of this task, or (the
     employee's planning failed in plan_employees) made now; a safety stop raises here, loudly."""
     employee = work["employee"]
-    plan_id = work.get("plan_id") or plan_of(ctx.hub_dsn, run_id, employee)
+    plan_id = work.get("plan_id")
+    if plan_id is None:
+        with ctx.hub.transaction() as conn:
+            plan_id = plans.standing_plan(conn, run_id, employee)
     if plan_id is not None:
         return int(plan_id)
     log.info("planning %s again (plan_employees: %s)", employee, work.get("planning_error"))

@@ -25,8 +25,8 @@ from include.calendar_sync.intents import resolve_intents
 from include.calendar_sync.recovery import recover
 from include.google_calendar.reading import ChangeSet
 from include.hub import calendars as hub_calendars
-from include.hub import links as store
-from include.hub.db import connect
+from include.hub import links as hub_links
+from include.hub import parking, plans, runs
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class RunParams:
         return cls(**{k: bool(values.get(k, False)) for k in asdict(cls())})
 
 
-def leave_out_parked(parked: list[store.Parked], links: list[HubLink], advoware_items: list[dict[str, Any]],
+def leave_out_parked(parked: list[parking.Parked], links: list[HubLink], advoware_items: list[dict[str, Any]],
                      google_items: list[dict[str, Any]]
                      ) -> tuple[list[HubLink], list[dict[str, Any]], list[dict[str, Any]]]:
     """The planner's input without the parked items: their links, their Advoware appointments and
@@ -78,8 +78,8 @@ def _settle_replayed(ctx: SyncContext, replayed: list[dict[str, Any]], plan: Pla
     gids = {a.google_event_id for a in plan.actions() if a.google_event_id}
     done = [int(r["id"]) for r in replayed if r["frnr"] not in frnrs and r["google_event_id"] not in gids]
     if done:
-        with connect(ctx.hub_dsn) as conn:
-            store.clear_replayed(conn, done)
+        with ctx.hub.transaction() as conn:
+            hub_links.clear_replayed(conn, done)
 
 
 def _frnr(termin: dict[str, Any]) -> int | None:
@@ -95,7 +95,7 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     A dry run writes nothing anywhere, not even a new employee's calendar: without one it plans
     against an empty Google side (everything would be created).
     """
-    with connect(ctx.hub_dsn) as conn:
+    with ctx.hub.transaction() as conn:
         known = hub_calendars.get(conn, employee)
     provisioned = known is not None and bool(known.calendar_id)
     if not params.dry_run:
@@ -104,9 +104,9 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     if params.recover and provisioned and not params.dry_run:
         recover(ctx, employee)
     window = window_of(ctx)
-    with connect(ctx.hub_dsn) as conn:
-        parked = store.parked_items(conn, employee)
-        replayed = store.replayed_links(conn, employee)
+    with ctx.hub.transaction() as conn:
+        parked = parking.parked_items(conn, employee)
+        replayed = hub_links.replayed_links(conn, employee)
     advoware_items = ctx.advoware.list_termine(employee, window.start, window.end)
     if provisioned:
         # a replayed item is read in full: its Google side may lie behind the stored sync token
@@ -120,8 +120,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         resolve_intents(ctx, employee, advoware_items, google_items)
     policy = Policy.from_settings(ctx.settings, write_protection=ctx.write_protection,
                                   force_deletions=params.force_deletions, dry_run=params.dry_run)
-    with connect(ctx.hub_dsn) as conn:
-        links = store.load_links(conn, employee)
+    with ctx.hub.transaction() as conn:
+        links = hub_links.load_links(conn, employee)
     links, advoware_items, google_items = leave_out_parked(parked, links, advoware_items, google_items)
     plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee)
     plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
@@ -130,9 +130,9 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         _settle_replayed(ctx, replayed, plan)
     counts = {k: v for k, v in plan.counts().items() if v}
     status = "stopped" if plan.stop_reason else ("dry_run" if params.dry_run else "running")
-    with connect(ctx.hub_dsn) as conn:
-        plan_id = store.save_plan(conn, run_id, plan, sync_token=changes.next_sync_token)
-        store.start_run(conn, run_id, employee, {"plan": counts}, status=status, error=plan.stop_reason)
+    with ctx.hub.transaction() as conn:
+        plan_id = plans.save_plan(conn, run_id, plan, sync_token=changes.next_sync_token)
+        runs.start_run(conn, run_id, employee, {"plan": counts}, status=status, error=plan.stop_reason)
     log.info("prepare %s: advoware %d items, google %d items (%s, %s); plan %d: %s",
              employee, len(advoware_items), len(changes.items), changes.kind, changes.reason, plan_id,
              " ".join(f"{k}={v}" for k, v in sorted(counts.items())))

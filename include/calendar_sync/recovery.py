@@ -23,8 +23,7 @@ from include.calendar_sync.calendars import ensure_calendar, google_bounds, wind
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.reading import list_window
 from include.hub import calendars as hub_calendars
-from include.hub import links as store
-from include.hub.db import connect
+from include.hub import links as hub_links
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def recover(ctx: SyncContext, employee: str) -> dict[str, Any]:
         if frnr is not None:
             advoware[frnr] = raw
     linked = differing = 0
-    with connect(ctx.hub_dsn) as conn:
+    with ctx.hub.transaction() as conn:
         for event in events:
             if is_cancelled(event) or event.get("recurringEventId"):
                 continue
@@ -69,7 +68,7 @@ def recover(ctx: SyncContext, employee: str) -> dict[str, Any]:
             same = _same(a, g, ctx.settings.sync.anonymize)
             differing += not same
             first, last = a.span()
-            store.save_link(conn, employee, store.LinkState(
+            hub_links.save_link(conn, employee, hub_links.LinkState(
                 frnr=frnr, google_event_id=event["id"], advoware_fingerprint=fingerprint(a) if same else None,
                 google_fingerprint=fingerprint(g), advoware_changed_at=changed_at_of(advoware[frnr]),
                 google_updated=event.get("updated"), google_etag=event.get("etag"),

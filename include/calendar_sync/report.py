@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from include.hub import links as store
+from include.hub import runs
 from include.hub.db import connect
 
 COLUMNS = (
@@ -31,7 +31,7 @@ def totals(counts: dict[str, Any]) -> Counter[str]:
 
 def rows(hub_dsn: str, run_id: str) -> list[dict[str, Any]]:
     with connect(hub_dsn) as conn:
-        found = store.run_rows(conn, run_id)
+        found = runs.run_rows(conn, run_id)
     out = []
     for r in found:
         t = totals(r["counts"] or {})

@@ -39,7 +39,7 @@ def sync_all(ctx: SyncContext, params: RunParams | None = None, *, run_id: str |
     params = params or RunParams()
     run_id = run_id or new_run_id()
     results: dict[str, dict[str, Any]] = {}
-    for employee in active_employees(ctx.advoware, ctx.hub_dsn, employees):
+    for employee in active_employees(ctx.advoware, ctx.hub, employees):
         try:
             results[employee] = sync_employee(ctx, run_id, employee, params)
         except Exception as exc:  # one employee's failure leaves the others running

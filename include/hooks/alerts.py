@@ -64,7 +64,7 @@ def on_calendar_failure(context: Any) -> None:
     """on_failure_callback of the calendar DAG's tasks: after the last retry, not per retry."""
     from include.calendar_sync.context import SyncStopped
     from include.hooks.hub import hub_dsn
-    from include.hub import links
+    from include.hub import runs
     from include.hub.db import connect
 
     ti, run_id, exc = context["ti"], context["run_id"], context.get("exception")
@@ -76,7 +76,7 @@ def on_calendar_failure(context: Any) -> None:
                 return
         else:  # one incident per employee until the employee's sync succeeds again
             with connect(hub_dsn()) as conn:
-                before = links.previous_run_status(conn, employee, run_id)
+                before = runs.previous_run_status(conn, employee, run_id)
             if before in ("failed", "stopped"):
                 log.info("calendar sync of %s failed again: incident already reported", employee)
                 return

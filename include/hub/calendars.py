@@ -104,3 +104,16 @@ def reset_links(conn: psycopg.Connection, employee: str) -> int:
         (employee,),
     ).rowcount
     return gone + kept
+
+
+def record_employees(conn: psycopg.Connection, emails: dict[str, str | None], active: set[str]) -> None:
+    """Advoware's employee list as it is now: e-mail and active flag of each; an employee missing
+    from it is no longer active (their calendar stays)."""
+    for employee, email in emails.items():
+        conn.execute(
+            """INSERT INTO employee_calendars (employee, email, active) VALUES (%s, %s, %s)
+               ON CONFLICT (employee) DO UPDATE SET email = coalesce(EXCLUDED.email,
+                   employee_calendars.email), active = EXCLUDED.active, updated_at = now()""",
+            (employee, email, employee in active))
+    conn.execute("UPDATE employee_calendars SET active = false, updated_at = now() "
+                 "WHERE active AND NOT (employee = ANY(%s))", (list(emails),))

@@ -1,10 +1,17 @@
-"""Connections to the hub and its migrations (Alembic, applied idempotently)."""
+"""Connections to the hub and its migrations (Alembic, applied idempotently).
+
+`Hub` is the one way code outside this package talks to the hub: a unit of work (a task, a phase, a
+request) holds one, passes it down, and every function of include/hub takes the connection of one of
+its transactions. `connect()` stays for one-off scripts and tests.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -78,3 +85,60 @@ def connect(dsn: str, *, autocommit: bool = False) -> Iterator[psycopg.Connectio
         raise
     finally:
         conn.close()
+
+
+class Hub:
+    """The hub for one unit of work: one connection per thread, opened on first use (connecting costs
+    ~40 ms under load, a transaction on an open connection well under 1 ms), kept for the unit's
+    life; `transaction()` commits on success and rolls back on error; a connection that broke (the
+    server restarted) is replaced at the next transaction. `close()` closes every connection."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._local = threading.local()
+        self._opened: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection:
+        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            conn = psycopg.connect(self.dsn, row_factory=dict_row, autocommit=True, connect_timeout=10)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        conn = self._connection()
+        with conn.transaction():
+            yield conn
+
+    def execute(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """One idempotent statement in a transaction of its own; a connection dropped under it
+        (the hub restarted) is replaced and the statement sent once more."""
+        for attempt in (1, 2):
+            try:
+                with self.transaction() as conn:
+                    cur = conn.execute(sql, params)
+                    return list(cur.fetchall()) if cur.description else []
+            except psycopg.OperationalError:
+                if attempt == 2:
+                    raise
+                self._local.conn = None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

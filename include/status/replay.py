@@ -1,7 +1,7 @@
 """The status view's one write: replay a dead letter, as `kanzlei-sync dead-letters replay ID` does, and
 start the run that carries it; plus the CSRF token of the page's replay forms.
 
-Semantics (include.hub.dead_letters.replay): a party dead letter's id goes back into the Redis work
+Semantics (include/dead_letter_replay.py): a party dead letter's id goes back into the Redis work
 queue (kind 'replay') and a `beteiligte_sync` run is triggered (run id `replay__beteiligte__<id>`);
 a parked calendar item is released (its link starts again) and a calendar run for its employee is
 triggered (include.airflow_api.calendar_retry_run: run id `replay__calendar__<id>`, as the gateway).
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG, calendar_retry_run
+from include.dead_letter_replay import replay as replay_letter
 from include.hub import dead_letters
-from include.hub.db import connect
+from include.hub.db import Hub, connect
 
 CSRF_TTL_S = 3600
 _CSRF_CONTEXT = b"kanzlei-sync status view: replay form\n"
@@ -105,7 +106,8 @@ def replay(dsn: str, dead_letter_id: int, enqueue: Callable[[list[str]], Any],
            trigger: Callable[[RunRequest], bool]) -> Replayed:
     """Replay, then trigger (`trigger` returns False when the run existed). Raises LookupError (no
     such letter) or ValueError (already replayed, nothing to replay) before anything changed."""
-    row = dead_letters.replay(dsn, dead_letter_id, enqueue)
+    with Hub(dsn) as hub:
+        row = replay_letter(hub, dead_letter_id, enqueue)
     ids = {k: row.get(k) for k in ("id", "source", "entity_id", "created_at", "replayed_at")}
     run = run_for(row)
     if run is None:

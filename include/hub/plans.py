@@ -1,0 +1,54 @@
+"""Stored plans (table sync_plans): one per run and employee, the executor's input by id."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from include.calendar_engine.plan import Plan
+
+
+def save_plan(conn: psycopg.Connection, run_id: str, plan: Plan, *, sync_token: str | None) -> int:
+    """Store (or replace, when prepare is retried) the plan of (run, employee); returns its id."""
+    row = conn.execute(
+        """INSERT INTO sync_plans (run_id, employee, dry_run, counts, plan, google_sync_token)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (run_id, employee) DO UPDATE SET dry_run = EXCLUDED.dry_run,
+               counts = EXCLUDED.counts, plan = EXCLUDED.plan,
+               google_sync_token = EXCLUDED.google_sync_token, created_at = now()
+           RETURNING id""",
+        (run_id, plan.employee, plan.dry_run, json.dumps(plan.counts()), plan.to_json(), sync_token),
+    ).fetchone()
+    return int(row["id"])  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    id: int
+    run_id: str
+    employee: str
+    plan: Plan
+    sync_token: str | None
+    created_at: datetime
+
+
+def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
+    row = conn.execute("SELECT id, run_id, employee, plan, google_sync_token, created_at FROM sync_plans "
+                       "WHERE id = %s", (plan_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"sync plan {plan_id} not found")
+    data = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
+    return StoredPlan(row["id"], row["run_id"], row["employee"], Plan.from_dict(data),
+                      row["google_sync_token"], row["created_at"])
+
+
+def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int | None:
+    """The plan made for `employee` in this run and still standing (not a safety stop)."""
+    row = conn.execute(
+        """SELECT p.id FROM sync_plans p JOIN sync_runs r ON r.run_id = p.run_id AND r.employee = p.employee
+           AND r.kind = 'calendar' WHERE p.run_id = %s AND p.employee = %s AND r.status <> 'stopped'""",
+        (run_id, employee)).fetchone()
+    return int(row["id"]) if row else None

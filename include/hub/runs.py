@@ -1,0 +1,57 @@
+"""The run log (table sync_runs): a row per calendar run and employee (kind 'calendar'), and one per
+party run (kind 'beteiligte'); counts as jsonb, status, error (ids only), start and finish."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+
+def start_run(conn: psycopg.Connection, run_id: str, employee: str, counts: dict[str, Any],
+              status: str = "running", error: str | None = None) -> None:
+    finished = status != "running"
+    conn.execute(
+        """INSERT INTO sync_runs (run_id, kind, employee, status, counts, error, finished_at)
+           VALUES (%s, 'calendar', %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+           ON CONFLICT (run_id, kind, coalesce(employee, '')) DO UPDATE SET status = EXCLUDED.status,
+               counts = EXCLUDED.counts, error = EXCLUDED.error, started_at = now(),
+               finished_at = EXCLUDED.finished_at""",
+        (run_id, employee, status, json.dumps(counts), error, finished))
+
+
+def add_run_counts(conn: psycopg.Connection, run_id: str, employee: str, counts: dict[str, Any], *,
+                   status: str | None = None, error: str | None = None) -> None:
+    """Merge counts (a phase's outcome) into the run row; optionally set status and error."""
+    conn.execute(
+        """UPDATE sync_runs SET counts = counts || %s::jsonb, status = coalesce(%s, status),
+               error = CASE WHEN %s THEN %s ELSE error END,
+               finished_at = CASE WHEN coalesce(%s, status) = 'running' THEN finished_at ELSE now() END
+           WHERE run_id = %s AND kind = 'calendar' AND employee = %s""",
+        (json.dumps(counts), status, status is not None, error, status, run_id, employee))
+
+
+def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    return list(conn.execute(
+        "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
+        "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee", (run_id,)).fetchall())
+
+
+def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
+    """The status of the employee's calendar run before `run_id` (None: there was none)."""
+    row = conn.execute(
+        """SELECT status FROM sync_runs WHERE kind = 'calendar' AND employee = %s AND run_id <> %s
+               AND started_at < coalesce((SELECT started_at FROM sync_runs WHERE kind = 'calendar'
+                                          AND employee = %s AND run_id = %s), now())
+           ORDER BY started_at DESC LIMIT 1""", (employee, run_id, employee, run_id)).fetchone()
+    return str(row["status"]) if row else None
+
+
+def calendar_rows_with_plans(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    """What an earlier try of this run's planning left: per employee its run row's status and plan."""
+    rows = conn.execute(
+        """SELECT r.employee, r.status, p.id AS plan_id, p.counts FROM sync_runs r
+           LEFT JOIN sync_plans p ON p.run_id = r.run_id AND p.employee = r.employee
+           WHERE r.run_id = %s AND r.kind = 'calendar'""", (run_id,)).fetchall()
+    return {r["employee"]: r for r in rows}
