@@ -61,36 +61,9 @@ def beteiligte_sync() -> None:
 
     @task(execution_timeout=timedelta(minutes=20))
     def drain_queue() -> dict[str, Any]:
-        from include.advoware.client import AdvowareClient
-        from include.hooks.advoware import AdvowareHook
-        from include.hooks.alerts import check_dead_letters
-        from include.hooks.espocrm import EspoCrmHook
-        from include.hooks.hub import hub_dsn
-        from include.hooks.redis_conn import redis_url
-        from include.parties.drain import drain, hub_dead_letter_sink, requeue_write_protected
-        from include.parties.runlog import hub_run_log
-        from include.parties.store import PartyStore
-        from include.parties.sync import PartySync
-        from include.queue.party_queue import PartyQueue
-        from include.settings import get_settings
+        from include.hooks.parties import drain_from_connections
 
-        settings = get_settings().sync
-        queue = PartyQueue.from_url(redis_url(), max_attempts=settings.party_max_attempts,
-                                    lease_s=settings.party_lease_s)
-        advoware = AdvowareClient(AdvowareHook().advoware_settings(), redis_client=queue.r)
-        dsn = hub_dsn()
-        syncer = PartySync(EspoCrmHook().get_conn(), advoware, PartyStore(dsn), hard_delete=settings.party_hard_delete)
-        try:
-            requeued = 0 if syncer.write_protected else requeue_write_protected(
-                queue, syncer.store.write_protected_ids())
-            report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size,
-                           lease_s=settings.party_lease_s, max_seconds=15 * 60,
-                           dead_letter_sink=hub_dead_letter_sink(dsn),
-                           run_log=hub_run_log(dsn, get_current_context()["run_id"]))
-            check_dead_letters(dsn, queue.r)
-        finally:
-            syncer.close()
-        return {**report.as_dict(), "requeued_after_write_protection": requeued}
+        return drain_from_connections(get_current_context()["run_id"])
 
     work_queued >> drain_queue()
 

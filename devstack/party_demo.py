@@ -17,8 +17,9 @@ import httpx
 
 from include.advoware.client import AdvowareClient
 from include.espocrm.client import EspoCrmClient
+from include.hub.db import Hub
+from include.hub.parties import PartyStore
 from include.parties import mapping
-from include.parties.store import PartyStore
 from include.queue.party_queue import PartyQueue
 from include.settings import Settings, get_settings
 
@@ -50,7 +51,7 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
     espo = EspoCrmClient(espocrm_url, settings.espocrm.api_key.get_secret_value(), entity=entity)
     user = httpx.Client(base_url=espocrm_url, timeout=30)
     queue = PartyQueue.from_settings(settings)
-    store = PartyStore(settings.postgres.dsn())
+    store = PartyStore(Hub(settings.postgres.dsn()))
     advoware = AdvowareClient(settings.advoware, redis_url=settings.redis_url)
     try:
         hooks = [h for h in espo.list_webhooks()

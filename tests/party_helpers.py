@@ -12,7 +12,8 @@ import redis
 
 from include.advoware.client import AdvowareClient
 from include.espocrm.client import EspoCrmClient
-from include.parties.store import PartyStore
+from include.hub.db import Hub
+from include.hub.parties import PartyStore
 from include.parties.sync import PartySync
 from include.queue.party_queue import PartyQueue
 from include.settings import AdvowareSettings, EspoCrmSettings, PostgresSettings, Settings, SyncSettings
@@ -48,7 +49,7 @@ def make_sync(advoware_url: str, espocrm_url: str, redis_url: str, hub_dsn: str,
     espo = EspoCrmClient(espocrm_url, ESPO_KEY, 5.0, max_retries=1, backoff_initial_s=0.01)
     advoware = AdvowareClient(advoware_settings(advoware_url, write_protection=write_protection),
                               redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01)
-    return PartySync(espo, advoware, PartyStore(hub_dsn), entity=ENTITY, hard_delete=hard_delete)
+    return PartySync(espo, advoware, PartyStore(Hub(hub_dsn)), entity=ENTITY, hard_delete=hard_delete)
 
 
 def make_queue(redis_url: str, **kw: Any) -> PartyQueue:

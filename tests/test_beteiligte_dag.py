@@ -127,3 +127,32 @@ def test_each_drain_writes_its_party_run_row(airflow_db: None, connections: None
     dag.get_task("work_queued").idle_timeout_s = 1
     assert dag.test().state == DagRunState.SUCCESS
     assert collect(Sources.from_urls(hub, redis_url))["party_run"]["run_id"] == run.run_id
+
+
+def test_a_party_that_cannot_be_written_is_parked_and_mailed(airflow_db: None, connections: None,
+                                                            espocrm_url: str, redis_url: str, hub: str,
+                                                            smtp_sink: object,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A party Advoware will never take ends in the dead letters after its last attempt, the run still
+    succeeds for the others, and the administrator gets one mail once the threshold is reached."""
+    from airflow.sdk import DagRunState
+
+    from include.hub import dead_letters
+    from include.hub.db import connect
+
+    monkeypatch.setenv("SYNC_PARTY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("ALERT_PARTY_DEAD_LETTERS", "1")
+    user = CrmUser(espocrm_url)
+    good = user.create(name="Gut GmbH")
+    bad = user.create(name="")  # Advoware needs a name
+    make_queue(redis_url, max_attempts=1).enqueue([good["id"], bad["id"]], "create")
+
+    run = _dag().test()
+    assert run.state == DagRunState.SUCCESS
+    assert set(links(hub)) == {good["id"]}
+    with connect(hub) as conn:
+        letters = dead_letters.list_(conn, source="beteiligte_sync")
+    assert [d["entity_id"] for d in letters] == [bad["id"]]
+    subjects = [m["Subject"] for m in smtp_sink.messages]  # type: ignore[attr-defined]
+    assert len(subjects) == 1 and "1 open party dead letters" in subjects[0]
+    assert "Gut GmbH" not in smtp_sink.messages[0].as_string()  # type: ignore[attr-defined]

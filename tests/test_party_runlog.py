@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import redis
 
+from include.hub.db import Hub
 from include.parties.drain import drain
 from include.parties.runlog import HubRunLog
 from include.parties.sync import PartySync
@@ -34,7 +35,7 @@ def _row(hub: str) -> dict:
 
 def test_failed_try_then_retry_of_the_same_run(syncer: PartySync, espocrm_url: str, redis_url: str,
                                                hub: str) -> None:
-    run_log = HubRunLog(hub, "manual__r1")
+    run_log = HubRunLog(Hub(hub), "manual__r1")
     unreachable = PartyQueue(redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1))
     with pytest.raises(redis.ConnectionError):
         drain(unreachable, syncer.sync_party, run_log=run_log)
@@ -61,7 +62,7 @@ def test_failed_try_then_retry_of_the_same_run(syncer: PartySync, espocrm_url: s
 def test_a_drain_outside_a_run_writes_no_row(syncer: PartySync, redis_url: str, hub: str) -> None:
     from include.parties.runlog import hub_run_log
 
-    assert hub_run_log(hub, None) is None
-    drain(make_queue(redis_url), syncer.sync_party, run_log=hub_run_log(hub, None))
+    assert hub_run_log(Hub(hub), None) is None
+    drain(make_queue(redis_url), syncer.sync_party, run_log=hub_run_log(Hub(hub), None))
     with psycopg.connect(hub) as conn:
         assert conn.execute("SELECT count(*) FROM sync_runs").fetchone()[0] == 0

@@ -33,7 +33,7 @@ import httpx
 import psycopg
 import pytest
 
-from include.hub.db import connect
+from include.hub.db import Hub, connect
 from include.parties import mapping
 from include.parties.drain import drain, hub_dead_letter_sink
 from include.settings import AirflowApiSettings, EspoCrmSettings, GatewaySettings
@@ -161,7 +161,7 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
     def make_drain():  # noqa: ANN202 - one PartySync per worker thread
         syncer = make_sync(advoware_url, espocrm_url, redis_url, hub)
         syncers.append(syncer)
-        sink = hub_dead_letter_sink(hub)
+        sink = hub_dead_letter_sink(Hub(hub))
         return lambda: drain(queue, syncer.sync_party, batch_size=25, dead_letter_sink=sink)
 
     changes: dict[int, Counter[str]] = defaultdict(Counter)  # party → kinds of change made to it

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from include.hub import dead_letters
-from include.hub.db import connect
+from include.hub.db import Hub, connect
 from include.parties import mapping
 from include.parties.drain import drain, hub_dead_letter_sink
 from include.parties.sync import PartySync
@@ -241,7 +241,7 @@ def test_drain_acks_retries_and_dead_letters(syncer: PartySync, user: CrmUser, a
     good = user.create(**PARTY)
     bad = user.create(**{**PARTY, "name": ""})  # Advoware needs a name: fails every time
     queue.enqueue([good["id"], bad["id"]], "create")
-    sink = hub_dead_letter_sink(hub)
+    sink = hub_dead_letter_sink(Hub(hub))
     first = drain(queue, syncer.sync_party, batch_size=10, dead_letter_sink=sink)
     assert (first.acked, first.retried, first.dead) == (1, 1, 0)
     assert first.actions["created"] == 1

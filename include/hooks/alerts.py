@@ -118,16 +118,3 @@ def check_party_dead_letters(open_letters: int, incidents: alerts.Incidents) -> 
             send(alerts.party_dead_letters(open_letters, threshold))
     else:
         incidents.close("party_dead_letters")
-
-
-def check_dead_letters(hub_dsn: str, redis_client: Any) -> None:
-    """After a drain: the open party dead letters (the calendar's parked items are not counted)."""
-    from include.hub import dead_letters
-    from include.hub.db import connect
-
-    try:
-        with connect(hub_dsn) as conn:
-            open_letters = dead_letters.count_open(conn, exclude_source=dead_letters.CALENDAR_SOURCE)
-        check_party_dead_letters(open_letters, alerts.Incidents(redis_client))
-    except Exception as exc:  # the drain's own outcome stands
-        log.warning("party dead letters not checked: %s", type(exc).__name__)

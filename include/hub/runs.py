@@ -4,6 +4,7 @@ party run (kind 'beteiligte'); counts as jsonb, status, error (ids only), start 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -55,3 +56,35 @@ def calendar_rows_with_plans(conn: psycopg.Connection, run_id: str) -> dict[str,
            LEFT JOIN sync_plans p ON p.run_id = r.run_id AND p.employee = r.employee
            WHERE r.run_id = %s AND r.kind = 'calendar'""", (run_id,)).fetchall()
     return {r["employee"]: r for r in rows}
+
+
+# -- party runs (kind 'beteiligte'): one row per beteiligte_sync run, counts summed over its tries ------
+PARTY_KIND = "beteiligte"
+
+
+def start_party_run(conn: psycopg.Connection, run_id: str) -> None:
+    """Open (or reopen, for a retry) the run's row; counts of earlier tries stay."""
+    conn.execute(
+        """INSERT INTO sync_runs (run_id, kind, employee, status, counts)
+           VALUES (%s, %s, NULL, 'running', '{"tries": 1}'::jsonb)
+           ON CONFLICT (run_id, kind, coalesce(employee, '')) DO UPDATE SET status = 'running',
+               finished_at = NULL, error = NULL,
+               counts = sync_runs.counts || jsonb_build_object('tries',
+                        coalesce((sync_runs.counts->>'tries')::int, 0) + 1)""",
+        (run_id, PARTY_KIND))
+
+
+def finish_party_run(conn: psycopg.Connection, run_id: str, counts: Mapping[str, int], *, status: str,
+           error: str | None = None) -> None:
+    """Close the row: add this try's counts to the row's, set the outcome."""
+    row = conn.execute("SELECT counts FROM sync_runs WHERE run_id = %s AND kind = %s AND employee IS NULL "
+                       "FOR UPDATE", (run_id, PARTY_KIND)).fetchone()
+    if row is None:  # the start was not recorded (hub down then): this try's row alone
+        start_party_run(conn, run_id)
+        row = {"counts": {"tries": 1}}
+    total: dict[str, Any] = dict(row["counts"] if isinstance(row, dict) else row[0])
+    for key, n in counts.items():
+        total[key] = int(total.get(key) or 0) + int(n)
+    conn.execute("UPDATE sync_runs SET status = %s, error = %s, counts = %s::jsonb, finished_at = now() "
+                 "WHERE run_id = %s AND kind = %s AND employee IS NULL",
+                 (status, error, json.dumps(total), run_id, PARTY_KIND))

@@ -23,8 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from include.parties.sync import Outcome
+from include.hub.db import Hub
+from include.parties.sync import Outcome, PartySync
 from include.queue.party_queue import ClaimedParty, PartyQueue
+from include.settings import SyncSettings
 
 log = logging.getLogger("include.parties.drain")
 
@@ -147,12 +149,11 @@ def _one(queue: PartyQueue, sync: Callable[[str], Outcome], party: ClaimedParty,
         report.stale += 1
 
 
-def hub_dead_letter_sink(dsn: str) -> Callable[[Mapping[str, Any]], None]:
+def hub_dead_letter_sink(hub: Hub) -> Callable[[Mapping[str, Any]], None]:
     from include.hub import dead_letters
-    from include.hub.db import connect
 
     def sink(entry: Mapping[str, Any]) -> None:
-        with connect(dsn) as conn:
+        with hub.transaction() as conn:
             dead_letters.add_from_outbox(conn, dict(entry))
 
     return sink
@@ -163,6 +164,27 @@ def requeue_write_protected(queue: PartyQueue, ids: list[str]) -> int:
     if ids:
         queue.enqueue(ids, "replay")
     return len(ids)
+
+
+def drain_run(queue: PartyQueue, syncer: PartySync, hub: Hub, run_id: str | None, settings: SyncSettings, *,
+              open_dead_letters: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """One `beteiligte_sync` drain: the parties write protection held back go round again once it is
+    off, the queue is drained into Advoware (at most 15 minutes: the next run goes on), its run row is
+    written, and `open_dead_letters` hears how many party dead letters are open afterwards."""
+    from include.hub import dead_letters
+    from include.parties.runlog import hub_run_log
+
+    requeued = 0 if syncer.write_protected else requeue_write_protected(queue, syncer.store.write_protected_ids())
+    report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size, lease_s=settings.party_lease_s,
+                   max_seconds=15 * 60, dead_letter_sink=hub_dead_letter_sink(hub), run_log=hub_run_log(hub, run_id))
+    if open_dead_letters is not None:
+        try:
+            with hub.transaction() as conn:
+                count = dead_letters.count_open(conn, exclude_source=dead_letters.CALENDAR_SOURCE)
+            open_dead_letters(count)
+        except Exception as exc:  # the drain's own outcome stands
+            log.warning("party dead letters not counted: %s", type(exc).__name__)
+    return {**report.as_dict(), "requeued_after_write_protection": requeued}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
     queue = PartyQueue.from_settings(settings, backoff_base_s=args.backoff_base_s)
     syncer = PartySync.from_settings(settings)
-    sink = hub_dead_letter_sink(settings.postgres.dsn())
+    sink = hub_dead_letter_sink(syncer.store.hub)
 
     def announce(batch: list[ClaimedParty]) -> None:
         print(json.dumps({"claimed": [p.id for p in batch]}), flush=True)

@@ -12,19 +12,19 @@ Writing the row never stops a drain: the work matters more than its record (a wa
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+
+from include.hub import runs
+from include.hub.db import Hub
 
 if TYPE_CHECKING:
     from include.parties.drain import DrainReport
 
 log = logging.getLogger(__name__)
 
-KIND = "beteiligte"
 _REPORT_COUNTS = ("batches", "claimed", "acked", "requeued", "retried", "dead", "stale", "dead_letters_moved",
                   "advoware_writes")
 
@@ -36,57 +36,28 @@ def report_counts(report: DrainReport) -> dict[str, int]:
     return counts
 
 
-def start(conn: psycopg.Connection, run_id: str) -> None:
-    """Open (or reopen, for a retry) the run's row; counts of earlier tries stay."""
-    conn.execute(
-        """INSERT INTO sync_runs (run_id, kind, employee, status, counts)
-           VALUES (%s, %s, NULL, 'running', '{"tries": 1}'::jsonb)
-           ON CONFLICT (run_id, kind, coalesce(employee, '')) DO UPDATE SET status = 'running',
-               finished_at = NULL, error = NULL,
-               counts = sync_runs.counts || jsonb_build_object('tries',
-                        coalesce((sync_runs.counts->>'tries')::int, 0) + 1)""",
-        (run_id, KIND))
-
-
-def finish(conn: psycopg.Connection, run_id: str, counts: Mapping[str, int], *, status: str,
-           error: str | None = None) -> None:
-    """Close the row: add this try's counts to the row's, set the outcome."""
-    row = conn.execute("SELECT counts FROM sync_runs WHERE run_id = %s AND kind = %s AND employee IS NULL "
-                       "FOR UPDATE", (run_id, KIND)).fetchone()
-    if row is None:  # the start was not recorded (hub down then): this try's row alone
-        start(conn, run_id)
-        row = {"counts": {"tries": 1}}
-    total: dict[str, Any] = dict(row["counts"] if isinstance(row, dict) else row[0])
-    for key, n in counts.items():
-        total[key] = int(total.get(key) or 0) + int(n)
-    conn.execute("UPDATE sync_runs SET status = %s, error = %s, counts = %s::jsonb, finished_at = now() "
-                 "WHERE run_id = %s AND kind = %s AND employee IS NULL",
-                 (status, error, json.dumps(total), run_id, KIND))
-
-
 class HubRunLog:
     """`drain`'s run log in the hub for one Airflow run id."""
 
-    def __init__(self, dsn: str, run_id: str) -> None:
-        self.dsn, self.run_id = dsn, run_id
+    def __init__(self, hub: Hub, run_id: str) -> None:
+        self.hub, self.run_id = hub, run_id
 
     def started(self) -> None:
-        self._write(lambda conn: start(conn, self.run_id))
+        self._write(lambda conn: runs.start_party_run(conn, self.run_id))
 
     def finished(self, report: DrainReport, exc: BaseException | None) -> None:
         status, error = ("success", None) if exc is None else ("failed", f"drain raised {type(exc).__name__}")
-        self._write(lambda conn: finish(conn, self.run_id, report_counts(report), status=status, error=error))
+        self._write(lambda conn: runs.finish_party_run(conn, self.run_id, report_counts(report), status=status,
+                                                       error=error))
 
     def _write(self, fn: Any) -> None:
-        from include.hub.db import connect
-
         try:
-            with connect(self.dsn) as conn:
+            with self.hub.transaction() as conn:
                 fn(conn)
         except (psycopg.Error, OSError) as exc:
             log.warning("party run %s: run log not written (%s)", self.run_id, type(exc).__name__)
 
 
-def hub_run_log(dsn: str, run_id: str | None) -> HubRunLog | None:
+def hub_run_log(hub: Hub, run_id: str | None) -> HubRunLog | None:
     """The run log of an Airflow run; None (no row) for a drain outside a run."""
-    return HubRunLog(dsn, run_id) if run_id else None
+    return HubRunLog(hub, run_id) if run_id else None

@@ -28,9 +28,10 @@ from include.advoware.client import AdvowareClient
 from include.advoware.errors import AdvowareAuthError, AdvowareConflict, AdvowareNotFound, WriteProtectedError
 from include.espocrm.client import EspoCrmClient
 from include.espocrm.errors import ConflictError, NotFoundError
+from include.hub.db import Hub
+from include.hub.parties import PartyLink, PartyStore
 from include.parties import mapping
 from include.parties.mapping import Komm, MappedParty
-from include.parties.store import PartyLink, PartyStore
 
 log = logging.getLogger("include.parties")
 
@@ -76,7 +77,7 @@ class PartySync:
         """From include.settings.Settings (.env): the worker CLI and the demo build it this way."""
         espo = EspoCrmClient.from_settings(settings.espocrm)
         advoware = AdvowareClient(settings.advoware, redis_url=settings.redis_url)
-        store = PartyStore(hub_dsn or settings.postgres.dsn())
+        store = PartyStore(Hub(hub_dsn or settings.postgres.dsn()))
         return cls(espo, advoware, store, entity=settings.espocrm.entity,
                    hard_delete=settings.sync.party_hard_delete)
 

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
-
 from include.hub import audit
+from include.hub.db import Hub
 
 CREATE_PENDING = "create pending"
 WRITE_BACK_PENDING = "write-back to EspoCRM pending"
@@ -46,35 +44,19 @@ class PartyLink:
 
 
 class PartyStore:
-    """One autocommit connection, opened lazily and reopened after a failure; thread-safe."""
+    """The party links on a hub unit of work (`Hub`); every statement idempotent, so a connection the
+    hub dropped is replaced and the statement repeated once (Hub.execute). Thread-safe."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._conn: psycopg.Connection | None = None
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.hub.close()
 
     def _execute(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.dsn, row_factory=dict_row, autocommit=True,
-                                                 connect_timeout=10)
-                try:
-                    cur = self._conn.execute(sql, params)
-                    return list(cur.fetchall()) if cur.description else []
-                except psycopg.OperationalError:
-                    # a dropped connection (hub restarted): reconnect once; the statements are idempotent
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self.hub.execute(sql, params)
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, espo_id: str) -> PartyLink | None:
@@ -139,8 +121,5 @@ class PartyStore:
         """One write_audit row per write toward Advoware (never a body)."""
         entry = audit.AuditEntry(actor="beteiligte_sync", method=method, target=target, status=status,
                                  detail=detail)
-        with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.dsn, row_factory=dict_row, autocommit=True,
-                                             connect_timeout=10)
-            audit.record(self._conn, entry)
+        with self._lock, self.hub.transaction() as conn:
+            audit.record(conn, entry)
