@@ -11,9 +11,10 @@ import psycopg
 import pytest
 import redis
 
+from include.hub.status import CLIP_CHARS
 from include.queue.party_queue import PartyQueue
 from include.status.page import render
-from include.status.queries import CLIP_CHARS, Sources, collect
+from include.status.queries import Sources, collect
 
 # Client data planted in columns the view must never select.
 SECRETS = ("Erika Mustermann", "Scheidungstermin", "Kanzlei Geheim GmbH", "erika@example.org",

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from include.hub.status import PARTY_STATUSES, SHOWN_LINK_STATUSES
 from include.status.chart import bar_chart
-from include.status.queries import PARTY_STATUSES, SHOWN_LINK_STATUSES
 
 TZ = UTC
 TZ_NAME = "UTC"
