@@ -226,13 +226,48 @@ def test_interrupted_create_is_adopted_not_duplicated(syncer: PartySync, user: C
     rec = user.create(**PARTY)
     mapped = mapping.map_party(user.record(rec["id"]))
     # what a worker killed right after its POST leaves behind: the intent, and the record in Advoware
-    syncer.store.mark_create_pending(rec["id"], mapped.fingerprint)
+    syncer.store.mark_create_pending(rec["id"], mapping.body_fingerprint(mapped.body))
     orphan = syncer.advoware.create_beteiligter(mapped.body)
     out = syncer.sync_party(rec["id"])
     assert out.bet_nr == orphan["betNr"]
     assert any("adopted" in n for n in out.notes)
     assert list(advoware_parties(advoware_url)) == [orphan["betNr"]]
     assert advoware_writes(advoware_url)["Beteiligte.create"] == 1
+
+
+def interrupted_create(syncer: PartySync, user: CrmUser) -> tuple[str, int]:
+    """A worker killed right after its POST: the intent in the hub, the record in Advoware, no link."""
+    rec = user.create(**PARTY)
+    mapped = mapping.map_party(user.record(rec["id"]))
+    syncer.store.mark_create_pending(rec["id"], mapping.body_fingerprint(mapped.body))
+    return rec["id"], int(syncer.advoware.create_beteiligter(mapped.body)["betNr"])
+
+
+@pytest.mark.parametrize("change", [{"ort": "Potsdam"}, {"name": "Schmidt-Berg"}],
+                         ids=["address-changed", "renamed"])
+def test_interrupted_create_is_adopted_after_the_party_changed(syncer: PartySync, user: CrmUser,
+                                                               advoware_url: str, change: dict) -> None:
+    # the soak's duplicate: the party was edited in EspoCRM before another worker took over the create
+    espo_id, orphan = interrupted_create(syncer, user)
+    user.update(espo_id, **change)
+    out = syncer.sync_party(espo_id)
+    assert (out.action, out.bet_nr) == ("updated", orphan)
+    parties = advoware_parties(advoware_url)
+    assert list(parties) == [orphan]
+    assert all(parties[orphan][k] == v for k, v in change.items())
+    assert advoware_writes(advoware_url)["Beteiligte.create"] == 1
+
+
+def test_interrupted_create_of_a_party_deleted_meanwhile_is_kept_linked_as_unlinked(
+        syncer: PartySync, user: CrmUser, advoware_url: str, hub: str) -> None:
+    # deleted in EspoCRM before the retry: the record Advoware got is kept like any deleted party's,
+    # and the hub knows it (no Advoware record without a link)
+    espo_id, orphan = interrupted_create(syncer, user)
+    user.delete(espo_id)
+    out = syncer.sync_party(espo_id)
+    assert (out.action, out.bet_nr) == ("unlinked", orphan)
+    assert links(hub)[espo_id]["bet_nr"] == orphan and links(hub)[espo_id]["status"] == "unlinked"
+    assert list(advoware_parties(advoware_url)) == [orphan]
 
 
 def test_drain_acks_retries_and_dead_letters(syncer: PartySync, user: CrmUser, advoware_url: str,

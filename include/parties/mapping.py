@@ -99,6 +99,12 @@ def fingerprint(body: Mapping[str, Any], komms: Iterable[Komm]) -> str:
     return hashlib.sha256(f"{FINGERPRINT_VERSION}:{payload}".encode()).hexdigest()
 
 
+def body_fingerprint(body: Mapping[str, Any]) -> str:
+    """The fingerprint of a Beteiligte body alone: what a create sent, recorded with its intent so an
+    interrupted create is recognised in Advoware by content, whatever changed in EspoCRM since."""
+    return fingerprint(body, ())
+
+
 def map_party(record: Mapping[str, Any]) -> MappedParty:
     """An EspoCRM CBeteiligte record (as GET answers it) → what Advoware should hold."""
     body = {f: _normalise(f, record.get(f)) for f in PARTY_FIELDS}

@@ -150,11 +150,11 @@ class PartySync:
             except AdvowareNotFound:  # removed in Advoware by someone: create it again
                 outcome.notes.append(f"betNr {link.bet_nr} no longer in Advoware: created again")
         elif link is not None and link.create_pending:
-            current = self._adopt(mapped)
+            current = self._adopt(link, mapped.body["name"])
             if current is not None:
                 outcome.notes.append(f"adopted betNr {current['betNr']} of an interrupted create")
         if current is None:
-            self.store.mark_create_pending(espo_id, mapped.fingerprint)
+            self.store.mark_create_pending(espo_id, mapping.body_fingerprint(mapped.body))
             current = self.advoware.create_beteiligter(mapped.body)
             self._audit("POST", "Beteiligte", f"betNr {current['betNr']}")
             outcome.action = "created"
@@ -232,12 +232,19 @@ class PartySync:
             self._audit("DELETE", f"Beteiligte/{bet_nr}/Kommunikationen/{left['id']}")
             outcome.advoware_writes += 1
 
-    def _adopt(self, mapped: MappedParty) -> dict[str, Any] | None:
-        """After an interrupted create: the unlinked Advoware record with exactly this content, if any."""
+    def _adopt(self, link: PartyLink, name: str | None) -> dict[str, Any] | None:
+        """After an interrupted create: the unlinked Advoware record holding exactly the body that create
+        sent (its fingerprint is the intent's), whatever changed in EspoCRM since. Looked up by the
+        party's current name first; a renamed or deleted party costs one full list (crash recovery only)."""
         linked = self.store.linked_bet_nrs()
-        candidates = [r for r in self.advoware.list_beteiligte({"name": mapped.body["name"]})
-                      if int(r["betNr"]) not in linked
-                      and not mapping.changed_fields(mapped.body, mapping.advoware_content(r)[0])]
+
+        def sent(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [r for r in records if int(r["betNr"]) not in linked
+                    and mapping.body_fingerprint(mapping.advoware_content(r)[0]) == link.fingerprint]
+
+        candidates = sent(self.advoware.list_beteiligte({"name": name})) if name else []
+        if not candidates:
+            candidates = sent(self.advoware.list_beteiligte())
         if not candidates:
             return None
         best = max(candidates, key=lambda r: int(r["betNr"]))  # the newest: ours was created last
@@ -248,6 +255,14 @@ class PartySync:
 
     # -- deletes and write protection ----------------------------------------------------------
     def _deleted(self, espo_id: str, link: PartyLink | None) -> Outcome:
+        if link is not None and link.create_pending:
+            # deleted before an interrupted create was recorded: find what Advoware got, treat it as linked
+            adopted = self._adopt(link, None)
+            if adopted is not None:
+                self.store.record_advoware(espo_id, bet_nr=int(adopted["betNr"]), row_id=adopted.get("rowId"),
+                                           changed_at=adopted.get("geaendertAm"), fingerprint=link.fingerprint,
+                                           espo_version=None)
+                link = self.store.get(espo_id)
         if link is None or link.bet_nr is None:
             if link is not None:
                 self.store.forget(espo_id)
