@@ -52,8 +52,9 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
+from devstack import airflow_env
 from devstack import demo as devstack_demo
-from include import airflow_env
+from include.airflow_env import write_passwords_file
 from include.hooks.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
 from include.settings import Settings
 
@@ -345,7 +346,7 @@ class Stack:
         self.ensure_redis(deadline)
         self.migrate()
         self.write_sandbox_key()
-        airflow_env.write_passwords_file(self.run_dir / "airflow-passwords.json", self.settings)
+        write_passwords_file(self.run_dir / "airflow-passwords.json", self.settings)
         services = {svc.name: svc for svc in self.services()}
         airflow_parts = [name for name in services if name.startswith("airflow")]
         try:

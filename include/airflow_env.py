@@ -1,51 +1,24 @@
-"""The environment Airflow runs in, built from the same settings (.env) as everything else.
+"""Airflow's connections and variables, built from the same settings (.env) as everything else.
 
-`make demo` (devstack) starts `airflow standalone` with this environment; docker-compose
-sets the same AIRFLOW_CONN_* / AIRFLOW_VAR_* names. Airflow itself is never imported here: this
-module only writes strings and files, so the gateway and the tests stay light.
-
-CLI: `python -m include.airflow_env passwords-file PATH` writes the SimpleAuthManager password file
-(used by the compose `airflow-init` service); `exec COMMAND...` runs a command with the
-AIRFLOW_CONN_* / AIRFLOW_VAR_* added (the compose Airflow services start through it);
-`show` prints the environment with secrets masked.
+docker-compose starts every Airflow component through `kanzlei-sync airflow exec ...`, which adds
+these AIRFLOW_CONN_* / AIRFLOW_VAR_*; the local stack (devstack) sets the same. Airflow itself is
+never imported here: this module only writes strings and files, so the gateway stays light.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import sys
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from include.settings import Settings, get_settings
+from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PRELOADING_LOCAL_EXECUTOR = "include.hooks.preload.PreloadingLocalExecutor"
-
-# Keys in the built environment whose values must never be printed.
-_SECRET_MARKERS = ("PASSWORD", "SECRET", "AIRFLOW_CONN_", "API_KEY", "TOKEN")
-
-
-def api_port(settings: Settings) -> int:
-    """Airflow listens where the gateway expects it: the port of AIRFLOW_API_URL."""
-    parts = urlsplit(settings.airflow_api.url)
-    return parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def jwt_secret(run_dir: Path) -> str:
-    """One JWT secret for every Airflow component, generated once and kept in run_dir (0600)."""
-    path = run_dir / "airflow-jwt-secret"
-    if path.exists() and path.read_text().strip():
-        return path.read_text().strip()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    return value
+# Names whose values are never printed (environment keys, connection fields and extras).
+_SECRET_MARKERS = ("PASSWORD", "SECRET", "API_KEY", "TOKEN")
+MASK = "***"
 
 
 def write_passwords_file(path: Path, settings: Settings) -> Path:
@@ -156,111 +129,47 @@ def variables(settings: Settings) -> dict[str, str]:
             for k, v in values.items()}
 
 
-def metadata_db(settings: Settings) -> str:
-    """The Celery stack's Airflow metadata database on the hub's PostgreSQL server (created by devstack)."""
-    return f"{settings.postgres.db}_airflow"
+def _secret(name: str) -> bool:
+    upper = name.upper()
+    return any(m in upper for m in _SECRET_MARKERS) and not upper.endswith(("_URI", "_URL", "_PATH"))
 
 
-def celery_env(settings: Settings) -> dict[str, str]:
-    """AIRFLOW_* of the CeleryExecutor stack (`make scale-demo`): metadata and Celery results in
-    PostgreSQL, the broker on its own Redis database (the work queue's number + 1)."""
-    pg = settings.postgres
-    pg_password = pg.password.get_secret_value()
-    pg_auth = quote(pg.user, safe="") + (f":{quote(pg_password, safe='')}" if pg_password else "")
-    pg_url = f"{pg_auth}@{pg.host}:{pg.port}/{metadata_db(settings)}"
-    redis_parts = urlsplit(settings.redis_url)
-    broker_db = int((redis_parts.path or "/0").strip("/") or 0) + 1
-    return {
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{pg_url}",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg_url}",
-        "AIRFLOW__CELERY__BROKER_URL": urlunsplit(redis_parts._replace(path=f"/{broker_db}")),
-        # Airflow's Celery defaults plus the task modules imported before a worker forks its pool
-        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "include.hooks.celery_config.CELERY_CONFIG",
-        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
-        # several workers on one machine: each names itself (AIRFLOW_WORKER_NAME), see worker_name.py
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.hooks.worker_name.hostname",
-    }
+def _masked_connection(value: str) -> str:
+    """A connection with its password and secret extras replaced by MASK, the rest readable."""
+    if value.startswith("{"):
+        body = json.loads(value)
+        for k in list(body):
+            if _secret(k) and body[k]:
+                body[k] = MASK
+        extra = body.get("extra")
+        if isinstance(extra, dict):
+            body["extra"] = {k: (MASK if _secret(k) and v else v) for k, v in extra.items()}
+        return json.dumps(body)
+    return masked_url(value)
 
 
-def build_env(
-    settings: Settings | None = None,
-    *,
-    root: Path = ROOT,
-    run_dir: Path | None = None,
-    airflow_home: Path | None = None,
-    dags_folder: Path | None = None,
-    executor: str = "local",
-) -> dict[str, str]:
-    """The AIRFLOW_* variables of the local stack (merge into os.environ): `airflow standalone` with
-    the LocalExecutor and SQLite, or (`executor="celery"`) the components and Celery workers."""
-    settings = settings or get_settings()
-    run_dir = run_dir or root / ".run"
-    home = airflow_home or root / ".airflow"
-    port = api_port(settings)
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder or root / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # Airflow's LocalExecutor, importing the task modules once before it forks its workers, so
-        # task processes do not import them each (include/hooks/preload.py).
-        "AIRFLOW__CORE__EXECUTOR": PRELOADING_LOCAL_EXECUTOR,
-        # LocalExecutor pre-forks this many workers: keep it small on a laptop.
-        "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_api.username}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(run_dir / "airflow-passwords.json"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret(run_dir),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
-        # Tasks reach the Execution API here; the default assumes port 8080.
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        # A DAG file whose mtime changed is parsed again at the next refresh anyway (file_parsing_sort_mode
-        # modified_time); unchanged files need no re-parse every 30 s (the idle stack's largest cost).
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-        # The task supervisor notices a finished task only when its select() wakes: after the task's
-        # sockets close it sleeps up to this interval (default 5 s). That delay is added to every task
-        # slot and every executor event, and with beteiligte_sync's 5 s reschedule poke it makes the
-        # late "success" of one poke meet the re-queued next poke (apache/airflow#71172): a false
-        # failure that costs a retry and 15+ s. 2 s: one heartbeat per running task every 2 s.
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "2",
-    }
-    if executor == "celery":
-        env.update(celery_env(settings))
-    elif executor != "local":
-        raise ValueError(f"unknown executor {executor!r} (local or celery)")
-    env.update(connections(settings, root))
-    env.update(variables(settings))
-    return env
+def masked_url(value: str) -> str:
+    """A URL with its password (if any) replaced by MASK."""
+    parts = urlsplit(value)
+    if parts.password:
+        netloc = f"{parts.username or ''}:{MASK}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return value
 
 
 def masked(env: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if any(m in k for m in _SECRET_MARKERS) else v) for k, v in env.items()}
+    """The environment for printing: secrets masked, connections readable except their secrets."""
+    out = {}
+    for k, v in env.items():
+        if k.startswith("AIRFLOW_CONN_"):
+            out[k] = _masked_connection(v)
+        else:
+            out[k] = MASK if _secret(k) and v else v
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 2 and args[0] == "passwords-file":
-        print(write_passwords_file(Path(args[1]), get_settings()))
-        return 0
-    if len(args) >= 2 and args[0] == "exec":
-        # docker-compose: every Airflow component starts through here, so its connections and
-        # variables come from the same settings as the gateway's.
-        settings = get_settings()
-        env = {**os.environ, **connections(settings), **variables(settings)}
-        os.execvpe(args[1], args[1:], env)
-    if args == ["show"]:
-        for k, v in sorted(masked(build_env()).items()):
-            print(f"{k}={v}")
-        return 0
-    print("usage: python -m include.airflow_env passwords-file PATH | show | exec COMMAND [ARGS...]",
-          file=sys.stderr)
-    return 2
+def airflow_env(settings: Settings, root: Path = ROOT) -> dict[str, str]:
+    """Everything an Airflow component needs from .env: its connections and variables."""
+    return {**connections(settings, root), **variables(settings)}
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())

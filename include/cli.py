@@ -1,9 +1,14 @@
-"""`kanzlei-sync`: the project's command line (a thin dispatcher; each command lives in a small function).
+"""`kanzlei-sync`: the operator's command line (a thin dispatcher; each command lives in a small function).
 
+  kanzlei-sync migrate                               bring the sync hub's tables up to date (Alembic)
   kanzlei-sync register-webhooks --gateway-url URL   register CBeteiligte.create/update/delete in EspoCRM
-  kanzlei-sync dead-letters list [--all] [--source S] [--limit N]
-  kanzlei-sync dead-letters replay ID
+  kanzlei-sync dead-letters list [--all] [--source S] [--limit N] [--json]
+  kanzlei-sync dead-letters replay ID [--no-trigger]
+  kanzlei-sync drain [--once] [--batch-size N] ...   drain the party queue outside Airflow
   kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
+  kanzlei-sync show settings|connections             what .env amounts to, secrets masked
+  kanzlei-sync airflow passwords-file PATH           the Airflow login file for AIRFLOW_API_USER/PASSWORD
+  kanzlei-sync airflow exec COMMAND [ARGS...]        run an Airflow component with its connections
 
 To add a command: write `def _cmd_x(args, settings) -> int`, and register its parser in `build_parser`
 with `set_defaults(func=_cmd_x)`.
@@ -37,6 +42,65 @@ def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     print("# put this line into .env (one secret per webhook):", file=sys.stderr)
     print(f"ESPOCRM_WEBHOOK_SECRET={','.join(pairs)}")
     return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from include.hub.db import migrate
+
+    migrate(_dsn(settings))
+    print(f"sync hub {settings.postgres.db} on {settings.postgres.host}:{settings.postgres.port}: up to date")
+    return 0
+
+
+def _cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from include.parties.drain import work
+
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
+    return work(settings, batch_size=args.batch_size or settings.sync.party_batch_size,
+                lease_s=args.lease_s or float(settings.sync.party_lease_s), max_seconds=args.max_seconds,
+                backoff_base_s=args.backoff_base_s, once=args.once, poll_s=args.poll_s)
+
+
+def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from include.airflow_env import airflow_env, masked, masked_url
+
+    def urls_masked(value: Any) -> Any:  # a password inside a URL (REDIS_URL) is masked too
+        if isinstance(value, dict):
+            return {k: urls_masked(v) for k, v in value.items()}
+        return masked_url(value) if isinstance(value, str) and "://" in value else value
+
+    if args.what == "settings":
+        # SecretStr fields dump as "**********"
+        print(json.dumps(urls_masked(settings.model_dump(mode="json")), indent=2, sort_keys=True))
+    else:
+        for k, v in sorted(masked(airflow_env(settings)).items()):
+            print(f"{k}={v}")
+    return 0
+
+
+def _cmd_airflow_passwords_file(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from include.airflow_env import write_passwords_file
+
+    print(write_passwords_file(Path(args.path), settings))
+    return 0
+
+
+def _cmd_airflow_exec(args: argparse.Namespace, settings: Settings) -> int:
+    """docker-compose: every Airflow component starts through here, so its connections and variables
+    come from the same .env as the gateway's. Replaces this process (signals reach Airflow)."""
+    import os
+
+    from include.airflow_env import airflow_env
+
+    if not args.command_line:
+        print("error: airflow exec needs a command", file=sys.stderr)
+        return 2
+    os.execvpe(args.command_line[0], args.command_line, {**os.environ, **airflow_env(settings)})
+    return 0  # pragma: no cover (exec does not return)
 
 
 def _dsn(settings: Settings) -> str:
@@ -136,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("migrate", help="bring the sync hub's tables up to date")
+    p.set_defaults(func=_cmd_migrate)
+
     p = sub.add_parser("register-webhooks", help="register the EspoCRM webhooks and print their secrets")
     p.add_argument("--gateway-url", required=True, help="public base URL of the webhook gateway")
     p.set_defaults(func=_cmd_register_webhooks)
@@ -158,6 +225,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = cal.add_parser("recover", help="rebuild an employee's hub links from Google's markers and Advoware")
     p.add_argument("--employee", required=True, help="Advoware Kürzel")
     p.set_defaults(func=_cmd_calendar_recover)
+
+    p = sub.add_parser("drain", help="drain the party queue into Advoware outside Airflow (JSON lines)")
+    p.add_argument("--once", action="store_true", help="one drain, then exit (else: poll until killed)")
+    p.add_argument("--batch-size", type=int, help="default SYNC_PARTY_BATCH_SIZE")
+    p.add_argument("--lease-s", type=float, help="default SYNC_PARTY_LEASE_S")
+    p.add_argument("--max-seconds", type=float, default=600.0, help="one drain's time limit")
+    p.add_argument("--backoff-base-s", type=float, default=30.0, help="first retry delay of a failed id")
+    p.add_argument("--poll-s", type=float, default=1.0, help="wait between empty drains")
+    p.set_defaults(func=_cmd_drain)
+
+    p = sub.add_parser("show", help="the settings, or Airflow's connections and variables, secrets masked")
+    p.add_argument("what", choices=("settings", "connections"))
+    p.set_defaults(func=_cmd_show)
+
+    af = sub.add_parser("airflow", help="start Airflow with the project's settings (docker-compose)")
+    af_sub = af.add_subparsers(dest="action", required=True)
+    p = af_sub.add_parser("passwords-file", help="write the SimpleAuthManager password file (0600)")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_airflow_passwords_file)
+    p = af_sub.add_parser("exec", help="run COMMAND with AIRFLOW_CONN_* / AIRFLOW_VAR_* from .env")
+    p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.set_defaults(func=_cmd_airflow_exec)
     return parser
 
 

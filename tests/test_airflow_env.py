@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from devstack import airflow_env as stack_env
 from include import airflow_env
 from include.settings import AdvowareSettings, AirflowApiSettings, GoogleSettings, PostgresSettings, Settings
 
@@ -53,7 +54,7 @@ def test_connections_parse_back_to_the_settings(tmp_path: Path) -> None:
 
 
 def test_build_env_runs_airflow_on_the_configured_port(tmp_path: Path) -> None:
-    env = airflow_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run",
+    env = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run",
                                 airflow_home=tmp_path / "home")
     assert env["AIRFLOW__API__PORT"] == "18080"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
@@ -63,7 +64,7 @@ def test_build_env_runs_airflow_on_the_configured_port(tmp_path: Path) -> None:
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{tmp_path / 'home' / 'airflow.db'}"
     assert env["AIRFLOW_VAR_ADVOWARE_WRITE_PROTECTION"] == "true"
     # The JWT secret is generated once and shared by every later start.
-    again = airflow_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run")
+    again = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run")
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == again["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
 

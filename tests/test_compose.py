@@ -119,8 +119,32 @@ def test_airflow_components_share_secret_and_execution_api(compose: dict[str, An
         commands[service] = compose["services"][service].get("command")
     for service, sub in [("airflow-apiserver", "api-server"), ("airflow-scheduler", "scheduler"),
                          ("airflow-dag-processor", "dag-processor"), ("airflow-triggerer", "triggerer")]:
-        assert commands[service][-2:] == ["airflow", sub]
-    assert "airflow db migrate" in " ".join(commands["airflow-init"])
+        # started through the operator CLI, which adds the connections and variables built from .env
+        assert commands[service] == ["kanzlei-sync", "airflow", "exec", "airflow", sub]
+    init = " ".join(commands["airflow-init"])
+    assert "airflow db migrate" in init and "kanzlei-sync migrate" in init
+
+
+def test_every_kanzlei_sync_call_in_compose_is_a_real_command(compose: dict[str, Any]) -> None:
+    """A renamed subcommand would break the containers at start: each call must parse."""
+    import shlex
+
+    from include.cli import build_parser
+
+    with open(ROOT / "docker-compose.celery.yaml") as fh:
+        celery = yaml.safe_load(fh)
+    calls = []
+    for services in (compose["services"], celery["services"]):
+        for body in services.values():
+            command = body.get("command") or []
+            text = command if isinstance(command, str) else " ".join(command)
+            for part in text.split("&&"):
+                words = shlex.split(part)
+                if "kanzlei-sync" in words:
+                    calls.append(words[words.index("kanzlei-sync") + 1:])
+    assert len(calls) >= 7  # init (2), four components, the Celery worker
+    for argv in calls:
+        build_parser().parse_args(argv)
     health = compose["services"]["airflow-apiserver"]["healthcheck"]["test"]
     assert "/api/v2/version" in " ".join(health)
 

@@ -134,7 +134,7 @@ def start_worker(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) 
            "ADVOWARE_WRITE_PROTECTION": "false", "ESPOCRM_BASE_URL": espocrm_url, "ESPOCRM_API_KEY": ESPO_KEY,
            "ESPOCRM_ENTITY": ENTITY, "SYNC_PARTY_MAX_ATTEMPTS": "10", "SYNC_PARTY_HARD_DELETE": "false",
            "LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "include.parties.drain", "--batch-size", "100",
+    return subprocess.Popen([sys.executable, "-m", "include.cli", "drain", "--batch-size", "100",
                              "--lease-s", "2", "--backoff-base-s", "0.2", "--poll-s", "0.2"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 

@@ -6,17 +6,13 @@ any worker) takes them back (include.queue.party_queue). A failing id is nacked:
 an exponential backoff, and after SYNC_PARTY_MAX_ATTEMPTS it goes to the dead letters (hub table
 `dead_letters`, moved there from the Redis outbox at the end of every drain).
 
-CLI (a worker on `.env` settings; the soak test runs it as a subprocess and kills it):
-    python -m include.parties.drain [--batch-size N] [--lease-s S] [--max-seconds S] [--once]
-It prints one JSON line per claimed batch ({"claimed": [ids]}) and a final report line.
+`kanzlei-sync drain` runs `work` (a worker on the .env settings, outside Airflow).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -26,7 +22,7 @@ from typing import Any, Protocol
 from include.hub.db import Hub
 from include.parties.sync import Outcome, PartySync
 from include.queue.party_queue import ClaimedParty, PartyQueue
-from include.settings import SyncSettings
+from include.settings import Settings, SyncSettings
 
 log = logging.getLogger("include.parties.drain")
 
@@ -187,22 +183,14 @@ def drain_run(queue: PartyQueue, syncer: PartySync, hub: Hub, run_id: str | None
     return {**report.as_dict(), "requeued_after_write_protection": requeued}
 
 
-def main(argv: list[str] | None = None) -> int:
+def work(settings: Settings, *, batch_size: int, lease_s: float, max_seconds: float, backoff_base_s: float,
+         once: bool, poll_s: float) -> int:
+    """`kanzlei-sync drain`: drain on the .env settings outside Airflow, printing one JSON line per
+    claimed batch ({"claimed": [ids]}); with `once` one drain and its report line, else poll until
+    killed (the soak test kills such workers mid-batch)."""
     from include.parties.sync import PartySync
-    from include.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m include.parties.drain", description=__doc__.split("\n")[0])
-    settings = get_settings()
-    parser.add_argument("--batch-size", type=int, default=settings.sync.party_batch_size)
-    parser.add_argument("--lease-s", type=float, default=float(settings.sync.party_lease_s))
-    parser.add_argument("--max-seconds", type=float, default=600.0)
-    parser.add_argument("--backoff-base-s", type=float, default=30.0)
-    parser.add_argument("--once", action="store_true", help="one drain, then exit (else: poll until killed)")
-    parser.add_argument("--poll-s", type=float, default=1.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr)
-
-    queue = PartyQueue.from_settings(settings, backoff_base_s=args.backoff_base_s)
+    queue = PartyQueue.from_settings(settings, backoff_base_s=backoff_base_s)
     syncer = PartySync.from_settings(settings)
     sink = hub_dead_letter_sink(syncer.store.hub)
 
@@ -211,16 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         while True:
-            report = drain(queue, syncer.sync_party, batch_size=args.batch_size, lease_s=args.lease_s,
-                           max_seconds=args.max_seconds, dead_letter_sink=sink, on_claim=announce)
-            if args.once:
+            report = drain(queue, syncer.sync_party, batch_size=batch_size, lease_s=lease_s,
+                           max_seconds=max_seconds, dead_letter_sink=sink, on_claim=announce)
+            if once:
                 print(json.dumps({"report": report.as_dict()}), flush=True)
                 return 0
             if not report.claimed:
-                time.sleep(args.poll_s)
+                time.sleep(poll_s)
     finally:
         syncer.close()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        queue.r.close()
