@@ -52,7 +52,8 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task, task_group
 
-DAG_ID = "advoware_calendar_sync"
+from include.dag_ids import CALENDAR_SYNC_DAG
+
 SCHEDULE = os.environ.get("CALENDAR_SYNC_SCHEDULE", "*/15 * * * *")
 RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
 GOOGLE_POOL, ADVOWARE_POOL = "google_calendar_api", "advoware_api"
@@ -90,7 +91,7 @@ def _on_planning_success(context: Any) -> None:
 
 
 @dag(
-    dag_id=DAG_ID,
+    dag_id=CALENDAR_SYNC_DAG,
     schedule=SCHEDULE,
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,

@@ -35,13 +35,14 @@ from typing import Any
 
 from airflow.sdk import dag, get_current_context, task
 
+from include.dag_ids import BETEILIGTE_SYNC_DAG
 from include.hooks.party_queue import PartyWorkSensor
 
 SCHEDULE = os.environ.get("BETEILIGTE_SYNC_SCHEDULE", "*/5 * * * *")
 
 
 @dag(
-    dag_id="beteiligte_sync",
+    dag_id=BETEILIGTE_SYNC_DAG,
     schedule=SCHEDULE,  # the sweep; the gateway triggers runs in between
     start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,

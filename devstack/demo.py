@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from include.dag_ids import CALENDAR_SYNC_DAG
 from include.settings import Settings
 
 Say = Callable[[str], None]
@@ -196,7 +197,7 @@ def _calendar_run(settings: Settings, gateway_url: str, airflow_url: str, body: 
     started = last_note = time.monotonic()
     try:
         while True:
-            run = api.get_run("advoware_calendar_sync", run_id)
+            run = api.get_run(CALENDAR_SYNC_DAG, run_id)
             if run["state"] in ("success", "failed"):
                 break
             if time.monotonic() - started > timeout_s:
@@ -225,14 +226,14 @@ def _wait_for_scheduled_runs(settings: Settings, airflow_url: str, say: Say, tim
     started = time.monotonic()
     try:
         while True:
-            active = sum(api.list_runs("advoware_calendar_sync", state=st, limit=1)[1] for st in ("running", "queued"))
+            active = sum(api.list_runs(CALENDAR_SYNC_DAG, state=st, limit=1)[1] for st in ("running", "queued"))
             if not active or time.monotonic() - started > timeout_s:
                 break
             if int(time.monotonic() - started) % 15 < 2:
                 say(f"calendar: waiting for the scheduled run that started with the stack "
                     f"({time.monotonic() - started:.0f}s)")
             time.sleep(2)
-        runs, _ = api.list_runs("advoware_calendar_sync", limit=20)
+        runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=20)
     finally:
         api.close()
     done = sorted((r for r in runs if r["state"] in ("success", "failed") and r.get("run_type") == "scheduled"),
@@ -248,7 +249,7 @@ def _runs_since(settings: Settings, airflow_url: str, since: str) -> list[dict[s
     api = AirflowApi(airflow_url, settings.airflow_api.username, settings.airflow_api.password.get_secret_value(),
                      timeout_s=30)
     try:
-        runs, _ = api.list_runs("advoware_calendar_sync", limit=50)
+        runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=50)
     finally:
         api.close()
     after = datetime.fromisoformat(since)

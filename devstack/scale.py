@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from devstack import demo as devstack_demo
-from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
+from include.airflow_api import AirflowApi
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 
 if TYPE_CHECKING:
     from devstack.stack import Stack
@@ -120,7 +121,7 @@ def scale_scenario(stack: Stack, *, employees: int = 12, timeout_s: float = 900.
             stack.say(f"parties FAILED: {type(exc).__name__}: {exc}")
         runs = api.request("GET", "/api/v2/dags/beteiligte_sync/dagRuns",
                            params={"start_date_gte": party_since, "limit": 100}).json().get("dag_runs", [])
-        party_tis = [ti for run in runs for ti in task_hosts(api, "beteiligte_sync", run["dag_run_id"])]
+        party_tis = [ti for run in runs for ti in task_hosts(api, BETEILIGTE_SYNC_DAG, run["dag_run_id"])]
         stack.say(f"\n== which worker ran which task instance\ncalendar run {run_id}:\n{worker_table(calendar_tis)}")
         stack.say(f"beteiligte_sync ({len(runs)} runs):\n{worker_table(party_tis) or '  (no task process)'}")
         hosts = {ti["hostname"] for ti in calendar_tis + party_tis}

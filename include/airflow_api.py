@@ -21,10 +21,10 @@ from typing import Any, Literal
 import httpx
 import redis
 
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
+
 log = logging.getLogger(__name__)
 
-BETEILIGTE_SYNC_DAG = "beteiligte_sync"
-CALENDAR_SYNC_DAG = "advoware_calendar_sync"
 TRIGGER_LOCK_KEY = "vmh:airflow:trigger_lock:{dag_id}"
 
 _RELEASE = """

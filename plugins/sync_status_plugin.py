@@ -36,7 +36,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.status.app import create_app
 from include.status.page import Links
 from include.status.queries import Sources

@@ -21,6 +21,7 @@ import pytest
 
 from include import airflow_env
 from include.calendar_engine.mapping_google import marker_of
+from include.dag_ids import CALENDAR_SYNC_DAG
 from tests.calendar_helpers import (
     advoware_state,
     calendar_events,
@@ -37,7 +38,7 @@ from tests.calendar_helpers import (
 
 os.environ["CALENDAR_SYNC_RETRY_DELAY_S"] = "0"  # read when the DAG file is parsed
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-DAG_ID = "advoware_calendar_sync"
+DAG_ID = CALENDAR_SYNC_DAG
 pytestmark = pytest.mark.timeout(300)
 
 

@@ -19,10 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include import cli
-from include.airflow_api import CALENDAR_SYNC_DAG
 from include.calendar_engine.mapping_google import event_id, marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.runner import sync_all
+from include.dag_ids import CALENDAR_SYNC_DAG
 from include.hub import calendars as hub_calendars
 from include.hub import dead_letters
 from include.hub.db import connect

@@ -28,8 +28,9 @@ import pytest
 import redis
 
 from include.advoware.client import AdvowareClient
-from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
+from include.airflow_api import AirflowApi
 from include.calendar_engine.mapping_google import marker_of
+from include.dag_ids import CALENDAR_SYNC_DAG
 from sandbox.runner import free_port
 from tests.advoware_helpers import sandbox_settings
 from tests.conftest import pg_dsn

@@ -28,7 +28,8 @@ import psycopg
 import pytest
 
 from devstack import demo as devstack_demo
-from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApi
+from include.airflow_api import AirflowApi
+from include.dag_ids import CALENDAR_SYNC_DAG
 from sandbox import advoware as adv_sbx
 from sandbox.runner import free_port
 from tests.conftest import pg_dsn

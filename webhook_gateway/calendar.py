@@ -22,8 +22,9 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from include.airflow_api import CALENDAR_SYNC_DAG, AirflowApiError
+from include.airflow_api import AirflowApiError
 from include.airflow_api_async import AsyncAirflowApi
+from include.dag_ids import CALENDAR_SYNC_DAG
 from webhook_gateway.auth import require_write
 from webhook_gateway.body_limit import limited_body_route
 from webhook_gateway.openapi import errors

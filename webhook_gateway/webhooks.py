@@ -22,7 +22,8 @@ from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException,
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from include.airflow_api import BETEILIGTE_SYNC_DAG, AirflowApi, trigger_calendar_retry
+from include.airflow_api import AirflowApi, trigger_calendar_retry
+from include.dag_ids import BETEILIGTE_SYNC_DAG
 from include.dead_letter_replay import replay
 from include.hub import dead_letters
 from include.hub.db import Hub, connect

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from include.airflow_api import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG, calendar_retry_run
+from include.airflow_api import calendar_retry_run
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.dead_letter_replay import replay as replay_letter
 from include.hub import dead_letters
 from include.hub.db import Hub, connect
