@@ -83,3 +83,142 @@ def test_the_product_never_imports_the_dev_stack() -> None:
     product = python_files("include") + python_files("webhook_gateway") + python_files("dags") + python_files(
         "plugins")
     assert offenders(product, {"devstack"}) == {}
+
+
+# -- the shape of include/ (issue 13) ------------------------------------------------------------
+def include_imports(path: Path) -> set[str]:
+    """The include modules a file imports (`include.x.y`), anywhere in it, relative imports resolved."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "include")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            if module.split(".")[0] == "include":
+                out.add(module)
+                out.update(f"{module}.{a.name}" for a in node.names)  # `from include import hub`
+    return out
+
+
+def unit_of(module: str) -> str | None:
+    """include.hub.links → 'hub'; include.settings → 'settings'; 'include' alone → None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def existing_units() -> set[str]:
+    base = ROOT / "include"
+    return {p.name for p in base.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {
+        p.stem for p in base.glob("*.py") if p.stem != "__init__"}
+
+
+def unit_graph() -> dict[str, set[str]]:
+    units = existing_units()
+    graph: dict[str, set[str]] = {u: set() for u in units}
+    for f in python_files("include"):
+        me = unit_of(".".join(f.relative_to(ROOT).with_suffix("").parts))
+        for target in include_imports(f):
+            other = unit_of(target)
+            if me and other in units and other != me:
+                graph[me].add(other)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_find_cycle_finds_one() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_no_import_cycle_between_the_parts_of_include() -> None:
+    graph = unit_graph()
+    assert {"calendar_engine", "calendar_sync", "hub", "parties", "advoware", "google_calendar"} <= set(graph)
+    assert find_cycle(graph) is None
+
+
+def test_the_sync_engine_imports_nothing_of_ours_but_itself() -> None:
+    """include/calendar_engine decides; it reads no client, no hub, no settings (pure, testable alone)."""
+    bad = {str(f.relative_to(ROOT)): {m for m in include_imports(f) if unit_of(m) != "calendar_engine"}
+           for f in python_files("include/calendar_engine")}
+    assert {f: m for f, m in bad.items() if m} == {}
+
+
+def test_clients_never_touch_the_hub_or_the_orchestration() -> None:
+    """The clients return data; joining clients, engine and hub is the orchestration's job."""
+    clients = python_files("include/advoware") + python_files("include/google_calendar") + python_files(
+        "include/espocrm")
+    bad = {str(f.relative_to(ROOT)): {m for m in include_imports(f)
+                                      if unit_of(m) in ("hub", "calendar_sync", "parties", "calendar_engine")}
+           for f in clients}
+    assert {f: m for f, m in bad.items() if m} == {}
+
+
+def sql_strings(path: Path) -> list[str]:
+    """String literals that are SQL statements (DML/DDL keywords in capitals, as this project writes SQL)."""
+    import re
+
+    statement = re.compile(r"^\s*(SELECT\b.*\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
+                           r"CREATE\s+(TABLE|INDEX|DATABASE)|ALTER\s+TABLE|DROP\s+(TABLE|DATABASE)|TRUNCATE)\b",
+                           re.DOTALL)
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and statement.search(node.value):
+            found.append(node.value.strip()[:60])
+        elif isinstance(node, ast.JoinedStr):
+            # a placeholder stands for each {expression} (a table name, a column list)
+            text = "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+            if statement.search(text):
+                found.append(text.strip()[:60])
+    return found
+
+
+def test_sql_strings_finds_sql(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text('a = "SELECT x FROM t"\nb = f"UPDATE {t} SET a = 1"\nc = "select the best"\n'
+                 'd = "DELETE FROM t WHERE x"\n')
+    assert sql_strings(f) == ["SELECT x FROM t", "UPDATE x SET a = 1", "DELETE FROM t WHERE x"]
+
+
+def test_the_hub_is_the_only_place_with_sql() -> None:
+    product = (python_files("include", exclude="hub") + python_files("dags") + python_files("plugins")
+               + python_files("webhook_gateway"))
+    found = {str(f.relative_to(ROOT)): s for f in product if (s := sql_strings(f))}
+    assert found == {}
+    assert any(sql_strings(f) for f in python_files("include/hub")), "the scanner sees the hub's SQL"
+
+
+def test_no_import_cycle_between_modules_of_include() -> None:
+    """Also inside a part (a function-local import that hides a loop counts)."""
+    modules = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+               for f in python_files("include")}
+    graph = {m: {t for t in include_imports(f) if t in modules and t != m} for m, f in modules.items()}
+    assert len(graph) > 40
+    assert find_cycle(graph) is None

@@ -19,12 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from include.hub import dead_letters
 from include.hub.db import Hub
+from include.parties.runlog import hub_run_log
 from include.parties.sync import Outcome, PartySync
 from include.queue.party_queue import ClaimedParty, PartyQueue
 from include.settings import Settings, SyncSettings
 
 log = logging.getLogger("include.parties.drain")
+
+
+_COUNTS = ("batches", "claimed", "acked", "requeued", "retried", "dead", "stale", "dead_letters_moved",
+           "advoware_writes")
 
 
 @dataclass
@@ -43,6 +49,12 @@ class DrainReport:
     seconds: float = 0.0
     stopped: str = "empty"  # empty | time budget
 
+    def counts(self) -> dict[str, int]:
+        """The numbers of the run log, actions as their own keys (created, updated, unlinked, ...)."""
+        counts = {k: int(getattr(self, k)) for k in _COUNTS}
+        counts.update({str(action): int(n) for action, n in self.actions.items() if action not in counts})
+        return counts
+
     def as_dict(self) -> dict[str, Any]:
         return {"batches": self.batches, "claimed": self.claimed, "acked": self.acked,
                 "requeued": self.requeued, "retried": self.retried, "dead": self.dead, "stale": self.stale,
@@ -56,7 +68,7 @@ class RunLog(Protocol):
 
     def started(self) -> None: ...
 
-    def finished(self, report: DrainReport, exc: BaseException | None) -> None: ...
+    def finished(self, counts: Mapping[str, int], exc: BaseException | None) -> None: ...
 
 
 def error_text(exc: BaseException) -> str:
@@ -110,7 +122,7 @@ def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int 
         finally:
             report.seconds = time.monotonic() - started
             if run_log is not None:
-                run_log.finished(report, raised)
+                run_log.finished(report.counts(), raised)
     log.info("drain: %d batches, %d claimed, %d acked, %d requeued, %d retried, %d dead, %d stale in %.1fs",
              report.batches, report.claimed, report.acked, report.requeued, report.retried, report.dead,
              report.stale, report.seconds)
@@ -167,9 +179,6 @@ def drain_run(queue: PartyQueue, syncer: PartySync, hub: Hub, run_id: str | None
     """One `beteiligte_sync` drain: the parties write protection held back go round again once it is
     off, the queue is drained into Advoware (at most 15 minutes: the next run goes on), its run row is
     written, and `open_dead_letters` hears how many party dead letters are open afterwards."""
-    from include.hub import dead_letters
-    from include.parties.runlog import hub_run_log
-
     requeued = 0 if syncer.write_protected else requeue_write_protected(queue, syncer.store.write_protected_ids())
     report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size, lease_s=settings.party_lease_s,
                    max_seconds=15 * 60, dead_letter_sink=hub_dead_letter_sink(hub), run_log=hub_run_log(hub, run_id))
@@ -188,7 +197,6 @@ def work(settings: Settings, *, batch_size: int, lease_s: float, max_seconds: fl
     """`kanzlei-sync drain`: drain on the .env settings outside Airflow, printing one JSON line per
     claimed batch ({"claimed": [ids]}); with `once` one drain and its report line, else poll until
     killed (the soak test kills such workers mid-batch)."""
-    from include.parties.sync import PartySync
 
     queue = PartyQueue.from_settings(settings, backoff_base_s=backoff_base_s)
     syncer = PartySync.from_settings(settings)

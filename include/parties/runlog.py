@@ -1,6 +1,6 @@
 """The run log of the party sync: one `sync_runs` row of kind 'beteiligte' per `beteiligte_sync` run.
 
-`drain` calls `started()` before its first claim and `finished(report, exc)` at its end, whatever
+`drain` calls `started()` before its first claim and `finished(report.counts(), exc)` at its end, whatever
 happened. A retried task drains again under the same run id: the row is reopened and the new try's
 counts are added to the earlier ones (each try's acks are real writes), `tries` counts the tries.
 
@@ -13,27 +13,15 @@ Writing the row never stops a drain: the work matters more than its record (a wa
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 
 from include.hub import runs
 from include.hub.db import Hub
 
-if TYPE_CHECKING:
-    from include.parties.drain import DrainReport
-
 log = logging.getLogger(__name__)
-
-_REPORT_COUNTS = ("batches", "claimed", "acked", "requeued", "retried", "dead", "stale", "dead_letters_moved",
-                  "advoware_writes")
-
-
-def report_counts(report: DrainReport) -> dict[str, int]:
-    """The report's numbers, actions as their own keys (created, updated, unlinked, ...)."""
-    counts = {k: int(getattr(report, k)) for k in _REPORT_COUNTS}
-    counts.update({str(action): int(n) for action, n in report.actions.items() if action not in counts})
-    return counts
 
 
 class HubRunLog:
@@ -45,9 +33,9 @@ class HubRunLog:
     def started(self) -> None:
         self._write(lambda conn: runs.start_party_run(conn, self.run_id))
 
-    def finished(self, report: DrainReport, exc: BaseException | None) -> None:
+    def finished(self, counts: Mapping[str, int], exc: BaseException | None) -> None:
         status, error = ("success", None) if exc is None else ("failed", f"drain raised {type(exc).__name__}")
-        self._write(lambda conn: runs.finish_party_run(conn, self.run_id, report_counts(report), status=status,
+        self._write(lambda conn: runs.finish_party_run(conn, self.run_id, dict(counts), status=status,
                                                        error=error))
 
     def _write(self, fn: Any) -> None:
