@@ -86,6 +86,3 @@ class Incidents:
 
     def close(self, name: str) -> None:
         self.r.delete(self.prefix + name)
-
-    def is_open(self, name: str) -> bool:
-        return bool(self.r.exists(self.prefix + name))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import redis
 
+from include.queue.party_queue import PartyQueue
 from sandbox.runner import free_port
 
 
@@ -55,3 +56,13 @@ class OwnRedis:
             os.kill(self.proc.pid, sig)
             self.proc.wait(timeout=10)
         self.proc = None
+
+
+def has_work(queue: PartyQueue, *, now: float | None = None) -> bool:
+    """What the DAG's sensor looks at: ids ready, or claims whose lease has run out."""
+    stats = queue.stats(now=now)
+    return bool(stats.ready or stats.expired_claims)
+
+
+def is_pending(queue: PartyQueue, party_id: str) -> bool:
+    return queue.r.zscore(queue.keys.pending, party_id) is not None

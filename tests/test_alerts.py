@@ -44,7 +44,7 @@ def test_young_work_is_no_incident(redis_url: str, incidents: Incidents, smtp_si
     queue = make_queue(redis_url)
     queue.enqueue(["6650new000000001"], "create")
     check_party_queue(queue.stats(), incidents)
-    assert smtp_sink.messages == [] and not incidents.is_open("party_queue_age")
+    assert smtp_sink.messages == [] and not incidents.r.exists(incidents.prefix + "party_queue_age")
 
 
 def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, incidents: Incidents,

@@ -54,13 +54,15 @@ def test_migrate_creates_the_hub_tables_and_is_idempotent(tmp_path: Path, fresh_
                    POSTGRES_PASSWORD="", POSTGRES_DB=fresh_db)
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert f"sync hub {fresh_db}" in first.stdout and "up to date" in first.stdout
     with psycopg.connect(pg_dsn(fresh_db)) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         head = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert f"sync hub {fresh_db}" in first.stdout
+    assert f"up to date (revision {head[0]}, was None)" in first.stdout
     assert {"calendar_links", "party_links", "dead_letters", "write_audit", "sync_runs"} <= tables
     again = run("migrate", env=env)  # compose runs it on every start
     assert again.returncode == 0, again.stderr
+    assert f"up to date (revision {head[0]})" in again.stdout
     with psycopg.connect(pg_dsn(fresh_db)) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == head
 

@@ -10,6 +10,7 @@ import redis
 from include.hub import dead_letters
 from include.hub.db import connect
 from include.queue.party_queue import PartyQueue, RejectedItem
+from tests.redis_helpers import has_work, is_pending
 
 T0 = 1_800_000_000.0
 
@@ -41,7 +42,7 @@ def test_body_hash_counts_redeliveries_but_never_suppresses(queue: PartyQueue) -
     assert queue.ack(p, now=T0 + 1) == "done"
     # A -> B -> A: the third body equals the first; it is counted as a re-delivery and still queued
     assert queue.enqueue(["x"], "update", body=body_a, now=T0 + 2).duplicate
-    assert queue.is_pending("x")
+    assert is_pending(queue, "x")
     assert queue.stats(now=T0 + 2).counters["duplicates"] == 1
     # the same body on another event path is a different delivery
     assert not queue.enqueue(["x"], "create", body=body_a, now=T0 + 3).duplicate
@@ -72,8 +73,8 @@ def test_a_crashed_workers_claim_returns_after_the_lease(queue: PartyQueue) -> N
     queue.enqueue(["p"], "create", now=T0)
     [first] = queue.claim(lease_s=30, now=T0)
     assert queue.claim(now=T0 + 29) == []  # still leased
-    assert not queue.has_work(now=T0 + 29)
-    assert queue.has_work(now=T0 + 31)
+    assert not has_work(queue, now=T0 + 29)
+    assert has_work(queue, now=T0 + 31)
     [again] = queue.claim(now=T0 + 31)
     assert again.id == "p" and again.attempts == 1  # the lost claim counts as an attempt
     assert queue.ack(first, now=T0 + 32) == "stale"  # the crashed worker's late ack changes nothing
@@ -86,13 +87,13 @@ def test_change_during_claim_is_processed_again(queue: PartyQueue) -> None:
     queue.enqueue(["p"], "create", now=T0)
     [claimed] = queue.claim(now=T0)
     queue.enqueue(["p"], "delete", now=T0 + 1)  # arrives while the worker syncs
-    assert not queue.is_pending("p")  # no second worker may take it meanwhile
+    assert not is_pending(queue, "p")  # no second worker may take it meanwhile
     assert queue.claim(now=T0 + 2) == []
     assert queue.ack(claimed, now=T0 + 3) == "requeued"
     [again] = queue.claim(now=T0 + 3)
     assert again.delete_seen
     assert queue.ack(again, now=T0 + 4) == "done"
-    assert not queue.has_work(now=T0 + 100)
+    assert not has_work(queue, now=T0 + 100)
 
 
 def test_nack_backs_off_then_dead_letters(queue: PartyQueue) -> None:
@@ -109,7 +110,7 @@ def test_nack_backs_off_then_dead_letters(queue: PartyQueue) -> None:
     assert p.attempts == 2 and p.last_error == "HTTP 500 from Advoware"
     r3 = queue.nack(p, "HTTP 500 from Advoware", now=T0 + 30)
     assert r3.outcome == "dead" and r3.attempts == 3
-    assert not queue.has_work(now=T0 + 10_000)
+    assert not has_work(queue, now=T0 + 10_000)
     parked: list[dict] = []
     assert queue.drain_dead_letter_outbox(parked.append) == 1
     assert parked[0]["entity_id"] == "bad" and parked[0]["attempts"] == 3

@@ -14,6 +14,7 @@ import pytest
 
 from include.hooks.party_queue import PartyWorkTrigger
 from tests.party_helpers import make_queue
+from tests.redis_helpers import has_work
 
 
 @pytest.fixture
@@ -65,9 +66,9 @@ def test_a_backed_off_id_ends_the_wait_when_it_is_due(redis_conn: str) -> None:
     queue.enqueue(["party-3"], "create")
     (claimed,) = queue.claim(10)
     result = queue.nack(claimed, "Advoware 503")
-    assert result.outcome == "retry" and not queue.has_work()
+    assert result.outcome == "retry" and not has_work(queue)
     event, took = _first_event(PartyWorkTrigger(idle_timeout_s=60))
-    assert type(event).__name__ == "TaskSuccessEvent" and queue.has_work()
+    assert type(event).__name__ == "TaskSuccessEvent" and has_work(queue)
     assert took < 30
 
 
@@ -75,6 +76,6 @@ def test_an_expired_lease_ends_the_wait(redis_conn: str) -> None:
     queue = make_queue(redis_conn, lease_s=1.0)
     queue.enqueue(["party-4"], "create")
     queue.claim(10)  # a worker that dies now leaves its claim behind
-    assert not queue.has_work()
+    assert not has_work(queue)
     event, _ = _first_event(PartyWorkTrigger(idle_timeout_s=60))
-    assert type(event).__name__ == "TaskSuccessEvent" and queue.has_work()
+    assert type(event).__name__ == "TaskSuccessEvent" and has_work(queue)

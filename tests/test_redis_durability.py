@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from include.queue.party_queue import PartyQueue
-from tests.redis_helpers import OwnRedis
+from tests.redis_helpers import OwnRedis, is_pending
 from tests.test_webhook_ingest import build_settings, signed
 from webhook_gateway.app import create_app
 
@@ -44,7 +44,7 @@ def test_kill_9_right_after_the_2xx_keeps_the_event(own_redis: OwnRedis, hub: st
         own_redis.stop(signal.SIGKILL)  # no shutdown, no final save: only the fsynced AOF survives
     own_redis.start()
     q = PartyQueue(redis.Redis.from_url(own_redis.url))
-    assert q.is_pending("k9-a") and q.is_pending("k9-b")
+    assert is_pending(q, "k9-a") and is_pending(q, "k9-b")
     [a, b] = sorted(q.claim(), key=lambda p: p.id)
     assert (a.id, a.last_kind, a.deliveries) == ("k9-a", "update", 1)
     assert q.ack(a) == "done" and q.ack(b) == "done"

@@ -339,7 +339,7 @@ def test_plan_json_round_trip_and_counts():
     link, event = linked(raw)
     p = plan([link], [{**raw, "text": "x"}, new, termin(3, kuerzel="ALLE")], [event])
     text = p.to_json()
-    back = Plan.from_json(text)
+    back = Plan.from_dict(json.loads(text))
     assert back == p and json.loads(back.to_json()) == json.loads(text)
     counts = p.counts()
     assert counts["create_google"] == 1 and counts["update_google"] == 1 and counts["phase1"] == 1

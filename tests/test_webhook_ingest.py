@@ -31,6 +31,7 @@ from include.settings import (
 from sandbox.runner import ServerThread, free_port
 from tests.gateway_helpers import gateway_logs
 from tests.party_helpers import wait_for
+from tests.redis_helpers import is_pending
 from webhook_gateway.app import create_app
 from webhook_gateway.webhooks import MAX_ITEMS
 
@@ -102,7 +103,7 @@ def test_mixed_items_store_the_valid_and_report_the_invalid(client: TestClient, 
     assert body["accepted"] == 2 and body["duplicates"] == 0
     assert [x["index"] for x in body["rejected"]] == [1, 2, 3, 4, 5]
     assert body["rejected"][0]["reason"] == "missing id" and "string" in body["rejected"][1]["reason"]
-    assert queue.is_pending("good1") and queue.is_pending("good2")
+    assert is_pending(queue, "good1") and is_pending(queue, "good2")
     assert queue.stats().pending == 2
 
     def parked() -> list[dict]:
@@ -132,7 +133,7 @@ def test_over_the_limit_is_413_and_logged_without_body_content(redis_url: str, h
     log = "\n".join(rec.getMessage() for rec in caplog.records)
     # the cut body's signature cannot be checked: its ids are not logged either (issue 11)
     assert "big000" not in log and "Secret Client Name" not in log and str(len(body)) in log
-    assert not queue.is_pending("big010")
+    assert not is_pending(queue, "big010")
 
 
 def test_every_delivery_marks_pending_again_and_redeliveries_are_counted(client: TestClient,
@@ -144,7 +145,7 @@ def test_every_delivery_marks_pending_again_and_redeliveries_are_counted(client:
     assert deliver(client, [{"id": "p1", "name": "B"}]).json()["duplicates"] == 0
     again = deliver(client, [{"id": "p1", "name": "A"}])  # byte-identical to the first: counted, still queued
     assert again.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
-    assert queue.is_pending("p1")
+    assert is_pending(queue, "p1")
     [claimed] = queue.claim()
     assert claimed.deliveries == 2
 
@@ -192,7 +193,7 @@ def test_a_run_is_triggered_after_the_answer_and_coalesced(redis_url: str, hub: 
 
 def test_airflow_down_still_answers_2xx_and_keeps_the_ids(client: TestClient, queue: PartyQueue) -> None:
     r = deliver(client, [{"id": "wait-for-sweep"}])
-    assert r.status_code == 200 and queue.is_pending("wait-for-sweep")
+    assert r.status_code == 200 and is_pending(queue, "wait-for-sweep")
 
 
 def test_metrics_count_accepted_rejected_and_errors(client: TestClient) -> None:
@@ -259,7 +260,7 @@ def test_dead_letters_cli_lists_and_replays(redis_url: str, hub: str, queue: Par
     out = capsys.readouterr().out
     assert "cli1" in out and "Advoware said 400" in out
     assert cli.main(["dead-letters", "replay", str(dl)], settings) == 0  # Airflow down: still queued
-    assert queue.is_pending("cli1")
+    assert is_pending(queue, "cli1")
     assert cli.main(["dead-letters", "replay", str(dl)], settings) == 2
     assert "already replayed" in capsys.readouterr().err
     assert cli.main(["dead-letters", "list", "--json"], settings) == 0
@@ -304,7 +305,7 @@ def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(redis_url: s
         assert c.get("/gateway/healthz").status_code == 200  # the router's view of the same request
         r = c.post("/gateway/webhooks/vmh/beteiligte/update", content=body, headers=signed(body))
     assert r.status_code == 200 and r.json()["accepted"] == 1
-    assert queue.is_pending("rooted1")
+    assert is_pending(queue, "rooted1")
 
 
 # -- hostile input (issue 11) ------------------------------------------------------------------------
@@ -321,7 +322,7 @@ def test_more_items_than_the_cap_is_413_and_nothing_is_queued(client: TestClient
     over = deliver(client, [{"id": f"o{i}"} for i in range(MAX_ITEMS + 1)])
     assert over.status_code == 413
     assert over.json()["limit_items"] == MAX_ITEMS and f"more than {MAX_ITEMS} items" in over.json()["error"]
-    assert not queue.is_pending("o0") and queue.stats().pending == MAX_ITEMS
+    assert not is_pending(queue, "o0") and queue.stats().pending == MAX_ITEMS
 
 
 def test_dead_letter_paging_out_of_range_is_422_not_an_outage(client: TestClient) -> None:

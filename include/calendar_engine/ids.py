@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from typing import Any
 
 # Google: ids use base32hex (lowercase a-v, 0-9), 5..1024 characters.
-_VALID = re.compile(r"^[0-9a-v]{5,1024}$")
 
 # Keys of extendedProperties.private (Google drops keys over 44 characters silently).
 PROP_FRNR = "advowareFrNr"
@@ -33,10 +31,6 @@ def event_id(employee: str, frnr: int | str) -> str:
     key = f"advoware:{normalize_employee(employee)}:{int(frnr)}"
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return base64.b32hexencode(digest).decode("ascii").lower().rstrip("=")
-
-
-def is_valid_event_id(value: str) -> bool:
-    return bool(_VALID.match(value))
 
 
 def advoware_properties(employee: str, frnr: int | str) -> dict[str, str]:

@@ -203,7 +203,3 @@ class Plan:
             values[key] = [Action(**{k: v for k, v in a.items() if k in action_fields}) for a in data.get(key, [])]
         values["reports"] = [Report(**r) for r in data.get("reports", [])]
         return cls(**values)
-
-    @classmethod
-    def from_json(cls, text: str) -> Plan:
-        return cls.from_dict(json.loads(text))

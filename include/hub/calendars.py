@@ -38,13 +38,6 @@ def get(conn: psycopg.Connection, employee: str) -> EmployeeCalendar | None:
                              (employee,)).fetchone())
 
 
-def list_all(conn: psycopg.Connection, *, active_only: bool = True) -> list[EmployeeCalendar]:
-    sql = f"SELECT {_COLUMNS} FROM employee_calendars"
-    if active_only:
-        sql += " WHERE active"
-    return [EmployeeCalendar(**r) for r in conn.execute(sql + " ORDER BY employee").fetchall()]
-
-
 def upsert_calendar(conn: psycopg.Connection, employee: str, *, email: str | None, calendar_id: str,
                     mode: str, acl_rule_id: str | None) -> EmployeeCalendar:
     """Remember where the employee's calendar is. A new calendar id drops the old sync token."""

@@ -308,7 +308,3 @@ class PartySync:
             return None  # deleted meanwhile: its delete webhook follows
         return updated.get("versionNumber") if isinstance(updated, Mapping) else None
 
-
-def sync_party(espo_id: str, syncer: PartySync) -> Outcome:
-    """Module-level form of `PartySync.sync_party`."""
-    return syncer.sync_party(espo_id)

@@ -357,17 +357,8 @@ class PartyQueue:
         self.r.zadd(k.claimed, {party.id: (_now(now)) + (lease_s or self.lease_s)}, xx=True)
         return True
 
-    def has_work(self, *, now: float | None = None) -> bool:
-        """What the DAG's sensor pokes: ready ids or claims whose lease has run out."""
-        now = _now(now)
-        k = self.keys
-        return bool(self.r.zcount(k.pending, "-inf", now) or self.r.zcount(k.claimed, "-inf", now))
-
     def item(self, party_id: str) -> dict[str, str]:
         return {_s(a): _s(b) for a, b in self.r.hgetall(self.keys.item(party_id)).items()}
-
-    def is_pending(self, party_id: str) -> bool:
-        return self.r.zscore(self.keys.pending, party_id) is not None
 
     def stats(self, *, now: float | None = None) -> QueueStats:
         now = _now(now)
