@@ -77,7 +77,8 @@ REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", 
 
 @dataclass(frozen=True)
 class HubLink:
-    """One `calendar_links` row as the planner needs it (span_* are optional extras, see README)."""
+    """One link of an employee's appointment: the `calendar_links` row the planner reads, and what a
+    successful action writes back (the one shape of a link; span_* are optional extras, see README)."""
 
     employee: str
     frnr: int | None
@@ -89,6 +90,7 @@ class HubLink:
     status: str = "linked"
     span_start: str | None = None
     span_end: str | None = None
+    google_etag: str | None = None  # kept for conditional writes; the planner does not read it
 
 
 @dataclass

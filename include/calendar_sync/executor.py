@@ -51,7 +51,7 @@ from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
 from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
 from include.calendar_engine.models import Appointment
-from include.calendar_engine.plan import ORPHAN, Action, Plan
+from include.calendar_engine.plan import ORPHAN, Action, HubLink, Plan
 from include.calendar_sync.context import PhaseFailed, SyncContext
 from include.calendar_sync.intents import created_before
 from include.google_calendar.errors import QuotaExceeded, describe, error_info
@@ -158,15 +158,15 @@ class PhaseExecutor:
               audit_method: str | None = None, extra: Callable[[psycopg.Connection], None] | None = None) -> None:
         """The success of one item: its link (and audit row) in one transaction."""
         frnr = frnr if frnr is not None else a.frnr
-        state = hub_links.LinkState(
-            frnr=frnr, google_event_id=a.google_event_id,
+        state = HubLink(
+            employee=self.employee, frnr=frnr, google_event_id=a.google_event_id,
             advoware_fingerprint=advoware_fp or a.advoware_fingerprint,
             google_fingerprint=google_fp or a.google_fingerprint,
             advoware_changed_at=changed_at or a.advoware_changed_at,
             google_updated=(google_event or {}).get("updated") or a.google_updated,
             google_etag=(google_event or {}).get("etag"), span_start=a.span_start, span_end=a.span_end)
         with self._tx() as conn:
-            hub_links.save_link(conn, self.employee, state)
+            hub_links.save_link(conn, state)
             if audit_method:
                 self._audit(conn, audit_method, frnr, 200, a.kind)
             if extra is not None:

@@ -16,6 +16,7 @@ from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
 from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, marker_properties
 from include.calendar_engine.models import Appointment
+from include.calendar_engine.plan import HubLink
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.writing import EventWriter, WriteOp
 from include.hub import intents as hub_intents
@@ -71,13 +72,13 @@ def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[s
         parsed = from_google(event) if event else None
         appt = from_advoware(match, employee)
         first, last = appt.span()
-        state = hub_links.LinkState(
-            frnr=frnr, google_event_id=gid, advoware_fingerprint=fingerprint(appt),
+        state = HubLink(
+            employee=employee, frnr=frnr, google_event_id=gid, advoware_fingerprint=fingerprint(appt),
             google_fingerprint=fingerprint(parsed) if isinstance(parsed, Appointment) else None,
             advoware_changed_at=changed_at_of(match), google_updated=(result.event or {}).get("updated"),
             google_etag=(result.event or {}).get("etag"), span_start=first.isoformat(), span_end=last.isoformat())
         with ctx.hub.transaction() as conn:
-            hub_links.save_link(conn, employee, state)
+            hub_links.save_link(conn, state)
             hub_intents.finish_intent(conn, intent.id)
         linked.add(frnr)  # type: ignore[arg-type]
         resolved += 1

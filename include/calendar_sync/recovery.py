@@ -19,6 +19,7 @@ from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
 from include.calendar_engine.mapping_google import from_google, is_cancelled, marker_of
 from include.calendar_engine.models import Appointment
+from include.calendar_engine.plan import HubLink
 from include.calendar_sync.calendars import ensure_calendar, google_bounds, window_of
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.reading import list_window
@@ -68,8 +69,9 @@ def recover(ctx: SyncContext, employee: str) -> dict[str, Any]:
             same = _same(a, g, ctx.settings.sync.anonymize)
             differing += not same
             first, last = a.span()
-            hub_links.save_link(conn, employee, hub_links.LinkState(
-                frnr=frnr, google_event_id=event["id"], advoware_fingerprint=fingerprint(a) if same else None,
+            hub_links.save_link(conn, HubLink(
+                employee=employee, frnr=frnr, google_event_id=event["id"],
+                advoware_fingerprint=fingerprint(a) if same else None,
                 google_fingerprint=fingerprint(g), advoware_changed_at=changed_at_of(advoware[frnr]),
                 google_updated=event.get("updated"), google_etag=event.get("etag"),
                 span_start=first.isoformat(), span_end=last.isoformat()))

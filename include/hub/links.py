@@ -11,7 +11,6 @@ marked REPLAYED in last_error until it is written or fails again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -78,24 +77,9 @@ def first_matching(rows: list[dict[str, Any]], *, frnr: int | None = None,
     return hits[0] if hits else None
 
 
-@dataclass(frozen=True)
-class LinkState:
-    """What a successful action leaves in the hub."""
-
-    frnr: int | None
-    google_event_id: str | None
-    advoware_fingerprint: str | None = None
-    google_fingerprint: str | None = None
-    advoware_changed_at: str | None = None
-    google_updated: str | None = None
-    google_etag: str | None = None
-    span_start: str | None = None
-    span_end: str | None = None
-    status: str = "linked"
-
-
-def save_link(conn: psycopg.Connection, employee: str, state: LinkState) -> int:
+def save_link(conn: psycopg.Connection, state: HubLink) -> int:
     """Insert or complete the employee's row for these ids (merging a half row into it)."""
+    employee = state.employee
     rows = matching(conn, employee, state.frnr, state.google_event_id)
     keep = rows[0]["id"] if rows else None
     for extra in rows[1:]:  # a half row of the other side: its history is superseded by this link
