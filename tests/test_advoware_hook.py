@@ -62,10 +62,11 @@ def seed(url: str) -> None:
 
 def test_connection_type_is_listed_by_the_providers_manager() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     pm = ProvidersManager()
     assert "kanzlei-sync" in pm.providers
-    hook = pm.hooks["advoware"]
+    hook = ProvidersManagerTaskRuntime().hooks["advoware"]  # what a task resolves the type with
     assert hook is not None
     assert hook.hook_class_name == "include.hooks.advoware.AdvowareHook"
     assert hook.connection_id_attribute_name == "advoware_conn_id"

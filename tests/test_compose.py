@@ -207,3 +207,15 @@ def test_the_celery_configuration_preloads_the_task_modules() -> None:
 
     assert set(TASK_MODULES) <= set(CELERY_CONFIG["imports"])
     assert CELERY_CONFIG["task_acks_late"] is True  # a task of a dead worker is delivered again
+
+
+def test_the_image_holds_the_product_not_the_dev_tooling() -> None:
+    """The image runs Airflow, the gateway and (profile `sandbox`) the sandboxes: the dev stack, the
+    tests and the benches stay out of it, and the installed package does not ship the dev stack."""
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {"devstack", "tests", "bench", ".env", ".run"} <= ignored
+    assert not {"include", "dags", "plugins", "webhook_gateway", "sandbox"} & ignored
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = re.search(r"\[tool\.setuptools\.packages\.find\]\s*include = \[(.*?)\]", pyproject, re.S)
+    assert packages is not None and "devstack" not in packages.group(1)
