@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from include.settings import AirflowApiSettings, GatewaySettings, Settings
 from sandbox.runner import ServerThread, free_port
 from tests.advoware_helpers import sandbox_settings as advoware_sandbox
 from tests.conftest import pg_dsn
+from tests.stack_helpers import stack_env
 from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
 from tests.test_demo_stack import devstack
 from webhook_gateway.calendar import MAX_TRIGGER_BODY, TRIGGER_DEADLINE_S
@@ -105,26 +105,12 @@ def test_rejects_a_bad_body_and_reports_airflow_down(airflow: tuple[FastAPI, str
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_url: str) -> None:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs",
-                                           "trigger_logs")}
     hub_db = f"hub_e2e_{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "DEVSTACK_RUN_DIR": str(tmp_path / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp_path / "af"),
-           "SANDBOX_MODE": "true", "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
-           "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
-           "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
-           "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
-           "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
-           "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp_path / "run" / "sa.json"),
-           "GATEWAY_PORT": str(ports["gateway"]), "GATEWAY_API_TOKEN": WRITE,
-           "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}", "AIRFLOW_API_USERNAME": "admin",
-           "AIRFLOW_API_PASSWORD": f"e2e-{uuid.uuid4().hex[:12]}", "POSTGRES_DB": hub_db, "REDIS_URL": redis_url,
-           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
-           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"])}
-    env.pop("AIRFLOW_HOME", None)
+    env = stack_env(tmp_path, hub_db, redis_url, GATEWAY_API_TOKEN=WRITE)
     try:
         up = devstack("up --timeout 240", env, timeout=300)
         assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
-        gw = f"http://127.0.0.1:{ports['gateway']}"
+        gw = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
         r = httpx.post(f"{gw}/advoware/calendar/sync", json={"employees": []}, timeout=30,
                        headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
         assert r.status_code == 202, r.text
@@ -132,7 +118,7 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
         again = httpx.post(f"{gw}/advoware/calendar/sync", json={}, timeout=30,
                            headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
         assert again.status_code == 200 and again.json()["dag_run_id"] == run_id
-        af = f"http://127.0.0.1:{ports['airflow']}"
+        af = env["AIRFLOW_API_URL"]
         token = httpx.post(f"{af}/auth/token", json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]},
                            timeout=10).json()["access_token"]
         bearer = {"Authorization": f"Bearer {token}"}

@@ -31,9 +31,9 @@ from include.advoware.client import AdvowareClient
 from include.airflow_api import AirflowApi
 from include.calendar_engine.mapping_google import marker_of
 from include.dag_ids import CALENDAR_SYNC_DAG
-from sandbox.runner import free_port
 from tests.advoware_helpers import sandbox_settings
 from tests.conftest import pg_dsn
+from tests.stack_helpers import stack_env
 from tests.test_demo_stack import devstack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -41,26 +41,11 @@ NEW_PER_EMPLOYEE = 4
 
 
 def _env(tmp_path: Path, hub_db: str, redis_db: int) -> dict[str, str]:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs",
-                                           "trigger_logs")}
-    env = {**os.environ, "DEVSTACK_RUN_DIR": str(tmp_path / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp_path / "af"),
-           "SANDBOX_MODE": "true", "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
-           "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
-           "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
-           "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
-           "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
-           "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp_path / "run" / "sa.json"),
-           "GATEWAY_PORT": str(ports["gateway"]), "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
-           "AIRFLOW_API_USERNAME": "admin", "AIRFLOW_API_PASSWORD": f"e2e-{uuid.uuid4().hex[:12]}",
-           "POSTGRES_DB": hub_db, "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
-           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
-           # only the test starts calendar runs; a task of a dead worker is noticed within 30 s
-           "CALENDAR_SYNC_SCHEDULE": "0 0 1 1 *", "CALENDAR_SYNC_RETRY_DELAY_S": "2",
-           "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-           "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90"}
-    env.pop("AIRFLOW_HOME", None)
-    return env
+    # only the test starts calendar runs; a task of a dead worker is noticed within 30 s
+    return stack_env(tmp_path, hub_db, f"redis://127.0.0.1:6379/{redis_db}",
+                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *", CALENDAR_SYNC_RETRY_DELAY_S="2",
+                     AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
+                     AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90")
 
 
 @pytest.fixture

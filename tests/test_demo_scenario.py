@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -31,32 +30,17 @@ from devstack import demo as devstack_demo
 from include.airflow_api import AirflowApi
 from include.dag_ids import CALENDAR_SYNC_DAG
 from sandbox import advoware as adv_sbx
-from sandbox.runner import free_port
 from tests.conftest import pg_dsn
+from tests.stack_helpers import stack_env
 from tests.test_demo_stack import devstack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def _env(tmp_path: Path, hub_db: str, redis_url: str) -> dict[str, str]:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs",
-                                           "trigger_logs")}
-    env = {**os.environ, "DEVSTACK_RUN_DIR": str(tmp_path / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp_path / "af"),
-           "SANDBOX_MODE": "true", "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
-           "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
-           "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
-           "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
-           "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
-           "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp_path / "run" / "sa.json"),
-           "GATEWAY_PORT": str(ports["gateway"]), "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
-           "AIRFLOW_API_USERNAME": "admin", "AIRFLOW_API_PASSWORD": f"pw-{uuid.uuid4().hex}",
-           "GATEWAY_API_TOKEN": f"tok-{uuid.uuid4().hex}", "GATEWAY_READ_TOKEN": f"rtok-{uuid.uuid4().hex}",
-           "POSTGRES_DB": hub_db, "REDIS_URL": redis_url,
-           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
-           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
-           "CALENDAR_SYNC_SCHEDULE": "0 0 1 1 *", "LOG_LEVEL": "INFO"}
-    env.pop("AIRFLOW_HOME", None)
-    return env
+    return stack_env(tmp_path, hub_db, redis_url, AIRFLOW_API_PASSWORD=f"pw-{uuid.uuid4().hex}",
+                     GATEWAY_API_TOKEN=f"tok-{uuid.uuid4().hex}", GATEWAY_READ_TOKEN=f"rtok-{uuid.uuid4().hex}",
+                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *", LOG_LEVEL="INFO")
 
 
 def _platform_logs(tmp_path: Path) -> dict[str, str]:

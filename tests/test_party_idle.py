@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -25,8 +24,8 @@ import psycopg
 import pytest
 
 from include.airflow_api import AirflowApi
-from sandbox.runner import free_port
 from tests.conftest import pg_dsn
+from tests.stack_helpers import stack_env
 from tests.test_demo_stack import devstack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -35,23 +34,8 @@ SWEEPS = 3
 
 
 def _env(tmp_path: Path, hub_db: str, redis_url: str) -> dict[str, str]:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs",
-                                           "trigger_logs")}
-    env = {**os.environ, "DEVSTACK_RUN_DIR": str(tmp_path / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp_path / "af"),
-           "SANDBOX_MODE": "true", "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
-           "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
-           "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
-           "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
-           "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
-           "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp_path / "run" / "sa.json"),
-           "GATEWAY_PORT": str(ports["gateway"]), "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
-           "AIRFLOW_API_USERNAME": "admin", "AIRFLOW_API_PASSWORD": f"e2e-{uuid.uuid4().hex[:12]}",
-           "POSTGRES_DB": hub_db, "REDIS_URL": redis_url,
-           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
-           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
-           "BETEILIGTE_SYNC_SCHEDULE": "* * * * *", "CALENDAR_SYNC_SCHEDULE": "0 0 1 1 *"}
-    env.pop("AIRFLOW_HOME", None)
-    return env
+    return stack_env(tmp_path, hub_db, redis_url, BETEILIGTE_SYNC_SCHEDULE="* * * * *",
+                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *")
 
 
 def _runs(api: AirflowApi) -> list[dict[str, Any]]:
