@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import random
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ import httpx
 import redis
 
 from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
+from include.retry import RetryPolicy, RetryState, failure_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,33 @@ class TriggerResult:
 
 
 CoalescedOutcome = Literal["triggered", "already_queued"]
+
+
+class ServerError(Exception):
+    """A 5xx answer inside the trigger's retries; after the last attempt its `response` is returned."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response  # a Retry-After on it is honoured (include.retry.retry_after_hint)
+
+
+def _trigger_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.TransportError | ServerError)
+
+
+def trigger_policy(attempts: int, wait_s: float) -> RetryPolicy:
+    """How a trigger POST is repeated on 5xx and transport errors (sync and async client alike):
+    `attempts` in all, waits wait_s·2^(n-1)·uniform(0.5, 1.5), capped at the largest of these steps
+    (a Retry-After, a lower bound, cannot stretch a trigger beyond that either)."""
+    attempts = max(1, attempts)
+    cap = wait_s * 1.5 * 2 ** max(attempts - 2, 0)
+    return RetryPolicy(attempts=attempts, base_s=wait_s, max_s=cap, jitter=(0.5, 1.5), retryable=_trigger_retryable)
+
+
+def raise_for_5xx(r: httpx.Response) -> httpx.Response:
+    if r.status_code >= 500:
+        raise ServerError(r)
+    return r
 
 
 def _jwt_exp(token: str) -> float | None:
@@ -81,6 +108,7 @@ class AirflowApi:
         # a trigger carries its own run id, so repeating it can never start a second run.
         self._trigger_attempts = max(1, trigger_attempts)
         self._retry_wait_s = retry_wait_s
+        self._trigger_policy = trigger_policy(trigger_attempts, retry_wait_s)
         self._username = username
         self._password = password
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
@@ -140,20 +168,19 @@ class AirflowApi:
         raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
 
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        """POST; repeat on 5xx and transport errors with exponential backoff and jitter (bounded)."""
-        for attempt in range(1, self._trigger_attempts + 1):
-            try:
-                r = self.request("POST", path, json=body)
-            except httpx.TransportError:
-                if attempt == self._trigger_attempts:
-                    raise
-            else:
-                if r.status_code < 500 or attempt == self._trigger_attempts:
-                    return r
-                log.info("Airflow answered %s to %s; attempt %d of %d", r.status_code, path, attempt,
-                         self._trigger_attempts)
-            time.sleep(self._retry_wait_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+        """POST; repeat on 5xx and transport errors with exponential backoff and jitter (bounded,
+        include.retry). The last answer is returned, a 5xx included; a transport error is raised."""
+        def log_5xx(state: RetryState) -> None:
+            exc = failure_of(state)
+            if isinstance(exc, ServerError):
+                log.info("Airflow answered %s to %s; attempt %d of %d", exc.response.status_code, path,
+                         state.attempt_number, self._trigger_attempts)
+
+        try:
+            return self._trigger_policy.call(lambda: raise_for_5xx(self.request("POST", path, json=body)),
+                                             before_sleep=log_5xx)
+        except ServerError as exc:
+            return exc.response
 
     def list_runs(self, dag_id: str, *, state: str | None = None, limit: int = 100) -> tuple[list[dict], int]:
         params: dict[str, Any] = {"limit": limit}

@@ -2,21 +2,28 @@
 
 The sync client repeats a failed POST with `time.sleep` between attempts; run in a worker thread,
 twelve callers waiting on a down Airflow held every thread of the default pool, and a proxy write
-(token renewal, audit) waited 11 s behind them (issue 11). Here the waits are `asyncio.sleep`, so a
-caller waiting on Airflow holds no thread, and `deadline_s` bounds the whole call (every attempt,
-every wait): past it the caller gets TimeoutError and answers 503.
+(token renewal, audit) waited 11 s behind them (issue 11). Here the same policy (include.retry) waits
+with `asyncio.sleep`, so a caller waiting on Airflow holds no thread, and `deadline_s` bounds the
+whole call (every attempt, every wait): past it the caller gets TimeoutError and answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from typing import Any
 
 import httpx
 
-from include.airflow_api import AirflowApiError, TriggerResult, _jwt_exp, run_body
+from include.airflow_api import (
+    AirflowApiError,
+    ServerError,
+    TriggerResult,
+    _jwt_exp,
+    raise_for_5xx,
+    run_body,
+    trigger_policy,
+)
 
 
 class AsyncAirflowApi:
@@ -29,6 +36,7 @@ class AsyncAirflowApi:
         self._username, self._password = username, password
         self._trigger_attempts = max(1, trigger_attempts)
         self._retry_wait_s = retry_wait_s
+        self._trigger_policy = trigger_policy(trigger_attempts, retry_wait_s)
         self.deadline_s = deadline_s
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=min(timeout_s, deadline_s),
                                        transport=transport)
@@ -81,17 +89,13 @@ class AsyncAirflowApi:
         raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
 
     async def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        for attempt in range(1, self._trigger_attempts + 1):
-            try:
-                r = await self.request("POST", path, json=body)
-            except httpx.TransportError:
-                if attempt == self._trigger_attempts:
-                    raise
-            else:
-                if r.status_code < 500 or attempt == self._trigger_attempts:
-                    return r
-            await asyncio.sleep(self._retry_wait_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+        async def attempt() -> httpx.Response:
+            return raise_for_5xx(await self.request("POST", path, json=body))
+
+        try:
+            return await self._trigger_policy.acall(attempt)
+        except ServerError as exc:
+            return exc.response
 
     async def get_run(self, dag_id: str, dag_run_id: str) -> dict[str, Any]:
         async with asyncio.timeout(self.deadline_s):

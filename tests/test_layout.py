@@ -222,3 +222,51 @@ def test_no_import_cycle_between_modules_of_include() -> None:
     graph = {m: {t for t in include_imports(f) if t in modules and t != m} for m, f in modules.items()}
     assert len(graph) > 40
     assert find_cycle(graph) is None
+
+
+# -- retries: one policy, one Retry-After parser (include/retry.py) ------------------------------
+RETRY_MODULE = ROOT / "include" / "retry.py"
+CODE_FOLDERS = ["dags", "plugins", "include", "webhook_gateway", "sandbox", "devstack", "tests", "bench"]
+
+
+def retry_after_reads(path: Path) -> list[str]:
+    """What in a file reads or parses a Retry-After: the header's name as a string (or bytes) of its
+    own, a function named like a Retry-After parser, email.utils' date parsing (HTTP-dates)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+            text = node.value.decode("latin-1") if isinstance(node.value, bytes) else node.value
+            if text.strip().lower() == "retry-after":
+                found.append(f"line {node.lineno}: {text!r}")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "retry_after" in node.name.lower():
+            found.append(f"line {node.lineno}: def {node.name}")
+        elif isinstance(node, ast.Attribute | ast.Name | ast.alias):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) \
+                else node.name
+            if name.startswith("parsedate"):
+                found.append(f"line {getattr(node, 'lineno', '?')}: {name}")
+    return found
+
+
+def test_retry_after_reads_are_found(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text('"""Honours `Retry-After` (prose is fine)."""\nimport email.utils\n'
+                 'def _retry_after(r):\n    return r.headers.get("Retry-After")\n'
+                 'def g(h):\n    return email.utils.parsedate_to_datetime(h[b"retry-after"])\n')
+    assert len(retry_after_reads(f)) == 4
+
+
+def test_tenacity_is_imported_only_by_include_retry() -> None:
+    """Every HTTP client retries through include/retry.py; none builds its own tenacity loop."""
+    files = [p for folder in CODE_FOLDERS for p in python_files(folder) if p != RETRY_MODULE]
+    assert files and "tenacity" in imported_roots(RETRY_MODULE)
+    assert offenders(files, {"tenacity"}) == {}
+
+
+def test_retry_after_is_read_in_include_only_by_include_retry() -> None:
+    """One Retry-After parser. (The gateway sends and passes on Retry-After headers: webhook_gateway/.)"""
+    assert retry_after_reads(RETRY_MODULE)
+    found = {str(p.relative_to(ROOT)): reads for p in python_files("include")
+             if p != RETRY_MODULE and (reads := retry_after_reads(p))}
+    assert found == {}

@@ -17,10 +17,8 @@ from typing import Any
 import aiohttp
 import redis
 from multidict import CIMultiDictProxy
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from include.advoware.client import (
-    RETRYABLE_METHODS,
     Params,
     _Base,
     check_write,
@@ -28,7 +26,6 @@ from include.advoware.client import (
     error_for_response,
     log,
     log_retry,
-    retryable,
 )
 from include.advoware.errors import AdvowareConnectionError, AdvowareError, AdvowareTimeout
 from include.settings import AdvowareSettings
@@ -135,17 +132,10 @@ class AsyncAdvowareClient(_Base):
                 raise error_for_response(resp, method, endpoint)  # type: ignore[arg-type]
             return resp
 
-        allowed = (method in RETRYABLE_METHODS) if retry is None else retry
-        if not allowed or self.settings.max_retries <= 0:
+        policy = self._policy(method, retry)  # the sync client's policy; its waits are asyncio.sleep
+        if policy is None:
             return await attempt()
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-            before_sleep=log_retry(method, endpoint),
-        )
-        return await retrying(attempt)
+        return await policy.acall(attempt, before_sleep=log_retry(method, endpoint))
 
     async def _send(
         self, method: str, path: str, params: Params, content: bytes | None, timeout: float | None

@@ -2,16 +2,15 @@
 
 The async twin (`include.advoware.async_client`) shares everything here but the transport.
 
-Retry policy: 429, 5xx (503 honouring `Retry-After`), timeouts and dropped connections are retried
-with exponential backoff and jitter for GET, PUT and DELETE. A POST is never retried unless its
-caller passes `retry=True` (it may have created something before the answer got lost). A 401 from
-the API renews the token once and repeats the call, for every method: the request was rejected
-before anything happened.
+Retry policy (the shared one of `include.retry`): 429, 5xx (503 honouring `Retry-After`), timeouts
+and dropped connections are retried with exponential backoff and jitter for GET, PUT and DELETE. A
+POST is never retried unless its caller passes `retry=True` (it may have created something before
+the answer got lost). A 401 from the API renews the token once and repeats the call, for every
+method: the request was rejected before anything happened.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import threading
 import time
@@ -21,7 +20,6 @@ from typing import Any
 
 import httpx
 import redis
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from include.advoware.discovery import Endpoints, discover
 from include.advoware.errors import (
@@ -36,6 +34,7 @@ from include.advoware.errors import (
 )
 from include.advoware.signing import TOKEN_PATH, token_request_body
 from include.advoware.token_cache import Token, TokenCache, cache_key
+from include.retry import RetryPolicy, RetryState, failure_of, next_wait_of, retry_after_of
 from include.settings import AdvowareSettings
 
 log = logging.getLogger("include.advoware")
@@ -62,21 +61,6 @@ def check_write(settings: AdvowareSettings, method: str, endpoint: str) -> None:
         )
 
 
-def retry_after_of(resp: httpx.Response) -> float | None:
-    raw = resp.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-        return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
 def error_for_response(resp: httpx.Response, method: str, endpoint: str) -> AdvowareError:
     return error_for_status(method, endpoint, resp.status_code, retry_after_of(resp))
 
@@ -100,26 +84,18 @@ def retryable(exc: BaseException) -> bool:
     return isinstance(exc, AdvowareRateLimited | AdvowareUnavailable)
 
 
-class BackoffWait:
-    """tenacity wait: the server's Retry-After when given, else exponential backoff with jitter."""
-
-    def __init__(self, base_s: float, max_s: float) -> None:
-        self._max_s = max_s
-        self._exp = wait_exponential_jitter(initial=base_s, max=max_s, jitter=base_s)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        after = getattr(exc, "retry_after", None)
-        if after is not None:
-            return min(float(after), self._max_s)
-        return float(self._exp(state))
+def retry_policy(max_retries: int, base_s: float, max_s: float) -> RetryPolicy:
+    """The client's policy (include/retry.py): ADVOWARE_MAX_RETRIES retries after the first attempt,
+    waits base·2^(n-1)·uniform(1, 2), at most `max_s`, at least a Retry-After (capped as well)."""
+    return RetryPolicy(attempts=max(max_retries, 0) + 1, base_s=base_s, max_s=max_s, jitter=(1.0, 2.0),
+                       retryable=retryable)
 
 
-def log_retry(method: str, endpoint: str):  # -> tenacity before_sleep callback
-    def _log(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+def log_retry(method: str, endpoint: str):  # -> the policy's before_sleep callback
+    def _log(state: RetryState) -> None:
+        exc = failure_of(state)
         status = getattr(exc, "status", None)
-        wait = state.next_action.sleep if state.next_action else 0.0
+        wait = next_wait_of(state)
         log.warning(
             "advoware %s %s failed (%s%s), attempt %d, retrying in %.2fs",
             method,
@@ -206,7 +182,8 @@ class _Base:
         self.settings = settings or AdvowareSettings()
         self._redis = redis_client if redis_client is not None else make_redis(redis_url)
         self._renew_before_s = renew_before_s
-        self._wait = BackoffWait(backoff_base_s, backoff_max_s)
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
         self._endpoints: Endpoints | None = None
         self._token_cache: TokenCache | None = None
         self._setup_lock = threading.Lock()
@@ -239,17 +216,12 @@ class _Base:
     def url(self, path: str) -> str:
         return self.endpoints.api_base + API_PREFIX + path.lstrip("/")
 
-    def _retrying(self, method: str, endpoint: str, retry: bool | None) -> Retrying | None:
+    def _policy(self, method: str, retry: bool | None) -> RetryPolicy | None:
+        """The retry policy of one call, None when it is sent once (a POST unless its caller allows)."""
         allowed = (method in RETRYABLE_METHODS) if retry is None else retry
         if not allowed or self.settings.max_retries <= 0:
             return None
-        return Retrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-            before_sleep=log_retry(method, endpoint),
-        )
+        return retry_policy(self.settings.max_retries, self._backoff_base_s, self._backoff_max_s)
 
 
 # -- the sync client -------------------------------------------------------------------------------
@@ -317,8 +289,8 @@ class AdvowareClient(_Base):
                 raise error_for_response(resp, method, endpoint)
             return resp
 
-        retrying = self._retrying(method, endpoint, retry)
-        return attempt() if retrying is None else retrying(attempt)
+        policy = self._policy(method, retry)
+        return attempt() if policy is None else policy.call(attempt, before_sleep=log_retry(method, endpoint))
 
     def _send(
         self, method: str, path: str, params: Params, json: Any, timeout: float | None

@@ -1,11 +1,11 @@
 """Synchronous EspoCRM REST client (API key auth), the same against the sandbox and a real EspoCRM.
 
-Retries: GET/PUT/PATCH/DELETE are retried with exponential backoff and jitter (tenacity) on 429, 5xx
-and transport errors, honouring `Retry-After`. POST is not idempotent, so it is retried only when
-the request surely never reached EspoCRM (connection refused / connect timeout) or was refused with
-429. Two consequences of retrying are resolved here, because the first attempt may have landed
-even though its answer was lost: an update whose retry answers 409 is a success if the record
-already holds our values; a delete whose retry answers 404 is a success.
+Retries: GET/PUT/PATCH/DELETE are retried with exponential backoff and jitter (the shared policy of
+`include.retry`) on 429, 5xx and transport errors, honouring `Retry-After`. POST is not idempotent,
+so it is retried only when the request surely never reached EspoCRM (connection refused / connect
+timeout) or was refused with 429. Two consequences of retrying are resolved here, because the first
+attempt may have landed even though its answer was lost: an update whose retry answers 409 is a
+success if the record already holds our values; a delete whose retry answers 404 is a success.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from include.espocrm.errors import (
     ConflictError,
@@ -27,6 +26,7 @@ from include.espocrm.errors import (
     UnavailableError,
     error_for,
 )
+from include.retry import RetryPolicy, RetryState, failure_of, retry_after_of
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,6 @@ def where_params(where: Where | None) -> builtins.list[tuple[str, str]]:
     return out
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
 class EspoCrmClient:
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0, *, max_retries: int = 4,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
@@ -133,7 +125,7 @@ class EspoCrmClient:
                     data = None
             reason = response.headers.get("x-status-reason", "")[:200]
             err = error_for(method, "/" + path, response.status_code, reason, data)
-            err.retry_after = _retry_after(response)
+            err.retry_after = retry_after_of(response)
             raise err
         if not response.content:
             return None
@@ -148,29 +140,21 @@ class EspoCrmClient:
                 isinstance(exc, TransientError) and exc.status == 429)
         return check
 
-    def _wait(self, state: RetryCallState) -> float:
-        import random
-
-        exp = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (state.attempt_number - 1))
-        delay = exp + random.uniform(0, self.backoff_initial_s)  # jitter spreads parallel workers
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after:
-            delay = max(delay, min(retry_after, self.backoff_max_s))
-        return delay
+    def _policy(self, method: str) -> RetryPolicy:
+        """`max_retries` retries after the first attempt; waits initial·2^(n-1)·uniform(1, 2), at most
+        `backoff_max_s` (the jitter spreads parallel workers), at least a Retry-After (capped as well)."""
+        return RetryPolicy(attempts=max(self.max_retries, 0) + 1, base_s=self.backoff_initial_s,
+                           max_s=self.backoff_max_s, jitter=(1.0, 2.0), retryable=self._retryable(method))
 
     @staticmethod
-    def _log_retry(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
+    def _log_retry(state: RetryState) -> None:
+        exc = failure_of(state)
         log.warning("EspoCRM retry %d: %s", state.attempt_number, exc)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call below /api/v1 with the retry policy of its method; raises EspoCrmError."""
         method = method.upper()
-        retrying = Retrying(stop=stop_after_attempt(self.max_retries + 1), wait=self._wait,
-                            retry=retry_if_exception(self._retryable(method)),
-                            before_sleep=self._log_retry, reraise=True)
-        for attempt in retrying:
+        for attempt in self._policy(method).retrying(before_sleep=self._log_retry):
             with attempt:
                 try:
                     return self._once(method, path, **kwargs)

@@ -123,17 +123,6 @@ def classify(exc: BaseException) -> Verdict:
     return "final"
 
 
-def retry_after_s(exc: BaseException) -> float | None:
-    """The server's Retry-After in seconds, if it sent one (the python client ignores it)."""
-    if not isinstance(exc, HttpError):
-        return None
-    value = exc.resp.get("retry-after") if hasattr(exc.resp, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def describe(exc: BaseException) -> str:
     """Short text for logs and last_error: status and reason only, never a body."""
     if isinstance(exc, HttpError):

@@ -1,4 +1,4 @@
-"""Request budget per quota user, shared by every process through Redis, plus backoff.
+"""Request budget per quota user, shared by every process through Redis, plus the calls' retries.
 
 Google counts requests per user on a *sliding* window (600 per minute). A classic token bucket with
 burst capacity B and refill N/W can put B + N requests into one window and get rejected, while
@@ -10,6 +10,9 @@ writer reach the quota floor.
 A token is stamped when taken and stamped again when the answer is in (`settle`): the server
 counted the request somewhere in between, so holding the token one window past the answer can
 never put more than N requests into the server's window, however slow the server or the network.
+
+Retries (`Backoff`) are the shared policy of `include.retry`, with Google's classification of
+failures (`include.google_calendar.errors.classify`).
 
 Key: `gcal:ratelimit:<quota user>` (sorted set of spent tokens scored by Redis server time, in
 microseconds) and `gcal:ratelimit:<quota user>:seq` (counter naming the tokens).
@@ -32,8 +35,8 @@ from include.google_calendar.errors import (
     RetriesExhausted,
     classify,
     describe,
-    retry_after_s,
 )
+from include.retry import RetryPolicy, RetryState, failure_of, next_wait_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -154,12 +157,17 @@ class RateLimiter:
         return int(self.redis.zcount(self._key(user)[0], now_us - self._window_us, "+inf"))
 
 
+def _retryable(exc: BaseException) -> bool:
+    return classify(exc) == "retry"
+
+
 @dataclass
 class Backoff:
-    """Exponential backoff with jitter: the k-th wait is d/2 + uniform(0, d/2), d = min(cap, base*2^k).
+    """The Google calls' retry policy (include/retry.py): the k-th wait (k from 0) is d/2 + uniform(0,
+    d/2), d = min(cap, base*2^k); a rate limit, 5xx or lost connection is retried `max_retries` times.
 
     Half of each wait is fixed so a series of retries surely outlasts a short rate-limit window;
-    a server's Retry-After is a lower bound.
+    a server's Retry-After is a lower bound (capped at `cap_s`).
     """
 
     base_s: float = 1.0
@@ -169,11 +177,15 @@ class Backoff:
     retries: int = field(default=0, init=False)  # all retries done through this policy
     _lock: Lock = field(default_factory=Lock, init=False, repr=False)
 
+    @property
+    def policy(self) -> RetryPolicy:
+        """The shared policy with this backoff's numbers (read at each call: tests change them)."""
+        return RetryPolicy(attempts=max(self.max_retries, 0) + 1, base_s=self.base_s, max_s=self.cap_s,
+                           jitter=(0.5, 1.0), retryable=_retryable, sleep=self.sleep)
+
     def delay(self, attempt: int, exc: BaseException | None = None) -> float:
-        d = min(self.cap_s, self.base_s * (2 ** attempt))
-        wait = d / 2 + random.uniform(0, d / 2)
-        ra = retry_after_s(exc) if exc is not None else None
-        return max(wait, min(ra, self.cap_s)) if ra else wait
+        """The wait after retry number `attempt` (from 0) that failed with `exc`."""
+        return self.policy.delay(attempt + 1, exc)
 
     def count_retry(self) -> None:
         with self._lock:
@@ -182,22 +194,25 @@ class Backoff:
     def run(self, fn: Callable[[], T], *, operation: str, quota_user: str,
             before_attempt: Callable[[], None] | None = None) -> T:
         """Call fn until it succeeds or fails finally. quotaExceeded is never retried."""
-        attempt = 0
-        while True:
+        policy = self.policy
+
+        def attempt() -> T:
             if before_attempt is not None:
                 before_attempt()
-            try:
-                return fn()
-            except Exception as exc:  # classified below; anything unknown is re-raised as is
-                verdict = classify(exc)
-                if verdict == "quota":
-                    raise QuotaExceeded(quota_user, operation, describe(exc)) from exc
-                if verdict != "retry":
-                    raise
-                if attempt >= self.max_retries:
-                    raise RetriesExhausted(operation, attempt + 1, exc) from exc
-                wait = self.delay(attempt, exc)
-                log.info("google %s: %s, retry %d in %.2fs", operation, describe(exc), attempt + 1, wait)
-                self.count_retry()
-                self.sleep(wait)
-                attempt += 1
+            return fn()
+
+        def before_sleep(state: RetryState) -> None:
+            exc = failure_of(state)
+            log.info("google %s: %s, retry %d in %.2fs", operation, describe(exc) if exc else "",
+                     state.attempt_number, next_wait_of(state))
+            self.count_retry()
+
+        try:
+            return policy.call(attempt, before_sleep=before_sleep)
+        except Exception as exc:  # classified below; anything unknown is re-raised as is
+            verdict = classify(exc)
+            if verdict == "quota":
+                raise QuotaExceeded(quota_user, operation, describe(exc)) from exc
+            if verdict == "retry":  # retryable, so it failed every attempt
+                raise RetriesExhausted(operation, policy.attempts, exc) from exc
+            raise
