@@ -116,16 +116,15 @@ def last_party_run(conn: psycopg.Connection) -> dict[str, Any] | None:
 
 
 def employees(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """One row per employee known to any of the calendar tables, by employee code."""
+    """One row per employee (Kürzel) known to any of the calendar tables."""
     cals, links, runs = calendars(conn), link_counts(conn), last_calendar_runs(conn)
     out = []
-    for code in sorted(set(cals) | set(links) | set(runs)):
-        cal = cals.get(code)
+    for employee in sorted(set(cals) | set(links) | set(runs)):
         out.append({
-            "employee": code,
-            "calendar": cal,  # None: links or runs exist, but no calendar row (not provisioned)
-            "links": links.get(code, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
-            "last_run": runs.get(code),
+            "employee": employee,
+            "calendar": cals.get(employee),  # None: links or runs exist, but no calendar row (not provisioned)
+            "links": links.get(employee, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
+            "last_run": runs.get(employee),
         })
     return out
 

@@ -156,18 +156,18 @@ def link(href: str | None, text: str) -> str:
 
 def employees_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     rows = []
-    for emp in status["employees"]:
-        cal, hub_links, run = emp["calendar"] or {}, emp["links"], emp["last_run"]
+    for row in status["employees"]:
+        cal, hub_links, run = row["calendar"] or {}, row["links"], row["last_run"]
         token = {True: "yes", False: "<span class=warn>no</span>"}.get(cal.get("has_sync_token"), "–")
-        code = emp["employee"]
+        employee = row["employee"]
         rows.append([
-            f"<code>{e(code)}</code>",
-            (f"<code>{e(cal.get('calendar_id'))}</code>" if emp["calendar"] else "<span class=warn>no calendar</span>")
+            f"<code>{e(employee)}</code>",
+            (f"<code>{e(cal.get('calendar_id'))}</code>" if row["calendar"] else "<span class=warn>no calendar</span>")
             + f"<span class='ago muted'>{e(cal.get('mode'))}"
             + ("" if cal.get("active", True) else " (inactive)") + f"; sync token {token}</span>",
             when(cal.get("last_full_sync_at"), now),
             *(_n(hub_links.get(s, 0), bad=s in ("failed", "conflict")) for s in SHOWN_LINK_STATUSES),
-            run_status(run) + (" " + link(links.employee_logs.get(code), "log") if run else ""),
+            run_status(run) + (" " + link(links.employee_logs.get(employee), "log") if run else ""),
             when(run["finished_at"] or run["started_at"], now) if run else "–",
             counts(run["counts"]) if run else "–",
             f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
