@@ -86,6 +86,16 @@ def _jwt_exp(token: str) -> float | None:
         return None
 
 
+def trigger_result(dag_id: str, body: dict[str, Any], r: httpx.Response) -> TriggerResult:
+    """The answer to a trigger POST: created (200/201), already there (409, same run id), or an error."""
+    if r.status_code in (200, 201):
+        data = r.json()
+        return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
+    if r.status_code == 409:
+        return TriggerResult(body["dag_run_id"], False)
+    raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+
+
 def run_body(conf: dict[str, Any] | None, dag_run_id: str | None, note: str | None) -> dict[str, Any]:
     """The POST body of a new run (`logical_date: null`)."""
     # Name the run here when the caller did not: then a repeated POST is idempotent (409).
@@ -159,13 +169,7 @@ class AirflowApi:
                 note: str | None = None) -> TriggerResult:
         """Create a run now (`logical_date: null`); a repeated `dag_run_id` → created=False (409)."""
         body = run_body(conf, dag_run_id, note)
-        r = self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body)
-        if r.status_code in (200, 201):
-            data = r.json()
-            return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
-        if r.status_code == 409:
-            return TriggerResult(body["dag_run_id"], False)
-        raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+        return trigger_result(dag_id, body, self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body))
 
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST; repeat on 5xx and transport errors with exponential backoff and jitter (bounded,

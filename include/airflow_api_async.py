@@ -23,6 +23,7 @@ from include.airflow_api import (
     raise_for_5xx,
     run_body,
     trigger_policy,
+    trigger_result,
 )
 
 
@@ -81,12 +82,7 @@ class AsyncAirflowApi:
         body = run_body(conf, dag_run_id, note)
         async with asyncio.timeout(self.deadline_s):
             r = await self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body)
-        if r.status_code in (200, 201):
-            data = r.json()
-            return TriggerResult(data.get("dag_run_id"), True, data.get("state"))
-        if r.status_code == 409:
-            return TriggerResult(body["dag_run_id"], False)
-        raise AirflowApiError(f"trigger {dag_id} failed: HTTP {r.status_code} {r.text[:300]}", r.status_code)
+        return trigger_result(dag_id, body, r)
 
     async def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
         async def attempt() -> httpx.Response:
