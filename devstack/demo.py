@@ -15,14 +15,33 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from include.dag_ids import CALENDAR_SYNC_DAG
+from include.retry import RetryPolicy
 from include.settings import Settings
 
 Say = Callable[[str], None]
+T = TypeVar("T")
+
+
+def _airflow_busy(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code >= 500
+    return isinstance(exc, httpx.TransportError)
+
+
+# `airflow standalone` keeps its metadata in SQLite: while the scheduler writes, the REST API answers
+# 500 ("Database error"). Six attempts over about half a minute at most.
+_AIRFLOW_BUSY = RetryPolicy(attempts=6, base_s=0.5, max_s=8.0, retryable=_airflow_busy)
+
+
+def airflow_retrying(fn: Callable[[], T]) -> T:
+    """Run `fn` (idempotent calls of Airflow's REST API) again while Airflow answers 5xx or cannot be
+    reached; the last failure is raised."""
+    return _AIRFLOW_BUSY.call(fn)
 
 # Small on purpose: the demo must come up quickly on a laptop.
 SEEDS: dict[str, dict[str, int]] = {

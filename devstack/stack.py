@@ -418,7 +418,7 @@ class Stack:
     def prepare_airflow(self, stale_before: str | None = None) -> None:
         """Unpause the DAGs, create the pools, and (after a sandbox restart) end the runs of the previous
         demo; the stack runs even if this fails (say why)."""
-        try:
+        def prepare() -> None:  # every step is idempotent: repeated while Airflow's SQLite is busy
             token = self.airflow_token()
             if stale_before:
                 devstack_demo.fail_stale_runs(self.airflow_url(), token, stale_before, self.say)
@@ -426,6 +426,9 @@ class Stack:
             if unpaused:
                 self.say(f"unpaused DAGs: {', '.join(unpaused)}")
             devstack_demo.ensure_pools(self.airflow_url(), token, self.say)
+
+        try:
+            devstack_demo.airflow_retrying(prepare)
         except httpx.HTTPError as exc:
             self.say(f"warning: could not prepare Airflow (unpause DAGs, pools): {exc}")
 

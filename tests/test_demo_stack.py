@@ -23,8 +23,10 @@ import httpx
 import psutil
 import psycopg
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from sandbox.runner import free_port
+from sandbox.runner import ServerThread, free_port
 from tests.conftest import pg_dsn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,3 +206,40 @@ def check_demo_prepared(env: dict[str, str], ports: dict[str, int], af: str, hea
     pools = httpx.get(f"{af}/api/v2/pools", headers=headers, timeout=AIRFLOW_TIMEOUT_S).json()["pools"]
     assert {p["name"]: p["slots"] for p in pools if p["name"] != "default_pool"} == {
         "google_calendar_api": 4, "advoware_api": 4}
+
+
+def test_preparing_airflow_outlasts_a_locked_sqlite(tmp_path: Path) -> None:
+    """`airflow standalone` keeps its metadata in SQLite: while the scheduler writes, the REST API
+    answers 500 "Database error" (seen in CI on POST /api/v2/pools). The stack must still get its pools
+    (a task in a missing pool never runs), so the idempotent preparation is repeated."""
+    from devstack.demo import POOLS, airflow_retrying, ensure_pools
+
+    app, pools, answers = FastAPI(), {}, []
+
+    @app.post("/api/v2/pools")
+    async def create(request: Request) -> JSONResponse:
+        body = await request.json()
+        if not answers:  # the first write meets the scheduler's lock
+            answers.append(500)
+            return JSONResponse({"detail": {"reason": "Database error"}}, status_code=500)
+        if body["name"] in pools:
+            answers.append(409)
+            return JSONResponse({"detail": "exists"}, status_code=409)
+        pools[body["name"]] = body["slots"]
+        answers.append(201)
+        return JSONResponse(body, status_code=201)
+
+    @app.patch("/api/v2/pools/{name}")
+    async def resize(name: str, request: Request) -> JSONResponse:
+        pools[name] = (await request.json())["slots"]
+        answers.append(200)
+        return JSONResponse({"name": name, "slots": pools[name]})
+
+    server = ServerThread(app).start()
+    try:
+        said: list[str] = []
+        sizes = airflow_retrying(lambda: ensure_pools(server.url, "token", said.append))
+    finally:
+        server.stop()
+    assert pools == sizes == POOLS
+    assert answers[0] == 500 and said == ["Airflow pools: " + ", ".join(f"{n}={s}" for n, s in POOLS.items())]
