@@ -110,7 +110,11 @@ def build_env(
     }
     if executor == "celery":
         env.update(celery_env(settings))
-    elif executor != "local":
+    elif executor == "local":
+        # SQLite metadata: a writer waits for the lock instead of failing after 5 s (API 500s)
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "include.hooks.sqlite_metadata.CONNECT_ARGS"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "include.hooks.sqlite_metadata.CONNECT_ARGS_ASYNC"
+    else:
         raise ValueError(f"unknown executor {executor!r} (local or celery)")
     env.update(connections(settings, root))
     env.update(variables(settings))

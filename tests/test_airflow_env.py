@@ -74,3 +74,21 @@ def test_password_file_holds_the_configured_login(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"admin": "x"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "x" not in json.dumps(airflow_env.masked({"AIRFLOW_API_PASSWORD": "x"}))
+
+
+def test_sqlite_metadata_waits_for_its_lock_and_postgres_gets_no_sqlite_arguments(tmp_path: Path) -> None:
+    """The demo's SQLite: a writer waits up to 30 s for the lock (the driver's 5 s made the API answer
+    500 while the scheduler wrote); the Celery stack's PostgreSQL must not get sqlite3's arguments."""
+    import importlib
+
+    def resolve(path: str) -> dict:  # as Airflow's conf.getimport does
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+    local = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run")
+    assert local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    assert resolve(local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"])["timeout"] >= 30
+    assert resolve(local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"])["timeout"] >= 30
+    celery = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run", executor="celery")
+    assert celery["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
+    assert not any(k.startswith("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS") for k in celery)
