@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
     data = request_bytes()
-    edge = edge_protocol(EdgeLimits())
+    edge = edge_protocol(EdgeLimits.defaults())
     load_before = os.getloadavg()
 
     async def measure() -> dict[str, list[float]]:

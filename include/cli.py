@@ -47,12 +47,13 @@ def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from include.hub.db import current_revision, heads, migrate
 
-    before = current_revision(_dsn(settings))
-    migrate(_dsn(settings))
-    after = current_revision(_dsn(settings))
+    dsn = _dsn(settings)
+    before = current_revision(dsn)
+    migrate(dsn)
+    after, expected = current_revision(dsn), heads()
     where = f"sync hub {settings.postgres.db} on {settings.postgres.host}:{settings.postgres.port}"
-    if after not in heads():
-        print(f"{where}: at revision {after}, expected one of {heads()}", file=sys.stderr)
+    if after not in expected:
+        print(f"{where}: at revision {after}, expected one of {expected}", file=sys.stderr)
         return 1
     print(f"{where}: up to date (revision {after}{', was ' + str(before) if before != after else ''})")
     return 0

@@ -35,6 +35,8 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from include.settings import GatewaySettings
+
 _HEAD, _BODY = "head", "body"
 SWEEP_S = 0.5
 LINGER_S = 2.0  # after a refusal: how long what the client still sends is read and dropped
@@ -42,20 +44,29 @@ LINGER_S = 2.0  # after a refusal: how long what the client still sends is read 
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 20.0
-    keep_alive_s: float = 5.0
-    max_header_bytes: int = 16 * 1024
-    max_headers: int = 100
-    max_connections: int = 256
+    """The edge limits of GatewaySettings (GATEWAY_*), where their defaults are written."""
+
+    header_timeout_s: float
+    body_timeout_s: float
+    keep_alive_s: float
+    max_header_bytes: int
+    max_headers: int
+    max_connections: int
+
+    @classmethod
+    def of(cls, gw: GatewaySettings) -> EdgeLimits:
+        return cls(header_timeout_s=gw.header_timeout_s, body_timeout_s=gw.body_timeout_s,
+                   keep_alive_s=gw.keep_alive_s, max_header_bytes=gw.max_header_bytes,
+                   max_headers=gw.max_headers, max_connections=gw.max_connections)
 
     @classmethod
     def from_settings(cls, settings: Any) -> EdgeLimits:
-        gw = settings.gateway
-        return cls(header_timeout_s=gw.header_timeout_s, body_timeout_s=gw.body_timeout_s,
-                   keep_alive_s=gw.keep_alive_s,
-                   max_header_bytes=gw.max_header_bytes, max_headers=gw.max_headers,
-                   max_connections=gw.max_connections)
+        return cls.of(settings.gateway)
+
+    @classmethod
+    def defaults(cls) -> EdgeLimits:
+        """The documented defaults, without reading the environment or .env."""
+        return cls.of(GatewaySettings.model_construct())
 
 
 def _refusal(status: int, reason: bytes, error: str, message: str, request_id: str | None,
@@ -71,7 +82,7 @@ class _HeadTooLarge(Exception):
 
 
 class EdgeProtocol(HttpToolsProtocol):
-    limits: EdgeLimits = EdgeLimits()
+    limits: EdgeLimits = EdgeLimits.defaults()
     over_capacity: Any = None  # the ASGI app answering 503 past max_connections (edge_protocol sets it)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
