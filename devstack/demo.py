@@ -297,6 +297,9 @@ def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str
         say(table(hub, run_id))
     first = _calendar_run(settings, gateway_url, airflow_url, {"full_content": True}, say, timeout_s)
     say(table(hub, first) + ("\n(nothing changed since the scheduled run: no writes)" if earlier else ""))
+    say("calendar: SYNC_ANONYMIZE=true: Google holds \"Termin\" and the times, no title, note, place or matter"
+        if settings.sync.anonymize else
+        "calendar: SYNC_ANONYMIZE=false: Google holds title, note, place and matter (a deliberate choice)")
     employees = sorted(r["employee"] for r in rows(hub, first) if r["status"] == "success")
     if not employees:
         raise RuntimeError(f"calendar run {first} synced no employee")

@@ -145,7 +145,9 @@ class SyncSettings(BaseSettings):
     window_days_ahead: int = 365
     conflict_policy: Literal["advoware_wins", "google_wins", "last_change_wins"] = "advoware_wins"
     include_shared_pool: bool = False
-    anonymize: bool = False
+    # Privacy by default (professional secrecy, GDPR art. 25): Google gets "Termin" and the times only.
+    # false is a deliberate choice of the firm (README, "What goes to Google").
+    anonymize: bool = True
     delete_threshold_ratio: float = 0.20
     delete_threshold_min: int = 10
     party_max_attempts: int = 5
