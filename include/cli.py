@@ -1,7 +1,8 @@
 """`kanzlei-sync`: the operator's command line (a thin dispatcher; each command lives in a small function).
 
+  kanzlei-sync check [--only SERVICE] [--employee K] one harmless read per service: verdict and fix
   kanzlei-sync migrate                               bring the sync hub's tables up to date (Alembic)
-  kanzlei-sync register-webhooks --gateway-url URL   register CBeteiligte.create/update/delete in EspoCRM
+  kanzlei-sync register-webhooks [--gateway-url URL] register CBeteiligte.create/update/delete in EspoCRM
   kanzlei-sync dead-letters list [--all] [--source S] [--limit N] [--json]
   kanzlei-sync dead-letters replay ID [--no-trigger]
   kanzlei-sync drain [--once] [--batch-size N] ...   drain the party queue outside Airflow
@@ -25,12 +26,28 @@ from typing import Any
 from include.settings import Settings, get_settings
 
 WEBHOOK_EVENTS = ("create", "update", "delete")
+SERVICES = ("advoware", "google", "espocrm", "hub", "redis", "airflow", "smtp")  # include.checks.run
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from include.checks.run import passed, run_all
+    from include.checks.verdict import render
+
+    verdicts = run_all(settings, only=args.only, employees=args.employee)
+    if args.json:
+        print(json.dumps([v.as_dict() for v in verdicts], indent=2, ensure_ascii=False))
+    else:
+        print(render(verdicts))
+    return 0 if passed(verdicts, strict=args.strict) else 1
 
 
 def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from include.espocrm.client import EspoCrmClient
 
-    gateway = args.gateway_url.rstrip("/")
+    gateway = (args.gateway_url or settings.gateway.public_url).rstrip("/")
+    if not gateway:
+        print("error: give --gateway-url or set GATEWAY_PUBLIC_URL", file=sys.stderr)
+        return 2
     entity = settings.espocrm.entity
     pairs: list[str] = []
     with EspoCrmClient.from_settings(settings.espocrm) as client:
@@ -207,11 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("check", help="one harmless read per configured service: a verdict and the fix each "
+                                     "(exit 0 only when none failed)")
+    p.add_argument("--only", action="append", choices=SERVICES, help="only this service (repeatable)")
+    p.add_argument("--employee", action="append", help="check delegation only for this Kürzel (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help="a skip (something not configured) fails too")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("migrate", help="bring the sync hub's tables up to date")
     p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("register-webhooks", help="register the EspoCRM webhooks and print their secrets")
-    p.add_argument("--gateway-url", required=True, help="public base URL of the webhook gateway")
+    p.add_argument("--gateway-url", help="public base URL of the webhook gateway (default GATEWAY_PUBLIC_URL)")
     p.set_defaults(func=_cmd_register_webhooks)
 
     dl = sub.add_parser("dead-letters", help="list or replay dead letters").add_subparsers(dest="action",

@@ -120,6 +120,8 @@ class GatewaySettings(BaseSettings):
     proxy_allow: str = "Termine,Mitarbeiter,Beteiligte"
     proxy_max_body_bytes: int = 1024 * 1024
     airflow_ui_url: str = ""
+    # The gateway's URL as EspoCRM reaches it: where the webhooks must point (register-webhooks, check).
+    public_url: str = ""
     # The edge (webhook_gateway/server.py): how long a request's head and body may take, how large
     # the head may be, how many connections are served (docs/interfaces.md, "Gateway limits").
     header_timeout_s: float = 10.0
