@@ -178,7 +178,17 @@ def airflow_sources() -> Sources:
         return Sources.from_urls(dsn, get_settings().redis_url)
 
 
-status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost())
+def run_checks() -> list[Any]:
+    """The connection check with the .env settings (every component gets them): imported on first use,
+    since every Airflow process loads this plugin."""
+    from include.checks.run import run_all
+    from include.settings import get_settings
+
+    return run_all(get_settings())
+
+
+status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost(),
+                        checks=run_checks)
 
 
 class SyncStatusPlugin(AirflowPlugin):

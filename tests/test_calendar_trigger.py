@@ -197,6 +197,6 @@ def test_triggers_waiting_on_a_down_airflow_do_not_hold_up_a_proxy_write(airflow
     assert write.status_code == 200
     assert pending == 12  # the write finished while all twelve triggers still waited on Airflow
     assert [a.status_code for a in answers] == [503] * 12
-    assert all(a.json()["error"] == "Airflow is not reachable; try again" for a in answers)
+    assert all(a.json()["message"] == "Airflow is not reachable; try again" for a in answers)
     assert waited < TRIGGER_DEADLINE_S + 30  # bounded: the deadline, with room for a loaded machine
     assert [(r["method"], r["status"]) for r in audit_rows(hub)] == [("POST", 200)]

@@ -128,7 +128,8 @@ def test_an_espocrm_key_without_rights_and_webhooks_pointing_elsewhere(healthy: 
     assert verdict.checked == f"read {ENTITY}: forbidden (403)" and "Roles" in verdict.fix
     faults(espocrm_url)  # cleared
 
-    wrong_key = healthy.model_copy(update={"espocrm": healthy.espocrm.model_copy(update={"api_key": SecretStr("nope")})})
+    espo = healthy.espocrm
+    wrong_key = healthy.model_copy(update={"espocrm": espo.model_copy(update={"api_key": SecretStr("nope")})})
     (verdict,) = failed(run_all(wrong_key, only=["espocrm"]))
     assert "not accepted (401)" in verdict.checked
 
@@ -138,7 +139,7 @@ def test_an_espocrm_key_without_rights_and_webhooks_pointing_elsewhere(healthy: 
     assert f"{ENTITY}.create points elsewhere ({PUBLIC}/webhooks/vmh/beteiligte/create)" in verdict.checked
     assert "register-webhooks" in verdict.fix
 
-    unknown = healthy.model_copy(update={"espocrm": healthy.espocrm.model_copy(update={"webhook_secret": SecretStr("x=y")})})
+    unknown = healthy.model_copy(update={"espocrm": espo.model_copy(update={"webhook_secret": SecretStr("x=y")})})
     (verdict,) = failed(run_all(unknown, only=["espocrm"]))
     assert "has no secret in ESPOCRM_WEBHOOK_SECRET" in verdict.checked
 
