@@ -9,6 +9,7 @@
   kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
   kanzlei-sync show settings|connections             what .env amounts to, secrets masked
   kanzlei-sync airflow passwords-file PATH           the Airflow login file for AIRFLOW_API_USER/PASSWORD
+  kanzlei-sync airflow users                         FAB: roles and named users from .env (compose init)
   kanzlei-sync airflow exec COMMAND [ARGS...]        run an Airflow component with its connections
 
 To add a command: write `def _cmd_x(args, settings) -> int`, and register its parser in `build_parser`
@@ -62,9 +63,10 @@ def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from include.hub.db import current_revision, heads, migrate
+    from include.hub.db import current_revision, ensure_database, heads, migrate
 
     dsn = _dsn(settings)
+    ensure_database(dsn)  # a fresh deployment (compose's first start) has no hub database yet
     before = current_revision(dsn)
     migrate(dsn)
     after, expected = current_revision(dsn), heads()
@@ -110,6 +112,23 @@ def _cmd_airflow_passwords_file(args: argparse.Namespace, settings: Settings) ->
     from include.airflow_env import write_passwords_file
 
     print(write_passwords_file(Path(args.path), settings))
+    return 0
+
+
+def _cmd_airflow_users(args: argparse.Namespace, settings: Settings) -> int:
+    """compose's airflow-init (FAB auth manager): the roles and the users of AIRFLOW_UI_USERS, and the
+    gateway's own account; idempotent."""
+    import logging
+
+    from include.hooks.airflow_users import ensure
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        for line in ensure(settings):
+            print(line)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -276,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = af_sub.add_parser("passwords-file", help="write the SimpleAuthManager password file (0600)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_airflow_passwords_file)
+    p = af_sub.add_parser("users", help="FAB auth manager: the roles Sync Viewer / Operator / Gateway, the users "
+                                        "of AIRFLOW_UI_USERS and the gateway's account (compose's airflow-init)")
+    p.set_defaults(func=_cmd_airflow_users)
     p = af_sub.add_parser("exec", help="run COMMAND with AIRFLOW_CONN_* / AIRFLOW_VAR_* from .env")
     p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.set_defaults(func=_cmd_airflow_exec)
