@@ -64,6 +64,9 @@ def ensure(settings: Settings) -> list[str]:
 
     accounts = settings.airflow_ui.accounts()  # a bad entry stops here, before anything is written
     api = settings.airflow_api
+    if api.username in {a[0] for a in accounts}:
+        raise ValueError(f"AIRFLOW_API_USERNAME ({api.username}) is also in AIRFLOW_UI_USERS: the gateway needs "
+                         "an account of its own")
     gateway_password = api.password.get_secret_value()
     if not gateway_password:
         raise ValueError("AIRFLOW_API_PASSWORD is empty: the gateway's Airflow account needs one")
