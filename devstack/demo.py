@@ -69,6 +69,11 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
     import psycopg
     import redis
 
+    from include.airflow_env import masked_url
+
+    pg = settings.postgres
+    say(f"the sandbox starts empty: clearing the hub tables of database {pg.db} on {pg.host}:{pg.port} "
+        f"(POSTGRES_DB) and the queue and token keys in Redis {masked_url(settings.redis_url)} (REDIS_URL)")
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
@@ -83,7 +88,7 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
                 removed += int(client.delete(*keys[i:i + 500]))
     finally:
         client.close()
-    say(f"sandbox started empty: cleared {len(tables)} hub tables and {removed} Redis keys of a previous demo")
+    say(f"cleared {len(tables)} hub tables of {pg.db} and {removed} Redis keys of a previous demo")
 
 
 def seed_sandboxes(urls: dict[str, str], say: Say) -> dict[str, Any]:

@@ -126,6 +126,10 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     assert time.monotonic() - started < 240
     af = f"http://127.0.0.1:{ports['airflow']}"
     assert af in up.stdout and env["AIRFLOW_API_PASSWORD"] in up.stdout  # the summary tells the login
+    # which database it empties, said before it does so
+    said = up.stdout.index(f"hub database: {env['POSTGRES_DB']} on ")
+    assert said < up.stdout.index(f"clearing the hub tables of database {env['POSTGRES_DB']}") \
+        < up.stdout.index(f"hub tables of {env['POSTGRES_DB']} and")
 
     # Airflow's single API worker also serves the tasks of the first runs: patience on a loaded machine
     version = httpx.get(f"{af}/api/v2/version", timeout=AIRFLOW_TIMEOUT_S)
