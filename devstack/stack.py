@@ -144,8 +144,9 @@ class Stack:
         gw = s.gateway.port
         gw_env = dict(base)
         secret = devstack_demo.webhook_secret(self.run_dir) if s.sandbox_mode else None
-        if secret:  # the registered webhooks' secrets; overrides .env for this process only
-            gw_env["ESPOCRM_WEBHOOK_SECRET"] = secret
+        if secret:  # the registered webhooks' secrets, and the .env one (a developer's signed curl)
+            own = s.espocrm.webhook_secret.get_secret_value()
+            gw_env["ESPOCRM_WEBHOOK_SECRET"] = f"{secret},{own}" if own else secret
         out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], gw_env,
                            [f"http://127.0.0.1:{gw}/healthz"], [gw]))
         af_env = {**base, **airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
