@@ -83,7 +83,7 @@ def test_redoc_renders_offline_without_asking_any_other_host(gateway: str, tmp_p
             page = context.new_page()
             page.route("**/*", only_the_gateway)
             page.goto(f"{gateway}/redoc")
-            page.wait_for_selector("text=/advoware/calendar/sync", timeout=60_000)  # ReDoc drew the operations
+            page.get_by_text("/advoware/calendar/sync").first.wait_for(timeout=60_000)  # ReDoc drew the operations
             page.wait_for_load_state("networkidle")
             broken = page.locator("img[alt='redocly logo']").count()
             OUTPUT.mkdir(parents=True, exist_ok=True)
