@@ -8,7 +8,8 @@
 Airflow 3.3.2 mounts plugin apps with a bare `app.mount()`: its JWT check does not reach them. So
 every request here must carry the same Airflow JWT as the UI (the `_token` cookie the browser sends
 to the iframe, or `Authorization: Bearer`), and the auth manager must allow GET on the custom view
-"Sync status" (SimpleAuthManager: any logged-in role; FAB: grant the resource to the roles wanted).
+"Sync status" (SimpleAuthManager: any logged-in role; FAB: the roles Sync Viewer and Sync Operator of
+include/hooks/airflow_users.py have it, Operator also POST for the replay).
 
 The replay of a dead letter (`AirflowHost`) is a write and starts a DAG run: it needs POST on the
 custom view **and** the right to trigger runs of both sync DAGs (DAG run POST; SimpleAuthManager:
