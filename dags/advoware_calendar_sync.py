@@ -98,12 +98,15 @@ def _on_planning_success(context: Any) -> None:
     max_active_runs=1,
     doc_md=__doc__,
     tags=["advoware", "google-calendar"],
+    # Each type admits null: Airflow's trigger form marks a param "required" unless its type includes
+    # "null"; every one has a default, and an emptied field (null) means that default.
     params={
-        "full_content": Param(False, type="boolean", description="list the whole Google window"),
-        "employees": Param([], type="array", items={"type": "string"}, description="only these Kürzel"),
-        "dry_run": Param(False, type="boolean", description="plan and log only, write nothing"),
-        "force_deletions": Param(False, type="boolean", description="override the deletion safety stop"),
-        "recover": Param(False, type="boolean", description="rebuild links from Google's markers first"),
+        "full_content": Param(False, type=["boolean", "null"], description="list the whole Google window"),
+        "employees": Param([], type=["array", "null"], items={"type": "string"},
+                           description="only these Kürzel (empty: every active employee)"),
+        "dry_run": Param(False, type=["boolean", "null"], description="plan and log only, write nothing"),
+        "force_deletions": Param(False, type=["boolean", "null"], description="override the deletion safety stop"),
+        "recover": Param(False, type=["boolean", "null"], description="rebuild links from Google's markers first"),
     },
     default_args={
         "retries": 3,

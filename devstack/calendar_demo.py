@@ -61,6 +61,15 @@ def _google_event(ctx: SyncContext, employee: str, frnr: int) -> dict[str, Any] 
     return None if event.get("status") == "cancelled" else event
 
 
+def _starts(event: dict[str, Any] | None, day: str, hhmm: str) -> bool:
+    return str(((event or {}).get("start") or {}).get("dateTime", "")).startswith(f"{day}T{hhmm}")
+
+
+def _advoware_at(termin: dict[str, Any] | None, hhmm: str) -> bool:
+    t = termin or {}
+    return str(t.get("datum", ""))[11:16] == hhmm or str(t.get("uhrzeitVon", ""))[:5] == hhmm
+
+
 def _gone_from_google(ctx: SyncContext, employee: str, frnr: int) -> bool:
     return _google_event(ctx, employee, frnr) is None
 
@@ -80,10 +89,17 @@ def make_changes(ctx: SyncContext, employees: list[str]) -> list[Edit]:
     adv = ctx.advoware
     a1 = _ordinary(adv.list_termine(first, *window))
     moved = a1[0]
-    place = "Besprechungsraum 3 (in Advoware geändert)"
-    adv.update_termin(moved["frNr"], {**moved, "ort": place})
-    edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated",
-                      lambda c, f=moved["frNr"]: (_google_event(c, first, f) or {}).get("location") == place))
+    if ctx.settings.sync.anonymize:  # Google holds times only (SYNC_ANONYMIZE): the edit moves the time
+        day = str(moved["datum"])[:10]
+        adv.update_termin(moved["frNr"], {**moved, "datum": f"{day}T16:00:00", "datumBis": f"{day}T17:00:00",
+                                          "uhrzeitVon": "16:00:00", "uhrzeitBis": "17:00:00"})
+        edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) moved to 16:00 -> Google event moved",
+                          lambda c, f=moved["frNr"], d=day: _starts(_google_event(c, first, f), d, "16:00")))
+    else:
+        place = "Besprechungsraum 3 (in Advoware geändert)"
+        adv.update_termin(moved["frNr"], {**moved, "ort": place})
+        edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated",
+                          lambda c, f=moved["frNr"]: (_google_event(c, first, f) or {}).get("location") == place))
     new = adv.create_termin({"kuerzel": first, "anwalt": first, "text": "Neuer Termin aus Advoware",
                              "datum": f"{(today + timedelta(days=3)).isoformat()}T14:00:00",
                              "datumBis": f"{(today + timedelta(days=3)).isoformat()}T15:00:00",
@@ -100,11 +116,20 @@ def make_changes(ctx: SyncContext, employees: list[str]) -> list[Edit]:
                              "events.list")["items"]
     edited = next(e for e in events if (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"]
                   and not e.get("recurrence") and marker_of(e)[1] != gone["frNr"])
-    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"],
-                                               body={"summary": "Im Kalender umbenannt"}), "events.patch")
     renamed = marker_of(edited)[1]
-    edits.append(Edit(f"Google: event of frNr {renamed} ({second}) renamed -> Advoware updated",
-                      lambda c, f=renamed: (c.advoware.get_termin(f) or {}).get("text") == "Im Kalender umbenannt"))
+    if ctx.settings.sync.anonymize:  # Google's copy has no texts to edit: the person moves it
+        day = str(edited["start"]["dateTime"])[:10]
+        body = {"start": {"dateTime": f"{day}T07:00:00", "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": f"{day}T07:30:00", "timeZone": "Europe/Berlin"}}
+        session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"], body=body),
+                        "events.patch")
+        edits.append(Edit(f"Google: event of frNr {renamed} ({second}) moved to 07:00 -> Advoware updated",
+                          lambda c, f=renamed: _advoware_at(c.advoware.get_termin(f), "07:00")))
+    else:
+        session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"],
+                                                   body={"summary": "Im Kalender umbenannt"}), "events.patch")
+        edits.append(Edit(f"Google: event of frNr {renamed} ({second}) renamed -> Advoware updated",
+                          lambda c, f=renamed: (c.advoware.get_termin(f) or {}).get("text") == "Im Kalender umbenannt"))
     day = (today + timedelta(days=5)).isoformat()
     created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
         "summary": "Neuer Termin aus Google", "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},

@@ -69,6 +69,11 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
     import psycopg
     import redis
 
+    from include.airflow_env import masked_url
+
+    pg = settings.postgres
+    say(f"the sandbox starts empty: clearing the hub tables of database {pg.db} on {pg.host}:{pg.port} "
+        f"(POSTGRES_DB) and the queue and token keys in Redis {masked_url(settings.redis_url)} (REDIS_URL)")
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as conn:
         tables = [r[0] for r in conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
@@ -83,7 +88,7 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
                 removed += int(client.delete(*keys[i:i + 500]))
     finally:
         client.close()
-    say(f"sandbox started empty: cleared {len(tables)} hub tables and {removed} Redis keys of a previous demo")
+    say(f"cleared {len(tables)} hub tables of {pg.db} and {removed} Redis keys of a previous demo")
 
 
 def seed_sandboxes(urls: dict[str, str], say: Say) -> dict[str, Any]:
@@ -297,6 +302,9 @@ def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str
         say(table(hub, run_id))
     first = _calendar_run(settings, gateway_url, airflow_url, {"full_content": True}, say, timeout_s)
     say(table(hub, first) + ("\n(nothing changed since the scheduled run: no writes)" if earlier else ""))
+    say("calendar: SYNC_ANONYMIZE=true: Google holds \"Termin\" and the times, no title, note, place or matter"
+        if settings.sync.anonymize else
+        "calendar: SYNC_ANONYMIZE=false: Google holds title, note, place and matter (a deliberate choice)")
     employees = sorted(r["employee"] for r in rows(hub, first) if r["status"] == "success")
     if not employees:
         raise RuntimeError(f"calendar run {first} synced no employee")

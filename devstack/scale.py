@@ -1,14 +1,18 @@
 """`make scale-demo`'s scenario on the Celery stack (`devstack up --executor celery`): a bigger
-sandbox firm, one calendar run and the party webhooks, then which worker ran which task instance.
+sandbox firm (seeded once, when the stack's sandbox starts), one calendar run and the party webhooks,
+then every calendar run on that firm (a scheduled one too) with its outcome and counts, and which
+worker ran which task instance.
 
 Sandbox mode only (it reseeds the sandboxes and clears the hub). Output: ids, counts and worker names.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -21,12 +25,20 @@ if TYPE_CHECKING:
     from devstack.stack import Stack
 
 APPOINTMENTS = 20
+EMPLOYEES = int(os.environ.get("DEVSTACK_SCALE_EMPLOYEES", "12"))  # the scale firm
 
 
-def _seed_firm(stack: Stack, employees: int) -> None:
-    """A generated firm of `employees` (all active) over the sandboxes' admin API."""
+SEEDED_FILE = "scale-firm.json"  # in the run dir: when the scale firm was seeded, and its size
+
+
+def seed_firm(stack: Stack, employees: int, *, reset: bool = True) -> str:
+    """A generated firm of `employees` (all active) over the sandboxes' admin API, once per firm: `up`
+    seeds it when the Celery stack's sandbox starts, the scenario only when another firm is there.
+    Returns the time it was seeded (ISO, UTC); every calendar run from then on is on this firm."""
     urls = devstack_demo.sandbox_urls(stack.sandbox_ports())
-    devstack_demo.reset_previous_demo(stack.settings, stack.say)
+    if reset:
+        devstack_demo.reset_previous_demo(stack.settings, stack.say)
+    seeded_at = datetime.now(UTC).isoformat()
     with httpx.Client(timeout=60) as http:
         for side in ("google", "advoware"):  # the demo firm's calendars and appointments go with the hub
             http.post(f"{urls[side]}/_sandbox/reset").raise_for_status()
@@ -38,7 +50,39 @@ def _seed_firm(stack: Stack, employees: int) -> None:
         # the generated firm has one former employee; here everyone works
         http.post(f"{urls['advoware']}/_sandbox/seed",
                   json={"mitarbeiter": [{**m, "aktiv": True} for m in staff]}).raise_for_status()
-    stack.say(f"sandbox firm: {employees} employees x {APPOINTMENTS} appointments")
+        http.post(f"{urls['espocrm']}/_sandbox/seed", json=devstack_demo.SEEDS["espocrm"]).raise_for_status()
+    (stack.run_dir / SEEDED_FILE).write_text(json.dumps({"seeded_at": seeded_at, "employees": employees}))
+    stack.say(f"sandbox firm: {employees} employees x {APPOINTMENTS} appointments, "
+              f"{devstack_demo.SEEDS['espocrm']['parties']} EspoCRM parties")
+    return seeded_at
+
+
+def _seeded(stack: Stack, employees: int) -> str | None:
+    """When the firm of this size now in the sandbox was seeded; None if another firm is there."""
+    try:
+        mark = json.loads((stack.run_dir / SEEDED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(mark["seeded_at"]) if mark.get("employees") == employees else None
+
+
+def calendar_runs_since(api: AirflowApi, since: str) -> list[dict[str, Any]]:
+    """Every calendar run queued since `since` (the schedule's as well as the demo's), oldest first."""
+    runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=100)
+    after = datetime.fromisoformat(since)
+    found = [r for r in runs if r.get("queued_at") and datetime.fromisoformat(r["queued_at"]) >= after]
+    return sorted(found, key=lambda r: str(r["queued_at"]))
+
+
+def run_report(stack: Stack, runs: list[dict[str, Any]]) -> str:
+    """Each run's outcome and the per-employee counts it wrote (the hub's run log)."""
+    from include.calendar_sync.report import table
+
+    parts = []
+    for run in runs:
+        parts.append(f"calendar run {run['dag_run_id']} ({run.get('run_type', '?')}): {run['state']}")
+        parts.append(table(stack.settings.postgres.dsn(), run["dag_run_id"]))
+    return "\n".join(parts) if parts else "  (no calendar run)"
 
 
 def wait_for_run(api: AirflowApi, dag_id: str, run_id: str, timeout_s: float, say: Any) -> str:
@@ -91,7 +135,7 @@ def worker_table(tis: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def scale_scenario(stack: Stack, *, employees: int = 12, timeout_s: float = 900.0) -> int:
+def scale_scenario(stack: Stack, *, employees: int = EMPLOYEES, timeout_s: float = 900.0) -> int:
     if not stack.settings.sandbox_mode:
         stack.say("scale-scenario: only in sandbox mode (SANDBOX_MODE=true); it reseeds the sandboxes")
         return 1
@@ -103,15 +147,23 @@ def scale_scenario(stack: Stack, *, employees: int = 12, timeout_s: float = 900.
                      timeout_s=30)
     failed: list[str] = []
     try:
-        # a scheduled run that started with the stack would otherwise carry the new firm itself
+        # a scheduled run that started with the stack works on the firm `up` seeded: it finishes first
+        # and is part of the tally below
         _wait_quiet(api, CALENDAR_SYNC_DAG, timeout_s, stack.say)
-        _seed_firm(stack, employees)
+        seeded_at = _seeded(stack, employees)
+        if seeded_at is None:
+            seeded_at = seed_firm(stack, employees)
+        else:
+            stack.say(f"sandbox firm of {employees} employees seeded at start-up ({seeded_at[:19]} UTC)")
         run_id = f"scale__calendar__{int(time.time())}"
         api.trigger(CALENDAR_SYNC_DAG, {}, dag_run_id=run_id, note="make scale-demo")
         stack.say(f"\n== calendar run {run_id} ({employees} employees) on the Celery workers")
         if wait_for_run(api, CALENDAR_SYNC_DAG, run_id, timeout_s, stack.say) != "success":
             failed.append("calendar")
-        calendar_tis = task_hosts(api, CALENDAR_SYNC_DAG, run_id)
+        runs = calendar_runs_since(api, seeded_at)
+        stack.say(f"\n== the calendar runs on this firm ({len(runs)}), their outcome and counts\n"
+                  + run_report(stack, runs))
+        calendar_tis = [ti for run in runs for ti in task_hosts(api, CALENDAR_SYNC_DAG, run["dag_run_id"])]
         party_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         urls = devstack_demo.sandbox_urls(stack.sandbox_ports())
         try:
@@ -122,7 +174,8 @@ def scale_scenario(stack: Stack, *, employees: int = 12, timeout_s: float = 900.
         runs = api.request("GET", "/api/v2/dags/beteiligte_sync/dagRuns",
                            params={"start_date_gte": party_since, "limit": 100}).json().get("dag_runs", [])
         party_tis = [ti for run in runs for ti in task_hosts(api, BETEILIGTE_SYNC_DAG, run["dag_run_id"])]
-        stack.say(f"\n== which worker ran which task instance\ncalendar run {run_id}:\n{worker_table(calendar_tis)}")
+        stack.say(f"\n== which worker ran which task instance\ncalendar ({len(runs)} runs):\n"
+                  f"{worker_table(calendar_tis)}")
         stack.say(f"beteiligte_sync ({len(runs)} runs):\n{worker_table(party_tis) or '  (no task process)'}")
         hosts = {ti["hostname"] for ti in calendar_tis + party_tis}
         stack.say(f"\n{len(calendar_tis) + len(party_tis)} task instances on {len(hosts)} workers: "

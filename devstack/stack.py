@@ -144,8 +144,9 @@ class Stack:
         gw = s.gateway.port
         gw_env = dict(base)
         secret = devstack_demo.webhook_secret(self.run_dir) if s.sandbox_mode else None
-        if secret:  # the registered webhooks' secrets; overrides .env for this process only
-            gw_env["ESPOCRM_WEBHOOK_SECRET"] = secret
+        if secret:  # the registered webhooks' secrets, and the .env one (a developer's signed curl)
+            own = s.espocrm.webhook_secret.get_secret_value()
+            gw_env["ESPOCRM_WEBHOOK_SECRET"] = f"{secret},{own}" if own else secret
         out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], gw_env,
                            [f"http://127.0.0.1:{gw}/healthz"], [gw]))
         af_env = {**base, **airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
@@ -342,6 +343,10 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         up_started = datetime.now(UTC).isoformat()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        pg = self.settings.postgres
+        if self.settings.sandbox_mode:  # said before anything is touched
+            self.say(f"hub database: {pg.db} on {pg.host}:{pg.port} (POSTGRES_DB in .env); a sandbox that starts "
+                     "fresh empties its tables")
         self.ensure_postgres(deadline)
         self.ensure_redis(deadline)
         self.migrate()
@@ -409,7 +414,12 @@ class Stack:
         urls = devstack_demo.sandbox_urls(self.sandbox_ports())
         if fresh_sandbox:
             devstack_demo.reset_previous_demo(self.settings, self.say)
-            devstack_demo.seed_sandboxes(urls, self.say)
+            if self.executor == "celery":  # the scale firm, once (make scale-demo's scenario runs on it)
+                from devstack.scale import EMPLOYEES, seed_firm
+
+                seed_firm(self, EMPLOYEES, reset=False)
+            else:
+                devstack_demo.seed_sandboxes(urls, self.say)
         _, registered = devstack_demo.ensure_webhooks(self.settings, self.run_dir, self.gateway_url(), self.say)
         if registered and self.running("gateway"):
             self.say("gateway: restarting with the new webhook secrets")
@@ -625,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate")
     sub.add_parser("scenario")
     scale = sub.add_parser("scale-scenario")
-    scale.add_argument("--employees", type=int, default=12)
+    scale.add_argument("--employees", type=int, help="default DEVSTACK_SCALE_EMPLOYEES (12)")
     args = parser.parse_args(argv)
 
     if args.cmd == "up":
@@ -645,9 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "scenario":
             return stack.scenario()
         elif args.cmd == "scale-scenario":
-            from devstack.scale import scale_scenario
+            from devstack.scale import EMPLOYEES, scale_scenario
 
-            return scale_scenario(stack, employees=args.employees)
+            return scale_scenario(stack, employees=args.employees or EMPLOYEES)
         elif args.cmd == "migrate":
             if not stack._pg_up():
                 print("PostgreSQL does not answer: hub migrations skipped (make demo runs them)")

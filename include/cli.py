@@ -1,13 +1,15 @@
 """`kanzlei-sync`: the operator's command line (a thin dispatcher; each command lives in a small function).
 
+  kanzlei-sync check [--only SERVICE] [--employee K] one harmless read per service: verdict and fix
   kanzlei-sync migrate                               bring the sync hub's tables up to date (Alembic)
-  kanzlei-sync register-webhooks --gateway-url URL   register CBeteiligte.create/update/delete in EspoCRM
+  kanzlei-sync register-webhooks [--gateway-url URL] register CBeteiligte.create/update/delete in EspoCRM
   kanzlei-sync dead-letters list [--all] [--source S] [--limit N] [--json]
   kanzlei-sync dead-letters replay ID [--no-trigger]
   kanzlei-sync drain [--once] [--batch-size N] ...   drain the party queue outside Airflow
   kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
   kanzlei-sync show settings|connections             what .env amounts to, secrets masked
   kanzlei-sync airflow passwords-file PATH           the Airflow login file for AIRFLOW_API_USER/PASSWORD
+  kanzlei-sync airflow users                         FAB: roles and named users from .env (compose init)
   kanzlei-sync airflow exec COMMAND [ARGS...]        run an Airflow component with its connections
 
 To add a command: write `def _cmd_x(args, settings) -> int`, and register its parser in `build_parser`
@@ -25,12 +27,28 @@ from typing import Any
 from include.settings import Settings, get_settings
 
 WEBHOOK_EVENTS = ("create", "update", "delete")
+SERVICES = ("advoware", "google", "espocrm", "hub", "redis", "airflow", "smtp")  # include.checks.run
+
+
+def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    from include.checks.run import passed, run_all
+    from include.checks.verdict import render
+
+    verdicts = run_all(settings, only=args.only, employees=args.employee)
+    if args.json:
+        print(json.dumps([v.as_dict() for v in verdicts], indent=2, ensure_ascii=False))
+    else:
+        print(render(verdicts))
+    return 0 if passed(verdicts, strict=args.strict) else 1
 
 
 def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     from include.espocrm.client import EspoCrmClient
 
-    gateway = args.gateway_url.rstrip("/")
+    gateway = (args.gateway_url or settings.gateway.public_url).rstrip("/")
+    if not gateway:
+        print("error: give --gateway-url or set GATEWAY_PUBLIC_URL", file=sys.stderr)
+        return 2
     entity = settings.espocrm.entity
     pairs: list[str] = []
     with EspoCrmClient.from_settings(settings.espocrm) as client:
@@ -45,9 +63,10 @@ def _cmd_register_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from include.hub.db import current_revision, heads, migrate
+    from include.hub.db import current_revision, ensure_database, heads, migrate
 
     dsn = _dsn(settings)
+    ensure_database(dsn)  # a fresh deployment (compose's first start) has no hub database yet
     before = current_revision(dsn)
     migrate(dsn)
     after, expected = current_revision(dsn), heads()
@@ -93,6 +112,23 @@ def _cmd_airflow_passwords_file(args: argparse.Namespace, settings: Settings) ->
     from include.airflow_env import write_passwords_file
 
     print(write_passwords_file(Path(args.path), settings))
+    return 0
+
+
+def _cmd_airflow_users(args: argparse.Namespace, settings: Settings) -> int:
+    """compose's airflow-init (FAB auth manager): the roles and the users of AIRFLOW_UI_USERS, and the
+    gateway's own account; idempotent."""
+    import logging
+
+    from include.hooks.airflow_users import ensure
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        for line in ensure(settings):
+            print(line)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -207,11 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("check", help="one harmless read per configured service: a verdict and the fix each "
+                                     "(exit 0 only when none failed)")
+    p.add_argument("--only", action="append", choices=SERVICES, help="only this service (repeatable)")
+    p.add_argument("--employee", action="append", help="check delegation only for this Kürzel (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--strict", action="store_true", help="a skip (something not configured) fails too")
+    p.set_defaults(func=_cmd_check)
+
     p = sub.add_parser("migrate", help="bring the sync hub's tables up to date")
     p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("register-webhooks", help="register the EspoCRM webhooks and print their secrets")
-    p.add_argument("--gateway-url", required=True, help="public base URL of the webhook gateway")
+    p.add_argument("--gateway-url", help="public base URL of the webhook gateway (default GATEWAY_PUBLIC_URL)")
     p.set_defaults(func=_cmd_register_webhooks)
 
     dl = sub.add_parser("dead-letters", help="list or replay dead letters").add_subparsers(dest="action",
@@ -251,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = af_sub.add_parser("passwords-file", help="write the SimpleAuthManager password file (0600)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_airflow_passwords_file)
+    p = af_sub.add_parser("users", help="FAB auth manager: the roles Sync Viewer / Operator / Gateway, the users "
+                                        "of AIRFLOW_UI_USERS and the gateway's account (compose's airflow-init)")
+    p.set_defaults(func=_cmd_airflow_users)
     p = af_sub.add_parser("exec", help="run COMMAND with AIRFLOW_CONN_* / AIRFLOW_VAR_* from .env")
     p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.set_defaults(func=_cmd_airflow_exec)

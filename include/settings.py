@@ -109,6 +109,29 @@ class AirflowApiSettings(BaseSettings):
     timeout_s: float = 10.0
 
 
+class AirflowUiSettings(BaseSettings):
+    """Named logins of the Airflow UI under the FAB auth manager (compose): created by airflow-init."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="AIRFLOW_UI_")
+
+    # comma-separated `username:role:initial password[:e-mail]`, role operator | viewer | admin; a user
+    # that exists keeps the password they changed in the UI
+    users: SecretStr = SecretStr("")
+
+    def accounts(self) -> list[tuple[str, str, str, str]]:
+        """(username, role, password, e-mail); ValueError names the bad entry by position, never its text."""
+        out = []
+        for n, entry in enumerate(p.strip() for p in self.users.get_secret_value().split(",")):
+            if not entry:
+                continue
+            parts = entry.split(":", 3)
+            if len(parts) < 3 or not parts[0] or not parts[2] or parts[1] not in ("operator", "viewer", "admin"):
+                raise ValueError(f"AIRFLOW_UI_USERS entry {n + 1}: want username:operator|viewer|admin:password")
+            email = parts[3] if len(parts) == 4 and parts[3] else f"{parts[0]}@kanzlei-sync.invalid"
+            out.append((parts[0], parts[1], parts[2], email))
+        return out
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(**_COMMON, env_prefix="GATEWAY_")
 
@@ -120,6 +143,8 @@ class GatewaySettings(BaseSettings):
     proxy_allow: str = "Termine,Mitarbeiter,Beteiligte"
     proxy_max_body_bytes: int = 1024 * 1024
     airflow_ui_url: str = ""
+    # The gateway's URL as EspoCRM reaches it: where the webhooks must point (register-webhooks, check).
+    public_url: str = ""
     # The edge (webhook_gateway/server.py): how long a request's head and body may take, how large
     # the head may be, how many connections are served (docs/interfaces.md, "Gateway limits").
     header_timeout_s: float = 10.0
@@ -145,7 +170,9 @@ class SyncSettings(BaseSettings):
     window_days_ahead: int = 365
     conflict_policy: Literal["advoware_wins", "google_wins", "last_change_wins"] = "advoware_wins"
     include_shared_pool: bool = False
-    anonymize: bool = False
+    # Privacy by default (professional secrecy, GDPR art. 25): Google gets "Termin" and the times only.
+    # false is a deliberate choice of the firm (README, "What goes to Google").
+    anonymize: bool = True
     delete_threshold_ratio: float = 0.20
     delete_threshold_min: int = 10
     party_max_attempts: int = 5
@@ -199,6 +226,7 @@ class Settings(BaseSettings):
     google: GoogleSettings = Field(default_factory=GoogleSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     airflow_api: AirflowApiSettings = Field(default_factory=AirflowApiSettings)
+    airflow_ui: AirflowUiSettings = Field(default_factory=AirflowUiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     alert: AlertSettings = Field(default_factory=AlertSettings)

@@ -8,7 +8,8 @@
 Airflow 3.3.2 mounts plugin apps with a bare `app.mount()`: its JWT check does not reach them. So
 every request here must carry the same Airflow JWT as the UI (the `_token` cookie the browser sends
 to the iframe, or `Authorization: Bearer`), and the auth manager must allow GET on the custom view
-"Sync status" (SimpleAuthManager: any logged-in role; FAB: grant the resource to the roles wanted).
+"Sync status" (SimpleAuthManager: any logged-in role; FAB: the roles Sync Viewer and Sync Operator of
+include/hooks/airflow_users.py have it, Operator also POST for the replay).
 
 The replay of a dead letter (`AirflowHost`) is a write and starts a DAG run: it needs POST on the
 custom view **and** the right to trigger runs of both sync DAGs (DAG run POST; SimpleAuthManager:
@@ -178,7 +179,17 @@ def airflow_sources() -> Sources:
         return Sources.from_urls(dsn, get_settings().redis_url)
 
 
-status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost())
+def run_checks() -> list[Any]:
+    """The connection check with the .env settings (every component gets them): imported on first use,
+    since every Airflow process loads this plugin."""
+    from include.checks.run import run_all
+    from include.settings import get_settings
+
+    return run_all(get_settings())
+
+
+status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost(),
+                        checks=run_checks)
 
 
 class SyncStatusPlugin(AirflowPlugin):

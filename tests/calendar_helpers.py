@@ -51,6 +51,9 @@ def google_settings(google_url: str, tmp_path: Path, **kw: Any) -> GoogleSetting
 def settings(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, *,
              write_protection: bool = False, **sync: Any) -> Settings:
     info = psycopg.conninfo.conninfo_to_dict(hub)
+    # These tests follow texts across both ways: the firm's deliberate SYNC_ANONYMIZE=false (the default
+    # true is tested in tests/test_privacy.py).
+    sync.setdefault("anonymize", False)
     return Settings(
         _env_file=None, sandbox_mode=True, redis_url=redis_url,
         advoware=advoware_settings(advoware_url, write_protection=write_protection, max_retries=2),

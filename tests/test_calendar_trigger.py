@@ -111,9 +111,16 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
         up = devstack("up --timeout 240", env, timeout=300)
         assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
         gw = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
-        r = httpx.post(f"{gw}/advoware/calendar/sync", json={"employees": []}, timeout=30,
-                       headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
-        assert r.status_code == 202, r.text
+        # a client does what the 503 says ("try again"): just after start-up, standalone's SQLite may keep
+        # the API busy past the gateway's 15 s trigger deadline on a loaded machine; the key makes it one run
+        deadline = time.monotonic() + 120
+        while True:
+            r = httpx.post(f"{gw}/advoware/calendar/sync", json={"employees": []}, timeout=30,
+                           headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
+            if r.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert r.status_code in (200, 202), r.text  # 200: an earlier try created it after all
         run_id = r.json()["dag_run_id"]
         again = httpx.post(f"{gw}/advoware/calendar/sync", json={}, timeout=30,
                            headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
@@ -197,6 +204,6 @@ def test_triggers_waiting_on_a_down_airflow_do_not_hold_up_a_proxy_write(airflow
     assert write.status_code == 200
     assert pending == 12  # the write finished while all twelve triggers still waited on Airflow
     assert [a.status_code for a in answers] == [503] * 12
-    assert all(a.json()["error"] == "Airflow is not reachable; try again" for a in answers)
+    assert all(a.json()["message"] == "Airflow is not reachable; try again" for a in answers)
     assert waited < TRIGGER_DEADLINE_S + 30  # bounded: the deadline, with room for a loaded machine
     assert [(r["method"], r["status"]) for r in audit_rows(hub)] == [("POST", 200)]

@@ -45,7 +45,7 @@ def _env(tmp_path: Path, hub_db: str, redis_db: int) -> dict[str, str]:
     return stack_env(tmp_path, hub_db, f"redis://127.0.0.1:6379/{redis_db}",
                      CALENDAR_SYNC_SCHEDULE="0 0 1 1 *", CALENDAR_SYNC_RETRY_DELAY_S="2",
                      AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
-                     AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90")
+                     AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90", DEVSTACK_SCALE_EMPLOYEES="6")
 
 
 @pytest.fixture
@@ -120,8 +120,12 @@ def test_two_workers_share_the_runs_and_a_killed_worker_loses_nothing(tmp_path: 
         assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         assert "worker-1@" in up.stdout and "worker-2@" in up.stdout  # both answered a ping on the broker
 
-        scenario = devstack("scale-scenario --employees 6", env, timeout=900)
+        scenario = devstack("scale-scenario", env, timeout=900)
         assert scenario.returncode == 0, f"{scenario.stdout[-4000:]}\n{scenario.stderr[-3000:]}"
+        # the firm is seeded once (by up); every calendar run on it is reported with outcome and counts
+        assert up.stdout.count("sandbox firm: 6 employees") == 1 and "sandbox firm:" not in scenario.stdout
+        report = scenario.stdout[scenario.stdout.index("== the calendar runs on this firm"):]
+        assert "scale__calendar__" in report and "): success" in report and "\ntotal " in report
         assert "  worker-1: " in scenario.stdout and "  worker-2: " in scenario.stdout
         assert "on 2 workers: worker-1, worker-2" in scenario.stdout
 

@@ -49,6 +49,20 @@ def fresh_db() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def test_migrate_creates_a_missing_hub_database(tmp_path: Path) -> None:
+    """compose's first start: the hub database does not exist yet; airflow-init's migrate makes it."""
+    name = f"hub_test_cli_new_{uuid.uuid4().hex[:8]}"
+    env = base_env(tmp_path, POSTGRES_HOST=PG_HOST, POSTGRES_PORT=str(PG_PORT), POSTGRES_USER=PG_USER,
+                   POSTGRES_PASSWORD="", POSTGRES_DB=name)
+    try:
+        done = run("migrate", env=env)
+        assert done.returncode == 0, done.stderr
+        assert f"sync hub {name}" in done.stdout and "up to date" in done.stdout
+    finally:
+        with psycopg.connect(pg_dsn("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def test_migrate_creates_the_hub_tables_and_is_idempotent(tmp_path: Path, fresh_db: str) -> None:
     env = base_env(tmp_path, POSTGRES_HOST=PG_HOST, POSTGRES_PORT=str(PG_PORT), POSTGRES_USER=PG_USER,
                    POSTGRES_PASSWORD="", POSTGRES_DB=fresh_db)

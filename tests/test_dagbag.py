@@ -43,3 +43,28 @@ def test_the_check_catches_a_broken_dag_file(tmp_path: Path) -> None:
     bag = DagBag(dag_folder=str(tmp_path), safe_mode=False)
     assert list(bag.dags) == ["good_dag"]
     assert [Path(p).name for p in bag.import_errors] == ["broken.py"]
+
+
+def ui_required(schema: dict) -> bool:
+    """Airflow 3.3's trigger form (airflow/ui, the flexible form): a param is "required" when its schema
+    has a type and that type does not include "null"."""
+    kind = schema.get("type")
+    return bool(kind) and (not isinstance(kind, list) or "null" not in kind)
+
+
+def test_the_trigger_form_shows_every_param_as_optional_with_its_default(dagbag) -> None:
+    from include.calendar_sync.prepare import RunParams
+
+    params = {(dag_id, name): param for dag_id, dag in dagbag.dags.items() for name, param in dag.params.items()}
+    assert ("advoware_calendar_sync", "dry_run") in params
+    for (dag_id, name), param in params.items():
+        assert not ui_required(param.schema), f"{dag_id}.{name} would show as required"
+        assert param.value is not None, f"{dag_id}.{name} has no default"
+    # an emptied field arrives as null: valid, and the run takes the default
+    import copy
+
+    calendar = copy.deepcopy(dagbag.dags["advoware_calendar_sync"].params)
+    for name in list(calendar):
+        calendar[name] = None
+    calendar.validate()
+    assert RunParams.from_mapping(dict(calendar)) == RunParams()

@@ -10,6 +10,9 @@ and every port is free again.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import subprocess
@@ -28,6 +31,8 @@ from fastapi.responses import JSONResponse
 
 from sandbox.runner import ServerThread, free_port
 from tests.conftest import pg_dsn
+
+ENV_WEBHOOK_SECRET = "e2e-env-webhook-secret"
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -105,6 +110,7 @@ def stack_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
         "E2E_PORTS": json.dumps(ports),
+        "ESPOCRM_WEBHOOK_SECRET": ENV_WEBHOOK_SECRET,
     }
     env.pop("AIRFLOW_HOME", None)
     try:
@@ -126,6 +132,10 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     assert time.monotonic() - started < 240
     af = f"http://127.0.0.1:{ports['airflow']}"
     assert af in up.stdout and env["AIRFLOW_API_PASSWORD"] in up.stdout  # the summary tells the login
+    # which database it empties, said before it does so
+    said = up.stdout.index(f"hub database: {env['POSTGRES_DB']} on ")
+    assert said < up.stdout.index(f"clearing the hub tables of database {env['POSTGRES_DB']}") \
+        < up.stdout.index(f"hub tables of {env['POSTGRES_DB']} and")
 
     # Airflow's single API worker also serves the tasks of the first runs: patience on a loaded machine
     version = httpx.get(f"{af}/api/v2/version", timeout=AIRFLOW_TIMEOUT_S)
@@ -184,6 +194,12 @@ def check_demo_prepared(env: dict[str, str], ports: dict[str, int], af: str, hea
     secret = json.loads((Path(env["DEVSTACK_RUN_DIR"]) / "espocrm-webhooks.json").read_text())["secret"]
     assert {pair.split("=", 1)[0] for pair in secret.split(",")} == {h["id"] for h in hooks}
     assert secret not in Path(ROOT / ".env.example").read_text()
+    # a delivery signed with the .env secret (a developer's curl, docs/interfaces.md) is accepted as well
+    body = b'[{"id": "envSignedParty1"}]'
+    mac = hmac.new(ENV_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    signed = httpx.post(f"{gateway}/webhooks/vmh/beteiligte/delete", content=body, timeout=10,
+                        headers={"Signature": base64.b64encode(f"curl:{mac}".encode()).decode()})
+    assert signed.status_code == 200, signed.text
 
     # a CRM user's new party travels by itself: EspoCRM's sender (auto flush) -> gateway -> DAG -> Advoware
     created = httpx.post(f"{espo}/_sandbox/user/CBeteiligte", timeout=10,

@@ -59,3 +59,36 @@ def test_docs_render_offline_and_list_the_routes(gateway: str, tmp_path: Path) -
     normalized = {p.replace("\u200b", "") for p in paths}
     assert {"/webhooks/vmh/beteiligte/{event}", "/api/advoware/{path}", "/advoware/calendar/sync",
             "/webhooks/dead-letters", "/healthz", "/metrics"} <= normalized, normalized
+
+
+def test_redoc_renders_offline_without_asking_any_other_host(gateway: str, tmp_path: Path) -> None:
+    """ReDoc's bundle wants its logo from cdn.redoc.ly: the page must render without that request."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    elsewhere: list[str] = []
+
+    def only_the_gateway(route, request) -> None:  # type: ignore[no-untyped-def]
+        if urlsplit(request.url).netloc == urlsplit(gateway).netloc:
+            route.continue_()
+        else:
+            elsewhere.append(request.url)
+            route.abort()
+
+    with sync_playwright() as pw, tempfile.TemporaryDirectory(dir=tmp_path) as profile:
+        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
+                                                        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        try:
+            page = context.new_page()
+            page.route("**/*", only_the_gateway)
+            page.goto(f"{gateway}/redoc")
+            page.get_by_text("/advoware/calendar/sync").first.wait_for(timeout=60_000)  # ReDoc drew the operations
+            page.wait_for_load_state("networkidle")
+            broken = page.locator("img[alt='redocly logo']").count()
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "redoc.png"), full_page=False)
+        finally:
+            context.close()
+    assert elsewhere == []
+    assert broken == 0  # no broken image left in the menu

@@ -100,10 +100,11 @@ def raw_get(base: str, raw_path: str, token: str = WRITE) -> tuple[int, dict[str
 def test_no_token_401_wrong_token_403(gateway: Gateway, advoware_url: str) -> None:
     gw = gateway()
     r = httpx.get(f"{gw}/api/advoware/Mitarbeiter")
-    assert r.status_code == 401 and r.json()["error"] == "missing bearer token"
+    assert r.status_code == 401 and r.json()["error"] == "missing_token"
+    assert r.json()["message"] == "missing bearer token"
     assert r.json()["request_id"] == r.headers["x-request-id"]
     r = httpx.get(f"{gw}/api/advoware/Mitarbeiter", headers=auth("nope"))
-    assert r.status_code == 403 and "not accepted" in r.json()["error"]
+    assert r.status_code == 403 and "not accepted" in r.json()["message"]
     assert sandbox_stats(advoware_url)["total_requests"] == 0
 
 

@@ -81,6 +81,33 @@ def test_the_document_names_every_route_and_its_answers(gateway_url: str) -> Non
     assert {"bearer", "apiToken"} <= set(doc["components"]["securitySchemes"])
 
 
+def test_every_refusal_has_the_one_error_shape(gateway_url: str) -> None:
+    """The refusals a newcomer meets first (no signature, a wrong one, no token, an unknown path, a wrong
+    method), each validated against the document's ErrorBody: error, message, status, request_id."""
+    import jsonschema
+
+    doc = httpx.get(f"{gateway_url}/openapi.json").json()
+    schema = {**doc["components"]["schemas"]["ErrorBody"], "components": doc["components"]}
+    assert set(schema["required"]) >= {"error", "message", "status"}
+    hook = f"{gateway_url}/webhooks/vmh/beteiligte"
+    answers = [
+        httpx.post(f"{hook}/update", content=b'[{"id": "a1"}]'),  # unsigned
+        httpx.post(f"{hook}/update", content=b'[{"id": "a1"}]', headers={"Signature": "bm9wZTpub3Bl"}),
+        httpx.post(f"{hook}/rename", content=b"[]"),
+        httpx.get(f"{hook}/update"),
+        httpx.get(f"{gateway_url}/webhooks/dead-letters"),
+        httpx.get(f"{gateway_url}/webhooks/dead-letters", headers={"Authorization": "Bearer wrong"}),
+        httpx.get(f"{gateway_url}/no/such/route"),
+        httpx.get(f"{gateway_url}/healthz/deep"),
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 404, 405, 401, 403, 404, 401]
+    for answer in answers:
+        body = answer.json()
+        jsonschema.validate(body, schema)
+        assert body["status"] == answer.status_code and body["message"] and body["error"].isidentifier(), body
+        assert body["request_id"] == answer.headers["x-request-id"]
+
+
 # -- property-based: every answer the gateway gives matches the document ----------------------------------
 @schemathesis.check
 def no_server_error_but_upstream_down(ctx: Any, response: Any, case: Any) -> bool | None:

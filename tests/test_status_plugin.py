@@ -287,3 +287,37 @@ def test_replay_refused_without_rights_token_or_same_origin(api_app: FastAPI, da
     assert "read-only" in page.text
     assert post({"csrf_token": form}, {"Authorization": f"Bearer {viewer}"}) == 403
     assert _replayed_at(hub, letter) is None and _dag_run(f"replay__beteiligte__{letter}") == run_before
+
+
+def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, connections: None, hub: str,
+                                                            redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/sync-status/check: the verdicts of `kanzlei-sync check` for the .env of the api-server's process."""
+    from include.checks.run import run_all
+    from include.settings import get_settings
+    from sandbox.runner import free_port
+
+    info = psycopg.conninfo.conninfo_to_dict(hub)
+    env = {"POSTGRES_HOST": info["host"], "POSTGRES_PORT": str(info["port"]), "POSTGRES_DB": info["dbname"],
+           "POSTGRES_USER": info["user"], "REDIS_URL": redis_url, "SANDBOX_MODE": "true",
+           "ADVOWARE_BASE_URL": f"http://127.0.0.1:{free_port()}", "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
+           "ESPOCRM_API_KEY": "", "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": "", "SMTP_HOST": ""}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    client = TestClient(api_app)
+    assert client.get("/sync-status/check").status_code == 401
+    client.cookies.set("_token", _token(role="viewer"))
+    page = client.get("/sync-status/check")
+    assert page.status_code == 200 and "<h1>Connection check</h1>" in page.text
+    assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
+    assert f"database {info['dbname']} on" in page.text and "revision 0002 (head)" in page.text
+    assert "<tr class=check-fail><td>FAIL</td><td>advoware</td>" in page.text
+    data = client.get("/sync-status/api/check").json()
+    assert data["ok"] is False
+    cli = [v.as_dict() for v in run_all(get_settings())]
+
+    def steady(verdicts: list[dict]) -> list[dict]:  # the queue's age moves on between the two calls
+        return [{**v, "checked": v["checked"].split(" (oldest ready")[0]} for v in verdicts]
+
+    assert steady(data["verdicts"]) == steady(cli)
+    assert "href=check" in client.get("/sync-status/").text  # linked from the status page

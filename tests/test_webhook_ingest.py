@@ -89,7 +89,7 @@ def test_a_body_that_can_never_succeed_is_400_with_the_reason(client: TestClient
                                                               raw: bytes, why: str) -> None:
     r = deliver(client, None, raw=raw)
     assert r.status_code == 400
-    assert why in r.json()["error"]
+    assert why in r.json()["message"]
     assert queue.stats().pending == 0
 
 
@@ -167,7 +167,7 @@ def test_a_get_is_405_and_errors_carry_the_request_id(client: TestClient) -> Non
     refused = client.post("/webhooks/vmh/beteiligte/update", content=b"[]", headers={"X-Request-ID": "espo-42"})
     assert refused.status_code == 401
     assert refused.json()["request_id"] == "espo-42" == refused.headers["x-request-id"]
-    assert refused.json()["status"] == 401 and "Signature" in refused.json()["error"]
+    assert refused.json()["status"] == 401 and "Signature" in refused.json()["message"]
 
 
 def test_a_run_is_triggered_after_the_answer_and_coalesced(redis_url: str, hub: str) -> None:
@@ -312,7 +312,7 @@ def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(redis_url: s
 def test_deeply_nested_json_is_400_without_a_traceback(client: TestClient, queue: PartyQueue) -> None:
     with gateway_logs() as logs:
         r = deliver(client, None, raw=b"[" * 100_000)
-    assert r.status_code == 400 and "nested" in r.json()["error"]
+    assert r.status_code == 400 and "nested" in r.json()["message"]
     assert logs.errors() == [] and queue.stats().pending == 0
 
 
@@ -321,7 +321,7 @@ def test_more_items_than_the_cap_is_413_and_nothing_is_queued(client: TestClient
     assert at_cap.status_code == 200 and at_cap.json()["accepted"] == MAX_ITEMS
     over = deliver(client, [{"id": f"o{i}"} for i in range(MAX_ITEMS + 1)])
     assert over.status_code == 413
-    assert over.json()["limit_items"] == MAX_ITEMS and f"more than {MAX_ITEMS} items" in over.json()["error"]
+    assert over.json()["limit_items"] == MAX_ITEMS and f"more than {MAX_ITEMS} items" in over.json()["message"]
     assert not is_pending(queue, "o0") and queue.stats().pending == MAX_ITEMS
 
 

@@ -126,3 +126,21 @@ def test_unknown_webhook_id_is_answered_like_a_wrong_signature_and_logged_apart(
     assert any("unknownwebhook01" in line and "no secret" in line for line in lines)
     assert any("does not match" in line for line in lines)
     assert not [line for line in lines if "\nINFO forged" in line]
+
+
+def test_the_worked_example_in_the_interfaces_doc_verifies() -> None:
+    """docs/interfaces.md, "Webhook signature": its values are what EspoCRM sends and what the gateway accepts."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "interfaces.md").read_text()
+    section = doc[doc.index("## Webhook signature"):doc.index("## Gateway limits")]
+    hexmac = re.search(r"HMAC-SHA256 \(hex\)\s+(\S+)", section)[1]  # type: ignore[index]
+    new = re.search(r"\nSignature\s+(\S+)", section)[1]  # type: ignore[index]
+    legacy = re.search(r"\nX-Signature\s+(\S+)", section)[1]  # type: ignore[index]
+    body, secret, wid = b'[{"id":"64f0c1a2b3c4d5e6f"}]', "sandbox-webhook-secret", "6571e7a9c1d2e3f40"
+    assert hexmac == hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert new == php_signature(wid, secret, body) and legacy == php_legacy_signature(wid, secret, body)
+    for header, value in (("signature", new), ("x-signature", legacy)):
+        assert signature.verify(body, {header: value}, [(wid, secret)]).ok
+        assert not signature.verify(body + b" ", {header: value}, [(wid, secret)]).ok

@@ -6,18 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from include.settings import Settings, get_settings
-from webhook_gateway import docs, openapi
+from webhook_gateway import docs, errors, openapi
 from webhook_gateway.request_id import RequestIdMiddleware
 from webhook_gateway.webhooks import WebhookIngestMiddleware
 
 log = logging.getLogger("webhook_gateway")
-MAX_VALIDATION_PROBLEMS = 20
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,22 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(WebhookIngestMiddleware)
     app.add_middleware(RequestIdMiddleware)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}
-        body.setdefault("status", exc.status_code)
-        body.setdefault("request_id", getattr(request.state, "request_id", None))
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # where and why, never the input: FastAPI's default echoes the whole body (5 MB for a 5 MB body)
-        problems = [{"loc": [str(part)[:64] for part in err.get("loc", ())][:8],
-                     "msg": str(err.get("msg", ""))[:200], "type": str(err.get("type", ""))[:64]}
-                    for err in exc.errors()[:MAX_VALIDATION_PROBLEMS]]
-        return JSONResponse({"error": "invalid_request", "message": "the request does not match the API",
-                             "status": 422, "request_id": getattr(request.state, "request_id", None),
-                             "detail": problems}, status_code=422)
+    errors.install(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -79,9 +62,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _include_routers(app: FastAPI) -> None:
     from webhook_gateway.calendar import router as calendar_sync
+    from webhook_gateway.health import router as deep_health
     from webhook_gateway.proxy import router as advoware_proxy
     from webhook_gateway.webhooks import install as install_webhooks
 
     app.include_router(advoware_proxy)
     app.include_router(calendar_sync)
+    app.include_router(deep_health)
     install_webhooks(app)

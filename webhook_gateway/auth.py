@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 from typing import Literal
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request, status
+
+from webhook_gateway.errors import refusal
 
 Scope = Literal["read", "write"]
 
@@ -22,8 +24,8 @@ def token_scope(request: Request) -> Scope:
     gw = request.app.state.settings.gateway
     token = _bearer(request)
     if token is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="missing bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise refusal(status.HTTP_401_UNAUTHORIZED, "missing_token", "missing bearer token",
+                      headers={"WWW-Authenticate": "Bearer"})
     write = gw.api_token.get_secret_value()
     read = gw.read_token.get_secret_value()
     # compare_digest on both, always, so timing does not tell which one nearly matched
@@ -35,12 +37,12 @@ def token_scope(request: Request) -> Scope:
     if is_read:
         request.state.token_scope = "read"
         return "read"
-    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="token not accepted")
+    raise refusal(status.HTTP_403_FORBIDDEN, "token_not_accepted", "token not accepted")
 
 
 def require_write(scope: Scope = Depends(token_scope)) -> Scope:
     if scope != "write":
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            detail="this token is read-only; a write needs the read-write token")
+        raise refusal(status.HTTP_403_FORBIDDEN, "read_only_token",
+                      "this token is read-only; a write needs the read-write token")
     return scope
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -27,6 +27,7 @@ from include.airflow_api_async import AsyncAirflowApi
 from include.dag_ids import CALENDAR_SYNC_DAG
 from webhook_gateway.auth import require_write
 from webhook_gateway.body_limit import limited_body_route
+from webhook_gateway.errors import refusal
 from webhook_gateway.openapi import errors
 
 log = logging.getLogger("webhook_gateway.calendar")
@@ -100,8 +101,8 @@ async def trigger_calendar_sync(
         status = getattr(exc, "status", None)
         log.warning("calendar sync trigger failed: %s %s", type(exc).__name__, status or "")
         if status == 404:
-            raise HTTPException(502, detail=f"Airflow does not know the DAG {CALENDAR_SYNC_DAG}") from None
-        raise HTTPException(503, detail="Airflow is not reachable; try again") from None
+            raise refusal(502, "dag_unknown", f"Airflow does not know the DAG {CALENDAR_SYNC_DAG}") from None
+        raise refusal(503, "airflow_unreachable", "Airflow is not reachable; try again") from None
     state = result.state
     if not result.created:
         try:

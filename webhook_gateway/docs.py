@@ -4,7 +4,9 @@ gateway's API documentation works on a network without internet access.
 FastAPI's own pages load Swagger UI and ReDoc from jsdelivr; they are switched off (`docs_url=None`,
 `redoc_url=None`) and replaced by the same pages whose scripts, styles and favicon come from
 `/docs-assets/`, a static mount of the package's files. The paths honour the ASGI root path (a
-gateway behind a proxy).
+gateway behind a proxy). ReDoc's bundle draws the Redocly logo from its CDN in the menu's footer; the
+page's Content-Security-Policy allows images from the gateway only, so the browser never asks the CDN
+and ReDoc hides the image it could not load.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = "/docs-assets"
+REDOC_CSP = "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
 
 
 def install(app: FastAPI) -> None:
@@ -39,6 +42,8 @@ def install(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+        page = get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
                               redoc_js_url=f"{root}{ASSETS}/redoc.standalone.js",
                               redoc_favicon_url=f"{root}{ASSETS}/favicon.png", with_google_fonts=False)
+        page.headers["Content-Security-Policy"] = REDOC_CSP
+        return page

@@ -28,7 +28,8 @@ ERROR_DESCRIPTIONS = {
     422: "The request does not match this document (`detail` names where and why, never the input)",
     431: "Request head over 16 KiB or 100 header fields (the connection is closed)",
     502: "Upstream (Advoware, Airflow) unreachable or refused",
-    503: "A store the route needs (Redis, hub, Airflow) is down, or the gateway is at its connection cap; "
+    503: "A store the route needs (Redis, hub, Airflow) is down, the gateway is at its connection cap, or (on "
+         "/healthz/deep) a check failed; "
          "retry (Retry-After where given)",
     504: "Advoware did not answer in time",
 }
@@ -40,8 +41,8 @@ class ErrorBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    error: str
-    message: str | None = None
+    error: str = Field(description="a stable code: missing_token, bad_signature, body_too_large, ...")
+    message: str = Field(description="what happened, for people")
     status: int
     request_id: str | None = None
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 import psycopg
 import redis
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Path, Query, Request
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +31,7 @@ from include.queue.party_queue import AsyncPartyQueue, PartyQueue, RejectedItem
 from include.settings import Settings
 from webhook_gateway import signature
 from webhook_gateway.auth import require_write
+from webhook_gateway.errors import refusal
 from webhook_gateway.log_safe import escape
 from webhook_gateway.openapi import errors
 
@@ -190,14 +191,14 @@ _WANTED_HEADERS = frozenset({b"signature", b"x-signature", b"content-length"})
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.body = status, {"error": message, **extra}
+        self.status, self.body = status, {"error": code, "message": message, **extra}
 
 
-def _refuse(event: str, status: int, message: str, **extra: Any) -> _Refused:
+def _refuse(event: str, status: int, code: str, message: str, **extra: Any) -> _Refused:
     ERRORS.labels(event, str(status)).inc()
-    return _Refused(status, message, **extra)
+    return _Refused(status, code, message, **extra)
 
 
 class _ClientGone(Exception):
@@ -249,7 +250,7 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
         # client could otherwise write ids of its choosing into WARNING lines).
         log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d)", event,
                     espo.webhook_max_body_bytes, escape(headers.get("content-length", "?"), 20), len(body))
-        raise _refuse(event, 413, f"body larger than {espo.webhook_max_body_bytes} bytes",
+        raise _refuse(event, 413, "body_too_large", f"body larger than {espo.webhook_max_body_bytes} bytes",
                       limit=espo.webhook_max_body_bytes)
 
     if headers.get("signature") or headers.get("x-signature") or not espo.webhook_allow_unsigned:
@@ -258,22 +259,23 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
             # the log names the cause (unknown webhook id, wrong MAC, ...); the answer does not, so a
             # caller cannot find out which webhook ids are configured
             log.warning("webhook %s refused: %s", event, escape(verdict.reason))
-            raise _refuse(event, 401, verdict.reason if verdict.missing else BAD_SIGNATURE)
+            raise _refuse(event, 401, "missing_signature" if verdict.missing else "bad_signature",
+                          verdict.reason if verdict.missing else BAD_SIGNATURE)
 
     try:
         items = msgspec.json.decode(body)  # a quarter of json.loads' time; its errors are ValueErrors
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _refuse(event, 400, f"body is not valid JSON: {str(exc)[:200]}") from None
+        raise _refuse(event, 400, "bad_body", f"body is not valid JSON: {str(exc)[:200]}") from None
     except RecursionError:  # ~1,000 nested arrays; a body of 100,000 '[' fits in the size limit
-        raise _refuse(event, 400, "body is not valid JSON: arrays/objects nested too deeply") from None
+        raise _refuse(event, 400, "bad_body", "body is not valid JSON: arrays/objects nested too deeply") from None
     if not isinstance(items, list):
-        raise _refuse(event, 400, f"body must be a JSON array of objects, got {type(items).__name__}")
+        raise _refuse(event, 400, "bad_body", f"body must be a JSON array of objects, got {type(items).__name__}")
     if len(items) > MAX_ITEMS:
-        raise _refuse(event, 413, f"more than {MAX_ITEMS} items in one delivery ({len(items)}); "
+        raise _refuse(event, 413, "too_many_items", f"more than {MAX_ITEMS} items in one delivery ({len(items)}); "
                                   "EspoCRM sends batches of about 50", limit_items=MAX_ITEMS)
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise _refuse(event, 400, f"body must be a JSON array of objects; item {index} is "
+            raise _refuse(event, 400, "bad_body", f"body must be a JSON array of objects; item {index} is "
                                       f"{type(item).__name__}")
 
     ids: list[str] = []
@@ -291,7 +293,8 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
         log.error("webhook %s: Redis could not store %d ids (%s); answering 503 so EspoCRM retries",
                   event, len(ids), type(exc).__name__)
         ERRORS.labels(event, "503").inc()
-        return 503, {"error": "queue unavailable, retry later", "status": 503}, {"Retry-After": "60"}
+        return 503, {"error": "queue_unavailable", "message": "queue unavailable, retry later", "status": 503}, \
+            {"Retry-After": "60"}
 
     duplicates = len(ids) if result.duplicate else 0
     metrics.accepted.inc(len(ids))
@@ -318,7 +321,7 @@ class WebhookIngestMiddleware:
     The hottest path of the gateway (EspoCRM sends every change): routing, the request object and the
     exception middleware cost more than the work itself. Sits inside RequestIdMiddleware (request id,
     access log) and Starlette's ServerErrorMiddleware (an unexpected error is still a 500); answers in
-    the gateway's error format ({"error", "status", "request_id"}). Everything else passes through."""
+    the gateway's error format ({"error", "message", "status", "request_id"}). Everything else passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -335,9 +338,10 @@ class WebhookIngestMiddleware:
         event = path[len(PATH_PREFIX):]
         extra_headers: dict[str, str] = {}
         if event not in _METRICS:  # the answer names the known events, never echoes the path
-            status, answer = 404, {"error": f"unknown event; one of {', '.join(EVENTS)}"}
+            status, answer = 404, {"error": "unknown_event", "message": f"unknown event; one of {', '.join(EVENTS)}"}
         elif scope["method"] != "POST":
-            status, answer, extra_headers = 405, {"error": "method not allowed; use POST"}, {"Allow": "POST"}
+            status, extra_headers = 405, {"Allow": "POST"}
+            answer = {"error": "method_not_allowed", "message": "method not allowed; use POST"}
         else:
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
                        if name in _WANTED_HEADERS}
@@ -346,7 +350,8 @@ class WebhookIngestMiddleware:
                 if not (headers.get("signature") or headers.get("x-signature")) \
                         and not res.settings.espocrm.webhook_allow_unsigned:
                     log.warning("webhook %s refused: missing Signature / X-Signature header", event)
-                    raise _refuse(event, 401, "missing Signature / X-Signature header")  # body never read
+                    raise _refuse(event, 401, "missing_signature",  # the body is never read
+                                  "missing Signature / X-Signature header")
                 body, too_large = await _read_limited(receive, res.settings.espocrm.webhook_max_body_bytes)
                 status, answer, extra_headers = await _ingest(res, event, headers, body, too_large)
             except _Refused as refused:
@@ -397,7 +402,7 @@ def list_dead_letters(request: Request, include_replayed: bool = False,
                                       limit=limit, offset=offset)
     except _STORE_DOWN as exc:  # Redis or hub down
         log.error("dead letters unavailable: %s", type(exc).__name__)
-        raise HTTPException(503, detail="dead-letter store unavailable") from None
+        raise refusal(503, "store_unavailable", "dead-letter store unavailable") from None
     return {"dead_letters": [dead_letters.to_json(r) for r in rows], "count": len(rows)}
 
 
@@ -410,12 +415,12 @@ def replay_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)]
         with Hub(res.settings.postgres.dsn()) as hub:
             row = replay(hub, dead_letter_id, lambda ids: res.sync_queue.enqueue(ids, "replay"))
     except LookupError as exc:
-        raise HTTPException(404, detail=str(exc)) from None
+        raise refusal(404, "not_found", str(exc)) from None
     except ValueError as exc:
-        raise HTTPException(409, detail=str(exc)) from None
+        raise refusal(409, "already_replayed", str(exc)) from None
     except _STORE_DOWN as exc:
         log.error("replay of dead letter %s failed: %s", dead_letter_id, type(exc).__name__)
-        raise HTTPException(503, detail="queue or dead-letter store unavailable") from None
+        raise refusal(503, "store_unavailable", "queue or dead-letter store unavailable") from None
     if row["source"] == dead_letters.CALENDAR_SOURCE:  # a parked calendar item: a calendar run retries it
         log.info("dead letter %s replayed: calendar item %s released", dead_letter_id, row["entity_id"])
         employee = (row.get("payload") or {}).get("employee")

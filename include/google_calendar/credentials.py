@@ -64,6 +64,11 @@ class ServiceAccount:
     def email(self) -> str:
         return str(self._info["client_email"])
 
+    @property
+    def client_id(self) -> str:
+        """The key's OAuth client id: what the Workspace admin grants domain-wide delegation to."""
+        return str(self._info.get("client_id") or "")
+
     def credentials(self, subject: str | None = None) -> service_account.Credentials:
         """The service account itself (subject None) or an employee through delegation."""
         with self._lock:

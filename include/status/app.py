@@ -25,7 +25,9 @@ from fastapi import FastAPI, Form, Query, Request
 from fastapi.params import Depends
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from include.checks.verdict import Verdict
 from include.status import replay as replays
+from include.status.checks_page import render_checks
 from include.status.page import Links, render
 from include.status.queries import Sources, collect
 
@@ -66,7 +68,9 @@ def _refusal(code: int, message: str) -> HTMLResponse:
 
 
 def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends] = (),
-               host: Host | None = None, title: str = "Sync status") -> FastAPI:
+               host: Host | None = None, title: str = "Sync status",
+               checks: Callable[[], list[Verdict]] | None = None) -> FastAPI:
+    """`checks` runs the connection check (include.checks.run.run_all with the settings); None: no page."""
     app = FastAPI(title=title, dependencies=list(dependencies), docs_url=None, redoc_url=None,
                   openapi_url=None)
 
@@ -94,6 +98,17 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
     @app.get("/api")
     def api(limit: int = Query(20, ge=1, le=200)) -> JSONResponse:
         return JSONResponse(_status(limit), headers=SECURITY_HEADERS)
+
+    if checks is not None:
+        @app.get("/check", response_class=HTMLResponse)
+        def check_page() -> HTMLResponse:
+            return HTMLResponse(render_checks(checks()), headers=SECURITY_HEADERS)
+
+        @app.get("/api/check")
+        def check_api() -> JSONResponse:
+            verdicts = checks()
+            return JSONResponse({"ok": all(v.ok for v in verdicts), "verdicts": [v.as_dict() for v in verdicts]},
+                                headers=SECURITY_HEADERS)
 
     @app.post("/dead-letters/{dead_letter_id}/replay", response_model=None)
     def replay(dead_letter_id: int, request: Request,

@@ -298,7 +298,8 @@ def render(status: dict[str, Any], links: Links | None = None) -> str:
         f"<style>{_CSS}</style></head><body>"
         "<h1>Sync status</h1>"
         f"<p class=muted id=as-of>As of {e(now.astimezone(TZ).strftime('%Y-%m-%d %H:%M:%S'))} {TZ_NAME}. "
-        f"All times in {TZ_NAME}. Ids and counts only. Reloads every {REFRESH_S} s. <a href=api>JSON</a></p>"
+        f"All times in {TZ_NAME}. Ids and counts only. Reloads every {REFRESH_S} s. <a href=api>JSON</a> · "
+        "<a href=check id=check-link>Connection check</a></p>"
         + notice(status, now, links)
         + banner
         + employees_section(status, now, links)

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from sandbox.common import SandboxControl, make_app
 
 from .api import JSON_HEADERS, ApiRequest, ApiResponse, CalendarApi, Config
-from .auth import JWT_BEARER, OAuthError, TokenAuthority
+from .auth import JWT_BEARER, OAUTH_DESCRIPTIONS, OAuthError, TokenAuthority
 from .batch import boundary_of, parse_batch, render_batch
 from .errors import GoogleError, from_fault
 from .quota import SlidingWindowQuota
@@ -94,7 +94,8 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             return JSONResponse(
-                {"error": fault.reason or "internal_failure", "error_description": "Injected fault."},
+                {"error": fault.reason or "internal_failure",
+                 "error_description": OAUTH_DESCRIPTIONS.get(fault.reason or "", "Injected fault.")},
                 status_code=fault.status,
                 headers=headers,
             )

@@ -27,6 +27,14 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CALENDAR_SCOPE_PREFIX = "https://www.googleapis.com/auth/calendar"
 MAX_ASSERTION_LIFETIME_S = 3600
+# Google's token answers for a refused delegation, by fault reason (POST /_sandbox/faults with
+# {"match": "token", "status": 401, "reason": "unauthorized_client", "principal": "<employee e-mail>"}):
+# delegation not granted to the key's client id / the subject is no active user of the Workspace.
+OAUTH_DESCRIPTIONS = {
+    "unauthorized_client": "Client is unauthorized to retrieve access tokens using this method, or client not "
+                           "authorized for any of the scopes requested.",
+    "invalid_grant": "Invalid email or User ID",
+}
 CLOCK_SKEW_S = 300
 
 
