@@ -184,3 +184,13 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
     )
 
 
+
+
+def when_value(when: dict[str, Any]) -> datetime | date | None:
+    """A start or end as the mapping reads it (a Berlin instant, or a date); ValueError if unreadable."""
+    return _read_when(when)
+
+
+def reminder_of(event: dict[str, Any]) -> int | None:
+    """The reminder as the mapping reads it (minutes of the earliest override; None: none or default)."""
+    return _reminder(event)
