@@ -16,6 +16,7 @@ reminder list whose first popup is the same keeps its other entries.
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 from include.calendar_engine.ids import PROP_EMPLOYEE, PROP_FRNR, PROP_ORIGIN
@@ -26,6 +27,7 @@ from include.calendar_engine.mapping_google import (
     when_value,
 )
 from include.calendar_engine.models import clean_text
+from include.calendar_engine.timeutil import normalize
 
 # set by Google, not by a writer (sending them back is at best ignored; a stale sequence is refused)
 SERVER_FIELDS = frozenset({"kind", "etag", "created", "updated", "htmlLink", "iCalUID", "creator", "organizer",
@@ -45,11 +47,17 @@ def _private(visibility: Any) -> bool:
 
 
 def _same_when(current: Any, wanted: Any) -> bool:
+    """The same date, the same instant, or the same Berlin wall time: Advoware cannot tell the two
+    02:30 of the night summer time ends apart, so its 02:30 leaves Google's choice alone."""
     try:
         have, want = when_value(current or {}), when_value(wanted or {})
     except ValueError:
         return False
-    return have is not None and type(have) is type(want) and have == want
+    if have is None or type(have) is not type(want):
+        return False
+    if isinstance(have, datetime) and isinstance(want, datetime):
+        return have == want or normalize(have).replace(tzinfo=None) == normalize(want).replace(tzinfo=None)
+    return have == want
 
 
 def onto_current(current: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
