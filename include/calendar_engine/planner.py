@@ -39,7 +39,10 @@ Unlinked items:
   Shared pool (kuerzel '', 'ALLE', 'Allgemein') unless `include_shared_pool`: report, nothing else.
 - Google, not cancelled: unsupported → report; marker of another employee → report; our marker but
   its frNr not in Advoware's listing → orphan: delete_google, confirm A gone (unless the event is
-  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone.
+  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone; but
+  one that ended before the window (an incremental listing shows any change) → report left_window.
+  (One beyond the window's end is carried: the window reaches it later, an unchanged event is not
+  listed again.)
 Safety (all actions withheld, `stop_reason` set, unless `force_deletions`): Advoware returned nothing
 while links in the window exist; a full Google listing returned nothing while such links exist;
 deletions > `delete_threshold_min` AND > `delete_threshold_ratio` × live links.
@@ -483,6 +486,9 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             if window.overlaps(first, last):
                 p.add(Action(kind="delete_google", rule=ORPHAN, employee=employee, frnr=g.m_frnr,
                              google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
+            continue
+        if g.appt.span()[1] < window.start:  # the past before the window is not synced (nor listed in full)
+            p.report("left_window", google_event_id=gid, detail="ended before the window: not carried")
             continue
         decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)
         if decision.kind is None:
