@@ -35,8 +35,11 @@ fails after its retries or stops for safety (once per incident: not again while 
 previous run failed too), a planning that fails, items parked.
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
-(a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
-`recover` (rebuild the employee's links from Google's markers first, for a lost hub).
+(a subset of Kürzel), `dry_run` (plan and log only), `recover` (rebuild the employee's links from
+Google's markers first, for a lost hub), and the two answers to a safety stop (e.g. a calendar emptied
+in Google), one at a time, best with `employees`: `refill_google` (make again in Google what was
+deleted there; Advoware keeps everything) or `force_deletions` (confirm the deletions: carry them
+across). The status view's buttons and `kanzlei-sync calendar resolve-stop` trigger the same runs.
 
 **Pools**: `google_calendar_api` (phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
@@ -102,7 +105,10 @@ def _on_planning_success(context: Any) -> None:
         "full_content": Param(False, type="boolean", description="list the whole Google window"),
         "employees": Param([], type="array", items={"type": "string"}, description="only these Kürzel"),
         "dry_run": Param(False, type="boolean", description="plan and log only, write nothing"),
-        "force_deletions": Param(False, type="boolean", description="override the deletion safety stop"),
+        "force_deletions": Param(False, type="boolean",
+                                 description="after a safety stop: confirm the deletions (carry them across)"),
+        "refill_google": Param(False, type="boolean", description="after a safety stop: make again in Google "
+                               "what was deleted there (Advoware keeps everything)"),
         "recover": Param(False, type="boolean", description="rebuild links from Google's markers first"),
     },
     default_args={

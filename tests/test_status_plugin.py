@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -287,3 +288,56 @@ def test_replay_refused_without_rights_token_or_same_origin(api_app: FastAPI, da
     assert "read-only" in page.text
     assert post({"csrf_token": form}, {"Authorization": f"Bearer {viewer}"}) == 403
     assert _replayed_at(hub, letter) is None and _dag_run(f"replay__beteiligte__{letter}") == run_before
+
+
+# -- answering a safety stop from the page --------------------------------------------------------
+def _stopped_run(hub: str, employee: str, run_id: str, status: str = "stopped") -> None:
+    with psycopg.connect(hub, autocommit=True) as c:
+        c.execute("INSERT INTO sync_runs (run_id, kind, employee, status, error) VALUES (%s, 'calendar', %s, %s, "
+                  "'google calendar emptied: all 12 linked appointments of the window were deleted there')",
+                  (run_id, employee, status))
+
+
+def test_a_safety_stop_is_answered_from_the_page(api_app: FastAPI, dags_in_db: None, connections: None,
+                                                 hub: str) -> None:
+    import re
+
+    from include.safety_stop import stop_run
+
+    _stopped_run(hub, "ABC", "scheduled__emptied")
+    client = TestClient(api_app)
+    admin = {"Authorization": f"Bearer {_token()}"}
+    page = client.get("/sync-status/", headers=admin).text
+    forms = re.findall(r'<form method=post action="(calendar/ABC/resolve-stop)">.*?value="(refill|confirm)"', page)
+    assert sorted(f[1] for f in forms) == ["confirm", "refill"]
+    assert ">Refill Google from Advoware</button>" in page and ">Confirm the deletions</button>" in page
+    csrf = _form_token(client, _token())
+
+    def answer(action: str, headers: dict, token: str | None = csrf) -> Any:
+        return client.post("/sync-status/calendar/ABC/resolve-stop", data={"action": action, "csrf_token": token},
+                           headers=headers, follow_redirects=False)
+
+    expected = stop_run("ABC", "refill", "scheduled__emptied")
+    run_before = _dag_run(expected.run_id)  # Airflow's runs outlive the test's hub
+    assert answer("refill", {**admin, "Origin": "https://evil.example"}).status_code == 403
+    assert answer("refill", admin, token="0.forged").status_code == 403
+    assert answer("delete everything", admin).status_code == 400
+    viewer = {"Authorization": f"Bearer {_token(role='viewer')}"}
+    assert "resolve-stop --employee ABC refill|confirm" in client.get("/sync-status/", headers=viewer).text
+    assert answer("refill", viewer).status_code == 403
+    assert _dag_run(expected.run_id) == run_before
+
+    r = answer("refill", {**admin, "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"../../?started={expected.run_id}"
+    run = _dag_run(expected.run_id)
+    assert run is not None and run["dag_id"] == "advoware_calendar_sync" and run["user"] == "admin"
+    assert run["conf"] == {"employees": ["ABC"], "full_content": False, "refill_google": True}
+    after = client.get(f"/sync-status/?started={expected.run_id}", headers=admin).text
+    assert f"{expected.run_id}</code></a>: queued" in after
+    assert answer("refill", admin).status_code == 303 and _dag_run(expected.run_id) == run  # no second run
+
+    _stopped_run(hub, "DEF", "scheduled__fine", status="success")
+    r = client.post("/sync-status/calendar/DEF/resolve-stop", data={"action": "confirm", "csrf_token": csrf},
+                    headers=admin, follow_redirects=False)
+    assert r.status_code == 409 and "nothing to answer" in r.text

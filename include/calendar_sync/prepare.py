@@ -37,8 +37,14 @@ class RunParams:
 
     full_content: bool = False
     dry_run: bool = False
-    force_deletions: bool = False
+    force_deletions: bool = False  # after a safety stop: carry the deletions (confirm them)
     recover: bool = False
+    refill_google: bool = False  # after a safety stop: make again in Google what was deleted there
+
+    def __post_init__(self) -> None:
+        if self.force_deletions and self.refill_google:
+            raise ValueError("force_deletions and refill_google answer a safety stop in opposite ways: "
+                             "choose one")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> RunParams:
@@ -119,7 +125,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     if not params.dry_run:
         resolve_intents(ctx, employee, advoware_items, google_items)
     policy = Policy.from_settings(ctx.settings, write_protection=ctx.write_protection,
-                                  force_deletions=params.force_deletions, dry_run=params.dry_run)
+                                  force_deletions=params.force_deletions, refill_google=params.refill_google,
+                                  dry_run=params.dry_run)
     with ctx.hub.transaction() as conn:
         links = hub_links.load_links(conn, employee)
     links, advoware_items, google_items = leave_out_parked(parked, links, advoware_items, google_items)
@@ -140,7 +147,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         log.info("report %s: %s frNr=%s event=%s %s", employee, report.kind, report.frnr,
                  report.google_event_id, report.detail)
     if plan.stop_reason:
-        log.error("STOPPED sync of %s: %s; withheld %s (run with force_deletions to override)",
+        log.error("STOPPED sync of %s: %s; withheld %s (answer it: run with refill_google to make again in "
+                  "Google what was deleted there, or with force_deletions to carry the deletions)",
                   employee, plan.stop_reason, plan.withheld)
         raise SyncStopped(f"sync of {employee} stopped: {plan.stop_reason}")
     return {"plan_id": plan_id, "employee": employee, "counts": counts, "dry_run": params.dry_run,
