@@ -422,3 +422,26 @@ def test_an_emptied_calendar_stops_once_mails_once_and_the_refill_param_puts_it_
     assert total_writes(advoware_url) == advoware_writes
     _assert_converged(advoware_url, google_url, hub)
     assert _run().state == DagRunState.SUCCESS and len(smtp_sink.messages) == 1
+
+
+def test_a_calendar_deleted_in_google_is_made_again_with_one_mail(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        smtp_sink: Any) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=1)
+    assert _run().state == DagRunState.SUCCESS
+    ((employee, old),) = calendar_ids(hub).items()
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, _ = ctx.calendar(employee)
+    session.execute(lambda s: s.calendars().delete(calendarId=old), "calendars.delete")
+    ctx.close()
+    advoware_writes = total_writes(advoware_url)
+
+    assert _run().state == DagRunState.SUCCESS
+    assert calendar_ids(hub)[employee] != old and total_writes(advoware_url) == advoware_writes
+    _assert_converged(advoware_url, google_url, hub)
+    (mail,) = smtp_sink.messages
+    assert employee in mail["Subject"] and "made again" in mail["Subject"]
+    assert "nothing was deleted in Advoware" in smtp_sink.bodies()[0]
+    assert _run().state == DagRunState.SUCCESS and len(smtp_sink.messages) == 1

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from include.advoware.client import AdvowareClient
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.runner import sync_all
+from include.google_calendar.client import GoogleCalendarClient
+from include.google_calendar.credentials import ServiceAccount
+from include.google_calendar.ratelimit import Backoff, RateLimiter
 from include.google_calendar.service import build_service
-from tests.calendar_helpers import make_ctx, total_writes
+from tests.calendar_helpers import google_settings, make_ctx, settings, total_writes
 
 EMPLOYEE = "TR"
 EMAIL = "tr@kanzlei.example"
@@ -44,6 +49,18 @@ def trap_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_p
     ctx = make_ctx(advoware_url, google_url, redis_url, hub, tmp_path, **kw)
     ctx.today = today
     return ctx
+
+
+def delegated_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path) -> SyncContext:
+    """Domain-wide delegation: the sync acts as each employee, whose own account holds the calendar."""
+    s = settings(advoware_url, google_url, redis_url, hub, tmp_path)
+    s = s.model_copy(update={"google": google_settings(google_url, tmp_path, delegation=True)})
+    advoware = AdvowareClient(s.advoware, redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01,
+                              backoff_max_s=0.1)
+    google = GoogleCalendarClient(s.google, ServiceAccount.from_settings(s.google),
+                                  limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
+                                  backoff=Backoff(base_s=0.02, cap_s=0.2, max_retries=4), timeout_s=10)
+    return SyncContext(hub, advoware, google, s)
 
 
 def person(ctx: SyncContext) -> Any:

@@ -19,7 +19,7 @@ from include.calendar_engine.mapping_google import marker_of
 from include.calendar_engine.plan import HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync
 from include.calendar_engine.policy import Policy
-from include.calendar_sync.calendars import ensure_calendar, read_google, window_of
+from include.calendar_sync.calendars import check_calendar, ensure_calendar, read_google, window_of
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
 from include.calendar_sync.recovery import recover
@@ -95,6 +95,23 @@ def _frnr(termin: dict[str, Any]) -> int | None:
         return None
 
 
+def _report_repairs(ctx: SyncContext, run_id: str, employee: str, repairs: list[str], plan: Plan) -> None:
+    """A calendar made again, shared again or put back on the employee's list: in the run's report and
+    one alert (the repair ends the incident: the next run finds the calendar as it should be)."""
+    from include.alerts import calendar_repaired
+
+    with ctx.hub.transaction() as conn:
+        row = hub_calendars.get(conn, employee)
+    calendar_id = row.calendar_id if row else None
+    for what in dict.fromkeys(repairs):
+        plan.reports.append(Report(kind=f"calendar_{what}", employee=employee, detail=f"calendar {calendar_id}"))
+        alert = calendar_repaired(employee, what, run_id, calendar_id)
+        if ctx.notify is not None:
+            ctx.notify(alert)
+        else:
+            log.warning("ALERT %s: %s", alert.kind, alert.subject)
+
+
 def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> dict[str, Any]:
     """Plan one employee's sync; returns {"plan_id", "employee", "counts", "dry_run", "stopped", "actions"}.
 
@@ -104,9 +121,11 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     with ctx.hub.transaction() as conn:
         known = hub_calendars.get(conn, employee)
     provisioned = known is not None and bool(known.calendar_id)
+    repairs: list[str] = []
     if not params.dry_run:
         ensure_calendar(ctx, employee)
         provisioned = True
+        repairs += [r for r in (check_calendar(ctx, employee),) if r]
     if params.recover and provisioned and not params.dry_run:
         recover(ctx, employee)
     window = window_of(ctx)
@@ -117,6 +136,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     if provisioned:
         # a replayed item is read in full: its Google side may lie behind the stored sync token
         changes = read_google(ctx, employee, window, full=params.full_content or params.recover or bool(replayed))
+        if changes.reason == "calendar_recreated":
+            repairs.append("recreated")
     else:
         changes = ChangeSet("", [], None, "full", "no_token", 0)
     google_items = changes.items
@@ -133,6 +154,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee)
     plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
                                detail=f"dead letter {p.dead_letter_id} ({p.action})") for p in parked)
+    if repairs:
+        _report_repairs(ctx, run_id, employee, repairs, plan)
     if replayed and changes.full and not params.dry_run and not plan.stop_reason:
         _settle_replayed(ctx, replayed, plan)
     counts = {k: v for k, v in plan.counts().items() if v}
