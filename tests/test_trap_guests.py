@@ -116,6 +116,11 @@ def test_unmapped_fields_survive_the_syncs_writes_and_no_mail_leaves(
     assert sent and GUEST not in wire and CLIENT not in wire and "meet.google.com" not in wire
     assert quiet(ctx, advoware_url, google_url)  # and nothing flip-flops
 
+    ctx.advoware.delete_termin(court["frNr"])  # cancelled in Advoware: the guests are not told by the sync
+    assert sync(ctx)["status"] == "success"
+    assert google.events().get(calendarId=calendar_id, eventId=gid).execute()["status"] == "cancelled"
+    assert mails(google_url) == mailed_by_person
+
 
 def test_an_adopted_event_keeps_its_guests(ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     """An event a person made before the first run, matching an Advoware appointment, is adopted and

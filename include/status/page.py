@@ -11,8 +11,9 @@ UI's frame on a 1280 px screen: tables take the frame's width, long ids and erro
 that still cannot fit scrolls inside its own box instead of widening the page.
 
 `Links` (from the host, the Airflow plugin) adds what needs Airflow: each employee's latest task
-instance log, the party run's log, the runs a replay started, and the replay forms (POST with a
-per-page CSRF token); without it the page is read-only and links nowhere.
+instance log, the party run's log, the runs a replay (or a stop's answer) started, and the forms: a
+dead letter's replay, and the two answers to an employee's safety stop (POST with a per-page CSRF
+token); without it the page is read-only and links nowhere.
 """
 
 from __future__ import annotations
