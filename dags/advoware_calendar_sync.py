@@ -32,7 +32,8 @@ employee, the action, the frNr and the Google event id.
 
 **Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): an employee's sync that
 fails after its retries or stops for safety (once per incident: not again while the employee's
-previous run failed too), a planning that fails, items parked.
+previous run failed too; a stop's mail names its two answers), a planning that fails, items parked,
+an employee's calendar made again, shared again or put back on their list in Google (one per repair).
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `recover` (rebuild the employee's links from
