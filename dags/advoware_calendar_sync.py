@@ -32,11 +32,15 @@ employee, the action, the frNr and the Google event id.
 
 **Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): an employee's sync that
 fails after its retries or stops for safety (once per incident: not again while the employee's
-previous run failed too), a planning that fails, items parked.
+previous run failed too; a stop's mail names its two answers), a planning that fails, items parked,
+an employee's calendar made again, shared again or put back on their list in Google (one per repair).
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
-(a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
-`recover` (rebuild the employee's links from Google's markers first, for a lost hub).
+(a subset of Kürzel), `dry_run` (plan and log only), `recover` (rebuild the employee's links from
+Google's markers first, for a lost hub), and the two answers to a safety stop (e.g. a calendar emptied
+in Google), one at a time, best with `employees`: `refill_google` (make again in Google what was
+deleted there; Advoware keeps everything) or `force_deletions` (confirm the deletions: carry them
+across). The status view's buttons and `kanzlei-sync calendar resolve-stop` trigger the same runs.
 
 **Pools**: `google_calendar_api` (phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
@@ -105,7 +109,10 @@ def _on_planning_success(context: Any) -> None:
         "employees": Param([], type=["array", "null"], items={"type": "string"},
                            description="only these Kürzel (empty: every active employee)"),
         "dry_run": Param(False, type=["boolean", "null"], description="plan and log only, write nothing"),
-        "force_deletions": Param(False, type=["boolean", "null"], description="override the deletion safety stop"),
+        "force_deletions": Param(False, type=["boolean", "null"],
+                                 description="after a safety stop: confirm the deletions (carry them across)"),
+        "refill_google": Param(False, type=["boolean", "null"], description="after a safety stop: make again in "
+                               "Google what was deleted there (Advoware keeps everything)"),
         "recover": Param(False, type=["boolean", "null"], description="rebuild links from Google's markers first"),
     },
     default_args={

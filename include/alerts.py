@@ -7,8 +7,11 @@ connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
   planning). One per incident: a later run that fails again while the employee's previous run also
   failed sends nothing new; the first success closes the incident (the run log `sync_runs` is the
   state, include/hub/links.py `previous_run_status`).
-- **safety_stop**: the same, when the failure was a safety stop (deletions withheld).
+- **safety_stop**: the same, when the failure was a safety stop (deletions withheld, e.g. a calendar
+  emptied in Google); it names the two answers (refill Google from Advoware, confirm the deletions).
 - **parked**: items of a phase were parked as dead letters (an item is parked once).
+- **calendar_recreated / calendar_reshared / calendar_relisted**: an employee's calendar was deleted in
+  Google, unshared, or taken off their list, and the sync repaired it (once: it is fine afterwards).
 - **party_dead_letters**: the open party dead letters reached ALERT_PARTY_DEAD_LETTERS.
 - **party_queue_age**: the oldest queued party has waited ALERT_PARTY_QUEUE_AGE_S.
   The two party incidents are open while their condition holds (a Redis key, `Incidents`).
@@ -41,12 +44,36 @@ def calendar_failed(employee: str, run_id: str, task_id: str, reason: str, log_u
     what = "safety stop (deletions withheld)" if stopped else "failed after its retries"
     lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
     if stopped:
-        lines.append("Nothing was written. Check the listings; to let the deletions through, trigger the "
-                     "DAG advoware_calendar_sync with force_deletions for this employee.")
+        lines += ["Nothing was written; Advoware keeps every appointment. Check the listings, then answer the",
+                  "stop once, in the Sync status view (its buttons) or with the command line:",
+                  f"  refill Google from Advoware:  kanzlei-sync calendar resolve-stop --employee {employee} refill",
+                  f"  confirm the deletions:        kanzlei-sync calendar resolve-stop --employee {employee} confirm",
+                  "(the same as triggering advoware_calendar_sync for this employee with refill_google or "
+                  "force_deletions)."]
     if log_url:
         lines.append(f"Log: {log_url}")
     return Alert("safety_stop" if stopped else "calendar_failed",
                  f"[kanzlei-sync] calendar sync of {employee}: {what}", lines)
+
+
+REPAIRS = {
+    "recreated": ("made again", "The calendar was deleted in Google. A new one was made (shared with the employee "
+                  "again) and is filled from Advoware in this run; nothing was deleted in Advoware."),
+    "reshared": ("shared again", "The employee's access to the calendar had been removed in Google (its sharing "
+                 "rule was gone). It was shared again, without a notification mail; nothing was lost."),
+    "relisted": ("put back on the employee's list", "The employee had removed the calendar from their calendar "
+                 "list in Google. It was added back; nothing was lost."),
+}
+
+
+def calendar_repaired(employee: str, what: str, run_id: str, calendar_id: str | None) -> Alert:
+    """The sync found an employee's calendar gone or out of their sight and repaired it (once: a repaired
+    calendar is fine on the next run)."""
+    done, why = REPAIRS[what]
+    return Alert(f"calendar_{what}", f"[kanzlei-sync] calendar of {employee}: {done}",
+                 [f"Employee: {employee}", f"Run: {run_id}", f"Calendar: {calendar_id or '-'}", why,
+                  "If that was meant (the employee should not have the calendar), deactivate the employee in "
+                  "Advoware."])
 
 
 def parked(employee: str, run_id: str, phase: int, items: list[dict[str, object]]) -> Alert:

@@ -7,6 +7,8 @@
   kanzlei-sync dead-letters replay ID [--no-trigger]
   kanzlei-sync drain [--once] [--batch-size N] ...   drain the party queue outside Airflow
   kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
+  kanzlei-sync calendar resolve-stop --employee KUERZEL refill|confirm [--here]
+                                                     answer a safety stop: refill Google, or confirm deletions
   kanzlei-sync show settings|connections             what .env amounts to, secrets masked
   kanzlei-sync airflow passwords-file PATH           the Airflow login file for AIRFLOW_API_USER/PASSWORD
   kanzlei-sync airflow users                         FAB: roles and named users from .env (compose init)
@@ -239,6 +241,57 @@ def _cmd_calendar_recover(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_calendar_resolve_stop(args: argparse.Namespace, settings: Settings) -> int:
+    """Answer an employee's safety stop: trigger the calendar run (as the status view's buttons do),
+    or with --here run it in this process (Airflow down)."""
+    from include.hub.db import connect
+    from include.safety_stop import ACTIONS, stop_run, stopped_run
+
+    with connect(_dsn(settings)) as conn:
+        stopped = stopped_run(conn, args.employee)
+    if stopped is None:
+        print(f"error: the latest calendar run of {args.employee} did not stop for safety: nothing to answer",
+              file=sys.stderr)
+        return 2
+    print(f"{args.employee}: run {stopped['run_id']} stopped: {stopped['error']}")
+    run = stop_run(args.employee, args.action, stopped["run_id"])
+    if args.here:
+        return _resolve_here(settings, args.employee, args.action, ACTIONS[args.action])
+    from include.airflow_api import AirflowApi
+
+    try:
+        result = AirflowApi.from_settings(settings).trigger(run.dag_id, run.conf, dag_run_id=run.run_id,
+                                                            note=run.note)
+    except Exception as exc:
+        print(f"{run.dag_id} not triggered ({type(exc).__name__}); with Airflow down, run it here: add --here",
+              file=sys.stderr)
+        return 1
+    flags = ", ".join(k for k, v in run.conf.items() if v is True)
+    print(f"{run.dag_id}: run {run.run_id} for {args.employee} "
+          f"{'started' if result.created else 'was started before'} ({flags})")
+    return 0
+
+
+def _resolve_here(settings: Settings, employee: str, action: str, params: dict[str, bool]) -> int:
+    from include.calendar_sync.context import SyncContext
+    from include.calendar_sync.executor import reason_of
+    from include.calendar_sync.prepare import RunParams
+    from include.calendar_sync.report import table
+    from include.calendar_sync.runner import new_run_id, sync_employee
+
+    ctx = SyncContext.from_settings(settings)
+    run_id = new_run_id(action)
+    try:
+        result = sync_employee(ctx, run_id, employee, RunParams(**params))
+    except Exception as exc:
+        print(f"error: the {action} run of {employee} failed: {reason_of(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.close()
+    print(table(_dsn(settings), run_id))
+    return 0 if result["status"] == "success" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,6 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = cal.add_parser("recover", help="rebuild an employee's hub links from Google's markers and Advoware")
     p.add_argument("--employee", required=True, help="Advoware Kürzel")
     p.set_defaults(func=_cmd_calendar_recover)
+    p = cal.add_parser("resolve-stop", help="answer a safety stop (e.g. a calendar emptied in Google): refill "
+                                            "Google from Advoware, or confirm the deletions")
+    p.add_argument("--employee", required=True, help="Advoware Kürzel")
+    p.add_argument("action", choices=("refill", "confirm"),
+                   help="refill: make again in Google what was deleted there; confirm: carry the deletions")
+    p.add_argument("--here", action="store_true", help="run it in this process instead of triggering Airflow")
+    p.set_defaults(func=_cmd_calendar_resolve_stop)
 
     p = sub.add_parser("drain", help="drain the party queue into Advoware outside Airflow (JSON lines)")
     p.add_argument("--once", action="store_true", help="one drain, then exit (else: poll until killed)")

@@ -14,7 +14,8 @@ include/hooks/airflow_users.py have it, Operator also POST for the replay).
 The replay of a dead letter (`AirflowHost`) is a write and starts a DAG run: it needs POST on the
 custom view **and** the right to trigger runs of both sync DAGs (DAG run POST; SimpleAuthManager:
 role User or above, a Viewer sees the page read-only), a same-origin form and the page's CSRF token
-(HMAC keyed from `[api_auth] jwt_secret`, which every api-server worker shares). The run is created
+(HMAC keyed from `[api_auth] jwt_secret`, which every api-server worker shares). The answer to an
+employee's safety stop (refill Google from Advoware, or confirm the deletions) needs the same. The run is created
 in-process by Airflow's `trigger_dag` (triggered by "ui", as the user). Links point at the task
 instances in Airflow's metadata: each employee's latest phase task of its last calendar run
 (`employee_sync.phase_*`, map index rendered as the Kürzel), or that run's `plan_employees` when the
@@ -119,14 +120,14 @@ class AirflowHost:
             return False
         return True
 
-    def links(self, status_: dict[str, Any], replayed: int | None) -> Links:
+    def links(self, status_: dict[str, Any], replayed: int | None, started: str | None = None) -> Links:
         try:
-            return self._links(status_, replayed)
+            return self._links(status_, replayed, started)
         except Exception as exc:  # the metadata DB busy: the page without links, not no page
             log.warning("status view: no Airflow links (%s)", type(exc).__name__)
             return Links()
 
-    def _links(self, status_: dict[str, Any], replayed: int | None) -> Links:
+    def _links(self, status_: dict[str, Any], replayed: int | None, started: str | None) -> Links:
         from airflow.models import DagRun, TaskInstance
         from airflow.utils.session import create_session
         from sqlalchemy import select
@@ -148,8 +149,10 @@ class AirflowHost:
                     logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, t.task_id, t.map_index)
                 elif any(t.run_id == run_id and t.task_id == "plan_employees" for t in tis):
                     logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, "plan_employees")
+            wanted: tuple[str, ...] = (started,) if started else ()
             if replayed is not None:
-                wanted = (f"replay__calendar__{replayed}", f"replay__beteiligte__{replayed}")
+                wanted += (f"replay__calendar__{replayed}", f"replay__beteiligte__{replayed}")
+            if wanted:
                 for r in session.execute(select(DagRun.dag_id, DagRun.run_id, DagRun.state)
                                          .where(DagRun.run_id.in_(wanted))).all():
                     runs.append({"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state),

@@ -107,7 +107,8 @@ def test_dag_shape() -> None:
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.timetable.expression == "*/15 * * * *"
     assert dag.doc_md and DAG_ID in dag.doc_md
-    assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover"}
+    assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover",
+                               "refill_google"}
     ids = set(dag.task_ids)
     group = ["phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates"]
     assert ids == {"plan_employees", *(f"employee_sync.{t}" for t in group)}
@@ -383,3 +384,64 @@ def test_a_safety_stop_and_parked_items_are_alerts_of_their_own(
     parked_mails = [m for m in smtp_sink.messages if "parked" in m["Subject"]]
     assert len(parked_mails) == 1 and employee in parked_mails[0]["Subject"]
     assert f"frNr={marker_of(event)[1]}" in smtp_sink.bodies()[smtp_sink.messages.index(parked_mails[0])]
+
+
+def test_an_emptied_calendar_stops_once_mails_once_and_the_refill_param_puts_it_back(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        smtp_sink: Any) -> None:
+    """An employee empties their calendar in Google: Advoware keeps everything, the administrator gets
+    one mail naming the two answers, and the trigger form's `refill_google` puts Google back."""
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=2)
+    assert _run().state == DagRunState.SUCCESS
+    cals = calendar_ids(hub)
+    emptied, other = sorted(cals)
+    before = {e["id"] for e in calendar_events(google_url, cals[emptied])}
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, calendar_id = ctx.calendar(emptied)
+    for gid in before:
+        session.execute(lambda s, g=gid: s.events().delete(calendarId=calendar_id, eventId=g), "events.delete")
+    ctx.close()
+    advoware_writes = total_writes(advoware_url)
+
+    for _ in range(2):
+        run = _run()
+        assert run.state == DagRunState.FAILED
+        assert [ti.rendered_map_index for ti in run.get_task_instances()
+                if ti.task_id == "employee_sync.phase_1_new_advoware" and ti.state == "failed"] == [emptied]
+    assert total_writes(advoware_url) == advoware_writes  # Advoware keeps every appointment
+    (mail,) = smtp_sink.messages  # one incident, one mail
+    body = smtp_sink.bodies()[0]
+    assert "safety stop" in mail["Subject"] and emptied in mail["Subject"]
+    assert f"resolve-stop --employee {emptied} refill" in body and f"resolve-stop --employee {emptied} confirm" in body
+
+    run = _run(employees=[emptied], refill_google=True)
+    assert run.state == DagRunState.SUCCESS
+    assert {e["id"] for e in calendar_events(google_url, calendar_id)} == before
+    assert total_writes(advoware_url) == advoware_writes
+    _assert_converged(advoware_url, google_url, hub)
+    assert _run().state == DagRunState.SUCCESS and len(smtp_sink.messages) == 1
+
+
+def test_a_calendar_deleted_in_google_is_made_again_with_one_mail(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        smtp_sink: Any) -> None:
+    from airflow.sdk import DagRunState
+
+    seed_firm(advoware_url, employees=1)
+    assert _run().state == DagRunState.SUCCESS
+    ((employee, old),) = calendar_ids(hub).items()
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    session, _ = ctx.calendar(employee)
+    session.execute(lambda s: s.calendars().delete(calendarId=old), "calendars.delete")
+    ctx.close()
+    advoware_writes = total_writes(advoware_url)
+
+    assert _run().state == DagRunState.SUCCESS
+    assert calendar_ids(hub)[employee] != old and total_writes(advoware_url) == advoware_writes
+    _assert_converged(advoware_url, google_url, hub)
+    (mail,) = smtp_sink.messages
+    assert employee in mail["Subject"] and "made again" in mail["Subject"]
+    assert "nothing was deleted in Advoware" in smtp_sink.bodies()[0]
+    assert _run().state == DagRunState.SUCCESS and len(smtp_sink.messages) == 1

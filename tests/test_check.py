@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from include.checks.run import passed, run_all
 from include.checks.verdict import Verdict, render
 from include.espocrm.client import EspoCrmClient
-from include.hub.db import migrate
+from include.hub.db import heads, migrate
 from include.settings import (
     AirflowApiSettings,
     EspoCrmSettings,
@@ -95,7 +95,7 @@ def test_a_healthy_sandbox_passes_every_check(healthy: Settings, smtp: SmtpSink)
     text = render(verdicts)
     assert "delegation (https://www.googleapis.com/auth/calendar) for 3 employees" in text
     assert "webhooks registered for https://gateway.kanzlei.example: create=" in text
-    assert "revision 0002 (head)" in text and "write protection off" in text
+    assert f"revision {heads()[0]} (head)" in text and "write protection off" in text
     assert smtp.messages == []  # connected, nothing sent
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -293,6 +294,7 @@ def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, co
                                                             redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """/sync-status/check: the verdicts of `kanzlei-sync check` for the .env of the api-server's process."""
     from include.checks.run import run_all
+    from include.hub.db import heads
     from include.settings import get_settings
     from sandbox.runner import free_port
 
@@ -310,7 +312,7 @@ def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, co
     page = client.get("/sync-status/check")
     assert page.status_code == 200 and "<h1>Connection check</h1>" in page.text
     assert "frame-ancestors 'self'" in page.headers["content-security-policy"]
-    assert f"database {info['dbname']} on" in page.text and "revision 0002 (head)" in page.text
+    assert f"database {info['dbname']} on" in page.text and f"revision {heads()[0]} (head)" in page.text
     assert "<tr class=check-fail><td>FAIL</td><td>advoware</td>" in page.text
     data = client.get("/sync-status/api/check").json()
     assert data["ok"] is False
@@ -321,3 +323,55 @@ def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, co
 
     assert steady(data["verdicts"]) == steady(cli)
     assert "href=check" in client.get("/sync-status/").text  # linked from the status page
+
+# -- answering a safety stop from the page --------------------------------------------------------
+def _stopped_run(hub: str, employee: str, run_id: str, status: str = "stopped") -> None:
+    with psycopg.connect(hub, autocommit=True) as c:
+        c.execute("INSERT INTO sync_runs (run_id, kind, employee, status, error) VALUES (%s, 'calendar', %s, %s, "
+                  "'google calendar emptied: all 12 linked appointments of the window were deleted there')",
+                  (run_id, employee, status))
+
+
+def test_a_safety_stop_is_answered_from_the_page(api_app: FastAPI, dags_in_db: None, connections: None,
+                                                 hub: str) -> None:
+    import re
+
+    from include.safety_stop import stop_run
+
+    _stopped_run(hub, "ABC", "scheduled__emptied")
+    client = TestClient(api_app)
+    admin = {"Authorization": f"Bearer {_token()}"}
+    page = client.get("/sync-status/", headers=admin).text
+    forms = re.findall(r'<form method=post action="(calendar/ABC/resolve-stop)">.*?value="(refill|confirm)"', page)
+    assert sorted(f[1] for f in forms) == ["confirm", "refill"]
+    assert ">Refill Google from Advoware</button>" in page and ">Confirm the deletions</button>" in page
+    csrf = _form_token(client, _token())
+
+    def answer(action: str, headers: dict, token: str | None = csrf) -> Any:
+        return client.post("/sync-status/calendar/ABC/resolve-stop", data={"action": action, "csrf_token": token},
+                           headers=headers, follow_redirects=False)
+
+    expected = stop_run("ABC", "refill", "scheduled__emptied")
+    run_before = _dag_run(expected.run_id)  # Airflow's runs outlive the test's hub
+    assert answer("refill", {**admin, "Origin": "https://evil.example"}).status_code == 403
+    assert answer("refill", admin, token="0.forged").status_code == 403
+    assert answer("delete everything", admin).status_code == 400
+    viewer = {"Authorization": f"Bearer {_token(role='viewer')}"}
+    assert "resolve-stop --employee ABC refill|confirm" in client.get("/sync-status/", headers=viewer).text
+    assert answer("refill", viewer).status_code == 403
+    assert _dag_run(expected.run_id) == run_before
+
+    r = answer("refill", {**admin, "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == f"../../?started={expected.run_id}"
+    run = _dag_run(expected.run_id)
+    assert run is not None and run["dag_id"] == "advoware_calendar_sync" and run["user"] == "admin"
+    assert run["conf"] == {"employees": ["ABC"], "full_content": False, "refill_google": True}
+    after = client.get(f"/sync-status/?started={expected.run_id}", headers=admin).text
+    assert f"{expected.run_id}</code></a>: queued" in after
+    assert answer("refill", admin).status_code == 303 and _dag_run(expected.run_id) == run  # no second run
+
+    _stopped_run(hub, "DEF", "scheduled__fine", status="success")
+    r = client.post("/sync-status/calendar/DEF/resolve-stop", data={"action": "confirm", "csrf_token": csrf},
+                    headers=admin, follow_redirects=False)
+    assert r.status_code == 409 and "nothing to answer" in r.text

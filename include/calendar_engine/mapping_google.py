@@ -35,6 +35,7 @@ from include.calendar_engine.ids import event_id  # noqa: F401
 from include.calendar_engine.models import Appointment, Matter, Unsupported, clean_text
 from include.calendar_engine.recurrence import from_google_recurrence, occurrence_limit_ok, to_rrule
 from include.calendar_engine.timeutil import TZ_NAME, normalize
+from include.calendar_engine.zones import berlin_time_varies
 
 KEY_MATTER_NR = "advowareAkteNr"
 KEY_MATTER_RUBRUM = "advowareAzRubrum"
@@ -161,6 +162,9 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
             return rec
         if not occurrence_limit_ok(end - start, all_day=all_day):  # type: ignore[operator]
             return Unsupported("series occurrence longer than Advoware allows")
+        rules = [ln for ln in event["recurrence"] if str(ln).upper().startswith("RRULE:")]
+        if not all_day and berlin_time_varies(rules[0], event.get("start") or {}, start):  # type: ignore[arg-type]
+            return Unsupported("series in another time zone: its Berlin times change with daylight saving")
         recurrence = rec
     props = private_properties(event)
     matter = None
@@ -184,3 +188,13 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
     )
 
 
+
+
+def when_value(when: dict[str, Any]) -> datetime | date | None:
+    """A start or end as the mapping reads it (a Berlin instant, or a date); ValueError if unreadable."""
+    return _read_when(when)
+
+
+def reminder_of(event: dict[str, Any]) -> int | None:
+    """The reminder as the mapping reads it (minutes of the earliest override; None: none or default)."""
+    return _reminder(event)

@@ -72,7 +72,7 @@ ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker an
 # Report kinds (ids only in `detail`, never appointment text).
 REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
                 "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window",
-                "parked")
+                "parked", "calendar_recreated", "calendar_reshared", "calendar_relisted")
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,16 @@ Unlinked items:
   Shared pool (kuerzel '', 'ALLE', 'Allgemein') unless `include_shared_pool`: report, nothing else.
 - Google, not cancelled: unsupported → report; marker of another employee → report; our marker but
   its frNr not in Advoware's listing → orphan: delete_google, confirm A gone (unless the event is
-  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone.
+  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone; but
+  one that ended before the window (an incremental listing shows any change) → report left_window.
+  (One beyond the window's end is carried: the window reaches it later, an unchanged event is not
+  listed again.)
 Safety (all actions withheld, `stop_reason` set, unless `force_deletions`): Advoware returned nothing
 while links in the window exist; a full Google listing returned nothing while such links exist;
-deletions > `delete_threshold_min` AND > `delete_threshold_ratio` × live links.
+the calendar emptied in Google (every linked item of the window that Advoware holds, at least
+EMPTIED_MIN, deleted there); deletions > `delete_threshold_min` AND > `delete_threshold_ratio` × live
+links. The administrator's other answer to a stop, `refill_google`: every row that would delete in
+Advoware because the item was deleted in Google recreates it in Google instead (rule "refill").
 Under `policy.write_protection` no action targets Advoware (asserted).
 
 In code: `decide()` is the table above, one `case` per row, each row's "WP:" alternative carried in
@@ -52,6 +58,7 @@ names the row's decision and its `row` the two states (fields, never parsed).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
@@ -80,6 +87,7 @@ from include.calendar_engine.plan import ADVOWARE_WRITES, DELETIONS, ORPHAN, Act
 from include.calendar_engine.policy import Policy, Window
 from include.calendar_engine.timeutil import parse_local_stamp, parse_rfc3339
 
+EMPTIED_MIN = 2  # an "emptied" calendar lost at least this many linked appointments at once
 UNCHANGED, CHANGED, DELETED, LEFT, UNSEEN, UNSUPPORTED = (
     "unchanged", "changed", "deleted", "left", "unseen", "unsupported")
 QUIET = (UNCHANGED, UNSEEN, LEFT)  # Google states that ask nothing of a changed Advoware item
@@ -105,6 +113,7 @@ NOTHING = Decision(None, "nothing")
 REVERT = Decision("update_google", "revert", WP_REPORT, "google change reverted")
 RECREATE = Decision("create_google", "recreate", WP_REPORT, "google deletion reverted")
 DISCARD = Decision("delete_google", "discard", WP_REPORT, "google change discarded")
+REFILL = Decision("create_google", "refill")  # the administrator's refill after a safety stop
 PROTECTED_DELETE = Decision("delete_google", "write_protected", "unsupported_rule", "advoware deleted")
 # an unlinked event a person made in Google (no marker)
 NEW_GOOGLE = Decision("create_advoware", "new_google",
@@ -357,6 +366,8 @@ class _Planner:
         read_only = link.frnr < 0 or (a is not None and a.appt is not None and a.appt.read_only)
         decision = protect(decide(a_state, g_state, same_content=same, advoware_wins=advoware_wins),
                            write_protection=self.policy.write_protection, read_only=read_only)
+        if self.policy.refill_google and decision.kind == "delete_advoware":
+            decision = REFILL
         row = f"{a_state}/{g_state}"
         if decision.kind is not None:
             self.add(self.linked_action(decision, row, link, a, g))
@@ -484,6 +495,9 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
                 p.add(Action(kind="delete_google", rule=ORPHAN, employee=employee, frnr=g.m_frnr,
                              google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
             continue
+        if g.appt.span()[1] < window.start:  # the past before the window is not synced (nor listed in full)
+            p.report("left_window", google_event_id=gid, detail="ended before the window: not carried")
+            continue
         decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)
         if decision.kind is None:
             p.report(decision.report or "", google_event_id=gid, detail=decision.detail)
@@ -496,6 +510,18 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
     return plan
 
 
+def _emptied(plan: Plan, in_window: list[HubLink], advoware_items: list[dict[str, Any]]) -> int:
+    """How many appointments the calendar lost in Google, if it lost every linked one of the window
+    that Advoware still holds (an emptied calendar, not a few cancellations); else 0."""
+    held = set()
+    for raw in advoware_items:
+        with contextlib.suppress(TypeError, ValueError):
+            held.add(frnr_of(raw))
+    kept = {lk.frnr for lk in in_window if lk.frnr in held and lk.frnr > 0}  # special ones come back anyway
+    gone = {a.frnr for a in plan.actions() if a.kind == "delete_advoware" and a.rule == "google_deleted"}
+    return len(kept) if len(kept) >= EMPTIED_MIN and kept <= gone else 0
+
+
 def _safety(plan: Plan, policy: Policy, live: list[HubLink], advoware_items: list[dict[str, Any]],
             google_items: list[dict[str, Any]], google_complete: bool, p: _Planner) -> None:
     if policy.force_deletions:
@@ -504,8 +530,10 @@ def _safety(plan: Plan, policy: Policy, live: list[HubLink], advoware_items: lis
     reason = None
     if in_window and not advoware_items:
         reason = f"advoware returned nothing while {len(in_window)} links are in the window"
-    elif in_window and google_complete and not google_items:
+    elif in_window and google_complete and not google_items and not policy.refill_google:
         reason = f"google returned nothing while {len(in_window)} links are in the window"
+    elif emptied := _emptied(plan, in_window, advoware_items):
+        reason = f"google calendar emptied: all {emptied} linked appointments of the window were deleted there"
     else:
         deletions = sum(1 for a in plan.actions() if a.kind in DELETIONS)
         ratio_limit = policy.delete_threshold_ratio * max(1, len(live))

@@ -18,6 +18,7 @@ class Policy:
     delete_threshold_ratio: float = 0.2
     delete_threshold_min: int = 10
     force_deletions: bool = False
+    refill_google: bool = False  # after a safety stop: what was deleted in Google is made again there
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Each employee's Google calendar as the sync uses it: the time window, the calendar (made on the
-first run, remembered in the hub, made again if it was deleted by hand), and reading it.
+first run, remembered in the hub, made again if it was deleted by hand, shared again or put back on
+the employee's list if they lost sight of it), and reading it.
 
 The Google side lives in include/google_calendar (plain data, no hub); this module joins it with
 the hub: the remembered calendar id and mode, the sync token, and the links that a recreated
@@ -9,7 +10,7 @@ calendar makes stale.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from googleapiclient.errors import HttpError
 
@@ -24,6 +25,10 @@ from include.hub import calendars as hub_calendars
 from include.hub.db import Hub
 
 log = logging.getLogger(__name__)
+
+# An employee who lost sight of their calendar (unshared, taken off their list) gets it back within this;
+# checking every run would double a quiet run's Google requests.
+ACCESS_CHECK_EVERY = timedelta(hours=1)
 
 
 def window_of(ctx: SyncContext) -> Window:
@@ -47,6 +52,7 @@ def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str)
         reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
         hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
                                       mode=result.mode, acl_rule_id=result.acl_rule_id)
+        hub_calendars.mark_access_checked(conn, employee)
     if reset:
         log.info("calendar of %s recreated: %d links reset", employee, reset)
     return ProvisionResult(result.employee, result.calendar_id, result.mode, result.created, result.recreated,
@@ -65,6 +71,26 @@ def ensure_calendar(ctx: SyncContext, employee: str, *, force: bool = False) -> 
     return provision(ctx.google, ctx.hub, employee, email).calendar_id
 
 
+def check_calendar(ctx: SyncContext, employee: str, *, now: datetime | None = None) -> str | None:
+    """At most every ACCESS_CHECK_EVERY: can the employee still see their calendar? Gives the access
+    back, or makes a deleted calendar again (its links reset: the plan refills it from Advoware).
+    Returns what was repaired ("reshared", "relisted", "recreated"), None when nothing was wrong."""
+    with ctx.hub.transaction() as conn:
+        row = hub_calendars.get(conn, employee)
+    if row is None or not row.calendar_id or not row.email:
+        return None
+    now = now or datetime.now(UTC)
+    if row.access_checked_at is not None and now - row.access_checked_at < ACCESS_CHECK_EVERY:
+        return None
+    outcome = CalendarProvisioner(ctx.google).check_access(employee, row.email, row.calendar_id)
+    if outcome == "lost":
+        provision(ctx.google, ctx.hub, employee, row.email)
+        return "recreated"
+    with ctx.hub.transaction() as conn:
+        hub_calendars.mark_access_checked(conn, employee)
+    return None if outcome == "ok" else outcome
+
+
 def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) -> ChangeSet:
     """The employee's changes since the stored sync token (or the window in full). An expired token
     is dropped at once; a calendar deleted by hand is made again and read in full."""
@@ -81,7 +107,9 @@ def read_google(ctx: SyncContext, employee: str, window: Window, *, full: bool) 
             raise
         log.warning("calendar of %s not found: provisioning it again", employee)
         calendar_id = ensure_calendar(ctx, employee, force=True)
-        return read_changes(session, calendar_id, None, tmin, tmax, force_full=True)
+        changes = read_changes(session, calendar_id, None, tmin, tmax, force_full=True)
+        changes.reason = "calendar_recreated"
+        return changes
     if changes.reason == "full_sync_required":
         with ctx.hub.transaction() as conn:
             hub_calendars.clear_sync_token(conn, employee)

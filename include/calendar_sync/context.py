@@ -36,6 +36,9 @@ class SyncContext:
         self.hub = Hub(hub_dsn)  # the task's unit of work: one connection per thread, reused
         self.settings = settings or get_settings()
         self.today = today  # fixed in tests; None = today
+        # where an incident found while syncing goes (an include.alerts.Alert): the DAG's tasks mail it
+        # (include/hooks/calendar_sync.py); elsewhere it is only logged
+        self.notify: Callable[[Any], Any] | None = None
         self._clients: dict[str, Any] = {"advoware": advoware, "google": google}
         self._factories: dict[str, Callable[[], Any]] = {}
         self._lock = threading.Lock()

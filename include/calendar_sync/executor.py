@@ -48,6 +48,7 @@ from googleapiclient.errors import HttpError
 
 from include.advoware.errors import AdvowareNotFound, WriteProtectedError
 from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.google_update import onto_current
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
 from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
 from include.calendar_engine.models import Appointment
@@ -316,25 +317,29 @@ class PhaseExecutor:
         return self._written(a, r.outcome)
 
     def _put(self, a: Action, *, guard: bool = False) -> dict[str, Any]:
-        """Full update (PUT) of the event; a missing event is inserted again (same id).
+        """Update (PUT) of the event: the event as Google holds it now with only the mapped fields
+        replaced (include/calendar_engine/google_update.py), so nothing a person added that Advoware
+        has no field for is lost; a missing event is inserted again (same id).
         `guard`: skip if a person changed the event in Google since the plan: its `updated` moved and
         its content is no longer what the plan saw (a change outside the mapping does not count, or it
         would block the item forever), or a 412 on the If-Match with the etag just read. Like the
         Advoware side's zuletztGeaendertAm check; the next run sees the change and applies the policy."""
-        writer, body = self.writer, dict(a.google_body or {})
+        writer = self.writer
+        current = writer.get(a.google_event_id)  # type: ignore[arg-type]
         etag: str | None = None
-        if guard and (a.google_updated is not None or a.google_seen_fingerprint is not None):
-            current = writer.get(a.google_event_id)  # type: ignore[arg-type]
-            if current is not None and current.get("status") != "cancelled":
+        if current is not None and current.get("status") != "cancelled":
+            etag = current.get("etag")
+            if guard and (a.google_updated is not None or a.google_seen_fingerprint is not None):
                 same_stamp = a.google_updated is not None and current.get("updated") == a.google_updated
                 if not same_stamp and (a.google_seen_fingerprint is None
                                        or _google_fp(current, None) != a.google_seen_fingerprint):
                     raise _Skip("changed in Google since the plan")
-                etag = current.get("etag")
+        body = onto_current(current, a.google_body or {})
 
         def update(s: Any) -> Any:
+            # conferenceDataVersion / supportsAttachments: Google takes the call and the files as carried
             req = s.events().update(calendarId=writer.calendar_id, eventId=a.google_event_id, body=body,
-                                    sendUpdates=SEND_UPDATES)
+                                    sendUpdates=SEND_UPDATES, conferenceDataVersion=1, supportsAttachments=True)
             if etag:
                 req.headers["If-Match"] = etag
             return req
@@ -347,7 +352,7 @@ class PhaseExecutor:
                 raise _Skip("changed in Google since the plan (If-Match failed)") from None
             if status not in (404, 410):
                 raise
-        result = writer.insert(a.google_event_id, body, undelete=True)  # type: ignore[arg-type]
+        result = writer.insert(a.google_event_id, dict(a.google_body or {}), undelete=True)  # type: ignore[arg-type]
         return result.event or {}
 
     def _create_google(self, a: Action) -> str:

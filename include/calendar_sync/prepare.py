@@ -19,7 +19,7 @@ from include.calendar_engine.mapping_google import marker_of
 from include.calendar_engine.plan import HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync
 from include.calendar_engine.policy import Policy
-from include.calendar_sync.calendars import ensure_calendar, read_google, window_of
+from include.calendar_sync.calendars import check_calendar, ensure_calendar, read_google, window_of
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
 from include.calendar_sync.recovery import recover
@@ -37,8 +37,14 @@ class RunParams:
 
     full_content: bool = False
     dry_run: bool = False
-    force_deletions: bool = False
+    force_deletions: bool = False  # after a safety stop: carry the deletions (confirm them)
     recover: bool = False
+    refill_google: bool = False  # after a safety stop: make again in Google what was deleted there
+
+    def __post_init__(self) -> None:
+        if self.force_deletions and self.refill_google:
+            raise ValueError("force_deletions and refill_google answer a safety stop in opposite ways: "
+                             "choose one")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> RunParams:
@@ -89,6 +95,23 @@ def _frnr(termin: dict[str, Any]) -> int | None:
         return None
 
 
+def _report_repairs(ctx: SyncContext, run_id: str, employee: str, repairs: list[str], plan: Plan) -> None:
+    """A calendar made again, shared again or put back on the employee's list: in the run's report and
+    one alert (the repair ends the incident: the next run finds the calendar as it should be)."""
+    from include.alerts import calendar_repaired
+
+    with ctx.hub.transaction() as conn:
+        row = hub_calendars.get(conn, employee)
+    calendar_id = row.calendar_id if row else None
+    for what in dict.fromkeys(repairs):
+        plan.reports.append(Report(kind=f"calendar_{what}", employee=employee, detail=f"calendar {calendar_id}"))
+        alert = calendar_repaired(employee, what, run_id, calendar_id)
+        if ctx.notify is not None:
+            ctx.notify(alert)
+        else:
+            log.warning("ALERT %s: %s", alert.kind, alert.subject)
+
+
 def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> dict[str, Any]:
     """Plan one employee's sync; returns {"plan_id", "employee", "counts", "dry_run", "stopped", "actions"}.
 
@@ -98,9 +121,11 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     with ctx.hub.transaction() as conn:
         known = hub_calendars.get(conn, employee)
     provisioned = known is not None and bool(known.calendar_id)
+    repairs: list[str] = []
     if not params.dry_run:
         ensure_calendar(ctx, employee)
         provisioned = True
+        repairs += [r for r in (check_calendar(ctx, employee),) if r]
     if params.recover and provisioned and not params.dry_run:
         recover(ctx, employee)
     window = window_of(ctx)
@@ -111,6 +136,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     if provisioned:
         # a replayed item is read in full: its Google side may lie behind the stored sync token
         changes = read_google(ctx, employee, window, full=params.full_content or params.recover or bool(replayed))
+        if changes.reason == "calendar_recreated":
+            repairs.append("recreated")
     else:
         changes = ChangeSet("", [], None, "full", "no_token", 0)
     google_items = changes.items
@@ -119,13 +146,16 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     if not params.dry_run:
         resolve_intents(ctx, employee, advoware_items, google_items)
     policy = Policy.from_settings(ctx.settings, write_protection=ctx.write_protection,
-                                  force_deletions=params.force_deletions, dry_run=params.dry_run)
+                                  force_deletions=params.force_deletions, refill_google=params.refill_google,
+                                  dry_run=params.dry_run)
     with ctx.hub.transaction() as conn:
         links = hub_links.load_links(conn, employee)
     links, advoware_items, google_items = leave_out_parked(parked, links, advoware_items, google_items)
     plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee)
     plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
                                detail=f"dead letter {p.dead_letter_id} ({p.action})") for p in parked)
+    if repairs:
+        _report_repairs(ctx, run_id, employee, repairs, plan)
     if replayed and changes.full and not params.dry_run and not plan.stop_reason:
         _settle_replayed(ctx, replayed, plan)
     counts = {k: v for k, v in plan.counts().items() if v}
@@ -140,7 +170,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         log.info("report %s: %s frNr=%s event=%s %s", employee, report.kind, report.frnr,
                  report.google_event_id, report.detail)
     if plan.stop_reason:
-        log.error("STOPPED sync of %s: %s; withheld %s (run with force_deletions to override)",
+        log.error("STOPPED sync of %s: %s; withheld %s (answer it: run with refill_google to make again in "
+                  "Google what was deleted there, or with force_deletions to carry the deletions)",
                   employee, plan.stop_reason, plan.withheld)
         raise SyncStopped(f"sync of {employee} stopped: {plan.stop_reason}")
     return {"plan_id": plan_id, "employee": employee, "counts": counts, "dry_run": params.dry_run,

@@ -7,6 +7,8 @@ delegated mode: acting as the employee, the calendar is created in the employee'
 
 Running twice creates nothing new. A remembered calendar that is gone (deleted by hand) or of the
 other mode is reported `lost`: a new one is made, and the caller resets the employee's links.
+`check_access` finds an employee who can no longer see the calendar (ACL rule removed, calendar taken
+off their list) and gives the access back.
 """
 
 from __future__ import annotations
@@ -72,6 +74,36 @@ class CalendarProvisioner:
             log.info("calendar of %s: %s (mode %s, created=%s, recreated=%s)", employee, calendar_id, mode,
                      created, lost)
         return ProvisionResult(employee, calendar_id, mode, created, lost, acl_rule_id)
+
+    def check_access(self, employee: str, email: str, calendar_id: str) -> str:
+        """Can the employee still see their calendar? One request when all is well. Shared mode: the
+        ACL rule is there with the configured role, else it is made again (no mail): "reshared".
+        Delegated mode: the calendar is on the employee's calendar list, else it is put back:
+        "relisted". "lost": the calendar itself is gone (the caller makes it again); else "ok".
+        (Shared mode cannot see the employee's own list: without delegation it is theirs alone.)"""
+        session = self.client.session_for(email)
+        try:
+            if self.client.mode == "shared":
+                rule = self._find_rule(session, calendar_id, email)
+                if rule is not None and rule.get("role") == self.client.settings.acl_role:
+                    return "ok"
+                self._ensure_acl(session, calendar_id, email)
+                outcome = "reshared"
+            else:
+                try:
+                    session.execute(lambda s: s.calendarList().get(calendarId=calendar_id), "calendarList.get")
+                    return "ok"
+                except HttpError as exc:
+                    if error_info(exc).status != 404:
+                        raise
+                session.execute(lambda s: s.calendarList().insert(body={"id": calendar_id}), "calendarList.insert")
+                outcome = "relisted"
+        except HttpError as exc:
+            if error_info(exc).status in (404, 410):
+                return "lost"
+            raise
+        log.warning("calendar of %s (%s): employee's access restored (%s)", employee, calendar_id, outcome)
+        return outcome
 
     # -- steps -------------------------------------------------------------------------------
     def _exists(self, session: CalendarSession, calendar_id: str) -> bool:

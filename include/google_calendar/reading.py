@@ -87,7 +87,7 @@ class ChangeSet:
     items: list[dict[str, Any]]
     next_sync_token: str | None
     kind: Literal["full", "incremental"]
-    reason: Literal["no_token", "incremental", "full_sync_required", "forced"]
+    reason: Literal["no_token", "incremental", "full_sync_required", "forced", "calendar_recreated"]
     pages: int
 
     @property

@@ -10,6 +10,7 @@ import functools
 
 from include.calendar_sync.context import SyncContext
 from include.hooks.advoware import AdvowareHook
+from include.hooks.alerts import send
 from include.hooks.google_calendar import GoogleCalendarSyncHook
 from include.hooks.hub import hub_dsn
 from include.hooks.redis_conn import redis_url
@@ -21,6 +22,8 @@ def sync_context() -> SyncContext:
     sharing the Redis of `redis_default` (token cache, rate limiter); the hub's DSN from
     `sync_hub_default`. A task that writes nothing reads only the hub connection."""
     shared_redis = functools.cache(redis_url)  # one connection look-up for both clients
-    return SyncContext.lazy(hub_dsn(), lambda: AdvowareHook(redis_url=shared_redis()).get_conn(),
-                            lambda: GoogleCalendarSyncHook().get_client(redis_url=shared_redis()),
-                            get_settings())
+    ctx = SyncContext.lazy(hub_dsn(), lambda: AdvowareHook(redis_url=shared_redis()).get_conn(),
+                           lambda: GoogleCalendarSyncHook().get_client(redis_url=shared_redis()),
+                           get_settings())
+    ctx.notify = send  # a repaired calendar: one mail (include/hooks/alerts.py)
+    return ctx

@@ -24,9 +24,11 @@ class EmployeeCalendar:
     sync_token: str | None
     active: bool
     last_full_sync_at: datetime | None
+    access_checked_at: datetime | None = None  # 0003: the employee's access to it last checked
 
 
-_COLUMNS = "employee, email, calendar_id, acl_rule_id, mode, sync_token, active, last_full_sync_at"
+_COLUMNS = ("employee, email, calendar_id, acl_rule_id, mode, sync_token, active, last_full_sync_at, "
+            "access_checked_at")
 
 
 def _row(row: dict[str, Any] | None) -> EmployeeCalendar | None:
@@ -110,3 +112,9 @@ def record_employees(conn: psycopg.Connection, emails: dict[str, str | None], ac
             (employee, email, employee in active))
     conn.execute("UPDATE employee_calendars SET active = false, updated_at = now() "
                  "WHERE active AND NOT (employee = ANY(%s))", (list(emails),))
+
+
+def mark_access_checked(conn: psycopg.Connection, employee: str) -> None:
+    """The calendar exists and the employee can see it (checked, or just provisioned): now."""
+    conn.execute("UPDATE employee_calendars SET access_checked_at = now(), updated_at = now() WHERE employee = %s",
+                 (employee,))

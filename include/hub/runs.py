@@ -88,3 +88,12 @@ def finish_party_run(conn: psycopg.Connection, run_id: str, counts: Mapping[str,
     conn.execute("UPDATE sync_runs SET status = %s, error = %s, counts = %s::jsonb, finished_at = now() "
                  "WHERE run_id = %s AND kind = %s AND employee IS NULL",
                  (status, error, json.dumps(total), run_id, PARTY_KIND))
+
+
+def last_calendar_run(conn: psycopg.Connection, employee: str) -> dict[str, Any] | None:
+    """The employee's latest calendar run row: run id, status, error (ids only), times."""
+    row = conn.execute(
+        """SELECT run_id, status, error, started_at, finished_at FROM sync_runs
+           WHERE kind = 'calendar' AND employee = %s ORDER BY started_at DESC, id DESC LIMIT 1""",
+        (employee,)).fetchone()
+    return dict(row) if row else None

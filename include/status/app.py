@@ -1,5 +1,6 @@
 """The status view as a FastAPI app: `/` the HTML page, `/api` the same data as JSON, and one write:
-`POST /dead-letters/{id}/replay` (the page's replay buttons).
+`POST /dead-letters/{id}/replay` (the page's replay buttons), and `POST /calendar/{employee}/resolve-stop`
+(the answer to a safety stop: refill Google from Advoware, or confirm the deletions).
 
 The caller decides where the state lives (`sources`, called per request so a changed connection is
 picked up), who may look (`dependencies`, e.g. the Airflow JWT check of the plugin) and, through a
@@ -20,12 +21,16 @@ import html
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from fastapi import FastAPI, Form, Query, Request
 from fastapi.params import Depends
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
+from include import safety_stop
 from include.checks.verdict import Verdict
+from include.dag_ids import CALENDAR_SYNC_DAG
+from include.hub.db import connect
 from include.status import replay as replays
 from include.status.checks_page import render_checks
 from include.status.page import Links, render
@@ -57,12 +62,12 @@ class Host(Protocol):
 
     def trigger(self, request: Request, run: replays.RunRequest) -> bool: ...
 
-    def links(self, status: dict[str, Any], replayed: int | None) -> Links: ...
+    def links(self, status: dict[str, Any], replayed: int | None, started: str | None = None) -> Links: ...
 
 
 def _refusal(code: int, message: str) -> HTMLResponse:
     body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Sync status</title></head><body>"
-            f"<h1>Replay refused</h1><p id=refusal>{html.escape(message)}</p>"
+            f"<h1>Refused</h1><p id=refusal>{html.escape(message)}</p>"
             f"<p><a href='../../'>Back to the sync status</a></p></body></html>")
     return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
 
@@ -85,11 +90,15 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request,
              limit: int = Query(20, ge=1, le=200, description="audited writes to show"),
-             replayed: int | None = Query(None, ge=1, description="show this dead letter's state")) -> HTMLResponse:
+             replayed: int | None = Query(None, ge=1, description="show this dead letter's state"),
+             started: str | None = Query(None, max_length=250, description="show this run (a stop's answer)")
+             ) -> HTMLResponse:
         status = _status(limit, replayed)
+        if started:
+            status["started"] = started
         links = Links()
         if host is not None:
-            links = host.links(status, replayed)
+            links = host.links(status, replayed, started)
             if host.may_write(request):
                 links = Links(links.employee_logs, links.party_run_log,
                               replays.csrf_token(host.csrf_key, host.user_id(request)), links.replay_runs)
@@ -140,6 +149,33 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
                  run.run_id if run else None,
                  "triggered" if done.triggered else f"not triggered ({done.trigger_error or 'exists'})")
         return RedirectResponse(f"../../?replayed={dead_letter_id}", status_code=303, headers=SECURITY_HEADERS)
+
+    @app.post("/calendar/{employee}/resolve-stop", response_model=None)
+    def resolve_stop(employee: str, request: Request, action: str = Form(""),
+                     csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
+        """The answer to an employee's safety stop (include/safety_stop.py), as the CLI gives it."""
+        if host is None or not host.may_write(request):
+            return _refusal(403, "You may look at the sync status but not answer a safety stop.")
+        if not replays.same_origin(request.headers):
+            return _refusal(403, "The form did not come from this site.")
+        if not replays.csrf_valid(host.csrf_key, host.user_id(request), csrf_token):
+            return _refusal(403, "The form has expired or was not made for you: reload the page and try again.")
+        if action not in safety_stop.ACTIONS:
+            return _refusal(400, "Choose one of the two answers.")
+        if not host.may_trigger(request, CALENDAR_SYNC_DAG):
+            return _refusal(403, f"The answer starts a {CALENDAR_SYNC_DAG} run, which you may not trigger.")
+        with connect(sources().hub_dsn) as conn:
+            stopped = safety_stop.stopped_run(conn, employee)
+        if stopped is None:
+            return _refusal(409, f"The latest calendar run of {employee} did not stop: nothing to answer.")
+        run = safety_stop.stop_run(employee, action, stopped["run_id"])
+        try:
+            created = host.trigger(request, replays.RunRequest(run.dag_id, run.run_id, run.conf, run.note))
+        except Exception as exc:  # Airflow's database busy: say so, nothing else happened
+            return _refusal(503, f"The run could not be started ({type(exc).__name__}); try again.")
+        log.info("status view: safety stop of %s answered (%s) by %s; run %s %s", employee, action,
+                 host.user_id(request), run.run_id, "triggered" if created else "existed")
+        return RedirectResponse(f"../../?started={quote(run.run_id)}", status_code=303, headers=SECURITY_HEADERS)
 
     return app
 

@@ -11,8 +11,9 @@ UI's frame on a 1280 px screen: tables take the frame's width, long ids and erro
 that still cannot fit scrolls inside its own box instead of widening the page.
 
 `Links` (from the host, the Airflow plugin) adds what needs Airflow: each employee's latest task
-instance log, the party run's log, the runs a replay started, and the replay forms (POST with a
-per-page CSRF token); without it the page is read-only and links nowhere.
+instance log, the party run's log, the runs a replay (or a stop's answer) started, and the forms: a
+dead letter's replay, and the two answers to an employee's safety stop (POST with a per-page CSRF
+token); without it the page is read-only and links nowhere.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from include.hub.status import PARTY_STATUSES, SHOWN_LINK_STATUSES
+from include.safety_stop import LABELS as STOP_LABELS
 from include.status.chart import bar_chart
 
 TZ = UTC
@@ -154,6 +157,20 @@ def link(href: str | None, text: str) -> str:
     return f'<a href="{e(href)}">{text}</a>' if href else text
 
 
+def _stop_forms(employee: str, links: Links) -> str:
+    """The answers to a safety stop (include/safety_stop.py): two same-origin forms with the CSRF token;
+    read-only users see the command instead."""
+    if links.csrf_token is None:
+        return (f"<span class='ago muted'>answer: <code>kanzlei-sync calendar resolve-stop --employee "
+                f"{e(employee)} refill|confirm</code></span>")
+    forms = "".join(
+        f'<form method=post action="calendar/{e(quote(employee, safe=""))}/resolve-stop">'
+        f'<input type=hidden name=csrf_token value="{e(links.csrf_token)}">'
+        f'<button type=submit name=action value="{e(action)}">{e(label)}</button></form>'
+        for action, label in STOP_LABELS.items())
+    return f"<span class=ago>{forms}</span>"
+
+
 def employees_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     rows = []
     for row in status["employees"]:
@@ -167,7 +184,8 @@ def employees_section(status: dict[str, Any], now: datetime, links: Links) -> st
             + ("" if cal.get("active", True) else " (inactive)") + f"; sync token {token}</span>",
             when(cal.get("last_full_sync_at"), now),
             *(_n(hub_links.get(s, 0), bad=s in ("failed", "conflict")) for s in SHOWN_LINK_STATUSES),
-            run_status(run) + (" " + link(links.employee_logs.get(employee), "log") if run else ""),
+            run_status(run) + (" " + link(links.employee_logs.get(employee), "log") if run else "")
+            + (_stop_forms(employee, links) if run and run["status"] == "stopped" else ""),
             when(run["finished_at"] or run["started_at"], now) if run else "–",
             counts(run["counts"]) if run else "–",
             f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
@@ -267,9 +285,18 @@ def writes_section(status: dict[str, Any], now: datetime) -> str:
                     classes={3: "err"}))
 
 
+def _runs(links: Links) -> str:
+    return "".join(f"<span class=ago>{e(r['dag_id'])} run "
+                   f"{link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: {e(r['state'])}</span>"
+                   for r in links.replay_runs)
+
+
 def notice(status: dict[str, Any], now: datetime, links: Links) -> str:
     """After a replay (the page was asked for one dead letter): its state, read back from the hub,
-    and the runs the replay started, read from Airflow."""
+    and the runs the replay started, read from Airflow. After a stop's answer: the run it started."""
+    if status.get("started"):
+        return (f"<div class=notice id=notice>Answer to the safety stop: run <code>{e(status['started'])}</code> "
+                f"requested.{_runs(links)}</div>")
     if "dead_letter" not in status:
         return ""
     d = status["dead_letter"]
@@ -277,9 +304,7 @@ def notice(status: dict[str, Any], now: datetime, links: Links) -> str:
         return "<div class=banner id=notice>That dead letter does not exist.</div>"
     text = (f"Dead letter {e(d['id'])} ({e(d['source'])}, <code>{e(d['entity_id'])}</code>): "
             + (f"replayed at {when(d['replayed_at'], now)}" if d["replayed_at"] else "still open."))
-    runs = "".join(f"<span class=ago>{e(r['dag_id'])} run "
-                   f"{link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: {e(r['state'])}</span>"
-                   for r in links.replay_runs)
+    runs = _runs(links)
     cls = "notice" if d["replayed_at"] else "banner"
     return f"<div class={cls} id=notice>{text}{runs}</div>"
 

@@ -7,6 +7,7 @@ A batch part goes through exactly the same pipeline as a direct call.
 
 from __future__ import annotations
 
+import copy
 import json
 import urllib.parse
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from sandbox.common import SandboxControl
 
+from . import guests, sharing
 from .auth import Principal, TokenAuthority
 from .errors import GoogleError, bad_param, from_fault, not_found
 from .quota import SlidingWindowQuota
@@ -29,8 +31,14 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
     ("GET", ("calendars", "*"), "calendars.get", False),
     ("DELETE", ("calendars", "*"), "calendars.delete", True),
     ("GET", ("users", "me", "calendarList"), "calendarList.list", False),
+    ("POST", ("users", "me", "calendarList"), "calendarList.insert", True),
+    ("GET", ("users", "me", "calendarList", "*"), "calendarList.get", False),
+    ("DELETE", ("users", "me", "calendarList", "*"), "calendarList.delete", True),
     ("POST", ("calendars", "*", "acl"), "acl.insert", True),
     ("GET", ("calendars", "*", "acl"), "acl.list", False),
+    ("GET", ("calendars", "*", "acl", "*"), "acl.get", False),
+    ("PATCH", ("calendars", "*", "acl", "*"), "acl.patch", True),
+    ("DELETE", ("calendars", "*", "acl", "*"), "acl.delete", True),
     ("GET", ("calendars", "*", "events"), "events.list", False),
     ("POST", ("calendars", "*", "events"), "events.insert", True),
     ("GET", ("calendars", "*", "events", "*"), "events.get", False),
@@ -124,6 +132,7 @@ class CalendarApi:
         self.tokens = tokens
         self.quota = quota
         self.config = config
+        self.mails = guests.MailLog()  # what Google would have mailed (guests.py)
 
     def _count_write(self, endpoint: str, principal: str) -> None:
         # SandboxControl counted the request already; a write counts only once it happened.
@@ -160,7 +169,8 @@ class CalendarApi:
                     body = json.loads(req.body) if req.body.strip() else {}
                 except (ValueError, UnicodeDecodeError) as exc:
                     raise GoogleError(400, "parseError", "Parse Error") from exc
-            status, result = self._dispatch(endpoint, principal, args, params, body, req.headers)
+            status, result = self._guarded(endpoint, principal, args, params, body, req.headers)
+            result = guests.visible(result, principal.name)
             if fault is not None and fault.kind == "empty_list" and endpoint == "events.list" and result:
                 result = self._emptied(result)
         except GoogleError as exc:
@@ -177,6 +187,46 @@ class CalendarApi:
         if token is not None:
             out["nextSyncToken"] = token
         return out
+
+    def _stored(self, principal: str, calendar_id: str, event_id: str) -> dict[str, Any] | None:
+        """The event as stored now (None if the calendar or the event cannot be seen)."""
+        try:
+            ev = self.store.calendar(calendar_id, principal, "read").events.get(event_id)
+        except GoogleError:
+            return None
+        return copy.deepcopy(ev.res) if ev is not None else None
+
+    def _guarded(
+        self,
+        endpoint: str,
+        principal: Principal,
+        args: list[str],
+        params: dict[str, Any],
+        body: Any,
+        headers: dict[str, str],
+    ) -> tuple[int, dict[str, Any] | None]:
+        """An event write as Google applies it (guests.py): what the request may not change kept,
+        the read-only fields derived, and the mails Google would send counted."""
+        if not endpoint.startswith("events.") or endpoint in ("events.list", "events.get"):
+            status, result = self._dispatch(endpoint, principal, args, params, body, headers)
+            if endpoint in ("acl.insert", "acl.patch") and result is not None:
+                guests.notify_acl(self.mails, params, result, principal=principal.name, calendar_id=args[0])
+            return status, result
+        who = principal.name
+        before = self._stored(who, args[0], args[1]) if len(args) > 1 else None
+        body = guests.restrict(endpoint, body, before, params, who)
+        status, result = self._dispatch(endpoint, principal, args, params, body, headers)
+        event_id = args[1] if len(args) > 1 else (result or {}).get("id")
+        after = self._stored(who, args[0], event_id) if event_id else None
+        if after is not None and endpoint != "events.delete":
+            cal = self.store.calendar(args[0], who, "read")
+            guests.derive(cal.events[event_id].res)
+            result = self.store.render(cal.events[event_id], self.store._out_tz(cal, params))
+            after = copy.deepcopy(cal.events[event_id].res)
+        guests.notify(self.mails, endpoint, params, principal=who, calendar_id=args[0], event_id=event_id,
+                      before=before, after=after if endpoint != "events.delete" else None,
+                      is_google_user=lambda email: email in self.store.calendars)
+        return status, result
 
     def _dispatch(
         self,
@@ -205,6 +255,20 @@ class CalendarApi:
                 return 200, store.insert_acl(who, args[0], body)
             case "acl.list":
                 return 200, store.list_acl(who, args[0])
+            case "acl.get":
+                return 200, sharing.get_acl(store, who, args[0], args[1])
+            case "acl.patch":
+                return 200, sharing.patch_acl(store, who, args[0], args[1], body)
+            case "acl.delete":
+                sharing.delete_acl(store, who, args[0], args[1])
+                return 204, None
+            case "calendarList.get":
+                return 200, sharing.get_entry(store, who, args[0])
+            case "calendarList.insert":
+                return 200, sharing.insert_entry(store, who, body)
+            case "calendarList.delete":
+                sharing.delete_entry(store, who, args[0])
+                return 204, None
             case "events.list":
                 return 200, store.list_events(who, args[0], params)
             case "events.insert":

@@ -9,6 +9,8 @@ Admin routes besides sandbox.common's (/healthz, /_sandbox/reset, /_sandbox/seed
     POST /_sandbox/invalidate_sync_tokens       every sync token answers 410 fullSyncRequired
     POST /_sandbox/expire_tokens                every access token answers 401 (clients refresh)
     GET  /_sandbox/state                        calendars with ACL and events (cancelled included)
+    GET  /_sandbox/mails                        the mails Google would have sent (guests.py): count,
+                                                by kind, and each one (kind, principal, calendar, event, to)
 
 Seed body: {"calendars": [{"id"?, "summary", "owner", "timeZone"?, "acl"?: [AclRule]}],
             "events": {"<calendarId>": [event bodies; "id", "status", "created", "updated" allowed]}}
@@ -25,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from sandbox.common import SandboxControl, make_app
 
+from . import guests
 from .api import JSON_HEADERS, ApiRequest, ApiResponse, CalendarApi, Config
 from .auth import JWT_BEARER, OAUTH_DESCRIPTIONS, OAuthError, TokenAuthority
 from .batch import boundary_of, parse_batch, render_batch
@@ -64,6 +67,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
             setattr(config, name, value)
         store = CalendarStore(config.default_time_zone)
         api.store = store
+        api.mails = guests.MailLog()
         quota.configure(config.quota_requests, config.quota_window_s)
 
     def seed_state(body: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +196,10 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
     @app.get("/_sandbox/state")
     async def state() -> dict[str, Any]:
         return store.state()
+
+    @app.get("/_sandbox/mails")
+    async def mails() -> dict[str, Any]:
+        return api.mails.state()
 
     return app
 

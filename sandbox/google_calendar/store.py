@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import event_model as em
+from . import sharing
 from .errors import GoogleError, bad_param, invalid, not_found, required
 
 ROLES = ("none", "freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner")
@@ -108,6 +109,8 @@ class CalendarStore:
         self._last_etag = 0
         self.enforce_access = True
         self.calendars: dict[str, Calendar] = {}
+        # principal -> calendar id -> on their list or not, where they changed it (sharing.py)
+        self.list_overrides: dict[str, dict[str, bool]] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _etag(self) -> str:
@@ -205,26 +208,12 @@ class CalendarStore:
             raise bad_param("minAccessRole", f"Invalid string value: '{min_role}'.", "invalidParameter")
         items = []
         for cal in self.calendars.values():
-            if cal.owner != principal and not any(
-                r["scope"].get("value") == principal for r in cal.acl.values()
-            ):
-                continue  # only calendars the principal owns or was shared with by name
+            if not sharing.listed(self, cal, principal):
+                continue  # owned or shared by name, unless the principal removed it (or added it)
             role = self.role(cal, principal)
             if RANK[role] < RANK[min_role]:
                 continue
-            entry = cal.resource()
-            entry.update(
-                {
-                    "kind": "calendar#calendarListEntry",
-                    "accessRole": role,
-                    "defaultReminders": [],
-                    "colorId": "1",
-                }
-            )
-            entry.pop("conferenceProperties", None)
-            if cal.id == principal:
-                entry["primary"] = True
-            items.append(entry)
+            items.append(sharing.entry(self, cal, principal))
         raw_max = str(params.get("maxResults") or "100")
         if not raw_max.isdigit() or int(raw_max) < 1:
             raise bad_param("maxResults", f"Invalid value '{raw_max}'.", "invalidParameter")
