@@ -8,6 +8,7 @@ an occurrence's change), nothing is duplicated, and the next run writes nothing 
 
 from __future__ import annotations
 
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 
 from include.calendar_engine.mapping_google import marker_of
 from include.calendar_sync.context import SyncContext
+from include.calendar_sync.report import table
+from include.status.page import render
+from include.status.queries import Sources, collect
 from tests.calendar_helpers import termine
 from tests.series_helpers import (
     EMP,
@@ -73,7 +77,8 @@ def _synced_series(world: Any, ctx: SyncContext, **kw: Any) -> tuple[Person, dic
 
 # -- an occurrence of an Advoware series moved, retitled or cancelled in Google -----------------------
 @pytest.mark.parametrize("change", ["move", "retitle", "cancel"])
-def test_one_occurrence_changed_in_google_stays_there_and_is_reported(world: Any, change: str) -> None:
+def test_one_occurrence_changed_in_google_stays_there_and_is_reported(world: Any, change: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     ctx = world.ctx()
     person, master, occurrences = _synced_series(world, ctx)
     (series_before,) = world.series_in_advoware()
@@ -86,9 +91,20 @@ def test_one_occurrence_changed_in_google_stays_there_and_is_reported(world: Any
         person.cancel(target)
     advoware_writes = writes(world.advoware_url, world.google_url)[0]
 
-    _, reported = run(ctx)
+    caplog.set_level(logging.INFO)
+    run_id, reported = run(ctx)
     assert ("series_exception_kept", series_before["frNr"], target["id"]) in reported
     assert writes(world.advoware_url, world.google_url)[0] == advoware_writes  # Advoware untouched
+    # reported per item, ids only: the run's summary, the task log, the status view
+    line = f"series_exception_kept frNr={series_before['frNr']} event={target['id']}"
+    assert f"{EMP} {line}" in table(world.hub, run_id)
+    assert any(line in r.getMessage() for r in caplog.records)
+    assert not any("Jour fixe" in r.getMessage() or "Saal" in r.getMessage() for r in caplog.records)
+    status = collect(Sources(world.hub))
+    assert [(x["employee"], x["frnr"], x["instance_id"]) for x in status["series_exceptions"]["newest"]] == [
+        (EMP, series_before["frNr"], target["id"])]
+    page = render(status)
+    assert target["id"] in page and "Vertretung" not in page and "Jour fixe" not in page
     assert world.series_in_advoware() == [series_before]
     kind = {"move": "moved", "retitle": "changed", "cancel": "cancelled"}[change]
     assert exception_rows(world.hub) == {target["id"]: (kind, "standing")}
@@ -181,8 +197,11 @@ def test_an_advoware_series_shortened_keeps_only_the_exceptions_inside_it(world:
     new_end = start_day(world.today) + timedelta(weeks=3)
     ctx.advoware.update_termin(series["frNr"], {**series, "datumBis": f"{new_end}T10:00:00"})
 
-    _, reported = run(ctx)
-    run(ctx)
+    _, first = run(ctx)
+    _, second = run(ctx)
+    dropped = [r for r in first + second if r[0] == "series_exception_dropped"]
+    assert (dropped.count(("series_exception_dropped", series["frNr"], outside["id"])),
+            len(dropped)) == (1, 2 if model == "reset" else 1)  # each reported once
     shown = person.shown()
     assert len(shown) == 4
     rows = exception_rows(world.hub)
