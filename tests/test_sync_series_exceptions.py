@@ -228,9 +228,10 @@ def test_an_advoware_series_shortened_drops_the_exceptions_after_its_new_end(wp)
     rows = kept_rows(link, raw, master, ("2025-03-11", "+01:00"), ("2025-04-22", "+02:00"))
     shorter = {**series(until="2025-03-31"), "zuletztGeaendertAm": "2025-02-02T10:00:00"}
     p = plan([link], [shorter], [], exceptions=rows, write_protection=wp)
+    inside = [("revert_exception", rows[0].instance_id)] if wp else []  # under WP nothing may stand
     assert [(a.kind, a.google_event_id) for a in p.actions()] == [
-        ("update_google", master["id"]), ("drop_exception", rows[1].instance_id)]  # the master first
-    assert [(r.kind, r.google_event_id) for r in p.reports] == [("series_exception_dropped", rows[1].instance_id)]
+        ("update_google", master["id"]), *inside, ("drop_exception", rows[1].instance_id)]  # the master first
+    assert ("series_exception_dropped", rows[1].instance_id) in [(r.kind, r.google_event_id) for r in p.reports]
 
 
 def test_an_advoware_series_moved_to_another_time_drops_every_exception():
@@ -304,3 +305,18 @@ def test_all_day_series_exceptions_are_keyed_by_date():
            "start": {"date": "2025-03-12"}, "end": {"date": "2025-03-13"}}
     (act,) = plan([link], [raw], [exc]).actions()
     assert (act.kind, act.original_start, act.exception_kind) == ("keep_exception", "2025-03-11", "moved")
+
+
+def test_write_protection_switched_on_reverts_exceptions_kept_before():
+    """Kept while Advoware was writable; under write protection Google must mirror Advoware, so the
+    next run reverts them although its incremental listing does not return them."""
+    raw = series()
+    link, master = linked(raw)
+    rows = kept_rows(link, raw, master, ("2025-03-11", "+01:00"))
+    cancelled_row = row_of(plan([link], [raw], [cancelled(instance(master, "2025-03-25"))]).actions()[0])
+    p = plan([link], [raw], [], exceptions=[*rows, cancelled_row], write_protection=True)
+    assert [(a.kind, a.google_event_id) for a in p.actions()] == [
+        ("revert_exception", rows[0].instance_id), ("revert_exception", cancelled_row.instance_id)]
+    assert {a.google_body["start"]["dateTime"] for a in p.actions()} == {
+        "2025-03-11T09:00:00+01:00", "2025-03-25T09:00:00+01:00"}
+    assert plan([link], [raw], [], exceptions=[*rows, cancelled_row]).is_empty()  # without: they stand

@@ -17,6 +17,8 @@ from include.calendar_engine.plan import Action, HubLink, Plan
 from include.calendar_engine.policy import Policy
 from include.calendar_engine.series_exceptions import (
     GONE,
+    REVERTED,
+    REVERTED_REPORT,
     STANDING,
     Decision,
     ExceptionItem,
@@ -112,15 +114,24 @@ def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: 
                                     comparable=p.comparable)
             _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g)
         act = actions.get(master_id)
-        if act is not None and act.kind in GOOGLE_SERIES_WRITES and act.google_body:
-            # the series is rewritten: a known exception whose original start it no longer has is an
-            # orphan (it would show beside the new occurrences): removed, unless Google did it already
-            seen = {e.id for e in listed}
-            for row in _standing(p, master_id):
-                if row.instance_id not in seen and occurrence_at(series, parse_original(row.original_start)) is None:
-                    decision, _ = decide(_ghost(row), None, row, protected=protected, comparable=p.comparable)
-                    _emit(p, decision, master_id, frnr, instance_id=row.instance_id,
-                          original_start=row.original_start, kind=row.kind)
+        rewritten = act is not None and act.kind in GOOGLE_SERIES_WRITES and bool(act.google_body)
+        seen = {e.id for e in listed}
+        for row in _standing(p, master_id):
+            if row.instance_id in seen:
+                continue
+            ghost = _ghost(row)
+            occ = occurrence_at(series, ghost.original)
+            if occ is None and (rewritten or protected):
+                # the series is rewritten: a known exception whose original start it no longer has is
+                # an orphan (it would show beside the new occurrences): removed, unless Google did it
+                decision, _ = decide(ghost, None, row, protected=protected, comparable=p.comparable)
+                _emit(p, decision, master_id, frnr, instance_id=row.instance_id,
+                      original_start=row.original_start, kind=row.kind)
+            elif occ is not None and protected:
+                # kept before write protection (or the series became read-only): Google must mirror
+                # Advoware, so it is reverted although this listing did not return it
+                _emit(p, Decision("revert_exception", REVERTED, REVERTED_REPORT, row.kind), master_id, frnr,
+                      exc=ghost, kind=row.kind, series=series, g=g)
 
 
 def _standing(p: Planner, master_id: str) -> list[HubException]:
@@ -131,7 +142,7 @@ def _standing(p: Planner, master_id: str) -> list[HubException]:
 def _ghost(row: HubException) -> ExceptionItem:
     """A known exception the listing did not return, standing as the hub last saw it."""
     return ExceptionItem(raw={}, id=row.instance_id, master_id=row.master_event_id,
-                         original=parse_original(row.original_start), cancelled=False, appt=None)
+                         original=parse_original(row.original_start), cancelled=row.kind == "cancelled", appt=None)
 
 
 def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -> None:
