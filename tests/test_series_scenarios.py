@@ -239,3 +239,26 @@ def test_a_split_in_google_cuts_the_series_and_carries_the_new_one(world: Any) -
     assert marker_of(person.patch(new["id"], {}))[1] == both[1]["frNr"]  # re-marked with its own frNr
     assert len(person.shown()) == len(occurrences)
     world.quiet(ctx)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_an_occurrence_cancelled_while_advoware_extends_the_series(world: Any, model: str) -> None:
+    """Both in one interval: the run records the cancellation and rewrites the series; under "reset"
+    Google drops the exception at that rewrite, so what the run records is what stands afterwards."""
+    timing_model(world.google_url, model)
+    ctx = world.ctx()
+    person, master, occurrences = _synced_series(world, ctx)
+    (series,) = world.series_in_advoware()
+    person.cancel(occurrences[0])
+    longer = date.fromisoformat(series["datumBis"][:10]) + timedelta(weeks=1)
+    ctx.advoware.update_termin(series["frNr"], {**series, "datumBis": f"{longer}T10:00:00"})
+
+    run(ctx)
+    shown = person.shown()
+    if model == "reset":
+        standing = {i for i, (_, status) in exception_rows(world.hub).items() if status == "standing"}
+        assert len(shown) == len(occurrences) + 1 and standing == set()  # the occurrence is back
+    else:
+        assert len(shown) == len(occurrences) and exception_rows(world.hub) == {
+            occurrences[0]["id"]: ("cancelled", "standing")}
+    world.quiet(ctx)

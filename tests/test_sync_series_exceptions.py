@@ -320,3 +320,17 @@ def test_write_protection_switched_on_reverts_exceptions_kept_before():
     assert {a.google_body["start"]["dateTime"] for a in p.actions()} == {
         "2025-03-11T09:00:00+01:00", "2025-03-25T09:00:00+01:00"}
     assert plan([link], [raw], [], exceptions=[*rows, cancelled_row]).is_empty()  # without: they stand
+
+
+def test_an_exception_kept_while_its_series_is_rewritten_carries_its_occurrence():
+    """Google may drop it when the series is rewritten (its timing model): the executor reads it
+    again then, so the kept action carries the occurrence to compare with."""
+    raw = series()
+    link, master = linked(raw)
+    exc = cancelled(instance(master, "2025-03-11"))
+    longer = {**series(until="2025-05-13"), "zuletztGeaendertAm": "2025-02-02T10:00:00"}
+    update, keep = plan([link], [longer], [exc]).actions()
+    assert update.kind == "update_google" and keep.kind == "keep_exception"
+    assert keep.google_body["start"]["dateTime"] == "2025-03-11T09:00:00+01:00"
+    (plain,) = plan([link], [raw], [exc]).actions()
+    assert plain.kind == "keep_exception" and plain.google_body is None  # nothing rewritten: as listed

@@ -99,8 +99,13 @@ def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: 
         a = adv.get(frnr)
         if a is not None and a.excluded:
             continue
+        act = actions.get(master_id)
+        rewritten = act is not None and act.kind in GOOGLE_SERIES_WRITES and bool(act.google_body)
+        if g is not None and g.appt is None and not g.cancelled and not rewritten:
+            continue  # Google's master holds a rule Advoware cannot (reported): its exceptions are left alone
         series, gone = _series_after(master_id, a, g, actions)
-        if gone:  # the series is deleted (Google deletes its exceptions with it): only bookkeeping
+        if gone or (g is not None and g.cancelled):
+            # the series was deleted (Google deletes its exceptions with it; a recreated one has none)
             for row in _standing(p, master_id):
                 _emit(p, Decision("close_exception", GONE), master_id, frnr, instance_id=row.instance_id,
                       original_start=row.original_start, kind=row.kind)
@@ -112,22 +117,20 @@ def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: 
         for e in listed:
             decision, kind = decide(e, occurrence_at(series, e.original), p.rows.get(e.id), protected=protected,
                                     comparable=p.comparable)
-            _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g)
-        act = actions.get(master_id)
-        rewritten = act is not None and act.kind in GOOGLE_SERIES_WRITES and bool(act.google_body)
+            _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g, confirm=rewritten)
         seen = {e.id for e in listed}
         for row in _standing(p, master_id):
             if row.instance_id in seen:
                 continue
             ghost = _ghost(row)
             occ = occurrence_at(series, ghost.original)
-            if occ is None and (rewritten or protected):
-                # the series is rewritten: a known exception whose original start it no longer has is
-                # an orphan (it would show beside the new occurrences): removed, unless Google did it
+            if occ is None:
+                # the series changed: a known exception whose original start it no longer has is an
+                # orphan (it would show beside the new occurrences): removed, unless Google did it
                 decision, _ = decide(ghost, None, row, protected=protected, comparable=p.comparable)
                 _emit(p, decision, master_id, frnr, instance_id=row.instance_id,
                       original_start=row.original_start, kind=row.kind)
-            elif occ is not None and protected:
+            elif protected:
                 # kept before write protection (or the series became read-only): Google must mirror
                 # Advoware, so it is reverted although this listing did not return it
                 _emit(p, Decision("revert_exception", REVERTED, REVERTED_REPORT, row.kind), master_id, frnr,
@@ -163,8 +166,11 @@ def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -
 
 def _emit(p: Planner, decision: Decision, master_id: str, frnr: int | None, *, exc: ExceptionItem | None = None,
           instance_id: str | None = None, original_start: str | None = None, kind: str | None = None,
-          series: Appointment | None = None, g: Any = None, rule: str | None = None) -> None:
-    """The decision's action and report (ids only: the series' frNr and master, the instance id)."""
+          series: Appointment | None = None, g: Any = None, rule: str | None = None, confirm: bool = False) -> None:
+    """The decision's action and report (ids only: the series' frNr and master, the instance id).
+    `confirm`: the plan rewrites the series first, and Google may drop the exception then (its timing
+    model): a kept one carries its occurrence (`google_body`), so the executor records what stands
+    after the rewrite."""
     if decision.kind is None:
         return
     iid = exc.id if exc is not None else instance_id
@@ -173,6 +179,8 @@ def _emit(p: Planner, decision: Decision, master_id: str, frnr: int | None, *, e
     if decision.kind == "revert_exception":
         assert exc is not None and series is not None
         body, google_fp = _occurrence_body(p, series, exc, frnr, g)
+    elif decision.kind == "keep_exception" and confirm and exc is not None and series is not None:
+        body, _ = _occurrence_body(p, series, exc, frnr, g)
     p.add(Action(kind=decision.kind, rule=rule or (decision.detail or decision.kind), employee=p.employee,
                  frnr=frnr, google_event_id=iid, google_body=body, google_fingerprint=google_fp,
                  master_event_id=master_id,

@@ -9,13 +9,17 @@ If-Match, so nothing the sync does not map is lost from the instance; sendUpdate
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from googleapiclient.errors import HttpError
 
-from include.calendar_engine.mapping_google import KEY_MATTER_NR, KEY_MATTER_RUBRUM
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_google import KEY_MATTER_NR, KEY_MATTER_RUBRUM, from_google
+from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import Action
 from include.calendar_engine.series_exceptions import (
+    CANCELLED,
     DROPPED,
     GONE,
     REVERTED,
@@ -46,9 +50,7 @@ def row_of(employee: str, a: Action, status: str) -> HubException:
 def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
     """One action; returns (the outcome's result, a detail of ids and reasons)."""
     if a.kind == "keep_exception":
-        with ctx.hub.transaction() as conn:
-            hub_series.record(conn, row_of(employee, a, STANDING))
-        return "kept", "standing in Google"
+        return _keep(ctx, writer, employee, a)
     if a.kind == "close_exception":
         with ctx.hub.transaction() as conn:
             hub_series.close(conn, employee, a.google_event_id or "", GONE)
@@ -58,6 +60,25 @@ def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tu
     if a.kind == "drop_exception":
         return _drop(ctx, writer, employee, a)
     raise ValueError(f"not a series-exception action: {a.kind}")
+
+
+def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+    """Record the exception as standing. When the plan rewrote its series first (`google_body`: the
+    occurrence), Google may have dropped it then: it is read again and recorded as it stands."""
+    row = row_of(employee, a, STANDING)
+    if a.google_body is not None:
+        current = writer.get(a.google_event_id or "")
+        occurrence = from_google({k: v for k, v in a.google_body.items() if k not in ("id", "status")})
+        fresh = read_exception(current) if current is not None else None
+        if fresh is None or (not fresh.cancelled and isinstance(occurrence, Appointment)
+                             and fresh.fp == fingerprint(occurrence)):
+            with ctx.hub.transaction() as conn:
+                hub_series.close(conn, employee, row.instance_id, GONE)
+            return "closed", "dropped by Google when its series was rewritten"
+        row = replace(row, fingerprint=fresh.fp, kind=CANCELLED if fresh.cancelled else row.kind)
+    with ctx.hub.transaction() as conn:
+        hub_series.record(conn, row)
+    return "kept", "standing in Google"
 
 
 def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
