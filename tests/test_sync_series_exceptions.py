@@ -6,14 +6,18 @@ README's "Series exceptions")."""
 from __future__ import annotations
 
 import copy
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from include.calendar_engine import HubLink, Plan, Policy, Window, event_id, fingerprint, from_advoware, from_google
 from include.calendar_engine.mapping_google import marker_properties, to_google
+from include.calendar_engine.plan import ADVOWARE_WRITES
 from include.calendar_engine.series_exceptions import HubException
+from include.calendar_engine.timeutil import BERLIN
 
 EMP = "AB"
 WINDOW = Window(date(2025, 1, 1), date(2025, 12, 31))
@@ -334,3 +338,63 @@ def test_an_exception_kept_while_its_series_is_rewritten_carries_its_occurrence(
     assert keep.google_body["start"]["dateTime"] == "2025-03-11T09:00:00+01:00"
     (plain,) = plan([link], [raw], [exc]).actions()
     assert plain.kind == "keep_exception" and plain.google_body is None  # nothing rewritten: as listed
+
+
+# -- the invariants as a property -------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(weeks=st.integers(1, 30), k=st.integers(0, 30), how=st.sampled_from(("move", "retitle", "cancel")),
+       hours=st.sampled_from((-30, -2, 1, 5, 24, 24 * 7)), wp=st.booleans(), anonymize=st.booleans(),
+       policy=st.sampled_from(("advoware_wins", "google_wins", "last_change_wins")), listed_master=st.booleans())
+def test_one_occurrence_changed_never_touches_the_series_and_settles(weeks, k, how, hours, wp, anonymize, policy,
+                                                                     listed_master):
+    """Whatever one occurrence becomes in Google, under any policy: no write to Advoware, none to the
+    series in Google, one report of the exception, and once its action is applied nothing more."""
+    first = datetime(2025, 3, 4, 9, tzinfo=BERLIN)
+    until = (first + timedelta(weeks=weeks)).date()
+    raw = series(until=until.isoformat())
+    appt = from_advoware(raw, EMP)
+    master = {**to_google(appt, employee=EMP, frnr=1, anonymize=anonymize), "status": "confirmed",
+              "updated": "2025-01-10T07:00:00Z"}
+    link = HubLink(EMP, 1, master["id"], fingerprint(appt), fingerprint(from_google(master)),
+                   raw["zuletztGeaendertAm"], master["updated"])
+    occ = first + timedelta(weeks=k % (weeks + 1))
+    exc = occurrence_event(master, occ)
+    if how == "cancel":
+        exc = cancelled(exc)
+    elif how == "retitle":
+        exc["summary"], exc["location"] = "Vertretung", "Saal 9"
+    else:
+        for key in ("start", "end"):
+            at = datetime.fromisoformat(exc[key]["dateTime"]) + timedelta(hours=hours)
+            exc[key] = {"dateTime": at.astimezone(BERLIN).isoformat(), "timeZone": "Europe/Berlin"}
+    goog = [master, exc] if listed_master else [exc]
+    options = {"write_protection": wp, "anonymize": anonymize, "conflict_policy": policy}
+    p = plan([link], [raw], goog, **options)
+    assert not any(a.kind in ADVOWARE_WRITES or a.google_event_id == master["id"] for a in p.actions())
+    if how == "retitle" and anonymize:
+        assert p.is_empty()  # Google holds no title of ours: nothing deviates
+        return
+    (act,) = p.actions()
+    assert act.kind == ("revert_exception" if wp else "keep_exception") and act.google_event_id == exc["id"]
+    assert [r.kind for r in p.reports] == ["series_exception_reverted" if wp else "series_exception_kept"]
+    if wp:  # Google after the revert: the occurrence as the series has it
+        after = {**exc, **{k: act.google_body[k] for k in ("summary", "description", "location", "start", "end",
+                                                           "visibility", "reminders", "status")}}
+        rows = [row_of(act, "reverted")]
+    else:
+        after, rows = exc, [row_of(act)]
+    again = plan([link], [raw], [master, after] if listed_master else [after], exceptions=rows, **options)
+    assert again.is_empty() and not again.reports
+
+
+def occurrence_event(master: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """The occurrence of `master` starting at `at` (Berlin), as Google returns an instance of it."""
+    start = datetime.fromisoformat(master["start"]["dateTime"])
+    duration = datetime.fromisoformat(master["end"]["dateTime"]) - start
+    out = copy.deepcopy({k: v for k, v in master.items() if k != "recurrence"})
+    out.update({"id": f"{master['id']}_{at.astimezone(UTC):%Y%m%dT%H%M%SZ}", "recurringEventId": master["id"],
+                "originalStartTime": {"dateTime": at.isoformat(), "timeZone": "Europe/Berlin"},
+                "start": {"dateTime": at.isoformat(), "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": (at + duration).astimezone(BERLIN).isoformat(), "timeZone": "Europe/Berlin"},
+                "updated": "2025-02-01T12:00:00Z"})
+    return out
