@@ -262,3 +262,21 @@ def test_an_occurrence_cancelled_while_advoware_extends_the_series(world: Any, m
         assert len(shown) == len(occurrences) and exception_rows(world.hub) == {
             occurrences[0]["id"]: ("cancelled", "standing")}
     world.quiet(ctx)
+
+
+def test_a_calendar_made_anew_takes_its_exceptions_along(world: Any) -> None:
+    """The employee's calendar deleted in Google: it is made again and refilled from Advoware, and
+    the exceptions of the old one no longer stand (the status view does not list them)."""
+    ctx = world.ctx()
+    person, master, occurrences = _synced_series(world, ctx)
+    person.move(occurrences[1], hours=2)
+    run(ctx)
+    old = person.calendar
+    assert {s for _, s in exception_rows(world.hub).values()} == {"standing"}
+    person.call(lambda s: s.calendars().delete(calendarId=old), "calendars.delete")
+
+    run(ctx)
+    assert person.calendar != old and len(person.shown()) == len(occurrences)
+    assert {s for _, s in exception_rows(world.hub).values()} == {"gone"}
+    assert collect(Sources(world.hub))["series_exceptions"]["standing"] == 0
+    world.quiet(ctx)

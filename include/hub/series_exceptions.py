@@ -57,3 +57,10 @@ def record_failure(conn: psycopg.Connection, row: HubException) -> int:
         (row.employee, row.instance_id, row.master_event_id, row.original_start, row.frnr, row.kind,
          row.fingerprint)).fetchone()
     return int(found["attempts"])  # type: ignore[index]
+
+
+def close_all(conn: psycopg.Connection, employee: str) -> int:
+    """The employee's calendar was made anew: every exception went with the old one (gone)."""
+    return conn.execute(
+        """UPDATE series_exceptions SET status = 'gone', attempts = 0, closed_at = coalesce(closed_at, now())
+           WHERE employee = %s AND status = 'standing'""", (employee,)).rowcount
