@@ -17,8 +17,11 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
      a safety stop, a side suddenly empty or too many deletions, fails here loudly, nothing written.)
    - **phase_2_new_google**: new Google events → Advoware (skipped under write protection).
    - **phase_3_deletions**: deletions on either side (each confirmed against the other side first).
-   - **phase_4_updates**: changed content; conflicts by `SYNC_CONFLICT_POLICY` (advoware_wins). Then
-     the employee's run is closed: Google sync token saved, run log (`sync_runs`) finished.
+   - **phase_4_updates**: changed content; conflicts by `SYNC_CONFLICT_POLICY` (advoware_wins); then
+     the series exceptions (one occurrence of a series changed in Google: kept and reported, reverted
+     under write protection, dropped when the series no longer has that occurrence; README "Series
+     exceptions"). Then the employee's run is closed: Google sync token saved, run log (`sync_runs`)
+     finished.
 
 Every item's outcome is in the hub (`calendar_links`: status, attempts, last error); a phase with
 failed items fails at its end and is retried (3×, exponential backoff), and a retry skips what is

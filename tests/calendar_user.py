@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from include.advoware.client import AdvowareClient
+from include.calendar_engine.recurrence import until_value
 from include.calendar_engine.timeutil import BERLIN
 from include.google_calendar.service import CalendarSession
 
@@ -76,8 +77,12 @@ def google_times(c: Content, today: date) -> dict[str, Any]:
 
 
 def google_body(c: Content, title: str, today: date) -> dict[str, Any]:
-    return {"summary": title, "location": "" if c.all_day else c.place,
+    body = {"summary": title, "location": "" if c.all_day else c.place,
             "visibility": "private" if c.private else "default", **google_times(c, today)}
+    if c.weekly and not c.all_day:  # a weekly series made in Google (Europe/Berlin, ends on a day)
+        last = _begin(c, today).date() + timedelta(weeks=c.weekly)
+        body["recurrence"] = [f"RRULE:FREQ=WEEKLY;UNTIL={until_value(last, all_day=False)}"]
+    return body
 
 
 class User:
@@ -132,3 +137,54 @@ class User:
     def delete_google(self, calendar_id: str, event: dict[str, Any]) -> None:
         self.google.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=event["id"]),
                             "events.delete")
+
+    # -- Google series: one occurrence, or the whole series ("all events") ---------------------------------
+    def instances(self, calendar_id: str, master_id: str, *, show_deleted: bool = False) -> list[dict[str, Any]]:
+        page = self.google.execute(lambda s: s.events().instances(
+            calendarId=calendar_id, eventId=master_id, showDeleted=show_deleted, maxResults=2500,
+            timeZone="Europe/Berlin"), "events.instances")
+        return list(page["items"])
+
+    def move_occurrence(self, calendar_id: str, instance: dict[str, Any], hours: int) -> None:
+        body = {key: {"dateTime": (datetime.fromisoformat(instance[key]["dateTime"]) + timedelta(hours=hours))
+                      .isoformat(), "timeZone": "Europe/Berlin"} for key in ("start", "end")}
+        self.google.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=instance["id"], body=body),
+                            "events.patch")
+
+    def cancel_occurrence(self, calendar_id: str, instance: dict[str, Any]) -> None:
+        self.google.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=instance["id"]),
+                            "events.delete")
+
+    def change_master(self, calendar_id: str, master: dict[str, Any], title: str, how: str) -> None:
+        """An "all events" edit in Google: the title, and one hour later, or the series a week
+        shorter or longer (its UNTIL)."""
+        patch: dict[str, Any] = {"summary": title}
+        if how == "later" and datetime.fromisoformat(master["end"]["dateTime"]).astimezone(BERLIN).hour < 22:
+            for key in ("start", "end"):
+                at = datetime.fromisoformat(master[key]["dateTime"]) + timedelta(hours=1)
+                patch[key] = {"dateTime": at.isoformat(), "timeZone": master[key].get("timeZone", "Europe/Berlin")}
+        elif how in ("shorter", "longer"):
+            (rule,) = [r for r in master["recurrence"] if r.startswith("RRULE:")]
+            head, _, until = rule.partition(";UNTIL=")
+            if until:
+                first = date.fromisoformat(master["start"]["dateTime"][:10])
+                day = datetime.strptime(until[:8], "%Y%m%d").date() + timedelta(weeks=-1 if how == "shorter" else 1)
+                if day > first:
+                    patch["recurrence"] = [f"{head};UNTIL={until_value(day, all_day=False)}"]
+        self.google.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=master["id"], body=patch),
+                            "events.patch")
+
+    def change_series_in_advoware(self, termin: dict[str, Any], title: str, how: str) -> None:
+        """The whole series changed in Advoware: one hour later, or a week shorter or longer."""
+        body = {**termin, "text": title}
+        if how == "later" and str(termin["uhrzeitBis"]) < "22:00:00":
+            for key in ("datum", "datumBis"):
+                body[key] = (datetime.fromisoformat(str(termin[key])) + timedelta(hours=1)).isoformat()
+            for key in ("uhrzeitVon", "uhrzeitBis"):
+                at = datetime.combine(date.today(), datetime.strptime(str(termin[key]), "%H:%M:%S").time())
+                body[key] = (at + timedelta(hours=1)).strftime("%H:%M:%S")
+        elif how in ("shorter", "longer"):
+            until = datetime.fromisoformat(str(termin["datumBis"])) + timedelta(weeks=-1 if how == "shorter" else 1)
+            if until.date() >= datetime.fromisoformat(str(termin["datum"])).date():
+                body["datumBis"] = until.isoformat()
+        self.advoware.update_termin(int(termin["frNr"]), body)

@@ -13,6 +13,16 @@ person did not delete is gone, edits land where the policy says (where that is d
 person's actions alone), and a second run writes nothing. During every run under write protection
 Advoware receives no write.
 
+Series (issue 16): weekly series are made in Advoware and in Google; a person moves or cancels one
+occurrence in Google, changes a whole series in Google ("all events": title, time, its end) or in
+Advoware. Invariants after every clean run: an Advoware series is never moved, cut or deleted because
+one occurrence changed (a series whose only changes were occurrence changes is exactly as it was);
+no exception stands beside a linked series that is no occurrence of it (no duplicate); every
+exception that deviates from its series is known to the hub as standing (what the status view lists
+and the run reported), and nothing else is; under write protection no deviation stands in a linked
+series; and the second run writes nothing. The test runs under each of the Google sandbox's timing
+models (what Google does to exceptions when a series' time or end changes is not documented).
+
 Every appointment's title starts with a token (T7, S3 = special with negative frNr, A1 = anchor,
 never deleted so Advoware never lists nothing) and a revision, so items are followed across
 sides, ids and revisions without trusting the sync's own bookkeeping.
@@ -23,7 +33,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +41,8 @@ import httpx
 import psycopg
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
+from dateutil.rrule import rrulestr
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -47,6 +58,7 @@ from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import from_advoware
 from include.calendar_engine.mapping_google import from_google, marker_of
 from include.calendar_engine.models import Appointment
+from include.calendar_engine.timeutil import BERLIN
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.executor import run_phase
@@ -64,6 +76,8 @@ pytestmark = pytest.mark.timeout(420)
 
 EMPLOYEES = ("AB", "CD")
 POLICIES = ("advoware_wins", "google_wins", "last_change_wins")
+TIMING_MODELS = ("anchor", "keep", "reset")
+SERIES_SHAPE = ("datum", "uhrzeitVon", "uhrzeitBis", "datumBis", "dauertermin", "turnus", "turnusArt")
 
 
 class Crash(BaseException):
@@ -76,6 +90,8 @@ contents = st.builds(
     all_day=st.booleans(), days=st.integers(1, 3), place=st.sampled_from(PLACES), private=st.booleans(),
     weekly=st.sampled_from((0, 0, 0, 4)))
 google_contents = contents.map(lambda c: Content(**{**c.__dict__, "weekly": 0}))
+google_series = st.builds(Content, day=st.integers(1, 30), start_q=st.integers(0, 36), dur_q=st.integers(1, 8),
+                          place=st.sampled_from(PLACES), weekly=st.integers(2, 5))
 pick = st.integers(0, 10_000)  # index into the items that exist at that moment
 edits = st.tuples(st.sampled_from((None, *PLACES)), st.sampled_from((0, 0, 1, 3)))
 fault_specs = st.one_of(
@@ -106,7 +122,8 @@ class Item:
     rev: int = 0
     alive: bool = False  # in the last converged state
     title: str | None = None  # its title in the last converged state
-    google_only: bool = False  # created in Google under write protection, left alone
+    google_only: bool = False  # created in Google under write protection (or held back), left alone
+    shape: tuple[Any, ...] | None = None  # an Advoware series' timing in the last converged state
     actions: list[tuple[str, str, str]] = field(default_factory=list)  # (side, create|edit|delete, title)
     # since the person's first action of the interval: a non-clean run happened / write protection changed
     dirty: bool = False
@@ -119,10 +136,12 @@ class Item:
 
 @dataclass
 class Side:
-    """What one employee's two sides hold now, by token."""
+    """What one employee's two sides hold now, by token (Google: events and series, not the
+    exceptions of a series: those are one occurrence of it, `exceptions`)."""
 
     advoware: dict[str, list[dict[str, Any]]]
     google: dict[str, list[dict[str, Any]]]
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Cluster:
@@ -161,11 +180,44 @@ def _canon(appt: Appointment | Any) -> str | None:
     return fingerprint(appt) if isinstance(appt, Appointment) else None
 
 
-def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
+def _shape(termin: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(str(termin.get(k)) for k in SERIES_SHAPE)
+
+
+def _instant(when: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(when["dateTime"]).astimezone(BERLIN)
+
+
+def _deviations(master: dict[str, Any], instances: list[dict[str, Any]]) -> dict[str, str]:
+    """instance id → how it deviates from its series (what the person did, seen from Google alone):
+    cancelled, moved, changed (title or place), or orphan (its original start is no occurrence of the
+    series any more, and it still shows). Computed with dateutil, not with the sync's code."""
+    start = _instant(master["start"])
+    duration = _instant(master["end"]) - start
+    occurrences = set(rrulestr("\n".join(master["recurrence"]), dtstart=start, forceset=True))
+    out = {}
+    for inst in instances:
+        original = _instant(inst["originalStartTime"])
+        cancelled = inst.get("status") == "cancelled"
+        if original not in occurrences:
+            if not cancelled:
+                out[inst["id"]] = "orphan"
+        elif cancelled:
+            out[inst["id"]] = "cancelled"
+        elif (_instant(inst["start"]), _instant(inst["end"]) - _instant(inst["start"])) != (original, duration):
+            out[inst["id"]] = "moved"
+        elif (inst.get("summary"), inst.get("location", "")) != (master.get("summary"), master.get("location", "")):
+            out[inst["id"]] = "changed"
+    return out
+
+
+def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBasedStateMachine]:
     class CalendarSyncMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             cluster.reset()
+            _http.post(f"{cluster.google_url}/_sandbox/config",
+                       json={"series_timing_model": timing_model}).raise_for_status()
             self.today = date.today()
             self.ctx: SyncContext = make_ctx(cluster.advoware_url, cluster.google_url, cluster.redis_url,
                                              cluster.hub, cluster.tmp_path, google_retries=3)
@@ -204,16 +256,18 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
                     continue
                 adv.setdefault(token_of(t.get("text")) or "?", []).append(t)
             goog: dict[str, list[dict[str, Any]]] = {}
+            exceptions: list[dict[str, Any]] = []
             calendar_id = self.calendars().get(employee)
             cals = _http.get(f"{cluster.google_url}/_sandbox/state").json()["calendars"] if calendar_id else []
             for cal in cals:
                 if cal["id"] != calendar_id:
                     continue
                 for e in cal["events"]:
-                    if e.get("status") == "cancelled":
-                        continue
-                    goog.setdefault(token_of(e.get("summary")) or "?", []).append(e)
-            return Side(adv, goog)
+                    if e.get("recurringEventId"):
+                        exceptions.append(e)
+                    elif e.get("status") != "cancelled":
+                        goog.setdefault(token_of(e.get("summary")) or "?", []).append(e)
+            return Side(adv, goog, exceptions)
 
         def taint(self) -> None:
             """A run other than a clean one: what it did to items a person touched is not known."""
@@ -226,7 +280,8 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
         # -- setup -----------------------------------------------------------------------------------------
         @initialize(first=st.lists(contents, min_size=0, max_size=3))
         def seed(self, first: list[Content]) -> None:
-            """Two employees, each with an anchor, a special (negative frNr) and a few appointments."""
+            """Two employees, each with an anchor, a special (negative frNr), a weekly series and a few
+            appointments."""
             body: dict[str, Any] = {"mitarbeiter": [
                 {"kuerzel": e, "vorname": e, "name": e, "email": f"{e.lower()}@kanzlei.example", "aktiv": True}
                 for e in EMPLOYEES], "termine": []}
@@ -236,6 +291,9 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
                 body["termine"].append(advoware_body(Content(day=2), anchor.next_title(), employee, self.today))
                 body["termine"].append({**advoware_body(Content(day=3, all_day=True), special.next_title(),
                                                         employee, self.today), "frNr": -(n + 1)})
+                series = self.new_item(employee)
+                body["termine"].append(advoware_body(Content(day=4, start_q=8, weekly=4), series.next_title(),
+                                                     employee, self.today))
                 for c in first:
                     item = self.new_item(employee)
                     body["termine"].append(advoware_body(c, item.next_title(), employee, self.today))
@@ -341,6 +399,80 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
             if delete_in:
                 item.actions.append((delete_in, "delete", ""))
             self.note(f"A/G {tok} {employee} delete in {delete_in}")
+
+        # -- series: one occurrence, or the whole series ------------------------------------------------------
+        @precondition(lambda self: self.synced_once)
+        @rule(employee=st.sampled_from(EMPLOYEES), c=google_series)
+        def create_series_in_google(self, employee: str, c: Content) -> None:
+            calendar_id = self.calendars().get(employee)
+            if not calendar_id:
+                return
+            item = self.new_item(employee)
+            title = item.next_title()
+            self.user.create_google(calendar_id, c, title)
+            item.actions.append(("google", "create", title))
+            self.note(f"G+ series {title} {employee}")
+
+        def _series(self, employee: str, n: int) -> tuple[Item, dict[str, Any]] | None:
+            """A series in Google (made in Advoware or in Google), picked by `n`."""
+            found = sorted(((int(tok[1:]), tok, e) for tok, recs in self.side(employee).google.items()
+                            for e in recs if e.get("recurrence") and tok in self.items), key=lambda x: x[:2])
+            if not found:
+                return None
+            _, tok, master = found[n % len(found)]
+            return self.items[tok], master
+
+        @precondition(lambda self: self.synced_once)
+        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, k=st.integers(0, 5),
+              hours=st.sampled_from((-2, 1, 3, 24)))
+        def move_occurrence(self, employee: str, n: int, k: int, hours: int) -> None:
+            """A person drags one occurrence of a series in Google ("this event")."""
+            target = self._series(employee, n)
+            if target:
+                item, master = target
+                shown = self.user.instances(self.calendars()[employee], master["id"])
+                if shown:
+                    self.user.move_occurrence(self.calendars()[employee], shown[k % len(shown)], hours)
+                    item.actions.append(("google", "occurrence", ""))
+                    self.note(f"G~1 {item.token} {employee} #{k % len(shown)} {hours:+d}h")
+
+        @precondition(lambda self: self.synced_once)
+        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, k=st.integers(0, 5))
+        def cancel_occurrence(self, employee: str, n: int, k: int) -> None:
+            """A person deletes one occurrence of a series in Google ("this event")."""
+            target = self._series(employee, n)
+            if target:
+                item, master = target
+                shown = self.user.instances(self.calendars()[employee], master["id"])
+                if len(shown) > 1:  # the last one gone would be the series gone (a deletion)
+                    self.user.cancel_occurrence(self.calendars()[employee], shown[k % len(shown)])
+                    item.actions.append(("google", "occurrence", ""))
+                    self.note(f"G-1 {item.token} {employee} #{k % len(shown)}")
+
+        @precondition(lambda self: self.synced_once)
+        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, how=st.sampled_from(("title", "later", "shorter", "longer")))
+        def change_master_in_google(self, employee: str, n: int, how: str) -> None:
+            """A person edits the whole series in Google ("all events")."""
+            target = self._series(employee, n)
+            if target:
+                item, master = target
+                title = item.next_title()
+                self.user.change_master(self.calendars()[employee], master, title, how)
+                item.actions.append(("google", "edit", title))
+                self.note(f"G~* {title} {employee} {how}")
+
+        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, how=st.sampled_from(("later", "shorter", "longer")))
+        def change_series_in_advoware(self, employee: str, n: int, how: str) -> None:
+            """The whole series changed in Advoware (time or end), also after Google exceptions exist."""
+            found = sorted((int(tok[1:]), tok, t) for tok, recs in self.side(employee).advoware.items()
+                           for t in recs if t.get("dauertermin") and tok in self.items)
+            if found:
+                _, tok, termin = found[n % len(found)]
+                item = self.items[tok]
+                title = item.next_title()
+                self.user.change_series_in_advoware(termin, title, how)
+                item.actions.append(("advoware", "edit", title))
+                self.note(f"A~* {title} {employee} {how}")
 
         @rule(policy=st.sampled_from(POLICIES))
         def set_policy(self, policy: str) -> None:
@@ -551,19 +683,56 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
                 assert marker_of(event)[1] == termin["frNr"], (f"{tok} linked to another frNr", where)
                 assert _canon(from_advoware(termin, employee)) == _canon(from_google(event)), \
                     (f"{tok} differs between the sides", termin, event, where)
+            held_back = self.check_exceptions(employee, now, where)
             for tok, (event,) in now.google.items():
                 if tok not in now.advoware:
-                    assert self.wp and marker_of(event)[1] is None and tok in self.items, \
-                        (f"{tok} is in Google only", event, where)
+                    assert (self.wp or event["id"] in held_back) and marker_of(event)[1] is None \
+                        and tok in self.items, (f"{tok} is in Google only", event, where)
             for item in self.items.values():
                 if item.employee == employee:
                     self.check_item(item, now, where)
+
+        def check_exceptions(self, employee: str, now: Side, where: str) -> set[str]:
+            """Every exception that deviates from its series (cancelled, moved, another title or place,
+            or no occurrence of it any more) is standing in the hub, and nothing else is; none stands
+            beside a linked series that is no occurrence of it; under write protection none stands in
+            a linked series. Returns the unlinked Google series held back by their exceptions."""
+            calendar_id = self.calendars()[employee]
+            deviating: set[str] = set()
+            held_back: set[str] = set()
+            for tok, recs in now.google.items():
+                for master in recs:
+                    if not master.get("recurrence"):
+                        continue
+                    linked = marker_of(master)[1] is not None
+                    found = _deviations(master, self.user.instances(calendar_id, master["id"], show_deleted=True))
+                    orphans = {iid for iid, kind in found.items() if kind == "orphan"}
+                    assert not (linked and orphans), (f"{tok}: exceptions beside the series", orphans, where)
+                    assert not (linked and self.wp and found), (f"{tok}: deviation under write protection",
+                                                                 found, where)
+                    deviating |= set(found)
+                    if found and not linked:
+                        held_back.add(master["id"])
+            with psycopg.connect(cluster.hub) as conn:
+                standing = {r[0] for r in conn.execute(
+                    "SELECT instance_id FROM series_exceptions WHERE employee = %s AND status = 'standing'",
+                    (employee,)).fetchall()}
+            assert deviating == standing, ("exceptions in Google vs. standing in the hub", deviating, standing, where)
+            if standing:
+                event(f"series exceptions standing after a clean run ({timing_model})")
+            if held_back:
+                event("a Google series held back by its exceptions")
+            return held_back
 
         def check_item(self, item: Item, now: Side, where: str) -> None:
             in_a, in_g = item.token in now.advoware, item.token in now.google
             alive = in_a or in_g
             title = (now.advoware.get(item.token) or now.google.get(item.token) or [{}])[0]
             title = title.get("text") or title.get("summary")
+            if item.actions and {kind for _, kind, _ in item.actions} == {"occurrence"} and item.shape:
+                termine = now.advoware.get(item.token) or []
+                assert [_shape(t) for t in termine] == [item.shape], \
+                    (f"{item.token}: the Advoware series changed with one occurrence", termine, item, where)
             expected_alive, expected_title = self.expect(item)
             assert expected_alive is None or alive == expected_alive, \
                 (f"{item.token} {'gone' if not alive else 'still there'}", item, where)
@@ -571,16 +740,19 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
                 (f"{item.token} holds {title!r}, expected {expected_title!r}", item, where)
             # the converged state is where the next interval starts
             item.alive, item.title, item.google_only = alive, title, in_g and not in_a
+            item.shape = _shape(now.advoware[item.token][0]) if in_a else None
             item.actions.clear()
             item.dirty = item.wp_changed = False
 
         def expect(self, item: Item) -> tuple[bool | None, str | None]:
-            """(alive?, title?) after a clean run, None where the person's actions do not decide it."""
-            if not item.actions:
+            """(alive?, title?) after a clean run, None where the person's actions do not decide it.
+            A change of one occurrence changes neither: the item is its series."""
+            actions = [a for a in item.actions if a[1] != "occurrence"]
+            if not actions:
                 return item.alive, item.title  # untouched: as it was
-            deleted = {side for side, kind, _ in item.actions if kind == "delete"}
-            touched = {side for side, _, _ in item.actions}
-            last = {side: t for side, kind, t in item.actions if kind != "delete"}
+            deleted = {side for side, kind, _ in actions if kind == "delete"}
+            touched = {side for side, _, _ in actions}
+            last = {side: t for side, kind, t in actions if kind != "delete"}
             protected = self.wp or item.read_only
             unlinked = item.google_only or not item.alive  # new in this interval, or left alone in Google
             if deleted == {"advoware", "google"}:
@@ -614,7 +786,7 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
                 return "advoware"
             if policy == "google_wins":
                 return "google"
-            order = [side for side, kind, _ in item.actions if kind != "delete"]
+            order = [side for side, kind, _ in item.actions if kind not in ("delete", "occurrence")]
             return order[-1]
 
         @invariant()
@@ -629,9 +801,10 @@ def build_machine(cluster: Cluster) -> type[RuleBasedStateMachine]:
     return CalendarSyncMachine
 
 
+@pytest.mark.parametrize("timing_model", TIMING_MODELS)
 def test_calendar_sync_state_machine(advoware_url: str, google_url: str, redis_url: str, hub: str,
-                                     tmp_path: Path) -> None:
-    machine = build_machine(Cluster(advoware_url, google_url, redis_url, hub, tmp_path))
+                                     tmp_path: Path, timing_model: str) -> None:
+    machine = build_machine(Cluster(advoware_url, google_url, redis_url, hub, tmp_path), timing_model)
     run_state_machine_as_test(machine, settings=settings(
         max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "15")), stateful_step_count=10, deadline=None,
         database=None,

@@ -170,7 +170,8 @@ def stale_hub() -> Iterator[str]:
 def test_a_stale_hub_revision(healthy: Settings, stale_hub: str) -> None:
     settings = healthy.model_copy(update={"postgres": _postgres(pg_dsn(stale_hub))})
     (verdict,) = failed(run_all(settings, only=["hub"]))
-    assert verdict.checked == f"database {stale_hub} on {PG_HOST}:{PG_PORT}: at revision 0001, the code expects {heads()[0]}"
+    where = f"database {stale_hub} on {PG_HOST}:{PG_PORT}"
+    assert verdict.checked == f"{where}: at revision 0001, the code expects {heads()[0]}"
     assert "kanzlei-sync migrate" in verdict.fix
 
 

@@ -22,13 +22,20 @@ deletion. The planner, the executor and `Plan` all read it; nothing passes a pha
 - `confirm_absent`: "advoware" | "google" | None: before this deletion, confirm the item is really
   gone from that side (GET by id: 404/410/cancelled, or Advoware: now owned by someone else);
   if it still exists, skip (it left the window or moved; never delete on a listing alone).
+- Series exceptions (`*_exception` kinds; `google_event_id` is the instance id, `frnr` the series'
+  when the hub links it): `master_event_id`, `original_start` (Berlin ISO date-time or date),
+  `exception_kind` (moved, changed, cancelled); `google_fingerprint` the exception's as listed
+  (keep) or the occurrence's (revert: `google_body` is the occurrence).
 
 Kinds: `create_google` (insert with the deterministic id; on 409 GET it and, if cancelled,
 undelete by update with status "confirmed"), `update_google`, `delete_google`, `create_advoware`
 (then PATCH the Google event's extendedProperties.private with `marker_properties(employee, frnr,
 "google")`), `update_advoware`, `delete_advoware`, `adopt` (link an existing Google event; PUT
 `google_body` if not None), `link` (store fingerprints only, no API call), `forget` (both sides
-gone: drop/mark the link 'deleted').
+gone: drop/mark the link 'deleted'). Series exceptions (include/calendar_engine/series_exceptions.py,
+applied by include/calendar_sync/series_exceptions.py): `keep_exception` (record it in the hub as
+standing), `close_exception` (its row closed: gone), `revert_exception` (PUT the instance back to its
+occurrence), `drop_exception` (delete an orphan exception in Google); none counts as a deletion.
 """
 
 from __future__ import annotations
@@ -62,7 +69,13 @@ ACTION_KINDS: dict[str, ActionKind] = {k.name: k for k in (
     ActionKind("update_google", 4, "google", "updated"),
     ActionKind("update_advoware", 4, "advoware", "updated"),
     ActionKind("link", 4, "hub", "linked"),
+    # series exceptions, after the updates (a master's new rule is written before its orphans go)
+    ActionKind("keep_exception", 4, "hub", "kept"),
+    ActionKind("close_exception", 4, "hub", "closed"),
+    ActionKind("revert_exception", 4, "google", "reverted"),
+    ActionKind("drop_exception", 4, "google", "dropped"),
 )}
+EXCEPTION_KINDS = frozenset(k for k in ACTION_KINDS if k.endswith("_exception"))
 KINDS = tuple(ACTION_KINDS)
 ADVOWARE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.writes_advoware)
 GOOGLE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.side == "google" and k.name != "adopt")
@@ -72,7 +85,8 @@ ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker an
 # Report kinds (ids only in `detail`, never appointment text).
 REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
                 "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window",
-                "parked", "calendar_recreated", "calendar_reshared", "calendar_relisted")
+                "parked", "calendar_recreated", "calendar_reshared", "calendar_relisted",
+                "series_exception_kept", "series_exception_reverted", "series_exception_dropped")
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,9 @@ class Action:
     google_seen_fingerprint: str | None = None
     confirm_absent: str | None = None
     row: str | None = None
+    master_event_id: str | None = None
+    original_start: str | None = None
+    exception_kind: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ACTION_KINDS:

@@ -33,16 +33,21 @@ Decision table, row = (A state, G state) → action (phase); "—" = nothing:
 | left      | any                   | — (only left the window: never deleted)                       |
 
 Unlinked items:
-- Advoware, in scope: a Google event with our marker for (employee, frNr) or with the deterministic
-  id → adopt (link; rewrite only if content differs); else an unmarked, unlinked Google event with
+- Advoware, in scope: the Google event with the deterministic id or with our marker for (employee,
+  frNr) → adopt (link; rewrite only if content differs); else an unmarked, unlinked Google event with
   the same (start, end, all-day, title) → adopt (rewrite with marker); else create_google (phase 1).
   Shared pool (kuerzel '', 'ALLE', 'Allgemein') unless `include_shared_pool`: report, nothing else.
-- Google, not cancelled: unsupported → report; marker of another employee → report; our marker but
-  its frNr not in Advoware's listing → orphan: delete_google, confirm A gone (unless the event is
-  outside the window); no marker → create_advoware (phase 2), under WP: report, leave alone; but
-  one that ended before the window (an incremental listing shows any change) → report left_window.
-  (One beyond the window's end is carried: the window reaches it later, an unchanged event is not
-  listed again.)
+- Google, not cancelled: unsupported → report; marker of another employee → report; a *copy* (our
+  marker, but its frNr is linked to or adopted by another event, and the id is not the frNr's
+  deterministic one: a "this and following" split in Google copies every field) → like an unmarked
+  event; our marker but its frNr not in Advoware's listing → orphan: delete_google, confirm A gone
+  (unless the event is outside the window); no marker → create_advoware (phase 2), under WP: report,
+  leave alone; but one that ended before the window (an incremental listing shows any change) →
+  report left_window (one beyond the window's end is carried: the window reaches it later, an
+  unchanged event is not listed again); a series with standing exceptions → report
+  `unsupported_rule`, not created.
+- Series exceptions (items with `recurringEventId`) never enter this table: series_exceptions.py
+  decides about them (`plan_exceptions`, after the table), with the hub's rows of known exceptions.
 Safety (all actions withheld, `stop_reason` set, unless `force_deletions`): Advoware returned nothing
 while links in the window exist; a full Google listing returned nothing while such links exist;
 the calendar emptied in Google (every linked item of the window that Advoware holds, at least
@@ -85,6 +90,9 @@ from include.calendar_engine.mapping_google import (
 from include.calendar_engine.models import Appointment, Unsupported
 from include.calendar_engine.plan import ADVOWARE_WRITES, DELETIONS, ORPHAN, Action, HubLink, Plan, Report
 from include.calendar_engine.policy import Policy, Window
+from include.calendar_engine.series_exceptions import UNSUPPORTED_DETAIL, ExceptionItem, HubException, is_exception
+from include.calendar_engine.series_exceptions import read_exception as read_series_exception
+from include.calendar_engine.series_planning import plan_exceptions, standing_deviations
 from include.calendar_engine.timeutil import parse_local_stamp, parse_rfc3339
 
 EMPTIED_MIN = 2  # an "emptied" calendar lost at least this many linked appointments at once
@@ -196,9 +204,12 @@ def _iso(d: date) -> str:
 
 
 class _Planner:
-    def __init__(self, employee: str, policy: Policy, window: Window, google_complete: bool, plan: Plan):
+    def __init__(self, employee: str, policy: Policy, window: Window, google_complete: bool, plan: Plan,
+                 rows: Iterable[HubException] = ()):
         self.employee, self.policy, self.window, self.complete, self.plan = (
             employee, policy, window, google_complete, plan)
+        self.exceptions: dict[str, ExceptionItem] = {}  # series exceptions listed, by instance id
+        self.rows = {r.instance_id: r for r in rows if r.employee == employee}  # the hub's known ones
 
     # -- reading ---------------------------------------------------------------------------------
     def read_advoware(self, items: Iterable[dict[str, Any]]) -> dict[int, AdvowareItem]:
@@ -233,10 +244,9 @@ class _Planner:
             gid = raw.get("id")
             if not gid:
                 continue
-            if raw.get("recurringEventId"):
-                # An exception of one occurrence (moved or cancelled): Advoware cannot hold it.
-                self.report("unsupported_rule", google_event_id=str(raw["recurringEventId"]),
-                            detail=f"instance exception {gid}")
+            if is_exception(raw):
+                # one occurrence moved, changed or cancelled: never a master, an adoption or an orphan
+                self.exceptions[gid] = read_series_exception(raw)
                 continue
             m_emp, m_frnr, m_origin = marker_of(raw)
             cancelled = is_cancelled(raw)
@@ -315,6 +325,9 @@ class _Planner:
         else:
             return False  # unknown: assume in the window; deletions are confirmed by the executor
         return not self.window.overlaps(first, last)
+
+    def has_standing_exceptions(self, g: GoogleItem) -> bool:
+        return g.appt is not None and standing_deviations(self, g.id, g.appt)
 
     def comparable(self, appt: Appointment) -> dict[str, Any]:
         content = appt.content()
@@ -433,12 +446,13 @@ def _employee(employee: str | None, links: list[HubLink], advoware_items: list[d
 
 def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]],
               google_items: Iterable[dict[str, Any]], google_complete: bool, policy: Policy, window: Window,
-              *, employee: str | None = None) -> Plan:
+              *, employee: str | None = None, exceptions: Iterable[HubException] = ()) -> Plan:
+    """The plan of one employee; `exceptions`: the hub's rows of the series exceptions it knows."""
     links, advoware_items, google_items = list(links), list(advoware_items), list(google_items)
     employee = _employee(employee, links, advoware_items)
     plan = Plan(employee=employee, window_start=_iso(window.start), window_end=_iso(window.end),
                 google_complete=google_complete, policy=policy.to_dict())
-    p = _Planner(employee, policy, window, google_complete, plan)
+    p = _Planner(employee, policy, window, google_complete, plan, exceptions)
     adv = p.read_advoware(advoware_items)
     goog = p.read_google(google_items)
 
@@ -451,9 +465,12 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
         p.decide_link(link, adv.get(link.frnr), goog.get(link.google_event_id))  # type: ignore[arg-type]
 
     # Unlinked Advoware items: adopt by marker, adopt by content, or create in Google.
+    claimed = {lk.frnr: lk.google_event_id for lk in live}  # frNr → the one event that is its twin
     used: set[str] = set()
-    by_marker = {g.m_frnr: g for g in goog.values()
-                 if g.m_frnr is not None and g.m_employee in (None, employee) and g.id not in linked_ids}
+    by_marker: dict[int, GoogleItem] = {}
+    for g in sorted(goog.values(), key=lambda x: x.id):
+        if g.m_frnr is not None and g.m_employee in (None, employee) and g.id not in linked_ids:
+            by_marker.setdefault(g.m_frnr, g)
     by_content: dict[tuple[Any, ...], list[GoogleItem]] = {}
     for g in sorted(goog.values(), key=lambda x: x.id):
         if g.appt is not None and g.m_frnr is None and g.id not in linked_ids:
@@ -462,10 +479,12 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
         a = adv[frnr]
         if a.excluded or frnr in linked_frnrs or a.appt is None:
             continue
-        candidate = by_marker.get(frnr) or goog.get(event_id(employee, frnr))
+        own = goog.get(event_id(employee, frnr))  # the deterministic id first: never a copy
+        candidate = own if own is not None and own.appt is not None else by_marker.get(frnr)
         if candidate is not None and candidate.id not in linked_ids and candidate.appt is not None \
                 and candidate.id not in used:
             used.add(candidate.id)
+            claimed[frnr] = candidate.id
             p.adopt(a, candidate, "marker", rewrite=False)
             continue
         matches = [g for g in by_content.get(_content_key(a.appt), []) if g.id not in used]
@@ -484,10 +503,12 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             p.report("unsupported_rule", google_event_id=gid, detail=g.unsupported)
             continue
         assert g.appt is not None
-        if g.m_frnr is not None:
-            if g.m_employee not in (None, employee):
-                p.report("foreign_marker", frnr=g.m_frnr, google_event_id=gid)
-                continue
+        if g.m_frnr is not None and g.m_employee not in (None, employee):
+            p.report("foreign_marker", frnr=g.m_frnr, google_event_id=gid)
+            continue
+        copied = g.m_frnr is not None and claimed.get(g.m_frnr) not in (None, gid) \
+            and gid != event_id(employee, g.m_frnr)
+        if g.m_frnr is not None and not copied:
             if g.m_frnr in adv:
                 continue  # its Advoware item is out of scope (shared pool) or unreadable
             first, last = g.appt.span()
@@ -498,12 +519,17 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
         if g.appt.span()[1] < window.start:  # the past before the window is not synced (nor listed in full)
             p.report("left_window", google_event_id=gid, detail="ended before the window: not carried")
             continue
+        if g.appt.recurrence is not None and p.has_standing_exceptions(g):
+            # Advoware cannot hold the exceptions, and the bare rule would flatten them
+            p.report("unsupported_rule", google_event_id=gid, detail=UNSUPPORTED_DETAIL)
+            continue
         decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)
         if decision.kind is None:
             p.report(decision.report or "", google_event_id=gid, detail=decision.detail)
             continue
         p.add(p.advoware_write(decision.kind, decision.rule, g, None))
 
+    plan_exceptions(p, live, adv, goog, claimed)
     _safety(plan, policy, live, advoware_items, google_items, google_complete, p)
     if policy.write_protection and any(a.kind in ADVOWARE_WRITES for a in plan.actions()):
         raise RuntimeError("planner bug: an action targets Advoware under write protection")

@@ -22,6 +22,7 @@ from include.google_calendar.errors import error_info
 from include.google_calendar.provisioning import CalendarProvisioner, ProvisionResult
 from include.google_calendar.reading import ChangeSet, read_changes
 from include.hub import calendars as hub_calendars
+from include.hub import series_exceptions as hub_series
 from include.hub.db import Hub
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str)
         employee, email, known_id=known.calendar_id if known else None, known_mode=known.mode if known else None)
     with hub.transaction() as conn:
         reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
+        if result.recreated:  # the old calendar's series exceptions went with it
+            hub_series.close_all(conn, employee)
         hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
                                       mode=result.mode, acl_rule_id=result.acl_rule_id)
         hub_calendars.mark_access_checked(conn, employee)

@@ -52,7 +52,8 @@ from include.calendar_engine.google_update import onto_current
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
 from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
 from include.calendar_engine.models import Appointment
-from include.calendar_engine.plan import ORPHAN, Action, HubLink, Plan
+from include.calendar_engine.plan import EXCEPTION_KINDS, ORPHAN, Action, HubLink, Plan
+from include.calendar_sync import series_writes
 from include.calendar_sync.context import PhaseFailed, SyncContext
 from include.calendar_sync.intents import created_before
 from include.google_calendar.errors import QuotaExceeded, describe, error_info
@@ -262,6 +263,8 @@ class PhaseExecutor:
 
     def apply(self, a: Action) -> Outcome:
         """One item: already applied → its verb; else call the handler and record the outcome."""
+        if a.kind in EXCEPTION_KINDS:
+            return self._apply_exception(a)
         try:
             if self._already_applied(a):
                 return Outcome(a, a.spec.verb, "already applied")
@@ -278,6 +281,26 @@ class PhaseExecutor:
             raise
         except Exception as exc:
             return self._fail(a, reason_of(exc))
+
+    def _apply_exception(self, a: Action) -> Outcome:
+        """A series exception (include/calendar_sync/series_writes.py): its own row, never the link of
+        its series; a failure counts there and is parked by the instance id alone."""
+        try:
+            result, detail = series_writes.apply(self.ctx, self.writer, self.employee, a)
+        except series_writes.Skipped as skip:
+            log.info("skipped %s %s frNr=%s event=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id, skip)
+            return Outcome(a, "skipped", str(skip))
+        except QuotaExceeded:
+            raise
+        except Exception as exc:
+            error = reason_of(exc)
+            letter = series_writes.fail(self.ctx, self.employee, a, error)
+            log.warning("%s %s %s frNr=%s event=%s: %s", "PARKED" if letter else "FAILED", self.employee, a.kind,
+                        a.frnr, a.google_event_id, error)
+            return Outcome(a, "parked" if letter else "failed", f"dead letter {letter}: {error}" if letter else error)
+        log.info("write %s %s frNr=%s event=%s series=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id,
+                 a.master_event_id, detail)
+        return Outcome(a, result, detail)
 
     # -- Google ------------------------------------------------------------------------------------
     def _create_google_batch(self, actions: list[Action]) -> list[Outcome]:

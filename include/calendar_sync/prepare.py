@@ -23,10 +23,12 @@ from include.calendar_sync.calendars import check_calendar, ensure_calendar, rea
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
 from include.calendar_sync.recovery import recover
+from include.calendar_sync.series_reads import complete_series
 from include.google_calendar.reading import ChangeSet
 from include.hub import calendars as hub_calendars
 from include.hub import links as hub_links
 from include.hub import parking, plans, runs
+from include.hub import series_exceptions as hub_series
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +152,14 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
                                   dry_run=params.dry_run)
     with ctx.hub.transaction() as conn:
         links = hub_links.load_links(conn, employee)
+        exceptions = hub_series.load(conn, employee)
     links, advoware_items, google_items = leave_out_parked(parked, links, advoware_items, google_items)
-    plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee)
+    parked_ids = {p.google_event_id for p in parked}
+    exceptions = [r for r in exceptions if r.instance_id not in parked_ids]
+    if provisioned:
+        google_items = complete_series(ctx, employee, google_items, links, exceptions, full=changes.full)
+    plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee,
+                     exceptions=exceptions)
     plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
                                detail=f"dead letter {p.dead_letter_id} ({p.action})") for p in parked)
     if repairs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -43,6 +44,13 @@ def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
     data = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
     return StoredPlan(row["id"], row["run_id"], row["employee"], Plan.from_dict(data),
                       row["google_sync_token"], row["created_at"])
+
+
+def run_reports(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+    """The reports of every plan of a run (ids and kinds only: never the plan's bodies)."""
+    rows = conn.execute("SELECT plan->'reports' AS reports FROM sync_plans WHERE run_id = %s ORDER BY employee",
+                        (run_id,)).fetchall()
+    return [r for row in rows for r in (row["reports"] or [])]
 
 
 def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int | None:

@@ -2,7 +2,8 @@
 
 Every query names its columns. None of them selects a column that can hold client data: not
 `calendar_links.last_error` or fingerprints, not `sync_plans.plan`, not `dead_letters.payload`,
-not `party_links.last_error`, not `write_audit.detail`, not `employee_calendars.email`. The two
+not `party_links.last_error`, not `write_audit.detail`, not `employee_calendars.email`, not
+`series_exceptions.fingerprint`. The two
 free-text columns that are shown, `sync_runs.error` and `dead_letters.reason`, carry ids only by the
 project's logging rules and are still clipped to CLIP_CHARS. Times come back as ISO 8601 strings in
 UTC. `activity` is the last ACTIVITY_DAYS days per UTC day (the chart): calendar writes per side,
@@ -155,6 +156,27 @@ def party_links(conn: psycopg.Connection) -> dict[str, Any]:
             "last_synced_at": _iso(last["t"]) if last else None}
 
 
+def series_exceptions(conn: psycopg.Connection, newest: int = 20) -> dict[str, Any]:
+    """The series exceptions standing in Google (kept and reported by the sync): how many per
+    employee, and the newest with their ids, original start (where the series puts the occurrence)
+    and kind. Not the fingerprint."""
+    by_employee = {r["employee"]: int(r["n"]) for r in conn.execute(
+        "SELECT employee, count(*) AS n FROM series_exceptions WHERE status = 'standing' GROUP BY employee"
+    ).fetchall()}
+    rows = conn.execute(
+        "SELECT employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at "
+        "FROM series_exceptions WHERE status = 'standing' ORDER BY last_seen_at DESC, id DESC LIMIT %s", (newest,)
+    ).fetchall()
+    return {
+        "standing": sum(by_employee.values()),
+        "by_employee": dict(sorted(by_employee.items())),
+        "newest": [{"employee": r["employee"], "frnr": r["frnr"], "master_event_id": r["master_event_id"],
+                    "instance_id": r["instance_id"], "original_start": r["original_start"], "kind": r["kind"],
+                    "first_seen_at": _iso(r["first_seen_at"]), "last_seen_at": _iso(r["last_seen_at"])}
+                   for r in rows],
+    }
+
+
 def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT id, at, actor, method, target, status FROM write_audit ORDER BY id DESC LIMIT %s", (limit,)
@@ -230,6 +252,7 @@ def read_status(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20,
             "employees": employees(conn),
             "party_run": last_party_run(conn),
             "dead_letters": dead_letters(conn, dead_letter_limit),
+            "series_exceptions": series_exceptions(conn),
             "party_links": party_links(conn),
             "writes": recent_writes(conn, audit_limit),
             "activity": activity(conn, now or datetime.now(UTC)),

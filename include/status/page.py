@@ -273,6 +273,28 @@ def dead_letters_section(status: dict[str, Any], now: datetime, links: Links) ->
                         rows, numeric=[0, 3], classes={2: "id", 5: "err"}, name="dead-letters")
 
 
+def series_exceptions_section(status: dict[str, Any], now: datetime) -> str:
+    """The exceptions standing in Google: one occurrence of a series moved, changed or cancelled there,
+    kept by the sync (Advoware cannot hold it; its series is unchanged)."""
+    se = status.get("series_exceptions")
+    if se is None:
+        return ""
+    per = ", ".join(f"<code>{e(k)}</code>&nbsp;{e(v)}" for k, v in se["by_employee"].items())
+    head = (f"<h2 id=series-exceptions>Series exceptions standing in Google: {e(se['standing'])}</h2>"
+            "<p class=muted>One occurrence of a series moved, changed or cancelled in Google. Advoware cannot hold "
+            "it: the series there is unchanged, the occurrence stays as the employee left it in Google."
+            + (f" Per employee: {per}." if per else "") + "</p>")
+    if not se["newest"]:
+        return head
+    rows = [[f"<code>{e(x['employee'])}</code>", e(x["frnr"] if x["frnr"] is not None else "–"),
+             f"<code>{e(x['master_event_id'])}</code>", f"<code>{e(x['instance_id'])}</code>",
+             e(x["original_start"]), e(x["kind"]), when(x["first_seen_at"], now), when(x["last_seen_at"], now)]
+            for x in se["newest"]]
+    return head + table(["employee", "frNr", "series (Google)", "occurrence (Google)", "original start (Berlin)",
+                         "kind", f"first seen ({TZ_NAME})", f"last seen ({TZ_NAME})"], rows, numeric=[1],
+                        classes={2: "id", 3: "id"}, name="series-exceptions")
+
+
 def writes_section(status: dict[str, Any], now: datetime) -> str:
     rows = []
     for w in status["writes"]:
@@ -331,6 +353,7 @@ def render(status: dict[str, Any], links: Links | None = None) -> str:
         + activity_section(status)
         + parties_section(status, now, links)
         + dead_letters_section(status, now, links)
+        + series_exceptions_section(status, now)
         + writes_section(status, now)
         + "</body></html>"
     )

@@ -73,7 +73,7 @@ def collect(sources: Sources, *, audit_limit: int = 20, dead_letter_limit: int =
     if sources.redis_client is not None:
         queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]
     hub = hub or {"employees": [], "party_run": None, "dead_letters": None, "party_links": None,
-                  "writes": [], "activity": None}
+                  "writes": [], "activity": None, "series_exceptions": None}
     return {
         "generated_at": now.astimezone(UTC).isoformat(),
         "ok": not errors,

@@ -42,6 +42,7 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
     ("GET", ("calendars", "*", "events"), "events.list", False),
     ("POST", ("calendars", "*", "events"), "events.insert", True),
     ("GET", ("calendars", "*", "events", "*"), "events.get", False),
+    ("GET", ("calendars", "*", "events", "*", "instances"), "events.instances", False),
     ("PATCH", ("calendars", "*", "events", "*"), "events.patch", True),
     ("PUT", ("calendars", "*", "events", "*"), "events.update", True),
     ("DELETE", ("calendars", "*", "events", "*"), "events.delete", True),
@@ -79,6 +80,7 @@ class Config:
     token_lifetime_s: int = 3600
     enforce_access: bool = True
     default_time_zone: str = "UTC"
+    series_timing_model: str = "anchor"  # series.TIMING_MODELS
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -207,7 +209,7 @@ class CalendarApi:
     ) -> tuple[int, dict[str, Any] | None]:
         """An event write as Google applies it (guests.py): what the request may not change kept,
         the read-only fields derived, and the mails Google would send counted."""
-        if not endpoint.startswith("events.") or endpoint in ("events.list", "events.get"):
+        if not endpoint.startswith("events.") or endpoint in ("events.list", "events.get", "events.instances"):
             status, result = self._dispatch(endpoint, principal, args, params, body, headers)
             if endpoint in ("acl.insert", "acl.patch") and result is not None:
                 guests.notify_acl(self.mails, params, result, principal=principal.name, calendar_id=args[0])
@@ -275,6 +277,8 @@ class CalendarApi:
                 return 200, store.insert_event(who, args[0], body)
             case "events.get":
                 return 200, store.get_event(who, args[0], args[1], params)
+            case "events.instances":
+                return 200, store.list_instances(who, args[0], args[1], params)
             case "events.patch":
                 return 200, store.patch_event(who, args[0], args[1], body, if_match)
             case "events.update":

@@ -4,7 +4,8 @@ Admin routes besides sandbox.common's (/healthz, /_sandbox/reset, /_sandbox/seed
 /_sandbox/stats):
 
     POST /_sandbox/config {"quota_requests": 60, "quota_window_s": 6, "quota_status": 403|429,
-                           "token_lifetime_s": 3600, "enforce_access": true, "default_time_zone": "UTC"}
+                           "token_lifetime_s": 3600, "enforce_access": true, "default_time_zone": "UTC",
+                           "series_timing_model": "anchor"|"keep"|"reset"}
     GET  /_sandbox/config
     POST /_sandbox/invalidate_sync_tokens       every sync token answers 410 fullSyncRequired
     POST /_sandbox/expire_tokens                every access token answers 401 (clients refresh)
@@ -33,6 +34,7 @@ from .auth import JWT_BEARER, OAUTH_DESCRIPTIONS, OAuthError, TokenAuthority
 from .batch import boundary_of, parse_batch, render_batch
 from .errors import GoogleError, from_fault
 from .quota import SlidingWindowQuota
+from .series import TIMING_MODELS
 from .store import CalendarStore
 
 API_PREFIX = "/calendar/v3/"
@@ -57,6 +59,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
     config = Config(**defaults.as_dict())
     control = SandboxControl("google")
     store = CalendarStore(config.default_time_zone)
+    store.timing_model = config.series_timing_model
     quota = SlidingWindowQuota(config.quota_requests, config.quota_window_s)
     tokens = TokenAuthority(_key_files, lambda: config.token_lifetime_s)
     api = CalendarApi(store, control, tokens, quota, config)
@@ -66,6 +69,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         for name, value in defaults.as_dict().items():
             setattr(config, name, value)
         store = CalendarStore(config.default_time_zone)
+        store.timing_model = config.series_timing_model
         api.store = store
         api.mails = guests.MailLog()
         quota.configure(config.quota_requests, config.quota_window_s)
@@ -176,11 +180,14 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
             raise HTTPException(400, f"unknown config keys: {sorted(unknown)}")
         if "quota_status" in body and body["quota_status"] not in (403, 429):
             raise HTTPException(400, "quota_status must be 403 or 429")
+        if "series_timing_model" in body and body["series_timing_model"] not in TIMING_MODELS:
+            raise HTTPException(400, f"series_timing_model must be one of {list(TIMING_MODELS)}")
         for name, value in body.items():
             setattr(config, name, type(getattr(config, name))(value))
         quota.configure(config.quota_requests, config.quota_window_s)
         store.enforce_access = config.enforce_access
         store.default_time_zone = config.default_time_zone
+        store.timing_model = config.series_timing_model
         return config.as_dict()
 
     @app.post("/_sandbox/invalidate_sync_tokens")

@@ -1,0 +1,141 @@
+"""Applying the plan's series-exception actions (include/calendar_engine/series_exceptions.py has the
+policy): the hub's row of each exception, and the two Google writes, a revert and an orphan's removal.
+
+These never touch the series' link: an exception is not its series. A failing one is counted on its
+own row and, after `SYNC_CALENDAR_MAX_ATTEMPTS`, parked by its instance id (the series syncs on).
+Writes go to the instance id only, as PATCH of the mapped fields (what a revert puts back) with
+If-Match, so nothing the sync does not map is lost from the instance; sendUpdates=none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from googleapiclient.errors import HttpError
+
+from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.mapping_google import KEY_MATTER_NR, KEY_MATTER_RUBRUM, from_google
+from include.calendar_engine.models import Appointment
+from include.calendar_engine.plan import Action
+from include.calendar_engine.series_exceptions import (
+    CANCELLED,
+    DROPPED,
+    GONE,
+    REVERTED,
+    STANDING,
+    HubException,
+    read_exception,
+)
+from include.calendar_sync.context import SyncContext
+from include.google_calendar.errors import error_info
+from include.google_calendar.writing import SEND_UPDATES, EventWriter, WriteOp
+from include.hub import parking
+from include.hub import series_exceptions as hub_series
+
+# what a revert writes: the mapped fields of the occurrence (to_google's keys), nothing else
+REVERTED_FIELDS = ("summary", "description", "location", "start", "end", "visibility", "reminders", "status")
+
+
+class Skipped(Exception):
+    """The exception is left for the next run (a reason, not an error)."""
+
+
+def row_of(employee: str, a: Action, status: str) -> HubException:
+    return HubException(employee=employee, instance_id=a.google_event_id or "", master_event_id=a.master_event_id or "",
+                        original_start=a.original_start or "", frnr=a.frnr, kind=a.exception_kind or "moved",
+                        fingerprint=a.google_fingerprint or "", status=status)
+
+
+def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+    """One action; returns (the outcome's result, a detail of ids and reasons)."""
+    if a.kind == "keep_exception":
+        return _keep(ctx, writer, employee, a)
+    if a.kind == "close_exception":
+        with ctx.hub.transaction() as conn:
+            hub_series.close(conn, employee, a.google_event_id or "", GONE)
+        return "closed", "no longer an exception"
+    if a.kind == "revert_exception":
+        return _revert(ctx, writer, employee, a)
+    if a.kind == "drop_exception":
+        return _drop(ctx, writer, employee, a)
+    raise ValueError(f"not a series-exception action: {a.kind}")
+
+
+def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+    """Record the exception as standing. When the plan rewrote its series first (`google_body`: the
+    occurrence), Google may have dropped it then: it is read again and recorded as it stands."""
+    row = row_of(employee, a, STANDING)
+    if a.google_body is not None:
+        current = writer.get(a.google_event_id or "")
+        occurrence = from_google({k: v for k, v in a.google_body.items() if k not in ("id", "status")})
+        fresh = read_exception(current) if current is not None else None
+        if fresh is None or (not fresh.cancelled and isinstance(occurrence, Appointment)
+                             and fresh.fp == fingerprint(occurrence)):
+            with ctx.hub.transaction() as conn:
+                hub_series.close(conn, employee, row.instance_id, GONE)
+            return "closed", "dropped by Google when its series was rewritten"
+        row = replace(row, fingerprint=fresh.fp, kind=CANCELLED if fresh.cancelled else row.kind)
+    with ctx.hub.transaction() as conn:
+        hub_series.record(conn, row)
+    return "kept", "standing in Google"
+
+
+def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+    """The instance back to its occurrence: the series' times and mapped fields; a cancelled one
+    restored. Nothing is written if it already is (a retried phase, or Google did it)."""
+    iid = a.google_event_id or ""
+    current = writer.get(iid)
+    if current is None:
+        raise Skipped("the occurrence no longer exists (its series changed)")
+    done = current.get("status") != "cancelled" and read_exception(current).fp == a.google_fingerprint
+    if not done:
+        body: dict[str, Any] = {k: v for k, v in (a.google_body or {}).items() if k in REVERTED_FIELDS}
+        ours = dict(((a.google_body or {}).get("extendedProperties") or {}).get("private") or {})
+        for key in (KEY_MATTER_NR, KEY_MATTER_RUBRUM):
+            ours.setdefault(key, None)  # PATCH merges private properties: a matter the series lacks goes
+        body["extendedProperties"] = {"private": ours}
+
+        def patch(s: Any) -> Any:
+            req = s.events().patch(calendarId=writer.calendar_id, eventId=iid, body=body, sendUpdates=SEND_UPDATES)
+            if current.get("etag"):
+                req.headers["If-Match"] = current["etag"]
+            return req
+
+        try:
+            writer.session.execute(patch, "events.patch")
+        except HttpError as exc:
+            if error_info(exc).status == 412:
+                raise Skipped("changed in Google since it was read (If-Match failed)") from None
+            raise
+    with ctx.hub.transaction() as conn:
+        hub_series.record(conn, row_of(employee, a, REVERTED))
+    return "reverted", "written back to its occurrence" if not done else "already as its series"
+
+
+def _drop(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+    """An orphan (its original start is no occurrence of the series any more) deleted in Google,
+    unless Google removed it already."""
+    iid = a.google_event_id or ""
+    current = writer.get(iid)
+    if current is None or current.get("status") == "cancelled":
+        with ctx.hub.transaction() as conn:
+            hub_series.close(conn, employee, iid, GONE)
+        return "closed", "removed by Google"
+    result = writer.apply(WriteOp.delete(iid))
+    if result.outcome not in ("deleted", "already_deleted"):
+        raise RuntimeError(f"delete {result.outcome}: {result.error or ''}")
+    with ctx.hub.transaction() as conn:
+        hub_series.close(conn, employee, iid, DROPPED)
+    return "dropped", "orphan deleted"
+
+
+def fail(ctx: SyncContext, employee: str, a: Action, error: str) -> int | None:
+    """Count the failure on the exception's row; at the maximum of attempts park it (by its instance
+    id only, so its series is never left out). Returns the dead letter's id when parked."""
+    with ctx.hub.transaction() as conn:
+        attempts = hub_series.record_failure(conn, row_of(employee, a, STANDING))
+        if attempts < ctx.settings.sync.calendar_max_attempts:
+            return None
+        return parking.park(conn, employee, frnr=None, google_event_id=a.google_event_id, kind=a.kind, error=error,
+                            attempts=attempts)
