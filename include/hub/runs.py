@@ -39,6 +39,13 @@ def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
         "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee", (run_id,)).fetchall())
 
 
+def run_row(conn: psycopg.Connection, run_id: str, employee: str) -> dict[str, Any] | None:
+    """One employee's row of a calendar run (a finalize reads its own row, not the run's 1,000)."""
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
+        "WHERE run_id = %s AND kind = 'calendar' AND employee = %s", (run_id, employee)).fetchone()
+
+
 def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
     """The status of the employee's calendar run before `run_id` (None: there was none)."""
     row = conn.execute(
