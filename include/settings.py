@@ -79,6 +79,8 @@ class GoogleSettings(BaseSettings):
     token_uri: str = ""
     acl_role: Literal["reader", "writer", "owner", "freeBusyReader", "writerWithoutPrivateAccess"] = "writer"
     requests_per_window: int = 600
+    # Google's second quota: every request of the project (all quota users); 0 = not limited here.
+    project_requests_per_window: int = Field(default=10000, ge=0)
     window_s: float = 60.0
     batch_size: int = Field(default=50, le=50, ge=1)
     batch_parallel: int = Field(default=4, ge=1)  # batches in flight per calendar (the quota split)
