@@ -3,10 +3,10 @@
 An alert is one incident, mailed once (include/hooks/alerts.py sends it through Airflow's SMTP
 connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
 
-- **calendar_failed**: an employee's calendar sync failed after its retries (a phase, or the run's
-  planning). One per incident: a later run that fails again while the employee's previous run also
-  failed sends nothing new; the first success closes the incident (the run log `sync_runs` is the
-  state, include/hub/links.py `previous_run_status`).
+- **calendar_failed**: employees' calendar sync failed after its retries (one mail per phase task of
+  their unit, naming them; or the run's planning). One per incident: an employee whose previous run
+  also failed is not named again; the first success closes the incident (the run log `sync_runs` is
+  the state, include/hub/runs.py `previous_run_status`).
 - **safety_stop**: the same, when the failure was a safety stop (deletions withheld).
 - **parked**: items of a phase were parked as dead letters (an item is parked once).
 - **party_dead_letters**: the open party dead letters reached ALERT_PARTY_DEAD_LETTERS.
@@ -36,17 +36,26 @@ class Alert:
         return "\n".join([*self.lines, "", "-- kanzlei-sync (ids only; details in the Airflow task log)"])
 
 
-def calendar_failed(employee: str, run_id: str, task_id: str, reason: str, log_url: str | None,
+def calendar_failed(failures: dict[str, str], run_id: str, task_id: str, log_url: str | None,
                     *, stopped: bool) -> Alert:
+    """Employees (Kürzel -> reason) whose sync failed in one task after its retries: one mail."""
     what = "safety stop (deletions withheld)" if stopped else "failed after its retries"
-    lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
+    if len(failures) == 1:
+        ((employee, reason),) = failures.items()
+        who = employee
+        lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
+    else:
+        names = list(failures)
+        who = f"{len(names)} employees ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
+        lines = [f"Run: {run_id}", f"Task: {task_id}", f"{len(names)} employees:",
+                 *(f"Employee: {e} ({r})" for e, r in failures.items())]
     if stopped:
         lines.append("Nothing was written. Check the listings; to let the deletions through, trigger the "
-                     "DAG advoware_calendar_sync with force_deletions for this employee.")
+                     "DAG advoware_calendar_sync with force_deletions for these employees.")
     if log_url:
         lines.append(f"Log: {log_url}")
     return Alert("safety_stop" if stopped else "calendar_failed",
-                 f"[kanzlei-sync] calendar sync of {employee}: {what}", lines)
+                 f"[kanzlei-sync] calendar sync of {who}: {what}", lines)
 
 
 def parked(employee: str, run_id: str, phase: int, items: list[dict[str, object]]) -> Alert:

@@ -158,6 +158,11 @@ class SyncSettings(BaseSettings):
     calendar_max_attempts: int = 12
     # Employees planned at once by the calendar run's first task (threads; each waits on the APIs).
     plan_threads: int = Field(default=8, ge=1, le=64)
+    # An employee's planning running longer is handed to its unit's phase task (with its retries).
+    plan_employee_timeout_s: float = Field(default=120.0, gt=0)
+    # Mapped groups of a calendar run at most: up to this many employees with work get one each,
+    # more are grouped into this many units (docs/benchmarks.md; far below core.max_map_length).
+    max_units: int = Field(default=16, ge=1, le=256)
 
 
 class AlertSettings(BaseSettings):

@@ -72,7 +72,7 @@ def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, incidents:
 def test_without_recipients_an_alert_is_logged_not_mailed(smtp_sink: Any, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("ALERT_EMAIL_TO", "")
-    assert send(calendar_failed("AB", "run-1", "employee_sync.phase_1_new_advoware", "SyncStopped", None,
+    assert send(calendar_failed({"AB": "SyncStopped"}, "run-1", "employee_sync.phase_1_new_advoware", None,
                                 stopped=True)) is False
     assert smtp_sink.messages == [] and "ALERT safety_stop" in caplog.text
 
