@@ -171,3 +171,49 @@ def test_outside_the_pool_a_step_is_just_run() -> None:
     with pytest.raises(ZeroDivisionError):
         with uninterrupted():
             1 / 0  # noqa: B018
+
+
+# -- the planning step against the sandboxes -----------------------------------------------------------
+def test_a_slow_employee_is_planned_by_its_unit_and_never_twice(
+        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Any) -> None:
+    """Advoware answers one employee's listing only after 5 s; the planning gives that employee up
+    after 1 s and plans the others; its unit's phase tasks plan and sync it; the given-up thread, when
+    its call returns at last, writes nothing (no second plan, no second calendar)."""
+    import psycopg
+
+    from include.calendar_sync.phases import unit_phase
+    from include.calendar_sync.planning import plan_employees
+    from include.calendar_sync.prepare import RunParams
+    from include.google_calendar.provisioning import calendar_summary
+    from tests.calendar_helpers import faults, google_state, make_ctx, seed_firm
+
+    def ctx() -> Any:
+        return make_ctx(advoware_url, google_url, redis_url, hub, tmp_path, plan_employee_timeout_s=1)
+
+    seed_firm(advoware_url, employees=3)
+    planning = ctx()
+    employees = sorted(m["kuerzel"] for m in planning.advoware.list_mitarbeiter())
+    slow = employees[0]
+    faults(advoware_url, {"match": "Termine.list", "kind": "timeout", "delay_s": 5, "count": 1, "principal": slow})
+    units = plan_employees(planning, "run-slow", RunParams())
+    planning.close()
+    work = {w["employee"]: w for u in units for w in u["employees"]}
+    assert sorted(work) == employees  # the first run: everybody has work
+    assert work[slow]["plan_id"] is None and work[slow]["planning_error"] == "planning took over 1 s"
+    assert all(work[e]["plan_id"] for e in employees if e != slow)
+
+    (unit,) = [u for u in units if u["label"] == slow]
+    for number in (1, 2, 3, 4):
+        unit_phase(unit, number, "run-slow", RunParams(), ctx)
+
+    def plan_row() -> Any:
+        with psycopg.connect(hub) as conn:
+            return conn.execute("SELECT p.id, p.created_at, r.status FROM sync_plans p JOIN sync_runs r USING "
+                                "(run_id, employee) WHERE run_id = 'run-slow' AND employee = %s", (slow,)).fetchone()
+
+    synced = plan_row()
+    assert synced is not None and synced[2] == "success"
+    _wait_for(lambda: not any(t.name.startswith("plan-") for t in threading.enumerate()), 20)
+    assert plan_row() == synced  # the given-up planning saved nothing when its answer came
+    mine = [c for c in google_state(google_url)["calendars"] if c["summary"] == calendar_summary(slow)]
+    assert len(mine) == 1
