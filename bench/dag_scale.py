@@ -130,15 +130,19 @@ class Bench:
         self.http.close()
 
     # -- Airflow ------------------------------------------------------------------------------------
+    def _patch(self, path: str, timeout_s: float = 120, **kw: Any) -> None:
+        """PATCH until Airflow takes it: its SQLite answers 500 while the scheduler holds the write lock."""
+        deadline = time.monotonic() + timeout_s
+        while (r := self.api.request("PATCH", path, **kw)).status_code >= 500 and time.monotonic() < deadline:
+            time.sleep(1)
+        r.raise_for_status()
+
     def pause(self, dag_id: str) -> None:
         """Pause `dag_id` and end its unfinished runs (a paused DAG's run would never finish)."""
-        r = self.api.request("PATCH", f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"},
-                             json={"is_paused": True})
-        r.raise_for_status()
+        self._patch(f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": True})
         for (run_id,) in self.stack.metadata("SELECT run_id FROM dag_run WHERE dag_id = ? AND state IN "
                                              "('queued', 'running')", (dag_id,)):
-            self.api.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}",
-                             json={"state": "failed"}).raise_for_status()
+            self._patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
 
     def wait_quiet(self, timeout_s: float = 900) -> None:
         """No run of any DAG queued or running (the stack's own first runs end first)."""
