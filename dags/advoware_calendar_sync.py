@@ -11,9 +11,9 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
    employee with **nothing to do is closed right here** (sync token saved, run row `success`), so a
    quiet run is this one task, whatever the size of the firm. A new employee gets a calendar on
    their first run; one who left stops being synced (their calendar stays).
-2. The employees **with work** go on in **units**: up to 16 of them (`SYNC_MAX_UNITS`) one unit each
-   (map index: the Kürzel), more in 16 units of neighbouring Kürzel (map index: first … last, count),
-   so a run has at most 65 task instances however many employees have work. One **employee_sync**
+2. The employees **with work** go on in **units**: up to 8 of them (`SYNC_MAX_UNITS`) one unit each
+   (map index: the Kürzel), more in 8 units of neighbouring Kürzel (map index: first … last, count),
+   so a run has at most 33 task instances however many employees have work. One **employee_sync**
    group per unit (mapped), the four phases, each a task with its own retries, working through the
    unit's employees one after the other (a log group per employee):
    - **phase_1_new_advoware**: adoptions of existing Google events, new Advoware appointments → Google.

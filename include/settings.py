@@ -161,8 +161,9 @@ class SyncSettings(BaseSettings):
     # An employee's planning running longer is handed to its unit's phase task (with its retries).
     plan_employee_timeout_s: float = Field(default=120.0, gt=0)
     # Mapped groups of a calendar run at most: up to this many employees with work get one each,
-    # more are grouped into this many units (docs/benchmarks.md; far below core.max_map_length).
-    max_units: int = Field(default=16, ge=1, le=256)
+    # more are grouped into this many units. 8 = twice the parallelism of 4 (docs/benchmarks.md);
+    # raise it with the executor's parallelism. Far below core.max_map_length.
+    max_units: int = Field(default=8, ge=1, le=256)
 
 
 class AlertSettings(BaseSettings):

@@ -526,7 +526,7 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
 def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
         airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
     """1,100 employees with work (a dry run plans every appointment as new): more than Airflow expands
-    a task over (core.max_map_length, 1,024). The run expands 16 units and succeeds; every employee
+    a task over (core.max_map_length, 1,024). The run expands 8 units and succeeds; every employee
     went through all four phases, in exactly one unit, and nothing was written anywhere."""
     from airflow.configuration import conf
     from airflow.sdk import DagRunState
@@ -538,14 +538,14 @@ def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
     run = _run(dry_run=True)
     assert run.state == DagRunState.SUCCESS
     tis = [ti for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")]
-    assert len(tis) == 4 * 16 and {ti.state for ti in tis} == {"success"}
+    assert len(tis) == 4 * 8 and {ti.state for ti in tis} == {"success"}
     labels = sorted({ti.rendered_map_index for ti in tis})
-    assert len(labels) == 16 and all(label.endswith(("(68 employees)", "(69 employees)")) for label in labels)
+    assert len(labels) == 8 and all(label.endswith(("(137 employees)", "(138 employees)")) for label in labels)
     with connect(hub) as conn:
         rows = conn.execute("SELECT employee, status, counts FROM sync_runs WHERE run_id = %s",
                             (run.run_id,)).fetchall()
     assert len(rows) == 1100
     assert {r["status"] for r in rows} == {"dry_run"} and {r["counts"]["phases_done"] for r in rows} == {4}
     by_unit = Counter(r["counts"]["unit"] for r in rows)
-    assert sorted(by_unit) == list(range(16)) and set(by_unit.values()) == {68, 69}
+    assert sorted(by_unit) == list(range(8)) and set(by_unit.values()) == {137, 138}
     assert (total_writes(advoware_url), total_writes(google_url)) == (0, 0)
