@@ -40,9 +40,9 @@ employee's later phases and finalize still run; it is left out of the plans unti
 it again. Logs carry counts and ids, never appointment texts: each write is one line naming the
 employee, the action, the frNr and the Google event id.
 
-**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): an employee's sync that
-fails after its retries or stops for safety (once per incident: not again while the employee's
-previous run failed too), a planning that fails, items parked.
+**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): employees whose sync
+fails after its retries or stops for safety (one mail per failed phase task naming them; once per
+incident: not again while the employee's previous run failed too), a planning that fails, items parked.
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `force_deletions` (override the safety stop),
