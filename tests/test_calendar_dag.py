@@ -549,3 +549,30 @@ def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
     by_unit = Counter(r["counts"]["unit"] for r in rows)
     assert sorted(by_unit) == list(range(8)) and set(by_unit.values()) == {137, 138}
     assert (total_writes(advoware_url), total_writes(google_url)) == (0, 0)
+
+
+def test_a_run_for_some_employees_syncs_only_them_in_its_units(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `employees` param, with units shared (one unit at most): only the named employees are
+    planned and synced, in one unit of the two; the others are not touched."""
+    from airflow.sdk import DagRunState
+
+    from include.hub.db import connect
+
+    monkeypatch.setenv("SYNC_MAX_UNITS", "1")
+    seed_firm(advoware_url, employees=4)
+    everyone = sorted(m["kuerzel"] for m in advoware_state(advoware_url)["mitarbeiter"])
+    chosen = [everyone[0], everyone[2]]
+    run = _run(employees=[c.lower() for c in chosen])  # Kürzel in any case
+    assert run.state == DagRunState.SUCCESS
+    assert {ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")} \
+        == {f"{chosen[0]} … {chosen[1]} (2 employees)"}
+    with connect(hub) as conn:
+        synced = [r["employee"] for r in conn.execute(
+            "SELECT employee FROM sync_runs WHERE run_id = %s AND status = 'success' ORDER BY employee",
+            (run.run_id,)).fetchall()]
+    assert synced == chosen and sorted(calendar_ids(hub)) == chosen
+    for employee in chosen:
+        assert sorted(marker_of(e)[1] for e in calendar_events(google_url, calendar_ids(hub)[employee])) == \
+            sorted(t["frNr"] for t in termine(advoware_url, employee))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,16 @@ def test_the_project_window_holds_every_quota_user_together(redis_url: str) -> N
     assert 0.5 < time.monotonic() - start < 2.0
     unlimited = RateLimiter.from_url(redis_url, limit=4, window_s=1.0)  # project_limit 0: users only
     assert unlimited.try_acquire("u4", 4)[0] is not None
+
+
+def test_the_client_takes_both_budgets_from_its_settings(redis_url: str, tmp_path: Any) -> None:
+    from include.google_calendar.client import GoogleCalendarClient
+    from tests.calendar_helpers import google_settings
+
+    settings = google_settings("http://127.0.0.1:9", tmp_path, requests_per_window=60,
+                               project_requests_per_window=700)
+    limiter = GoogleCalendarClient.from_settings(settings, redis_url=redis_url).limiter
+    assert limiter is not None and (limiter.limit, limiter.project_limit) == (60, 700)
 
 
 def test_no_project_window_ever_holds_more_than_the_project_limit(redis_url: str) -> None:
