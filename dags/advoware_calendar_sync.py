@@ -5,13 +5,17 @@ Every 15 minutes (env `CALENDAR_SYNC_SCHEDULE`, a cron expression), and on deman
 gateway (`POST /advoware/calendar/sync`) or the UI.
 
 1. **plan_employees**: the active Advoware employees (Mitarbeiter `aktiv`), each planned in this
-   one task: Advoware's window (30 days back, 365 ahead) and Google's changes (incremental with the
-   stored sync token, or the full window) are read and compared, and the plan is stored in the hub
-   (`sync_plans`). An employee with **nothing to do is closed right here** (sync token saved, run
-   row `success`), so a quiet run is this one task, whatever the size of the firm. A new employee
-   gets a calendar on their first run; one who left stops being synced (their calendar stays).
-2. One **employee_sync** group per employee **with work** (mapped; one employee's failure leaves the
-   others running), the four phases, each a task with its own retries:
+   one task (8 threads, each employee given up after 120 s and planned again by its unit): Advoware's
+   window (30 days back, 365 ahead) and Google's changes (incremental with the stored sync token, or
+   the full window) are read and compared, and the plan is stored in the hub (`sync_plans`). An
+   employee with **nothing to do is closed right here** (sync token saved, run row `success`), so a
+   quiet run is this one task, whatever the size of the firm. A new employee gets a calendar on
+   their first run; one who left stops being synced (their calendar stays).
+2. The employees **with work** go on in **units**: up to 8 of them (`SYNC_MAX_UNITS`) one unit each
+   (map index: the Kürzel), more in 8 units of neighbouring Kürzel (map index: first … last, count),
+   so a run has at most 33 task instances however many employees have work. One **employee_sync**
+   group per unit (mapped), the four phases, each a task with its own retries, working through the
+   unit's employees one after the other (a log group per employee):
    - **phase_1_new_advoware**: adoptions of existing Google events, new Advoware appointments → Google.
      (An employee whose planning failed in step 1 is planned here again, with this task's retries;
      a safety stop, a side suddenly empty or too many deletions, fails here loudly, nothing written.)
@@ -23,6 +27,12 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
      exceptions"). Then the employee's run is closed: Google sync token saved, run log (`sync_runs`)
      finished.
 
+   An employee that fails a phase is recorded, the unit's others go on, and the task fails at its end:
+   its retry redoes only the employees that failed. Phases 2-4 run once the phase before has ended
+   (trigger rule `all_done`) for the employees that got through it; an employee that failed a phase
+   goes no further in this run (its sync token stays), and its unit's last phase fails without a
+   retry, so the run shows it. Each employee's outcome is in the status view.
+
 Every item's outcome is in the hub (`calendar_links`: status, attempts, last error); a phase with
 failed items fails at its end and is retried (3×, exponential backoff), and a retry skips what is
 already applied; a crash anywhere creates no duplicate on the next try. An item that has failed
@@ -33,10 +43,11 @@ employee's later phases and finalize still run; it is left out of the plans unti
 it again. Logs carry counts and ids, never appointment texts: each write is one line naming the
 employee, the action, the frNr and the Google event id.
 
-**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): an employee's sync that
-fails after its retries or stops for safety (once per incident: not again while the employee's
-previous run failed too; a stop's mail names its two answers), a planning that fails, items parked,
-an employee's calendar made again, shared again or put back on their list in Google (one per repair).
+**Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): employees whose sync
+fails after its retries or stops for safety (one mail per failed phase task naming them; once per
+incident: not again while the employee's previous run failed too; a stop's mail names its two
+answers), a planning that fails, items parked, an employee's calendar made again, shared again or put
+back on their list in Google (one per repair).
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `recover` (rebuild the employee's links from
@@ -66,22 +77,12 @@ RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
 GOOGLE_POOL, ADVOWARE_POOL = "google_calendar_api", "advoware_api"
 
 
-def _label(employee: str) -> None:
-    get_current_context()["employee"] = employee  # type: ignore[typeddict-unknown-key]  # map index name
+def _phase(unit: dict[str, Any], number: int) -> dict[str, Any]:
+    from include.hooks.calendar_sync import run_unit_phase
 
-
-def _phase(work: dict[str, Any], number: int) -> dict[str, Any]:
-    from include.calendar_sync.phases import employee_phase
-    from include.calendar_sync.prepare import RunParams
-    from include.hooks.alerts import after_phase
-    from include.hooks.calendar_sync import sync_context
-
-    _label(work["employee"])
     context = get_current_context()
-    summary = employee_phase(work, number, context["run_id"], RunParams.from_mapping(context["params"]),
-                             sync_context)
-    after_phase(summary, context["run_id"])  # parked items: one mail
-    return summary
+    context["unit"] = unit["label"]  # type: ignore[typeddict-unknown-key]  # the map index's name
+    return run_unit_phase(unit, number, context["run_id"], context["params"])
 
 
 def _on_failure(context: Any) -> None:
@@ -143,26 +144,27 @@ def advoware_calendar_sync() -> None:
             ctx.close()
 
     @task_group(group_id="employee_sync")
-    def employee_sync(work: dict[str, Any]) -> None:
-        @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_1_new_advoware(work: dict[str, Any]) -> dict[str, Any]:
-            return _phase(work, 1)
+    def employee_sync(unit: dict[str, Any]) -> None:
+        @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}")
+        def phase_1_new_advoware(unit: dict[str, Any]) -> dict[str, Any]:
+            return _phase(unit, 1)
 
-        @task(pool=ADVOWARE_POOL, map_index_template="{{ employee }}")
-        def phase_2_new_google(work: dict[str, Any]) -> dict[str, Any]:
-            return _phase(work, 2)
+        # all_done: the phase runs for the unit's employees that got through the one before
+        @task(pool=ADVOWARE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
+        def phase_2_new_google(unit: dict[str, Any]) -> dict[str, Any]:
+            return _phase(unit, 2)
 
-        @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_3_deletions(work: dict[str, Any]) -> dict[str, Any]:
-            return _phase(work, 3)
+        @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
+        def phase_3_deletions(unit: dict[str, Any]) -> dict[str, Any]:
+            return _phase(unit, 3)
 
-        @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
-        def phase_4_updates(work: dict[str, Any]) -> dict[str, Any]:
-            return _phase(work, 4)
+        @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
+        def phase_4_updates(unit: dict[str, Any]) -> dict[str, Any]:
+            return _phase(unit, 4)
 
-        phase_1_new_advoware(work) >> phase_2_new_google(work) >> phase_3_deletions(work) >> phase_4_updates(work)
+        phase_1_new_advoware(unit) >> phase_2_new_google(unit) >> phase_3_deletions(unit) >> phase_4_updates(unit)
 
-    employee_sync.expand(work=plan_employees())
+    employee_sync.expand(unit=plan_employees())
 
 
 advoware_calendar_sync()

@@ -3,10 +3,10 @@
 An alert is one incident, mailed once (include/hooks/alerts.py sends it through Airflow's SMTP
 connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
 
-- **calendar_failed**: an employee's calendar sync failed after its retries (a phase, or the run's
-  planning). One per incident: a later run that fails again while the employee's previous run also
-  failed sends nothing new; the first success closes the incident (the run log `sync_runs` is the
-  state, include/hub/links.py `previous_run_status`).
+- **calendar_failed**: employees' calendar sync failed after its retries (one mail per phase task of
+  their unit, naming them; or the run's planning). One per incident: an employee whose previous run
+  also failed is not named again; the first success closes the incident (the run log `sync_runs` is
+  the state, include/hub/runs.py `previous_run_status`).
 - **safety_stop**: the same, when the failure was a safety stop (deletions withheld, e.g. a calendar
   emptied in Google); it names the two answers (refill Google from Advoware, confirm the deletions).
 - **parked**: items of a phase were parked as dead letters (an item is parked once).
@@ -39,21 +39,32 @@ class Alert:
         return "\n".join([*self.lines, "", "-- kanzlei-sync (ids only; details in the Airflow task log)"])
 
 
-def calendar_failed(employee: str, run_id: str, task_id: str, reason: str, log_url: str | None,
+def calendar_failed(failures: dict[str, str], run_id: str, task_id: str, log_url: str | None,
                     *, stopped: bool) -> Alert:
+    """Employees (Kürzel -> reason) whose sync failed in one task after its retries: one mail."""
     what = "safety stop (deletions withheld)" if stopped else "failed after its retries"
-    lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
+    if len(failures) == 1:
+        ((employee, reason),) = failures.items()
+        who = employee
+        lines = [f"Employee: {employee}", f"Run: {run_id}", f"Task: {task_id}", f"Reason: {reason}"]
+    else:
+        names = list(failures)
+        who = f"{len(names)} employees ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
+        lines = [f"Run: {run_id}", f"Task: {task_id}", f"{len(names)} employees:",
+                 *(f"Employee: {e} ({r})" for e, r in failures.items())]
     if stopped:
         lines += ["Nothing was written; Advoware keeps every appointment. Check the listings, then answer the",
-                  "stop once, in the Sync status view (its buttons) or with the command line:",
-                  f"  refill Google from Advoware:  kanzlei-sync calendar resolve-stop --employee {employee} refill",
-                  f"  confirm the deletions:        kanzlei-sync calendar resolve-stop --employee {employee} confirm",
-                  "(the same as triggering advoware_calendar_sync for this employee with refill_google or "
-                  "force_deletions)."]
+                  "stop once per employee, in the Sync status view (its buttons) or with the command line:"]
+        for employee in failures:
+            answer = f"kanzlei-sync calendar resolve-stop --employee {employee}"
+            lines += [f"  refill Google from Advoware:  {answer} refill",
+                      f"  confirm the deletions:        {answer} confirm"]
+        lines.append("(the same as triggering advoware_calendar_sync for the employee with refill_google or "
+                     "force_deletions).")
     if log_url:
         lines.append(f"Log: {log_url}")
     return Alert("safety_stop" if stopped else "calendar_failed",
-                 f"[kanzlei-sync] calendar sync of {employee}: {what}", lines)
+                 f"[kanzlei-sync] calendar sync of {who}: {what}", lines)
 
 
 REPAIRS = {

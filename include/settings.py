@@ -79,6 +79,8 @@ class GoogleSettings(BaseSettings):
     token_uri: str = ""
     acl_role: Literal["reader", "writer", "owner", "freeBusyReader", "writerWithoutPrivateAccess"] = "writer"
     requests_per_window: int = 600
+    # Google's second quota: every request of the project (all quota users); 0 = not limited here.
+    project_requests_per_window: int = Field(default=10000, ge=0)
     window_s: float = 60.0
     batch_size: int = Field(default=50, le=50, ge=1)
     batch_parallel: int = Field(default=4, ge=1)  # batches in flight per calendar (the quota split)
@@ -183,6 +185,12 @@ class SyncSettings(BaseSettings):
     calendar_max_attempts: int = 12
     # Employees planned at once by the calendar run's first task (threads; each waits on the APIs).
     plan_threads: int = Field(default=8, ge=1, le=64)
+    # An employee's planning running longer is handed to its unit's phase task (with its retries).
+    plan_employee_timeout_s: float = Field(default=120.0, gt=0)
+    # Mapped groups of a calendar run at most: up to this many employees with work get one each,
+    # more are grouped into this many units. 8 = twice the parallelism of 4 (docs/benchmarks.md);
+    # raise it with the executor's parallelism. Far below core.max_map_length.
+    max_units: int = Field(default=8, ge=1, le=256)
 
 
 class AlertSettings(BaseSettings):

@@ -18,8 +18,8 @@ role User or above, a Viewer sees the page read-only), a same-origin form and th
 employee's safety stop (refill Google from Advoware, or confirm the deletions) needs the same. The run is created
 in-process by Airflow's `trigger_dag` (triggered by "ui", as the user). Links point at the task
 instances in Airflow's metadata: each employee's latest phase task of its last calendar run
-(`employee_sync.phase_*`, map index rendered as the Kürzel), or that run's `plan_employees` when the
-employee had nothing to do.
+(`employee_sync.phase_*` of the employee's unit: the map index its run row records; the log has a
+group per employee), or that run's `plan_employees` when the employee had nothing to do.
 
 Where the state is: the Airflow connections `sync_hub_default` and `redis_default`, else the .env
 (include.settings) when a connection is not defined. Airflow-side imports stay inside functions:
@@ -133,6 +133,7 @@ class AirflowHost:
         from sqlalchemy import select
 
         last = {e["employee"]: e["last_run"]["run_id"] for e in status_["employees"] if e["last_run"]}
+        units = {e["employee"]: e["last_run"].get("unit") for e in status_["employees"] if e["last_run"]}
         logs: dict[str, str] = {}
         runs: list[dict[str, Any]] = []
         with create_session() as session:
@@ -142,8 +143,10 @@ class AirflowHost:
                 .where(TaskInstance.dag_id == CALENDAR_SYNC_DAG, TaskInstance.run_id.in_(set(last.values())))
             ).all()
             for employee, run_id in last.items():
+                unit = units.get(employee)  # the employee's unit in that run (its map index)
                 own = [t for t in tis if t.run_id == run_id and t.task_id.startswith("employee_sync.")
-                       and t.rendered_map_index == employee and t.start_date is not None]
+                       and (t.map_index == unit if unit is not None else t.rendered_map_index == employee)
+                       and t.start_date is not None]
                 if own:
                     t = max(own, key=lambda t: t.start_date)
                     logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, t.task_id, t.map_index)

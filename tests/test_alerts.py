@@ -72,7 +72,7 @@ def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, incidents:
 def test_without_recipients_an_alert_is_logged_not_mailed(smtp_sink: Any, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("ALERT_EMAIL_TO", "")
-    assert send(calendar_failed("AB", "run-1", "employee_sync.phase_1_new_advoware", "SyncStopped", None,
+    assert send(calendar_failed({"AB": "SyncStopped"}, "run-1", "employee_sync.phase_1_new_advoware", None,
                                 stopped=True)) is False
     assert smtp_sink.messages == [] and "ALERT safety_stop" in caplog.text
 
@@ -81,3 +81,59 @@ def test_alert_texts_name_ids_only() -> None:
     alert = parked("AB", "run-7", 4, [{"kind": "update_advoware", "frnr": 4711, "google_event_id": "g1",
                                        "reason": "AdvowareRequestError 422"}])
     assert "frNr=4711 event=g1" in alert.text() and "run-7, phase 4" in alert.text()
+
+
+def test_a_unit_phase_failing_mails_once_naming_only_the_employees_with_a_new_incident(
+        hub: str, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """A phase task of a unit of four fails after its retries: AB was failing in its previous run too
+    (its incident was mailed then), CD fails anew, EF stopped for safety, GH got through. One mail names
+    CD, one (a safety stop) EF; the unit's last phase, failing for them again, mails nothing; a task
+    that broke as a whole names the unit's employees."""
+    from types import SimpleNamespace
+
+    import psycopg
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include import airflow_env
+    from include.calendar_sync.context import UnitIncomplete, UnitPhaseFailed
+    from include.hooks.alerts import on_calendar_failure
+    from include.settings import PostgresSettings, Settings
+
+    info = psycopg.conninfo.conninfo_to_dict(hub)
+    env = airflow_env.connections(Settings(postgres=PostgresSettings(
+        host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"])), root=tmp_path)
+    monkeypatch.setenv("AIRFLOW_CONN_SYNC_HUB_DEFAULT", env["AIRFLOW_CONN_SYNC_HUB_DEFAULT"])
+    with connect(hub) as conn:
+        conn.execute("""INSERT INTO sync_runs (run_id, kind, employee, status, counts, started_at) VALUES
+            ('run-0', 'calendar', 'AB', 'failed', '{}', now() - interval '15 minutes'),
+            ('run-0', 'calendar', 'CD', 'success', '{}', now() - interval '15 minutes'),
+            ('run-1', 'calendar', 'AB', 'failed', '{}', now()), ('run-1', 'calendar', 'CD', 'failed', '{}', now()),
+            ('run-1', 'calendar', 'EF', 'stopped', '{}', now()), ('run-1', 'calendar', 'GH', 'success', '{}', now())""")
+    unit = {"index": 0, "label": "AB … GH (4 employees)",
+            "employees": [{"employee": e, "plan_id": None, "planning_error": None} for e in ("AB", "CD", "EF", "GH")]}
+
+    def fail(task_id: str, exc: BaseException) -> None:
+        ti = SimpleNamespace(map_index=0, task_id=task_id, rendered_map_index=unit["label"], log_url=None,
+                             task=SimpleNamespace(op_kwargs={"unit": unit}))
+        on_calendar_failure({"ti": ti, "run_id": "run-1", "exception": exc})
+
+    fail("employee_sync.phase_2_new_google", UnitPhaseFailed(
+        "phase 2: 3 of 4 employee(s) failed", {"AB": "AdvowareRequestError 503", "CD": "AdvowareRequestError 503",
+                                               "EF": "sync of EF stopped: too many deletions"}, {"EF"}))
+    subjects = sorted(m["Subject"] for m in smtp_sink.messages)
+    assert subjects == ["[kanzlei-sync] calendar sync of CD: failed after its retries",
+                        "[kanzlei-sync] calendar sync of EF: safety stop (deletions withheld)"]
+    assert all("AB" not in body and "GH" not in body for body in smtp_sink.bodies())
+
+    try:
+        raise UnitIncomplete("not synced in this run (an earlier phase failed): AB, CD, EF")
+    except UnitIncomplete as cause:
+        last = AirflowFailException(str(cause))
+        last.__cause__ = cause
+    fail("employee_sync.phase_4_updates", last)
+    assert len(smtp_sink.messages) == 2  # reported by the phase that failed
+
+    fail("employee_sync.phase_3_deletions", RuntimeError("the hub went away"))
+    crash = smtp_sink.messages[-1]
+    assert len(smtp_sink.messages) == 3 and crash["Subject"].startswith("[kanzlei-sync] calendar sync of 3 employees")
+    assert "Employee: EF (RuntimeError)" in smtp_sink.bodies()[-1] and "Employee: AB" not in smtp_sink.bodies()[-1]

@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -113,7 +114,10 @@ def test_dag_shape() -> None:
     group = ["phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates"]
     assert ids == {"plan_employees", *(f"employee_sync.{t}" for t in group)}
     for upstream, downstream in zip(group, group[1:], strict=False):
-        assert f"employee_sync.{upstream}" in dag.get_task(f"employee_sync.{downstream}").upstream_task_ids
+        task = dag.get_task(f"employee_sync.{downstream}")
+        assert f"employee_sync.{upstream}" in task.upstream_task_ids
+        assert task.trigger_rule == "all_done"  # the unit's other employees go on after a failure
+    assert all(dag.get_task(f"employee_sync.{t}").map_index_template == "{{ unit }}" for t in group)
     pools = {t: dag.get_task(t).pool for t in ids}
     assert pools["plan_employees"] == "advoware_api"
     assert pools["employee_sync.phase_2_new_google"] == "advoware_api"
@@ -188,7 +192,11 @@ def test_an_empty_advoware_list_stops_the_run_without_deletions(
     run = _run()
     assert run.state == DagRunState.FAILED
     assert _states(run, "phase_1_new_advoware") == ["failed"]
-    assert _states(run, "phase_3_deletions") == ["upstream_failed"]
+    # nobody of the unit got through phase 1: phases 2 and 3 have nobody to work for, and the last
+    # phase fails at once (a retry cannot help), so the run shows the failure
+    assert _states(run, "phase_2_new_google") == _states(run, "phase_3_deletions") == ["skipped"]
+    assert _states(run, "phase_4_updates") == ["failed"]
+    assert [ti.try_number for ti in run.get_task_instances() if ti.task_id.endswith("phase_4_updates")] == [1]
     assert (total_writes(advoware_url), total_writes(google_url)) == writes
     assert sum(len(calendar_events(google_url, c)) for c in calendar_ids(hub).values()) == events_before
     from include.hub.db import connect
@@ -445,3 +453,188 @@ def test_a_calendar_deleted_in_google_is_made_again_with_one_mail(
     assert employee in mail["Subject"] and "made again" in mail["Subject"]
     assert "nothing was deleted in Advoware" in smtp_sink.bodies()[0]
     assert _run().state == DagRunState.SUCCESS and len(smtp_sink.messages) == 1
+
+
+# -- units: many employees with work ---------------------------------------------------------------
+def _google_event_for(ctx: Any, employee: str, day: str) -> None:
+    """A person adds an event in the employee's Google calendar (phase 2 carries it to Advoware)."""
+    session, calendar_id = ctx.calendar(employee)
+    body = {"summary": "Neu", "start": {"date": day}, "end": {"date": day[:-2] + f"{int(day[-2:]) + 1:02d}"}}
+    session.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body), "events.insert")
+
+
+def _tries(run: Any) -> dict[tuple[str, str], int]:
+    return {(ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number for ti in run.get_task_instances()
+            if ti.task_id.startswith("employee_sync.")}
+
+
+def _made_by(before: dict[str, Any], after: dict[str, Any], employee: str) -> int:
+    return after["by_principal"].get(employee, {}).get("writes", 0) - \
+        before["by_principal"].get(employee, {}).get("writes", 0)
+
+
+def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried_alone(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two units at most: five employees with work make units of three and two (neighbouring Kürzel);
+    then three with work make units of two and one. Advoware refuses the first create of one employee:
+    only its unit's phase 2 is retried, the retry redoes only that employee, and its unit mate's item
+    is written once."""
+    from airflow.sdk import DagRunState
+
+    monkeypatch.setenv("SYNC_MAX_UNITS", "2")
+    seed_firm(advoware_url, employees=6)  # the sandbox firm makes the last of 6 inactive: 5 active
+    first = _run()
+    assert first.state == DagRunState.SUCCESS
+    active = sorted(calendar_ids(hub))
+    assert len(active) == 5
+    labels = sorted(ti.rendered_map_index for ti in first.get_task_instances()
+                    if ti.task_id == "employee_sync.phase_1_new_advoware")
+    assert labels == [f"{active[0]} … {active[2]} (3 employees)", f"{active[3]} … {active[4]} (2 employees)"]
+    assert len(first.get_task_instances()) == 1 + 2 * 4
+    _assert_converged(advoware_url, google_url, hub)
+
+    failing, mate, other = active[:3]  # units: [failing, mate] and [other]
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    for i, employee in enumerate((failing, mate, other)):
+        _google_event_for(ctx, employee, f"2030-03-0{i + 2}")
+    ctx.close()
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1,
+                          "principal": failing})
+    before = stats(advoware_url)
+
+    run = _run()
+
+    assert run.state == DagRunState.SUCCESS
+    tries = _tries(run)
+    unit0, unit1 = f"{failing} … {mate} (2 employees)", other
+    assert tries[("phase_2_new_google", unit0)] == 2  # failed once, retried
+    assert {k: v for k, v in tries.items() if k != ("phase_2_new_google", unit0)} == {
+        (t, u): 1 for t in ("phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates")
+        for u in (unit0, unit1) if (t, u) != ("phase_2_new_google", unit0)}
+    after = stats(advoware_url)
+    assert after["requests"]["Termine.create"] - before["requests"].get("Termine.create", 0) == 4  # 1 refused
+    assert [_made_by(before, after, e) for e in (failing, mate, other)] == [1, 1, 1]  # the mate's not redone
+    _assert_converged(advoware_url, google_url, hub)
+
+
+def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, smtp_sink: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """One unit for everybody: Advoware refuses every create of one employee. Its unit mate still gets
+    through phases 3 and 4 (its sync token saved, its run a success); the failing employee goes no
+    further; the last phase fails at once, so the run shows it; one mail names only the failing one;
+    the status view links both to their unit's task and the log has a group per employee."""
+    from airflow.sdk import DagRunState
+
+    from include.hub.db import connect
+
+    monkeypatch.setenv("SYNC_MAX_UNITS", "1")
+    seed_firm(advoware_url, employees=3)
+    assert _run().state == DagRunState.SUCCESS
+    failing, mate, quiet = sorted(calendar_ids(hub))
+    ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
+    for i, employee in enumerate((failing, mate)):
+        _google_event_for(ctx, employee, f"2030-04-0{i + 2}")
+    ctx.close()
+    with connect(hub) as conn:
+        tokens_before = {r["employee"]: r["sync_token"] for r in conn.execute(
+            "SELECT employee, sync_token FROM employee_calendars").fetchall()}
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "principal": failing})
+    before = stats(advoware_url)
+
+    run = _run()
+
+    assert run.state == DagRunState.FAILED
+    unit = f"{failing} … {mate} (2 employees)"
+    states = {(ti.task_id.split(".")[-1], ti.rendered_map_index): (ti.state, ti.try_number)
+              for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")}
+    assert states == {("phase_1_new_advoware", unit): ("success", 1), ("phase_2_new_google", unit): ("failed", 4),
+                      ("phase_3_deletions", unit): ("success", 1), ("phase_4_updates", unit): ("failed", 1)}
+    with connect(hub) as conn:
+        rows = {r["employee"]: r for r in conn.execute(
+            "SELECT employee, status, error, counts FROM sync_runs WHERE run_id = %s", (run.run_id,)).fetchall()}
+        tokens = {r["employee"]: r["sync_token"] for r in conn.execute(
+            "SELECT employee, sync_token FROM employee_calendars").fetchall()}
+    assert rows[mate]["status"] == "success" and rows[mate]["counts"]["phases_done"] == 4
+    assert tokens[mate] != tokens_before[mate]  # its changes are read, not read again next time
+    assert rows[failing]["status"] == "failed" and rows[failing]["error"] == "phase 2: 1 item(s) failed"
+    assert rows[failing]["counts"]["phases_done"] == 1 and tokens[failing] == tokens_before[failing]
+    assert rows[quiet]["status"] == "success"  # closed in plan_employees
+    after = stats(advoware_url)
+    assert _made_by(before, after, mate) == 1 and _made_by(before, after, failing) == 0
+    assert len(smtp_sink.messages) == 1
+    mail, body = smtp_sink.messages[0], smtp_sink.bodies()[0]
+    assert failing in mail["Subject"] and mate not in mail["Subject"] + body
+    assert f"Employee: {failing}" in body and "phase_2_new_google" in body
+
+    # the status view: both employees' log link is their unit's last task; its log has a group each
+    import importlib.util
+
+    from include.status.queries import Sources, collect
+
+    spec = importlib.util.spec_from_file_location("sync_status_plugin", DAGS.parent / "plugins" /
+                                                  "sync_status_plugin.py")
+    assert spec and spec.loader
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    links = plugin.AirflowHost()._links(collect(Sources(hub)), None).employee_logs
+    unit_log = f"../dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}/tasks/employee_sync.phase_4_updates/mapped/0"
+    assert links[failing] == links[mate] == unit_log
+    assert links[quiet].endswith("/tasks/plan_employees")
+    assert f"::group::{failing} phase 2" in caplog.text and f"::group::{mate} phase 4" in caplog.text
+
+
+def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    """1,100 employees with work (a dry run plans every appointment as new): more than Airflow expands
+    a task over (core.max_map_length, 1,024). The run expands 8 units and succeeds; every employee
+    went through all four phases, in exactly one unit, and nothing was written anywhere."""
+    from airflow.configuration import conf
+    from airflow.sdk import DagRunState
+
+    from include.hub.db import connect
+
+    assert conf.getint("core", "max_map_length") == 1024
+    seed_firm(advoware_url, employees=1101, per_employee=1)  # the last one inactive: 1,100 active
+    run = _run(dry_run=True)
+    assert run.state == DagRunState.SUCCESS
+    tis = [ti for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")]
+    assert len(tis) == 4 * 8 and {ti.state for ti in tis} == {"success"}
+    labels = sorted({ti.rendered_map_index for ti in tis})
+    assert len(labels) == 8 and all(label.endswith(("(137 employees)", "(138 employees)")) for label in labels)
+    with connect(hub) as conn:
+        rows = conn.execute("SELECT employee, status, counts FROM sync_runs WHERE run_id = %s",
+                            (run.run_id,)).fetchall()
+    assert len(rows) == 1100
+    assert {r["status"] for r in rows} == {"dry_run"} and {r["counts"]["phases_done"] for r in rows} == {4}
+    by_unit = Counter(r["counts"]["unit"] for r in rows)
+    assert sorted(by_unit) == list(range(8)) and set(by_unit.values()) == {137, 138}
+    assert (total_writes(advoware_url), total_writes(google_url)) == (0, 0)
+
+
+def test_a_run_for_some_employees_syncs_only_them_in_its_units(
+        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `employees` param, with units shared (one unit at most): only the named employees are
+    planned and synced, in one unit of the two; the others are not touched."""
+    from airflow.sdk import DagRunState
+
+    from include.hub.db import connect
+
+    monkeypatch.setenv("SYNC_MAX_UNITS", "1")
+    seed_firm(advoware_url, employees=4)
+    everyone = sorted(m["kuerzel"] for m in advoware_state(advoware_url)["mitarbeiter"])
+    chosen = [everyone[0], everyone[2]]
+    run = _run(employees=[c.lower() for c in chosen])  # Kürzel in any case
+    assert run.state == DagRunState.SUCCESS
+    assert {ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")} \
+        == {f"{chosen[0]} … {chosen[1]} (2 employees)"}
+    with connect(hub) as conn:
+        synced = [r["employee"] for r in conn.execute(
+            "SELECT employee FROM sync_runs WHERE run_id = %s AND status = 'success' ORDER BY employee",
+            (run.run_id,)).fetchall()]
+    assert synced == chosen and sorted(calendar_ids(hub)) == chosen
+    for employee in chosen:
+        assert sorted(marker_of(e)[1] for e in calendar_events(google_url, calendar_ids(hub)[employee])) == \
+            sorted(t["frNr"] for t in termine(advoware_url, employee))

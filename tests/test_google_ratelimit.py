@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,57 @@ def test_no_window_ever_holds_more_than_the_limit(redis_url: str) -> None:
         # measure when this process got the CPU back, not when the tokens were spent.
         assert limiter.used("u") <= 10
     assert granted >= 30  # and the budget is used: 10 at 0, 0.5, 1.0, 1.5
+
+
+def test_the_project_window_holds_every_quota_user_together(redis_url: str) -> None:
+    """Delegation makes each employee a quota user of their own; Google still counts the project's
+    requests together, so many users within their own budget are held back by the project's."""
+    a = RateLimiter.from_url(redis_url, limit=4, window_s=1.0, project_limit=6)
+    b = RateLimiter.from_url(redis_url, limit=4, window_s=1.0, project_limit=6)  # another process
+    first, _ = a.try_acquire("u1", 4)
+    assert first is not None and first.n == 4
+    second, _ = b.try_acquire("u2", 4, minimum=1)
+    assert second is not None and second.n == 2  # u2's own window has 4, the project only 2 left
+    third, wait = a.try_acquire("u3", 1)
+    assert third is None and 0.5 < wait <= 1.0  # a fresh user waits for the project's window
+    assert a.used(None) == 6 and a.used("u2") == 2
+    start = time.monotonic()
+    assert b.acquire("u3", 3).n == 3  # once the first grants age out
+    assert 0.5 < time.monotonic() - start < 2.0
+    unlimited = RateLimiter.from_url(redis_url, limit=4, window_s=1.0)  # project_limit 0: users only
+    assert unlimited.try_acquire("u4", 4)[0] is not None
+
+
+def test_the_client_takes_both_budgets_from_its_settings(redis_url: str, tmp_path: Any) -> None:
+    from include.google_calendar.client import GoogleCalendarClient
+    from tests.calendar_helpers import google_settings
+
+    settings = google_settings("http://127.0.0.1:9", tmp_path, requests_per_window=60,
+                               project_requests_per_window=700)
+    limiter = GoogleCalendarClient.from_settings(settings, redis_url=redis_url).limiter
+    assert limiter is not None and (limiter.limit, limiter.project_limit) == (60, 700)
+
+
+def test_no_project_window_ever_holds_more_than_the_project_limit(redis_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    limiter = RateLimiter.from_url(redis_url, limit=10, window_s=0.5, project_limit=12)
+    seen: list[int] = []
+
+    def user(name: str) -> int:
+        granted = 0
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline:
+            grant = limiter.acquire_up_to(name, 3)
+            granted += grant.n
+            seen.append(limiter.used(None))  # right after a grant, by Redis' clock
+            limiter.settle(grant)
+        return granted
+
+    with ThreadPoolExecutor(4) as pool:
+        total = sum(pool.map(user, ["a", "b", "c", "d"]))
+    assert max(seen) <= 12
+    assert total >= 24  # and the project's budget is used: 12 per 0.5 s (settled from the answer)
 
 
 def test_backoff_retries_transient_errors_but_never_quota_exceeded() -> None:

@@ -524,6 +524,21 @@ def test_quota_is_per_user(google_url: str, key_path: Path) -> None:
     assert b.calendarList().list().execute()["items"][0]["id"] == BOB
 
 
+def test_the_project_quota_holds_every_user_together(google_url: str, key_path: Path) -> None:
+    """Google's second quota: the project's requests per minute, whoever sends them."""
+    admin(google_url, "/_sandbox/config", {"quota_requests": 2, "quota_window_s": 30, "project_quota_requests": 3,
+                                           "quota_status": 429})
+    a, b = (service_for(google_url, creds_for(key_path, who)) for who in (ANNA, BOB))
+    a.calendarList().list().execute()
+    a.calendarList().list().execute()
+    b.calendarList().list().execute()
+    expect_error(lambda: b.calendarList().list().execute(), 429, "rateLimitExceeded")  # Bob's own window has room
+    expect_error(lambda: a.calendarList().list().execute(), 429, "rateLimitExceeded")  # Anna's has not
+    quota = httpx.get(f"{google_url}/_sandbox/quota", timeout=10).json()
+    assert quota["refused"] == {"user": 1, "project": 1} and quota["project_peak"] == 3
+    assert quota["project_limit"] == 3 and quota["window_s"] == 30
+
+
 def test_injected_faults_use_googles_shape(anna: Any, google_url: str) -> None:
     admin(
         google_url,

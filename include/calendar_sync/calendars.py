@@ -17,6 +17,7 @@ from googleapiclient.errors import HttpError
 from include.calendar_engine.policy import Window
 from include.calendar_engine.timeutil import BERLIN
 from include.calendar_sync.context import SyncContext
+from include.calendar_sync.planning_pool import uninterrupted
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.errors import error_info
 from include.google_calendar.provisioning import CalendarProvisioner, ProvisionResult
@@ -44,18 +45,21 @@ def google_bounds(window: Window) -> tuple[datetime, datetime]:
 
 def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str) -> ProvisionResult:
     """The employee's calendar in Google and in the hub; a lost one's links are reset (they pointed
-    into a calendar that is gone)."""
-    with hub.transaction() as conn:
-        known = hub_calendars.get(conn, employee)
-    result = CalendarProvisioner(google).ensure(
-        employee, email, known_id=known.calendar_id if known else None, known_mode=known.mode if known else None)
-    with hub.transaction() as conn:
-        reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
-        if result.recreated:  # the old calendar's series exceptions went with it
-            hub_series.close_all(conn, employee)
-        hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
-                                      mode=result.mode, acl_rule_id=result.acl_rule_id)
-        hub_calendars.mark_access_checked(conn, employee)
+    into a calendar that is gone). One step the planning never cuts in half (planning_pool), so a
+    planning given up for its slowness cannot make a second calendar beside its unit's task."""
+    with uninterrupted():
+        with hub.transaction() as conn:
+            known = hub_calendars.get(conn, employee)
+        result = CalendarProvisioner(google).ensure(
+            employee, email, known_id=known.calendar_id if known else None,
+            known_mode=known.mode if known else None)
+        with hub.transaction() as conn:
+            reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
+            if result.recreated:  # the old calendar's series exceptions went with it
+                hub_series.close_all(conn, employee)
+            hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
+                                          mode=result.mode, acl_rule_id=result.acl_rule_id)
+            hub_calendars.mark_access_checked(conn, employee)
     if reset:
         log.info("calendar of %s recreated: %d links reset", employee, reset)
     return ProvisionResult(result.employee, result.calendar_id, result.mode, result.created, result.recreated,

@@ -26,6 +26,26 @@ class PhaseFailed(RuntimeError):
     """Some items of a phase failed (each recorded in the hub); raised at the end so the task retries."""
 
 
+class UnitPhaseFailed(PhaseFailed):
+    """Employees of a unit failed this phase (each recorded in its run row); raised once the unit's
+    other employees are done, so the task's retry redoes only these. `failures`: employee -> reason
+    (ids only); `stopped`: those of them stopped for safety."""
+
+    def __init__(self, message: str, failures: dict[str, str], stopped: set[str]) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.stopped = stopped
+
+
+class UnitIncomplete(RuntimeError):
+    """The last phase found employees of its unit that failed in an earlier phase: the unit is not
+    synced in this run (fails without a retry: retrying the last phase cannot help them)."""
+
+
+class NothingToDo(RuntimeError):
+    """Every employee of the unit failed in an earlier phase: this phase has nobody to work for."""
+
+
 class SyncContext:
     """Clients given directly, or (`lazy`) as factories built on first use: a task whose phase has
     nothing to do then builds neither client (no token, no TLS context, no connection)."""

@@ -28,7 +28,7 @@ def finalize(ctx: SyncContext, plan_id: int) -> dict[str, Any]:
         status = "dry_run" if plan.dry_run else "success"
         runs.add_run_counts(conn, stored.run_id, stored.employee, {"token_saved": token_saved}, status=status,
                              error=None)
-        row = next((r for r in runs.run_rows(conn, stored.run_id) if r["employee"] == stored.employee), None)
+        row = runs.run_row(conn, stored.run_id, stored.employee)
     counts = dict(row["counts"]) if row else {}
     log.info("finalize %s: %s, sync token %s", stored.employee, status, "saved" if token_saved else "kept")
     return {"employee": stored.employee, "status": status, "token_saved": token_saved, "counts": counts}

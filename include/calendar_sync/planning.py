@@ -1,31 +1,36 @@
 """The first step of a calendar run: plan every active employee in one task, close the ones with
-nothing to do, and hand on only the employees whose plan has actions.
+nothing to do, and hand on only the employees whose plan has actions, grouped into work units.
 
 A run that changes nothing then costs one task process, whatever the size of the firm: each
 employee's planning is two listings (Advoware's window, Google's changes since the sync token) and
-a plan that is empty, so it is finalised right here (sync token saved, run row 'success'). Only an
-employee with work gets the per-employee task group (the four phases), so the administrator still
-sees per employee what was written, with its own retries.
+a plan that is empty, so it is finalised right here (sync token saved, run row 'success'). Only the
+employees with work go on to the mapped group of the four phases, in units (units.py): one employee
+each while few have work, a bounded number of units of many employees when many do, so a run's task
+instances stay bounded however many employees have work.
 
-Employees are planned in parallel threads (SYNC_PLAN_THREADS, default 8): the work is waiting on
-the two APIs. One employee's failure leaves the others planned: the failing employee is handed on
-without a plan, and its own first phase task plans it again with the task's retries and backoff (a
-safety stop fails there loudly, nothing written). A retried planning task keeps what its earlier try did
-in this run: an employee already closed is not planned again, one already planned keeps its plan.
+Employees are planned in parallel threads (planning_pool.py: SYNC_PLAN_THREADS, default 8; the work
+is waiting on the APIs), within Google's quotas (the client's limiter: per employee and per project).
+One employee's failure leaves the others planned: the failing employee is handed on without a plan,
+and its unit's first phase task plans it again with the task's retries and backoff (a safety stop
+fails there loudly, nothing written). So is an employee whose planning takes longer than
+SYNC_PLAN_EMPLOYEE_TIMEOUT_S (120 s): a slow or hung API holds up nobody else. A retried planning
+task keeps what its earlier try did in this run: an employee already closed is not planned again,
+one already planned keeps its plan.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.finalize import finalize
+from include.calendar_sync.planning_pool import Abandoned, plan_in_threads
 from include.calendar_sync.prepare import RunParams, prepare
+from include.calendar_sync.units import make_units
 from include.hub import plans, runs
 
 log = logging.getLogger(__name__)
@@ -44,9 +49,8 @@ class Planned:
     error: str | None = None
 
     def work_item(self) -> dict[str, Any]:
-        """What the per-employee task group is expanded over (XCom: ids and counts only)."""
-        return {"employee": self.employee, "plan_id": self.plan_id, "counts": self.counts,
-                "planning_error": self.error}
+        """An employee of a work unit (XCom: ids only; the counts are in the run row and the log)."""
+        return {"employee": self.employee, "plan_id": self.plan_id, "planning_error": self.error}
 
 
 def _actions(counts: dict[str, Any]) -> int:
@@ -68,6 +72,8 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
         if not prepared["actions"]:
             finalize(ctx, prepared["plan_id"])
             return Planned(employee, "closed", prepared["plan_id"])
+    except Abandoned:
+        raise  # given up for its slowness: the pool has handed it on already
     except Exception as exc:
         from include.calendar_sync.executor import reason_of
 
@@ -79,23 +85,40 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
 
 def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
                    only: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Plan every active employee (or `only` these); returns the work items of the employees that
-    need their task group: a plan with actions, or a planning failure to retry."""
+    """Plan every active employee (or `only` these); returns the work units (units.py) of the
+    employees that need the phase tasks: a plan with actions, or a planning failure to retry."""
     employees = active_employees(ctx.advoware, ctx.hub, only)
     if not employees:
         return []
     with ctx.hub.transaction() as conn:  # what an earlier try of this run's planning left
         earlier = runs.calendar_rows_with_plans(conn, run_id)
-    threads = max(1, min(ctx.settings.sync.plan_threads, len(employees)))
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="plan") as pool:
-        results = list(pool.map(lambda e: plan_one(ctx, run_id, e, params, earlier.get(e)), employees))
+    sync = ctx.settings.sync
+    pool = plan_in_threads(employees, lambda e: plan_one(ctx, run_id, e, params, earlier.get(e)),
+                           threads=sync.plan_threads, timeout_s=sync.plan_employee_timeout_s)
+    results: list[Planned] = []
+    for employee in employees:
+        outcome = pool.done.get(employee)
+        if isinstance(outcome, Planned):
+            results.append(outcome)
+        elif employee in pool.timed_out:
+            results.append(Planned(employee, "retry", error=f"planning took over {sync.plan_employee_timeout_s:.0f} s"))
+        elif employee in pool.not_started:
+            results.append(Planned(employee, "retry", error="not planned: every planning thread was held"))
+        else:  # plan_one raised (it records its own failures): a bug or the hub, retried by the unit
+            from include.calendar_sync.executor import reason_of
+
+            reason = reason_of(outcome) if isinstance(outcome, BaseException) else "no outcome"
+            results.append(Planned(employee, "retry", error=reason))
     by_outcome: dict[str, list[str]] = {"work": [], "closed": [], "retry": []}
     for r in results:
         by_outcome[r.outcome].append(r.employee)
     log.info("planned %d employees: %d with work (%s), %d with nothing to do, %d to plan again (%s)",
              len(results), len(by_outcome["work"]), ", ".join(by_outcome["work"]) or "-",
              len(by_outcome["closed"]), len(by_outcome["retry"]), ", ".join(by_outcome["retry"]) or "-")
-    return [r.work_item() for r in results if r.outcome != "closed"]
+    units = make_units([r.work_item() for r in results if r.outcome != "closed"], sync.max_units)
+    for unit in units:
+        log.info("unit %d: %s", unit["index"], unit["label"])
+    return units
 
 
 def ensure_plan(ctx: SyncContext, work: dict[str, Any], run_id: str, params: RunParams) -> int:

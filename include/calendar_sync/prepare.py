@@ -22,6 +22,7 @@ from include.calendar_engine.policy import Policy
 from include.calendar_sync.calendars import check_calendar, ensure_calendar, read_google, window_of
 from include.calendar_sync.context import SyncContext, SyncStopped
 from include.calendar_sync.intents import resolve_intents
+from include.calendar_sync.planning_pool import uninterrupted
 from include.calendar_sync.recovery import recover
 from include.calendar_sync.series_reads import complete_series
 from include.google_calendar.reading import ChangeSet
@@ -129,7 +130,8 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         provisioned = True
         repairs += [r for r in (check_calendar(ctx, employee),) if r]
     if params.recover and provisioned and not params.dry_run:
-        recover(ctx, employee)
+        with uninterrupted():
+            recover(ctx, employee)
     window = window_of(ctx)
     with ctx.hub.transaction() as conn:
         parked = parking.parked_items(conn, employee)
@@ -168,7 +170,7 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         _settle_replayed(ctx, replayed, plan)
     counts = {k: v for k, v in plan.counts().items() if v}
     status = "stopped" if plan.stop_reason else ("dry_run" if params.dry_run else "running")
-    with ctx.hub.transaction() as conn:
+    with uninterrupted(final=True), ctx.hub.transaction() as conn:
         plan_id = plans.save_plan(conn, run_id, plan, sync_token=changes.next_sync_token)
         runs.start_run(conn, run_id, employee, {"plan": counts}, status=status, error=plan.stop_reason)
     log.info("prepare %s: advoware %d items, google %d items (%s, %s); plan %d: %s",

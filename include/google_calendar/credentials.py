@@ -46,7 +46,11 @@ def _check(info: Any, source: str) -> None:
 
 
 class ServiceAccount:
-    """One service-account key; hands out credentials per principal, cached (tokens are reused)."""
+    """One service-account key; hands out credentials per principal, cached (tokens are reused).
+
+    The key is parsed once: every employee's credentials share its signer (`with_subject`), since
+    parsing and checking an RSA key costs ~40 ms of CPU, most of what a quiet employee cost a
+    task before (1,000 employees: 40 CPU-s per planning task)."""
 
     def __init__(self, info: dict[str, Any], *, token_uri: str = "", source: str = "key") -> None:
         _check(info, source)
@@ -74,11 +78,13 @@ class ServiceAccount:
         with self._lock:
             creds = self._cache.get(subject)
             if creds is None:
-                creds = service_account.Credentials.from_service_account_info(self._info, scopes=SCOPES)
-                if self._token_uri:
-                    creds = creds.with_token_uri(self._token_uri)
-                if subject:
-                    # A subject disables self-signed JWTs: every token is a JWT-bearer grant.
-                    creds = creds.with_subject(subject)
+                base = self._cache.get(None)
+                if base is None:
+                    base = service_account.Credentials.from_service_account_info(self._info, scopes=SCOPES)
+                    if self._token_uri:
+                        base = base.with_token_uri(self._token_uri)
+                    self._cache[None] = base
+                # A subject disables self-signed JWTs: every token is a JWT-bearer grant.
+                creds = base.with_subject(subject) if subject else base
                 self._cache[subject] = creds
             return creds

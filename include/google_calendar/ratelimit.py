@@ -11,11 +11,17 @@ A token is stamped when taken and stamped again when the answer is in (`settle`)
 counted the request somewhere in between, so holding the token one window past the answer can
 never put more than N requests into the server's window, however slow the server or the network.
 
+Google also counts every request of the project (10,000 per minute): with delegation each employee
+is a quota user of its own, so 1,000 employees could send far more than that while each stays
+within its 600. A limiter with a `project_limit` therefore takes every token from two windows in
+one script: the quota user's and the project's; a request goes out only when both have room.
+
 Retries (`Backoff`) are the shared policy of `include.retry`, with Google's classification of
 failures (`include.google_calendar.errors.classify`).
 
-Key: `gcal:ratelimit:<quota user>` (sorted set of spent tokens scored by Redis server time, in
-microseconds) and `gcal:ratelimit:<quota user>:seq` (counter naming the tokens).
+Keys: `gcal:ratelimit:<quota user>` (sorted set of spent tokens scored by Redis server time, in
+microseconds) and `gcal:ratelimit:<quota user>:seq` (counter naming the tokens); the project's
+window `gcal:project-ratelimit` and `gcal:project-ratelimit:seq`.
 """
 
 from __future__ import annotations
@@ -42,9 +48,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_PREFIX = "gcal:ratelimit:"
+PROJECT_KEY = "gcal:project-ratelimit"
 
-# KEYS[1] sorted set of spent tokens, KEYS[2] a counter naming them.
-# ARGV: limit, window (microseconds), wanted, minimum. Returns {granted, wait_us, last token}.
+# KEYS[1] sorted set of the user's spent tokens, KEYS[2] a counter naming them; KEYS[3], KEYS[4] the
+# same of the project. ARGV: limit, window (microseconds), wanted, minimum, project limit (0: no
+# project window). Returns {granted, wait_us, last user token, last project token}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -52,33 +60,65 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
 local min_want = tonumber(ARGV[4])
+local plimit = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local free = limit - redis.call('ZCARD', KEYS[1])
-if free >= min_want then
-  local grant = math.min(free, want)
+local pfree = free
+if plimit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  pfree = plimit - redis.call('ZCARD', KEYS[3])
+end
+if free >= min_want and pfree >= min_want then
+  local grant = math.min(free, pfree, want)
+  local ttl = math.floor(window / 1000) + 1000
   local last = redis.call('INCRBY', KEYS[2], grant)
   for i = 1, grant do
     redis.call('ZADD', KEYS[1], now, last - grant + i)
   end
-  local ttl = math.floor(window / 1000) + 1000
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
-  return {grant, 0, last}
+  local plast = 0
+  if plimit > 0 then
+    plast = redis.call('INCRBY', KEYS[4], grant)
+    for i = 1, grant do
+      redis.call('ZADD', KEYS[3], now, plast - grant + i)
+    end
+    redis.call('PEXPIRE', KEYS[3], ttl)
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  end
+  return {grant, 0, last, plast}
 end
-local oldest = redis.call('ZRANGE', KEYS[1], min_want - free - 1, min_want - free - 1, 'WITHSCORES')
-return {0, tonumber(oldest[2]) + window - now, 0}
+local wait = 0
+if free < min_want then
+  local oldest = redis.call('ZRANGE', KEYS[1], min_want - free - 1, min_want - free - 1, 'WITHSCORES')
+  wait = tonumber(oldest[2]) + window - now
+end
+if plimit > 0 and pfree < min_want then
+  local oldest = redis.call('ZRANGE', KEYS[3], min_want - pfree - 1, min_want - pfree - 1, 'WITHSCORES')
+  wait = math.max(wait, tonumber(oldest[2]) + window - now)
+end
+return {0, wait, 0, 0}
 """
 
-# KEYS[1] sorted set; ARGV: last token, count, window (us). Re-stamps the tokens to now (never earlier).
+# KEYS[1] the user's sorted set, KEYS[2] the project's; ARGV: last user token, count, window (us),
+# last project token (0: none). Re-stamps the tokens to now (never earlier).
 _SETTLE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local ttl = math.floor(tonumber(ARGV[3]) / 1000) + 1000
+local plast = tonumber(ARGV[4])
 for i = 1, n do
   redis.call('ZADD', KEYS[1], 'GT', now, last - n + i)
 end
-redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[3]) / 1000) + 1000)
+redis.call('PEXPIRE', KEYS[1], ttl)
+if plast > 0 then
+  for i = 1, n do
+    redis.call('ZADD', KEYS[2], 'GT', now, plast - n + i)
+  end
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return n
 """
 
@@ -90,17 +130,21 @@ class Grant:
     user: str
     n: int
     last: int = 0
+    project_last: int = 0  # the project window's tokens (0: no project window)
 
 
 class RateLimiter:
-    """`acquire(user, n)` blocks until n requests of `user` fit; `acquire_up_to` grants what fits."""
+    """`acquire(user, n)` blocks until n requests of `user` fit; `acquire_up_to` grants what fits.
+    With `project_limit` (> 0) every request also needs room in the project's window."""
 
     def __init__(self, client: redis.Redis, *, limit: int, window_s: float, margin_s: float = 0.0,
-                 prefix: str = KEY_PREFIX) -> None:
-        if limit < 1 or window_s <= 0:
-            raise ValueError("limit must be >= 1 and window_s > 0")
+                 prefix: str = KEY_PREFIX, project_limit: int = 0, project_key: str = PROJECT_KEY) -> None:
+        if limit < 1 or window_s <= 0 or project_limit < 0:
+            raise ValueError("limit must be >= 1, window_s > 0 and project_limit >= 0")
         self.redis = client
         self.limit = limit
+        self.project_limit = project_limit
+        self._project_keys = [project_key, f"{project_key}:seq"]
         self.window_s = window_s
         # A little slack for clock and network skew between our Redis and the server's counter.
         self._window_us = int((window_s + margin_s) * 1_000_000)
@@ -119,18 +163,21 @@ class RateLimiter:
 
     def try_acquire(self, user: str, want: int, minimum: int | None = None) -> tuple[Grant | None, float]:
         """(grant, 0) with minimum <= grant.n <= want, or (None, seconds to wait before asking again)."""
-        want = max(1, min(want, self.limit))
+        ceiling = min(self.limit, self.project_limit) if self.project_limit else self.limit
+        want = max(1, min(want, ceiling))
         minimum = max(1, min(minimum if minimum is not None else want, want))
-        granted, wait_us, last = self._script(keys=self._key(user),
-                                              args=[self.limit, self._window_us, want, minimum])
+        granted, wait_us, last, project_last = self._script(
+            keys=self._key(user) + self._project_keys,
+            args=[self.limit, self._window_us, want, minimum, self.project_limit])
         if int(granted):
-            return Grant(user, int(granted), int(last)), 0.0
+            return Grant(user, int(granted), int(last), int(project_last)), 0.0
         return None, max(0.0, int(wait_us) / 1_000_000)
 
     def settle(self, grant: Grant | None) -> None:
         """The requests of `grant` were answered: their tokens count from now for one window."""
         if grant is not None and grant.n:
-            self._settle(keys=self._key(grant.user)[:1], args=[grant.last, grant.n, self._window_us])
+            self._settle(keys=[self._key(grant.user)[0], self._project_keys[0]],
+                         args=[grant.last, grant.n, self._window_us, grant.project_last])
 
     def acquire_up_to(self, user: str, want: int, minimum: int = 1, *, timeout_s: float = 3600) -> Grant:
         """Block until at least `minimum` requests fit, then take as many as fit up to `want`."""
@@ -150,11 +197,12 @@ class RateLimiter:
     def acquire(self, user: str, n: int = 1, *, timeout_s: float = 3600) -> Grant:
         return self.acquire_up_to(user, n, n, timeout_s=timeout_s)
 
-    def used(self, user: str) -> int:
-        """Requests of `user` inside the current window (for tests and diagnostics)."""
+    def used(self, user: str | None) -> int:
+        """Requests of `user` (None: of the project) inside the current window (tests, diagnostics)."""
         now = self.redis.time()
         now_us = now[0] * 1_000_000 + now[1]
-        return int(self.redis.zcount(self._key(user)[0], now_us - self._window_us, "+inf"))
+        key = self._project_keys[0] if user is None else self._key(user)[0]
+        return int(self.redis.zcount(key, now_us - self._window_us, "+inf"))
 
 
 def _retryable(exc: BaseException) -> bool:

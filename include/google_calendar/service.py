@@ -1,9 +1,12 @@
 """Calendar API services per thread, and the session that runs every call of one quota user.
 
 httplib2 is not thread-safe, so each thread builds its own service (from the bundled discovery
-document: no network). The API endpoint, batch URI and token URI come from settings, which is how
-the same code reaches the sandbox. Every request of a session passes the shared rate limiter and
-the backoff policy; retries are ours (execute(num_retries=0)) so each attempt is counted.
+document: no network) and its own connection. The service is the same for every principal: each
+request is sent through the principal's authorised http (per thread, sharing the thread's
+connection), so a thread that works for 1,000 employees builds one service, not 1,000 (~6 ms of CPU
+each). The API endpoint, batch URI and token URI come from settings, which is how the same code
+reaches the sandbox. Every request of a session passes the shared rate limiter and the backoff
+policy; retries are ours (execute(num_retries=0)) so each attempt is counted.
 """
 
 from __future__ import annotations
@@ -27,10 +30,8 @@ DEFAULT_TIMEOUT_S = 30.0
 MakeRequest = Callable[[Any], HttpRequest]  # service -> request (the service is per thread)
 
 
-def build_service(account: ServiceAccount, subject: str | None, settings: GoogleSettings,
-                  timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    http = google_auth_httplib2.AuthorizedHttp(account.credentials(subject),
-                                               http=httplib2.Http(timeout=timeout_s))
+def build_service(http: httplib2.Http, settings: GoogleSettings) -> Any:
+    """The Calendar API's request builder; requests carry `http` until a session gives them its own."""
     options = {"api_endpoint": settings.api_endpoint} if settings.api_endpoint else None
     return build("calendar", "v3", http=http, client_options=options,
                  static_discovery=True, cache_discovery=False)
@@ -61,7 +62,8 @@ class CachedService:
 
 
 class ServiceFactory:
-    """One service per (thread, principal)."""
+    """Per thread: one connection (httplib2.Http), one service, and an authorised http per principal
+    on that connection."""
 
     def __init__(self, account: ServiceAccount, settings: GoogleSettings,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -70,15 +72,27 @@ class ServiceFactory:
         self.timeout_s = timeout_s
         self._local = threading.local()
 
-    def service(self, subject: str | None) -> Any:
-        cache: dict[str | None, Any] | None = getattr(self._local, "services", None)
-        if cache is None:
-            cache = self._local.services = {}
-        svc = cache.get(subject)
+    def _connection(self) -> httplib2.Http:
+        conn: httplib2.Http | None = getattr(self._local, "connection", None)
+        if conn is None:
+            conn = self._local.connection = httplib2.Http(timeout=self.timeout_s)
+        return conn
+
+    def service(self) -> Any:
+        svc = getattr(self._local, "service", None)
         if svc is None:
-            svc = cache[subject] = CachedService(
-                build_service(self.account, subject, self.settings, self.timeout_s))
+            svc = self._local.service = CachedService(build_service(self._connection(), self.settings))
         return svc
+
+    def http(self, subject: str | None) -> google_auth_httplib2.AuthorizedHttp:
+        cache: dict[str | None, google_auth_httplib2.AuthorizedHttp] | None = getattr(self._local, "https", None)
+        if cache is None:
+            cache = self._local.https = {}
+        http = cache.get(subject)
+        if http is None:
+            http = cache[subject] = google_auth_httplib2.AuthorizedHttp(self.account.credentials(subject),
+                                                                        http=self._connection())
+        return http
 
     @property
     def batch_uri(self) -> str:
@@ -105,7 +119,13 @@ class CalendarSession:
 
     @property
     def service(self) -> Any:
-        return self.factory.service(self.subject)
+        return self.factory.service()
+
+    def request(self, make: MakeRequest) -> HttpRequest:
+        """The request `make` builds, sent as this session's principal (also inside a batch)."""
+        req = make(self.service)
+        req.http = self.factory.http(self.subject)
+        return req
 
     def acquire_up_to(self, n: int, minimum: int = 1) -> Grant:
         """Budget for up to n requests (at least `minimum`), waiting as long as needed."""
@@ -124,7 +144,7 @@ class CalendarSession:
         def call() -> Any:
             grant = self.acquire_up_to(1)
             try:
-                return make(self.service).execute(num_retries=0)
+                return self.request(make).execute(num_retries=0)
             finally:
                 self.settle(grant)
 
@@ -152,10 +172,9 @@ class CalendarSession:
 
             try:
                 batch = BatchHttpRequest(callback=cb, batch_uri=self.factory.batch_uri)
-                service = self.service
                 for i, make in enumerate(makes):
-                    batch.add(make(service), request_id=str(i))
-                batch.execute()
+                    batch.add(self.request(make), request_id=str(i))
+                batch.execute(http=self.factory.http(self.subject))
             finally:
                 self.settle(taken)
             return results

@@ -60,30 +60,54 @@ def _reason(exc: BaseException | None) -> str:
     return reason_of(exc)
 
 
+def _unit_failures(ti: Any, exc: BaseException | None) -> tuple[dict[str, str], set[str]]:
+    """Who failed in this phase task (employee -> reason) and which of them stopped for safety."""
+    from include.calendar_sync.context import UnitIncomplete, UnitPhaseFailed
+
+    if isinstance(exc, UnitPhaseFailed):
+        return dict(exc.failures), set(exc.stopped)
+    if isinstance(exc, UnitIncomplete) or isinstance(getattr(exc, "__cause__", None), UnitIncomplete):
+        return {}, set()  # they failed in an earlier phase, which reported them
+    # the task itself failed (a crash, its timeout, the hub): every employee of its unit
+    unit = (getattr(getattr(ti, "task", None), "op_kwargs", None) or {}).get("unit") or {}
+    employees = [str(w["employee"]) for w in unit.get("employees", [])] or [str(ti.rendered_map_index)]
+    return dict.fromkeys(employees, _reason(exc)), set()
+
+
 def on_calendar_failure(context: Any) -> None:
-    """on_failure_callback of the calendar DAG's tasks: after the last retry, not per retry."""
-    from include.calendar_sync.context import SyncStopped
+    """on_failure_callback of the calendar DAG's tasks: after the last retry, not per retry. One mail
+    per failed task naming the employees not already in an open incident."""
     from include.hooks.hub import hub_dsn
     from include.hub import runs
     from include.hub.db import connect
 
     ti, run_id, exc = context["ti"], context["run_id"], context.get("exception")
-    employee = ti.rendered_map_index if ti.map_index >= 0 else None
-    try:
-        if employee is None:  # the run's planning: one incident until a planning succeeds again
+    log_url = getattr(ti, "log_url", None)
+    if ti.map_index < 0:  # the run's planning: one incident until a planning succeeds again
+        try:
             if not _incidents().open(PLANNING_INCIDENT):
                 log.info("planning failed again: incident already reported")
                 return
-        else:  # one incident per employee until the employee's sync succeeds again
-            with connect(hub_dsn()) as conn:
-                before = runs.previous_run_status(conn, employee, run_id)
-            if before in ("failed", "stopped"):
-                log.info("calendar sync of %s failed again: incident already reported", employee)
-                return
+        except Exception as exc_state:  # when in doubt, mail
+            log.warning("incident state not readable (%s): mailing", type(exc_state).__name__)
+        send(alerts.calendar_failed({"(planning of the run)": _reason(exc)}, run_id, ti.task_id, log_url,
+                                    stopped=False))
+        return
+    failures, stopped = _unit_failures(ti, exc)
+    fresh = dict(failures)
+    try:  # one incident per employee until the employee's sync succeeds again
+        with connect(hub_dsn()) as conn:
+            for employee in failures:
+                if runs.previous_run_status(conn, employee, run_id) in ("failed", "stopped"):
+                    log.info("calendar sync of %s failed again: incident already reported", employee)
+                    fresh.pop(employee)
     except Exception as exc_state:  # when in doubt, mail
         log.warning("incident state not readable (%s): mailing", type(exc_state).__name__)
-    send(alerts.calendar_failed(employee or "(planning of the run)", run_id, ti.task_id, _reason(exc),
-                                getattr(ti, "log_url", None), stopped=isinstance(exc, SyncStopped)))
+        fresh = dict(failures)
+    for is_stop in (True, False):
+        group = {e: r for e, r in fresh.items() if (e in stopped) == is_stop}
+        if group:
+            send(alerts.calendar_failed(group, run_id, ti.task_id, log_url, stopped=is_stop))
 
 
 def on_planning_success(context: Any) -> None:

@@ -39,6 +39,35 @@ def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
         "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee", (run_id,)).fetchall())
 
 
+def run_row(conn: psycopg.Connection, run_id: str, employee: str) -> dict[str, Any] | None:
+    """One employee's row of a calendar run (a finalize reads its own row, not the run's 1,000)."""
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
+        "WHERE run_id = %s AND kind = 'calendar' AND employee = %s", (run_id, employee)).fetchone()
+
+
+def phase_states(conn: psycopg.Connection, run_id: str, employees: list[str]) -> dict[str, dict[str, Any]]:
+    """Per employee of a unit: its run row's status and the phases it completed in this run
+    (`counts.phases_done`, 0 before the first); employees without a row are left out."""
+    rows = conn.execute(
+        """SELECT employee, status, coalesce((counts->>'phases_done')::int, 0) AS phases_done FROM sync_runs
+           WHERE run_id = %s AND kind = 'calendar' AND employee = ANY(%s)""", (run_id, employees)).fetchall()
+    return {r["employee"]: {"status": r["status"], "phases_done": int(r["phases_done"])} for r in rows}
+
+
+def fail_run(conn: psycopg.Connection, run_id: str, employee: str, error: str) -> None:
+    """The employee's run failed (a safety stop stays a stop); the row is made if the planning never
+    got as far as writing it."""
+    conn.execute(
+        """INSERT INTO sync_runs (run_id, kind, employee, status, counts, error, finished_at)
+           VALUES (%s, 'calendar', %s, 'failed', '{}'::jsonb, %s, now())
+           ON CONFLICT (run_id, kind, coalesce(employee, '')) DO UPDATE SET
+               status = CASE WHEN sync_runs.status = 'stopped' THEN 'stopped' ELSE 'failed' END,
+               error = CASE WHEN sync_runs.status = 'stopped' THEN sync_runs.error ELSE EXCLUDED.error END,
+               finished_at = now()""",
+        (run_id, employee, error))
+
+
 def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
     """The status of the employee's calendar run before `run_id` (None: there was none)."""
     row = conn.execute(

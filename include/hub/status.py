@@ -66,6 +66,10 @@ def _phase_totals(counts: Any) -> dict[str, int]:
 
 def _run(row: dict[str, Any]) -> dict[str, Any]:
     numbers = _numbers(row["counts"]) | _phase_totals(row["counts"])
+    # the phase tasks' bookkeeping (calendar_sync/phases.py) is not an outcome: the unit (map index of
+    # the employee's group in the Airflow run, for the log link) goes apart
+    unit = numbers.pop("unit", None)
+    numbers.pop("phases_done", None)
     return {
         "run_id": row["run_id"],
         "status": row["status"],
@@ -73,6 +77,7 @@ def _run(row: dict[str, Any]) -> dict[str, Any]:
         "finished_at": _iso(row["finished_at"]),
         "counts": dict(sorted(numbers.items())[:MAX_COUNT_KEYS]),
         "error": clip(row["error"]),
+        "unit": int(unit) if isinstance(unit, int) else None,
     }
 
 

@@ -77,6 +77,7 @@ class Config:
     quota_requests: int = 600
     quota_window_s: float = 60.0
     quota_status: int = 403
+    project_quota_requests: int = 10000  # per quota_window_s, every principal together; 0 = none
     token_lifetime_s: int = 3600
     enforce_access: bool = True
     default_time_zone: str = "UTC"

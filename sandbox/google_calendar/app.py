@@ -4,9 +4,12 @@ Admin routes besides sandbox.common's (/healthz, /_sandbox/reset, /_sandbox/seed
 /_sandbox/stats):
 
     POST /_sandbox/config {"quota_requests": 60, "quota_window_s": 6, "quota_status": 403|429,
-                           "token_lifetime_s": 3600, "enforce_access": true, "default_time_zone": "UTC",
+                           "project_quota_requests": 10000, "token_lifetime_s": 3600,
+                           "enforce_access": true, "default_time_zone": "UTC",
                            "series_timing_model": "anchor"|"keep"|"reset"}
     GET  /_sandbox/config
+    GET  /_sandbox/quota                        requests refused per quota (user, project) and the
+                                                most requests the project's window held
     POST /_sandbox/invalidate_sync_tokens       every sync token answers 410 fullSyncRequired
     POST /_sandbox/expire_tokens                every access token answers 401 (clients refresh)
     GET  /_sandbox/state                        calendars with ACL and events (cancelled included)
@@ -60,7 +63,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
     control = SandboxControl("google")
     store = CalendarStore(config.default_time_zone)
     store.timing_model = config.series_timing_model
-    quota = SlidingWindowQuota(config.quota_requests, config.quota_window_s)
+    quota = SlidingWindowQuota(config.quota_requests, config.quota_window_s, config.project_quota_requests)
     tokens = TokenAuthority(_key_files, lambda: config.token_lifetime_s)
     api = CalendarApi(store, control, tokens, quota, config)
 
@@ -72,7 +75,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         store.timing_model = config.series_timing_model
         api.store = store
         api.mails = guests.MailLog()
-        quota.configure(config.quota_requests, config.quota_window_s)
+        quota.configure(config.quota_requests, config.quota_window_s, config.project_quota_requests)
 
     def seed_state(body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -184,11 +187,15 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
             raise HTTPException(400, f"series_timing_model must be one of {list(TIMING_MODELS)}")
         for name, value in body.items():
             setattr(config, name, type(getattr(config, name))(value))
-        quota.configure(config.quota_requests, config.quota_window_s)
+        quota.configure(config.quota_requests, config.quota_window_s, config.project_quota_requests)
         store.enforce_access = config.enforce_access
         store.default_time_zone = config.default_time_zone
         store.timing_model = config.series_timing_model
         return config.as_dict()
+
+    @app.get("/_sandbox/quota")
+    async def get_quota() -> dict[str, Any]:
+        return quota.report()
 
     @app.post("/_sandbox/invalidate_sync_tokens")
     async def invalidate_sync_tokens() -> dict[str, Any]:
