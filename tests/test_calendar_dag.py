@@ -578,7 +578,7 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
     assert spec and spec.loader
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)
-    links = plugin.AirflowHost()._links(collect(Sources(hub)), None).employee_logs
+    links = plugin.AirflowHost()._links(collect(Sources(hub)), None, None).employee_logs
     unit_log = f"../dags/{DAG_ID}/runs/{quote(run.run_id, safe='')}/tasks/employee_sync.phase_4_updates/mapped/0"
     assert links[failing] == links[mate] == unit_log
     assert links[quiet].endswith("/tasks/plan_employees")

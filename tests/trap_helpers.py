@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import google_auth_httplib2
+import httplib2
 import httpx
 import redis
 
@@ -65,7 +67,8 @@ def delegated_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, 
 
 def person(ctx: SyncContext) -> Any:
     """The employee's own Google client (Google Calendar as they use it), not the sync's."""
-    return build_service(ctx.google.account, EMAIL, ctx.settings.google, timeout_s=10)
+    http = google_auth_httplib2.AuthorizedHttp(ctx.google.account.credentials(EMAIL), http=httplib2.Http(timeout=10))
+    return build_service(http, ctx.settings.google)
 
 
 def sync(ctx: SyncContext) -> dict[str, Any]:
