@@ -39,7 +39,7 @@ REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 
 HUB_TABLES = (
     "employee_calendars, calendar_links, advoware_create_intents, sync_plans, sync_runs, "
-    "party_links, dead_letters, write_audit, series_exceptions"
+    "party_links, dead_letters, write_audit, series_exceptions, calendar_channels, employee_sync_leases"
 )
 
 
