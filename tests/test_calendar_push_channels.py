@@ -5,6 +5,7 @@ nothing at all with push off; and the alert of a channel that cannot be renewed,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,64 @@ def test_a_channel_that_cannot_be_renewed_alerts_once_per_incident(redis_url: st
     on_channel_recovered("AB", incidents)
     on_channel_failure("AB", "kanzlei-2", "HttpError 403 forbidden", incidents)  # a new incident
     assert len(smtp_sink.messages) == 3
+
+
+# -- operations: the status view and the command line ---------------------------------------------
+def test_the_status_view_shows_each_employees_channel_and_last_notification(
+        ctx: SyncContext, hub: str, receiver: Receiver) -> None:
+    from include.hub.status import read_status
+    from include.status.page import render
+    from include.status.queries import Sources, collect
+
+    with ctx.hub.transaction() as conn:
+        hub_calendars.record_employees(conn, {**EMAILS, "EF": "ef@kanzlei.example"}, {*EMAILS, "EF"})
+    keeper(ctx, receiver)[0].maintain(["AB", "CD"])  # EF has no calendar yet: no channel
+    ab, cd = active(ctx, "AB")[0], active(ctx, "CD")[0]
+    with ctx.hub.transaction() as conn:
+        hub_channels.note_notification(conn, cd.channel_id, 7)
+        hub_channels.note_failure(conn, ab.channel_id, "HttpError 403 forbidden")
+
+    status = read_status(hub, channel_margin_s=0)
+    chans = {row["employee"]: row["channel"] for row in status["employees"]}
+    assert chans["AB"]["state"] == "failing" and chans["AB"]["last_error"] == "HttpError 403 forbidden"
+    assert chans["CD"]["state"] == "active" and chans["CD"]["last_notification_at"] is not None
+    assert chans["CD"]["channel_id"] == cd.channel_id
+    assert chans["EF"]["state"] == "none"
+    assert read_status(hub, channel_margin_s=8 * 86400)["employees"][1]["channel"]["state"] == "expiring"
+
+    page = render(collect(Sources(hub)))  # what the plugin serves
+    assert "failing" in page and "HttpError 403 forbidden" in page and "last notification" in page
+    assert ab.token not in page and cd.token not in page  # the channel secrets never leave the hub
+
+
+def test_the_command_line_lists_renews_and_stops_channels(
+        ctx: SyncContext, google_url: str, receiver: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
+    from include.cli import main
+
+    settings = push_settings(ctx, receiver)
+    assert main(["channels", "renew"], settings=settings) == 0  # none given: what is due (all missing)
+    assert sorted(c.employee for c in active(ctx)) == ["AB", "CD"]
+    capsys.readouterr()
+
+    assert main(["channels", "list", "--json"], settings=settings) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted((r["employee"], r["state"]) for r in listed) == [("AB", "active"), ("CD", "active")]
+    assert all("token" not in r for r in listed)
+
+    (old_ab,) = active(ctx, "AB")
+    assert main(["channels", "renew", "AB"], settings=settings) == 0
+    (new_ab,) = active(ctx, "AB")
+    assert new_ab.channel_id != old_ab.channel_id
+    assert channel(ctx, old_ab.channel_id).stop_reason == "renewed"
+
+    (cd,) = active(ctx, "CD")
+    assert main(["channels", "stop", "CD"], settings=settings) == 0
+    assert f"channel {cd.channel_id} stopped" in capsys.readouterr().out
+    assert active(ctx, "CD") == [] and google_channels(google_url)[cd.channel_id]["state"] == "stopped"
+
+    assert main(["channels", "list", "--all"], settings=settings) == 0
+    out = capsys.readouterr().out
+    assert "push: on" in out and "operator" in out and "renewed" in out
+
+    off = push_settings(ctx, None)
+    assert main(["channels", "renew", "AB"], settings=off) == 2  # push off: nothing to renew
