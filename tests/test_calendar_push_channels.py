@@ -276,3 +276,42 @@ def test_the_command_line_lists_renews_and_stops_channels(
 
     off = push_settings(ctx, None)
     assert main(["channels", "renew", "AB"], settings=off) == 2  # push off: nothing to renew
+
+
+def test_the_calendar_runs_planning_opens_the_channels_of_new_calendars_and_a_quiet_run_opens_none(
+        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, receiver: Receiver) -> None:
+    from include.calendar_sync.planning import plan_employees
+    from include.calendar_sync.prepare import RunParams
+    from tests.calendar_helpers import seed_firm
+
+    seed_firm(advoware_url, employees=2, per_employee=2)
+    plain = make_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
+    c = SyncContext(hub, plain.advoware, plain.google, push_settings(plain, receiver))
+    try:
+        plan_employees(c, "run-1", RunParams())  # first run: calendars provisioned, then their channels
+        employees = sorted(m["kuerzel"] for m in c.advoware.list_mitarbeiter())
+        assert sorted(ch.employee for ch in active(c)) == employees
+        for ch in active(c):
+            wait_for(lambda ch=ch: receiver.of(ch.channel_id), what="the sync message")
+        plan_employees(c, "run-2", RunParams())
+        assert watches(google_url) == len(employees)  # nothing new asked of Google
+    finally:
+        c.close()
+        plain.close()
+
+
+def test_the_calendar_runs_planning_with_push_off_opens_no_channel(
+        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path) -> None:
+    from include.calendar_sync.planning import plan_employees
+    from include.calendar_sync.prepare import RunParams
+    from tests.calendar_helpers import seed_firm
+
+    seed_firm(advoware_url, employees=2, per_employee=2)
+    plain = make_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
+    c = SyncContext(hub, plain.advoware, plain.google, push_settings(plain, None))  # GATEWAY_PUBLIC_URL empty
+    try:
+        plan_employees(c, "run-1", RunParams())
+        assert active(c) == [] and google_channels(google_url) == {}
+    finally:
+        c.close()
+        plain.close()
