@@ -266,15 +266,12 @@ def _channel_keeper(settings: Settings) -> Any:
 
 def _cmd_channels_list(args: argparse.Namespace, settings: Settings) -> int:
     from include.calendar_push.channels import push_address
+    from include.hub import channels as hub_channels
     from include.hub.db import connect
     from include.hub.status import channels
 
     with connect(_dsn(settings)) as conn:
-        where = "" if args.all else "WHERE state = 'active'"
-        rows = conn.execute(
-            "SELECT channel_id, employee, calendar_id, state, expires_at, created_at, stopped_at, stop_reason, "
-            "last_notification_at, last_message_number, failures, last_error "  # never the token
-            f"FROM calendar_channels {where} ORDER BY employee, expires_at DESC").fetchall()
+        rows: list[dict[str, Any]] = hub_channels.listing(conn, include_stopped=args.all)  # type: ignore[assignment]
         states = channels(conn, settings.sync.channel_renew_margin_s)
     for r in rows:  # active ones as the status view says them (expiring, failing, expired)
         current = states.get(r["employee"], {})

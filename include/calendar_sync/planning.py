@@ -129,11 +129,9 @@ def keep_channels(ctx: SyncContext, only: Iterable[str] | None = None) -> None:
 
     if push_address(ctx.settings) is None:
         return
-    from include.hooks.alerts import on_channel_failure, on_channel_recovered
-
     try:
-        ChannelKeeper(ctx.google, ctx.hub, ctx.settings, on_failure=on_channel_failure,
-                      on_recovered=on_channel_recovered).maintain(only)
+        ChannelKeeper(ctx.google, ctx.hub, ctx.settings, on_failure=ctx.on_channel_failure,
+                      on_recovered=ctx.on_channel_recovered).maintain(only)
     except Exception as exc:  # the hub or a bug: the schedule still syncs; the next run tries again
         log.warning("google channels not maintained: %s", type(exc).__name__)
 
