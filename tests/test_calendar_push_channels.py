@@ -141,6 +141,21 @@ def test_an_employee_who_leaves_has_the_channel_stopped(ctx: SyncContext, google
     assert [c.employee for c in active(ctx)] == ["CD"]
 
 
+def test_an_expired_channel_of_an_employee_who_left_is_closed_without_asking_google(
+        ctx: SyncContext, google_url: str, hub: str, receiver: Receiver) -> None:
+    k, _ = keeper(ctx, receiver)
+    k.maintain()
+    (ab,) = active(ctx, "AB")
+    with psycopg.connect(hub) as conn:
+        conn.execute("UPDATE calendar_channels SET expires_at = now() - interval '1 minute' WHERE channel_id = %s",
+                     (ab.channel_id,))
+    with ctx.hub.transaction() as conn:
+        hub_calendars.record_employees(conn, EMAILS, {"CD"})
+    faults(google_url, {"match": "channels.stop", "status": 500})  # any call would fail
+    assert k.maintain().stopped == ["AB"]
+    assert channel(ctx, ab.channel_id).stop_reason == "expired"
+
+
 def test_a_channel_google_no_longer_knows_is_recreated(ctx: SyncContext, google_url: str, receiver: Receiver) -> None:
     keeper(ctx, receiver)[0].maintain()
     (ab,) = active(ctx, "AB")

@@ -182,6 +182,12 @@ class ChannelKeeper:
         self.on_failure(employee, channel_id, error)
 
     def _stop_quietly(self, channel: hub_channels.Channel, reason: str, report: Report) -> str | None:
+        if channel.expires_at <= datetime.now(UTC):  # Google ended it already: nothing to ask (a left
+            with self.hub.transaction() as conn:      # employee's account may be gone too)
+                hub_channels.stop(conn, channel.channel_id, "expired")
+            if reason == "employee_left":
+                report.stopped.append(channel.employee)
+            return "expired"
         try:
             outcome = self.stop(channel, reason)
         except Exception as exc:  # tried again at the next run: the channel stays active in the hub
