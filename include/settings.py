@@ -191,6 +191,23 @@ class SyncSettings(BaseSettings):
     # more are grouped into this many units. 8 = twice the parallelism of 4 (docs/benchmarks.md);
     # raise it with the executor's parallelism. Far below core.max_map_length.
     max_units: int = Field(default=8, ge=1, le=256)
+    # The per-employee sync lease (hub employee_sync_leases): held while a task works on the employee,
+    # renewed every third of it; a killed worker blocks the employee at most this long.
+    lease_ttl_s: float = Field(default=120.0, ge=5)
+
+
+class PushSettings(BaseSettings):
+    """Changes that start a targeted run of one employee: Google's notifications and proxy writes."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PUSH_")
+
+    # A burst for one employee within this many seconds of its first mark becomes one targeted run.
+    debounce_s: float = Field(default=1.5, ge=0, le=300)
+    # How long a targeted run waits for the employee's lease (another run syncing them) before its
+    # task fails and Airflow retries it.
+    lease_wait_s: float = Field(default=60.0, ge=0)
+    # false: notifications are checked and counted, but start no run (the schedule alone syncs).
+    runs_enabled: bool = True
 
 
 class AlertSettings(BaseSettings):
@@ -237,6 +254,7 @@ class Settings(BaseSettings):
     airflow_ui: AirflowUiSettings = Field(default_factory=AirflowUiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
     alert: AlertSettings = Field(default_factory=AlertSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
