@@ -30,7 +30,6 @@ from tests.calendar_helpers import (
     calendar_ids,
     make_ctx,
     seed_firm,
-    termine,
     total_writes,
 )
 

@@ -64,8 +64,9 @@ class TargetedRuns:
         self.debounce_s = settings.push.debounce_s
         self.redis = redis_client or aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
                                                               socket_timeout=5)
-        self.airflow = airflow if airflow is not None else (
-            AsyncAirflowApi.from_settings(settings, deadline_s=TRIGGER_DEADLINE_S) if settings.airflow_api.url else None)
+        if airflow is None and settings.airflow_api.url:
+            airflow = AsyncAirflowApi.from_settings(settings, deadline_s=TRIGGER_DEADLINE_S)
+        self.airflow = airflow
         self._attempts: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None

@@ -49,7 +49,7 @@ class HeldLease:
     def __init__(self, hub: HubLike, employee: str, holder: str, ttl_s: float) -> None:
         self.hub = hub
         self.dsn = hub if isinstance(hub, str) else hub.dsn
-        self.employee, self.holder, self.ttl_s = dsn, employee, holder, ttl_s
+        self.employee, self.holder, self.ttl_s = employee, holder, ttl_s
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew_loop, name=f"lease-{employee}", daemon=True)
