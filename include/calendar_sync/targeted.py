@@ -39,6 +39,16 @@ def known_employee(ctx: SyncContext, employee: str) -> str | None:
     return row.employee
 
 
+def writes_of(counts: dict[str, Any]) -> dict[str, int]:
+    """The writes of a run row's counts (`phase1`..`phase4`: `<side>.<result>`), summed per key."""
+    out: dict[str, int] = {}
+    for number in (1, 2, 3, 4):
+        for key, value in (counts.get(f"phase{number}") or {}).items():
+            if value and key.split(".")[-1] in ("created", "updated", "deleted"):
+                out[key] = out.get(key, 0) + int(value)
+    return out
+
+
 def sync_targeted(ctx: SyncContext, run_id: str, employee: str, params: RunParams | None = None,
                   wait_s: float | None = None) -> dict[str, Any]:
     """Sync one employee under their lease; returns finalize's summary (or a skip)."""
@@ -50,8 +60,7 @@ def sync_targeted(ctx: SyncContext, run_id: str, employee: str, params: RunParam
     wait = ctx.settings.push.lease_wait_s if wait_s is None else wait_s
     with employee_lease(ctx.hub, code, f"{run_id}/targeted", ctx.settings.sync.lease_ttl_s, wait_s=wait):
         result = sync_employee(ctx, run_id, code, params)
-    counts = result.get("counts") or {}
-    writes = {k: v for k, v in counts.items() if v and k.split(".")[-1] in ("created", "updated", "deleted")}
+    writes = writes_of(result.get("counts") or {})
     log.info("targeted run %s: %s %s, writes %s", run_id, code, result.get("status"),
              " ".join(f"{k}={v}" for k, v in sorted(writes.items())) or "none")
     return result
