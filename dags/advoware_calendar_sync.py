@@ -10,7 +10,9 @@ gateway (`POST /advoware/calendar/sync`) or the UI.
    the full window) are read and compared, and the plan is stored in the hub (`sync_plans`). An
    employee with **nothing to do is closed right here** (sync token saved, run row `success`), so a
    quiet run is this one task, whatever the size of the firm. A new employee gets a calendar on
-   their first run; one who left stops being synced (their calendar stays).
+   their first run; one who left stops being synced (their calendar stays). With Google push on
+   (`GATEWAY_PUBLIC_URL`), the task then keeps each calendar's watch channel: opened when missing,
+   renewed before expiry, stopped when the employee left (`include/calendar_push/`).
 2. The employees **with work** go on in **units**: up to 8 of them (`SYNC_MAX_UNITS`) one unit each
    (map index: the Kürzel), more in 8 units of neighbouring Kürzel (map index: first … last, count),
    so a run has at most 33 task instances however many employees have work. One **employee_sync**
@@ -47,7 +49,8 @@ employee, the action, the frNr and the Google event id.
 fails after its retries or stops for safety (one mail per failed phase task naming them; once per
 incident: not again while the employee's previous run failed too; a stop's mail names its two
 answers), a planning that fails, items parked, an employee's calendar made again, shared again or put
-back on their list in Google (one per repair).
+back on their list in Google (one per repair), an employee's Google watch channel that cannot be
+opened or renewed (once per incident).
 
 **Params**: `full_content` (list the whole Google window instead of the changes), `employees`
 (a subset of Kürzel), `dry_run` (plan and log only), `recover` (rebuild the employee's links from

@@ -15,6 +15,9 @@ connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
 - **party_dead_letters**: the open party dead letters reached ALERT_PARTY_DEAD_LETTERS.
 - **party_queue_age**: the oldest queued party has waited ALERT_PARTY_QUEUE_AGE_S.
   The two party incidents are open while their condition holds (a Redis key, `Incidents`).
+- **google_channel_failed**: an employee's Google watch channel could not be opened or renewed (push
+  for them falls back to the schedule). One per incident (a Redis key per employee), closed when a
+  channel of theirs opens again.
 
 Texts name ids only (employee code, frNr, Google event id, dead-letter id, run id): never an
 appointment text, a party's data, an e-mail address or a secret.
@@ -95,6 +98,15 @@ def parked(employee: str, run_id: str, phase: int, items: list[dict[str, object]
                      f"({item.get('reason')})")
     lines.append("After fixing the cause: kanzlei-sync dead-letters list --source calendar_sync, then replay.")
     return Alert("parked", f"[kanzlei-sync] calendar sync of {employee}: {len(items)} item(s) parked", lines)
+
+
+def google_channel_failed(employee: str, channel_id: str | None, error: str) -> Alert:
+    return Alert("google_channel_failed",
+                 f"[kanzlei-sync] Google push for {employee}: channel not renewed",
+                 [f"Employee: {employee}", f"Channel: {channel_id or '(none yet)'}", f"Error: {error}",
+                  "Google no longer tells the sync of this employee's changes at once; the schedule still "
+                  "syncs them. The next calendar run tries again; by hand: kanzlei-sync channels renew "
+                  f"{employee}. Check GATEWAY_PUBLIC_URL (HTTPS, a valid certificate) and Google's quota."])
 
 
 def party_dead_letters(open_letters: int, threshold: int) -> Alert:

@@ -9,6 +9,9 @@
   kanzlei-sync calendar recover --employee KUERZEL   rebuild an employee's calendar links (lost hub)
   kanzlei-sync calendar resolve-stop --employee KUERZEL refill|confirm [--here]
                                                      answer a safety stop: refill Google, or confirm deletions
+  kanzlei-sync channels list [--all] [--json]        Google watch channels: state, expiry, last notification
+  kanzlei-sync channels renew [EMPLOYEE...]          renew these employees' channels now (none: what is due)
+  kanzlei-sync channels stop EMPLOYEE...             stop these employees' channels (channels.stop)
   kanzlei-sync show settings|connections             what .env amounts to, secrets masked
   kanzlei-sync airflow passwords-file PATH           the Airflow login file for AIRFLOW_API_USER/PASSWORD
   kanzlei-sync airflow users                         FAB: roles and named users from .env (compose init)
@@ -241,6 +244,102 @@ def _cmd_calendar_recover(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _channel_keeper(settings: Settings) -> Any:
+    from include.calendar_push.channels import ChannelKeeper
+    from include.google_calendar.client import GoogleCalendarClient
+    from include.hooks.alerts import on_channel_recovered
+    from include.hub.db import Hub
+
+    def recovered(employee: str) -> None:
+        try:  # the alert incident of a channel that failed ends; Redis down only costs a warning
+            import redis
+
+            from include.alerts import Incidents
+
+            on_channel_recovered(employee, Incidents(redis.Redis.from_url(settings.redis_url, socket_timeout=5)))
+        except Exception as exc:
+            print(f"warning: alert incident not closed ({type(exc).__name__})", file=sys.stderr)
+
+    google = GoogleCalendarClient.from_settings(settings.google, redis_url=settings.redis_url)
+    return ChannelKeeper(google, Hub(_dsn(settings)), settings, on_recovered=recovered)
+
+
+def _cmd_channels_list(args: argparse.Namespace, settings: Settings) -> int:
+    from include.calendar_push.channels import push_address
+    from include.hub import channels as hub_channels
+    from include.hub.db import connect
+    from include.hub.status import channels
+
+    with connect(_dsn(settings)) as conn:
+        rows: list[dict[str, Any]] = hub_channels.listing(conn, include_stopped=args.all)  # type: ignore[assignment]
+        states = channels(conn, settings.sync.channel_renew_margin_s)
+    for r in rows:  # active ones as the status view says them (expiring, failing, expired)
+        current = states.get(r["employee"], {})
+        if r["state"] == "active" and current.get("channel_id") == r["channel_id"]:
+            r["state"] = current["state"]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    address = push_address(settings)
+    off = "off (GATEWAY_PUBLIC_URL empty or GOOGLE_PUSH_ENABLED=false)"
+    print(f"push: {'on, Google posts to ' + address if address else off}")
+    if not rows:
+        print("no channels")
+    for r in rows:
+        last = f"{r['last_notification_at']:%Y-%m-%d %H:%M:%S}" if r["last_notification_at"] else "-"
+        print(f"{r['employee']:<8} {r['channel_id']:<46} {r['state']:<9} expires {r['expires_at']:%Y-%m-%d %H:%M} "
+              f"last notification {last}"
+              + (f" failures={r['failures']} ({r['last_error']})" if r["failures"] else "")
+              + (f" {r['stop_reason']}" if r["stop_reason"] else ""))
+    return 0
+
+
+def _cmd_channels_renew(args: argparse.Namespace, settings: Settings) -> int:
+    from include.calendar_push.channels import push_address
+
+    if push_address(settings) is None:
+        print("error: push is off (set GATEWAY_PUBLIC_URL; GOOGLE_PUSH_ENABLED=true)", file=sys.stderr)
+        return 2
+    keeper = _channel_keeper(settings)
+    try:
+        if not args.employees:
+            report = keeper.maintain()
+            print(json.dumps(report.as_dict()))
+            return 1 if report.failed else 0
+        failed = 0
+        for employee in args.employees:
+            try:
+                channel = keeper.renew(employee)
+            except Exception as exc:
+                print(f"{employee}: not renewed ({type(exc).__name__}: {exc})", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{employee}: channel {channel.channel_id} until {channel.expires_at:%Y-%m-%d %H:%M} UTC")
+        return 1 if failed else 0
+    finally:
+        keeper.hub.close()
+
+
+def _cmd_channels_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from include.hub import channels as hub_channels
+
+    keeper = _channel_keeper(settings)
+    try:
+        for employee in args.employees:
+            with keeper.hub.transaction() as conn:
+                active = hub_channels.active(conn, employee)
+            if not active:
+                print(f"{employee}: no active channel")
+            for channel in active:
+                outcome = keeper.stop(channel, "operator")
+                print(f"{employee}: channel {channel.channel_id} {outcome.replace('_', ' ')}")
+    finally:
+        keeper.hub.close()
+    if settings.gateway.public_url and settings.google.push_enabled:
+        print("note: push is on: the next calendar run opens a new channel for an active employee")
+    return 0
+
+
 def _cmd_calendar_resolve_stop(args: argparse.Namespace, settings: Settings) -> int:
     """Answer an employee's safety stop: trigger the calendar run (as the status view's buttons do),
     or with --here run it in this process (Airflow down)."""
@@ -336,6 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refill: make again in Google what was deleted there; confirm: carry the deletions")
     p.add_argument("--here", action="store_true", help="run it in this process instead of triggering Airflow")
     p.set_defaults(func=_cmd_calendar_resolve_stop)
+
+    ch = sub.add_parser("channels", help="Google watch channels (push notifications)").add_subparsers(
+        dest="action", required=True)
+    p = ch.add_parser("list", help="the channels the hub records (active ones; --all: stopped ones too)")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_channels_list)
+    p = ch.add_parser("renew", help="open new channels for these employees now and stop the old ones; "
+                      "without employees: create the missing and renew the due ones, as the calendar run does")
+    p.add_argument("employees", nargs="*", metavar="EMPLOYEE")
+    p.set_defaults(func=_cmd_channels_renew)
+    p = ch.add_parser("stop", help="stop these employees' channels at Google and in the hub")
+    p.add_argument("employees", nargs="+", metavar="EMPLOYEE")
+    p.set_defaults(func=_cmd_channels_stop)
 
     p = sub.add_parser("drain", help="drain the party queue into Advoware outside Airflow (JSON lines)")
     p.add_argument("--once", action="store_true", help="one drain, then exit (else: poll until killed)")

@@ -85,6 +85,9 @@ class GoogleSettings(BaseSettings):
     batch_size: int = Field(default=50, le=50, ge=1)
     batch_parallel: int = Field(default=4, ge=1)  # batches in flight per calendar (the quota split)
     max_retries: int = 8
+    # Google push (watch channels, include/calendar_push/): on when GATEWAY_PUBLIC_URL is set, unless a
+    # firm whose gateway Google cannot reach (HTTPS with a valid certificate) switches it off here.
+    push_enabled: bool = True
 
 
 class PostgresSettings(BaseSettings):
@@ -191,6 +194,10 @@ class SyncSettings(BaseSettings):
     # more are grouped into this many units. 8 = twice the parallelism of 4 (docs/benchmarks.md);
     # raise it with the executor's parallelism. Far below core.max_map_length.
     max_units: int = Field(default=8, ge=1, le=256)
+    # Google watch channels: the lifetime asked for (Google grants at most about a week) and how long
+    # before its expiry the planning task replaces a channel (runs every 15 min: many chances).
+    channel_ttl_s: int = Field(default=604800, ge=60)
+    channel_renew_margin_s: float = Field(default=86400.0, ge=0)
     # The per-employee sync lease (hub employee_sync_leases): held while a task works on the employee,
     # renewed every third of it; a killed worker blocks the employee at most this long.
     lease_ttl_s: float = Field(default=120.0, ge=5)

@@ -29,6 +29,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 # a full-length HS512 key (Airflow's generated default is short and pyjwt warns about it)
 os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", uuid.uuid4().hex * 2)
+# Google push (watch channels) is off in tests unless a test turns it on: .env's GATEWAY_PUBLIC_URL
+# would otherwise have every calendar run open channels pointing at a gateway that is not there.
+os.environ.setdefault("GOOGLE_PUSH_ENABLED", "false")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(__file__), "..", "dags"))
 
 PG_HOST = os.environ.get("TEST_POSTGRES_HOST", "127.0.0.1")

@@ -59,6 +59,10 @@ class SyncContext:
         # where an incident found while syncing goes (an include.alerts.Alert): the DAG's tasks mail it
         # (include/hooks/calendar_sync.py); elsewhere it is only logged
         self.notify: Callable[[Any], Any] | None = None
+        # a Google watch channel that cannot be opened or renewed, and one that opens again
+        # (include/calendar_push; the DAG's tasks alert once per incident, elsewhere only logged)
+        self.on_channel_failure: Callable[[str, str | None, str], None] | None = None
+        self.on_channel_recovered: Callable[[str], None] | None = None
         self._clients: dict[str, Any] = {"advoware": advoware, "google": google}
         self._factories: dict[str, Callable[[], Any]] = {}
         self._lock = threading.Lock()

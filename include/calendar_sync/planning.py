@@ -129,10 +129,25 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
              len(results), len(by_outcome["work"]), ", ".join(by_outcome["work"]) or "-",
              len(by_outcome["closed"]), len(by_outcome["retry"]), ", ".join(by_outcome["retry"]) or "-",
              len(by_outcome["skipped"]), ", ".join(by_outcome["skipped"]) or "-")
+    keep_channels(ctx, only)
     units = make_units([r.work_item() for r in results if r.outcome in ("work", "retry")], sync.max_units)
     for unit in units:
         log.info("unit %d: %s", unit["index"], unit["label"])
     return units
+
+
+def keep_channels(ctx: SyncContext, only: Iterable[str] | None = None) -> None:
+    """Google watch channels in order (include/calendar_push): one hub transaction on a quiet run, nothing
+    with push off; its failures are logged and alerted there, never fail the planning."""
+    from include.calendar_push.channels import ChannelKeeper, push_address
+
+    if push_address(ctx.settings) is None:
+        return
+    try:
+        ChannelKeeper(ctx.google, ctx.hub, ctx.settings, on_failure=ctx.on_channel_failure,
+                      on_recovered=ctx.on_channel_recovered).maintain(only)
+    except Exception as exc:  # the hub or a bug: the schedule still syncs; the next run tries again
+        log.warning("google channels not maintained: %s", type(exc).__name__)
 
 
 def ensure_plan(ctx: SyncContext, work: dict[str, Any], run_id: str, params: RunParams) -> int:

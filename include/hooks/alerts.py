@@ -124,6 +124,31 @@ def after_phase(summary: dict[str, Any], run_id: str) -> None:
         send(alerts.parked(summary["employee"], run_id, int(summary["phase"]), list(summary["parked"])))
 
 
+def channel_incident(employee: str) -> str:
+    return f"google_channel:{employee}"
+
+
+def on_channel_failure(employee: str, channel_id: str | None, error: str,
+                       incidents: alerts.Incidents | None = None) -> None:
+    """A watch channel not opened or renewed: one mail per incident (until one opens again)."""
+    try:
+        fresh = (incidents or _incidents()).open(channel_incident(employee))
+    except Exception as exc_state:  # when in doubt, mail
+        log.warning("incident state not readable (%s): mailing", type(exc_state).__name__)
+        fresh = True
+    if fresh:
+        send(alerts.google_channel_failed(employee, channel_id, error))
+    else:
+        log.info("google channel of %s failed again: incident already reported", employee)
+
+
+def on_channel_recovered(employee: str, incidents: alerts.Incidents | None = None) -> None:
+    try:
+        (incidents or _incidents()).close(channel_incident(employee))
+    except Exception as exc:
+        log.warning("channel incident of %s not closed: %s", employee, type(exc).__name__)
+
+
 def check_party_queue(stats: Any, incidents: alerts.Incidents) -> None:
     """The oldest queued party waiting too long: one mail while it lasts (the sweep's first look)."""
     threshold = get_settings().alert.party_queue_age_s

@@ -16,7 +16,7 @@ from include.calendar_sync.context import NothingToDo, SyncContext, UnitIncomple
 from include.calendar_sync.phases import unit_phase
 from include.calendar_sync.prepare import RunParams
 from include.hooks.advoware import AdvowareHook
-from include.hooks.alerts import after_phase, send
+from include.hooks.alerts import after_phase, on_channel_failure, on_channel_recovered, send
 from include.hooks.google_calendar import GoogleCalendarSyncHook
 from include.hooks.hub import hub_dsn
 from include.hooks.redis_conn import redis_url
@@ -32,6 +32,8 @@ def sync_context() -> SyncContext:
                            lambda: GoogleCalendarSyncHook().get_client(redis_url=shared_redis()),
                            get_settings())
     ctx.notify = send  # a repaired calendar: one mail (include/hooks/alerts.py)
+    # a Google watch channel not renewed: one mail per incident, closed when one opens again
+    ctx.on_channel_failure, ctx.on_channel_recovered = on_channel_failure, on_channel_recovered
     return ctx
 
 

@@ -118,3 +118,9 @@ def mark_access_checked(conn: psycopg.Connection, employee: str) -> None:
     """The calendar exists and the employee can see it (checked, or just provisioned): now."""
     conn.execute("UPDATE employee_calendars SET access_checked_at = now(), updated_at = now() WHERE employee = %s",
                  (employee,))
+
+
+def all_calendars(conn: psycopg.Connection) -> list[EmployeeCalendar]:
+    """Every employee the hub knows, active or not (the channel maintenance compares them)."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars ORDER BY employee").fetchall()
+    return [EmployeeCalendar(**r) for r in rows]

@@ -97,3 +97,14 @@ def note_failure(conn: psycopg.Connection, channel_id: str, error: str) -> int:
 def clear_failure(conn: psycopg.Connection, channel_id: str) -> None:
     conn.execute("""UPDATE calendar_channels SET failures = 0, last_error = NULL, failing_since = NULL
                     WHERE channel_id = %s""", (channel_id,))
+
+
+LISTED = ("channel_id, employee, calendar_id, state, expires_at, created_at, stopped_at, stop_reason, "
+          "last_notification_at, last_message_number, failures, last_error")  # never the token
+
+
+def listing(conn: psycopg.Connection, *, include_stopped: bool = False) -> list[dict[str, object]]:
+    """The channels for an operator (kanzlei-sync channels list): everything but the secret."""
+    where = "" if include_stopped else "WHERE state = 'active'"
+    return list(conn.execute(f"SELECT {LISTED} FROM calendar_channels {where} ORDER BY employee, expires_at DESC")
+                .fetchall())  # type: ignore[arg-type]

@@ -121,9 +121,35 @@ def last_party_run(conn: psycopg.Connection) -> dict[str, Any] | None:
     return _run(row) if row else None
 
 
-def employees(conn: psycopg.Connection) -> list[dict[str, Any]]:
+def channels(conn: psycopg.Connection, margin_s: float = 86400.0) -> dict[str, dict[str, Any]]:
+    """Per employee: their Google watch channel (the newest active one) and its state: `active`,
+    `expiring` (within `margin_s`, the renewal margin), `failing` (its renewal failed), `expired` (past
+    its expiry unrenewed) or `none`; and the last notification on any of their channels. Never the token."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in conn.execute(
+        "SELECT employee, max(last_notification_at) AS last_notification_at FROM calendar_channels GROUP BY employee"
+    ).fetchall():
+        out[r["employee"]] = {"state": "none", "channel_id": None, "expires_at": None, "failures": 0,
+                              "last_error": None, "last_notification_at": _iso(r["last_notification_at"])}
+    for r in conn.execute(
+        "SELECT DISTINCT ON (employee) employee, channel_id, expires_at, failures, last_error, "
+        "CASE WHEN failures > 0 THEN 'failing' WHEN expires_at <= now() THEN 'expired' "
+        "     WHEN expires_at <= now() + make_interval(secs => %s) THEN 'expiring' ELSE 'active' END AS state "
+        "FROM calendar_channels WHERE state = 'active' ORDER BY employee, expires_at DESC", (margin_s,)
+    ).fetchall():
+        out[r["employee"]].update(state=r["state"], channel_id=r["channel_id"], expires_at=_iso(r["expires_at"]),
+                                  failures=int(r["failures"]), last_error=clip(r["last_error"]))
+    return out
+
+
+NO_CHANNEL = {"state": "none", "channel_id": None, "expires_at": None, "failures": 0, "last_error": None,
+              "last_notification_at": None}
+
+
+def employees(conn: psycopg.Connection, channel_margin_s: float = 86400.0) -> list[dict[str, Any]]:
     """One row per employee (Kürzel) known to any of the calendar tables."""
     cals, links, runs = calendars(conn), link_counts(conn), last_calendar_runs(conn)
+    chans = channels(conn, channel_margin_s)
     out = []
     for employee in sorted(set(cals) | set(links) | set(runs)):
         out.append({
@@ -131,6 +157,7 @@ def employees(conn: psycopg.Connection) -> list[dict[str, Any]]:
             "calendar": cals.get(employee),  # None: links or runs exist, but no calendar row (not provisioned)
             "links": links.get(employee, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
             "last_run": runs.get(employee),
+            "channel": chans.get(employee, dict(NO_CHANNEL)),
         })
     return out
 
@@ -248,13 +275,14 @@ def dead_letter_state(conn: psycopg.Connection, dead_letter_id: int) -> dict[str
 
 
 def read_status(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20,
-                 now: datetime | None = None, dead_letter_id: int | None = None) -> dict[str, Any]:
+                 now: datetime | None = None, dead_letter_id: int | None = None,
+                 channel_margin_s: float = 86400.0) -> dict[str, Any]:
     with connect(dsn) as conn:
         # A status page never writes, and never waits long on a busy hub.
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute("SET LOCAL statement_timeout = 5000")
         out = {
-            "employees": employees(conn),
+            "employees": employees(conn, channel_margin_s),
             "party_run": last_party_run(conn),
             "dead_letters": dead_letters(conn, dead_letter_limit),
             "series_exceptions": series_exceptions(conn),

@@ -171,6 +171,26 @@ def _stop_forms(employee: str, links: Links) -> str:
     return f"<span class=ago>{forms}</span>"
 
 
+CHANNEL_CLASS = {"active": "ok", "expiring": "warn", "failing": "bad", "expired": "bad", "none": "muted"}
+
+
+def channel_cell(channel: dict[str, Any] | None, now: datetime) -> str:
+    """The employee's watch channel: its state, until when, a failing renewal's error; the last notification."""
+    channel = channel or {"state": "none"}
+    state = channel.get("state") or "none"
+    text = f"<span class={CHANNEL_CLASS.get(state, 'muted')}>{e(state)}</span>"
+    expires = _parse(channel.get("expires_at"))
+    if expires is not None:
+        left = expires - now
+        in_ = f"in {ago(left).removesuffix(' ago')}" if left.total_seconds() > 0 else "passed"
+        text += (f' until <time class=t datetime="{e(expires.astimezone(TZ).isoformat())}">'
+                 f'{e(expires.astimezone(TZ).strftime("%Y-%m-%d %H:%M"))} {TZ_NAME}</time> ({e(in_)})')
+    if channel.get("last_error"):
+        text += f" <span class=bad>{e(channel['last_error'])}</span>"
+    text += f"<span class='ago muted'>last notification {when(channel.get('last_notification_at'), now)}</span>"
+    return text
+
+
 def employees_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     rows = []
     for row in status["employees"]:
@@ -189,9 +209,11 @@ def employees_section(status: dict[str, Any], now: datetime, links: Links) -> st
             when(run["finished_at"] or run["started_at"], now) if run else "–",
             counts(run["counts"]) if run else "–",
             f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
+            channel_cell(row.get("channel"), now),
         ])
     headers = ["employee", "calendar id; mode; sync token", f"last full sync ({TZ_NAME})",
-               *SHOWN_LINK_STATUSES, "last run", f"run time ({TZ_NAME})", "run counts", "run error"]
+               *SHOWN_LINK_STATUSES, "last run", f"run time ({TZ_NAME})", "run counts", "run error",
+               f"Google push: channel; last notification ({TZ_NAME})"]
     return ("<h2>Calendar sync per employee</h2>"
             + table(headers, rows, numeric=range(3, 8), classes={1: "id", 10: "err", 11: "err"},
                     name="employees"))

@@ -49,6 +49,16 @@ def queue_stats(client: redis.Redis, *, now: float | None = None) -> dict[str, A
     return PartyQueue(client).stats(now=now).as_dict()
 
 
+def _channel_margin_s() -> float:
+    """SYNC_CHANNEL_RENEW_MARGIN_S: a channel within it shows as expiring (the planning renews it)."""
+    try:
+        from include.settings import get_settings
+
+        return float(get_settings().sync.channel_renew_margin_s)
+    except Exception:  # unreadable settings: the default margin
+        return 86400.0
+
+
 # -- everything ------------------------------------------------------------------------------------
 def _section(errors: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
     try:
@@ -68,7 +78,7 @@ def collect(sources: Sources, *, audit_limit: int = 20, dead_letter_limit: int =
     now = now or datetime.now(UTC)
     hub = _section(errors, "hub", lambda: read_status(
         sources.hub_dsn, dead_letter_limit=dead_letter_limit, audit_limit=audit_limit, now=now,
-        dead_letter_id=dead_letter_id))
+        dead_letter_id=dead_letter_id, channel_margin_s=_channel_margin_s()))
     queue = None
     if sources.redis_client is not None:
         queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from sandbox.common import SandboxControl
 from . import guests, sharing
 from .auth import Principal, TokenAuthority
 from .errors import GoogleError, bad_param, from_fault, not_found
+from .push import PushHub
 from .quota import SlidingWindowQuota
 from .store import CalendarStore
 
@@ -46,7 +47,10 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str, bool], ...] = (
     ("PATCH", ("calendars", "*", "events", "*"), "events.patch", True),
     ("PUT", ("calendars", "*", "events", "*"), "events.update", True),
     ("DELETE", ("calendars", "*", "events", "*"), "events.delete", True),
+    ("POST", ("calendars", "*", "events", "watch"), "events.watch", False),
+    ("POST", ("channels", "stop"), "channels.stop", False),
 )
+EVENT_WRITES = frozenset({"events.insert", "events.patch", "events.update", "events.delete"})
 
 
 @dataclass
@@ -82,6 +86,16 @@ class Config:
     enforce_access: bool = True
     default_time_zone: str = "UTC"
     series_timing_model: str = "anchor"  # series.TIMING_MODELS
+    # push notifications (push.py)
+    push_max_ttl_s: float = 604800.0  # cap on a channel's lifetime (Google: about a week for events)
+    push_delay_s: float = 0.0  # from a change to its message
+    push_batch_s: float = 0.0  # changes of one channel within this window become one message
+    push_loss: float = 0.0  # share of messages never sent
+    push_duplicates: float = 0.0  # share of messages sent twice
+    push_seed: int = 0  # of the Random that draws loss and duplicates
+    push_retry_base_s: float = 1.0  # first backoff after a 5xx; doubles per attempt
+    push_max_attempts: int = 5
+    push_require_https: bool = False  # Google's rule; the demo's gateway speaks http
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -136,6 +150,7 @@ class CalendarApi:
         self.quota = quota
         self.config = config
         self.mails = guests.MailLog()  # what Google would have mailed (guests.py)
+        self.push = PushHub(config)  # watch channels and their deliveries (push.py)
 
     def _count_write(self, endpoint: str, principal: str) -> None:
         # SandboxControl counted the request already; a write counts only once it happened.
@@ -180,7 +195,17 @@ class CalendarApi:
             return ApiResponse.error(exc)
         if write:
             self._count_write(endpoint, principal.name)
+        if endpoint in EVENT_WRITES:
+            self._notify(principal.name, args[0])
         return ApiResponse(status, result, JSON_HEADERS if result is not None else {})
+
+    def _notify(self, principal: str, calendar_id: str) -> None:
+        """Queue the push messages of a change (push.py delivers them in the background)."""
+        try:
+            resolved = self.store.calendar(calendar_id, principal, "read").id
+        except GoogleError:
+            return
+        self.push.changed(resolved)
 
     def _emptied(self, listing: dict[str, Any]) -> dict[str, Any]:
         """The 'side suddenly returns nothing' glitch: an empty, final page."""
@@ -210,7 +235,7 @@ class CalendarApi:
     ) -> tuple[int, dict[str, Any] | None]:
         """An event write as Google applies it (guests.py): what the request may not change kept,
         the read-only fields derived, and the mails Google would send counted."""
-        if not endpoint.startswith("events.") or endpoint in ("events.list", "events.get", "events.instances"):
+        if endpoint not in EVENT_WRITES:
             status, result = self._dispatch(endpoint, principal, args, params, body, headers)
             if endpoint in ("acl.insert", "acl.patch") and result is not None:
                 guests.notify_acl(self.mails, params, result, principal=principal.name, calendar_id=args[0])
@@ -286,5 +311,11 @@ class CalendarApi:
                 return 200, store.update_event(who, args[0], args[1], body, if_match)
             case "events.delete":
                 store.delete_event(who, args[0], args[1], if_match)
+                return 204, None
+            case "events.watch":
+                cal = store.calendar(args[0], who, "read")
+                return 200, self.push.watch(who, cal.id, body)
+            case "channels.stop":
+                self.push.stop(body)
                 return 204, None
         raise not_found()  # pragma: no cover - every routed endpoint is handled above

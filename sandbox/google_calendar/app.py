@@ -13,6 +13,10 @@ Admin routes besides sandbox.common's (/healthz, /_sandbox/reset, /_sandbox/seed
     POST /_sandbox/invalidate_sync_tokens       every sync token answers 410 fullSyncRequired
     POST /_sandbox/expire_tokens                every access token answers 401 (clients refresh)
     GET  /_sandbox/state                        calendars with ACL and events (cancelled included)
+    GET  /_sandbox/push                         watch channels (active, stopped, expired), delivery
+                                                counts (delivered, retried, failed, lost, duplicated,
+                                                batched) and the last deliveries (push.py)
+    POST /_sandbox/push/expire {"id"?}          let one channel (or all) expire now
     GET  /_sandbox/mails                        the mails Google would have sent (guests.py): count,
                                                 by kind, and each one (kind, principal, calendar, event, to)
 
@@ -75,13 +79,17 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         store.timing_model = config.series_timing_model
         api.store = store
         api.mails = guests.MailLog()
+        api.push.reset()
         quota.configure(config.quota_requests, config.quota_window_s, config.project_quota_requests)
 
     def seed_state(body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return store.seed(body)
+            result = store.seed(body)
         except GoogleError as exc:
             raise HTTPException(exc.code, exc.body()) from exc
+        for cid in body.get("events") or {}:
+            api.push.changed(cid)
+        return result
 
     app = make_app("Google Calendar sandbox", control, reset_state=reset_state, seed_state=seed_state)
 
@@ -191,6 +199,8 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         store.enforce_access = config.enforce_access
         store.default_time_zone = config.default_time_zone
         store.timing_model = config.series_timing_model
+        if "push_seed" in body:
+            api.push.reseed()
         return config.as_dict()
 
     @app.get("/_sandbox/quota")
@@ -210,6 +220,14 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
     @app.get("/_sandbox/state")
     async def state() -> dict[str, Any]:
         return store.state()
+
+    @app.get("/_sandbox/push")
+    async def push_state() -> dict[str, Any]:
+        return api.push.state()
+
+    @app.post("/_sandbox/push/expire")
+    async def push_expire(body: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+        return {"expired": api.push.expire(body.get("id"))}
 
     @app.get("/_sandbox/mails")
     async def mails() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Google push: the watch channels of the employees' calendars (channels.py)."""
