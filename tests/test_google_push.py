@@ -269,3 +269,40 @@ def test_airflow_refusing_a_trigger_is_retried_until_it_takes_it(gateway: str, a
     assert notify(gateway, headers, "exists", 2).status_code == 200
     [run] = wait_for_runs(airflow, 1, deadline_s=15)
     assert run["conf"] == {"employee": "AB"}
+
+
+def test_a_trigger_that_timed_out_is_retried_with_the_same_run_id(redis_url: str, hub: str) -> None:
+    """A POST that timed out may have landed in Airflow: its retry must find that run, not start another."""
+    import asyncio
+
+    from include.airflow_api import TriggerResult
+    from webhook_gateway.targeted_runs import TargetedRuns
+
+    class LateAirflow:  # the first answer never arrives in time; the run was created all the same
+        def __init__(self) -> None:
+            self.run_ids: list[str] = []
+
+        async def trigger(self, dag_id: str, conf: dict[str, Any], run_id: str, note: str) -> TriggerResult:
+            self.run_ids.append(run_id)
+            if len(self.run_ids) == 1:
+                raise TimeoutError
+            return TriggerResult(run_id, False, None)  # Airflow's 409: that run exists
+
+        async def aclose(self) -> None:
+            pass
+
+    late = LateAirflow()
+
+    async def scenario() -> None:
+        runs = TargetedRuns(settings_for("http://127.0.0.1:9", redis_url, hub, debounce_s=0),
+                            airflow=late)  # type: ignore[arg-type]
+        try:
+            await runs.mark("AB", "push")
+            deadline = time.monotonic() + 15
+            while len(late.run_ids) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await runs.close()
+
+    asyncio.run(scenario())
+    assert len(late.run_ids) == 2 and late.run_ids[0] == late.run_ids[1]

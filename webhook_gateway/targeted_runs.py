@@ -11,7 +11,8 @@ claimed by the one ZREM that removes it).
 
 The loop here claims due marks and triggers a run for each, named by the employee
 (`push__<Kürzel>__<time>_<hex>`). Airflow down: the mark is put back and tried again with a growing
-wait, MAX_ATTEMPTS times; then it is dropped with a warning (the scheduled run finds the change).
+wait and the same run id (a POST that timed out may have landed: its retry finds that run),
+MAX_ATTEMPTS times; then it is dropped with a warning (the scheduled run finds the change).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class TargetedRuns:
             airflow = AsyncAirflowApi.from_settings(settings, deadline_s=TRIGGER_DEADLINE_S)
         self.airflow = airflow
         self._attempts: dict[str, int] = {}
+        # the run id of a trigger being retried: a POST that timed out may have landed, and the same id
+        # makes its retry find that run (Airflow answers 409) instead of starting a second one
+        self._run_ids: dict[str, str] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -137,7 +141,7 @@ class TargetedRuns:
 
     async def _trigger(self, employee: str, source: str) -> None:
         assert self.airflow is not None
-        run_id = run_id_for(source, employee)
+        run_id = self._run_ids.setdefault(employee, run_id_for(source, employee))
         try:
             await self.airflow.trigger(CALENDAR_EMPLOYEE_SYNC_DAG, {"employee": employee}, run_id,
                                        f"{source}: a change of {employee}")
@@ -145,6 +149,7 @@ class TargetedRuns:
             attempts = self._attempts[employee] = self._attempts.get(employee, 0) + 1
             if attempts >= MAX_ATTEMPTS:
                 self._attempts.pop(employee, None)
+                self._run_ids.pop(employee, None)
                 TRIGGER_FAILED.labels("dropped").inc()
                 log.warning("targeted run for %s not started after %d attempts (%s); the schedule syncs it",
                             employee, attempts, type(exc).__name__)
@@ -157,6 +162,7 @@ class TargetedRuns:
             await self.redis.hsetnx(SOURCE_KEY, employee, source)
             return
         self._attempts.pop(employee, None)
+        self._run_ids.pop(employee, None)
         STARTED.labels(source).inc()
         log.info("targeted run %s started for %s", run_id, employee)
 
