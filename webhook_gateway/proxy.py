@@ -301,10 +301,10 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _linked_employees(dsn: str, frnr: int) -> set[str]:
     from include.hub.db import connect
+    from include.hub.links import employees_of_frnr
 
     with connect(dsn) as conn:
-        rows = conn.execute("SELECT DISTINCT employee FROM calendar_links WHERE frnr = %s", (frnr,)).fetchall()
-    return {r["employee"] for r in rows}
+        return employees_of_frnr(conn, frnr)
 
 
 def include(app: FastAPI) -> None:

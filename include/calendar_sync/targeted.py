@@ -29,11 +29,7 @@ log = logging.getLogger(__name__)
 def known_employee(ctx: SyncContext, employee: str) -> str | None:
     """The employee as the hub spells it, if they are active and have a calendar; else None."""
     with ctx.hub.transaction() as conn:
-        row = hub_calendars.get(conn, employee)
-        if row is None:
-            found = conn.execute("SELECT employee FROM employee_calendars WHERE upper(employee) = upper(%s)",
-                                 (employee,)).fetchone()
-            row = hub_calendars.get(conn, found["employee"]) if found else None  # type: ignore[index]
+        row = hub_calendars.find_employee(conn, employee)
     if row is None or not row.active or not row.calendar_id:
         return None
     return row.employee
