@@ -93,12 +93,15 @@ class Bench:
         finally:
             os.environ.clear()
             os.environ.update(old)
-        from include.google_calendar.client import GoogleCalendarClient
-
-        self.gclient = GoogleCalendarClient.from_settings(self.settings.google, redis_url=stack.env["REDIS_URL"])
+        self.gclient = self._google_client()
         self.counter = 0
         self.echo_writes = 0
         self.echo_runs = 0
+
+    def _google_client(self) -> Any:
+        from include.google_calendar.client import GoogleCalendarClient
+
+        return GoogleCalendarClient.from_settings(self.settings.google, redis_url=self.stack.env["REDIS_URL"])
 
     def close(self) -> None:
         self.http.close()
@@ -178,8 +181,15 @@ class Bench:
         start, end = self._slot()
         body = {"summary": title, "start": {"dateTime": start, "timeZone": "Europe/Berlin"},
                 "end": {"dateTime": end, "timeZone": "Europe/Berlin"}}
-        session = self.gclient.session_for(email)
-        session.request(lambda s: s.events().insert(calendarId=calendar_id, body=body)).execute()
+        for attempt in (1, 2):
+            try:
+                session = self.gclient.session_for(email)
+                session.request(lambda s: s.events().insert(calendarId=calendar_id, body=body)).execute()
+                return title
+            except (ConnectionError, OSError):  # a kept-alive connection the sandbox closed while idle
+                if attempt == 2:
+                    raise
+                self.gclient = self._google_client()
         return title
 
     def proxy_write(self, employee: str) -> str:
@@ -337,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         bench.wait_quiet()
         g_to_a, p_to_g = bench.push_phase()
         load.append(round(os.getloadavg()[0], 2))
+        # the push phase's figures first: a failure in the long baseline must not lose them
+        print(json.dumps({"phase": "push", "google_to_advoware": summary(g_to_a), "proxy_to_google": summary(p_to_g),
+                          "echo_writes": bench.echo_writes, "echo_runs": bench.echo_runs,
+                          "google_to_advoware_s": [round(x, 2) for x in g_to_a],
+                          "proxy_to_google_s": [round(x, 2) for x in p_to_g]}), flush=True)
         print("baseline (push off, the schedule alone) ...", flush=True)
         baseline = bench.baseline_phase()
         load.append(round(os.getloadavg()[0], 2))
