@@ -159,6 +159,7 @@ class Bench:
         load_before = os.getloadavg()[0]
         busy = machine_busy_s()
         cpu_airflow, cpu_sandbox = tree_cpu(self.airflow_pid), tree_cpu(self.sandbox_pid)
+        requests_before = self.api_requests()
         self.api.trigger(dag_id, conf, dag_run_id=run_id)
         deadline = time.monotonic() + self.args.run_timeout_s
         while True:
@@ -172,6 +173,7 @@ class Bench:
         cpu_airflow = tree_cpu(self.airflow_pid) - cpu_airflow
         cpu_sandbox = tree_cpu(self.sandbox_pid) - cpu_sandbox
         busy = machine_busy_s() - busy
+        requests = {side: n - requests_before[side] for side, n in self.api_requests().items()}
         state, queued_at, end_date = rows[0]
         tis = self.stack.metadata("SELECT task_id, map_index, state, try_number FROM task_instance "
                                   "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
@@ -181,15 +183,22 @@ class Bench:
                "task_instances": len(ran), "tries": sum(int(t[3] or 1) for t in ran),
                "units": units, "ti_states": dict(Counter(str(t[2]) for t in tis)),
                "cpu_airflow_s": round(cpu_airflow, 1), "cpu_sandbox_s": round(cpu_sandbox, 1),
-               "machine_busy_cpu_s": round(busy, 1), "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+               "machine_busy_cpu_s": round(busy, 1), "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+               "advoware_requests": requests["advoware"], "google_requests": requests["google"]}
         if dag_id == DAG:
             out["employees_with_work"] = self.employees_with_work(run_id)
         print(f"  {label:<14} {state:<8} wall {out['wall_s']:>7.1f} s  task instances {len(ran):>4} "
               f"(tries {out['tries']}, units {units}, employees with work {out.get('employees_with_work', '-')})"
               f"  CPU Airflow {out['cpu_airflow_s']:>7.1f} s  sandbox {out['cpu_sandbox_s']:>6.1f} s"
               f"  machine {out['machine_busy_cpu_s']:>7.1f} s  load {out['load_1min'][0]:.1f} -> "
-              f"{out['load_1min'][1]:.1f}", flush=True)
+              f"{out['load_1min'][1]:.1f}  requests Advoware {requests['advoware']} Google {requests['google']}",
+              flush=True)
         return out
+
+    def api_requests(self) -> dict[str, int]:
+        """Requests the Advoware and Google sandboxes have answered so far (their own counters)."""
+        return {side: int(self.http.get(f"{self.stack.url(side)}/_sandbox/stats").json()["total_requests"])
+                for side in ("advoware", "google")}
 
     def employees_with_work(self, run_id: str) -> int:
         """Employees this run's phase tasks worked for (their run rows count the phases done)."""
@@ -360,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         "noop_cpu_s_per_employee": per_n(lambda r: r["noop_cpu_s_per_employee"]),
         "noop_wall_s": per_n(lambda r: [x["wall_s"] for x in r["noops"]]),
         "noop_task_instances": per_n(lambda r: [x["task_instances"] for x in r["noops"]]),
+        # what a quiet run costs the APIs, and per hour at a 5-minute schedule (issue 18: the schedule's price)
+        "noop_advoware_requests": per_n(lambda r: [x["advoware_requests"] for x in r["noops"]]),
+        "noop_google_requests": per_n(lambda r: [x["google_requests"] for x in r["noops"]]),
+        "noop_every_5_min_per_hour": per_n(lambda r: {
+            "advoware_requests": 12 * statistics.median(x["advoware_requests"] for x in r["noops"]),
+            "google_requests": 12 * statistics.median(x["google_requests"] for x in r["noops"]),
+            "cpu_airflow_s": round(12 * statistics.median(x["cpu_airflow_s"] for x in r["noops"]), 1)}),
         "initial_wall_s": per_n(lambda r: r["initial"]["wall_s"]),
         "initial_cpu_s": per_n(lambda r: r["initial"]["cpu_airflow_s"]),
         "initial_task_instances": per_n(lambda r: r["initial"]["task_instances"]),

@@ -45,6 +45,12 @@ employee's later phases and finalize still run; it is left out of the plans unti
 it again. Logs carry counts and ids, never appointment texts: each write is one line naming the
 employee, the action, the frNr and the Google event id.
 
+**One run per employee at a time**: a change in Google (push notification) or a write through the
+gateway's proxy syncs its employee at once in `advoware_calendar_sync_employee`, also while this run
+goes. Every task that works on an employee holds the employee's lease in the hub (renewed while it
+works, expiring after `SYNC_LEASE_TTL_S` if a worker dies): the planning skips an employee a targeted
+run is syncing right now (logged as skipped), a phase task waits up to `PUSH_LEASE_WAIT_S` for it.
+
 **Alerts** (e-mail to `ALERT_EMAIL_TO` through the connection `smtp_default`): employees whose sync
 fails after its retries or stops for safety (one mail per failed phase task naming them; once per
 incident: not again while the employee's previous run failed too; a stop's mail names its two

@@ -3,3 +3,5 @@ names (they are part of the public interface: run ids, URLs, the Airflow UI). Im
 
 CALENDAR_SYNC_DAG = "advoware_calendar_sync"
 BETEILIGTE_SYNC_DAG = "beteiligte_sync"
+# one employee at once, started by a change (Google notification, a write through the proxy)
+CALENDAR_EMPLOYEE_SYNC_DAG = "advoware_calendar_sync_employee"

@@ -198,6 +198,23 @@ class SyncSettings(BaseSettings):
     # before its expiry the planning task replaces a channel (runs every 15 min: many chances).
     channel_ttl_s: int = Field(default=604800, ge=60)
     channel_renew_margin_s: float = Field(default=86400.0, ge=0)
+    # The per-employee sync lease (hub employee_sync_leases): held while a task works on the employee,
+    # renewed every third of it; a killed worker blocks the employee at most this long.
+    lease_ttl_s: float = Field(default=120.0, ge=5)
+
+
+class PushSettings(BaseSettings):
+    """Changes that start a targeted run of one employee: Google's notifications and proxy writes."""
+
+    model_config = SettingsConfigDict(**_COMMON, env_prefix="PUSH_")
+
+    # A burst for one employee within this many seconds of its first mark becomes one targeted run.
+    debounce_s: float = Field(default=1.5, ge=0, le=300)
+    # How long a targeted run waits for the employee's lease (another run syncing them) before its
+    # task fails and Airflow retries it.
+    lease_wait_s: float = Field(default=60.0, ge=0)
+    # false: notifications are checked and counted, but start no run (the schedule alone syncs).
+    runs_enabled: bool = True
 
 
 class AlertSettings(BaseSettings):
@@ -244,6 +261,7 @@ class Settings(BaseSettings):
     airflow_ui: AirflowUiSettings = Field(default_factory=AirflowUiSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    push: PushSettings = Field(default_factory=PushSettings)
     alert: AlertSettings = Field(default_factory=AlertSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 

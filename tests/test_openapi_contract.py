@@ -74,6 +74,11 @@ def test_the_document_names_every_route_and_its_answers(gateway_url: str) -> Non
     assert {"401", "403", "404", "409", "422", "503"} <= statuses("post",
                                                                    "/webhooks/dead-letters/{dead_letter_id}/replay")
     assert {"200", "400", "401", "413", "503"} <= statuses("post", "/webhooks/vmh/beteiligte/{event}")
+    # Google's notifications: every refusal that ends Google's retries is a 4xx, the hub or Redis away a 503
+    assert {"200", "400", "403", "404", "410", "503"} <= statuses("post", "/webhooks/google/calendar")
+    google_headers = {p["name"].lower() for p in paths["/webhooks/google/calendar"]["post"]["parameters"]}
+    assert {"x-goog-channel-id", "x-goog-channel-token", "x-goog-resource-id", "x-goog-resource-state",
+            "x-goog-message-number", "x-goog-channel-expiration"} <= google_headers
     for path, item in paths.items():  # the edge's refusals can reach any request
         for operation in item.values():
             assert {"408", "431", "503"} <= set(operation["responses"]), path

@@ -24,6 +24,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.resources = {}
+        from webhook_gateway.targeted_runs import resume
+
+        await resume(app)  # marks a stopped gateway left pending become runs now
         try:
             yield
         finally:
@@ -62,11 +65,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _include_routers(app: FastAPI) -> None:
     from webhook_gateway.calendar import router as calendar_sync
+    from webhook_gateway.google_push import router as google_push
     from webhook_gateway.health import router as deep_health
     from webhook_gateway.proxy import router as advoware_proxy
     from webhook_gateway.webhooks import install as install_webhooks
 
     app.include_router(advoware_proxy)
     app.include_router(calendar_sync)
+    app.include_router(google_push)
     app.include_router(deep_health)
     install_webhooks(app)

@@ -20,7 +20,8 @@ log = logging.getLogger("webhook_gateway")
 MAX_VALIDATION_PROBLEMS = 20
 # the code of a refusal raised with a plain message (FastAPI's and Starlette's own)
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "body_too_large", 422: "invalid_request", 502: "bad_gateway", 503: "unavailable"}
+          409: "conflict", 410: "gone", 413: "body_too_large", 422: "invalid_request", 502: "bad_gateway",
+          503: "unavailable"}
 
 
 def refusal(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,

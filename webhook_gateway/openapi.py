@@ -18,11 +18,13 @@ ERROR_DESCRIPTIONS = {
     400: "Bad request: the body or path can never succeed (`error` says which: bad_path, bad_body, "
          "method_override, ...)",
     401: "No token (or, on webhooks, no valid signature)",
-    403: "Token not accepted, read-only token for a write, path not on the allow-list, or write protection",
+    403: "Token not accepted, read-only token for a write, path not on the allow-list, or write protection; "
+         "on Google notifications: the channel token or resource id does not match",
     404: "Not found",
     405: "Method not allowed",
     408: "The request's head or body did not arrive in time (the connection is closed)",
     409: "Conflict",
+    410: "Gone: the Google channel was stopped or has expired (Google stops sending on any 4xx)",
     413: "Body (or, on webhooks, number of items) over the route's limit; `limit` / `limit_items` say it",
     414: "Path or query string too long",
     422: "The request does not match this document (`detail` names where and why, never the input)",

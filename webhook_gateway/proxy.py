@@ -157,6 +157,8 @@ async def advoware_proxy(path: str, request: Request) -> Response:
         target = check_path(rest)
         resp = await _forward(request, settings, scope, method, target)
         status, detail = resp.status_code, None
+        if method in WRITE_METHODS and 200 <= status < 300 and target.split("/")[0].lower() == "termine":
+            _start_targeted_run(request, resp)
     except HTTPException as exc:
         status = exc.status_code
         detail = exc.detail.get("error") if isinstance(exc.detail, dict) else str(exc.detail)
@@ -207,6 +209,7 @@ async def _forward(
     if method in WRITE_METHODS and scope != "write":
         raise _error(403, "read_only_token", "this token is read-only; a write needs the read-write token")
     body = await _read_body(request, settings.gateway.proxy_max_body_bytes)
+    request.state.proxy_body = body  # a Termine write names its employee in it (_start_targeted_run)
     if body.strip():
         try:
             decode(body)
@@ -247,6 +250,61 @@ async def _audit(
         await asyncio.get_running_loop().run_in_executor(_AUDIT_POOL, audit.record, settings.postgres.dsn(), entry)
     except Exception as exc:  # the write already happened (or was refused): answer anyway, but loudly
         log.error("proxy audit row not written: %s rid=%s", type(exc).__name__, entry.request_id)
+
+
+# -- a write to appointments starts the employee's targeted run (webhook_gateway/targeted_runs.py) -------
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _start_targeted_run(request: Request, resp: RawResponse) -> None:
+    """After the answer is known, off the request path: which employees the written appointment
+    belongs to (the body's and Advoware's answer's `kuerzel`/`anwalt`, and, for an update or delete
+    by `frnr`, whose calendar holds it per the hub's links: an update may move it to another
+    employee), and mark each changed."""
+    from webhook_gateway.targeted_runs import employees_of_termin, targeted_runs
+
+    runs = targeted_runs(request.app)
+    if not runs.enabled:
+        return
+    sent, answered = _json_or_none(getattr(request.state, "proxy_body", b"")), _json_or_none(resp.content)
+    named = employees_of_termin(sent, answered, *(answered if isinstance(answered, list) else []))
+    frnr = request.query_params.get("frnr") or ""
+    dsn = request.app.state.settings.postgres.dsn()
+    rid = getattr(request.state, "request_id", None)
+
+    async def mark() -> None:
+        employees = set(named)
+        try:
+            if frnr.lstrip("-").isdigit():
+                employees |= await asyncio.get_running_loop().run_in_executor(
+                    _AUDIT_POOL, _linked_employees, dsn, int(frnr))
+            for employee in sorted(employees):
+                await runs.mark(employee, "proxy")
+            log.info("proxy write to Termine: targeted run due for %s rid=%s", ", ".join(sorted(employees)) or "-",
+                     rid)
+        except Exception as exc:  # Redis or the hub away: the scheduled run syncs the change
+            log.warning("proxy write to Termine: no targeted run (%s) rid=%s", type(exc).__name__, rid)
+
+    task = asyncio.get_running_loop().create_task(mark())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+def _json_or_none(raw: bytes) -> Any:
+    if not raw or not raw.strip():
+        return None
+    try:
+        return decode(raw)
+    except BadJson:
+        return None
+
+
+def _linked_employees(dsn: str, frnr: int) -> set[str]:
+    from include.hub.db import connect
+    from include.hub.links import employees_of_frnr
+
+    with connect(dsn) as conn:
+        return employees_of_frnr(conn, frnr)
 
 
 def include(app: FastAPI) -> None:

@@ -35,6 +35,7 @@ from include.calendar_sync.context import (
 )
 from include.calendar_sync.executor import reason_of, run_phase
 from include.calendar_sync.finalize import finalize
+from include.calendar_sync.lease import employee_lease
 from include.calendar_sync.planning import ensure_plan
 from include.calendar_sync.prepare import RunParams
 from include.calendar_sync.units import employees_of
@@ -48,11 +49,16 @@ MAX_MESSAGE = 2000  # a failure's message names employees and reasons; the log k
 
 def employee_phase(ctx: SyncContext, work: dict[str, Any], number: int, run_id: str,
                    params: RunParams) -> dict[str, Any]:
-    """Apply phase `number` of one employee's plan; returns the phase summary (ids and counts)."""
-    plan_id = ensure_plan(ctx, work, run_id, params)
-    summary = run_phase(ctx, plan_id, number)
-    if number == LAST_PHASE:
-        summary["finalized"] = finalize(ctx, plan_id)
+    """Apply phase `number` of one employee's plan; returns the phase summary (ids and counts). Holds
+    the employee's lease meanwhile (lease.py): a targeted run working on them is waited for a while,
+    then the employee fails this phase (EmployeeLeased) and the task's retry tries again."""
+    employee = str(work["employee"])
+    with employee_lease(ctx.hub, employee, f"{run_id}/phase{number}", ctx.settings.sync.lease_ttl_s,
+                        wait_s=ctx.settings.push.lease_wait_s):
+        plan_id = ensure_plan(ctx, work, run_id, params)
+        summary = run_phase(ctx, plan_id, number)
+        if number == LAST_PHASE:
+            summary["finalized"] = finalize(ctx, plan_id)
     return summary
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.finalize import finalize
+from include.calendar_sync.lease import try_acquire
 from include.calendar_sync.planning_pool import Abandoned, plan_in_threads
 from include.calendar_sync.prepare import RunParams, prepare
 from include.calendar_sync.units import make_units
@@ -43,7 +44,9 @@ class Planned:
     """One employee's outcome of the planning step."""
 
     employee: str
-    outcome: str  # "work" (plan with actions), "closed" (nothing to do, finalised), "retry" (failed)
+    # "work" (plan with actions), "closed" (nothing to do, finalised), "retry" (failed), "skipped"
+    # (another run, a targeted one, holds the employee's lease: it syncs them now)
+    outcome: str
     plan_id: int | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -68,6 +71,13 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
             counts = {k: v for k, v in (earlier["counts"] or {}).items() if v}
             return Planned(employee, "work", earlier["plan_id"], counts)
     try:
+        lease = try_acquire(ctx.hub, employee, f"{run_id}/plan", ctx.settings.sync.lease_ttl_s)
+    except Exception as exc:  # the hub: handed on, its phase task plans it (and takes the lease) again
+        return Planned(employee, "retry", error=f"lease not taken: {type(exc).__name__}")
+    if lease is None:
+        log.info("%s skipped: another run is syncing the employee right now", employee)
+        return Planned(employee, "skipped")
+    try:
         prepared = prepare(ctx, run_id, employee, params)
         if not prepared["actions"]:
             finalize(ctx, prepared["plan_id"])
@@ -80,6 +90,8 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
         reason = reason_of(exc)
         log.warning("planning %s failed (%s): its own phase task plans it again", employee, reason)
         return Planned(employee, "retry", error=reason)
+    finally:
+        lease.release()  # the phase tasks take it again for their own work
     return Planned(employee, "work", prepared["plan_id"], prepared["counts"])
 
 
@@ -109,14 +121,16 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
 
             reason = reason_of(outcome) if isinstance(outcome, BaseException) else "no outcome"
             results.append(Planned(employee, "retry", error=reason))
-    by_outcome: dict[str, list[str]] = {"work": [], "closed": [], "retry": []}
+    by_outcome: dict[str, list[str]] = {"work": [], "closed": [], "retry": [], "skipped": []}
     for r in results:
         by_outcome[r.outcome].append(r.employee)
-    log.info("planned %d employees: %d with work (%s), %d with nothing to do, %d to plan again (%s)",
+    log.info("planned %d employees: %d with work (%s), %d with nothing to do, %d to plan again (%s), "
+             "%d skipped (synced by another run right now: %s)",
              len(results), len(by_outcome["work"]), ", ".join(by_outcome["work"]) or "-",
-             len(by_outcome["closed"]), len(by_outcome["retry"]), ", ".join(by_outcome["retry"]) or "-")
+             len(by_outcome["closed"]), len(by_outcome["retry"]), ", ".join(by_outcome["retry"]) or "-",
+             len(by_outcome["skipped"]), ", ".join(by_outcome["skipped"]) or "-")
     keep_channels(ctx, only)
-    units = make_units([r.work_item() for r in results if r.outcome != "closed"], sync.max_units)
+    units = make_units([r.work_item() for r in results if r.outcome in ("work", "retry")], sync.max_units)
     for unit in units:
         log.info("unit %d: %s", unit["index"], unit["label"])
     return units

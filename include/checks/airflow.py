@@ -1,4 +1,4 @@
-"""Airflow's REST API: the gateway's login, both sync DAGs present and unpaused, the pools their tasks use."""
+"""Airflow's REST API: the gateway's login, the three sync DAGs present and unpaused, the pools their tasks use."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import httpx
 
 from include.airflow_api import AirflowApi, AirflowApiError
 from include.checks.verdict import Verdict, fail, ok, skip
-from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.settings import Settings
 
 SERVICE = "airflow"
-DAGS = (CALENDAR_SYNC_DAG, BETEILIGTE_SYNC_DAG)
+DAGS = (CALENDAR_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, BETEILIGTE_SYNC_DAG)
 
 
 def check(settings: Settings) -> list[Verdict]:
@@ -47,7 +47,7 @@ def _dag(api: AirflowApi, dag_id: str, pools: set[str]) -> Verdict:
         return fail(SERVICE, f"DAG {dag_id}: missing",
                     "the dag-processor has not parsed dags/ (see DAG import errors in the UI and its log)")
     if r.status_code != 200:
-        return fail(SERVICE, f"DAG {dag_id}: HTTP {r.status_code}", "the account needs read on both sync DAGs")
+        return fail(SERVICE, f"DAG {dag_id}: HTTP {r.status_code}", "the account needs read on the sync DAGs")
     if r.json().get("is_paused"):
         return fail(SERVICE, f"DAG {dag_id}: paused", f"unpause it in the UI, or `airflow dags unpause {dag_id}`")
     tasks = api.request("GET", f"/api/v2/dags/{quote(dag_id, safe='')}/tasks")

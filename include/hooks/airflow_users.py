@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
+from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def role_permissions(sm: Any) -> dict[str, list[tuple[str, str]]]:
     operator = [*viewer, *sm.USER_PERMISSIONS, (p.ACTION_CAN_CREATE, STATUS_VIEW)]
     gateway = [(p.ACTION_CAN_CREATE, p.RESOURCE_DAG_RUN), (p.ACTION_CAN_READ, p.RESOURCE_DAG_RUN),
                (p.ACTION_CAN_READ, p.RESOURCE_TASK_INSTANCE), (p.ACTION_CAN_READ, p.RESOURCE_POOL)]
-    for dag_id in (CALENDAR_SYNC_DAG, BETEILIGTE_SYNC_DAG):
+    for dag_id in (CALENDAR_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, BETEILIGTE_SYNC_DAG):
         gateway += [(p.ACTION_CAN_READ, p.resource_name(dag_id, p.RESOURCE_DAG)),
                     (p.ACTION_CAN_EDIT, p.resource_name(dag_id, p.RESOURCE_DAG))]
     return {VIEWER: viewer, OPERATOR: operator, GATEWAY: gateway}

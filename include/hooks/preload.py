@@ -31,6 +31,7 @@ TASK_MODULES = (
     "include.calendar_sync.phases",
     "include.calendar_sync.planning",
     "include.calendar_sync.prepare",
+    "include.calendar_sync.targeted",
     "include.hooks.calendar_sync",
     "include.advoware.client",
     "include.hooks.advoware",

@@ -124,3 +124,13 @@ def all_calendars(conn: psycopg.Connection) -> list[EmployeeCalendar]:
     """Every employee the hub knows, active or not (the channel maintenance compares them)."""
     rows = conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars ORDER BY employee").fetchall()
     return [EmployeeCalendar(**r) for r in rows]
+
+
+def find_employee(conn: psycopg.Connection, code: str) -> EmployeeCalendar | None:
+    """The employee's row by their Kürzel in any case (a proxy body or a notification may spell it so)."""
+    found = get(conn, code)
+    if found is not None:
+        return found
+    row = conn.execute("SELECT employee FROM employee_calendars WHERE upper(employee) = upper(%s) "
+                       "ORDER BY employee LIMIT 1", (code,)).fetchone()
+    return get(conn, row["employee"]) if row else None  # type: ignore[index]

@@ -165,3 +165,9 @@ def failures(conn: psycopg.Connection, employee: str | None = None) -> list[dict
         sql += " AND employee = %s"
         args = (employee,)
     return list(conn.execute(sql + " ORDER BY employee, id", args).fetchall())
+
+
+def employees_of_frnr(conn: psycopg.Connection, frnr: int) -> set[str]:
+    """Whose calendars hold the Advoware appointment `frnr` (a proxy write by frnr names no employee)."""
+    rows = conn.execute("SELECT DISTINCT employee FROM calendar_links WHERE frnr = %s", (frnr,)).fetchall()
+    return {r["employee"] for r in rows}  # type: ignore[index]

@@ -1,0 +1,83 @@
+"""
+### advoware_calendar_sync_employee: one employee's calendar, synced because something changed
+
+Started by the gateway, never by a schedule: when Google notifies a change in the employee's calendar
+(`POST /webhooks/google/calendar`) or a write to their appointments passes the gateway's Advoware
+proxy (`/api/advoware/Termine`). A burst of changes for one employee becomes one run (the gateway
+waits `PUSH_DEBOUNCE_S`, 1.5 s, after the first). The run id names the employee
+(`push__<Kürzel>__…`, `proxy__<Kürzel>__…`), and so does its one task's map index.
+
+**sync_employee**: the work of `advoware_calendar_sync` for this one employee in a single task:
+read both sides, plan, the four phases, save the sync token (include/calendar_sync/targeted.py).
+It runs beside the scheduled run of the firm (that DAG allows one run at a time; this one several):
+the two never work on the employee at once. The task holds the employee's lease in the hub
+(`employee_sync_leases`, renewed while it works, expiring after `SYNC_LEASE_TTL_S` if the worker
+dies); if a run holds it, the task waits up to `PUSH_LEASE_WAIT_S`, then fails and is retried. The
+scheduled run skips an employee a targeted run holds (that run syncs them now).
+
+An employee unknown to the hub or inactive is left to the schedule (it provisions and retires). The
+echo of the run's own writes (Google notifies them too) starts another run that finds nothing to do
+and writes nothing. Failures show here and in the status view; the schedule is the safety net.
+
+**Params**: `employee` (the Kürzel), `full_content` (list the whole Google window).
+**Pools**: `google_calendar_api`. Logic: `include/calendar_sync/targeted.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
+
+RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
+GOOGLE_POOL = "google_calendar_api"
+# targeted runs of different employees at once (each holds its own employee's lease)
+MAX_ACTIVE_RUNS = 8
+
+
+@dag(
+    dag_id=CALENDAR_EMPLOYEE_SYNC_DAG,
+    schedule=None,
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=MAX_ACTIVE_RUNS,
+    doc_md=__doc__,
+    tags=["advoware", "google-calendar", "push"],
+    params={
+        "employee": Param("", type=["string", "null"], maxLength=20, description="the employee's Kürzel"),
+        "full_content": Param(False, type=["boolean", "null"], description="list the whole Google window"),
+    },
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(minutes=15),
+    },
+)
+def advoware_calendar_sync_employee() -> None:
+    # mapped over the one employee so the task instance is named by the Kürzel in the UI
+    @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
+    def sync_employee(employee: str) -> dict[str, Any]:
+        from include.calendar_sync.prepare import RunParams
+        from include.calendar_sync.targeted import sync_targeted
+        from include.hooks.calendar_sync import sync_context
+
+        context = get_current_context()
+        context["employee"] = employee  # type: ignore[typeddict-unknown-key]  # the map index's name
+        if not employee:
+            raise ValueError("no employee given (param 'employee')")
+        ctx = sync_context()
+        try:
+            return sync_targeted(ctx, context["run_id"], employee, RunParams.from_mapping(context["params"]))
+        finally:
+            ctx.close()
+
+    sync_employee.expand(employee=["{{ params.employee }}"])
+
+
+advoware_calendar_sync_employee()
