@@ -355,6 +355,9 @@ def pip_conf() -> tuple[str, list[str]]:
     if ca.exists():
         values.setdefault("cert", str(ca))
         mounts.add(str(ca))
+    # Debian bookworm's Python is 3.11.2; one pinned package (gcloud-aio-auth 5.6.0, of the Google provider)
+    # asks for >=3.11.3 in its metadata. The official image's Python is newer and needs no such switch.
+    values["ignore-requires-python"] = "true"
     conf = "[global]\n" + "".join(f"{k} = {v}\n" for k, v in sorted(values.items()))
     return conf, sorted(mounts)
 
@@ -372,6 +375,10 @@ def stage_project() -> None:
         dst = STAGE / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
+    # What README's deployment section tells a firm: ./.run belongs to the containers' user (AIRFLOW_UID, gid 0).
+    run = STAGE / ".run"
+    run.mkdir(mode=0o770)
+    os.chown(run, int(os.environ.get("AIRFLOW_UID", "50000")), 0)
 
 
 def write_env(stage: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
