@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,7 +24,6 @@ from devstack.compose_check import (
     GATEWAY_USER,
     HOST_VIEW,
     PORTS,
-    READ_TOKEN,
     STAGE,
     USERS,
     WEBHOOK_SECRET,
@@ -59,7 +58,8 @@ def host_settings() -> Settings:
             values[key.strip()] = value.strip()
     values.update({
         "ADVOWARE_BASE_URL": URLS["advoware"], "ESPOCRM_BASE_URL": URLS["espocrm"],
-        "GOOGLE_API_ENDPOINT": f"{URLS['google']}/calendar/v3/", "GOOGLE_BATCH_URI": f"{URLS['google']}/batch/calendar/v3",
+        "GOOGLE_API_ENDPOINT": f"{URLS['google']}/calendar/v3/",
+        "GOOGLE_BATCH_URI": f"{URLS['google']}/batch/calendar/v3",
         "GOOGLE_TOKEN_URI": f"{URLS['google']}/token",
         "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(STAGE / ".run" / "sandbox-service-account.json"),
         "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": str(PORTS["postgres"]),
@@ -265,7 +265,7 @@ def restart_during_run(check: Check) -> None:
 
     say = check.say
     settings = STATE["settings"]
-    since = time.time()
+    since = datetime.now(UTC) - timedelta(seconds=5)
     run_id = trigger_calendar({"full_content": True})
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
 
@@ -285,7 +285,7 @@ def restart_during_run(check: Check) -> None:
     finally:
         api.close()
     manual = [r["dag_run_id"] for r in runs if r.get("run_type") == "manual" and r.get("queued_at")
-              and time.mktime(time.strptime(r["queued_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone >= since - 5]
+              and datetime.fromisoformat(r["queued_at"]) >= since]
     dupes = google_duplicates()
     from include.calendar_sync.report import table
 
