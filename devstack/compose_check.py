@@ -182,12 +182,15 @@ class Check:
         size = self.podman("image", "inspect", ref, "--format", "{{.Size}}", quiet=True).stdout.strip()
         self.say(f"{ref}: built in {time.monotonic() - started:.0f}s ({int(size or 0) / 1e6:.0f} MB)")
 
-    def build_images(self) -> None:
+    def build_images(self, reuse_app: bool = False) -> None:
         self.build_base()
         for name, ref in DB_IMAGES.items():
             self.build(ref, ROOT / "devstack" / "images" / name)
         stage_project()
-        self.build(APP_IMAGE, STAGE)
+        if reuse_app:
+            self.say(f"{APP_IMAGE}: reused (--skip-build)")
+        else:
+            self.build(APP_IMAGE, STAGE)
 
     # -- 3. up -----------------------------------------------------------------------------------------
     def containers(self) -> list[dict[str, Any]]:
@@ -208,8 +211,7 @@ class Check:
         rc = self.podman("healthcheck", "run", name, check=False, quiet=True).returncode
         return "healthy" if rc == 0 else "starting"
 
-    def wait_healthy(self, services: Sequence[str], timeout_s: float, up: subprocess.Popen[str] | None = None,
-                     exclude: Sequence[str] = ()) -> None:
+    def wait_healthy(self, services: Sequence[str], timeout_s: float, exclude: Sequence[str] = ()) -> None:
         deadline = time.monotonic() + timeout_s
         started = time.monotonic()
         seen: dict[str, str] = {}
@@ -231,13 +233,7 @@ class Check:
                     if state != "healthy":
                         pending.append(f"{name} ({state})")
                     seen[name] = state
-            init = [c for c in self.containers() if self.service_of(c) == "airflow-init"]
-            if init and init[-1]["State"] == "exited" and init[-1].get("ExitCode", 0) != 0:
-                raise CheckFailed("airflow-init failed:\n" + self.logs(init[-1]["Names"][0]))
-            up_done = up is None or up.poll() is not None
-            if not pending and up_done:
-                if up is not None and up.returncode != 0:
-                    raise CheckFailed(f"podman-compose up exited {up.returncode}: {(up.stdout or '').strip()[-3000:]}")
+            if not pending:
                 return
             if time.monotonic() > deadline:
                 tails = "\n".join(f"--- {p.split(' ')[0]}\n{self.logs(p.split(' ')[0])}" for p in pending
@@ -250,20 +246,25 @@ class Check:
         return (done.stdout + done.stderr)[-4000:]
 
     def up(self, services: Sequence[str] = (), timeout_s: float = 600) -> None:
-        """`podman-compose up -d` while the check runs the healthchecks its depends_on waits for."""
-        exe = Path(sys.executable).parent / "podman-compose"
-        argv = [str(exe), "-p", PROJECT, *self.compose_files(), "--profile", "sandbox", "up", "-d", *services]
-        log = open(WORK / "compose-up.log", "a")  # noqa: SIM115 - closed below
-        try:
-            proc = subprocess.Popen(argv, cwd=STAGE, env=self.env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-                                    stdin=subprocess.DEVNULL)
-            wanted = list(services) or CORE + (["airflow-worker"] if self.celery else [])
-            self.wait_healthy(wanted, timeout_s, up=proc)
-            init = [c for c in self.containers() if self.service_of(c) == "airflow-init"]
-            if init and not services:
-                self.say(f"  {init[-1]['Names'][0]}: exited {init[-1].get('ExitCode', 0)} (migrations, users, pools)")
-        finally:
-            log.close()
+        """`podman-compose up -d` in the order depends_on asks for. podman 4.3 (Debian 12) cannot wait for
+        health (podman-compose skips service_healthy before podman 4.6) and fails to start a container
+        whose --requires chain holds an exited one (airflow-init), so the check starts each stage with
+        --no-deps and waits itself, as Docker Compose does from the depends_on conditions."""
+        if services:
+            self.compose("up", "-d", "--no-deps", *services, timeout=900)
+            self.wait_healthy(services, timeout_s)
+            return
+        self.compose("up", "-d", "--no-deps", "postgres", "redis", "sandbox", timeout=900)
+        self.wait_healthy(["postgres", "redis", "sandbox"], timeout_s)
+        self.compose("up", "-d", "--no-deps", "airflow-init", timeout=900)
+        init = poll(lambda: next((c for c in self.containers() if self.service_of(c) == "airflow-init"
+                                  and c["State"] == "exited"), None), timeout_s, "airflow-init to finish", 3)
+        if init.get("ExitCode", 0) != 0:
+            raise CheckFailed("airflow-init failed:\n" + self.logs(init["Names"][0]))
+        self.say(f"  {init['Names'][0]}: exited 0 (PostgreSQL reached, migrations, users, pools, hub)")
+        rest = CORE[2:6] + ["gateway"] + (["airflow-worker"] if self.celery else [])
+        self.compose("up", "-d", "--no-deps", *rest, timeout=900)
+        self.wait_healthy(rest, timeout_s)
 
     # -- 4. the scenario from outside -------------------------------------------------------------------
     def scenario(self) -> dict[str, Any]:
@@ -280,11 +281,7 @@ class Check:
             with self.phase("tools"):
                 self.ensure_tools()
             with self.phase("images"):
-                if skip_build and self.image_exists(APP_IMAGE):
-                    stage_project()
-                    self.say(f"{APP_IMAGE}: reused (--skip-build)")
-                else:
-                    self.build_images()
+                self.build_images(reuse_app=skip_build and self.image_exists(APP_IMAGE))
             write_env(STAGE)
             write_override(STAGE)
             self.compose("down", "-t", "0", "-v", check=False)  # a previous check's leftovers
@@ -446,7 +443,7 @@ def poll(check: Callable[[], Any], timeout_s: float, what: str, every_s: float =
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.compose_check", description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the stack running (no down)")
-    parser.add_argument("--skip-build", action="store_true", help="reuse the platform image of a previous check")
+    parser.add_argument("--skip-build", action="store_true", help="reuse the last app image")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("compose-check: runs as root (podman as root, apt-get install)", file=sys.stderr)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The official image's contract, as far as docker-compose.yaml uses it: POSTGRES_USER, POSTGRES_PASSWORD,
-# POSTGRES_DB (created at the first start), POSTGRES_HOST_AUTH_METHOD, data in $PGDATA, port 5432.
+# POSTGRES_DB (created at the first start), POSTGRES_HOST_AUTH_METHOD, data in $PGDATA, port 5432; UTF8 like
+# the official image (a C locale would make SQL_ASCII, which psycopg 3 answers in bytes).
 set -eu
 user="${POSTGRES_USER:-postgres}"
 method="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
@@ -8,9 +9,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile="$(mktemp)"
   printf '%s\n' "${POSTGRES_PASSWORD:-}" > "$pwfile"
   if [ -n "${POSTGRES_PASSWORD:-}" ]; then
-    initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --auth-local=trust --auth-host="$method" >/dev/null
+    initdb -D "$PGDATA" -U "$user" --encoding=UTF8 --locale=C.UTF-8 --pwfile="$pwfile" --auth-local=trust --auth-host="$method" >/dev/null
   else
-    initdb -D "$PGDATA" -U "$user" --auth-local=trust --auth-host="$method" >/dev/null
+    initdb -D "$PGDATA" -U "$user" --encoding=UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host="$method" >/dev/null
   fi
   rm -f "$pwfile"
   echo "host all all all $method" >> "$PGDATA/pg_hba.conf"
