@@ -72,6 +72,27 @@ CORE = ["postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-
         "gateway", "sandbox"]
 
 
+# What the first real start of the compose files found, and how each was fixed (printed at the end).
+FIRST_START = [
+    "airflow-init raced PostgreSQL where depends_on cannot wait for health (podman-compose before podman 4.6): "
+    "its first step is now `airflow db check --retry 60`",
+    "a fresh deployment had no pools google_calendar_api / advoware_api, so calendar tasks would never start: "
+    "airflow-init creates the missing ones (`kanzlei-sync airflow pools`, an administrator's resize stays)",
+    "the compose files replaced the image's entry point (`entrypoint:`), so no init process forwarded signals: "
+    "services set `command:` only, the Dockerfile's ENTRYPOINT is dumb-init",
+    "on Debian 12's Python 3.11.2 redis' asyncio client needs async-timeout (pinned with its marker); "
+    "gcloud-aio-auth's metadata asks for 3.11.3 (the check's pip ignores it; the official image is newer)",
+    "PostgreSQL initialised in the C locale is SQL_ASCII, which psycopg 3 answers in bytes: the check's "
+    "PostgreSQL image initialises UTF8 like the official one",
+    "./.run (the sandbox's key, the Google key) must be writable by the containers' user AIRFLOW_UID, gid 0: "
+    "README says so (chown 50000:0 .run, or AIRFLOW_UID=$(id -u))",
+    "the sandbox's host ports were fixed: COMPOSE_SANDBOX_*_PORT, so the stack runs beside another",
+    "podman 4.3 fails to start a container whose --requires chain holds an exited container (airflow-init), "
+    "and without systemd runs no healthchecks: the check starts the stages in depends_on's order with "
+    "--no-deps and runs each healthcheck itself (`podman healthcheck run`)",
+]
+
+
 class CheckFailed(RuntimeError):
     pass
 
@@ -318,7 +339,8 @@ class Check:
         self.say("\n=== timings: " + ", ".join(f"{k.split(':')[0]} {v:.0f}s" for k, v in self.timings.items())
                  + f"; total {time.monotonic() - self.t0:.0f}s")
         if self.findings:
-            self.say("what this start found and checks:\n" + "\n".join(f"  - {f}" for f in self.findings))
+            self.say("proven on the running containers:\n" + "\n".join(f"  - {f}" for f in self.findings))
+        self.say("what the first real start found, and the fix:\n" + "\n".join(f"  - {f}" for f in FIRST_START))
         self.say("compose-check: PASSED" if ok else "compose-check: FAILED")
         return 0 if ok else 1
 
