@@ -475,4 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run the module's imported copy: devstack.compose_scenario shares its state (HOST_VIEW), not __main__'s.
+    from devstack import compose_check
+
+    raise SystemExit(compose_check.main())
