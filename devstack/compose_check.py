@@ -266,17 +266,20 @@ class Check:
         done = self.podman("logs", "--tail", str(lines), name, check=False, quiet=True)
         return (done.stdout + done.stderr)[-4000:]
 
-    def up(self, services: Sequence[str] = (), timeout_s: float = 600) -> None:
+    def up(self, services: Sequence[str] = (), timeout_s: float = 600, keep: Sequence[str] = ()) -> None:
         """`podman-compose up -d` in the order depends_on asks for. podman 4.3 (Debian 12) cannot wait for
         health (podman-compose skips service_healthy before podman 4.6) and fails to start a container
         whose --requires chain holds an exited one (airflow-init), so the check starts each stage with
-        --no-deps and waits itself, as Docker Compose does from the depends_on conditions."""
+        --no-deps and waits itself, as Docker Compose does from the depends_on conditions. `keep`: services
+        left as they run (not made anew from a changed .env)."""
         if services:
             self.compose("up", "-d", "--no-deps", *services, timeout=900)
             self.wait_healthy(services, timeout_s)
             return
-        self.compose("up", "-d", "--no-deps", "postgres", "redis", "sandbox", timeout=900)
-        self.wait_healthy(["postgres", "redis", "sandbox"], timeout_s)
+        base = [svc for svc in ("postgres", "redis", "sandbox") if svc not in keep]
+        if base:
+            self.compose("up", "-d", "--no-deps", *base, timeout=900)
+            self.wait_healthy(base, timeout_s)
         self.compose("up", "-d", "--no-deps", "airflow-init", timeout=900)
         init = poll(lambda: next((c for c in self.containers() if self.service_of(c) == "airflow-init"
                                   and c["State"] == "exited"), None), timeout_s, "airflow-init to finish", 3)
@@ -314,7 +317,9 @@ class Check:
                 sc.roles(self)
             with self.phase("celery: docker-compose.celery.yaml layered over it"):
                 self.celery = True
-                self.up()
+                # The sandbox keeps its seeded data: .env's new webhook secret would make podman-compose create
+                # it anew (its config hash changed) and an empty Advoware fails the calendar run's planning.
+                self.up(keep=("postgres", "redis", "sandbox"))
                 sc.celery_run(self)
             with self.phase("restart: the scheduler and one worker during a calendar run"):
                 sc.restart_during_run(self)

@@ -235,7 +235,11 @@ def celery_run(check: Check) -> None:
 
     say = check.say
     hosts = worker_hosts(check)
-    say(f"Celery workers: {', '.join(f'{n} (host {h})' for h, n in sorted(hosts.items()) if len(h) != 12)}")
+    by_name: dict[str, set[str]] = {}
+    for host, name in hosts.items():
+        by_name.setdefault(name, set()).add(host)
+    listed = ", ".join(f"{n} (host {' / '.join(sorted(h))})" for n, h in sorted(by_name.items()))
+    say(f"Celery workers: {listed}")
     expect(len(set(hosts.values())) >= 2, f"two worker containers, found {hosts}")
     run_id = trigger_calendar({"full_content": True})
     say(f"calendar run {run_id} triggered through the gateway")
