@@ -219,6 +219,27 @@ def expect(ok: bool, what: str) -> None:
 
 
 # -- Celery ----------------------------------------------------------------------------------------------
+def new_appointments(check: Check, day_offset: int) -> int:
+    """One new Advoware appointment per synced employee, so the next run has work in every unit (a quiet
+    run is plan_employees alone, one task instance on one worker)."""
+    from datetime import date
+
+    from include.calendar_sync.context import SyncContext
+
+    day = (date.today() + timedelta(days=day_offset)).isoformat()
+    employees = STATE["calendar"]["employees"]
+    ctx = SyncContext.from_settings(STATE["settings"])
+    try:
+        for kuerzel in employees:
+            ctx.advoware.create_termin({"kuerzel": kuerzel, "anwalt": kuerzel, "text": "Termin (compose check)",
+                                        "datum": f"{day}T10:00:00", "datumBis": f"{day}T11:00:00",
+                                        "uhrzeitVon": "10:00:00", "uhrzeitBis": "11:00:00"})
+    finally:
+        ctx.close()
+    check.say(f"one new Advoware appointment on {day} for each of {len(employees)} employees")
+    return len(employees)
+
+
 def worker_hosts(check: Check) -> dict[str, str]:
     """Celery worker containers by the host name Airflow records with each task instance."""
     out = {}
@@ -241,6 +262,7 @@ def celery_run(check: Check) -> None:
     listed = ", ".join(f"{n} (host {' / '.join(sorted(h))})" for n, h in sorted(by_name.items()))
     say(f"Celery workers: {listed}")
     expect(len(set(hosts.values())) >= 2, f"two worker containers, found {hosts}")
+    new_appointments(check, 4)
     run_id = trigger_calendar({"full_content": True})
     say(f"calendar run {run_id} triggered through the gateway")
     wait_run(check, run_id)
@@ -270,6 +292,7 @@ def restart_during_run(check: Check) -> None:
 
     say = check.say
     settings = STATE["settings"]
+    new_appointments(check, 5)
     since = datetime.now(UTC) - timedelta(seconds=5)
     run_id = trigger_calendar({"full_content": True})
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
