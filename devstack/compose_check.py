@@ -87,6 +87,11 @@ FIRST_START = [
     "./.run (the sandbox's key, the Google key) must be writable by the containers' user AIRFLOW_UID, gid 0: "
     "README says so (chown 50000:0 .run, or AIRFLOW_UID=$(id -u))",
     "the sandbox's host ports were fixed: COMPOSE_SANDBOX_*_PORT, so the stack runs beside another",
+    "the Celery workers never reported healthy: podman-compose joined the scheduler's and the worker's "
+    "healthcheck lists through `extends` (both are strings now), podman runs a healthcheck without $HOSTNAME "
+    "(the ping names `celery@$(hostname)`), and a 1 s ping saw no reply on a loaded machine (10 s now)",
+    "a changed .env (the webhook secrets) makes podman-compose create the sandbox anew, empty: the check "
+    "leaves postgres, redis and the sandbox running when it layers docker-compose.celery.yaml",
     "podman 4.3 fails to start a container whose --requires chain holds an exited container (airflow-init), "
     "and without systemd runs no healthchecks: the check starts the stages in depends_on's order with "
     "--no-deps and runs each healthcheck itself (`podman healthcheck run`)",
