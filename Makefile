@@ -19,7 +19,7 @@ help:
 	@echo "make down    stop exactly what 'make demo' started"
 	@echo "make test    the test suite (needs PostgreSQL and Redis on 127.0.0.1; not the demo), compose-check included"
 	@echo "make test-fast  the suite without the e2e tests and without the compose check"
-	@echo "make compose-check  build the images and run docker-compose.yaml for real with podman (root; ~10-16 min)"
+	@echo "make compose-check  build the images and run docker-compose.yaml for real with podman (root; 8 min with the images cached)"
 	@echo "make bench   run every bench/*.py in turn (bench/_*.py are their helpers)"
 	@echo "make lint    ruff"
 
