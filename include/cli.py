@@ -120,6 +120,15 @@ def _cmd_airflow_passwords_file(args: argparse.Namespace, settings: Settings) ->
     return 0
 
 
+def _cmd_airflow_pools(args: argparse.Namespace, settings: Settings) -> int:
+    """compose's airflow-init: the calendar DAG's API pools, created when missing."""
+    from include.hooks.airflow_pools import ensure
+
+    for line in ensure():
+        print(line)
+    return 0
+
+
 def _cmd_airflow_users(args: argparse.Namespace, settings: Settings) -> int:
     """compose's airflow-init (FAB auth manager): the roles and the users of AIRFLOW_UI_USERS, and the
     gateway's own account; idempotent."""
@@ -471,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = af_sub.add_parser("users", help="FAB auth manager: the roles Sync Viewer / Operator / Gateway, the users "
                                         "of AIRFLOW_UI_USERS and the gateway's account (compose's airflow-init)")
     p.set_defaults(func=_cmd_airflow_users)
+    p = af_sub.add_parser("pools", help="the calendar DAG's API pools, created when missing (compose's airflow-init)")
+    p.set_defaults(func=_cmd_airflow_pools)
     p = af_sub.add_parser("exec", help="run COMMAND with AIRFLOW_CONN_* / AIRFLOW_VAR_* from .env")
     p.add_argument("command_line", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.set_defaults(func=_cmd_airflow_exec)
