@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -82,3 +83,25 @@ def wait_for(probe: Callable[[], T | None], *, timeout_s: float = 15.0, what: st
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+@contextmanager
+def fake_employee_dag_airflow() -> Iterator[Any]:
+    """A fake Airflow API that knows the targeted-run DAG; its URL in `app.state.url`."""
+    from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
+    from sandbox.runner import ServerThread
+    from tests.test_airflow_api import make_fake_airflow
+
+    app = make_fake_airflow(dags=(CALENDAR_EMPLOYEE_SYNC_DAG,))
+    with ServerThread(app) as server:
+        app.state.url = server.url
+        yield app

@@ -24,16 +24,15 @@ from include.hub import calendars as hub_calendars
 from include.hub import channels as hub_channels
 from include.settings import GatewaySettings, GoogleSettings, Settings, SyncSettings
 from tests.calendar_helpers import faults, make_ctx
-from tests.push_helpers import Receiver, wait_for
+from tests.push_helpers import Receiver, running_receiver, wait_for
 
 EMAILS = {"AB": "ab@kanzlei.example", "CD": "cd@kanzlei.example"}
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
+    with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture

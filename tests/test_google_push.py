@@ -26,7 +26,8 @@ from include.hub.db import connect
 from include.settings import AirflowApiSettings, GatewaySettings, PushSettings, Settings
 from sandbox.runner import ServerThread, free_port
 from tests.gateway_helpers import gateway_logs
-from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
+from tests.push_helpers import fake_employee_dag_airflow
+from tests.test_airflow_api import PASSWORD, USER
 from tests.test_gateway_proxy import hub_settings
 from webhook_gateway.app import create_app
 from webhook_gateway.server import uvicorn_config
@@ -47,9 +48,7 @@ def settings_for(airflow_url: str, redis_url: str, hub: str, *, debounce_s: floa
 
 @pytest.fixture
 def airflow() -> Iterator[FastAPI]:
-    app = make_fake_airflow(dags=(CALENDAR_EMPLOYEE_SYNC_DAG,))
-    with ServerThread(app) as server:
-        app.state.url = server.url
+    with fake_employee_dag_airflow() as app:
         yield app
 
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
 from include.hub.db import connect
 from include.settings import AirflowApiSettings, GatewaySettings, PushSettings, Settings
 from sandbox.runner import ServerThread, free_port
 from tests.advoware_helpers import sandbox_settings as advoware_settings
-from tests.test_airflow_api import PASSWORD, USER, make_fake_airflow
+from tests.push_helpers import fake_employee_dag_airflow
+from tests.test_airflow_api import PASSWORD, USER
 from tests.test_gateway_proxy import hub_settings
 from tests.test_google_push import runs_of, settle, wait_for_runs
 from webhook_gateway.app import create_app
@@ -29,9 +29,7 @@ TERMIN = {"kuerzel": "AB", "anwalt": "AB", "text": "Besprechung", "datum": "2026
 
 @pytest.fixture
 def airflow() -> Iterator[FastAPI]:
-    app = make_fake_airflow(dags=(CALENDAR_EMPLOYEE_SYNC_DAG,))
-    with ServerThread(app) as server:
-        app.state.url = server.url
+    with fake_employee_dag_airflow() as app:
         yield app
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from googleapiclient.http import BatchHttpRequest
 
-from tests.push_helpers import Receiver, wait_for
+from tests.push_helpers import Receiver, running_receiver, wait_for
 from tests.test_sandbox_google import ANNA, BOB, creds_for, expect_error, key_path, service_for, timed
 
 __all__ = ["key_path"]  # the fixture, imported for pytest
@@ -21,9 +21,8 @@ __all__ = ["key_path"]  # the fixture, imported for pytest
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
+    with running_receiver() as r:
+        yield r
 
 
 @pytest.fixture
