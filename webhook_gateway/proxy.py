@@ -53,7 +53,7 @@ MAX_QUERY_BYTES = 2048
 _OVERRIDE_HEADERS = (b"x-http-method-override", b"x-http-method", b"x-method-override")
 CLIENT_GONE = 499  # nginx's "client closed request": the audit status of an upload the client abandoned
 # The audit writes (blocking psycopg) get threads of their own: nothing else in the process can
-# hold them (issue 11: triggers sleeping in the shared default pool made a proxy write wait 11 s).
+# hold them (triggers sleeping in the shared default pool once made a proxy write wait 11 s).
 _AUDIT_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="write-audit")
 
 

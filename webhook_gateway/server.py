@@ -2,7 +2,7 @@
 
 uvicorn bounds idle keep-alive connections, but nothing else at the edge: a request head may take
 forever to arrive, may be megabytes long with any number of fields, a body may stall half-way, and
-every connection is accepted (issue 11). `edge_protocol(limits)` is uvicorn's httptools protocol
+every connection is accepted. `edge_protocol(limits)` is uvicorn's httptools protocol
 with these added, per connection:
 
 - the request head (request line and header fields) must arrive within `header_timeout_s` of its

@@ -87,7 +87,7 @@ class AsyncAdvowareClient(_Base):
     def _http(self) -> aiohttp.ClientSession:
         # created on first use, inside the running loop; one pooled keep-alive session per process.
         # aiohttp offers gzip/deflate upstream, so it must also undo them: Advoware behind IIS
-        # compresses, and RawResponse.content is always the plain body (issue 11).
+        # compresses, and RawResponse.content is always the plain body.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30),
