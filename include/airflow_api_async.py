@@ -2,7 +2,7 @@
 
 The sync client repeats a failed POST with `time.sleep` between attempts; run in a worker thread,
 twelve callers waiting on a down Airflow held every thread of the default pool, and a proxy write
-(token renewal, audit) waited 11 s behind them (measured, docs/benchmarks.md). Here the same policy (include.retry) waits
+(token renewal, audit) waited 11 s behind them (measured). Here the same policy (include.retry) waits
 with `asyncio.sleep`, so a caller waiting on Airflow holds no thread, and `deadline_s` bounds the
 whole call (every attempt, every wait): past it the caller gets TimeoutError and answers 503.
 """
