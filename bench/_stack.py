@@ -57,8 +57,10 @@ def component_pids(pid: int) -> dict[str, int]:
             words = [w for w in child.cmdline() if w and not w.startswith("-")]
         except psutil.Error:
             continue
-        name = next((w for w in words if w in ("scheduler", "dag-processor", "triggerer", "api-server",
-                                                "api_server")), " ".join(words[-1:]) or str(child.pid))
+        name = next(
+            (w for w in words if w in ("scheduler", "dag-processor", "triggerer", "api-server", "api_server")),
+            " ".join(words[-1:]) or str(child.pid),
+        )
         out[name if name not in out else f"{name}-{child.pid}"] = child.pid
     return out
 
@@ -66,8 +68,14 @@ def component_pids(pid: int) -> dict[str, int]:
 class OwnStack:
     """The devstack on free ports; `extra_dags` maps file names to DAG source added to the folder."""
 
-    def __init__(self, *, extra_dags: dict[str, str] | None = None, env: dict[str, str] | None = None,
-                 redis_aof: bool = False, prefix: str = "bench-stack-") -> None:
+    def __init__(
+        self,
+        *,
+        extra_dags: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        redis_aof: bool = False,
+        prefix: str = "bench-stack-",
+    ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
         self.extra_dags = extra_dags or {}
         self.extra_env = env or {}
@@ -98,22 +106,29 @@ class OwnStack:
         return int(json.loads((self.run_dir / "pids" / f"{service}.json").read_text())["pid"])
 
     def _environment(self) -> dict[str, str]:
-        ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow",
-                                               "worker_logs", "trigger_logs")}
+        ports = {
+            name: free_port()
+            for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs", "trigger_logs")
+        }
         env = {
             **os.environ,
-            "DEVSTACK_RUN_DIR": str(self.run_dir), "DEVSTACK_AIRFLOW_HOME": str(self.airflow_home),
+            "DEVSTACK_RUN_DIR": str(self.run_dir),
+            "DEVSTACK_AIRFLOW_HOME": str(self.airflow_home),
             "DEVSTACK_DAGS_FOLDER": str(self.tmp / "dags"),
-            "SANDBOX_MODE": "true", "LOG_LEVEL": "WARNING",
+            "SANDBOX_MODE": "true",
+            "LOG_LEVEL": "WARNING",
             "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
             "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
             "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
             "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
             "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
             "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(self.run_dir / "sa.json"),
-            "GATEWAY_PORT": str(ports["gateway"]), "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
-            "AIRFLOW_API_USERNAME": "admin", "AIRFLOW_API_PASSWORD": f"bench-{random.getrandbits(48):012x}",
-            "POSTGRES_DB": self.hub_db, "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "GATEWAY_PORT": str(ports["gateway"]),
+            "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
+            "AIRFLOW_API_USERNAME": "admin",
+            "AIRFLOW_API_PASSWORD": f"bench-{random.getrandbits(48):012x}",
+            "POSTGRES_DB": self.hub_db,
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
         }
@@ -123,8 +138,15 @@ class OwnStack:
 
     # -- life cycle -----------------------------------------------------------------------------
     def devstack(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "devstack", *args], cwd=ROOT, env=self.env,
-                              text=True, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "devstack", *args],
+            cwd=ROOT,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def up(self, timeout_s: float = 300) -> OwnStack:
         # `kill` of the bench must still stop the stack: SIGTERM unwinds like Ctrl-C
@@ -137,8 +159,21 @@ class OwnStack:
             (dags / name).write_text(source)
         aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.redis_aof else ["--appendonly", "no"]
         self.redis_proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(self.tmp),
-             "--save", "", *aof], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.tmp),
+                "--save",
+                "",
+                *aof,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.env = self._environment()
         started = self.devstack("up", "--timeout", str(int(timeout_s)), timeout=timeout_s + 60)
         if started.returncode != 0:

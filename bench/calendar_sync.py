@@ -92,14 +92,18 @@ class Stats:
     @staticmethod
     def delta(before: dict, after: dict, side: str) -> dict[str, Any]:
         req = Counter({k: v - before[side]["requests"].get(k, 0) for k, v in after[side]["requests"].items()})
-        principals = {p: v["requests"] - before[side]["by_principal"].get(p, {}).get("requests", 0)
-                      for p, v in after[side]["by_principal"].items()}
-        return {"by_endpoint": {k: v for k, v in sorted(req.items()) if v},
-                "api": sum(v for k, v in req.items() if k not in NOT_API),
-                "tokens": sum(v for k, v in req.items() if k in ("token", "Token")),
-                "envelopes": req.get("batch", 0),
-                "by_principal": {p: n for p, n in principals.items() if n},
-                "writes": after[side]["total_writes"] - before[side]["total_writes"]}
+        principals = {
+            p: v["requests"] - before[side]["by_principal"].get(p, {}).get("requests", 0)
+            for p, v in after[side]["by_principal"].items()
+        }
+        return {
+            "by_endpoint": {k: v for k, v in sorted(req.items()) if v},
+            "api": sum(v for k, v in req.items() if k not in NOT_API),
+            "tokens": sum(v for k, v in req.items() if k in ("token", "Token")),
+            "envelopes": req.get("batch", 0),
+            "by_principal": {p: n for p, n in principals.items() if n},
+            "writes": after[side]["total_writes"] - before[side]["total_writes"],
+        }
 
 
 class Timers:
@@ -173,10 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-s", type=float, default=6.0)
     ap.add_argument("--changed-percent", type=float, default=1.0)
     ap.add_argument("--skip-dag", action="store_true")
-    ap.add_argument("--writer-parallel", type=int, default=0,
-                    help="EXPERIMENT: at least this many batches in flight per employee in the executor's "
-                         "Google writes (patches EventWriter.write_many in this process; 0 = as the executor "
-                         "does, GOOGLE_BATCH_PARALLEL)")
+    ap.add_argument(
+        "--writer-parallel",
+        type=int,
+        default=0,
+        help="EXPERIMENT: at least this many batches in flight per employee in the executor's "
+        "Google writes (patches EventWriter.write_many in this process; 0 = as the executor "
+        "does, GOOGLE_BATCH_PARALLEL)",
+    )
     args = ap.parse_args(argv)
 
     base = get_settings()
@@ -201,34 +209,63 @@ def main(argv: list[str] | None = None) -> int:
     try:
         migrate(base.postgres.dsn(hub_name))
         settings = Settings(
-            _env_file=None, sandbox_mode=True, redis_url=redis_url,
-            advoware=AdvowareSettings(_env_file=None, base_url=adv_url, username=adv_sbx.USERNAME,
-                                      password=adv_sbx.PASSWORD, app_id=adv_sbx.APP_ID, api_key=adv_sbx.API_KEY,
-                                      kanzlei=adv_sbx.KANZLEI, database=adv_sbx.DATABASE),
-            google=GoogleSettings(_env_file=None, calendar_service_account_path=str(key_path), delegation=True,
-                                  api_endpoint=f"{g_url}/calendar/v3/", batch_uri=f"{g_url}/batch/calendar/v3",
-                                  token_uri=f"{g_url}/token", requests_per_window=args.quota,
-                                  window_s=args.window_s),
+            _env_file=None,
+            sandbox_mode=True,
+            redis_url=redis_url,
+            advoware=AdvowareSettings(
+                _env_file=None,
+                base_url=adv_url,
+                username=adv_sbx.USERNAME,
+                password=adv_sbx.PASSWORD,
+                app_id=adv_sbx.APP_ID,
+                api_key=adv_sbx.API_KEY,
+                kanzlei=adv_sbx.KANZLEI,
+                database=adv_sbx.DATABASE,
+            ),
+            google=GoogleSettings(
+                _env_file=None,
+                calendar_service_account_path=str(key_path),
+                delegation=True,
+                api_endpoint=f"{g_url}/calendar/v3/",
+                batch_uri=f"{g_url}/batch/calendar/v3",
+                token_uri=f"{g_url}/token",
+                requests_per_window=args.quota,
+                window_s=args.window_s,
+            ),
             postgres=base.postgres.model_copy(update={"db": hub_name}),
-            sync=SyncSettings(_env_file=None))
-        http.post(f"{g_url}/_sandbox/config", json={"quota_requests": args.quota, "quota_window_s": args.window_s,
-                                                    "quota_status": 429}).raise_for_status()
+            sync=SyncSettings(_env_file=None),
+        )
+        http.post(
+            f"{g_url}/_sandbox/config",
+            json={"quota_requests": args.quota, "quota_window_s": args.window_s, "quota_status": 429},
+        ).raise_for_status()
         http.post(f"{g_url}/_sandbox/faults", json={"latency_ms": args.google_latency_ms}).raise_for_status()
         http.post(f"{adv_url}/_sandbox/faults", json={"latency_ms": args.advoware_latency_ms}).raise_for_status()
-        firm = generate_firm(SEED, employees=args.employees, appointments_per_employee=args.appointments, parties=0,
-                             start=date.today())
+        firm = generate_firm(
+            SEED, employees=args.employees, appointments_per_employee=args.appointments, parties=0, start=date.today()
+        )
         staff = [{**m, "aktiv": True} for m in firm.employees]  # the generator makes one inactive
-        seeded = http.post(f"{adv_url}/_sandbox/seed", json={
-            "seed": SEED, "employees": args.employees, "appointments_per_employee": args.appointments,
-            "start": date.today().isoformat(), "mitarbeiter": staff}).json()
+        seeded = http.post(
+            f"{adv_url}/_sandbox/seed",
+            json={
+                "seed": SEED,
+                "employees": args.employees,
+                "appointments_per_employee": args.appointments,
+                "start": date.today().isoformat(),
+                "mitarbeiter": staff,
+            },
+        ).json()
         employees = sorted(m["kuerzel"] for m in staff)
         emails = {m["kuerzel"]: m["email"] for m in staff}
         ctx = SyncContext.from_settings(settings)
         stats = Stats(http, adv_url, g_url)
         sessions = {e: ctx.google.session_for(emails[e]) for e in employees}
-        print(f"firm: {len(employees)} employees, {seeded['termine']} Termine; latency Advoware "
-              f"{args.advoware_latency_ms:.0f} ms, Google {args.google_latency_ms:.0f} ms; quota "
-              f"{args.quota}/{args.window_s:g}s per user (delegated); load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"firm: {len(employees)} employees, {seeded['termine']} Termine; latency Advoware "
+            f"{args.advoware_latency_ms:.0f} ms, Google {args.google_latency_ms:.0f} ms; quota "
+            f"{args.quota}/{args.window_s:g}s per user (delegated); load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
         # (a) initial full sync
         sent = {e: s.sent for e, s in sessions.items()}
@@ -243,15 +280,22 @@ def main(argv: list[str] | None = None) -> int:
         g_a, a_a = stats.delta(before, after, "google"), stats.delta(before, after, "advoware")
         state = http.get(f"{g_url}/_sandbox/state").json()
         events = sum(1 for c in state["calendars"] for e in c["events"] if e.get("status") != "cancelled")
-        dup = sum(len(ids) - len(set(ids)) for ids in (
-            [marker_of(e)[1] for e in c["events"] if e.get("status") != "cancelled" and marker_of(e)[1]]
-            for c in state["calendars"]))
+        dup = sum(
+            len(ids) - len(set(ids))
+            for ids in (
+                [marker_of(e)[1] for e in c["events"] if e.get("status") != "cancelled" and marker_of(e)[1]]
+                for c in state["calendars"]
+            )
+        )
         ratio = wall_a / floor if floor else None
-        print(f"(a) initial: wall {wall_a:.1f} s, floor {floor:.1f} s, ratio {ratio or 0:.2f} (goal <= 1.5); "
-              f"R max {max(per_user.values())} per user, Calendar API requests {g_a['api']} in "
-              f"{g_a['envelopes']} batches, OAuth tokens {g_a['tokens']}, retries {ctx.google.retries}; "
-              f"Advoware requests {a_a['api']}; {events} events in Google, duplicate frNr {dup}; "
-              f"failed employees {failed or 'none'}", flush=True)
+        print(
+            f"(a) initial: wall {wall_a:.1f} s, floor {floor:.1f} s, ratio {ratio or 0:.2f} (goal <= 1.5); "
+            f"R max {max(per_user.values())} per user, Calendar API requests {g_a['api']} in "
+            f"{g_a['envelopes']} batches, OAuth tokens {g_a['tokens']}, retries {ctx.google.retries}; "
+            f"Advoware requests {a_a['api']}; {events} events in Google, duplicate frNr {dup}; "
+            f"failed employees {failed or 'none'}",
+            flush=True,
+        )
         print(f"    google by endpoint {g_a['by_endpoint']}", flush=True)
         print(f"    time in (summed over {len(employees)} threads): {timers.line()}", flush=True)
 
@@ -262,24 +306,33 @@ def main(argv: list[str] | None = None) -> int:
         after = stats.snap()
         g_b, a_b = stats.delta(before, after, "google"), stats.delta(before, after, "advoware")
         noop_g, noop_a = g_b["api"] / len(employees), a_b["api"] / len(employees)
-        print(f"(b) no-op: wall {wall_b:.2f} s; per employee {noop_g:.2f} Calendar API (goal <= 2), "
-              f"{noop_a:.2f} Advoware (goal <= 2); writes Google {g_b['writes']}, Advoware {a_b['writes']}; "
-              f"OAuth tokens {g_b['tokens']}; google {g_b['by_endpoint']}; advoware {a_b['by_endpoint']}; "
-              f"statuses {Counter(r.get('status') for r in res_b.values())}", flush=True)
+        print(
+            f"(b) no-op: wall {wall_b:.2f} s; per employee {noop_g:.2f} Calendar API (goal <= 2), "
+            f"{noop_a:.2f} Advoware (goal <= 2); writes Google {g_b['writes']}, Advoware {a_b['writes']}; "
+            f"OAuth tokens {g_b['tokens']}; google {g_b['by_endpoint']}; advoware {a_b['by_endpoint']}; "
+            f"statuses {Counter(r.get('status') for r in res_b.values())}",
+            flush=True,
+        )
 
         # (c) 1 % changed, half on each side, by a person through the APIs
         changed = max(2, round(args.employees * args.appointments * args.changed_percent / 100))
-        user_adv = AdvowareClient(settings.advoware.model_copy(update={"write_protection": False}),
-                                  redis_url=redis_url)
-        user_google = GoogleCalendarClient(settings.google, ServiceAccount.from_settings(settings.google),
-                                           limiter=None, backoff=Backoff(base_s=0.5, cap_s=4, max_retries=8))
-        termine = [t for t in http.get(f"{adv_url}/_sandbox/state").json()["termine"]
-                   if t["kuerzel"] in emails and t["frNr"] > 0 and not t["dauertermin"]]
+        user_adv = AdvowareClient(settings.advoware.model_copy(update={"write_protection": False}), redis_url=redis_url)
+        user_google = GoogleCalendarClient(
+            settings.google,
+            ServiceAccount.from_settings(settings.google),
+            limiter=None,
+            backoff=Backoff(base_s=0.5, cap_s=4, max_retries=8),
+        )
+        termine = [
+            t
+            for t in http.get(f"{adv_url}/_sandbox/state").json()["termine"]
+            if t["kuerzel"] in emails and t["frNr"] > 0 and not t["dauertermin"]
+        ]
         termine.sort(key=lambda t: (t["frNr"] % 97, t["frNr"]))  # spread over employees, reproducible
         cals = {c["id"]: c for c in http.get(f"{g_url}/_sandbox/state").json()["calendars"]}
         with psycopg.connect(settings.postgres.dsn()) as conn:
             calendar_of = dict(conn.execute("SELECT employee, calendar_id FROM employee_calendars").fetchall())
-        edits_adv, edits_google = termine[: changed // 2], termine[changed // 2: changed]
+        edits_adv, edits_google = termine[: changed // 2], termine[changed // 2 : changed]
         for t in edits_adv:
             user_adv.update_termin(t["frNr"], {**t, "ort": f"Raum A{t['frNr']}"})
         for t in edits_google:
@@ -287,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
             event = next(e for e in cals[cal]["events"] if marker_of(e)[1] == t["frNr"])
             user_google.session_for(emails[t["kuerzel"]]).execute(
                 lambda s, c=cal, e=event, n=t["frNr"]: s.events().patch(
-                    calendarId=c, eventId=e["id"], body={"location": f"Raum G{n}"}), "events.patch")
+                    calendarId=c, eventId=e["id"], body={"location": f"Raum G{n}"}
+                ),
+                "events.patch",
+            )
         user_adv.close()
         time.sleep(args.window_s)
         before = stats.snap()
@@ -296,34 +352,57 @@ def main(argv: list[str] | None = None) -> int:
         g_c, a_c = stats.delta(before, after, "google"), stats.delta(before, after, "advoware")
         changed_requests = g_c["api"] + a_c["api"]
         now_adv = {t["frNr"]: t for t in http.get(f"{adv_url}/_sandbox/state").json()["termine"]}
-        now_events = {marker_of(e)[1]: e for c in http.get(f"{g_url}/_sandbox/state").json()["calendars"]
-                      for e in c["events"] if e.get("status") != "cancelled"}
-        arrived = (sum(now_events[t["frNr"]].get("location") == f"Raum A{t['frNr']}" for t in edits_adv)
-                   + sum(now_adv[t["frNr"]].get("ort") == f"Raum G{t['frNr']}" for t in edits_google))
+        now_events = {
+            marker_of(e)[1]: e
+            for c in http.get(f"{g_url}/_sandbox/state").json()["calendars"]
+            for e in c["events"]
+            if e.get("status") != "cancelled"
+        }
+        arrived = sum(now_events[t["frNr"]].get("location") == f"Raum A{t['frNr']}" for t in edits_adv) + sum(
+            now_adv[t["frNr"]].get("ort") == f"Raum G{t['frNr']}" for t in edits_google
+        )
         goal_c = 4 * changed + 40
-        print(f"(c) {changed} changed items ({len(edits_adv)} in Advoware, {len(edits_google)} in Google): "
-              f"{changed_requests} requests (goal <= {goal_c}; Calendar API {g_c['api']}, Advoware {a_c['api']}), "
-              f"wall {wall_c:.2f} s, {arrived}/{changed} arrived; google {g_c['by_endpoint']}; "
-              f"advoware {a_c['by_endpoint']}", flush=True)
+        print(
+            f"(c) {changed} changed items ({len(edits_adv)} in Advoware, {len(edits_google)} in Google): "
+            f"{changed_requests} requests (goal <= {goal_c}; Calendar API {g_c['api']}, Advoware {a_c['api']}), "
+            f"wall {wall_c:.2f} s, {arrived}/{changed} arrived; google {g_c['by_endpoint']}; "
+            f"advoware {a_c['by_endpoint']}",
+            flush=True,
+        )
 
         # (d) the DAG, no-op, next to a DAG of the same shape doing nothing
         dag: dict[str, Any] = {}
         if not args.skip_dag:
             dag = run_dag_timing(settings, employees, tmp)
-            print(f"(d) dag.test(): advoware_calendar_sync no-op {dag.get('dag_noop_wall_s')} s "
-                  f"({dag.get('dag_noop_state')}), empty DAG of the same shape {dag.get('empty_dag_wall_s')} s "
-                  f"({dag.get('empty_dag_state')}), {dag.get('dag_noop_task_instances')} task instances", flush=True)
+            print(
+                f"(d) dag.test(): advoware_calendar_sync no-op {dag.get('dag_noop_wall_s')} s "
+                f"({dag.get('dag_noop_state')}), empty DAG of the same shape {dag.get('empty_dag_wall_s')} s "
+                f"({dag.get('empty_dag_state')}), {dag.get('dag_noop_task_instances')} task instances",
+                flush=True,
+            )
 
-        result = {"bench": "calendar_sync", "employees": len(employees), "appointments": seeded["termine"],
-                  "initial_wall_s": round(wall_a, 2), "quota_floor_s": round(floor, 2),
-                  "initial_ratio_to_floor": round(ratio, 3) if ratio else None,
-                  "initial_max_requests_per_user": max(per_user.values()), "initial_duplicates": dup,
-                  "noop_google_requests_per_employee": round(noop_g, 2),
-                  "noop_advoware_requests_per_employee": round(noop_a, 2), "noop_wall_s": round(wall_b, 2),
-                  "changed_items": changed, "changed_requests": changed_requests, "changed_goal": goal_c,
-                  "changed_arrived": arrived, "changed_wall_s": round(wall_c, 2),
-                  "dag_noop_wall_s": dag.get("dag_noop_wall_s"), "empty_dag_wall_s": dag.get("empty_dag_wall_s"),
-                  "load_1min": round(os.getloadavg()[0], 2), "writer_parallel": args.writer_parallel or None}
+        result = {
+            "bench": "calendar_sync",
+            "employees": len(employees),
+            "appointments": seeded["termine"],
+            "initial_wall_s": round(wall_a, 2),
+            "quota_floor_s": round(floor, 2),
+            "initial_ratio_to_floor": round(ratio, 3) if ratio else None,
+            "initial_max_requests_per_user": max(per_user.values()),
+            "initial_duplicates": dup,
+            "noop_google_requests_per_employee": round(noop_g, 2),
+            "noop_advoware_requests_per_employee": round(noop_a, 2),
+            "noop_wall_s": round(wall_b, 2),
+            "changed_items": changed,
+            "changed_requests": changed_requests,
+            "changed_goal": goal_c,
+            "changed_arrived": arrived,
+            "changed_wall_s": round(wall_c, 2),
+            "dag_noop_wall_s": dag.get("dag_noop_wall_s"),
+            "empty_dag_wall_s": dag.get("empty_dag_wall_s"),
+            "load_1min": round(os.getloadavg()[0], 2),
+            "writer_parallel": args.writer_parallel or None,
+        }
         print(json.dumps(result))
         ok = not failed and dup == 0 and arrived == changed
         return 0 if ok else 1
@@ -350,14 +429,27 @@ def run_dag_timing(settings: Settings, employees: list[str], tmp: Path) -> dict[
     shutil.copy(ROOT / "dags" / "advoware_calendar_sync.py", dags / "advoware_calendar_sync.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ADVOWARE_", "GOOGLE_", "SYNC_"))}
     env.update(airflow_env.connections(settings, root=tmp))
-    env.update({
-        "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2,
-        "REDIS_URL": settings.redis_url, "GOOGLE_REQUESTS_PER_WINDOW": str(settings.google.requests_per_window),
-        "GOOGLE_WINDOW_S": str(settings.google.window_s), "ADVOWARE_WRITE_PROTECTION": "false",
-        "CALENDAR_SYNC_RETRY_DELAY_S": "0"})
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "_calendar_dag_timing.py"), str(dags),
-                           json.dumps(employees)], cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2,
+            "REDIS_URL": settings.redis_url,
+            "GOOGLE_REQUESTS_PER_WINDOW": str(settings.google.requests_per_window),
+            "GOOGLE_WINDOW_S": str(settings.google.window_s),
+            "ADVOWARE_WRITE_PROTECTION": "false",
+            "CALENDAR_SYNC_RETRY_DELAY_S": "0",
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "_calendar_dag_timing.py"), str(dags), json.dumps(employees)],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     last = (proc.stdout.strip().splitlines() or [""])[-1]
     if proc.returncode != 0 or not last.startswith("{"):
         print(proc.stderr[-3000:], file=sys.stderr)

@@ -140,8 +140,9 @@ class Bench:
     def pause(self, dag_id: str) -> None:
         """Pause `dag_id` and end its unfinished runs (a paused DAG's run would never finish)."""
         self._patch(f"/api/v2/dags/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": True})
-        for (run_id,) in self.stack.metadata("SELECT run_id FROM dag_run WHERE dag_id = ? AND state IN "
-                                             "('queued', 'running')", (dag_id,)):
+        for (run_id,) in self.stack.metadata(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? AND state IN ('queued', 'running')", (dag_id,)
+        ):
             self._patch(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
 
     def wait_quiet(self, timeout_s: float = 900) -> None:
@@ -163,8 +164,9 @@ class Bench:
         self.api.trigger(dag_id, conf, dag_run_id=run_id)
         deadline = time.monotonic() + self.args.run_timeout_s
         while True:
-            rows = self.stack.metadata("SELECT state, queued_at, end_date FROM dag_run WHERE dag_id = ? AND "
-                                       "run_id = ?", (dag_id, run_id))
+            rows = self.stack.metadata(
+                "SELECT state, queued_at, end_date FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
+            )
             if rows and rows[0][0] in ("success", "failed"):
                 break
             if time.monotonic() > deadline:
@@ -175,36 +177,53 @@ class Bench:
         busy = machine_busy_s() - busy
         requests = {side: n - requests_before[side] for side, n in self.api_requests().items()}
         state, queued_at, end_date = rows[0]
-        tis = self.stack.metadata("SELECT task_id, map_index, state, try_number FROM task_instance "
-                                  "WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        tis = self.stack.metadata(
+            "SELECT task_id, map_index, state, try_number FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (dag_id, run_id),
+        )
         ran = [t for t in tis if t[2] not in ("skipped", "removed", None)]
         units = sum(1 for t in tis if t[0] == "employee_sync.phase_1_new_advoware" and t[1] >= 0)
-        out = {"dag_id": dag_id, "run_id": run_id, "state": state, "wall_s": round(_ts(end_date) - _ts(queued_at), 1),
-               "task_instances": len(ran), "tries": sum(int(t[3] or 1) for t in ran),
-               "units": units, "ti_states": dict(Counter(str(t[2]) for t in tis)),
-               "cpu_airflow_s": round(cpu_airflow, 1), "cpu_sandbox_s": round(cpu_sandbox, 1),
-               "machine_busy_cpu_s": round(busy, 1), "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-               "advoware_requests": requests["advoware"], "google_requests": requests["google"]}
+        out = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "state": state,
+            "wall_s": round(_ts(end_date) - _ts(queued_at), 1),
+            "task_instances": len(ran),
+            "tries": sum(int(t[3] or 1) for t in ran),
+            "units": units,
+            "ti_states": dict(Counter(str(t[2]) for t in tis)),
+            "cpu_airflow_s": round(cpu_airflow, 1),
+            "cpu_sandbox_s": round(cpu_sandbox, 1),
+            "machine_busy_cpu_s": round(busy, 1),
+            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "advoware_requests": requests["advoware"],
+            "google_requests": requests["google"],
+        }
         if dag_id == DAG:
             out["employees_with_work"] = self.employees_with_work(run_id)
-        print(f"  {label:<14} {state:<8} wall {out['wall_s']:>7.1f} s  task instances {len(ran):>4} "
-              f"(tries {out['tries']}, units {units}, employees with work {out.get('employees_with_work', '-')})"
-              f"  CPU Airflow {out['cpu_airflow_s']:>7.1f} s  sandbox {out['cpu_sandbox_s']:>6.1f} s"
-              f"  machine {out['machine_busy_cpu_s']:>7.1f} s  load {out['load_1min'][0]:.1f} -> "
-              f"{out['load_1min'][1]:.1f}  requests Advoware {requests['advoware']} Google {requests['google']}",
-              flush=True)
+        print(
+            f"  {label:<14} {state:<8} wall {out['wall_s']:>7.1f} s  task instances {len(ran):>4} "
+            f"(tries {out['tries']}, units {units}, employees with work {out.get('employees_with_work', '-')})"
+            f"  CPU Airflow {out['cpu_airflow_s']:>7.1f} s  sandbox {out['cpu_sandbox_s']:>6.1f} s"
+            f"  machine {out['machine_busy_cpu_s']:>7.1f} s  load {out['load_1min'][0]:.1f} -> "
+            f"{out['load_1min'][1]:.1f}  requests Advoware {requests['advoware']} Google {requests['google']}",
+            flush=True,
+        )
         return out
 
     def api_requests(self) -> dict[str, int]:
         """Requests the Advoware and Google sandboxes have answered so far (their own counters)."""
-        return {side: int(self.http.get(f"{self.stack.url(side)}/_sandbox/stats").json()["total_requests"])
-                for side in ("advoware", "google")}
+        return {
+            side: int(self.http.get(f"{self.stack.url(side)}/_sandbox/stats").json()["total_requests"])
+            for side in ("advoware", "google")
+        }
 
     def employees_with_work(self, run_id: str) -> int:
         """Employees this run's phase tasks worked for (their run rows count the phases done)."""
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.stack.hub_db}") as conn:
-            row = conn.execute("SELECT count(*) FROM sync_runs WHERE run_id = %s AND counts ? 'phases_done'",
-                               (run_id,)).fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM sync_runs WHERE run_id = %s AND counts ? 'phases_done'", (run_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def quota(self) -> dict[str, Any]:
@@ -219,12 +238,31 @@ class Bench:
         first = max(int(t["frNr"]) for t in state["termine"]) + 1
         day = date.today() + timedelta(days=7)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        termine = [{"frNr": first + i, "text": "Kanzleiversammlung", "notiz": "", "ort": "", "kuerzel": m["kuerzel"],
-                    "anwalt": m["kuerzel"], "datum": f"{day.isoformat()}T09:00:00", "uhrzeitVon": "09:00:00",
-                    "datumBis": f"{day.isoformat()}T10:00:00", "uhrzeitBis": "10:00:00", "abwesenheit": 0,
-                    "privat": 0, "dauertermin": 0, "turnus": 0, "turnusArt": 0, "erinnerung": 0,
-                    "erinnerungsDatum": None, "nr": None, "azRubrum": "", "zuletztGeaendertAm": now}
-                   for i, m in enumerate(staff)]
+        termine = [
+            {
+                "frNr": first + i,
+                "text": "Kanzleiversammlung",
+                "notiz": "",
+                "ort": "",
+                "kuerzel": m["kuerzel"],
+                "anwalt": m["kuerzel"],
+                "datum": f"{day.isoformat()}T09:00:00",
+                "uhrzeitVon": "09:00:00",
+                "datumBis": f"{day.isoformat()}T10:00:00",
+                "uhrzeitBis": "10:00:00",
+                "abwesenheit": 0,
+                "privat": 0,
+                "dauertermin": 0,
+                "turnus": 0,
+                "turnusArt": 0,
+                "erinnerung": 0,
+                "erinnerungsDatum": None,
+                "nr": None,
+                "azRubrum": "",
+                "zuletztGeaendertAm": now,
+            }
+            for i, m in enumerate(staff)
+        ]
         self.http.post(f"{adv}/_sandbox/seed", json={"termine": termine}).raise_for_status()
         return len(termine)
 
@@ -239,16 +277,19 @@ class Bench:
         took = time.monotonic() - started
         per_s = (tree_cpu(self.airflow_pid) - before) / took
         by_part = {name: round((tree_cpu(pid) - parts[name]) / took, 4) for name, pid in components.items()}
-        print(f"idle stack (no run): {per_s:.3f} CPU-s per s over {seconds:.0f} s; by component {by_part}",
-              flush=True)
+        print(f"idle stack (no run): {per_s:.3f} CPU-s per s over {seconds:.0f} s; by component {by_part}", flush=True)
         return per_s, by_part
 
     # -- the firm -----------------------------------------------------------------------------------
     def reset_firm(self, employees: int) -> list[dict[str, Any]]:
         """Empty hub, Redis and sandboxes, then the firm of `employees` (all active) seeded."""
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.stack.hub_db}", autocommit=True) as conn:
-            tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                                                 "AND tablename <> 'alembic_version'")]
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            ]
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
         import redis
 
@@ -256,18 +297,27 @@ class Bench:
         adv, google = self.stack.url("advoware"), self.stack.url("google")
         for url in (adv, google):
             self.http.post(f"{url}/_sandbox/reset").raise_for_status()
-        self.http.post(f"{google}/_sandbox/config", json={"quota_requests": 600, "quota_window_s": 60,
-                                                         "project_quota_requests": 10000,
-                                                         "quota_status": 429}).raise_for_status()
+        self.http.post(
+            f"{google}/_sandbox/config",
+            json={"quota_requests": 600, "quota_window_s": 60, "project_quota_requests": 10000, "quota_status": 429},
+        ).raise_for_status()
         self.http.post(f"{google}/_sandbox/faults", json={"latency_ms": self.args.google_latency_ms}).raise_for_status()
         self.http.post(f"{adv}/_sandbox/faults", json={"latency_ms": self.args.advoware_latency_ms}).raise_for_status()
-        firm = generate_firm(SEED, employees=employees, appointments_per_employee=self.args.appointments, parties=0,
-                             start=date.today())
+        firm = generate_firm(
+            SEED, employees=employees, appointments_per_employee=self.args.appointments, parties=0, start=date.today()
+        )
         staff = [{**m, "aktiv": True} for m in firm.employees]  # the generator makes one inactive
         self.http.post(f"{google}/_sandbox/seed", json={"seed": SEED, "employees": employees}).raise_for_status()
-        self.http.post(f"{adv}/_sandbox/seed", json={
-            "seed": SEED, "employees": employees, "appointments_per_employee": self.args.appointments,
-            "start": date.today().isoformat(), "mitarbeiter": staff}).raise_for_status()
+        self.http.post(
+            f"{adv}/_sandbox/seed",
+            json={
+                "seed": SEED,
+                "employees": employees,
+                "appointments_per_employee": self.args.appointments,
+                "start": date.today().isoformat(),
+                "mitarbeiter": staff,
+            },
+        ).raise_for_status()
         return staff
 
     def check_converged(self) -> dict[str, int]:
@@ -288,14 +338,17 @@ class Bench:
 def _goals(r: dict[str, Any], max_units: int) -> dict[str, bool]:
     """Issue 21's goals for this size (on a 2-core machine; met at 1,000, every run a success at 2,000)."""
     runs = [r["initial"], *r["noops"], *([r["bulk"]] if r.get("bulk") else [])]
-    return {"every_run_succeeded": all(x["state"] == "success" for x in runs),
-            "converged": all(c["duplicates"] == 0 and c["events_with_marker"] == c["hub_linked"]
-                             for c in r["converged"].values()),
-            "initial_under_15_min": r["initial"]["wall_s"] < 900,
-            "bulk_under_15_min": bool(r.get("bulk")) and r["bulk"]["wall_s"] < 900,
-            "noop_under_60_s": all(x["wall_s"] < 60 for x in r["noops"]),
-            "noop_under_0.05_cpu_s_per_employee": r["noop_cpu_s_per_employee"] < 0.05,
-            "task_instances_bounded": max(x["task_instances"] for x in runs) <= 1 + 4 * max_units}
+    return {
+        "every_run_succeeded": all(x["state"] == "success" for x in runs),
+        "converged": all(
+            c["duplicates"] == 0 and c["events_with_marker"] == c["hub_linked"] for c in r["converged"].values()
+        ),
+        "initial_under_15_min": r["initial"]["wall_s"] < 900,
+        "bulk_under_15_min": bool(r.get("bulk")) and r["bulk"]["wall_s"] < 900,
+        "noop_under_60_s": all(x["wall_s"] < 60 for x in r["noops"]),
+        "noop_under_0.05_cpu_s_per_employee": r["noop_cpu_s_per_employee"] < 0.05,
+        "task_instances_bounded": max(x["task_instances"] for x in runs) <= 1 + 4 * max_units,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,15 +356,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="10,50,100", help="firm sizes (employees), comma-separated")
     ap.add_argument("--appointments", type=int, default=50, help="per employee (at least 8 are seeded)")
     ap.add_argument("--noop-runs", type=int, default=2)
-    ap.add_argument("--no-bulk", dest="bulk", action="store_false",
-                    help="skip the run after one new appointment for every employee")
+    ap.add_argument(
+        "--no-bulk", dest="bulk", action="store_false", help="skip the run after one new appointment for every employee"
+    )
     ap.add_argument("--idle-s", type=float, default=120)
     ap.add_argument("--settle-s", type=float, default=5, help="pause before each measured run")
     ap.add_argument("--advoware-latency-ms", type=float, default=30)
     ap.add_argument("--google-latency-ms", type=float, default=40)
     ap.add_argument("--run-timeout-s", type=float, default=3600)
-    ap.add_argument("--max-units", type=int, default=None,
-                    help=f"SYNC_MAX_UNITS of the stack (default: the setting's, {DEFAULT_MAX_UNITS})")
+    ap.add_argument(
+        "--max-units",
+        type=int,
+        default=None,
+        help=f"SYNC_MAX_UNITS of the stack (default: the setting's, {DEFAULT_MAX_UNITS})",
+    )
     ap.add_argument("--no-floor", dest="floor", action="store_false", help="skip the floor DAG's runs")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -326,8 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     stack.up()
     bench = Bench(stack, args)
     try:
-        print(f"stack up in {time.monotonic() - started:.0f}s (Airflow {stack.url('airflow')}); "
-              f"load {load_before[0]:.1f}; {os.cpu_count()} cores", flush=True)
+        print(
+            f"stack up in {time.monotonic() - started:.0f}s (Airflow {stack.url('airflow')}); "
+            f"load {load_before[0]:.1f}; {os.cpu_count()} cores",
+            flush=True,
+        )
         bench.pause("beteiligte_sync")
         idle_per_s, idle_parts = bench.idle(args.idle_s)
         for n in sizes:
@@ -345,8 +406,11 @@ def main(argv: list[str] | None = None) -> int:
                 r["bulk"] = bench.measure(DAG, {}, f"bulk-{n}")
                 r["converged"]["bulk"] = bench.check_converged()
                 r["quota"]["bulk"] = bench.quota()
-                print(f"  bulk change: {added} new appointments; converged: {r['converged']['bulk']}; "
-                      f"Google quota: {r['quota']['bulk']}", flush=True)
+                print(
+                    f"  bulk change: {added} new appointments; converged: {r['converged']['bulk']}; "
+                    f"Google quota: {r['quota']['bulk']}",
+                    flush=True,
+                )
             if args.floor:
                 r["floor_initial"] = bench.measure(FLOOR, {"work": r["initial"]["units"]}, f"floor-init-{n}")
                 r["floor_noop"] = bench.measure(FLOOR, {"work": r["noops"][-1]["units"]}, f"floor-noop-{n}")
@@ -354,9 +418,12 @@ def main(argv: list[str] | None = None) -> int:
             r["goals"] = _goals(r, args.max_units or DEFAULT_MAX_UNITS)
             results[n] = r
             floor = r["floor_noop"]["cpu_airflow_s"] if args.floor else "-"
-            print(f"  no-op: {r['noop_cpu_s_per_employee']:.3f} CPU-s per employee (median of {len(r['noops'])} "
-                  f"runs); floor of the same shape {floor} CPU-s; initial {r['initial']['wall_s']} s wall; "
-                  f"goals {r['goals']}", flush=True)
+            print(
+                f"  no-op: {r['noop_cpu_s_per_employee']:.3f} CPU-s per employee (median of {len(r['noops'])} "
+                f"runs); floor of the same shape {floor} CPU-s; initial {r['initial']['wall_s']} s wall; "
+                f"goals {r['goals']}",
+                flush=True,
+            )
     finally:
         bench.close()
         stack.down()
@@ -365,17 +432,22 @@ def main(argv: list[str] | None = None) -> int:
         return {n: fn(r) for n, r in results.items()}
 
     out = {
-        "bench": "dag_scale", "sizes": sizes, "appointments_per_employee": max(args.appointments, 8),
+        "bench": "dag_scale",
+        "sizes": sizes,
+        "appointments_per_employee": max(args.appointments, 8),
         "noop_cpu_s_per_employee": per_n(lambda r: r["noop_cpu_s_per_employee"]),
         "noop_wall_s": per_n(lambda r: [x["wall_s"] for x in r["noops"]]),
         "noop_task_instances": per_n(lambda r: [x["task_instances"] for x in r["noops"]]),
         # what a quiet run costs the APIs, and per hour at a 5-minute schedule (issue 18: the schedule's price)
         "noop_advoware_requests": per_n(lambda r: [x["advoware_requests"] for x in r["noops"]]),
         "noop_google_requests": per_n(lambda r: [x["google_requests"] for x in r["noops"]]),
-        "noop_every_5_min_per_hour": per_n(lambda r: {
-            "advoware_requests": 12 * statistics.median(x["advoware_requests"] for x in r["noops"]),
-            "google_requests": 12 * statistics.median(x["google_requests"] for x in r["noops"]),
-            "cpu_airflow_s": round(12 * statistics.median(x["cpu_airflow_s"] for x in r["noops"]), 1)}),
+        "noop_every_5_min_per_hour": per_n(
+            lambda r: {
+                "advoware_requests": 12 * statistics.median(x["advoware_requests"] for x in r["noops"]),
+                "google_requests": 12 * statistics.median(x["google_requests"] for x in r["noops"]),
+                "cpu_airflow_s": round(12 * statistics.median(x["cpu_airflow_s"] for x in r["noops"]), 1),
+            }
+        ),
         "initial_wall_s": per_n(lambda r: r["initial"]["wall_s"]),
         "initial_cpu_s": per_n(lambda r: r["initial"]["cpu_airflow_s"]),
         "initial_task_instances": per_n(lambda r: r["initial"]["task_instances"]),
@@ -384,19 +456,41 @@ def main(argv: list[str] | None = None) -> int:
         "bulk_cpu_s": per_n(lambda r: r["bulk"]["cpu_airflow_s"] if r.get("bulk") else None),
         "bulk_task_instances": per_n(lambda r: r["bulk"]["task_instances"] if r.get("bulk") else None),
         "bulk_employees_with_work": per_n(lambda r: r["bulk"]["employees_with_work"] if r.get("bulk") else None),
-        "floor_cpu_s": per_n(lambda r: {"initial_shape": r["floor_initial"]["cpu_airflow_s"],
-                                        "noop_shape": r["floor_noop"]["cpu_airflow_s"]} if args.floor else None),
-        "floor_wall_s": per_n(lambda r: {"initial_shape": r["floor_initial"]["wall_s"],
-                                         "noop_shape": r["floor_noop"]["wall_s"]} if args.floor else None),
-        "sandbox_cpu_s": per_n(lambda r: {"initial": r["initial"]["cpu_sandbox_s"],
-                                          "noop": [x["cpu_sandbox_s"] for x in r["noops"]],
-                                          "bulk": r["bulk"]["cpu_sandbox_s"] if r.get("bulk") else None}),
-        "machine_busy_cpu_s": per_n(lambda r: {"initial": r["initial"]["machine_busy_cpu_s"],
-                                               "noop": [x["machine_busy_cpu_s"] for x in r["noops"]],
-                                               "bulk": r["bulk"]["machine_busy_cpu_s"] if r.get("bulk") else None}),
-        "load_1min_during": per_n(lambda r: {"initial": r["initial"]["load_1min"],
-                                             "noop": [x["load_1min"] for x in r["noops"]],
-                                             "bulk": r["bulk"]["load_1min"] if r.get("bulk") else None}),
+        "floor_cpu_s": per_n(
+            lambda r: (
+                {"initial_shape": r["floor_initial"]["cpu_airflow_s"], "noop_shape": r["floor_noop"]["cpu_airflow_s"]}
+                if args.floor
+                else None
+            )
+        ),
+        "floor_wall_s": per_n(
+            lambda r: (
+                {"initial_shape": r["floor_initial"]["wall_s"], "noop_shape": r["floor_noop"]["wall_s"]}
+                if args.floor
+                else None
+            )
+        ),
+        "sandbox_cpu_s": per_n(
+            lambda r: {
+                "initial": r["initial"]["cpu_sandbox_s"],
+                "noop": [x["cpu_sandbox_s"] for x in r["noops"]],
+                "bulk": r["bulk"]["cpu_sandbox_s"] if r.get("bulk") else None,
+            }
+        ),
+        "machine_busy_cpu_s": per_n(
+            lambda r: {
+                "initial": r["initial"]["machine_busy_cpu_s"],
+                "noop": [x["machine_busy_cpu_s"] for x in r["noops"]],
+                "bulk": r["bulk"]["machine_busy_cpu_s"] if r.get("bulk") else None,
+            }
+        ),
+        "load_1min_during": per_n(
+            lambda r: {
+                "initial": r["initial"]["load_1min"],
+                "noop": [x["load_1min"] for x in r["noops"]],
+                "bulk": r["bulk"]["load_1min"] if r.get("bulk") else None,
+            }
+        ),
         "converged": per_n(lambda r: r["converged"]),
         "google_quota": per_n(lambda r: r["quota"]),
         "goals": per_n(lambda r: r["goals"]),

@@ -118,15 +118,22 @@ def main(argv: list[str] | None = None) -> None:
 
     rounds = uvloop.run(measure())  # the gateway's loop (uvicorn picks uvloop when installed)
     best = {k: min(v) for k, v in rounds.items()}
-    result = {"bench": "edge_protocol", "request_bytes": len(data), "requests_per_round": args.requests,
-              "uvicorn_us_min": round(best["uvicorn"], 2), "edge_us_min": round(best["edge"], 2),
-              "added_us_min": round(best["edge"] - best["uvicorn"], 2),
-              "uvicorn_us_median": round(statistics.median(rounds["uvicorn"]), 2),
-              "edge_us_median": round(statistics.median(rounds["edge"]), 2),
-              "load_avg_before": [round(x, 2) for x in load_before],
-              "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
-    print(f"uvicorn httptools protocol: {best['uvicorn']:.2f} us per request (min of {args.rounds} rounds), "
-          f"edge protocol: {best['edge']:.2f} us; added {result['added_us_min']} us")
+    result = {
+        "bench": "edge_protocol",
+        "request_bytes": len(data),
+        "requests_per_round": args.requests,
+        "uvicorn_us_min": round(best["uvicorn"], 2),
+        "edge_us_min": round(best["edge"], 2),
+        "added_us_min": round(best["edge"] - best["uvicorn"], 2),
+        "uvicorn_us_median": round(statistics.median(rounds["uvicorn"]), 2),
+        "edge_us_median": round(statistics.median(rounds["edge"]), 2),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    print(
+        f"uvicorn httptools protocol: {best['uvicorn']:.2f} us per request (min of {args.rounds} rounds), "
+        f"edge protocol: {best['edge']:.2f} us; added {result['added_us_min']} us"
+    )
     print(json.dumps(result))
 
 

@@ -48,8 +48,11 @@ from sandbox.runner import free_port
 # The sandbox runs in a child process so its event loop does not share our GIL.
 def appointment(employee: str, n: int) -> dict[str, Any]:
     start = datetime(2025, 3, 3, 8, 0) + timedelta(days=n // 8, hours=n % 8)
-    body = {"summary": f"Termin {n}", "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": (start + timedelta(minutes=45)).isoformat(), "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": f"Termin {n}",
+        "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": (start + timedelta(minutes=45)).isoformat(), "timeZone": "Europe/Berlin"},
+    }
     return with_advoware_properties(body, employee, n)
 
 
@@ -61,10 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=40)
     ap.add_argument("--quota", type=int, default=60)
     ap.add_argument("--window-s", type=float, default=6.0)
-    ap.add_argument("--margin-s", type=float, default=0.0,
-                    help="extra slack the limiter adds to the window (tokens already count from the answer)")
-    ap.add_argument("--parallel", type=int, default=6,
-                    help="batches in flight per employee (the window's budget is split between them)")
+    ap.add_argument(
+        "--margin-s",
+        type=float,
+        default=0.0,
+        help="extra slack the limiter adds to the window (tokens already count from the answer)",
+    )
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=6,
+        help="batches in flight per employee (the window's budget is split between them)",
+    )
     args = ap.parse_args(argv)
 
     settings_all = get_settings()
@@ -80,19 +91,27 @@ def main(argv: list[str] | None = None) -> int:
     proc = start_sandbox("sandbox.google_calendar", port, key_path)
     try:
         migrate(hub_dsn)
-        gs = GoogleSettings(_env_file=None, calendar_service_account_path=str(key_path), delegation=True,
-                            api_endpoint=f"{url}/calendar/v3/", batch_uri=f"{url}/batch/calendar/v3",
-                            token_uri=f"{url}/token", requests_per_window=args.quota, window_s=args.window_s)
+        gs = GoogleSettings(
+            _env_file=None,
+            calendar_service_account_path=str(key_path),
+            delegation=True,
+            api_endpoint=f"{url}/calendar/v3/",
+            batch_uri=f"{url}/batch/calendar/v3",
+            token_uri=f"{url}/token",
+            requests_per_window=args.quota,
+            window_s=args.window_s,
+        )
         account = ServiceAccount.from_settings(gs)
-        limiter = RateLimiter(rds, limit=args.quota, window_s=args.window_s, margin_s=args.margin_s,
-                              prefix=prefix)
-        client = GoogleCalendarClient(gs, account, limiter=limiter,
-                                      backoff=Backoff(base_s=0.5, cap_s=8.0, max_retries=10))
-        httpx.post(f"{url}/_sandbox/config", json={"quota_requests": args.quota,
-                                                    "quota_window_s": args.window_s, "quota_status": 429},
-                   timeout=10).raise_for_status()
-        httpx.post(f"{url}/_sandbox/faults", json={"latency_ms": args.latency_ms},
-                   timeout=10).raise_for_status()
+        limiter = RateLimiter(rds, limit=args.quota, window_s=args.window_s, margin_s=args.margin_s, prefix=prefix)
+        client = GoogleCalendarClient(
+            gs, account, limiter=limiter, backoff=Backoff(base_s=0.5, cap_s=8.0, max_retries=10)
+        )
+        httpx.post(
+            f"{url}/_sandbox/config",
+            json={"quota_requests": args.quota, "quota_window_s": args.window_s, "quota_status": 429},
+            timeout=10,
+        ).raise_for_status()
+        httpx.post(f"{url}/_sandbox/faults", json={"latency_ms": args.latency_ms}, timeout=10).raise_for_status()
 
         employees = [(f"E{i:02d}", f"e{i:02d}@kanzlei.example") for i in range(args.employees)]
         base_emp = ("BASE", "base@kanzlei.example")
@@ -132,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         # R per user = calls that count against the quota (batch parts, not the batch envelopes).
         per_user = {email: client.session_for(email).sent - sent_before[email] for _, email in employees}
         requests = sum(per_user.values())
-        server_calls = sum(v - before["requests"].get(k, 0) for k, v in after["requests"].items()
-                           if k != "batch")
+        server_calls = sum(v - before["requests"].get(k, 0) for k, v in after["requests"].items() if k != "batch")
         envelopes = after["requests"].get("batch", 0) - before["requests"].get("batch", 0)
         floor = floor_s(per_user, args.quota, args.window_s)
 
         # Baseline: the seed's way, one insert at a time with a 100 ms pause, no batching.
-        base_client = GoogleCalendarClient(gs, account, limiter=None,
-                                           backoff=Backoff(base_s=0.5, cap_s=8.0, max_retries=10))
+        base_client = GoogleCalendarClient(
+            gs, account, limiter=None, backoff=Backoff(base_s=0.5, cap_s=8.0, max_retries=10)
+        )
         base_writer = EventWriter(base_client.session_for(base_emp[1]), calendars[base_emp[0]])
         t1 = time.monotonic()
         for n in range(args.baseline_events):
@@ -154,24 +173,40 @@ def main(argv: list[str] | None = None) -> int:
 
         eps = args.events / wall
         base_eps = args.baseline_events / base_wall
-        print(f"employees {args.employees} x {args.events} events, latency {args.latency_ms:.0f} ms, "
-              f"quota {args.quota}/{args.window_s:g}s per user")
-        print(f"batched: wall {wall:.2f} s, floor {floor:.1f} s, ratio {wall / floor if floor else 0:.3f}, "
-              f"requests {requests} (server counted {server_calls} calls in {envelopes} batches; "
-              f"max per user {max(per_user.values())}), retries {retries}, "
-              f"outcomes {dict(outcomes)}, events in Google {written}, unique ids {ids_ok}")
-        print(f"baseline (1 employee, one call at a time + 100 ms): {args.baseline_events} events in "
-              f"{base_wall:.2f} s = {base_eps:.2f} events/s; batched {eps:.2f} events/s per employee "
-              f"({eps / base_eps:.1f}x)")
-        result = {"bench": "gcal_writes", "events": written, "wall_s": round(wall, 3),
-                  "quota_floor_s": round(floor, 3),
-                  "ratio_to_floor": round(wall / floor, 3) if floor else None,
-                  "events_per_s_per_employee": round(eps, 3),
-                  "baseline_events_per_s_per_employee": round(base_eps, 3), "retries": retries,
-                  "requests": requests, "batches": envelopes, "parallel": args.parallel,
-                  "employees": args.employees, "events_per_employee": args.events,
-                  "latency_ms": args.latency_ms, "quota": f"{args.quota}/{args.window_s:g}s",
-                  "baseline_wall_s": round(base_wall, 3), "unique_ids": ids_ok}
+        print(
+            f"employees {args.employees} x {args.events} events, latency {args.latency_ms:.0f} ms, "
+            f"quota {args.quota}/{args.window_s:g}s per user"
+        )
+        print(
+            f"batched: wall {wall:.2f} s, floor {floor:.1f} s, ratio {wall / floor if floor else 0:.3f}, "
+            f"requests {requests} (server counted {server_calls} calls in {envelopes} batches; "
+            f"max per user {max(per_user.values())}), retries {retries}, "
+            f"outcomes {dict(outcomes)}, events in Google {written}, unique ids {ids_ok}"
+        )
+        print(
+            f"baseline (1 employee, one call at a time + 100 ms): {args.baseline_events} events in "
+            f"{base_wall:.2f} s = {base_eps:.2f} events/s; batched {eps:.2f} events/s per employee "
+            f"({eps / base_eps:.1f}x)"
+        )
+        result = {
+            "bench": "gcal_writes",
+            "events": written,
+            "wall_s": round(wall, 3),
+            "quota_floor_s": round(floor, 3),
+            "ratio_to_floor": round(wall / floor, 3) if floor else None,
+            "events_per_s_per_employee": round(eps, 3),
+            "baseline_events_per_s_per_employee": round(base_eps, 3),
+            "retries": retries,
+            "requests": requests,
+            "batches": envelopes,
+            "parallel": args.parallel,
+            "employees": args.employees,
+            "events_per_employee": args.events,
+            "latency_ms": args.latency_ms,
+            "quota": f"{args.quota}/{args.window_s:g}s",
+            "baseline_wall_s": round(base_wall, 3),
+            "unique_ids": ids_ok,
+        }
         print(json.dumps(result))
         return 0 if written == args.employees * args.events and ids_ok else 1
     finally:

@@ -72,9 +72,13 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "p50_s": pct(values, 0.5), "p95_s": pct(values, 0.95),
-            "max_s": round(max(values), 2) if values else None,
-            "mean_s": round(statistics.mean(values), 2) if values else None}
+    return {
+        "n": len(values),
+        "p50_s": pct(values, 0.5),
+        "p95_s": pct(values, 0.95),
+        "max_s": round(max(values), 2) if values else None,
+        "mean_s": round(statistics.mean(values), 2) if values else None,
+    }
 
 
 class Bench:
@@ -118,8 +122,12 @@ class Bench:
         raise TimeoutError(f"{dag_id} {run_id} did not finish")
 
     def targeted_active(self) -> int:
-        return int(self.stack.metadata("SELECT count(*) FROM dag_run WHERE dag_id = ? AND state IN "
-                                       "('queued', 'running')", (CALENDAR_EMPLOYEE_SYNC_DAG,))[0][0])
+        return int(
+            self.stack.metadata(
+                "SELECT count(*) FROM dag_run WHERE dag_id = ? AND state IN ('queued', 'running')",
+                (CALENDAR_EMPLOYEE_SYNC_DAG,),
+            )[0][0]
+        )
 
     def wait_quiet(self, timeout_s: float = 300) -> None:
         """No mark pending and no targeted run queued or running, QUIET_S in a row."""
@@ -138,13 +146,16 @@ class Bench:
         raise TimeoutError("the stack did not become quiet")
 
     def writes(self) -> int:
-        return sum(int(self.http.get(f"{url}/_sandbox/stats").json()["total_writes"])
-                   for url in (self.adv, self.google))
+        return sum(
+            int(self.http.get(f"{url}/_sandbox/stats").json()["total_writes"]) for url in (self.adv, self.google)
+        )
 
     def employees(self) -> dict[str, tuple[str, str | None]]:
         with psycopg.connect(self.hub_dsn) as conn:
-            rows = conn.execute("SELECT employee, calendar_id, email FROM employee_calendars "
-                                "WHERE active AND calendar_id IS NOT NULL ORDER BY employee").fetchall()
+            rows = conn.execute(
+                "SELECT employee, calendar_id, email FROM employee_calendars "
+                "WHERE active AND calendar_id IS NOT NULL ORDER BY employee"
+            ).fetchall()
         return {e: (c, m) for e, c, m in rows}
 
     def ensure_channels(self) -> int:
@@ -159,11 +170,22 @@ class Bench:
                     continue
                 channel_id, token = str(uuid.uuid4()), uuid.uuid4().hex
                 session = self.gclient.session_for(email)
-                answer = session.request(lambda s, c=calendar_id, i=channel_id, t=token: s.events().watch(
-                    calendarId=c, body={"id": i, "type": "web_hook", "address": address, "token": t})).execute()
+                answer = session.request(
+                    lambda s, c=calendar_id, i=channel_id, t=token: s.events().watch(
+                        calendarId=c, body={"id": i, "type": "web_hook", "address": address, "token": t}
+                    )
+                ).execute()
                 expires = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
-                hub_channels.add(conn, channel_id=channel_id, employee=employee, calendar_id=calendar_id,
-                                 resource_id=answer["resourceId"], token=token, address=address, expires_at=expires)
+                hub_channels.add(
+                    conn,
+                    channel_id=channel_id,
+                    employee=employee,
+                    calendar_id=calendar_id,
+                    resource_id=answer["resourceId"],
+                    token=token,
+                    address=address,
+                    expires_at=expires,
+                )
                 conn.commit()
         return len(staff)
 
@@ -179,8 +201,11 @@ class Bench:
         calendar_id, email = self.employees()[employee]
         title = f"Latenz G{self.counter + 1} {uuid.uuid4().hex[:6]}"
         start, end = self._slot()
-        body = {"summary": title, "start": {"dateTime": start, "timeZone": "Europe/Berlin"},
-                "end": {"dateTime": end, "timeZone": "Europe/Berlin"}}
+        body = {
+            "summary": title,
+            "start": {"dateTime": start, "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": end, "timeZone": "Europe/Berlin"},
+        }
         for attempt in (1, 2):
             try:
                 session = self.gclient.session_for(email)
@@ -195,11 +220,23 @@ class Bench:
     def proxy_write(self, employee: str) -> str:
         title = f"Latenz P{self.counter + 1} {uuid.uuid4().hex[:6]}"
         start, end = self._slot()
-        body = {"text": title, "notiz": "", "ort": "", "kuerzel": employee, "anwalt": employee, "privat": 0,
-                "abwesenheit": 0, "datum": start, "uhrzeitVon": start[11:], "datumBis": end, "uhrzeitBis": end[11:]}
+        body = {
+            "text": title,
+            "notiz": "",
+            "ort": "",
+            "kuerzel": employee,
+            "anwalt": employee,
+            "privat": 0,
+            "abwesenheit": 0,
+            "datum": start,
+            "uhrzeitVon": start[11:],
+            "datumBis": end,
+            "uhrzeitBis": end[11:],
+        }
         token = self.settings.gateway.api_token.get_secret_value()
-        r = self.http.post(f"{self.gateway}/api/advoware/Termine", json=body,
-                           headers={"Authorization": f"Bearer {token}"})
+        r = self.http.post(
+            f"{self.gateway}/api/advoware/Termine", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
         r.raise_for_status()
         return title
 
@@ -241,8 +278,9 @@ class Bench:
             time.sleep(0.1)
 
     def targeted_runs(self) -> int:
-        return int(self.stack.metadata("SELECT count(*) FROM dag_run WHERE dag_id = ?",
-                                       (CALENDAR_EMPLOYEE_SYNC_DAG,))[0][0])
+        return int(
+            self.stack.metadata("SELECT count(*) FROM dag_run WHERE dag_id = ?", (CALENDAR_EMPLOYEE_SYNC_DAG,))[0][0]
+        )
 
     # -- the phases -----------------------------------------------------------------------------------
     def push_phase(self) -> tuple[list[float], list[float]]:
@@ -264,8 +302,10 @@ class Bench:
             crossed = self.follow(started, "advoware", self.args.timeout_s)
             g_to_a += crossed.values()
             self.echo_after()
-            print(f"  burst {b + 1}: {len(chosen)} edits, max {max(crossed.values(), default=float('nan')):.2f} s",
-                  flush=True)
+            print(
+                f"  burst {b + 1}: {len(chosen)} edits, max {max(crossed.values(), default=float('nan')):.2f} s",
+                flush=True,
+            )
         p_to_g: list[float] = []
         for i in range(self.args.proxy_writes):
             employee = staff[(i * 3) % len(staff)]
@@ -329,15 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(18)
 
     load = [round(os.getloadavg()[0], 2)]
-    stack = PushStack(env={"SYNC_ANONYMIZE": "false", "PUSH_DEBOUNCE_S": "1.5", "LOG_LEVEL": "INFO"},
-                      prefix="bench-latency-")
+    stack = PushStack(
+        env={"SYNC_ANONYMIZE": "false", "PUSH_DEBOUNCE_S": "1.5", "LOG_LEVEL": "INFO"}, prefix="bench-latency-"
+    )
     print("starting the stack ...", flush=True)
     stack.up()
     bench = Bench(stack, args)
     try:
-        bench.http.post(f"{bench.adv}/_sandbox/seed", json={
-            "seed": 18, "employees": args.employees, "appointments_per_employee": args.appointments,
-            "start": date.today().isoformat()}).raise_for_status()
+        bench.http.post(
+            f"{bench.adv}/_sandbox/seed",
+            json={
+                "seed": 18,
+                "employees": args.employees,
+                "appointments_per_employee": args.appointments,
+                "start": date.today().isoformat(),
+            },
+        ).raise_for_status()
         bench.http.post(f"{bench.google}/_sandbox/seed", json={"seed": 18, "employees": args.employees})
         first = "bench__latency__first"
         bench.api.trigger(CALENDAR_SYNC_DAG, {}, dag_run_id=first)
@@ -348,10 +395,20 @@ def main(argv: list[str] | None = None) -> int:
         g_to_a, p_to_g = bench.push_phase()
         load.append(round(os.getloadavg()[0], 2))
         # the push phase's figures first: a failure in the long baseline must not lose them
-        print(json.dumps({"phase": "push", "google_to_advoware": summary(g_to_a), "proxy_to_google": summary(p_to_g),
-                          "echo_writes": bench.echo_writes, "echo_runs": bench.echo_runs,
-                          "google_to_advoware_s": [round(x, 2) for x in g_to_a],
-                          "proxy_to_google_s": [round(x, 2) for x in p_to_g]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "phase": "push",
+                    "google_to_advoware": summary(g_to_a),
+                    "proxy_to_google": summary(p_to_g),
+                    "echo_writes": bench.echo_writes,
+                    "echo_runs": bench.echo_runs,
+                    "google_to_advoware_s": [round(x, 2) for x in g_to_a],
+                    "proxy_to_google_s": [round(x, 2) for x in p_to_g],
+                }
+            ),
+            flush=True,
+        )
         print("baseline (push off, the schedule alone) ...", flush=True)
         baseline = bench.baseline_phase()
         load.append(round(os.getloadavg()[0], 2))
@@ -362,19 +419,34 @@ def main(argv: list[str] | None = None) -> int:
 
     g, p, b = summary(g_to_a), summary(p_to_g), summary(baseline)
     out = {
-        "bench": "latency", "employees": args.employees,
-        "google_edits": args.single + args.bursts * args.burst_size, "google_crossed": g["n"],
-        "google_to_advoware_p50_s": g["p50_s"], "google_to_advoware_p95_s": g["p95_s"],
+        "bench": "latency",
+        "employees": args.employees,
+        "google_edits": args.single + args.bursts * args.burst_size,
+        "google_crossed": g["n"],
+        "google_to_advoware_p50_s": g["p50_s"],
+        "google_to_advoware_p95_s": g["p95_s"],
         "google_to_advoware_max_s": g["max_s"],
-        "proxy_writes": args.proxy_writes, "proxy_crossed": p["n"],
-        "proxy_to_google_p50_s": p["p50_s"], "proxy_to_google_p95_s": p["p95_s"], "proxy_to_google_max_s": p["max_s"],
-        "baseline_edits": args.baseline_edits, "baseline_crossed": b["n"],
-        "baseline_google_to_advoware_p50_s": b["p50_s"], "baseline_google_to_advoware_p95_s": b["p95_s"],
-        "baseline_google_to_advoware_max_s": b["max_s"], "baseline_schedule_s": args.schedule_s,
-        "echo_writes": bench.echo_writes, "echo_runs": bench.echo_runs, "sandbox_push_counts": push,
+        "proxy_writes": args.proxy_writes,
+        "proxy_crossed": p["n"],
+        "proxy_to_google_p50_s": p["p50_s"],
+        "proxy_to_google_p95_s": p["p95_s"],
+        "proxy_to_google_max_s": p["max_s"],
+        "baseline_edits": args.baseline_edits,
+        "baseline_crossed": b["n"],
+        "baseline_google_to_advoware_p50_s": b["p50_s"],
+        "baseline_google_to_advoware_p95_s": b["p95_s"],
+        "baseline_google_to_advoware_max_s": b["max_s"],
+        "baseline_schedule_s": args.schedule_s,
+        "echo_writes": bench.echo_writes,
+        "echo_runs": bench.echo_runs,
+        "sandbox_push_counts": push,
         "load_1min": load,
-        "goals": {"g2a_p50_le_5s": (g["p50_s"] or 1e9) <= 5, "g2a_p95_le_15s": (g["p95_s"] or 1e9) <= 15,
-                  "proxy_p50_le_5s": (p["p50_s"] or 1e9) <= 5, "echo_writes_0": bench.echo_writes == 0},
+        "goals": {
+            "g2a_p50_le_5s": (g["p50_s"] or 1e9) <= 5,
+            "g2a_p95_le_15s": (g["p95_s"] or 1e9) <= 15,
+            "proxy_p50_le_5s": (p["p50_s"] or 1e9) <= 5,
+            "echo_writes_0": bench.echo_writes == 0,
+        },
     }
     print(json.dumps(out), flush=True)
     return 0

@@ -67,8 +67,9 @@ def bare_app() -> Any:
 
 
 def _spawn(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, *args], env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, *args], env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     wait_healthy(f"http://127.0.0.1:{port}", proc, timeout_s=30)
     return proc
 
@@ -90,8 +91,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _uvicorn(app: str, port: int, *, factory: bool) -> list[str]:
-    args = ["-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            "--no-access-log"]
+    args = [
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     return args + (["--factory"] if factory else [])
 
 
@@ -125,9 +136,15 @@ class Conn:
 
 def make_delivery(rng: random.Random) -> tuple[bytes, dict[str, str]]:
     """A realistic update batch: 1-5 parties with a few changed fields, signed like EspoCRM."""
-    items = [{"id": f"{rng.getrandbits(64):017x}"[:17], "name": f"Partei {rng.randint(1, 10**6)}",
-              "emailAddress": f"p{rng.randint(1, 10**6)}@example.org", "phoneNumber": "+49 30 1234567"}
-             for _ in range(rng.randint(1, 5))]
+    items = [
+        {
+            "id": f"{rng.getrandbits(64):017x}"[:17],
+            "name": f"Partei {rng.randint(1, 10**6)}",
+            "emailAddress": f"p{rng.randint(1, 10**6)}@example.org",
+            "phoneNumber": "+49 30 1234567",
+        }
+        for _ in range(rng.randint(1, 5))
+    ]
     body = json.dumps(items, separators=(",", ":")).encode()
     mac = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     sig = base64.b64encode(f"{WEBHOOK_ID}:{mac}".encode()).decode()
@@ -165,8 +182,13 @@ async def closed_loop(port: int, duration_s: float, concurrency: int) -> dict[st
     started = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": errors, "rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99)}
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+    }
 
 
 async def open_loop(port: int, rate: float, duration_s: float, connections: int = 32) -> dict[str, Any]:
@@ -201,13 +223,25 @@ async def open_loop(port: int, rate: float, duration_s: float, connections: int 
     await asyncio.gather(*tasks)
     while not pool.empty():
         pool.get_nowait().close()
-    return {"rate": rate, "requests": n, "errors": errors, "p50_ms": _pct(latencies, 50),
-            "p99_ms": _pct(latencies, 99), "max_ms": _pct(latencies, 100)}
+    return {
+        "rate": rate,
+        "requests": n,
+        "errors": errors,
+        "p50_ms": _pct(latencies, 50),
+        "p99_ms": _pct(latencies, 99),
+        "max_ms": _pct(latencies, 100),
+    }
 
 
 # -- the ingest part ------------------------------------------------------------------------------------
-def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 200.0,
-               fsync: str = "always", airflow_url: str | None = None, rounds_n: int = 5) -> dict[str, Any]:
+def run_ingest(
+    duration_s: float = 10.0,
+    concurrency: int = 32,
+    rate: float = 200.0,
+    fsync: str = "always",
+    airflow_url: str | None = None,
+    rounds_n: int = 5,
+) -> dict[str, Any]:
     """Bare endpoint vs gateway, same load generator; the gateway's Redis is durable (AOF, fsync always).
     Throughput: `rounds_n` alternating rounds of duration_s / rounds_n each; the ratio is the median of
     the rounds' ratios."""
@@ -216,15 +250,34 @@ def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 20
     procs: list[subprocess.Popen[Any]] = []
     try:
         redis_proc = subprocess.Popen(
-            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(tmp),
-             "--appendonly", "yes", "--appendfsync", fsync, "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(tmp),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                fsync,
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(redis_proc)
-        env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "ESPOCRM_WEBHOOK_SECRET": SECRET,
-               "ESPOCRM_WEBHOOK_ALLOW_UNSIGNED": "false", "LOG_LEVEL": "WARNING",
-               # no Airflow here: the trigger after each answer fails fast (connection refused), as when
-               # Airflow is down; the end-to-end part measures with a real one
-               "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}" if airflow_url is None else airflow_url}
+        env = {
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "ESPOCRM_WEBHOOK_SECRET": SECRET,
+            "ESPOCRM_WEBHOOK_ALLOW_UNSIGNED": "false",
+            "LOG_LEVEL": "WARNING",
+            # no Airflow here: the trigger after each answer fails fast (connection refused), as when
+            # Airflow is down; the end-to-end part measures with a real one
+            "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}" if airflow_url is None else airflow_url,
+        }
         bare = _spawn(_uvicorn("bench.webhooks:bare_app", bare_port, factory=True), {}, bare_port)
         procs.append(bare)
         # the gateway as in production: `python -m webhook_gateway` (the edge protocol, its limits)
@@ -248,27 +301,36 @@ def run_ingest(duration_s: float = 10.0, concurrency: int = 32, rate: float = 20
             for name, port, _ in servers:
                 runs = rounds[name]
                 requests = sum(r["requests"] for r in runs)
-                out[name] = {"max_throughput": {
-                    "requests": requests, "errors": sum(r["errors"] for r in runs),
-                    "rps": round(statistics.median(r["rps"] for r in runs), 1),
-                    "rounds_rps": [r["rps"] for r in runs],
-                    "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-                    "p99_ms": max(r["p99_ms"] for r in runs),
-                    # unlike req/s, stays meaningful when other work shares the machine
-                    "server_cpu_us_per_request": round(cpu[name] * 1e6 / requests, 1) if requests else None},
-                    "at_rate": await open_loop(port, rate, duration_s)}
-            out["round_ratios"] = [round(g["rps"] / b["rps"], 3) for b, g in
-                                   zip(rounds["bare"], rounds["gateway"], strict=True)]
+                out[name] = {
+                    "max_throughput": {
+                        "requests": requests,
+                        "errors": sum(r["errors"] for r in runs),
+                        "rps": round(statistics.median(r["rps"] for r in runs), 1),
+                        "rounds_rps": [r["rps"] for r in runs],
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                        "p99_ms": max(r["p99_ms"] for r in runs),
+                        # unlike req/s, stays meaningful when other work shares the machine
+                        "server_cpu_us_per_request": round(cpu[name] * 1e6 / requests, 1) if requests else None,
+                    },
+                    "at_rate": await open_loop(port, rate, duration_s),
+                }
+            out["round_ratios"] = [
+                round(g["rps"] / b["rps"], 3) for b, g in zip(rounds["bare"], rounds["gateway"], strict=True)
+            ]
             return out
 
         results = asyncio.run(measure())
     finally:
         for p in reversed(procs):
             _stop(p)
-    return {"bare": results["bare"], "gateway": results["gateway"], "round_ratios": results["round_ratios"],
-            "throughput_ratio_vs_bare": statistics.median(results["round_ratios"]),
-            "p99_ms_at_200rps": results["gateway"]["at_rate"]["p99_ms"] if rate == 200 else None,
-            "cpus": os.cpu_count()}
+    return {
+        "bare": results["bare"],
+        "gateway": results["gateway"],
+        "round_ratios": results["round_ratios"],
+        "throughput_ratio_vs_bare": statistics.median(results["round_ratios"]),
+        "p99_ms_at_200rps": results["gateway"]["at_rate"]["p99_ms"] if rate == 200 else None,
+        "cpus": os.cpu_count(),
+    }
 
 
 # -- the end-to-end part ---------------------------------------------------------------------------------
@@ -293,22 +355,29 @@ bench_noop()
 
 
 def _stack_env(tmp: Path, redis_port: int, hub_db: str) -> dict[str, str]:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow",
-                                           "worker_logs", "trigger_logs")}
+    ports = {
+        name: free_port()
+        for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs", "trigger_logs")
+    }
     env = {
         **os.environ,
-        "DEVSTACK_RUN_DIR": str(tmp / "run"), "DEVSTACK_AIRFLOW_HOME": str(tmp / "airflow"),
+        "DEVSTACK_RUN_DIR": str(tmp / "run"),
+        "DEVSTACK_AIRFLOW_HOME": str(tmp / "airflow"),
         "DEVSTACK_DAGS_FOLDER": str(tmp / "dags"),
-        "SANDBOX_MODE": "true", "LOG_LEVEL": "WARNING",
+        "SANDBOX_MODE": "true",
+        "LOG_LEVEL": "WARNING",
         "ADVOWARE_BASE_URL": f"http://127.0.0.1:{ports['advoware']}",
         "ESPOCRM_BASE_URL": f"http://127.0.0.1:{ports['espocrm']}",
         "GOOGLE_API_ENDPOINT": f"http://127.0.0.1:{ports['google']}/calendar/v3/",
         "GOOGLE_BATCH_URI": f"http://127.0.0.1:{ports['google']}/batch/calendar/v3",
         "GOOGLE_TOKEN_URI": f"http://127.0.0.1:{ports['google']}/token",
         "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(tmp / "run" / "sa.json"),
-        "GATEWAY_PORT": str(ports["gateway"]), "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
-        "AIRFLOW_API_USERNAME": "admin", "AIRFLOW_API_PASSWORD": f"bench-{random.getrandbits(48):012x}",
-        "POSTGRES_DB": hub_db, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "AIRFLOW_API_URL": f"http://127.0.0.1:{ports['airflow']}",
+        "AIRFLOW_API_USERNAME": "admin",
+        "AIRFLOW_API_PASSWORD": f"bench-{random.getrandbits(48):012x}",
+        "POSTGRES_DB": hub_db,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports["worker_logs"]),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports["trigger_logs"]),
         "SANDBOX_ESPOCRM_AUTO_FLUSH_S": "0",  # the bench sends every webhook itself
@@ -318,24 +387,35 @@ def _stack_env(tmp: Path, redis_port: int, hub_db: str) -> dict[str, str]:
 
 
 def _devstack(cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devstack", *cmd], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *cmd],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _sign(webhook_id: str, secret: str, body: bytes) -> dict[str, str]:
     mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json",
-            "Signature": base64.b64encode(f"{webhook_id}:{mac}".encode()).decode()}
+    return {"Content-Type": "application/json", "Signature": base64.b64encode(f"{webhook_id}:{mac}".encode()).decode()}
 
 
 def _summary(values: list[float]) -> dict[str, float]:
     s = sorted(values)
-    return {"p50_s": round(statistics.median(s), 2), "min_s": round(s[0], 2), "max_s": round(s[-1], 2),
-            "p90_s": round(s[min(len(s) - 1, int(0.9 * len(s)))], 2)}
+    return {
+        "p50_s": round(statistics.median(s), 2),
+        "min_s": round(s[0], 2),
+        "max_s": round(s[-1], 2),
+        "p90_s": round(s[min(len(s) - 1, int(0.9 * len(s)))], 2),
+    }
 
 
-def _e2e_samples(env: dict[str, str], samples: int, gap_s: tuple[float, float], timeout_s: float,
-                 log: Any) -> dict[str, Any]:
+def _e2e_samples(
+    env: dict[str, str], samples: int, gap_s: tuple[float, float], timeout_s: float, log: Any
+) -> dict[str, Any]:
     import httpx
 
     from include.airflow_api import AirflowApi
@@ -348,28 +428,45 @@ def _e2e_samples(env: dict[str, str], samples: int, gap_s: tuple[float, float], 
     http = httpx.Client(timeout=30)
     try:
         # a quiet stack: the calendar DAG is not what is measured here
-        airflow.request("PATCH", "/api/v2/dags/advoware_calendar_sync", params={"update_mask": "is_paused"},
-                        json={"is_paused": True})
+        airflow.request(
+            "PATCH",
+            "/api/v2/dags/advoware_calendar_sync",
+            params={"update_mask": "is_paused"},
+            json={"is_paused": True},
+        )
         quiet_by = time.time() + 180  # its first scheduled run (started with the stack) finishes first
         while airflow.list_runs("advoware_calendar_sync", state="running", limit=1)[1] and time.time() < quiet_by:
             time.sleep(2)
-        secrets = dict(pair.split("=", 1) for pair in json.loads(
-            (Path(env["DEVSTACK_RUN_DIR"]) / "espocrm-webhooks.json").read_text())["secret"].split(","))
-        hooks = {h["event"].split(".")[-1]: h["id"] for h in espo.get("/Webhook").json()["list"]
-                 if h["id"] in secrets}
+        secrets = dict(
+            pair.split("=", 1)
+            for pair in json.loads((Path(env["DEVSTACK_RUN_DIR"]) / "espocrm-webhooks.json").read_text())[
+                "secret"
+            ].split(",")
+        )
+        hooks = {h["event"].split(".")[-1]: h["id"] for h in espo.get("/Webhook").json()["list"] if h["id"] in secrets}
 
         def advoware_creates() -> int:
             return int(http.get(f"{adv_url}/_sandbox/stats").json()["writes"].get("Beteiligte.create", 0))
 
         def webhook_sample(i: int) -> float:
             # the party exists in EspoCRM (an API write: skipOwn, so EspoCRM itself sends nothing)
-            record = espo.post("/CBeteiligte", json={"name": f"Bench {i}", "vorname": "E2E", "ort": "Berlin",
-                                                     "emailAddress": f"bench{i}@mail.example"}).json()
+            record = espo.post(
+                "/CBeteiligte",
+                json={
+                    "name": f"Bench {i}",
+                    "vorname": "E2E",
+                    "ort": "Berlin",
+                    "emailAddress": f"bench{i}@mail.example",
+                },
+            ).json()
             body = json.dumps([{"id": record["id"], "name": record["name"]}]).encode()
             before = advoware_creates()
             t0 = time.time()
-            r = http.post(f"{gw_url}/webhooks/vmh/beteiligte/create", content=body,
-                          headers=_sign(hooks["create"], secrets[hooks["create"]], body))
+            r = http.post(
+                f"{gw_url}/webhooks/vmh/beteiligte/create",
+                content=body,
+                headers=_sign(hooks["create"], secrets[hooks["create"]], body),
+            )
             r.raise_for_status()
             while advoware_creates() == before:
                 if time.time() - t0 > timeout_s:
@@ -385,8 +482,7 @@ def _e2e_samples(env: dict[str, str], samples: int, gap_s: tuple[float, float], 
                     raise TimeoutError(f"bench_noop run {run.dag_run_id} not done in {timeout_s:.0f}s")
                 time.sleep(0.2)
             tis = airflow.request("GET", f"/api/v2/dags/bench_noop/dagRuns/{run.dag_run_id}/taskInstances")
-            return max(datetime.fromisoformat(t["end_date"]).timestamp()
-                       for t in tis.json()["task_instances"]) - t0
+            return max(datetime.fromisoformat(t["end_date"]).timestamp() for t in tis.json()["task_instances"]) - t0
 
         # one warm-up of each (first task processes, first Advoware token), reported but not counted
         warmup = {"webhook_s": round(webhook_sample(-1), 2), "noop_s": round(noop_sample(), 2)}
@@ -397,17 +493,22 @@ def _e2e_samples(env: dict[str, str], samples: int, gap_s: tuple[float, float], 
             webhook_s.append(webhook_sample(i))
             time.sleep(rng.uniform(*gap_s))
             noop_s.append(noop_sample())
-            log(f"  sample {i + 1}/{samples}: webhook -> Advoware {webhook_s[-1]:.1f}s, "
-                f"no-op DAG {noop_s[-1]:.1f}s")
+            log(f"  sample {i + 1}/{samples}: webhook -> Advoware {webhook_s[-1]:.1f}s, no-op DAG {noop_s[-1]:.1f}s")
             time.sleep(rng.uniform(*gap_s))
         hub_links = _hub_linked(env)
     finally:
         airflow.close()
         espo.close()
         http.close()
-    return {"samples": samples, "webhook_to_advoware": _summary(webhook_s), "noop_dag": _summary(noop_s),
-            "warmup": warmup, "hub_links_linked": hub_links, "raw_webhook_s": [round(x, 2) for x in webhook_s],
-            "raw_noop_s": [round(x, 2) for x in noop_s]}
+    return {
+        "samples": samples,
+        "webhook_to_advoware": _summary(webhook_s),
+        "noop_dag": _summary(noop_s),
+        "warmup": warmup,
+        "hub_links_linked": hub_links,
+        "raw_webhook_s": [round(x, 2) for x in webhook_s],
+        "raw_noop_s": [round(x, 2) for x in noop_s],
+    }
 
 
 def _hub_linked(env: dict[str, str]) -> int:
@@ -418,8 +519,9 @@ def _hub_linked(env: dict[str, str]) -> int:
         return int(row[0]) if row else 0
 
 
-def run_e2e(samples: int = 12, gap_s: tuple[float, float] = (1.0, 8.0), timeout_s: float = 120.0,
-            log: Any = print) -> dict[str, Any]:
+def run_e2e(
+    samples: int = 12, gap_s: tuple[float, float] = (1.0, 8.0), timeout_s: float = 120.0, log: Any = print
+) -> dict[str, Any]:
     """Start a stack of our own, measure, stop exactly it (and its Redis and hub database)."""
     import psycopg
 
@@ -431,9 +533,24 @@ def run_e2e(samples: int = 12, gap_s: tuple[float, float] = (1.0, 8.0), timeout_
     redis_port = free_port()
     hub_db = f"bench_hub_{random.getrandbits(40):010x}"
     redis_proc = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(tmp),
-         "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = _stack_env(tmp, redis_port, hub_db)
     try:
         started = time.monotonic()
@@ -473,27 +590,40 @@ def main(argv: list[str] | None = None) -> None:
         ingest = run_ingest(args.duration, args.concurrency, args.rate, args.fsync, args.airflow_url, args.rounds)
         for name in ("bare", "gateway"):
             m, r = ingest[name]["max_throughput"], ingest[name]["at_rate"]
-            print(f"{name:>8}: {m['rps']:>8} req/s median of rounds {m['rounds_rps']} (p50 {m['p50_ms']} ms, "
-                  f"p99 {m['p99_ms']} ms, {m['errors']} errors; server CPU {m['server_cpu_us_per_request']} us "
-                  f"per request) | at {r['rate']:.0f} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
-                  f"max {r['max_ms']} ms", flush=True)
-        print(f"   ratio: {ingest['throughput_ratio_vs_bare']} (median of rounds {ingest['round_ratios']})",
-              flush=True)
+            print(
+                f"{name:>8}: {m['rps']:>8} req/s median of rounds {m['rounds_rps']} (p50 {m['p50_ms']} ms, "
+                f"p99 {m['p99_ms']} ms, {m['errors']} errors; server CPU {m['server_cpu_us_per_request']} us "
+                f"per request) | at {r['rate']:.0f} req/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                f"max {r['max_ms']} ms",
+                flush=True,
+            )
+        print(f"   ratio: {ingest['throughput_ratio_vs_bare']} (median of rounds {ingest['round_ratios']})", flush=True)
     e2e: dict[str, Any] = {}
     if not args.skip_e2e:
         print("end to end (webhook -> Advoware write, and the no-op DAG), own stack:", flush=True)
         e2e = run_e2e(args.samples, log=lambda msg: print(msg, flush=True))
         w, n = e2e["webhook_to_advoware"], e2e["noop_dag"]
-        print(f"     e2e: webhook -> Advoware p50 {w['p50_s']} s (min {w['min_s']}, p90 {w['p90_s']}, max "
-              f"{w['max_s']}); no-op DAG p50 {n['p50_s']} s (min {n['min_s']}, max {n['max_s']}); "
-              f"{e2e['hub_links_linked']}/{e2e['samples'] + 1} parties linked in the hub", flush=True)
-    print(json.dumps({"bench": "webhooks", "throughput_ratio_vs_bare": ingest.get("throughput_ratio_vs_bare"),
-                      "p99_ms_at_200rps": ingest.get("p99_ms_at_200rps"),
-                      "e2e_p50_s": e2e["webhook_to_advoware"]["p50_s"] if e2e else None,
-                      "noop_dag_e2e_p50_s": e2e["noop_dag"]["p50_s"] if e2e else None,
-                      "load_avg_before": [round(x, 2) for x in load_before],
-                      "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-                      "ingest": ingest, "e2e": e2e}))
+        print(
+            f"     e2e: webhook -> Advoware p50 {w['p50_s']} s (min {w['min_s']}, p90 {w['p90_s']}, max "
+            f"{w['max_s']}); no-op DAG p50 {n['p50_s']} s (min {n['min_s']}, max {n['max_s']}); "
+            f"{e2e['hub_links_linked']}/{e2e['samples'] + 1} parties linked in the hub",
+            flush=True,
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "webhooks",
+                "throughput_ratio_vs_bare": ingest.get("throughput_ratio_vs_bare"),
+                "p99_ms_at_200rps": ingest.get("p99_ms_at_200rps"),
+                "e2e_p50_s": e2e["webhook_to_advoware"]["p50_s"] if e2e else None,
+                "noop_dag_e2e_p50_s": e2e["noop_dag"]["p50_s"] if e2e else None,
+                "load_avg_before": [round(x, 2) for x in load_before],
+                "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+                "ingest": ingest,
+                "e2e": e2e,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -119,13 +119,23 @@ def _on_planning_success(context: Any) -> None:
     # "null"; every one has a default, and an emptied field (null) means that default.
     params={
         "full_content": Param(False, type=["boolean", "null"], description="list the whole Google window"),
-        "employees": Param([], type=["array", "null"], items={"type": "string"},
-                           description="only these Kürzel (empty: every active employee)"),
+        "employees": Param(
+            [],
+            type=["array", "null"],
+            items={"type": "string"},
+            description="only these Kürzel (empty: every active employee)",
+        ),
         "dry_run": Param(False, type=["boolean", "null"], description="plan and log only, write nothing"),
-        "force_deletions": Param(False, type=["boolean", "null"],
-                                 description="after a safety stop: confirm the deletions (carry them across)"),
-        "refill_google": Param(False, type=["boolean", "null"], description="after a safety stop: make again in "
-                               "Google what was deleted there (Advoware keeps everything)"),
+        "force_deletions": Param(
+            False,
+            type=["boolean", "null"],
+            description="after a safety stop: confirm the deletions (carry them across)",
+        ),
+        "refill_google": Param(
+            False,
+            type=["boolean", "null"],
+            description="after a safety stop: make again in Google what was deleted there (Advoware keeps everything)",
+        ),
         "recover": Param(False, type=["boolean", "null"], description="rebuild links from Google's markers first"),
     },
     default_args={
@@ -147,8 +157,9 @@ def advoware_calendar_sync() -> None:
         context = get_current_context()
         ctx = sync_context()
         try:
-            return plan(ctx, context["run_id"], RunParams.from_mapping(context["params"]),
-                        context["params"].get("employees"))
+            return plan(
+                ctx, context["run_id"], RunParams.from_mapping(context["params"]), context["params"].get("employees")
+            )
         finally:
             ctx.close()
 

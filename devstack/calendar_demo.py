@@ -31,8 +31,12 @@ from include.settings import Settings, get_settings
 
 
 def _seed(settings: Settings, seed: int, employees: int, per_employee: int) -> None:
-    body = {"seed": seed, "employees": employees, "appointments_per_employee": per_employee,
-            "start": date.today().isoformat()}
+    body = {
+        "seed": seed,
+        "employees": employees,
+        "appointments_per_employee": per_employee,
+        "start": date.today().isoformat(),
+    }
     httpx.post(f"{settings.advoware.base_url.rstrip('/')}/_sandbox/seed", json=body, timeout=30).raise_for_status()
 
 
@@ -53,7 +57,8 @@ def _google_event(ctx: SyncContext, employee: str, frnr: int) -> dict[str, Any] 
     session, calendar_id = ctx.calendar(employee)
     try:
         event = session.execute(
-            lambda s: s.events().get(calendarId=calendar_id, eventId=event_id(employee, frnr)), "events.get")
+            lambda s: s.events().get(calendarId=calendar_id, eventId=event_id(employee, frnr)), "events.get"
+        )
     except HttpError as exc:
         if error_info(exc).status in (404, 410):
             return None
@@ -91,51 +96,114 @@ def make_changes(ctx: SyncContext, employees: list[str]) -> list[Edit]:
     moved = a1[0]
     if ctx.settings.sync.anonymize:  # Google holds times only (SYNC_ANONYMIZE): the edit moves the time
         day = str(moved["datum"])[:10]
-        adv.update_termin(moved["frNr"], {**moved, "datum": f"{day}T16:00:00", "datumBis": f"{day}T17:00:00",
-                                          "uhrzeitVon": "16:00:00", "uhrzeitBis": "17:00:00"})
-        edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) moved to 16:00 -> Google event moved",
-                          lambda c, f=moved["frNr"], d=day: _starts(_google_event(c, first, f), d, "16:00")))
+        adv.update_termin(
+            moved["frNr"],
+            {
+                **moved,
+                "datum": f"{day}T16:00:00",
+                "datumBis": f"{day}T17:00:00",
+                "uhrzeitVon": "16:00:00",
+                "uhrzeitBis": "17:00:00",
+            },
+        )
+        edits.append(
+            Edit(
+                f"Advoware: frNr {moved['frNr']} ({first}) moved to 16:00 -> Google event moved",
+                lambda c, f=moved["frNr"], d=day: _starts(_google_event(c, first, f), d, "16:00"),
+            )
+        )
     else:
         place = "Besprechungsraum 3 (in Advoware geändert)"
         adv.update_termin(moved["frNr"], {**moved, "ort": place})
-        edits.append(Edit(f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated",
-                          lambda c, f=moved["frNr"]: (_google_event(c, first, f) or {}).get("location") == place))
-    new = adv.create_termin({"kuerzel": first, "anwalt": first, "text": "Neuer Termin aus Advoware",
-                             "datum": f"{(today + timedelta(days=3)).isoformat()}T14:00:00",
-                             "datumBis": f"{(today + timedelta(days=3)).isoformat()}T15:00:00",
-                             "uhrzeitVon": "14:00:00", "uhrzeitBis": "15:00:00"})
-    edits.append(Edit(f"Advoware: frNr {new['frNr']} ({first}) created -> Google event created",
-                      lambda c, f=new["frNr"]: _google_event(c, first, f) is not None))
+        edits.append(
+            Edit(
+                f"Advoware: frNr {moved['frNr']} ({first}) new location -> Google event updated",
+                lambda c, f=moved["frNr"]: (_google_event(c, first, f) or {}).get("location") == place,
+            )
+        )
+    new = adv.create_termin(
+        {
+            "kuerzel": first,
+            "anwalt": first,
+            "text": "Neuer Termin aus Advoware",
+            "datum": f"{(today + timedelta(days=3)).isoformat()}T14:00:00",
+            "datumBis": f"{(today + timedelta(days=3)).isoformat()}T15:00:00",
+            "uhrzeitVon": "14:00:00",
+            "uhrzeitBis": "15:00:00",
+        }
+    )
+    edits.append(
+        Edit(
+            f"Advoware: frNr {new['frNr']} ({first}) created -> Google event created",
+            lambda c, f=new["frNr"]: _google_event(c, first, f) is not None,
+        )
+    )
     gone = _ordinary(adv.list_termine(second, *window))[-1]
     adv.delete_termin(gone["frNr"])
-    edits.append(Edit(f"Advoware: frNr {gone['frNr']} ({second}) deleted -> Google event deleted",
-                      lambda c, f=gone["frNr"]: _gone_from_google(c, second, f)))
+    edits.append(
+        Edit(
+            f"Advoware: frNr {gone['frNr']} ({second}) deleted -> Google event deleted",
+            lambda c, f=gone["frNr"]: _gone_from_google(c, second, f),
+        )
+    )
 
     session, calendar_id = ctx.calendar(second)
-    events = session.execute(lambda s: s.events().list(calendarId=calendar_id, maxResults=2500),
-                             "events.list")["items"]
-    edited = next(e for e in events if (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"]
-                  and not e.get("recurrence") and marker_of(e)[1] != gone["frNr"])
+    events = session.execute(lambda s: s.events().list(calendarId=calendar_id, maxResults=2500), "events.list")["items"]
+    edited = next(
+        e
+        for e in events
+        if (marker_of(e)[1] or 0) > 0
+        and "dateTime" in e["start"]
+        and not e.get("recurrence")
+        and marker_of(e)[1] != gone["frNr"]
+    )
     renamed = marker_of(edited)[1]
     if ctx.settings.sync.anonymize:  # Google's copy has no texts to edit: the person moves it
         day = str(edited["start"]["dateTime"])[:10]
-        body = {"start": {"dateTime": f"{day}T07:00:00", "timeZone": "Europe/Berlin"},
-                "end": {"dateTime": f"{day}T07:30:00", "timeZone": "Europe/Berlin"}}
-        session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"], body=body),
-                        "events.patch")
-        edits.append(Edit(f"Google: event of frNr {renamed} ({second}) moved to 07:00 -> Advoware updated",
-                          lambda c, f=renamed: _advoware_at(c.advoware.get_termin(f), "07:00")))
+        body = {
+            "start": {"dateTime": f"{day}T07:00:00", "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": f"{day}T07:30:00", "timeZone": "Europe/Berlin"},
+        }
+        session.execute(
+            lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"], body=body), "events.patch"
+        )
+        edits.append(
+            Edit(
+                f"Google: event of frNr {renamed} ({second}) moved to 07:00 -> Advoware updated",
+                lambda c, f=renamed: _advoware_at(c.advoware.get_termin(f), "07:00"),
+            )
+        )
     else:
-        session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=edited["id"],
-                                                   body={"summary": "Im Kalender umbenannt"}), "events.patch")
-        edits.append(Edit(f"Google: event of frNr {renamed} ({second}) renamed -> Advoware updated",
-                          lambda c, f=renamed: (c.advoware.get_termin(f) or {}).get("text") == "Im Kalender umbenannt"))
+        session.execute(
+            lambda s: s.events().patch(
+                calendarId=calendar_id, eventId=edited["id"], body={"summary": "Im Kalender umbenannt"}
+            ),
+            "events.patch",
+        )
+        edits.append(
+            Edit(
+                f"Google: event of frNr {renamed} ({second}) renamed -> Advoware updated",
+                lambda c, f=renamed: (c.advoware.get_termin(f) or {}).get("text") == "Im Kalender umbenannt",
+            )
+        )
     day = (today + timedelta(days=5)).isoformat()
-    created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
-        "summary": "Neuer Termin aus Google", "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
-        "end": {"dateTime": f"{day}T09:30:00", "timeZone": "Europe/Berlin"}}), "events.insert")
-    edits.append(Edit(f"Google: event {created['id']} ({second}) created -> Advoware appointment created",
-                      lambda c, g=created["id"]: _linked_frnr(c, second, g) is not None))
+    created = session.execute(
+        lambda s: s.events().insert(
+            calendarId=calendar_id,
+            body={
+                "summary": "Neuer Termin aus Google",
+                "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": f"{day}T09:30:00", "timeZone": "Europe/Berlin"},
+            },
+        ),
+        "events.insert",
+    )
+    edits.append(
+        Edit(
+            f"Google: event {created['id']} ({second}) created -> Advoware appointment created",
+            lambda c, g=created["id"]: _linked_frnr(c, second, g) is not None,
+        )
+    )
     return edits
 
 

@@ -41,12 +41,29 @@ PROJECT = "kanzlei-check"
 BASE_IMAGE = "localhost/kanzlei-base:bookworm"
 APP_IMAGE = "localhost/kanzlei-sync:check"
 DB_IMAGES = {"postgres": "localhost/kanzlei-check-postgres:15", "redis": "localhost/kanzlei-check-redis:7"}
-BASE_PACKAGES = ["python3.11", "python3.11-venv", "python3-venv", "ca-certificates", "curl", "dumb-init", "procps",
-                 "tzdata", "netbase"]
+BASE_PACKAGES = [
+    "python3.11",
+    "python3.11-venv",
+    "python3-venv",
+    "ca-certificates",
+    "curl",
+    "dumb-init",
+    "procps",
+    "tzdata",
+    "netbase",
+]
 # command or file -> Debian package; installed with apt when missing
-TOOLS = {"podman": "podman", "runc": "runc", "/usr/lib/podman/netavark": "netavark",
-         "/usr/lib/podman/aardvark-dns": "aardvark-dns", "slirp4netns": "slirp4netns", "newuidmap": "uidmap",
-         "catatonit": "catatonit", "mmdebstrap": "mmdebstrap", "iptables": "iptables"}
+TOOLS = {
+    "podman": "podman",
+    "runc": "runc",
+    "/usr/lib/podman/netavark": "netavark",
+    "/usr/lib/podman/aardvark-dns": "aardvark-dns",
+    "slirp4netns": "slirp4netns",
+    "newuidmap": "uidmap",
+    "catatonit": "catatonit",
+    "mmdebstrap": "mmdebstrap",
+    "iptables": "iptables",
+}
 # Without these the defaults fail here: crun refuses the machine's cgroup layout, the default ulimits exceed
 # what the machine allows, no systemd for cgroups or events. Used through CONTAINERS_CONF only.
 CONTAINERS_CONF = """\
@@ -62,14 +79,29 @@ events_logger = "file"
 network_backend = "netavark"
 """
 OFFSET = int(os.environ.get("COMPOSE_CHECK_PORT_OFFSET", "10000"))
-PORTS = {"gateway": 8000 + OFFSET, "airflow": 8080 + OFFSET, "advoware": 8101 + OFFSET, "google": 8102 + OFFSET,
-         "espocrm": 8103 + OFFSET, "postgres": 5432 + OFFSET, "redis": 6379 + OFFSET}
+PORTS = {
+    "gateway": 8000 + OFFSET,
+    "airflow": 8080 + OFFSET,
+    "advoware": 8101 + OFFSET,
+    "google": 8102 + OFFSET,
+    "espocrm": 8103 + OFFSET,
+    "postgres": 5432 + OFFSET,
+    "redis": 6379 + OFFSET,
+}
 GATEWAY_IN_NETWORK = f"http://gateway:{PORTS['gateway']}"
 USERS = {"anna": ("operator", "anna-Check-1"), "otto": ("viewer", "otto-Check-2"), "root": ("admin", "root-Check-3")}
 GATEWAY_USER, GATEWAY_PASSWORD = "kanzlei-gateway", "gateway-Check-4"
 API_TOKEN, READ_TOKEN, WEBHOOK_SECRET = "check-gateway-token", "check-read-token", "check-webhook-secret"
-CORE = ["postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-        "gateway", "sandbox"]
+CORE = [
+    "postgres",
+    "redis",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "gateway",
+    "sandbox",
+]
 
 
 # What the first real start of the compose files found, and how each was fixed (printed at the end).
@@ -130,13 +162,28 @@ class Check:
         env["CONTAINERS_CONF"] = str(WORK / "containers.conf")
         return env
 
-    def run(self, argv: Sequence[str], *, cwd: Path | None = None, quiet: bool = False, check: bool = True,
-            timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(list(argv), cwd=cwd, env=self.env(), text=True, capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        quiet: bool = False,
+        check: bool = True,
+        timeout: float = 1800,
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if check and done.returncode != 0:
-            raise CheckFailed(f"{' '.join(argv[:4])} ... exited {done.returncode}:\n"
-                              f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise CheckFailed(
+                f"{' '.join(argv[:4])} ... exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         if not quiet and done.stdout.strip():
             self.say(done.stdout.strip()[-2000:])
         return done
@@ -158,8 +205,13 @@ class Check:
 
     # -- 1. tools --------------------------------------------------------------------------------------
     def ensure_tools(self) -> None:
-        missing = sorted({pkg for tool, pkg in TOOLS.items()
-                          if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))})
+        missing = sorted(
+            {
+                pkg
+                for tool, pkg in TOOLS.items()
+                if not (Path(tool).exists() if tool.startswith("/") else shutil.which(tool))
+            }
+        )
         if missing:
             self.say(f"apt-get install {' '.join(missing)}")
             self.run(["apt-get", "update", "-qq"], quiet=True)
@@ -171,8 +223,10 @@ class Check:
         WORK.mkdir(parents=True, exist_ok=True)
         (WORK / "containers.conf").write_text(CONTAINERS_CONF)
         version = self.run([str(Path(sys.executable).parent / "podman-compose"), "version"], quiet=True).stdout
-        self.say(f"{self.podman('--version', quiet=True).stdout.strip()}, "
-                 f"{version.strip().splitlines()[0]} (CONTAINERS_CONF={WORK / 'containers.conf'})")
+        self.say(
+            f"{self.podman('--version', quiet=True).stdout.strip()}, "
+            f"{version.strip().splitlines()[0]} (CONTAINERS_CONF={WORK / 'containers.conf'})"
+        )
 
     # -- 2. images -----------------------------------------------------------------------------------
     def image_exists(self, ref: str) -> bool:
@@ -184,20 +238,38 @@ class Check:
             return
         started = time.monotonic()
         tar = WORK / "rootfs.tar"
-        self.run(["mmdebstrap", "--quiet", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}",
-                  "--aptopt=Acquire::Check-Valid-Until \"false\"", "bookworm", str(tar)], quiet=True)
+        self.run(
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                '--aptopt=Acquire::Check-Valid-Until "false"',
+                "bookworm",
+                str(tar),
+            ],
+            quiet=True,
+        )
         self.podman("import", str(tar), BASE_IMAGE, quiet=True)
         tar.unlink()
-        self.say(f"{BASE_IMAGE}: made with mmdebstrap (minbase, bookworm) and podman import in "
-                 f"{time.monotonic() - started:.0f}s")
+        self.say(
+            f"{BASE_IMAGE}: made with mmdebstrap (minbase, bookworm) and podman import in "
+            f"{time.monotonic() - started:.0f}s"
+        )
 
     def build_args(self) -> list[str]:
         """Builds reach PyPI and Debian as the host does: its pip settings, its local indexes and the CA
         bundle of the TLS-intercepting proxy, mounted read-only at the same paths."""
         conf, mounts = pip_conf()
         (WORK / "pip.conf").write_text(conf)
-        args = ["--network=host", "--format=docker", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-                "-v", f"{WORK / 'pip.conf'}:/etc/pip.conf:ro"]
+        args = [
+            "--network=host",
+            "--format=docker",
+            "--build-arg",
+            f"BASE_IMAGE={BASE_IMAGE}",
+            "-v",
+            f"{WORK / 'pip.conf'}:/etc/pip.conf:ro",
+        ]
         for path in mounts:
             args += ["-v", f"{path}:{path}:ro"]
         return args
@@ -220,8 +292,9 @@ class Check:
 
     # -- 3. up -----------------------------------------------------------------------------------------
     def containers(self) -> list[dict[str, Any]]:
-        out = self.podman("ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format", "json",
-                          quiet=True).stdout
+        out = self.podman(
+            "ps", "-a", "--filter", f"label=io.podman.compose.project={PROJECT}", "--format", "json", quiet=True
+        ).stdout
         return json.loads(out or "[]")
 
     def service_of(self, c: dict[str, Any]) -> str:
@@ -262,8 +335,9 @@ class Check:
             if not pending:
                 return
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.split(' ')[0]}\n{self.logs(p.split(' ')[0])}" for p in pending
-                                  if "no container" not in p)
+                tails = "\n".join(
+                    f"--- {p.split(' ')[0]}\n{self.logs(p.split(' ')[0])}" for p in pending if "no container" not in p
+                )
                 raise CheckFailed(f"not healthy after {timeout_s:.0f}s: {', '.join(pending)}\n{tails}")
             time.sleep(3)
 
@@ -286,8 +360,14 @@ class Check:
             self.compose("up", "-d", "--no-deps", *base, timeout=900)
             self.wait_healthy(base, timeout_s)
         self.compose("up", "-d", "--no-deps", "airflow-init", timeout=900)
-        init = poll(lambda: next((c for c in self.containers() if self.service_of(c) == "airflow-init"
-                                  and c["State"] == "exited"), None), timeout_s, "airflow-init to finish", 3)
+        init = poll(
+            lambda: next(
+                (c for c in self.containers() if self.service_of(c) == "airflow-init" and c["State"] == "exited"), None
+            ),
+            timeout_s,
+            "airflow-init to finish",
+            3,
+        )
         if init.get("ExitCode", 0) != 0:
             raise CheckFailed("airflow-init failed:\n" + self.logs(init["Names"][0]))
         self.say(f"  {init['Names'][0]}: exited 0 (PostgreSQL reached, migrations, users, pools, hub)")
@@ -341,13 +421,19 @@ class Check:
                 with self.phase("down -t 0, volumes removed"):
                     self.compose("down", "-t", "0", "-v", check=False)
                     left = [c["Names"][0] for c in self.containers()]
-                    vols = [v for v in self.podman("volume", "ls", "--format", "{{.Name}}", quiet=True).stdout.split()
-                            if v.startswith(PROJECT.replace("-", "") + "_") or v.startswith(PROJECT + "_")]
+                    vols = [
+                        v
+                        for v in self.podman("volume", "ls", "--format", "{{.Name}}", quiet=True).stdout.split()
+                        if v.startswith(PROJECT.replace("-", "") + "_") or v.startswith(PROJECT + "_")
+                    ]
                     self.say(f"containers left: {left or 'none'}; volumes left: {vols or 'none'}")
                     if left or vols:
                         ok = False
-        self.say("\n=== timings: " + ", ".join(f"{k.split(':')[0]} {v:.0f}s" for k, v in self.timings.items())
-                 + f"; total {time.monotonic() - self.t0:.0f}s")
+        self.say(
+            "\n=== timings: "
+            + ", ".join(f"{k.split(':')[0]} {v:.0f}s" for k, v in self.timings.items())
+            + f"; total {time.monotonic() - self.t0:.0f}s"
+        )
         if self.findings:
             self.say("proven on the running containers:\n" + "\n".join(f"  - {f}" for f in self.findings))
         self.say("what the first real start found, and the fix:\n" + "\n".join(f"  - {f}" for f in FIRST_START))
@@ -393,8 +479,13 @@ def pip_conf() -> tuple[str, list[str]]:
 
 def stage_project() -> None:
     """The repository's files (tracked and new, not ignored) in STAGE: a clean build context."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     if STAGE.exists():
         shutil.rmtree(STAGE)
     for rel in filter(None, files):
@@ -413,20 +504,27 @@ def stage_project() -> None:
 def write_env(stage: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The check's .env: .env.example (the sandbox's credentials) with the check's ports, logins and tokens."""
     values = {
-        "KANZLEI_IMAGE": APP_IMAGE, "SANDBOX_MODE": "true", "POSTGRES_DB": "sync_hub",
-        "AIRFLOW_PORT": str(PORTS["airflow"]), "GATEWAY_PORT": str(PORTS["gateway"]),
-        "COMPOSE_SANDBOX_ADVOWARE_PORT": str(PORTS["advoware"]), "COMPOSE_SANDBOX_GOOGLE_PORT": str(PORTS["google"]),
+        "KANZLEI_IMAGE": APP_IMAGE,
+        "SANDBOX_MODE": "true",
+        "POSTGRES_DB": "sync_hub",
+        "AIRFLOW_PORT": str(PORTS["airflow"]),
+        "GATEWAY_PORT": str(PORTS["gateway"]),
+        "COMPOSE_SANDBOX_ADVOWARE_PORT": str(PORTS["advoware"]),
+        "COMPOSE_SANDBOX_GOOGLE_PORT": str(PORTS["google"]),
         "COMPOSE_SANDBOX_ESPOCRM_PORT": str(PORTS["espocrm"]),
-        "AIRFLOW_API_USERNAME": GATEWAY_USER, "AIRFLOW_API_PASSWORD": GATEWAY_PASSWORD,
+        "AIRFLOW_API_USERNAME": GATEWAY_USER,
+        "AIRFLOW_API_PASSWORD": GATEWAY_PASSWORD,
         "AIRFLOW_UI_USERS": ",".join(f"{u}:{role}:{pw}" for u, (role, pw) in USERS.items()),
-        "GATEWAY_API_TOKEN": API_TOKEN, "GATEWAY_READ_TOKEN": READ_TOKEN,
-        "GATEWAY_PUBLIC_URL": GATEWAY_IN_NETWORK, "ESPOCRM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GATEWAY_API_TOKEN": API_TOKEN,
+        "GATEWAY_READ_TOKEN": READ_TOKEN,
+        "GATEWAY_PUBLIC_URL": GATEWAY_IN_NETWORK,
+        "ESPOCRM_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "AIRFLOW__API_AUTH__JWT_SECRET": hashlib.sha256(os.urandom(32)).hexdigest(),
-        "SYNC_ANONYMIZE": "true", "LOG_LEVEL": "INFO",
+        "SYNC_ANONYMIZE": "true",
+        "LOG_LEVEL": "INFO",
     }
     values.update(extra or {})
-    lines = [ln for ln in (ROOT / ".env.example").read_text().splitlines()
-             if ln.split("=", 1)[0].strip() not in values]
+    lines = [ln for ln in (ROOT / ".env.example").read_text().splitlines() if ln.split("=", 1)[0].strip() not in values]
     (stage / ".env").write_text("\n".join(lines + [f"{k}={v}" for k, v in values.items()]) + "\n")
     return values
 
@@ -442,11 +540,11 @@ def write_override(stage: Path) -> None:
     text = f"""# Written by devstack/compose_check.py for `make compose-check` only.
 services:
   postgres:
-    image: {DB_IMAGES['postgres']}
-    ports: ["127.0.0.1:{PORTS['postgres']}:5432"]
+    image: {DB_IMAGES["postgres"]}
+    ports: ["127.0.0.1:{PORTS["postgres"]}:5432"]
   redis:
-    image: {DB_IMAGES['redis']}
-    ports: ["127.0.0.1:{PORTS['redis']}:6379"]
+    image: {DB_IMAGES["redis"]}
+    ports: ["127.0.0.1:{PORTS["redis"]}:6379"]
 """
     (stage / "compose-check.override.yaml").write_text(text)
 

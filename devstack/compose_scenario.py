@@ -41,8 +41,11 @@ if TYPE_CHECKING:
 
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
 AIRFLOW = f"http://127.0.0.1:{PORTS['airflow']}"
-URLS = {"advoware": f"http://127.0.0.1:{PORTS['advoware']}", "google": f"http://127.0.0.1:{PORTS['google']}",
-        "espocrm": f"http://127.0.0.1:{PORTS['espocrm']}"}
+URLS = {
+    "advoware": f"http://127.0.0.1:{PORTS['advoware']}",
+    "google": f"http://127.0.0.1:{PORTS['google']}",
+    "espocrm": f"http://127.0.0.1:{PORTS['espocrm']}",
+}
 STATE: dict[str, Any] = {}
 
 
@@ -56,15 +59,20 @@ def host_settings() -> Settings:
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             values[key.strip()] = value.strip()
-    values.update({
-        "ADVOWARE_BASE_URL": URLS["advoware"], "ESPOCRM_BASE_URL": URLS["espocrm"],
-        "GOOGLE_API_ENDPOINT": f"{URLS['google']}/calendar/v3/",
-        "GOOGLE_BATCH_URI": f"{URLS['google']}/batch/calendar/v3",
-        "GOOGLE_TOKEN_URI": f"{URLS['google']}/token",
-        "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(STAGE / ".run" / "sandbox-service-account.json"),
-        "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": str(PORTS["postgres"]),
-        "REDIS_URL": f"redis://127.0.0.1:{PORTS['redis']}/0", "AIRFLOW_API_URL": AIRFLOW,
-    })
+    values.update(
+        {
+            "ADVOWARE_BASE_URL": URLS["advoware"],
+            "ESPOCRM_BASE_URL": URLS["espocrm"],
+            "GOOGLE_API_ENDPOINT": f"{URLS['google']}/calendar/v3/",
+            "GOOGLE_BATCH_URI": f"{URLS['google']}/batch/calendar/v3",
+            "GOOGLE_TOKEN_URI": f"{URLS['google']}/token",
+            "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(STAGE / ".run" / "sandbox-service-account.json"),
+            "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_PORT": str(PORTS["postgres"]),
+            "REDIS_URL": f"redis://127.0.0.1:{PORTS['redis']}/0",
+            "AIRFLOW_API_URL": AIRFLOW,
+        }
+    )
     HOST_VIEW.clear()
     HOST_VIEW.update(values)
     os.environ.update(values)
@@ -116,8 +124,12 @@ def wait_run(check: Check, run_id: str, timeout_s: float = 900) -> str:
 
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
     try:
-        state = poll(lambda: (s if (s := api.get_run(CALENDAR_SYNC_DAG, run_id)["state"]) in ("success", "failed")
-                              else None), timeout_s, f"calendar run {run_id}", every_s=3)
+        state = poll(
+            lambda: s if (s := api.get_run(CALENDAR_SYNC_DAG, run_id)["state"]) in ("success", "failed") else None,
+            timeout_s,
+            f"calendar run {run_id}",
+            every_s=3,
+        )
     finally:
         api.close()
     if state != "success":
@@ -126,8 +138,12 @@ def wait_run(check: Check, run_id: str, timeout_s: float = 900) -> str:
 
 
 def trigger_calendar(body: dict[str, Any] | None = None) -> str:
-    r = httpx.post(f"{GATEWAY}/advoware/calendar/sync", json=body or {}, timeout=30,
-                   headers={"Authorization": f"Bearer {API_TOKEN}"})
+    r = httpx.post(
+        f"{GATEWAY}/advoware/calendar/sync",
+        json=body or {},
+        timeout=30,
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
     if r.status_code not in (200, 202):
         raise CheckFailed(f"POST /advoware/calendar/sync answered {r.status_code}: {r.text[:300]}")
     return str(r.json()["dag_run_id"])
@@ -170,8 +186,10 @@ def scenario(check: Check) -> None:
         if r.status_code != 200:
             raise CheckFailed(f"status view answered {r.status_code}")
     say(f"hub: {hub_counts(settings)}")
-    check.findings.append("demo scenario in containers: parties through signed webhooks into Advoware, two "
-                          "calendar runs through the gateway, UI, status view and /metrics answer")
+    check.findings.append(
+        "demo scenario in containers: parties through signed webhooks into Advoware, two "
+        "calendar runs through the gateway, UI, status view and /metrics answer"
+    )
 
 
 def roles(check: Check) -> None:
@@ -189,8 +207,10 @@ def roles(check: Check) -> None:
         log = op.get(log_path, headers={"Accept": "application/json"})
         expect(log.status_code == 200 and len(log.text) > 100, f"operator log: {log.status_code}")
         expect(op.patch("/api/v2/pools/default_pool", json={"slots": 1}).status_code == 403, "operator pool edit")
-    say(f"operator anna: triggers {BETEILIGTE_SYNC_DAG} (200), reads the log of plan_employees "
-        f"({len(log.text)} bytes), may not edit pools (403)")
+    say(
+        f"operator anna: triggers {BETEILIGTE_SYNC_DAG} (200), reads the log of plan_employees "
+        f"({len(log.text)} bytes), may not edit pools (403)"
+    )
     with client("otto") as viewer:
         expect(viewer.get(f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns").status_code == 200, "viewer reads runs")
         expect(viewer.get(log_path).status_code == 200, "viewer reads the log")
@@ -200,17 +220,25 @@ def roles(check: Check) -> None:
     with client(GATEWAY_USER) as gw:
         for dag in (CALENDAR_SYNC_DAG, BETEILIGTE_SYNC_DAG):
             expect(gw.get(f"/api/v2/dags/{dag}/dagRuns", params={"limit": 1}).status_code == 200, f"gateway {dag}")
-        codes = {"log": gw.get(log_path).status_code, "variables": gw.get("/api/v2/variables").status_code,
-                 "connections": gw.get("/api/v2/connections").status_code,
-                 "pools": gw.patch("/api/v2/pools/default_pool", json={"slots": 1}).status_code,
-                 "clear": gw.post(f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/clearTaskInstances",
-                                  json={"dry_run": True}).status_code}
+        codes = {
+            "log": gw.get(log_path).status_code,
+            "variables": gw.get("/api/v2/variables").status_code,
+            "connections": gw.get("/api/v2/connections").status_code,
+            "pools": gw.patch("/api/v2/pools/default_pool", json={"slots": 1}).status_code,
+            "clear": gw.post(
+                f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/clearTaskInstances", json={"dry_run": True}
+            ).status_code,
+        }
         expect(all(c == 403 for c in codes.values()), f"gateway account beyond triggering: {codes}")
-    say(f"gateway account {GATEWAY_USER}: triggered both DAGs through the gateway above; refused "
-        + ", ".join(f"{k} {v}" for k, v in codes.items()))
-    check.findings.append("FAB roles on the running api-server: operator triggers and reads logs, viewer reads "
-                          "and gets 403 on trigger, the gateway's account only triggers/reads its two DAGs, "
-                          "a wrong password gets 401")
+    say(
+        f"gateway account {GATEWAY_USER}: triggered both DAGs through the gateway above; refused "
+        + ", ".join(f"{k} {v}" for k, v in codes.items())
+    )
+    check.findings.append(
+        "FAB roles on the running api-server: operator triggers and reads logs, viewer reads "
+        "and gets 403 on trigger, the gateway's account only triggers/reads its two DAGs, "
+        "a wrong password gets 401"
+    )
 
 
 def expect(ok: bool, what: str) -> None:
@@ -231,9 +259,17 @@ def new_appointments(check: Check, day_offset: int) -> int:
     ctx = SyncContext.from_settings(STATE["settings"])
     try:
         for kuerzel in employees:
-            ctx.advoware.create_termin({"kuerzel": kuerzel, "anwalt": kuerzel, "text": "Termin (compose check)",
-                                        "datum": f"{day}T10:00:00", "datumBis": f"{day}T11:00:00",
-                                        "uhrzeitVon": "10:00:00", "uhrzeitBis": "11:00:00"})
+            ctx.advoware.create_termin(
+                {
+                    "kuerzel": kuerzel,
+                    "anwalt": kuerzel,
+                    "text": "Termin (compose check)",
+                    "datum": f"{day}T10:00:00",
+                    "datumBis": f"{day}T11:00:00",
+                    "uhrzeitVon": "10:00:00",
+                    "uhrzeitBis": "11:00:00",
+                }
+            )
     finally:
         ctx.close()
     check.say(f"one new Advoware appointment on {day} for each of {len(employees)} employees")
@@ -268,8 +304,9 @@ def celery_run(check: Check) -> None:
     wait_run(check, run_id)
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
     try:
-        r = api.request("GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances",
-                        params={"limit": 1000})
+        r = api.request(
+            "GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )
         tis = [t for t in r.json()["task_instances"] if t.get("hostname")]
     finally:
         api.close()
@@ -282,8 +319,10 @@ def celery_run(check: Check) -> None:
         say(f"  {container}: {len(names)} task instances: {', '.join(sorted(names))}")
     used = [c for c in by_container if c in hosts.values()]
     expect(len(used) >= 2, f"task instances on two worker containers, got {sorted(by_container)}")
-    check.findings.append(f"CeleryExecutor layered over the stack: run {run_id}'s {len(tis)} task instances ran "
-                          f"on {len(used)} worker containers")
+    check.findings.append(
+        f"CeleryExecutor layered over the stack: run {run_id}'s {len(tis)} task instances ran "
+        f"on {len(used)} worker containers"
+    )
 
 
 def restart_during_run(check: Check) -> None:
@@ -298,8 +337,9 @@ def restart_during_run(check: Check) -> None:
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
 
     def running() -> list[str]:
-        r = api.request("GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances",
-                        params={"limit": 1000})
+        r = api.request(
+            "GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
+        )
         return [t["task_id"] for t in r.json()["task_instances"] if t["state"] == "running"]
 
     try:
@@ -312,18 +352,25 @@ def restart_during_run(check: Check) -> None:
         runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=50)
     finally:
         api.close()
-    manual = [r["dag_run_id"] for r in runs if r.get("run_type") == "manual" and r.get("queued_at")
-              and datetime.fromisoformat(r["queued_at"]) >= since]
+    manual = [
+        r["dag_run_id"]
+        for r in runs
+        if r.get("run_type") == "manual" and r.get("queued_at") and datetime.fromisoformat(r["queued_at"]) >= since
+    ]
     dupes = google_duplicates()
     from include.calendar_sync.report import table
 
     say(table(settings.postgres.dsn(), run_id))
-    say(f"run {run_id}: success after the restarts; manual runs since the trigger: {manual}; "
-        f"appointments twice in Google: {dupes or 'none'}")
+    say(
+        f"run {run_id}: success after the restarts; manual runs since the trigger: {manual}; "
+        f"appointments twice in Google: {dupes or 'none'}"
+    )
     expect(manual == [run_id], f"one run, got {manual}")
     expect(not dupes, f"duplicates in Google: {dupes[:5]}")
-    check.findings.append("scheduler and one Celery worker restarted during a calendar run: the run finished, "
-                          "one run, no appointment twice in Google")
+    check.findings.append(
+        "scheduler and one Celery worker restarted during a calendar run: the run finished, "
+        "one run, no appointment twice in Google"
+    )
 
 
 # -- stop and start with the volumes --------------------------------------------------------------------------
@@ -334,32 +381,47 @@ def stop_and_start(check: Check) -> None:
 
     # a dead letter: a webhook item without a valid id (signed with the .env secret, as EspoCRM would)
     body = json.dumps([{"name": "no id"}]).encode()
-    r = httpx.post(f"{GATEWAY}/webhooks/vmh/beteiligte/update", content=body, timeout=30,
-                   headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{GATEWAY}/webhooks/vmh/beteiligte/update",
+        content=body,
+        timeout=30,
+        headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
+    )
     expect(r.status_code in (200, 202), f"webhook with a rejected item: {r.status_code} {r.text[:200]}")
     dl = httpx.get(f"{GATEWAY}/webhooks/dead-letters", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
     expect(dl.status_code == 200, f"dead letters: {dl.status_code}")
     # queued parties: the party DAG paused (an operator's pause), two ids delivered
     with client("root") as admin:  # what an operator does to hold the party sync: pause, stop the running run
-        admin.patch(f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}", params={"update_mask": "is_paused"},
-                    json={"is_paused": True}).raise_for_status()
-        runs = admin.get(f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/dagRuns",
-                         params={"state": ["running", "queued"], "limit": 100}).json()["dag_runs"]
+        admin.patch(
+            f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}", params={"update_mask": "is_paused"}, json={"is_paused": True}
+        ).raise_for_status()
+        runs = admin.get(
+            f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/dagRuns", params={"state": ["running", "queued"], "limit": 100}
+        ).json()["dag_runs"]
         for run in runs:
-            admin.patch(f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/dagRuns/{run['dag_run_id']}",
-                        params={"update_mask": "state"}, json={"state": "failed"}).raise_for_status()
+            admin.patch(
+                f"/api/v2/dags/{BETEILIGTE_SYNC_DAG}/dagRuns/{run['dag_run_id']}",
+                params={"update_mask": "state"},
+                json={"state": "failed"},
+            ).raise_for_status()
     ids = ["check0000000000001", "check0000000000002"]
     body = json.dumps([{"id": i} for i in ids]).encode()
-    r = httpx.post(f"{GATEWAY}/webhooks/vmh/beteiligte/update", content=body, timeout=30,
-                   headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"})
+    r = httpx.post(
+        f"{GATEWAY}/webhooks/vmh/beteiligte/update",
+        content=body,
+        timeout=30,
+        headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
+    )
     expect(r.status_code in (200, 202), f"webhook: {r.status_code}")
     queue = PartyQueue.from_settings(settings)
     try:
         before = {**hub_counts(settings), "queued parties": queue.stats().pending}
     finally:
         queue.r.close()
-    expect(before["dead letters"] >= 1 and before["queued parties"] >= 2 and before["calendar links"] > 0,
-           f"something to keep: {before}")
+    expect(
+        before["dead letters"] >= 1 and before["queued parties"] >= 2 and before["calendar links"] > 0,
+        f"something to keep: {before}",
+    )
     say(f"before: {before}")
     check.compose("down", "-t", "30", timeout=600)
     left = check.containers()

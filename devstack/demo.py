@@ -43,6 +43,7 @@ def airflow_retrying(fn: Callable[[], T]) -> T:
     reached; the last failure is raised."""
     return _AIRFLOW_BUSY.call(fn)
 
+
 # Small on purpose: the demo must come up quickly on a laptop.
 SEEDS: dict[str, dict[str, int]] = {
     "advoware": {"seed": 1, "employees": 4, "appointments_per_employee": 20},
@@ -57,9 +58,11 @@ STALE_REDIS_PATTERNS = ("vmh:webhook:*", "vmh:airflow:*", "advoware:token:*", "g
 
 
 def sandbox_urls(ports: dict[str, int]) -> dict[str, str]:
-    return {"advoware": f"http://127.0.0.1:{ports['SANDBOX_ADVOWARE_PORT']}",
-            "google": f"http://127.0.0.1:{ports['SANDBOX_GOOGLE_PORT']}",
-            "espocrm": f"http://127.0.0.1:{ports['SANDBOX_ESPOCRM_PORT']}"}
+    return {
+        "advoware": f"http://127.0.0.1:{ports['SANDBOX_ADVOWARE_PORT']}",
+        "google": f"http://127.0.0.1:{ports['SANDBOX_GOOGLE_PORT']}",
+        "espocrm": f"http://127.0.0.1:{ports['SANDBOX_ESPOCRM_PORT']}",
+    }
 
 
 # -- a freshly started sandbox ------------------------------------------------------------------------
@@ -72,11 +75,17 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
     from include.airflow_env import masked_url
 
     pg = settings.postgres
-    say(f"the sandbox starts empty: clearing the hub tables of database {pg.db} on {pg.host}:{pg.port} "
-        f"(POSTGRES_DB) and the queue and token keys in Redis {masked_url(settings.redis_url)} (REDIS_URL)")
+    say(
+        f"the sandbox starts empty: clearing the hub tables of database {pg.db} on {pg.host}:{pg.port} "
+        f"(POSTGRES_DB) and the queue and token keys in Redis {masked_url(settings.redis_url)} (REDIS_URL)"
+    )
     with psycopg.connect(settings.postgres.dsn(), autocommit=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+        ]
         if tables:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY")
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
@@ -85,7 +94,7 @@ def reset_previous_demo(settings: Settings, say: Say) -> None:
         for pattern in STALE_REDIS_PATTERNS:
             keys = list(client.scan_iter(match=pattern, count=500))
             for i in range(0, len(keys), 500):
-                removed += int(client.delete(*keys[i:i + 500]))
+                removed += int(client.delete(*keys[i : i + 500]))
     finally:
         client.close()
     say(f"cleared {len(tables)} hub tables of {pg.db} and {removed} Redis keys of a previous demo")
@@ -98,9 +107,11 @@ def seed_sandboxes(urls: dict[str, str], say: Say) -> dict[str, Any]:
             r = http.post(f"{urls[name]}/_sandbox/seed", json=body)
             r.raise_for_status()
             out[name] = r.json()
-    say(f"sandbox seeded: Advoware {SEEDS['advoware']['employees']} employees x "
+    say(
+        f"sandbox seeded: Advoware {SEEDS['advoware']['employees']} employees x "
         f"{SEEDS['advoware']['appointments_per_employee']} appointments, Google "
-        f"{SEEDS['google']['employees']} accounts, EspoCRM {SEEDS['espocrm']['parties']} parties")
+        f"{SEEDS['google']['employees']} accounts, EspoCRM {SEEDS['espocrm']['parties']} parties"
+    )
     return out
 
 
@@ -153,8 +164,10 @@ def ensure_webhooks(settings: Settings, run_dir: Path, gateway_url: str, say: Sa
     if code != 0 or not lines:
         raise RuntimeError("kanzlei-sync register-webhooks printed no ESPOCRM_WEBHOOK_SECRET line")
     secret = lines[-1].split("=", 1)[1]
-    _write_private(path, json.dumps({"gateway_url": gateway_url, "secret": secret,
-                                     "registered_at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    _write_private(
+        path,
+        json.dumps({"gateway_url": gateway_url, "secret": secret, "registered_at": time.strftime("%Y-%m-%dT%H:%M:%S")}),
+    )
     ids = [pair.split("=", 1)[0] for pair in secret.split(",")]
     say(f"EspoCRM webhooks registered (skipOwn) -> {gateway_url}: {', '.join(ids)} (secrets in {path})")
     return secret, True
@@ -171,12 +184,19 @@ def ensure_pools(airflow_url: str, token: str, say: Say) -> dict[str, int]:
     sizes = pool_sizes()
     with httpx.Client(base_url=airflow_url, headers=headers, timeout=15) as http:
         for name, slots in sizes.items():
-            body = {"name": name, "slots": slots, "include_deferred": False,
-                    "description": "calendar sync: concurrent calls to this API"}
+            body = {
+                "name": name,
+                "slots": slots,
+                "include_deferred": False,
+                "description": "calendar sync: concurrent calls to this API",
+            }
             r = http.post("/api/v2/pools", json=body)
             if r.status_code == 409:
-                r = http.patch(f"/api/v2/pools/{name}", params={"update_mask": "slots"},
-                               json={"pool": name, "slots": slots, "include_deferred": False})
+                r = http.patch(
+                    f"/api/v2/pools/{name}",
+                    params={"update_mask": "slots"},
+                    json={"pool": name, "slots": slots, "include_deferred": False},
+                )
             r.raise_for_status()
     say("Airflow pools: " + ", ".join(f"{n}={s}" for n, s in sizes.items()))
     return sizes
@@ -204,20 +224,23 @@ def run_party_part(settings: Settings, urls: dict[str, str], gateway_url: str, s
     return summary
 
 
-def _calendar_run(settings: Settings, gateway_url: str, airflow_url: str, body: dict[str, Any], say: Say,
-                  timeout_s: float) -> str:
+def _calendar_run(
+    settings: Settings, gateway_url: str, airflow_url: str, body: dict[str, Any], say: Say, timeout_s: float
+) -> str:
     """Start a run through the gateway's POST /advoware/calendar/sync and wait until it ends."""
     from include.airflow_api import AirflowApi
 
     token = settings.gateway.api_token.get_secret_value()
-    r = httpx.post(f"{gateway_url}/advoware/calendar/sync", json=body, timeout=30,
-                   headers={"Authorization": f"Bearer {token}"})
+    r = httpx.post(
+        f"{gateway_url}/advoware/calendar/sync", json=body, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
     if r.status_code not in (200, 202):
         raise RuntimeError(f"POST /advoware/calendar/sync answered {r.status_code}: {r.text[:300]}")
     run_id = str(r.json()["dag_run_id"])
     say(f"calendar: run {run_id} started through the gateway ({r.json().get('url')})")
-    api = AirflowApi(airflow_url, settings.airflow_api.username,
-                     settings.airflow_api.password.get_secret_value(), timeout_s=30)
+    api = AirflowApi(
+        airflow_url, settings.airflow_api.username, settings.airflow_api.password.get_secret_value(), timeout_s=30
+    )
     started = last_note = time.monotonic()
     try:
         while True:
@@ -227,11 +250,17 @@ def _calendar_run(settings: Settings, gateway_url: str, airflow_url: str, body: 
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"calendar run {run_id} still {run['state']} after {timeout_s:.0f}s")
             if time.monotonic() - last_note > 15:
-                tis = api.request("GET", f"/api/v2/dags/advoware_calendar_sync/dagRuns/{run_id}/taskInstances",
-                                  params={"limit": 1000}).json().get("task_instances", [])
+                tis = (
+                    api.request(
+                        "GET",
+                        f"/api/v2/dags/advoware_calendar_sync/dagRuns/{run_id}/taskInstances",
+                        params={"limit": 1000},
+                    )
+                    .json()
+                    .get("task_instances", [])
+                )
                 done = sum(t["state"] in ("success", "failed", "skipped", "upstream_failed") for t in tis)
-                say(f"calendar: run {run['state']}, {done}/{len(tis)} tasks done, "
-                    f"{time.monotonic() - started:.0f}s")
+                say(f"calendar: run {run['state']}, {done}/{len(tis)} tasks done, {time.monotonic() - started:.0f}s")
                 last_note = time.monotonic()
             time.sleep(2)
     finally:
@@ -245,8 +274,9 @@ def _wait_for_scheduled_runs(settings: Settings, airflow_url: str, say: Say, tim
     from include.airflow_api import AirflowApi
     from include.calendar_sync.report import rows
 
-    api = AirflowApi(airflow_url, settings.airflow_api.username,
-                     settings.airflow_api.password.get_secret_value(), timeout_s=30)
+    api = AirflowApi(
+        airflow_url, settings.airflow_api.username, settings.airflow_api.password.get_secret_value(), timeout_s=30
+    )
     started = time.monotonic()
     try:
         while True:
@@ -254,14 +284,18 @@ def _wait_for_scheduled_runs(settings: Settings, airflow_url: str, say: Say, tim
             if not active or time.monotonic() - started > timeout_s:
                 break
             if int(time.monotonic() - started) % 15 < 2:
-                say(f"calendar: waiting for the scheduled run that started with the stack "
-                    f"({time.monotonic() - started:.0f}s)")
+                say(
+                    f"calendar: waiting for the scheduled run that started with the stack "
+                    f"({time.monotonic() - started:.0f}s)"
+                )
             time.sleep(2)
         runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=20)
     finally:
         api.close()
-    done = sorted((r for r in runs if r["state"] in ("success", "failed") and r.get("run_type") == "scheduled"),
-                  key=lambda r: str(r.get("start_date") or ""))
+    done = sorted(
+        (r for r in runs if r["state"] in ("success", "failed") and r.get("run_type") == "scheduled"),
+        key=lambda r: str(r.get("start_date") or ""),
+    )
     with_rows = [r["dag_run_id"] for r in done if rows(settings.postgres.dsn(), r["dag_run_id"])]
     return with_rows[-1:]  # the latest one
 
@@ -270,8 +304,9 @@ def _runs_since(settings: Settings, airflow_url: str, since: str) -> list[dict[s
     """Calendar runs queued at or after `since` (ISO, UTC), oldest first."""
     from include.airflow_api import AirflowApi
 
-    api = AirflowApi(airflow_url, settings.airflow_api.username, settings.airflow_api.password.get_secret_value(),
-                     timeout_s=30)
+    api = AirflowApi(
+        airflow_url, settings.airflow_api.username, settings.airflow_api.password.get_secret_value(), timeout_s=30
+    )
     try:
         runs, _ = api.list_runs(CALENDAR_SYNC_DAG, limit=50)
     finally:
@@ -281,8 +316,9 @@ def _runs_since(settings: Settings, airflow_url: str, since: str) -> list[dict[s
     return sorted(found, key=lambda r: str(r["queued_at"]))
 
 
-def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str, airflow_url: str,
-                      say: Say, timeout_s: float = 900.0) -> dict[str, Any] | None:
+def run_calendar_part(
+    settings: Settings, urls: dict[str, str], gateway_url: str, airflow_url: str, say: Say, timeout_s: float = 900.0
+) -> dict[str, Any] | None:
     """A full sync of the seeded firm through the gateway and the DAG, the per-employee table; then a
     person's edits on both sides and the next run carrying them across. The schedule (every quarter
     hour) may start a run between the edits and the demo's own run: then that run carries them, and
@@ -302,9 +338,11 @@ def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str
         say(table(hub, run_id))
     first = _calendar_run(settings, gateway_url, airflow_url, {"full_content": True}, say, timeout_s)
     say(table(hub, first) + ("\n(nothing changed since the scheduled run: no writes)" if earlier else ""))
-    say("calendar: SYNC_ANONYMIZE=true: Google holds \"Termin\" and the times, no title, note, place or matter"
-        if settings.sync.anonymize else
-        "calendar: SYNC_ANONYMIZE=false: Google holds title, note, place and matter (a deliberate choice)")
+    say(
+        'calendar: SYNC_ANONYMIZE=true: Google holds "Termin" and the times, no title, note, place or matter'
+        if settings.sync.anonymize
+        else "calendar: SYNC_ANONYMIZE=false: Google holds title, note, place and matter (a deliberate choice)"
+    )
     employees = sorted(r["employee"] for r in rows(hub, first) if r["status"] == "success")
     if not employees:
         raise RuntimeError(f"calendar run {first} synced no employee")
@@ -316,8 +354,10 @@ def run_calendar_part(settings: Settings, urls: dict[str, str], gateway_url: str
         second = _calendar_run(settings, gateway_url, airflow_url, {}, say, timeout_s)
         for run in _runs_since(settings, airflow_url, edited_at):
             if run["dag_run_id"] != second:  # e.g. the quarter-hour schedule, between the edits and ours
-                say(f"calendar: the {run.get('run_type', '')} run {run['dag_run_id']} started after the edits "
-                    f"and carried (some of) them across:")
+                say(
+                    f"calendar: the {run.get('run_type', '')} run {run['dag_run_id']} started after the edits "
+                    f"and carried (some of) them across:"
+                )
                 say(table(hub, run["dag_run_id"]))
         say(table(hub, second))
         missing = [e.note for e in edits if not e.arrived(ctx)]
@@ -343,8 +383,11 @@ def fail_stale_runs(airflow_url: str, token: str, before: str, say: Say) -> list
             stamp = run.get("queued_at") or run.get("start_date")
             if stamp and datetime.fromisoformat(stamp) >= datetime.fromisoformat(before):
                 continue
-            http.patch(f"/api/v2/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}",
-                       params={"update_mask": "state"}, json={"state": "failed"}).raise_for_status()
+            http.patch(
+                f"/api/v2/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}",
+                params={"update_mask": "state"},
+                json={"state": "failed"},
+            ).raise_for_status()
             stale.append(f"{run['dag_id']}/{run['dag_run_id']}")
     if stale:
         say(f"marked {len(stale)} unfinished runs of the previous demo as failed: {', '.join(stale)}")

@@ -29,23 +29,42 @@ class DemoError(RuntimeError):
 
 
 def _parties(n: int) -> list[dict[str, Any]]:
-    return [{"name": f"Demo-Partei {i}", "vorname": "Test", "ort": "Berlin", "strasse": f"Demoweg {i}",
-             "plz": "10115", "land": "Deutschland", "emailAddress": f"demo{i}@mail.example",
-             "phoneNumber": f"+49 30 9000{i:03d}"} for i in range(1, n + 1)]
+    return [
+        {
+            "name": f"Demo-Partei {i}",
+            "vorname": "Test",
+            "ort": "Berlin",
+            "strasse": f"Demoweg {i}",
+            "plz": "10115",
+            "land": "Deutschland",
+            "emailAddress": f"demo{i}@mail.example",
+            "phoneNumber": f"+49 30 9000{i:03d}",
+        }
+        for i in range(1, n + 1)
+    ]
 
 
 def _wait(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     started = time.monotonic()
     while not check():
         if time.monotonic() - started > timeout_s:
-            raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what} "
-                            "(is Airflow running and the beteiligte_sync DAG unpaused?)")
+            raise DemoError(
+                f"timed out after {timeout_s:.0f}s waiting for {what} "
+                "(is Airflow running and the beteiligte_sync DAG unpaused?)"
+            )
         time.sleep(0.5)
     return time.monotonic() - started
 
 
-def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | None = None, parties: int = 3,
-                   timeout_s: float = 120.0, out: Callable[[str], None] = print) -> dict[str, Any]:
+def run_party_demo(
+    espocrm_url: str,
+    gateway_url: str,
+    *,
+    settings: Settings | None = None,
+    parties: int = 3,
+    timeout_s: float = 120.0,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
     settings = settings or get_settings()
     entity = settings.espocrm.entity
     espo = EspoCrmClient(espocrm_url, settings.espocrm.api_key.get_secret_value(), entity=entity)
@@ -54,11 +73,16 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
     store = PartyStore(Hub(settings.postgres.dsn()))
     advoware = AdvowareClient(settings.advoware, redis_url=settings.redis_url)
     try:
-        hooks = [h for h in espo.list_webhooks()
-                 if h.get("event", "").startswith(f"{entity}.") and h.get("url", "").startswith(gateway_url)]
+        hooks = [
+            h
+            for h in espo.list_webhooks()
+            if h.get("event", "").startswith(f"{entity}.") and h.get("url", "").startswith(gateway_url)
+        ]
         if not {h["event"] for h in hooks} >= {f"{entity}.create", f"{entity}.update", f"{entity}.delete"}:
-            raise DemoError(f"EspoCRM has no create/update/delete webhooks of {entity} pointing at "
-                            f"{gateway_url}: run `kanzlei-sync register-webhooks` first")
+            raise DemoError(
+                f"EspoCRM has no create/update/delete webhooks of {entity} pointing at "
+                f"{gateway_url}: run `kanzlei-sync register-webhooks` first"
+            )
 
         def flush() -> int:
             r = user.post("/_sandbox/webhooks/flush")
@@ -66,8 +90,10 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
             batches = r.json()["batches"]
             failed = [b for b in batches if b["result"] != "delivered"]
             if failed:
-                raise DemoError(f"the gateway refused {len(failed)} webhook batches "
-                                f"(status {failed[0]['status']}): check ESPOCRM_WEBHOOK_SECRET")
+                raise DemoError(
+                    f"the gateway refused {len(failed)} webhook batches "
+                    f"(status {failed[0]['status']}): check ESPOCRM_WEBHOOK_SECRET"
+                )
             return sum(b["items"] for b in batches)
 
         def synced(ids: list[str], removed: tuple[str, ...] = ()) -> Callable[[], bool]:
@@ -82,10 +108,14 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
                             return False
                         continue
                     rec = espo.get(entity, espo_id)
-                    if link is None or link.status != "linked" or \
-                            link.fingerprint != mapping.map_party(rec).fingerprint:
+                    if (
+                        link is None
+                        or link.status != "linked"
+                        or link.fingerprint != mapping.map_party(rec).fingerprint
+                    ):
                         return False
                 return True
+
             return check
 
         # 1. a CRM user creates parties
@@ -96,13 +126,16 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
             ids.append(r.json()["id"])
         items = flush()
         took = _wait(synced(ids), timeout_s, "the new parties to reach Advoware")
-        out(f"parties: created {len(ids)} in EspoCRM ({', '.join(ids)}); {items} webhook items delivered; "
-            f"synced to Advoware in {took:.1f}s")
+        out(
+            f"parties: created {len(ids)} in EspoCRM ({', '.join(ids)}); {items} webhook items delivered; "
+            f"synced to Advoware in {took:.1f}s"
+        )
 
         # 2. one is changed, one is deleted
         changed, removed = ids[0], ids[-1]
-        user.put(f"/_sandbox/user/{entity}/{changed}",
-                 json={"ort": "Hamburg", "emailAddress": "demo-neu@mail.example"}).raise_for_status()
+        user.put(
+            f"/_sandbox/user/{entity}/{changed}", json={"ort": "Hamburg", "emailAddress": "demo-neu@mail.example"}
+        ).raise_for_status()
         user.delete(f"/_sandbox/user/{entity}/{removed}").raise_for_status()
         items = flush()
         took = _wait(synced(ids, (removed,)), timeout_s, "the change and the delete to be synced")
@@ -113,19 +146,26 @@ def run_party_demo(espocrm_url: str, gateway_url: str, *, settings: Settings | N
         summary: dict[str, Any] = {"parties": []}
         for espo_id in ids:
             link = store.get(espo_id)
-            entry = {"espo_id": espo_id, "bet_nr": link.bet_nr if link else None,
-                     "hub_status": link.status if link else None}
+            entry = {
+                "espo_id": espo_id,
+                "bet_nr": link.bet_nr if link else None,
+                "hub_status": link.status if link else None,
+            }
             if link and link.bet_nr:
                 record = advoware.get_beteiligter(link.bet_nr)
                 entry["kommunikationen"] = len(record.get("kommunikation") or [])
             summary["parties"].append(entry)
-            out(f"  EspoCRM {espo_id} -> Advoware betNr {entry['bet_nr']} ({entry['hub_status']}, "
-                f"{entry.get('kommunikationen', 0)} Kommunikationen)")
+            out(
+                f"  EspoCRM {espo_id} -> Advoware betNr {entry['bet_nr']} ({entry['hub_status']}, "
+                f"{entry.get('kommunikationen', 0)} Kommunikationen)"
+            )
         stats = queue.stats()
         summary["queue"] = {"pending": stats.pending, "claimed": stats.claimed, **stats.counters}
         summary["hub"] = store.counts()
-        out(f"parties: hub links {summary['hub']}; queue pending {stats.pending}, "
-            f"deliveries {stats.counters.get('deliveries', 0)}, duplicates {stats.counters.get('duplicates', 0)}")
+        out(
+            f"parties: hub links {summary['hub']}; queue pending {stats.pending}, "
+            f"deliveries {stats.counters.get('deliveries', 0)}, duplicates {stats.counters.get('duplicates', 0)}"
+        )
         return summary
     finally:
         espo.close()

@@ -43,17 +43,26 @@ def seed_firm(stack: Stack, employees: int, *, reset: bool = True) -> str:
         for side in ("google", "advoware"):  # the demo firm's calendars and appointments go with the hub
             http.post(f"{urls[side]}/_sandbox/reset").raise_for_status()
         http.post(f"{urls['google']}/_sandbox/seed", json={"seed": 1, "employees": employees}).raise_for_status()
-        http.post(f"{urls['advoware']}/_sandbox/seed", json={
-            "seed": 1, "employees": employees, "appointments_per_employee": APPOINTMENTS,
-            "start": date.today().isoformat()}).raise_for_status()
+        http.post(
+            f"{urls['advoware']}/_sandbox/seed",
+            json={
+                "seed": 1,
+                "employees": employees,
+                "appointments_per_employee": APPOINTMENTS,
+                "start": date.today().isoformat(),
+            },
+        ).raise_for_status()
         staff = http.get(f"{urls['advoware']}/_sandbox/state").json()["mitarbeiter"]
         # the generated firm has one former employee; here everyone works
-        http.post(f"{urls['advoware']}/_sandbox/seed",
-                  json={"mitarbeiter": [{**m, "aktiv": True} for m in staff]}).raise_for_status()
+        http.post(
+            f"{urls['advoware']}/_sandbox/seed", json={"mitarbeiter": [{**m, "aktiv": True} for m in staff]}
+        ).raise_for_status()
         http.post(f"{urls['espocrm']}/_sandbox/seed", json=devstack_demo.SEEDS["espocrm"]).raise_for_status()
     (stack.run_dir / SEEDED_FILE).write_text(json.dumps({"seeded_at": seeded_at, "employees": employees}))
-    stack.say(f"sandbox firm: {employees} employees x {APPOINTMENTS} appointments, "
-              f"{devstack_demo.SEEDS['espocrm']['parties']} EspoCRM parties")
+    stack.say(
+        f"sandbox firm: {employees} employees x {APPOINTMENTS} appointments, "
+        f"{devstack_demo.SEEDS['espocrm']['parties']} EspoCRM parties"
+    )
     return seeded_at
 
 
@@ -143,8 +152,9 @@ def scale_scenario(stack: Stack, *, employees: int = EMPLOYEES, timeout_s: float
         stack.say("scale-scenario: the stack runs the LocalExecutor; start it with `make scale-demo`")
         return 1
     s = stack.settings
-    api = AirflowApi(stack.airflow_url(), s.airflow_api.username, s.airflow_api.password.get_secret_value(),
-                     timeout_s=30)
+    api = AirflowApi(
+        stack.airflow_url(), s.airflow_api.username, s.airflow_api.password.get_secret_value(), timeout_s=30
+    )
     failed: list[str] = []
     try:
         # a scheduled run that started with the stack works on the firm `up` seeded: it finishes first
@@ -161,8 +171,9 @@ def scale_scenario(stack: Stack, *, employees: int = EMPLOYEES, timeout_s: float
         if wait_for_run(api, CALENDAR_SYNC_DAG, run_id, timeout_s, stack.say) != "success":
             failed.append("calendar")
         runs = calendar_runs_since(api, seeded_at)
-        stack.say(f"\n== the calendar runs on this firm ({len(runs)}), their outcome and counts\n"
-                  + run_report(stack, runs))
+        stack.say(
+            f"\n== the calendar runs on this firm ({len(runs)}), their outcome and counts\n" + run_report(stack, runs)
+        )
         calendar_tis = [ti for run in runs for ti in task_hosts(api, CALENDAR_SYNC_DAG, run["dag_run_id"])]
         party_since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         urls = devstack_demo.sandbox_urls(stack.sandbox_ports())
@@ -171,15 +182,23 @@ def scale_scenario(stack: Stack, *, employees: int = EMPLOYEES, timeout_s: float
         except Exception as exc:  # the table below still shows what ran
             failed.append("parties")
             stack.say(f"parties FAILED: {type(exc).__name__}: {exc}")
-        runs = api.request("GET", "/api/v2/dags/beteiligte_sync/dagRuns",
-                           params={"start_date_gte": party_since, "limit": 100}).json().get("dag_runs", [])
+        runs = (
+            api.request(
+                "GET", "/api/v2/dags/beteiligte_sync/dagRuns", params={"start_date_gte": party_since, "limit": 100}
+            )
+            .json()
+            .get("dag_runs", [])
+        )
         party_tis = [ti for run in runs for ti in task_hosts(api, BETEILIGTE_SYNC_DAG, run["dag_run_id"])]
-        stack.say(f"\n== which worker ran which task instance\ncalendar ({len(runs)} runs):\n"
-                  f"{worker_table(calendar_tis)}")
+        stack.say(
+            f"\n== which worker ran which task instance\ncalendar ({len(runs)} runs):\n{worker_table(calendar_tis)}"
+        )
         stack.say(f"beteiligte_sync ({len(runs)} runs):\n{worker_table(party_tis) or '  (no task process)'}")
         hosts = {ti["hostname"] for ti in calendar_tis + party_tis}
-        stack.say(f"\n{len(calendar_tis) + len(party_tis)} task instances on {len(hosts)} workers: "
-                  f"{', '.join(sorted(hosts))}" + (f"; FAILED: {', '.join(failed)}" if failed else ""))
+        stack.say(
+            f"\n{len(calendar_tis) + len(party_tis)} task instances on {len(hosts)} workers: "
+            f"{', '.join(sorted(hosts))}" + (f"; FAILED: {', '.join(failed)}" if failed else "")
+        )
     finally:
         api.close()
     return 1 if failed else 0

@@ -89,8 +89,7 @@ class Stack:
     run_dir: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")))
     executor: str = field(default_factory=lambda: os.environ.get("DEVSTACK_EXECUTOR", "local"))
     airflow_home: Path | None = None  # default: DEVSTACK_AIRFLOW_HOME, else .airflow (.airflow-celery)
-    dags_folder: Path = field(
-        default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
+    dags_folder: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
     out: object = sys.stdout
 
     def __post_init__(self) -> None:
@@ -131,28 +130,49 @@ class Stack:
     def services(self) -> list[Service]:
         s = self.settings
         bin_dir = str(Path(sys.executable).parent)  # not resolved: the venv's bin, not the base python
-        base = {**os.environ, "DEVSTACK_MARKER": self.marker(), "PYTHONUNBUFFERED": "1",
-                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+        base = {
+            **os.environ,
+            "DEVSTACK_MARKER": self.marker(),
+            "PYTHONUNBUFFERED": "1",
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        }
         out: list[Service] = []
         if s.sandbox_mode:
             ports = self.sandbox_ports()
             env = {**base, **{k: str(v) for k, v in ports.items()}}
             # EspoCRM's sender runs by itself, as the real one's scheduled job does.
             env.setdefault("SANDBOX_ESPOCRM_AUTO_FLUSH_S", "2")
-            out.append(Service("sandbox", [sys.executable, "-m", "sandbox"], env,
-                               [f"http://127.0.0.1:{p}/healthz" for p in ports.values()],
-                               list(ports.values())))
+            out.append(
+                Service(
+                    "sandbox",
+                    [sys.executable, "-m", "sandbox"],
+                    env,
+                    [f"http://127.0.0.1:{p}/healthz" for p in ports.values()],
+                    list(ports.values()),
+                )
+            )
         gw = s.gateway.port
         gw_env = dict(base)
         secret = devstack_demo.webhook_secret(self.run_dir) if s.sandbox_mode else None
         if secret:  # the registered webhooks' secrets, and the .env one (a developer's signed curl)
             own = s.espocrm.webhook_secret.get_secret_value()
             gw_env["ESPOCRM_WEBHOOK_SECRET"] = f"{secret},{own}" if own else secret
-        out.append(Service("gateway", [sys.executable, "-m", "webhook_gateway"], gw_env,
-                           [f"http://127.0.0.1:{gw}/healthz"], [gw]))
-        af_env = {**base, **airflow_env.build_env(s, root=self.root, run_dir=self.run_dir,
-                                                  airflow_home=self.airflow_home, dags_folder=self.dags_folder,
-                                                  executor=self.executor)}
+        out.append(
+            Service(
+                "gateway", [sys.executable, "-m", "webhook_gateway"], gw_env, [f"http://127.0.0.1:{gw}/healthz"], [gw]
+            )
+        )
+        af_env = {
+            **base,
+            **airflow_env.build_env(
+                s,
+                root=self.root,
+                run_dir=self.run_dir,
+                airflow_home=self.airflow_home,
+                dags_folder=self.dags_folder,
+                executor=self.executor,
+            ),
+        }
         af_port = airflow_env.api_port(s)
         airflow = os.path.join(bin_dir, "airflow")
         api_health = [f"http://127.0.0.1:{af_port}/api/v2/version"]
@@ -165,9 +185,15 @@ class Stack:
             out.append(Service(f"airflow-{component}", [airflow, component], af_env, [], []))
         for n in range(1, celery_workers() + 1):
             name = f"worker-{n}"
-            out.append(Service(f"airflow-{name}", [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h",
-                                                   "--skip-serve-logs"],
-                               {**af_env, WORKER_NAME_ENV: name}, [], []))
+            out.append(
+                Service(
+                    f"airflow-{name}",
+                    [airflow, "celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"],
+                    {**af_env, WORKER_NAME_ENV: name},
+                    [],
+                    [],
+                )
+            )
         return out
 
     # -- PID files ---------------------------------------------------------------------------
@@ -195,11 +221,19 @@ class Stack:
         with open(log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} devstack starts {svc.name}\n".encode())
             log.flush()
-            popen = subprocess.Popen(svc.argv, cwd=self.root, env=svc.env, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                svc.argv,
+                cwd=self.root,
+                env=svc.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = psutil.Process(popen.pid)
-        self._pidfile(svc.name).write_text(json.dumps(
-            {"pid": popen.pid, "create_time": proc.create_time(), "argv": svc.argv, "log": str(log_path)}))
+        self._pidfile(svc.name).write_text(
+            json.dumps({"pid": popen.pid, "create_time": proc.create_time(), "argv": svc.argv, "log": str(log_path)})
+        )
         return proc
 
     # -- machine services (PostgreSQL, Redis) --------------------------------------------------
@@ -230,8 +264,10 @@ class Stack:
         if self._pg_up():
             return
         if self.settings.postgres.host not in LOCAL_HOSTS or not shutil.which("pg_ctlcluster"):
-            raise RuntimeError(f"PostgreSQL at {self.settings.postgres.host}:{self.settings.postgres.port} "
-                               "does not answer; start it and retry")
+            raise RuntimeError(
+                f"PostgreSQL at {self.settings.postgres.host}:{self.settings.postgres.port} "
+                "does not answer; start it and retry"
+            )
         version = sorted(os.listdir("/etc/postgresql"))[-1]
         self.say(f"starting PostgreSQL {version}/main")
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=True)
@@ -250,8 +286,24 @@ class Stack:
         port = parts.port or 6379
         pidfile = self.run_dir / f"redis-{port}.pid"
         self.say(f"starting Redis on 127.0.0.1:{port}")
-        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
-                        "--save", "", "--appendonly", "no", "--pidfile", str(pidfile)], check=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--pidfile",
+                str(pidfile),
+            ],
+            check=True,
+        )
         while not self._redis_up():
             if time.monotonic() > deadline:
                 raise TimeoutError("Redis did not come up")
@@ -270,8 +322,13 @@ class Stack:
         path = path if path.is_absolute() else self.root / path
         if not path.exists():
             env = {**os.environ, "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": str(path)}
-            subprocess.run([sys.executable, "-m", "sandbox", "write-key"], cwd=self.root, env=env, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "sandbox", "write-key"],
+                cwd=self.root,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
 
     # -- health ------------------------------------------------------------------------------
     @staticmethod
@@ -309,8 +366,11 @@ class Stack:
     def airflow_token(self) -> str:
         api = self.settings.airflow_api
         port = airflow_env.api_port(self.settings)
-        r = httpx.post(f"http://127.0.0.1:{port}/auth/token", timeout=10,
-                       json={"username": api.username, "password": api.password.get_secret_value()})
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/auth/token",
+            timeout=10,
+            json={"username": api.username, "password": api.password.get_secret_value()},
+        )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
@@ -323,8 +383,13 @@ class Stack:
         r.raise_for_status()
         ids = [d["dag_id"] for d in r.json().get("dags", [])]
         for dag_id in ids:
-            httpx.patch(f"{base}/{dag_id}", params={"update_mask": "is_paused"}, json={"is_paused": False},
-                        headers=headers, timeout=10).raise_for_status()
+            httpx.patch(
+                f"{base}/{dag_id}",
+                params={"update_mask": "is_paused"},
+                json={"is_paused": False},
+                headers=headers,
+                timeout=10,
+            ).raise_for_status()
         return ids
 
     # -- commands ----------------------------------------------------------------------------
@@ -335,8 +400,9 @@ class Stack:
             return False
         busy = [p for p in svc.ports if _port_in_use(p)]
         if busy:
-            raise RuntimeError(f"{svc.name}: port(s) {busy} already in use by another program; "
-                               "stop it or change the port in .env")
+            raise RuntimeError(
+                f"{svc.name}: port(s) {busy} already in use by another program; stop it or change the port in .env"
+            )
         self.start(svc)
         self.say(f"{svc.name}: started (log {self.log_dir / (svc.name + '.log')})")
         return True
@@ -347,8 +413,10 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pg = self.settings.postgres
         if self.settings.sandbox_mode:  # said before anything is touched
-            self.say(f"hub database: {pg.db} on {pg.host}:{pg.port} (POSTGRES_DB in .env); a sandbox that starts "
-                     "fresh empties its tables")
+            self.say(
+                f"hub database: {pg.db} on {pg.host}:{pg.port} (POSTGRES_DB in .env); a sandbox that starts "
+                "fresh empties its tables"
+            )
         self.ensure_postgres(deadline)
         self.ensure_redis(deadline)
         self.migrate()
@@ -361,8 +429,11 @@ class Stack:
                 self.migrate_airflow_metadata(services["airflow-scheduler"].env)
             # Airflow is the slowest to come up: it starts first and comes up while the sandbox is
             # prepared; the gateway waits for the webhook secrets.
-            fresh = {name for name in (*airflow_parts, "sandbox") if name in services
-                     and self._start_if_needed(services[name])}
+            fresh = {
+                name
+                for name in (*airflow_parts, "sandbox")
+                if name in services and self._start_if_needed(services[name])
+            }
             fresh_sandbox = "sandbox" in fresh
             if "sandbox" in services:
                 self.wait_healthy([services["sandbox"]], deadline)
@@ -388,8 +459,15 @@ class Stack:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
                 conn.execute(f'CREATE DATABASE "{name}"')
         self.say(f"Airflow metadata: PostgreSQL database {name}, migrating")
-        done = subprocess.run([env["PATH"].split(os.pathsep)[0] + "/airflow", "db", "migrate"], cwd=self.root,
-                              env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [env["PATH"].split(os.pathsep)[0] + "/airflow", "db", "migrate"],
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
@@ -397,12 +475,21 @@ class Stack:
         """Until every Celery worker answers a ping on the broker (tasks sent earlier would all go to
         the first one up)."""
         wanted = celery_workers()
-        script = ("import json; from airflow.providers.celery.executors.celery_executor_utils import app; "
-                  "print(json.dumps(sorted(n for r in app.control.ping(timeout=2) for n in r)))")
+        script = (
+            "import json; from airflow.providers.celery.executors.celery_executor_utils import app; "
+            "print(json.dumps(sorted(n for r in app.control.ping(timeout=2) for n in r)))"
+        )
         names: list[str] = []
         while time.monotonic() < deadline:
-            done = subprocess.run([sys.executable, "-c", script], cwd=self.root, env=env, capture_output=True,
-                                  text=True, stdin=subprocess.DEVNULL, timeout=120)
+            done = subprocess.run(
+                [sys.executable, "-c", script],
+                cwd=self.root,
+                env=env,
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+            )
             lines = done.stdout.strip().splitlines()
             names = json.loads(lines[-1]) if done.returncode == 0 and lines else []
             if len(names) >= wanted:
@@ -430,6 +517,7 @@ class Stack:
     def prepare_airflow(self, stale_before: str | None = None) -> None:
         """Unpause the DAGs, create the pools, and (after a sandbox restart) end the runs of the previous
         demo; the stack runs even if this fails (say why)."""
+
         def prepare() -> None:  # every step is idempotent: repeated while Airflow's SQLite is busy
             token = self.airflow_token()
             if stale_before:
@@ -471,16 +559,23 @@ class Stack:
         failed = []
         for name, part in (
             ("parties", lambda: devstack_demo.run_party_part(self.settings, urls, self.gateway_url(), self.say)),
-            ("calendar", lambda: devstack_demo.run_calendar_part(self.settings, urls, self.gateway_url(),
-                                                                 self.airflow_url(), self.say)),
+            (
+                "calendar",
+                lambda: devstack_demo.run_calendar_part(
+                    self.settings, urls, self.gateway_url(), self.airflow_url(), self.say
+                ),
+            ),
         ):
             try:
                 part()
             except Exception as exc:  # one part failing must not hide the other
                 failed.append(name)
                 self.say(f"{name} demo FAILED: {type(exc).__name__}: {exc}")
-        self.say(f"\nscenario finished in {time.monotonic() - started:.0f}s"
-                 + (f"; failed: {', '.join(failed)}" if failed else "") + f" (Airflow UI {self.airflow_url()})")
+        self.say(
+            f"\nscenario finished in {time.monotonic() - started:.0f}s"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + f" (Airflow UI {self.airflow_url()})"
+        )
         return 1 if failed else 0
 
     def summary(self) -> None:
@@ -495,8 +590,10 @@ class Stack:
         ]
         if s.sandbox_mode:
             p = self.sandbox_ports()
-            lines.append(f"Sandbox      Advoware :{p['SANDBOX_ADVOWARE_PORT']}"
-                         f"  Google :{p['SANDBOX_GOOGLE_PORT']}  EspoCRM :{p['SANDBOX_ESPOCRM_PORT']}")
+            lines.append(
+                f"Sandbox      Advoware :{p['SANDBOX_ADVOWARE_PORT']}"
+                f"  Google :{p['SANDBOX_GOOGLE_PORT']}  EspoCRM :{p['SANDBOX_ESPOCRM_PORT']}"
+            )
         lines += [f"Logs         {self.log_dir}", "Stop with    make down", ""]
         self.say("\n".join(lines))
 
@@ -586,8 +683,9 @@ class Stack:
                 os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
                 self.say("Redis: stopped (started by devstack)")
         if "postgres" in data:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", data["postgres"]["version"], "main",
-                            "stop"], check=False)
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", data["postgres"]["version"], "main", "stop"], check=False
+            )
             self.say("PostgreSQL: stopped (started by devstack)")
         path.unlink()
 
@@ -634,11 +732,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds until everything is healthy")
-    up.add_argument("--executor", choices=EXECUTORS, default=None,
-                    help="local: airflow standalone (default); celery: components and Celery workers")
+    up.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default=None,
+        help="local: airflow standalone (default); celery: components and Celery workers",
+    )
     down = sub.add_parser("down")
-    down.add_argument("--services", action="store_true",
-                      help="also stop PostgreSQL/Redis if devstack started them")
+    down.add_argument("--services", action="store_true", help="also stop PostgreSQL/Redis if devstack started them")
     sub.add_parser("status")
     sub.add_parser("migrate")
     sub.add_parser("scenario")

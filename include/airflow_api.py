@@ -109,10 +109,18 @@ def run_body(conf: dict[str, Any] | None, dag_run_id: str | None, note: str | No
 class AirflowApi:
     """Thread-safe; one instance per process is enough (the token is shared)."""
 
-    def __init__(self, base_url: str, username: str, password: str, *, timeout_s: float = 10.0,
-                 redis_client: redis.Redis | None = None,
-                 transport: httpx.BaseTransport | None = None,
-                 trigger_attempts: int = 4, retry_wait_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        timeout_s: float = 10.0,
+        redis_client: redis.Redis | None = None,
+        transport: httpx.BaseTransport | None = None,
+        trigger_attempts: int = 4,
+        retry_wait_s: float = 1.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         # A standalone Airflow on SQLite answers 500 while its database is locked by the scheduler;
         # a trigger carries its own run id, so repeating it can never start a second run.
@@ -131,8 +139,7 @@ class AirflowApi:
     @classmethod
     def from_settings(cls, settings: Any, redis_client: redis.Redis | None = None) -> AirflowApi:
         a = settings.airflow_api
-        return cls(a.url, a.username, a.password.get_secret_value(), timeout_s=a.timeout_s,
-                   redis_client=redis_client)
+        return cls(a.url, a.username, a.password.get_secret_value(), timeout_s=a.timeout_s, redis_client=redis_client)
 
     def close(self) -> None:
         self._http.close()
@@ -165,8 +172,9 @@ class AirflowApi:
         return r
 
     # -- DAG runs -------------------------------------------------------------------------------
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
-                note: str | None = None) -> TriggerResult:
+    def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None, note: str | None = None
+    ) -> TriggerResult:
         """Create a run now (`logical_date: null`); a repeated `dag_run_id` → created=False (409)."""
         body = run_body(conf, dag_run_id, note)
         return trigger_result(dag_id, body, self._post_with_retries(f"/api/v2/dags/{dag_id}/dagRuns", body))
@@ -174,15 +182,22 @@ class AirflowApi:
     def _post_with_retries(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """POST; repeat on 5xx and transport errors with exponential backoff and jitter (bounded,
         include.retry). The last answer is returned, a 5xx included; a transport error is raised."""
+
         def log_5xx(state: RetryState) -> None:
             exc = failure_of(state)
             if isinstance(exc, ServerError):
-                log.info("Airflow answered %s to %s; attempt %d of %d", exc.response.status_code, path,
-                         state.attempt_number, self._trigger_attempts)
+                log.info(
+                    "Airflow answered %s to %s; attempt %d of %d",
+                    exc.response.status_code,
+                    path,
+                    state.attempt_number,
+                    self._trigger_attempts,
+                )
 
         try:
-            return self._trigger_policy.call(lambda: raise_for_5xx(self.request("POST", path, json=body)),
-                                             before_sleep=log_5xx)
+            return self._trigger_policy.call(
+                lambda: raise_for_5xx(self.request("POST", path, json=body)), before_sleep=log_5xx
+            )
         except ServerError as exc:
             return exc.response
 
@@ -206,8 +221,14 @@ class AirflowApi:
             raise AirflowApiError(f"get run {dag_run_id} failed: HTTP {r.status_code}", r.status_code)
         return r.json()
 
-    def trigger_coalesced(self, dag_id: str = BETEILIGTE_SYNC_DAG, *, conf: dict[str, Any] | None = None,
-                          lock_ttl_s: float = 10.0, lock_wait_s: float = 15.0) -> CoalescedOutcome:
+    def trigger_coalesced(
+        self,
+        dag_id: str = BETEILIGTE_SYNC_DAG,
+        *,
+        conf: dict[str, Any] | None = None,
+        lock_ttl_s: float = 10.0,
+        lock_wait_s: float = 15.0,
+    ) -> CoalescedOutcome:
         """Make sure a run of `dag_id` starts after this call: trigger one unless one is queued already.
 
         A queued run has not started its tasks, so it will see everything enqueued before this call;
@@ -233,8 +254,9 @@ class AirflowApi:
     def _check_and_trigger(self, dag_id: str, conf: dict[str, Any] | None) -> CoalescedOutcome:
         if self.queued_runs(dag_id) > 0:
             return "already_queued"
-        result = self.trigger(dag_id, conf or {}, dag_run_id=f"gateway__{uuid.uuid4().hex}",
-                              note="triggered by the webhook gateway")
+        result = self.trigger(
+            dag_id, conf or {}, dag_run_id=f"gateway__{uuid.uuid4().hex}", note="triggered by the webhook gateway"
+        )
         log.info("triggered %s run %s", dag_id, result.dag_run_id)
         return "triggered"
 
@@ -242,8 +264,12 @@ class AirflowApi:
 def calendar_retry_run(employee: str, dead_letter_id: int) -> tuple[str, str, dict[str, Any], str]:
     """(dag id, run id, conf, note) of the calendar run that retries a replayed parked item: the run
     id is the dead letter's, so repeating the trigger starts no second run."""
-    return (CALENDAR_SYNC_DAG, f"replay__calendar__{dead_letter_id}", {"full_content": False, "employees": [employee]},
-            f"retry of the parked item of dead letter {dead_letter_id}")
+    return (
+        CALENDAR_SYNC_DAG,
+        f"replay__calendar__{dead_letter_id}",
+        {"full_content": False, "employees": [employee]},
+        f"retry of the parked item of dead letter {dead_letter_id}",
+    )
 
 
 def trigger_calendar_retry(api: AirflowApi, employee: str, dead_letter_id: int) -> TriggerResult:

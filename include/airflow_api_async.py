@@ -30,17 +30,25 @@ from include.airflow_api import (
 class AsyncAirflowApi:
     """One instance per process (the token is shared); use from one event loop."""
 
-    def __init__(self, base_url: str, username: str, password: str, *, timeout_s: float = 10.0,
-                 trigger_attempts: int = 4, retry_wait_s: float = 1.0, deadline_s: float = 15.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        timeout_s: float = 10.0,
+        trigger_attempts: int = 4,
+        retry_wait_s: float = 1.0,
+        deadline_s: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._username, self._password = username, password
         self._trigger_attempts = max(1, trigger_attempts)
         self._retry_wait_s = retry_wait_s
         self._trigger_policy = trigger_policy(trigger_attempts, retry_wait_s)
         self.deadline_s = deadline_s
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=min(timeout_s, deadline_s),
-                                       transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=min(timeout_s, deadline_s), transport=transport)
         self._token: str | None = None
         self._token_exp: float | None = None
         self._lock = asyncio.Lock()
@@ -57,8 +65,7 @@ class AsyncAirflowApi:
         async with self._lock:
             expiring = self._token_exp is not None and self._token_exp - 60 < time.time()
             if renew or self._token is None or expiring:
-                r = await self._http.post("/auth/token", json={"username": self._username,
-                                                              "password": self._password})
+                r = await self._http.post("/auth/token", json={"username": self._username, "password": self._password})
                 if r.status_code not in (200, 201):
                     raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
                 token = r.json().get("access_token")
@@ -69,15 +76,17 @@ class AsyncAirflowApi:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call; on 401 the token is renewed once and the call repeated."""
-        r = await self._http.request(method, path, headers={"Authorization": f"Bearer {await self._bearer()}"},
-                                     **kwargs)
+        r = await self._http.request(
+            method, path, headers={"Authorization": f"Bearer {await self._bearer()}"}, **kwargs
+        )
         if r.status_code == 401:
             renewed = await self._bearer(renew=True)
             r = await self._http.request(method, path, headers={"Authorization": f"Bearer {renewed}"}, **kwargs)
         return r
 
-    async def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None,
-                      note: str | None = None) -> TriggerResult:
+    async def trigger(
+        self, dag_id: str, conf: dict[str, Any] | None = None, dag_run_id: str | None = None, note: str | None = None
+    ) -> TriggerResult:
         """As `AirflowApi.trigger`, within `deadline_s` (TimeoutError past it)."""
         body = run_body(conf, dag_run_id, note)
         async with asyncio.timeout(self.deadline_s):

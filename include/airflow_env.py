@@ -86,7 +86,8 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
             "conn_type": "google_cloud_platform",
             "extra": {
                 "key_path": _abs(google.calendar_service_account_path, root)
-                if google.calendar_service_account_path else "",
+                if google.calendar_service_account_path
+                else "",
                 "scope": "https://www.googleapis.com/auth/calendar",
                 "delegation": google.delegation,
                 "api_endpoint": google.api_endpoint,
@@ -99,10 +100,18 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
     smtp = settings.smtp
     if smtp.host:  # the alerts' mail server (include/hooks/alerts.py); none = alerts are only logged
         conns["smtp_default"] = {
-            "conn_type": "smtp", "host": smtp.host, "port": smtp.port, "login": smtp.user,
+            "conn_type": "smtp",
+            "host": smtp.host,
+            "port": smtp.port,
+            "login": smtp.user,
             "password": smtp.password.get_secret_value(),
-            "extra": {"from_email": smtp.from_email, "disable_tls": not smtp.starttls, "disable_ssl": not smtp.ssl,
-                      "timeout": smtp.timeout_s, "retry_limit": 2},
+            "extra": {
+                "from_email": smtp.from_email,
+                "disable_tls": not smtp.starttls,
+                "disable_ssl": not smtp.ssl,
+                "timeout": smtp.timeout_s,
+                "retry_limit": 2,
+            },
         }
     env = {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
     env["AIRFLOW_CONN_SYNC_HUB_DEFAULT"] = f"postgresql://{pg_auth}@{pg.host}:{pg.port}/{pg.db}"
@@ -125,8 +134,7 @@ def variables(settings: Settings) -> dict[str, str]:
         "sync_delete_threshold_min": s.delete_threshold_min,
         "advoware_write_protection": settings.advoware.write_protection,
     }
-    return {f"AIRFLOW_VAR_{k.upper()}": json.dumps(v) if isinstance(v, bool) else str(v)
-            for k, v in values.items()}
+    return {f"AIRFLOW_VAR_{k.upper()}": json.dumps(v) if isinstance(v, bool) else str(v) for k, v in values.items()}
 
 
 def _secret(name: str) -> bool:
@@ -171,5 +179,3 @@ def masked(env: dict[str, str]) -> dict[str, str]:
 def airflow_env(settings: Settings, root: Path = ROOT) -> dict[str, str]:
     """Everything an Airflow component needs from .env: its connections and variables."""
     return {**connections(settings, root), **variables(settings)}
-
-

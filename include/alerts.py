@@ -42,8 +42,9 @@ class Alert:
         return "\n".join([*self.lines, "", "-- kanzlei-sync (ids only; details in the Airflow task log)"])
 
 
-def calendar_failed(failures: dict[str, str], run_id: str, task_id: str, log_url: str | None,
-                    *, stopped: bool) -> Alert:
+def calendar_failed(
+    failures: dict[str, str], run_id: str, task_id: str, log_url: str | None, *, stopped: bool
+) -> Alert:
     """Employees (Kürzel -> reason) whose sync failed in one task after its retries: one mail."""
     what = "safety stop (deletions withheld)" if stopped else "failed after its retries"
     if len(failures) == 1:
@@ -53,30 +54,49 @@ def calendar_failed(failures: dict[str, str], run_id: str, task_id: str, log_url
     else:
         names = list(failures)
         who = f"{len(names)} employees ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
-        lines = [f"Run: {run_id}", f"Task: {task_id}", f"{len(names)} employees:",
-                 *(f"Employee: {e} ({r})" for e, r in failures.items())]
+        lines = [
+            f"Run: {run_id}",
+            f"Task: {task_id}",
+            f"{len(names)} employees:",
+            *(f"Employee: {e} ({r})" for e, r in failures.items()),
+        ]
     if stopped:
-        lines += ["Nothing was written; Advoware keeps every appointment. Check the listings, then answer the",
-                  "stop once per employee, in the Sync status view (its buttons) or with the command line:"]
+        lines += [
+            "Nothing was written; Advoware keeps every appointment. Check the listings, then answer the",
+            "stop once per employee, in the Sync status view (its buttons) or with the command line:",
+        ]
         for employee in failures:
             answer = f"kanzlei-sync calendar resolve-stop --employee {employee}"
-            lines += [f"  refill Google from Advoware:  {answer} refill",
-                      f"  confirm the deletions:        {answer} confirm"]
-        lines.append("(the same as triggering advoware_calendar_sync for the employee with refill_google or "
-                     "force_deletions).")
+            lines += [
+                f"  refill Google from Advoware:  {answer} refill",
+                f"  confirm the deletions:        {answer} confirm",
+            ]
+        lines.append(
+            "(the same as triggering advoware_calendar_sync for the employee with refill_google or force_deletions)."
+        )
     if log_url:
         lines.append(f"Log: {log_url}")
-    return Alert("safety_stop" if stopped else "calendar_failed",
-                 f"[kanzlei-sync] calendar sync of {who}: {what}", lines)
+    return Alert(
+        "safety_stop" if stopped else "calendar_failed", f"[kanzlei-sync] calendar sync of {who}: {what}", lines
+    )
 
 
 REPAIRS = {
-    "recreated": ("made again", "The calendar was deleted in Google. A new one was made (shared with the employee "
-                  "again) and is filled from Advoware in this run; nothing was deleted in Advoware."),
-    "reshared": ("shared again", "The employee's access to the calendar had been removed in Google (its sharing "
-                 "rule was gone). It was shared again, without a notification mail; nothing was lost."),
-    "relisted": ("put back on the employee's list", "The employee had removed the calendar from their calendar "
-                 "list in Google. It was added back; nothing was lost."),
+    "recreated": (
+        "made again",
+        "The calendar was deleted in Google. A new one was made (shared with the employee "
+        "again) and is filled from Advoware in this run; nothing was deleted in Advoware.",
+    ),
+    "reshared": (
+        "shared again",
+        "The employee's access to the calendar had been removed in Google (its sharing "
+        "rule was gone). It was shared again, without a notification mail; nothing was lost.",
+    ),
+    "relisted": (
+        "put back on the employee's list",
+        "The employee had removed the calendar from their calendar "
+        "list in Google. It was added back; nothing was lost.",
+    ),
 }
 
 
@@ -84,44 +104,68 @@ def calendar_repaired(employee: str, what: str, run_id: str, calendar_id: str | 
     """The sync found an employee's calendar gone or out of their sight and repaired it (once: a repaired
     calendar is fine on the next run)."""
     done, why = REPAIRS[what]
-    return Alert(f"calendar_{what}", f"[kanzlei-sync] calendar of {employee}: {done}",
-                 [f"Employee: {employee}", f"Run: {run_id}", f"Calendar: {calendar_id or '-'}", why,
-                  "If that was meant (the employee should not have the calendar), deactivate the employee in "
-                  "Advoware."])
+    return Alert(
+        f"calendar_{what}",
+        f"[kanzlei-sync] calendar of {employee}: {done}",
+        [
+            f"Employee: {employee}",
+            f"Run: {run_id}",
+            f"Calendar: {calendar_id or '-'}",
+            why,
+            "If that was meant (the employee should not have the calendar), deactivate the employee in Advoware.",
+        ],
+    )
 
 
 def parked(employee: str, run_id: str, phase: int, items: list[dict[str, object]]) -> Alert:
-    lines = [f"Employee: {employee}", f"Run: {run_id}, phase {phase}",
-             f"{len(items)} item(s) failed too often and were parked as dead letters:"]
+    lines = [
+        f"Employee: {employee}",
+        f"Run: {run_id}, phase {phase}",
+        f"{len(items)} item(s) failed too often and were parked as dead letters:",
+    ]
     for item in items:
-        lines.append(f"  {item.get('kind')} frNr={item.get('frnr')} event={item.get('google_event_id')} "
-                     f"({item.get('reason')})")
+        lines.append(
+            f"  {item.get('kind')} frNr={item.get('frnr')} event={item.get('google_event_id')} ({item.get('reason')})"
+        )
     lines.append("After fixing the cause: kanzlei-sync dead-letters list --source calendar_sync, then replay.")
     return Alert("parked", f"[kanzlei-sync] calendar sync of {employee}: {len(items)} item(s) parked", lines)
 
 
 def google_channel_failed(employee: str, channel_id: str | None, error: str) -> Alert:
-    return Alert("google_channel_failed",
-                 f"[kanzlei-sync] Google push for {employee}: channel not renewed",
-                 [f"Employee: {employee}", f"Channel: {channel_id or '(none yet)'}", f"Error: {error}",
-                  "Google no longer tells the sync of this employee's changes at once; the schedule still "
-                  "syncs them. The next calendar run tries again; by hand: kanzlei-sync channels renew "
-                  f"{employee}. Check GATEWAY_PUBLIC_URL (HTTPS, a valid certificate) and Google's quota."])
+    return Alert(
+        "google_channel_failed",
+        f"[kanzlei-sync] Google push for {employee}: channel not renewed",
+        [
+            f"Employee: {employee}",
+            f"Channel: {channel_id or '(none yet)'}",
+            f"Error: {error}",
+            "Google no longer tells the sync of this employee's changes at once; the schedule still "
+            "syncs them. The next calendar run tries again; by hand: kanzlei-sync channels renew "
+            f"{employee}. Check GATEWAY_PUBLIC_URL (HTTPS, a valid certificate) and Google's quota.",
+        ],
+    )
 
 
 def party_dead_letters(open_letters: int, threshold: int) -> Alert:
-    return Alert("party_dead_letters",
-                 f"[kanzlei-sync] {open_letters} open party dead letters (threshold {threshold})",
-                 [f"Open dead letters of beteiligte_sync: {open_letters} (alert at {threshold}).",
-                  "List them: kanzlei-sync dead-letters list; replay after fixing the cause."])
+    return Alert(
+        "party_dead_letters",
+        f"[kanzlei-sync] {open_letters} open party dead letters (threshold {threshold})",
+        [
+            f"Open dead letters of beteiligte_sync: {open_letters} (alert at {threshold}).",
+            "List them: kanzlei-sync dead-letters list; replay after fixing the cause.",
+        ],
+    )
 
 
 def party_queue_age(age_s: float, threshold_s: int, pending: int) -> Alert:
-    return Alert("party_queue_age",
-                 f"[kanzlei-sync] party queue: oldest item waits {age_s / 60:.0f} min",
-                 [f"The oldest queued party has waited {age_s:.0f} s (alert at {threshold_s} s); "
-                  f"{pending} parties pending.",
-                  "Is beteiligte_sync running (paused? failing?) and is Advoware reachable?"])
+    return Alert(
+        "party_queue_age",
+        f"[kanzlei-sync] party queue: oldest item waits {age_s / 60:.0f} min",
+        [
+            f"The oldest queued party has waited {age_s:.0f} s (alert at {threshold_s} s); {pending} parties pending.",
+            "Is beteiligte_sync running (paused? failing?) and is Advoware reachable?",
+        ],
+    )
 
 
 class Incidents:

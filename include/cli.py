@@ -89,9 +89,15 @@ def _cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
     from include.parties.drain import work
 
     logging.basicConfig(level=settings.log_level, stream=sys.stderr)
-    return work(settings, batch_size=args.batch_size or settings.sync.party_batch_size,
-                lease_s=args.lease_s or float(settings.sync.party_lease_s), max_seconds=args.max_seconds,
-                backoff_base_s=args.backoff_base_s, once=args.once, poll_s=args.poll_s)
+    return work(
+        settings,
+        batch_size=args.batch_size or settings.sync.party_batch_size,
+        lease_s=args.lease_s or float(settings.sync.party_lease_s),
+        max_seconds=args.max_seconds,
+        backoff_base_s=args.backoff_base_s,
+        once=args.once,
+        poll_s=args.poll_s,
+    )
 
 
 def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -194,8 +200,10 @@ def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
         print("no dead letters")
     for r in rows:
         state = f"replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else "open"
-        print(f"{r['id']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['source']:<16} "
-              f"{r['entity_id'] or '-':<20} attempts={r['attempts']:<3} {state:<24} {r['reason']}")
+        print(
+            f"{r['id']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['source']:<16} "
+            f"{r['entity_id'] or '-':<20} attempts={r['attempts']:<3} {state:<24} {r['reason']}"
+        )
     return 0
 
 
@@ -222,8 +230,10 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
                 run = trigger_calendar_retry(AirflowApi.from_settings(settings, queue.r), employee, row["id"])
                 print(f"{CALENDAR_SYNC_DAG}: run {run.dag_run_id} for {employee}")
             except Exception as exc:
-                print(f"{CALENDAR_SYNC_DAG} not triggered ({type(exc).__name__}); the next scheduled run "
-                      "retries it", file=sys.stderr)
+                print(
+                    f"{CALENDAR_SYNC_DAG} not triggered ({type(exc).__name__}); the next scheduled run retries it",
+                    file=sys.stderr,
+                )
         return 0
     print(f"dead letter {row['id']}: id {row['entity_id']} queued again")
     if not args.no_trigger:
@@ -231,8 +241,10 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
             outcome = AirflowApi.from_settings(settings, queue.r).trigger_coalesced(BETEILIGTE_SYNC_DAG)
             print(f"{BETEILIGTE_SYNC_DAG}: {outcome.replace('_', ' ')}")
         except Exception as exc:
-            print(f"{BETEILIGTE_SYNC_DAG} not triggered ({type(exc).__name__}); the scheduled sweep will "
-                  "pick it up", file=sys.stderr)
+            print(
+                f"{BETEILIGTE_SYNC_DAG} not triggered ({type(exc).__name__}); the scheduled sweep will pick it up",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -248,8 +260,10 @@ def _cmd_calendar_recover(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     finally:
         ctx.close()
-    print(f"{result['employee']}: {result['linked']} links rebuilt from {result['events']} events "
-          f"({result['differing']} differ; the next run writes Advoware's version to Google)")
+    print(
+        f"{result['employee']}: {result['linked']} links rebuilt from {result['events']} events "
+        f"({result['differing']} differ; the next run writes Advoware's version to Google)"
+    )
     return 0
 
 
@@ -296,10 +310,12 @@ def _cmd_channels_list(args: argparse.Namespace, settings: Settings) -> int:
         print("no channels")
     for r in rows:
         last = f"{r['last_notification_at']:%Y-%m-%d %H:%M:%S}" if r["last_notification_at"] else "-"
-        print(f"{r['employee']:<8} {r['channel_id']:<46} {r['state']:<9} expires {r['expires_at']:%Y-%m-%d %H:%M} "
-              f"last notification {last}"
-              + (f" failures={r['failures']} ({r['last_error']})" if r["failures"] else "")
-              + (f" {r['stop_reason']}" if r["stop_reason"] else ""))
+        print(
+            f"{r['employee']:<8} {r['channel_id']:<46} {r['state']:<9} expires {r['expires_at']:%Y-%m-%d %H:%M} "
+            f"last notification {last}"
+            + (f" failures={r['failures']} ({r['last_error']})" if r["failures"] else "")
+            + (f" {r['stop_reason']}" if r["stop_reason"] else "")
+        )
     return 0
 
 
@@ -358,8 +374,10 @@ def _cmd_calendar_resolve_stop(args: argparse.Namespace, settings: Settings) -> 
     with connect(_dsn(settings)) as conn:
         stopped = stopped_run(conn, args.employee)
     if stopped is None:
-        print(f"error: the latest calendar run of {args.employee} did not stop for safety: nothing to answer",
-              file=sys.stderr)
+        print(
+            f"error: the latest calendar run of {args.employee} did not stop for safety: nothing to answer",
+            file=sys.stderr,
+        )
         return 2
     print(f"{args.employee}: run {stopped['run_id']} stopped: {stopped['error']}")
     run = stop_run(args.employee, args.action, stopped["run_id"])
@@ -368,15 +386,18 @@ def _cmd_calendar_resolve_stop(args: argparse.Namespace, settings: Settings) -> 
     from include.airflow_api import AirflowApi
 
     try:
-        result = AirflowApi.from_settings(settings).trigger(run.dag_id, run.conf, dag_run_id=run.run_id,
-                                                            note=run.note)
+        result = AirflowApi.from_settings(settings).trigger(run.dag_id, run.conf, dag_run_id=run.run_id, note=run.note)
     except Exception as exc:
-        print(f"{run.dag_id} not triggered ({type(exc).__name__}); with Airflow down, run it here: add --here",
-              file=sys.stderr)
+        print(
+            f"{run.dag_id} not triggered ({type(exc).__name__}); with Airflow down, run it here: add --here",
+            file=sys.stderr,
+        )
         return 1
     flags = ", ".join(k for k, v in run.conf.items() if v is True)
-    print(f"{run.dag_id}: run {run.run_id} for {args.employee} "
-          f"{'started' if result.created else 'was started before'} ({flags})")
+    print(
+        f"{run.dag_id}: run {run.run_id} for {args.employee} "
+        f"{'started' if result.created else 'was started before'} ({flags})"
+    )
     return 0
 
 
@@ -404,8 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kanzlei-sync", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check", help="one harmless read per configured service: a verdict and the fix each "
-                                     "(exit 0 only when none failed)")
+    p = sub.add_parser(
+        "check",
+        help="one harmless read per configured service: a verdict and the fix each (exit 0 only when none failed)",
+    )
     p.add_argument("--only", action="append", choices=SERVICES, help="only this service (repeatable)")
     p.add_argument("--employee", action="append", help="check delegation only for this Kürzel (repeatable)")
     p.add_argument("--json", action="store_true")
@@ -419,16 +442,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gateway-url", help="public base URL of the webhook gateway (default GATEWAY_PUBLIC_URL)")
     p.set_defaults(func=_cmd_register_webhooks)
 
-    dl = sub.add_parser("dead-letters", help="list or replay dead letters").add_subparsers(dest="action",
-                                                                                           required=True)
+    dl = sub.add_parser("dead-letters", help="list or replay dead letters").add_subparsers(dest="action", required=True)
     p = dl.add_parser("list", help="open dead letters (oldest first)")
     p.add_argument("--all", action="store_true", help="include replayed ones")
     p.add_argument("--source", help="webhook | beteiligte_sync | calendar_sync")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_dead_letters_list)
-    p = dl.add_parser("replay", help="queue a dead letter's id again and trigger a sync run (a parked "
-                                     "calendar item: release it and trigger a calendar run for its employee)")
+    p = dl.add_parser(
+        "replay",
+        help="queue a dead letter's id again and trigger a sync run (a parked "
+        "calendar item: release it and trigger a calendar run for its employee)",
+    )
     p.add_argument("id", type=int)
     p.add_argument("--no-trigger", action="store_true", help="only queue it; the sweep picks it up")
     p.set_defaults(func=_cmd_dead_letters_replay)
@@ -437,22 +462,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = cal.add_parser("recover", help="rebuild an employee's hub links from Google's markers and Advoware")
     p.add_argument("--employee", required=True, help="Advoware Kürzel")
     p.set_defaults(func=_cmd_calendar_recover)
-    p = cal.add_parser("resolve-stop", help="answer a safety stop (e.g. a calendar emptied in Google): refill "
-                                            "Google from Advoware, or confirm the deletions")
+    p = cal.add_parser(
+        "resolve-stop",
+        help="answer a safety stop (e.g. a calendar emptied in Google): refill "
+        "Google from Advoware, or confirm the deletions",
+    )
     p.add_argument("--employee", required=True, help="Advoware Kürzel")
-    p.add_argument("action", choices=("refill", "confirm"),
-                   help="refill: make again in Google what was deleted there; confirm: carry the deletions")
+    p.add_argument(
+        "action",
+        choices=("refill", "confirm"),
+        help="refill: make again in Google what was deleted there; confirm: carry the deletions",
+    )
     p.add_argument("--here", action="store_true", help="run it in this process instead of triggering Airflow")
     p.set_defaults(func=_cmd_calendar_resolve_stop)
 
     ch = sub.add_parser("channels", help="Google watch channels (push notifications)").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     p = ch.add_parser("list", help="the channels the hub records (active ones; --all: stopped ones too)")
     p.add_argument("--all", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_channels_list)
-    p = ch.add_parser("renew", help="open new channels for these employees now and stop the old ones; "
-                      "without employees: create the missing and renew the due ones, as the calendar run does")
+    p = ch.add_parser(
+        "renew",
+        help="open new channels for these employees now and stop the old ones; "
+        "without employees: create the missing and renew the due ones, as the calendar run does",
+    )
     p.add_argument("employees", nargs="*", metavar="EMPLOYEE")
     p.set_defaults(func=_cmd_channels_renew)
     p = ch.add_parser("stop", help="stop these employees' channels at Google and in the hub")
@@ -477,8 +512,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = af_sub.add_parser("passwords-file", help="write the SimpleAuthManager password file (0600)")
     p.add_argument("path")
     p.set_defaults(func=_cmd_airflow_passwords_file)
-    p = af_sub.add_parser("users", help="FAB auth manager: the roles Sync Viewer / Operator / Gateway, the users "
-                                        "of AIRFLOW_UI_USERS and the gateway's account (compose's airflow-init)")
+    p = af_sub.add_parser(
+        "users",
+        help="FAB auth manager: the roles Sync Viewer / Operator / Gateway, the users "
+        "of AIRFLOW_UI_USERS and the gateway's account (compose's airflow-init)",
+    )
     p.set_defaults(func=_cmd_airflow_users)
     p = af_sub.add_parser("pools", help="the calendar DAG's API pools, created when missing (compose's airflow-init)")
     p.set_defaults(func=_cmd_airflow_pools)

@@ -46,7 +46,8 @@ def _replay_calendar(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
     with hub.transaction() as conn:
         if not dead_letters.mark_replayed(conn, row["id"]):
             raise ValueError(f"dead letter {row['id']} was already replayed")
-        parking.unpark(conn, employee, frnr=int(frnr) if frnr is not None else None,
-                       google_event_id=payload.get("google_event_id"))
+        parking.unpark(
+            conn, employee, frnr=int(frnr) if frnr is not None else None, google_event_id=payload.get("google_event_id")
+        )
         replayed = dead_letters.get(conn, row["id"])
     return dead_letters.to_json(replayed)  # type: ignore[arg-type]

@@ -49,5 +49,9 @@ def stop_run(employee: str, action: str, stopped_run_id: str) -> StopRun:
     digest = hashlib.sha256(f"{employee}\n{stopped_run_id}".encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9]", "_", employee)  # a Kürzel may hold letters Airflow's run ids refuse
     conf = {"employees": [employee], "full_content": False, **ACTIONS[action]}
-    return StopRun(CALENDAR_SYNC_DAG, f"{action}__calendar__{safe}__{digest}", conf,
-                   f"{LABELS[action]} for {employee} after the safety stop of run {stopped_run_id}")
+    return StopRun(
+        CALENDAR_SYNC_DAG,
+        f"{action}__calendar__{safe}__{digest}",
+        conf,
+        f"{LABELS[action]} for {employee} after the safety stop of run {stopped_run_id}",
+    )

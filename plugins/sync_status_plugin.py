@@ -84,8 +84,9 @@ class AirflowHost:
     def csrf_key(self) -> bytes:
         from airflow.api_fastapi.auth.tokens import get_signing_key
 
-        return hmac.new(get_signing_key("api_auth", "jwt_secret").encode(), b"sync-status csrf",
-                        hashlib.sha256).digest()
+        return hmac.new(
+            get_signing_key("api_auth", "jwt_secret").encode(), b"sync-status csrf", hashlib.sha256
+        ).digest()
 
     @staticmethod
     def _user(request: Request) -> Any:
@@ -98,15 +99,17 @@ class AirflowHost:
         from airflow.api_fastapi.app import get_auth_manager
 
         user = self._user(request)
-        return (get_auth_manager().is_authorized_custom_view(method="POST", resource_name=RESOURCE_NAME, user=user)
-                and all(self.may_trigger(request, d) for d in (BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG)))
+        return get_auth_manager().is_authorized_custom_view(
+            method="POST", resource_name=RESOURCE_NAME, user=user
+        ) and all(self.may_trigger(request, d) for d in (BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG))
 
     def may_trigger(self, request: Request, dag_id: str) -> bool:
         from airflow.api_fastapi.app import get_auth_manager
         from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-        return get_auth_manager().is_authorized_dag(method="POST", access_entity=DagAccessEntity.RUN,
-                                                    details=DagDetails(id=dag_id), user=self._user(request))
+        return get_auth_manager().is_authorized_dag(
+            method="POST", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=self._user(request)
+        )
 
     def trigger(self, request: Request, run: RunRequest) -> bool:
         from airflow.api.common.trigger_dag import trigger_dag
@@ -114,8 +117,14 @@ class AirflowHost:
         from airflow.utils.types import DagRunTriggeredByType
 
         try:
-            trigger_dag(run.dag_id, triggered_by=DagRunTriggeredByType.UI, run_id=run.run_id, conf=run.conf,
-                        note=run.note, triggering_user_name=self._user(request).get_name())
+            trigger_dag(
+                run.dag_id,
+                triggered_by=DagRunTriggeredByType.UI,
+                run_id=run.run_id,
+                conf=run.conf,
+                note=run.note,
+                triggering_user_name=self._user(request).get_name(),
+            )
         except DagRunAlreadyExists:
             return False
         return True
@@ -138,15 +147,24 @@ class AirflowHost:
         runs: list[dict[str, Any]] = []
         with create_session() as session:
             tis = session.execute(
-                select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.map_index,
-                       TaskInstance.rendered_map_index, TaskInstance.start_date)
-                .where(TaskInstance.dag_id == CALENDAR_SYNC_DAG, TaskInstance.run_id.in_(set(last.values())))
+                select(
+                    TaskInstance.run_id,
+                    TaskInstance.task_id,
+                    TaskInstance.map_index,
+                    TaskInstance.rendered_map_index,
+                    TaskInstance.start_date,
+                ).where(TaskInstance.dag_id == CALENDAR_SYNC_DAG, TaskInstance.run_id.in_(set(last.values())))
             ).all()
             for employee, run_id in last.items():
                 unit = units.get(employee)  # the employee's unit in that run (its map index)
-                own = [t for t in tis if t.run_id == run_id and t.task_id.startswith("employee_sync.")
-                       and (t.map_index == unit if unit is not None else t.rendered_map_index == employee)
-                       and t.start_date is not None]
+                own = [
+                    t
+                    for t in tis
+                    if t.run_id == run_id
+                    and t.task_id.startswith("employee_sync.")
+                    and (t.map_index == unit if unit is not None else t.rendered_map_index == employee)
+                    and t.start_date is not None
+                ]
                 if own:
                     t = max(own, key=lambda t: t.start_date)
                     logs[employee] = _ui(CALENDAR_SYNC_DAG, run_id, t.task_id, t.map_index)
@@ -156,13 +174,18 @@ class AirflowHost:
             if replayed is not None:
                 wanted += (f"replay__calendar__{replayed}", f"replay__beteiligte__{replayed}")
             if wanted:
-                for r in session.execute(select(DagRun.dag_id, DagRun.run_id, DagRun.state)
-                                         .where(DagRun.run_id.in_(wanted))).all():
-                    runs.append({"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state),
-                                 "href": _ui(r.dag_id, r.run_id)})
+                for r in session.execute(
+                    select(DagRun.dag_id, DagRun.run_id, DagRun.state).where(DagRun.run_id.in_(wanted))
+                ).all():
+                    runs.append(
+                        {"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state), "href": _ui(r.dag_id, r.run_id)}
+                    )
         party = status_.get("party_run")
-        return Links(employee_logs=logs, replay_runs=runs,
-                     party_run_log=_ui(BETEILIGTE_SYNC_DAG, party["run_id"], "drain_queue") if party else None)
+        return Links(
+            employee_logs=logs,
+            replay_runs=runs,
+            party_run_log=_ui(BETEILIGTE_SYNC_DAG, party["run_id"], "drain_queue") if party else None,
+        )
 
 
 def airflow_sources() -> Sources:
@@ -194,17 +217,20 @@ def run_checks() -> list[Any]:
     return run_all(get_settings())
 
 
-status_app = create_app(airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost(),
-                        checks=run_checks)
+status_app = create_app(
+    airflow_sources, dependencies=[Depends(require_airflow_user)], host=AirflowHost(), checks=run_checks
+)
 
 
 class SyncStatusPlugin(AirflowPlugin):
     name = "sync_status"
     fastapi_apps = [{"app": status_app, "url_prefix": URL_PREFIX, "name": "Sync status"}]
-    external_views = [{
-        "name": "Sync status",
-        "href": URL_PREFIX.lstrip("/") + "/",
-        "url_route": "sync-status",
-        "destination": "nav",
-        "category": "browse",
-    }]
+    external_views = [
+        {
+            "name": "Sync status",
+            "href": URL_PREFIX.lstrip("/") + "/",
+            "url_route": "sync-status",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

@@ -61,8 +61,9 @@ def _servers(host: str) -> list[_Server]:
     for module, var, default in SERVICES:
         app = importlib.import_module(module).create_app()
         port = int(os.environ.get(var, default))
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="on", timeout_keep_alive=30)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30
+        )
         servers.append(_Server(config))
         log.info("%s on http://%s:%d", module, host, port)
     return servers
@@ -91,8 +92,9 @@ async def serve_all(servers: list[_Server]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args == ["write-key"]:
         print(write_key_if_missing() or "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH is empty: nothing written")
         return 0

@@ -152,8 +152,9 @@ class SandboxControl:
                     return fault.spec
         return None
 
-    async def enter(self, endpoint: str, *, write: bool = False, principal: str | None = None,
-                    count_write: bool = True) -> FaultSpec | None:
+    async def enter(
+        self, endpoint: str, *, write: bool = False, principal: str | None = None, count_write: bool = True
+    ) -> FaultSpec | None:
         """Count the request, wait the configured latency, and return a fault to inject or None.
 
         A write that is answered by an injected fault did not happen, so it is not counted as a
@@ -189,8 +190,13 @@ class DropMiddleware:
         try:
             await self.app(scope, receive, send)
         except DropConnection:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'{"partial":', "more_body": True})
 
 
@@ -231,8 +237,9 @@ def admin_router(
     return router
 
 
-def make_app(title: str, control: SandboxControl, *, reset_state: Callable[[], None],
-             seed_state: Callable[[dict[str, Any]], Any]) -> FastAPI:
+def make_app(
+    title: str, control: SandboxControl, *, reset_state: Callable[[], None], seed_state: Callable[[dict[str, Any]], Any]
+) -> FastAPI:
     app = FastAPI(title=title, docs_url=None, redoc_url=None)
     app.include_router(admin_router(control, reset_state=reset_state, seed_state=seed_state))
     app.add_middleware(DropMiddleware)

@@ -37,8 +37,12 @@ class Compression:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         mode = self.switch.mode
-        if scope["type"] != "http" or mode == "off" or not scope["path"].startswith(self.prefix) \
-                or not _offered(scope, mode):
+        if (
+            scope["type"] != "http"
+            or mode == "off"
+            or not scope["path"].startswith(self.prefix)
+            or not _offered(scope, mode)
+        ):
             await self.app(scope, receive, send)
             return
         start: dict[str, Any] | None = None
@@ -68,7 +72,10 @@ class Compression:
             return
         packed = gzip.compress(body) if mode == "gzip" else zlib.compress(body)
         headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"content-length",)]
-        headers += [(b"content-encoding", mode.encode()), (b"content-length", str(len(packed)).encode()),
-                    (b"vary", b"Accept-Encoding")]
+        headers += [
+            (b"content-encoding", mode.encode()),
+            (b"content-length", str(len(packed)).encode()),
+            (b"vary", b"Accept-Encoding"),
+        ]
         await send({**start, "headers": headers})
         await send({"type": "http.response.body", "body": packed})

@@ -30,46 +30,200 @@ WINDOW_AFTER_DAYS = 300
 SHARED_POOL = ("", "ALLE", "Allgemein")
 
 # Kinds every employee gets (in this order) before the ordinary appointments.
-SPECIAL_KINDS = ("daily", "weekly_dst", "monthly_open", "yearly", "allday", "allday_multi", "private",
-                 "negative")
+SPECIAL_KINDS = ("daily", "weekly_dst", "monthly_open", "yearly", "allday", "allday_multi", "private", "negative")
 
-TERMIN_FIELDS = ("frNr", "text", "notiz", "ort", "kuerzel", "anwalt", "datum", "uhrzeitVon", "datumBis",
-                 "uhrzeitBis", "abwesenheit", "privat", "dauertermin", "turnus", "turnusArt", "erinnerung",
-                 "erinnerungsDatum", "nr", "azRubrum", "zuletztGeaendertAm")
+TERMIN_FIELDS = (
+    "frNr",
+    "text",
+    "notiz",
+    "ort",
+    "kuerzel",
+    "anwalt",
+    "datum",
+    "uhrzeitVon",
+    "datumBis",
+    "uhrzeitBis",
+    "abwesenheit",
+    "privat",
+    "dauertermin",
+    "turnus",
+    "turnusArt",
+    "erinnerung",
+    "erinnerungsDatum",
+    "nr",
+    "azRubrum",
+    "zuletztGeaendertAm",
+)
 
-_FIRST_NAMES = ("Anna", "Lukas", "Sophie", "Jonas", "Marie", "Felix", "Lena", "Paul", "Clara", "Maximilian",
-                "Hannah", "Leon", "Emilia", "Niklas", "Johanna", "Moritz", "Katharina", "Tobias", "Greta",
-                "Florian", "Ida", "Sebastian", "Charlotte", "Matthias", "Frieda", "Jan", "Luise", "Stefan")
-_LAST_NAMES = ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz",
-               "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Schröder", "Neumann",
-               "Schwarz", "Zimmermann", "Braun", "Krüger", "Hofmann", "Hartmann", "Lange", "Schmitt",
-               "Werner", "Krause", "Meier", "Lehmann", "Köhler", "Herrmann", "König", "Walter", "Peters")
-_COMPANY_STEMS = ("Nordlicht", "Rheinblick", "Alpenland", "Hansekontor", "Lindenhof", "Eichenwerk",
-                  "Sonnenfeld", "Mühlbach", "Bergmann", "Weserstahl", "Elbtal", "Isarwerk", "Spreepark",
-                  "Taunusbau", "Havelsand", "Mainufer")
-_COMPANY_TRADES = ("Bau", "Logistik", "Immobilien", "Handel", "Software", "Maschinenbau", "Gastronomie",
-                   "Energie", "Verlag", "Transport")
+_FIRST_NAMES = (
+    "Anna",
+    "Lukas",
+    "Sophie",
+    "Jonas",
+    "Marie",
+    "Felix",
+    "Lena",
+    "Paul",
+    "Clara",
+    "Maximilian",
+    "Hannah",
+    "Leon",
+    "Emilia",
+    "Niklas",
+    "Johanna",
+    "Moritz",
+    "Katharina",
+    "Tobias",
+    "Greta",
+    "Florian",
+    "Ida",
+    "Sebastian",
+    "Charlotte",
+    "Matthias",
+    "Frieda",
+    "Jan",
+    "Luise",
+    "Stefan",
+)
+_LAST_NAMES = (
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Schäfer",
+    "Koch",
+    "Bauer",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Schröder",
+    "Neumann",
+    "Schwarz",
+    "Zimmermann",
+    "Braun",
+    "Krüger",
+    "Hofmann",
+    "Hartmann",
+    "Lange",
+    "Schmitt",
+    "Werner",
+    "Krause",
+    "Meier",
+    "Lehmann",
+    "Köhler",
+    "Herrmann",
+    "König",
+    "Walter",
+    "Peters",
+)
+_COMPANY_STEMS = (
+    "Nordlicht",
+    "Rheinblick",
+    "Alpenland",
+    "Hansekontor",
+    "Lindenhof",
+    "Eichenwerk",
+    "Sonnenfeld",
+    "Mühlbach",
+    "Bergmann",
+    "Weserstahl",
+    "Elbtal",
+    "Isarwerk",
+    "Spreepark",
+    "Taunusbau",
+    "Havelsand",
+    "Mainufer",
+)
+_COMPANY_TRADES = (
+    "Bau",
+    "Logistik",
+    "Immobilien",
+    "Handel",
+    "Software",
+    "Maschinenbau",
+    "Gastronomie",
+    "Energie",
+    "Verlag",
+    "Transport",
+)
 _RECHTSFORMEN = ("GmbH", "AG", "KG", "GmbH & Co. KG", "UG (haftungsbeschränkt)", "e.K.", "GbR")
-_STREETS = ("Hauptstraße", "Bahnhofstraße", "Gartenweg", "Schillerstraße", "Goethestraße", "Lindenallee",
-            "Am Markt", "Kirchgasse", "Bergstraße", "Rosenweg", "Industriestraße", "Hafenstraße")
-_CITIES = (("10115", "Berlin"), ("20095", "Hamburg"), ("80331", "München"), ("50667", "Köln"),
-           ("60311", "Frankfurt am Main"), ("70173", "Stuttgart"), ("40213", "Düsseldorf"),
-           ("04109", "Leipzig"), ("28195", "Bremen"), ("01067", "Dresden"), ("90402", "Nürnberg"))
-_COURTS = ("Amtsgericht Charlottenburg", "Amtsgericht Hamburg", "Amtsgericht München", "Amtsgericht Köln",
-           "Amtsgericht Frankfurt am Main")
-_MEETING_TEXTS = ("Mandantengespräch", "Besprechung", "Telefonkonferenz", "Akteneinsicht",
-                  "Vergleichsgespräch", "Verhandlung", "Ortstermin", "Beweisaufnahme", "Gütetermin",
-                  "Schriftsatz abstimmen",
-                  "Fristbesprechung", "Beratung")
-_PLACES = ("Kanzlei, Besprechungsraum 1", "Kanzlei, Besprechungsraum 2", "Landgericht, Saal 114",
-           "Amtsgericht, Saal 3", "Arbeitsgericht, Saal 2.07", "Oberlandesgericht, Saal E 21",
-           "Videokonferenz", "beim Mandanten", "")
+_STREETS = (
+    "Hauptstraße",
+    "Bahnhofstraße",
+    "Gartenweg",
+    "Schillerstraße",
+    "Goethestraße",
+    "Lindenallee",
+    "Am Markt",
+    "Kirchgasse",
+    "Bergstraße",
+    "Rosenweg",
+    "Industriestraße",
+    "Hafenstraße",
+)
+_CITIES = (
+    ("10115", "Berlin"),
+    ("20095", "Hamburg"),
+    ("80331", "München"),
+    ("50667", "Köln"),
+    ("60311", "Frankfurt am Main"),
+    ("70173", "Stuttgart"),
+    ("40213", "Düsseldorf"),
+    ("04109", "Leipzig"),
+    ("28195", "Bremen"),
+    ("01067", "Dresden"),
+    ("90402", "Nürnberg"),
+)
+_COURTS = (
+    "Amtsgericht Charlottenburg",
+    "Amtsgericht Hamburg",
+    "Amtsgericht München",
+    "Amtsgericht Köln",
+    "Amtsgericht Frankfurt am Main",
+)
+_MEETING_TEXTS = (
+    "Mandantengespräch",
+    "Besprechung",
+    "Telefonkonferenz",
+    "Akteneinsicht",
+    "Vergleichsgespräch",
+    "Verhandlung",
+    "Ortstermin",
+    "Beweisaufnahme",
+    "Gütetermin",
+    "Schriftsatz abstimmen",
+    "Fristbesprechung",
+    "Beratung",
+)
+_PLACES = (
+    "Kanzlei, Besprechungsraum 1",
+    "Kanzlei, Besprechungsraum 2",
+    "Landgericht, Saal 114",
+    "Amtsgericht, Saal 3",
+    "Arbeitsgericht, Saal 2.07",
+    "Oberlandesgericht, Saal E 21",
+    "Videokonferenz",
+    "beim Mandanten",
+    "",
+)
 _PRIVATE_TEXTS = ("Arzttermin", "Elternabend", "Zahnarzt", "Handwerker zu Hause", "Sport")
 _ABSENCE_TEXTS = ("Fortbildung", "Homeoffice", "Seminar Fachanwaltskurs", "Krank")
 _VACATION_TEXTS = ("Urlaub", "Fachanwaltslehrgang", "Dienstreise")
 _NEGATIVE_TEXTS = ("Vorfrist", "Reisezeit", "Feiertag")
-_SHARED_TEXTS = ("Kanzleibesprechung", "Teamfrühstück", "Betriebsausflug", "Brandschutzübung",
-                 "Weihnachtsfeier", "Softwareschulung")
+_SHARED_TEXTS = (
+    "Kanzleibesprechung",
+    "Teamfrühstück",
+    "Betriebsausflug",
+    "Brandschutzübung",
+    "Weihnachtsfeier",
+    "Softwareschulung",
+)
 
 
 @dataclass
@@ -81,8 +235,13 @@ class Firm:
     parties: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "start": self.start.isoformat(), "employees": self.employees,
-                "appointments": self.appointments, "parties": self.parties}
+        return {
+            "seed": self.seed,
+            "start": self.start.isoformat(),
+            "employees": self.employees,
+            "appointments": self.appointments,
+            "parties": self.parties,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), ensure_ascii=False, sort_keys=True)
@@ -136,9 +295,15 @@ def _employees(rng: random.Random, count: int) -> list[dict[str, Any]]:
         vorname, name = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
         code = _kuerzel(vorname, name, taken, rng)
         taken.add(code)
-        employees.append({"kuerzel": code, "vorname": vorname, "name": name,
-                          "email": f"{code.lower()}@kanzlei.example",
-                          "aktiv": not (count >= 5 and i == count - 1)})
+        employees.append(
+            {
+                "kuerzel": code,
+                "vorname": vorname,
+                "name": name,
+                "email": f"{code.lower()}@kanzlei.example",
+                "aktiv": not (count >= 5 and i == count - 1),
+            }
+        )
     return employees
 
 
@@ -156,8 +321,9 @@ class _TerminFactory:
     def _rubrum(self) -> str:
         left = f"{self.rng.choice(_LAST_NAMES)}"
         if self.rng.random() < 0.5:
-            right = f"{self.rng.choice(_COMPANY_STEMS)} {self.rng.choice(_COMPANY_TRADES)} " \
-                    f"{self.rng.choice(_RECHTSFORMEN)}"
+            right = (
+                f"{self.rng.choice(_COMPANY_STEMS)} {self.rng.choice(_COMPANY_TRADES)} {self.rng.choice(_RECHTSFORMEN)}"
+            )
         else:
             right = self.rng.choice(_LAST_NAMES)
         return f"{left} ./. {right}"
@@ -173,13 +339,27 @@ class _TerminFactory:
 
     def stamp(self) -> str:
         moment = datetime.combine(self.start, time(0)) - timedelta(
-            days=self.rng.randint(1, 400), seconds=self.rng.randint(0, 86_399),
-            microseconds=self.rng.randint(0, 999_999))
+            days=self.rng.randint(1, 400),
+            seconds=self.rng.randint(0, 86_399),
+            microseconds=self.rng.randint(0, 999_999),
+        )
         return fmt_stamp(moment)
 
-    def termin(self, *, kuerzel: str, text: str, day: date, von: time, end_day: date, bis: time,
-               abwesenheit: int = 0, privat: int = 0, series: tuple[int, int, date] | None = None,
-               negative: bool = False, matter: bool | None = None) -> dict[str, Any]:
+    def termin(
+        self,
+        *,
+        kuerzel: str,
+        text: str,
+        day: date,
+        von: time,
+        end_day: date,
+        bis: time,
+        abwesenheit: int = 0,
+        privat: int = 0,
+        series: tuple[int, int, date] | None = None,
+        negative: bool = False,
+        matter: bool | None = None,
+    ) -> dict[str, Any]:
         if negative:
             frnr, self._next_negative = self._next_negative, self._next_negative - 1
         else:
@@ -197,8 +377,16 @@ class _TerminFactory:
         return {
             "frNr": frnr,
             "text": f"{text}: {rubrum}" if rubrum else text,
-            "notiz": self.rng.choice(("", "Unterlagen mitbringen", "Mandant kommt mit Begleitung",
-                                      "Vollmacht prüfen", "Rückruf erbeten", "Akte vorher lesen")),
+            "notiz": self.rng.choice(
+                (
+                    "",
+                    "Unterlagen mitbringen",
+                    "Mandant kommt mit Begleitung",
+                    "Vollmacht prüfen",
+                    "Rückruf erbeten",
+                    "Akte vorher lesen",
+                )
+            ),
             "ort": "" if abwesenheit or privat else self.rng.choice(_PLACES),
             "kuerzel": kuerzel,
             "anwalt": kuerzel,
@@ -212,8 +400,7 @@ class _TerminFactory:
             "turnus": turnus,
             "turnusArt": turnus_art,
             "erinnerung": reminder,
-            "erinnerungsDatum": fmt_dt(begin - timedelta(minutes=self.rng.choice((15, 30, 60))))
-            if reminder else None,
+            "erinnerungsDatum": fmt_dt(begin - timedelta(minutes=self.rng.choice((15, 30, 60)))) if reminder else None,
             "nr": nr,
             "azRubrum": rubrum,
             "zuletztGeaendertAm": self.stamp(),
@@ -227,59 +414,131 @@ class _TerminFactory:
         if kind == "daily":
             day = self.day(-10, 250)
             until = day + timedelta(days=rng.randint(10, 40))
-            return self.termin(kuerzel=kuerzel, text="Fristenkontrolle", day=day, von=von, end_day=day,
-                               bis=bis, series=(rng.choice((1, 1, 3)), 1, until), matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text="Fristenkontrolle",
+                day=day,
+                von=von,
+                end_day=day,
+                bis=bis,
+                series=(rng.choice((1, 1, 3)), 1, until),
+                matter=False,
+            )
         if kind == "weekly_dst":
             change = next_dst_change(self.lo)
             day = change - timedelta(days=min(rng.randint(7, 35), (change - self.lo).days))
             until = change + timedelta(days=rng.randint(14, 60))
-            return self.termin(kuerzel=kuerzel, text="Jour fixe", day=day, von=von, end_day=day, bis=bis,
-                               series=(rng.choice((1, 1, 2)), 2, until), matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text="Jour fixe",
+                day=day,
+                von=von,
+                end_day=day,
+                bis=bis,
+                series=(rng.choice((1, 1, 2)), 2, until),
+                matter=False,
+            )
         if kind == "monthly_open":
             day = self.start + timedelta(days=rng.randint(-20, 60))
             day = day.replace(day=min(day.day, 28))
-            return self.termin(kuerzel=kuerzel, text="Monatsabschluss Gebühren", day=day, von=von,
-                               end_day=day, bis=bis, series=(1, 3, OPEN_END), matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text="Monatsabschluss Gebühren",
+                day=day,
+                von=von,
+                end_day=day,
+                bis=bis,
+                series=(1, 3, OPEN_END),
+                matter=False,
+            )
         if kind == "yearly":
             day = self.day(-20, 200)
             until = day.replace(year=day.year + rng.randint(3, 6), day=min(day.day, 28))
-            return self.termin(kuerzel=kuerzel, text="Jahresgespräch", day=day, von=von, end_day=day,
-                               bis=bis, series=(1, 4, until), matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text="Jahresgespräch",
+                day=day,
+                von=von,
+                end_day=day,
+                bis=bis,
+                series=(1, 4, until),
+                matter=False,
+            )
         if kind == "allday":
             day = self.day()
-            return self.termin(kuerzel=kuerzel, text=rng.choice(_ABSENCE_TEXTS), day=day, von=allday[0],
-                               end_day=day, bis=allday[1], abwesenheit=1, matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text=rng.choice(_ABSENCE_TEXTS),
+                day=day,
+                von=allday[0],
+                end_day=day,
+                bis=allday[1],
+                abwesenheit=1,
+                matter=False,
+            )
         if kind == "allday_multi":
             day = self.day(-5, 280)
-            return self.termin(kuerzel=kuerzel, text=rng.choice(_VACATION_TEXTS), day=day, von=allday[0],
-                               end_day=day + timedelta(days=rng.randint(2, 14)), bis=allday[1],
-                               abwesenheit=1, matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text=rng.choice(_VACATION_TEXTS),
+                day=day,
+                von=allday[0],
+                end_day=day + timedelta(days=rng.randint(2, 14)),
+                bis=allday[1],
+                abwesenheit=1,
+                matter=False,
+            )
         if kind == "private":
             day = self.day()
-            return self.termin(kuerzel=kuerzel, text=rng.choice(_PRIVATE_TEXTS), day=day, von=von,
-                               end_day=day, bis=bis, privat=1, matter=False)
+            return self.termin(
+                kuerzel=kuerzel,
+                text=rng.choice(_PRIVATE_TEXTS),
+                day=day,
+                von=von,
+                end_day=day,
+                bis=bis,
+                privat=1,
+                matter=False,
+            )
         if kind == "negative":
             day = self.day()
             text = rng.choice(_NEGATIVE_TEXTS)
             if text == "Reisezeit":
-                return self.termin(kuerzel=kuerzel, text=text, day=day, von=von, end_day=day, bis=bis,
-                                   negative=True)
-            return self.termin(kuerzel=kuerzel, text=text, day=day, von=allday[0], end_day=day,
-                               bis=allday[1], abwesenheit=1, negative=True, matter=text == "Vorfrist")
+                return self.termin(kuerzel=kuerzel, text=text, day=day, von=von, end_day=day, bis=bis, negative=True)
+            return self.termin(
+                kuerzel=kuerzel,
+                text=text,
+                day=day,
+                von=allday[0],
+                end_day=day,
+                bis=allday[1],
+                abwesenheit=1,
+                negative=True,
+                matter=text == "Vorfrist",
+            )
         raise ValueError(f"unknown special kind {kind!r}")
 
     def ordinary(self, kuerzel: str) -> dict[str, Any]:
         von, bis = self.slot()
         day = self.day()
         privat = int(self.rng.random() < 0.05)
-        return self.termin(kuerzel=kuerzel, text=self.rng.choice(_MEETING_TEXTS), day=day, von=von,
-                           end_day=day, bis=bis, privat=privat, matter=None if not privat else False)
+        return self.termin(
+            kuerzel=kuerzel,
+            text=self.rng.choice(_MEETING_TEXTS),
+            day=day,
+            von=von,
+            end_day=day,
+            bis=bis,
+            privat=privat,
+            matter=None if not privat else False,
+        )
 
     def shared(self, kuerzel: str) -> dict[str, Any]:
         von, bis = self.slot()
         day = self.day()
-        return self.termin(kuerzel=kuerzel, text=self.rng.choice(_SHARED_TEXTS), day=day, von=von,
-                           end_day=day, bis=bis, matter=False)
+        return self.termin(
+            kuerzel=kuerzel, text=self.rng.choice(_SHARED_TEXTS), day=day, von=von, end_day=day, bis=bis, matter=False
+        )
 
 
 # -- parties -------------------------------------------------------------------------------------
@@ -289,46 +548,61 @@ def _espo_ts(moment: datetime) -> str:
 
 def _party(rng: random.Random, start: date) -> dict[str, Any]:
     plz, ort = rng.choice(_CITIES)
-    created = datetime.combine(start, time(0)) - timedelta(days=rng.randint(30, 2000),
-                                                           seconds=rng.randint(0, 86_399))
+    created = datetime.combine(start, time(0)) - timedelta(days=rng.randint(30, 2000), seconds=rng.randint(0, 86_399))
     modified = created + timedelta(days=rng.randint(0, 25), seconds=rng.randint(0, 86_399))
     record: dict[str, Any] = {
         "id": "".join(rng.choice("0123456789abcdef") for _ in range(17)),
         "strasse": f"{rng.choice(_STREETS)} {rng.randint(1, 180)}",
-        "plz": plz, "ort": ort, "land": "Deutschland",
-        "createdAt": _espo_ts(created), "modifiedAt": _espo_ts(modified), "versionNumber": 1,
+        "plz": plz,
+        "ort": ort,
+        "land": "Deutschland",
+        "createdAt": _espo_ts(created),
+        "modifiedAt": _espo_ts(modified),
+        "versionNumber": 1,
     }
     if rng.random() < 0.7:  # a person
         female = rng.random() < 0.5
         vorname, name = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
         birthday = date(rng.randint(1940, 2004), rng.randint(1, 12), rng.randint(1, 28))
         mail_local = f"{vorname}.{name}".lower().translate(_ASCII)
-        record.update({
-            "name": name, "vorname": vorname, "anrede": "Frau" if female else "Herr",
-            "titel": rng.choice((None, None, None, None, "Dr.", "Prof. Dr.")),
-            "rechtsform": "Natürliche Person",
-            "geburtsdatum": birthday.isoformat() if rng.random() < 0.8 else None,
-            "handelsregisterNummer": None, "registergericht": None,
-            "emailAddress": f"{mail_local}@mail.example",
-            "phoneNumber": f"+49 {rng.randint(151, 179)} {rng.randint(1_000_000, 9_999_999)}",
-        })
+        record.update(
+            {
+                "name": name,
+                "vorname": vorname,
+                "anrede": "Frau" if female else "Herr",
+                "titel": rng.choice((None, None, None, None, "Dr.", "Prof. Dr.")),
+                "rechtsform": "Natürliche Person",
+                "geburtsdatum": birthday.isoformat() if rng.random() < 0.8 else None,
+                "handelsregisterNummer": None,
+                "registergericht": None,
+                "emailAddress": f"{mail_local}@mail.example",
+                "phoneNumber": f"+49 {rng.randint(151, 179)} {rng.randint(1_000_000, 9_999_999)}",
+            }
+        )
     else:
         form = rng.choice(_RECHTSFORMEN)
         stem, trade = rng.choice(_COMPANY_STEMS), rng.choice(_COMPANY_TRADES)
-        record.update({
-            "name": f"{stem} {trade} {form}", "vorname": None, "anrede": "Firma", "titel": None,
-            "rechtsform": form, "geburtsdatum": None,
-            "handelsregisterNummer": f"HRB {rng.randint(10_000, 199_999)}" if form != "GbR" else None,
-            "registergericht": rng.choice(_COURTS) if form != "GbR" else None,
-            "emailAddress": f"info@{stem.lower()}-{trade.lower()}.example",
-            "phoneNumber": f"+49 {rng.randint(30, 899)} {rng.randint(100_000, 9_999_999)}",
-        })
+        record.update(
+            {
+                "name": f"{stem} {trade} {form}",
+                "vorname": None,
+                "anrede": "Firma",
+                "titel": None,
+                "rechtsform": form,
+                "geburtsdatum": None,
+                "handelsregisterNummer": f"HRB {rng.randint(10_000, 199_999)}" if form != "GbR" else None,
+                "registergericht": rng.choice(_COURTS) if form != "GbR" else None,
+                "emailAddress": f"info@{stem.lower()}-{trade.lower()}.example",
+                "phoneNumber": f"+49 {rng.randint(30, 899)} {rng.randint(100_000, 9_999_999)}",
+            }
+        )
     return record
 
 
 # -- the firm ------------------------------------------------------------------------------------
-def generate_firm(seed: int, employees: int = 10, appointments_per_employee: int = 30, parties: int = 50,
-                  start: date | None = None) -> Firm:
+def generate_firm(
+    seed: int, employees: int = 10, appointments_per_employee: int = 30, parties: int = 50, start: date | None = None
+) -> Firm:
     """A firm that depends only on the arguments. Each employee gets max(appointments_per_employee,
     len(SPECIAL_KINDS)) appointments: the special kinds always, then ordinary ones."""
     start = start or date.today()

@@ -91,8 +91,7 @@ def service_account_info(token_uri: str, client_email: str = DEFAULT_CLIENT_EMAI
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         "token_uri": token_uri,
         "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
-        "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/"
-        + urllib.parse.quote(client_email),
+        "client_x509_cert_url": "https://www.googleapis.com/robot/v1/metadata/x509/" + urllib.parse.quote(client_email),
         "universe_domain": "googleapis.com",
     }
 

@@ -19,13 +19,21 @@ def free_port() -> int:
 class ServerThread:
     """A uvicorn server on 127.0.0.1 in a daemon thread; `stop()` shuts it down cleanly."""
 
-    def __init__(self, app: Any, port: int | None = None, *, log_level: str = "warning",
-                 config: uvicorn.Config | None = None) -> None:
+    def __init__(
+        self, app: Any, port: int | None = None, *, log_level: str = "warning", config: uvicorn.Config | None = None
+    ) -> None:
         """`config`: serve with this uvicorn configuration instead (its app and port; 127.0.0.1)."""
         if config is None:
             self.port = port or free_port()
-            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level,
-                                    access_log=False, lifespan="on", timeout_keep_alive=30)
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level=log_level,
+                access_log=False,
+                lifespan="on",
+                timeout_keep_alive=30,
+            )
         else:
             self.port = config.port
         self.server = uvicorn.Server(config)

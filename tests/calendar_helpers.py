@@ -26,10 +26,15 @@ EMPLOYEES = 3
 PER_EMPLOYEE = 12
 
 
-def seed_firm(advoware_url: str, *, employees: int = EMPLOYEES, per_employee: int = PER_EMPLOYEE,
-              start: date | None = None) -> dict[str, Any]:
-    body = {"seed": SEED, "employees": employees, "appointments_per_employee": per_employee,
-            "start": (start or date.today()).isoformat()}
+def seed_firm(
+    advoware_url: str, *, employees: int = EMPLOYEES, per_employee: int = PER_EMPLOYEE, start: date | None = None
+) -> dict[str, Any]:
+    body = {
+        "seed": SEED,
+        "employees": employees,
+        "appointments_per_employee": per_employee,
+        "start": (start or date.today()).isoformat(),
+    }
     r = httpx.post(f"{advoware_url}/_sandbox/seed", json=body, timeout=30)
     r.raise_for_status()
     return r.json()
@@ -43,37 +48,69 @@ def key_file(google_url: str, tmp_path: Path) -> Path:
 
 
 def google_settings(google_url: str, tmp_path: Path, **kw: Any) -> GoogleSettings:
-    return GoogleSettings(_env_file=None, calendar_service_account_path=str(key_file(google_url, tmp_path)),
-                          api_endpoint=f"{google_url}/calendar/v3/", batch_uri=f"{google_url}/batch/calendar/v3",
-                          token_uri=f"{google_url}/token", **kw)
+    return GoogleSettings(
+        _env_file=None,
+        calendar_service_account_path=str(key_file(google_url, tmp_path)),
+        api_endpoint=f"{google_url}/calendar/v3/",
+        batch_uri=f"{google_url}/batch/calendar/v3",
+        token_uri=f"{google_url}/token",
+        **kw,
+    )
 
 
-def settings(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, *,
-             write_protection: bool = False, **sync: Any) -> Settings:
+def settings(
+    advoware_url: str,
+    google_url: str,
+    redis_url: str,
+    hub: str,
+    tmp_path: Path,
+    *,
+    write_protection: bool = False,
+    **sync: Any,
+) -> Settings:
     info = psycopg.conninfo.conninfo_to_dict(hub)
     # These tests follow texts across both ways: the firm's deliberate SYNC_ANONYMIZE=false (the default
     # true is tested in tests/test_privacy.py).
     sync.setdefault("anonymize", False)
     return Settings(
-        _env_file=None, sandbox_mode=True, redis_url=redis_url,
+        _env_file=None,
+        sandbox_mode=True,
+        redis_url=redis_url,
         advoware=advoware_settings(advoware_url, write_protection=write_protection, max_retries=2),
         google=google_settings(google_url, tmp_path),
-        postgres=PostgresSettings(_env_file=None, host=info.get("host", "127.0.0.1"),
-                                  port=int(info.get("port", 5432)), db=info["dbname"],
-                                  user=info.get("user", "postgres")),
+        postgres=PostgresSettings(
+            _env_file=None,
+            host=info.get("host", "127.0.0.1"),
+            port=int(info.get("port", 5432)),
+            db=info["dbname"],
+            user=info.get("user", "postgres"),
+        ),
         sync=SyncSettings(_env_file=None, **sync),
     )
 
 
-def make_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, *,
-             write_protection: bool = False, google_retries: int = 4, **sync: Any) -> SyncContext:
+def make_ctx(
+    advoware_url: str,
+    google_url: str,
+    redis_url: str,
+    hub: str,
+    tmp_path: Path,
+    *,
+    write_protection: bool = False,
+    google_retries: int = 4,
+    **sync: Any,
+) -> SyncContext:
     s = settings(advoware_url, google_url, redis_url, hub, tmp_path, write_protection=write_protection, **sync)
-    advoware = AdvowareClient(s.advoware, redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01,
-                              backoff_max_s=0.1)
-    google = GoogleCalendarClient(s.google, ServiceAccount.from_settings(s.google),
-                                  limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
-                                  backoff=Backoff(base_s=0.02, cap_s=0.2, max_retries=google_retries),
-                                  timeout_s=10)
+    advoware = AdvowareClient(
+        s.advoware, redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01, backoff_max_s=0.1
+    )
+    google = GoogleCalendarClient(
+        s.google,
+        ServiceAccount.from_settings(s.google),
+        limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
+        backoff=Backoff(base_s=0.02, cap_s=0.2, max_retries=google_retries),
+        timeout_s=10,
+    )
     return SyncContext(hub, advoware, google, s)
 
 
@@ -110,8 +147,12 @@ def faults(url: str, *specs: dict[str, Any], clear: bool = True) -> None:
 
 def calendar_ids(hub: str) -> dict[str, str]:
     with psycopg.connect(hub) as conn:
-        return {e: c for e, c in conn.execute("SELECT employee, calendar_id FROM employee_calendars "
-                                              "WHERE calendar_id IS NOT NULL").fetchall()}
+        return {
+            e: c
+            for e, c in conn.execute(
+                "SELECT employee, calendar_id FROM employee_calendars WHERE calendar_id IS NOT NULL"
+            ).fetchall()
+        }
 
 
 def links(hub: str, employee: str | None = None) -> list[dict[str, Any]]:

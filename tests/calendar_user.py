@@ -52,33 +52,58 @@ def advoware_body(c: Content, title: str, employee: str, today: date) -> dict[st
     day = begin.date()
     if c.all_day:
         last = day + timedelta(days=c.days - 1)
-        when = {"datum": f"{day}T00:00:00", "uhrzeitVon": "00:00:00", "datumBis": f"{last}T23:59:00",
-                "uhrzeitBis": "23:59:00", "abwesenheit": 1}
+        when = {
+            "datum": f"{day}T00:00:00",
+            "uhrzeitVon": "00:00:00",
+            "datumBis": f"{last}T23:59:00",
+            "uhrzeitBis": "23:59:00",
+            "abwesenheit": 1,
+        }
     else:
         end = begin + timedelta(minutes=15 * c.dur_q)
-        when = {"datum": begin.isoformat(), "uhrzeitVon": begin.strftime("%H:%M:%S"),
-                "datumBis": end.isoformat(), "uhrzeitBis": end.strftime("%H:%M:%S"), "abwesenheit": 0}
+        when = {
+            "datum": begin.isoformat(),
+            "uhrzeitVon": begin.strftime("%H:%M:%S"),
+            "datumBis": end.isoformat(),
+            "uhrzeitBis": end.strftime("%H:%M:%S"),
+            "abwesenheit": 0,
+        }
         if c.weekly:
             until = day + timedelta(weeks=c.weekly)
             when.update(datumBis=f"{until}T{end:%H:%M:%S}", dauertermin=1, turnus=1, turnusArt=2)
-    return {"text": title, "notiz": "", "ort": "" if c.all_day else c.place, "kuerzel": employee,
-            "anwalt": employee, "privat": int(c.private), **when}
+    return {
+        "text": title,
+        "notiz": "",
+        "ort": "" if c.all_day else c.place,
+        "kuerzel": employee,
+        "anwalt": employee,
+        "privat": int(c.private),
+        **when,
+    }
 
 
 def google_times(c: Content, today: date) -> dict[str, Any]:
     begin = _begin(c, today)
     if c.all_day:
-        return {"start": {"date": begin.date().isoformat()},
-                "end": {"date": (begin.date() + timedelta(days=c.days)).isoformat()}}
+        return {
+            "start": {"date": begin.date().isoformat()},
+            "end": {"date": (begin.date() + timedelta(days=c.days)).isoformat()},
+        }
     start = begin.replace(tzinfo=BERLIN)
     end = start + timedelta(minutes=15 * c.dur_q)
-    return {"start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"}}
+    return {
+        "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"},
+    }
 
 
 def google_body(c: Content, title: str, today: date) -> dict[str, Any]:
-    body = {"summary": title, "location": "" if c.all_day else c.place,
-            "visibility": "private" if c.private else "default", **google_times(c, today)}
+    body = {
+        "summary": title,
+        "location": "" if c.all_day else c.place,
+        "visibility": "private" if c.private else "default",
+        **google_times(c, today),
+    }
     if c.weekly and not c.all_day:  # a weekly series made in Google (Europe/Berlin, ends on a day)
         last = _begin(c, today).date() + timedelta(weeks=c.weekly)
         body["recurrence"] = [f"RRULE:FREQ=WEEKLY;UNTIL={until_value(last, all_day=False)}"]
@@ -114,12 +139,12 @@ class User:
     # -- Google ----------------------------------------------------------------------------------------
     def create_google(self, calendar_id: str, c: Content, title: str) -> str:
         body = google_body(c, title, self.today)
-        event = self.google.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body),
-                                    "events.insert")
+        event = self.google.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body), "events.insert")
         return str(event["id"])
 
-    def edit_google(self, calendar_id: str, event: dict[str, Any], title: str, *, place: str | None,
-                    shift: int) -> None:
+    def edit_google(
+        self, calendar_id: str, event: dict[str, Any], title: str, *, place: str | None, shift: int
+    ) -> None:
         patch: dict[str, Any] = {"summary": title}
         if place is not None and "dateTime" in (event.get("start") or {}):
             patch["location"] = place
@@ -131,29 +156,43 @@ class User:
                 else:
                     when["date"] = (date.fromisoformat(when["date"]) + timedelta(days=shift)).isoformat()
                 patch[key] = when
-        self.google.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"], body=patch),
-                            "events.patch")
+        self.google.execute(
+            lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"], body=patch), "events.patch"
+        )
 
     def delete_google(self, calendar_id: str, event: dict[str, Any]) -> None:
-        self.google.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=event["id"]),
-                            "events.delete")
+        self.google.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=event["id"]), "events.delete")
 
     # -- Google series: one occurrence, or the whole series ("all events") ---------------------------------
     def instances(self, calendar_id: str, master_id: str, *, show_deleted: bool = False) -> list[dict[str, Any]]:
-        page = self.google.execute(lambda s: s.events().instances(
-            calendarId=calendar_id, eventId=master_id, showDeleted=show_deleted, maxResults=2500,
-            timeZone="Europe/Berlin"), "events.instances")
+        page = self.google.execute(
+            lambda s: s.events().instances(
+                calendarId=calendar_id,
+                eventId=master_id,
+                showDeleted=show_deleted,
+                maxResults=2500,
+                timeZone="Europe/Berlin",
+            ),
+            "events.instances",
+        )
         return list(page["items"])
 
     def move_occurrence(self, calendar_id: str, instance: dict[str, Any], hours: int) -> None:
-        body = {key: {"dateTime": (datetime.fromisoformat(instance[key]["dateTime"]) + timedelta(hours=hours))
-                      .isoformat(), "timeZone": "Europe/Berlin"} for key in ("start", "end")}
-        self.google.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=instance["id"], body=body),
-                            "events.patch")
+        body = {
+            key: {
+                "dateTime": (datetime.fromisoformat(instance[key]["dateTime"]) + timedelta(hours=hours)).isoformat(),
+                "timeZone": "Europe/Berlin",
+            }
+            for key in ("start", "end")
+        }
+        self.google.execute(
+            lambda s: s.events().patch(calendarId=calendar_id, eventId=instance["id"], body=body), "events.patch"
+        )
 
     def cancel_occurrence(self, calendar_id: str, instance: dict[str, Any]) -> None:
-        self.google.execute(lambda s: s.events().delete(calendarId=calendar_id, eventId=instance["id"]),
-                            "events.delete")
+        self.google.execute(
+            lambda s: s.events().delete(calendarId=calendar_id, eventId=instance["id"]), "events.delete"
+        )
 
     def change_master(self, calendar_id: str, master: dict[str, Any], title: str, how: str) -> None:
         """An "all events" edit in Google: the title, and one hour later, or the series a week
@@ -171,8 +210,9 @@ class User:
                 day = datetime.strptime(until[:8], "%Y%m%d").date() + timedelta(weeks=-1 if how == "shorter" else 1)
                 if day > first:
                     patch["recurrence"] = [f"{head};UNTIL={until_value(day, all_day=False)}"]
-        self.google.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=master["id"], body=patch),
-                            "events.patch")
+        self.google.execute(
+            lambda s: s.events().patch(calendarId=calendar_id, eventId=master["id"], body=patch), "events.patch"
+        )
 
     def change_series_in_advoware(self, termin: dict[str, Any], title: str, how: str) -> None:
         """The whole series changed in Advoware: one hour later, or a week shorter or longer."""

@@ -31,8 +31,11 @@ class Records(logging.Handler):
 
     def errors(self) -> list[str]:
         """ERROR and worse, and anything that carries a traceback."""
-        return [line for rec, line in zip(self.records, self.lines(), strict=True)
-                if rec.levelno >= logging.ERROR or rec.exc_info]
+        return [
+            line
+            for rec, line in zip(self.records, self.lines(), strict=True)
+            if rec.levelno >= logging.ERROR or rec.exc_info
+        ]
 
 
 @contextmanager

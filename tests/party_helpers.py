@@ -24,10 +24,20 @@ ESPO_KEY = "sandbox-espocrm-key"
 
 
 def advoware_settings(url: str, **kw: Any) -> AdvowareSettings:
-    values: dict[str, Any] = dict(base_url=url, auth_url="", configurator_url="", username=adv_sbx.USERNAME,
-                                  password=adv_sbx.PASSWORD, app_id=adv_sbx.APP_ID, api_key=adv_sbx.API_KEY,
-                                  kanzlei=adv_sbx.KANZLEI, database=adv_sbx.DATABASE, write_protection=False,
-                                  timeout_s=5.0, max_retries=2)
+    values: dict[str, Any] = dict(
+        base_url=url,
+        auth_url="",
+        configurator_url="",
+        username=adv_sbx.USERNAME,
+        password=adv_sbx.PASSWORD,
+        app_id=adv_sbx.APP_ID,
+        api_key=adv_sbx.API_KEY,
+        kanzlei=adv_sbx.KANZLEI,
+        database=adv_sbx.DATABASE,
+        write_protection=False,
+        timeout_s=5.0,
+        max_retries=2,
+    )
     values.update(kw)
     return AdvowareSettings(**values)
 
@@ -38,17 +48,31 @@ def settings(advoware_url: str, espocrm_url: str, redis_url: str, hub_dsn: str, 
         redis_url=redis_url,
         advoware=advoware_settings(advoware_url),
         espocrm=EspoCrmSettings(base_url=espocrm_url, api_key=ESPO_KEY, entity=ENTITY),
-        postgres=PostgresSettings(host=info.get("host", "127.0.0.1"), port=int(info.get("port", 5432)),
-                                  db=info["dbname"], user=info.get("user", "postgres")),
+        postgres=PostgresSettings(
+            host=info.get("host", "127.0.0.1"),
+            port=int(info.get("port", 5432)),
+            db=info["dbname"],
+            user=info.get("user", "postgres"),
+        ),
         sync=SyncSettings(**sync),
     )
 
 
-def make_sync(advoware_url: str, espocrm_url: str, redis_url: str, hub_dsn: str, *,
-              hard_delete: bool = False, write_protection: bool = False) -> PartySync:
+def make_sync(
+    advoware_url: str,
+    espocrm_url: str,
+    redis_url: str,
+    hub_dsn: str,
+    *,
+    hard_delete: bool = False,
+    write_protection: bool = False,
+) -> PartySync:
     espo = EspoCrmClient(espocrm_url, ESPO_KEY, 5.0, max_retries=1, backoff_initial_s=0.01)
-    advoware = AdvowareClient(advoware_settings(advoware_url, write_protection=write_protection),
-                              redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01)
+    advoware = AdvowareClient(
+        advoware_settings(advoware_url, write_protection=write_protection),
+        redis_client=redis.Redis.from_url(redis_url),
+        backoff_base_s=0.01,
+    )
     return PartySync(espo, advoware, PartyStore(Hub(hub_dsn)), entity=ENTITY, hard_delete=hard_delete)
 
 
@@ -104,8 +128,7 @@ def advoware_writes(advoware_url: str) -> dict[str, int]:
 
 
 def total_party_writes(advoware_url: str) -> int:
-    return sum(n for k, n in advoware_writes(advoware_url).items()
-               if k.startswith(("Beteiligte.", "Kommunikationen.")))
+    return sum(n for k, n in advoware_writes(advoware_url).items() if k.startswith(("Beteiligte.", "Kommunikationen.")))
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.05) -> Any:

@@ -40,8 +40,7 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with receiver._lock:
-                    receiver.received.append(Received(self.path, dict(self.headers.items()), body,
-                                                      time.monotonic()))
+                    receiver.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
                     status = receiver.statuses.pop(0) if receiver.statuses else receiver.default_status
                 receiver.gate.wait(timeout=30)
                 self.send_response(status)

@@ -35,10 +35,27 @@ class OwnRedis:
     def start(self) -> None:
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             *self.extra_args],
-            stdout=log, stderr=log)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=log,
+        )
         client = self.client()
         deadline = time.monotonic() + 10
         while True:

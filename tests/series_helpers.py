@@ -30,22 +30,37 @@ def start_day(today: date) -> date:
     return today + timedelta(days=(1 - today.weekday()) % 7 + 7)
 
 
-def weekly_termin(today: date, *, frnr: int | None = None, weeks: int = 8, hour: int = 9,
-                  text: str = "Jour fixe") -> dict[str, Any]:
+def weekly_termin(
+    today: date, *, frnr: int | None = None, weeks: int = 8, hour: int = 9, text: str = "Jour fixe"
+) -> dict[str, Any]:
     first = start_day(today)
     until = first + timedelta(weeks=weeks - 1)
-    body = {"text": text, "notiz": "", "ort": "Saal 3", "kuerzel": EMP, "anwalt": EMP,
-            "datum": f"{first}T{hour:02d}:00:00", "uhrzeitVon": f"{hour:02d}:00:00",
-            "datumBis": f"{until}T{hour + 1:02d}:00:00", "uhrzeitBis": f"{hour + 1:02d}:00:00",
-            "abwesenheit": 0, "privat": 0, "dauertermin": 1, "turnus": 1, "turnusArt": 2}
+    body = {
+        "text": text,
+        "notiz": "",
+        "ort": "Saal 3",
+        "kuerzel": EMP,
+        "anwalt": EMP,
+        "datum": f"{first}T{hour:02d}:00:00",
+        "uhrzeitVon": f"{hour:02d}:00:00",
+        "datumBis": f"{until}T{hour + 1:02d}:00:00",
+        "uhrzeitBis": f"{hour + 1:02d}:00:00",
+        "abwesenheit": 0,
+        "privat": 0,
+        "dauertermin": 1,
+        "turnus": 1,
+        "turnusArt": 2,
+    }
     if frnr is not None:
         body["frNr"] = frnr
     return body
 
 
 def seed(advoware_url: str, *termine: dict[str, Any]) -> None:
-    body = {"mitarbeiter": [{"kuerzel": EMP, "vorname": "A", "name": "B", "email": "ab@kanzlei.example",
-                             "aktiv": True}], "termine": list(termine)}
+    body = {
+        "mitarbeiter": [{"kuerzel": EMP, "vorname": "A", "name": "B", "email": "ab@kanzlei.example", "aktiv": True}],
+        "termine": list(termine),
+    }
     httpx.post(f"{advoware_url}/_sandbox/seed", json=body, timeout=10).raise_for_status()
 
 
@@ -55,8 +70,11 @@ class Person:
     def __init__(self, ctx: SyncContext, hub: str) -> None:
         s = ctx.settings
         self.session: CalendarSession = GoogleCalendarClient(
-            s.google, ServiceAccount.from_settings(s.google), limiter=None,
-            backoff=Backoff(base_s=0.01, cap_s=0.05, max_retries=2)).session_for(None)
+            s.google,
+            ServiceAccount.from_settings(s.google),
+            limiter=None,
+            backoff=Backoff(base_s=0.01, cap_s=0.05, max_retries=2),
+        ).session_for(None)
         self.hub = hub
 
     @property
@@ -68,8 +86,10 @@ class Person:
 
     def events(self) -> list[dict[str, Any]]:
         """What the calendar holds (singleEvents=false: series, exceptions, single events)."""
-        page = self.call(lambda s: s.events().list(calendarId=self.calendar, maxResults=2500,
-                                                   timeZone="Europe/Berlin"), "events.list")
+        page = self.call(
+            lambda s: s.events().list(calendarId=self.calendar, maxResults=2500, timeZone="Europe/Berlin"),
+            "events.list",
+        )
         return [e for e in page["items"] if e.get("status") != "cancelled"]
 
     def master(self, text_prefix: str = "") -> dict[str, Any]:
@@ -77,14 +97,26 @@ class Person:
         return found
 
     def instances(self, master_id: str) -> list[dict[str, Any]]:
-        page = self.call(lambda s: s.events().instances(calendarId=self.calendar, eventId=master_id, maxResults=2500,
-                                                        timeZone="Europe/Berlin"), "events.instances")
+        page = self.call(
+            lambda s: s.events().instances(
+                calendarId=self.calendar, eventId=master_id, maxResults=2500, timeZone="Europe/Berlin"
+            ),
+            "events.instances",
+        )
         return list(page["items"])
 
     def shown(self) -> list[tuple[str, str]]:
         """Every instance Google shows (singleEvents=true): (start, title), in order."""
-        page = self.call(lambda s: s.events().list(calendarId=self.calendar, singleEvents=True, orderBy="startTime",
-                                                   maxResults=2500, timeZone="Europe/Berlin"), "events.list")
+        page = self.call(
+            lambda s: s.events().list(
+                calendarId=self.calendar,
+                singleEvents=True,
+                orderBy="startTime",
+                maxResults=2500,
+                timeZone="Europe/Berlin",
+            ),
+            "events.list",
+        )
         return [(e["start"].get("dateTime") or e["start"]["date"], e.get("summary", "")) for e in page["items"]]
 
     def move(self, instance: dict[str, Any], *, days: int = 0, hours: int = 0) -> dict[str, Any]:
@@ -92,12 +124,15 @@ class Person:
         for key in ("start", "end"):
             at = datetime.fromisoformat(instance[key]["dateTime"]) + timedelta(days=days, hours=hours)
             body[key] = {"dateTime": at.isoformat(), "timeZone": "Europe/Berlin"}
-        return self.call(lambda s: s.events().patch(calendarId=self.calendar, eventId=instance["id"], body=body),
-                         "events.patch")
+        return self.call(
+            lambda s: s.events().patch(calendarId=self.calendar, eventId=instance["id"], body=body), "events.patch"
+        )
 
     def retitle(self, instance: dict[str, Any], title: str) -> dict[str, Any]:
-        return self.call(lambda s: s.events().patch(calendarId=self.calendar, eventId=instance["id"],
-                                                    body={"summary": title}), "events.patch")
+        return self.call(
+            lambda s: s.events().patch(calendarId=self.calendar, eventId=instance["id"], body={"summary": title}),
+            "events.patch",
+        )
 
     def cancel(self, instance: dict[str, Any]) -> None:
         self.call(lambda s: s.events().delete(calendarId=self.calendar, eventId=instance["id"]), "events.delete")
@@ -106,14 +141,17 @@ class Person:
         return self.call(lambda s: s.events().insert(calendarId=self.calendar, body=body), "events.insert")
 
     def patch(self, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.call(lambda s: s.events().patch(calendarId=self.calendar, eventId=event_id, body=body),
-                         "events.patch")
+        return self.call(
+            lambda s: s.events().patch(calendarId=self.calendar, eventId=event_id, body=body), "events.patch"
+        )
 
 
-def ctx_for(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, *,
-            write_protection: bool = False) -> SyncContext:
-    return make_ctx(advoware_url, google_url, redis_url, hub, tmp_path, write_protection=write_protection,
-                    google_retries=2)
+def ctx_for(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, *, write_protection: bool = False
+) -> SyncContext:
+    return make_ctx(
+        advoware_url, google_url, redis_url, hub, tmp_path, write_protection=write_protection, google_retries=2
+    )
 
 
 def timing_model(google_url: str, model: str) -> None:

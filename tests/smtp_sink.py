@@ -47,6 +47,17 @@ class SmtpSink:
 
     def connection(self) -> str:
         """AIRFLOW_CONN_SMTP_DEFAULT for this sink (no TLS: it is a local test server)."""
-        return json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": self.port,
-                           "extra": {"from_email": "alerts@kanzlei.example", "disable_tls": True,
-                                     "disable_ssl": True, "timeout": 10, "retry_limit": 0}})
+        return json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": self.port,
+                "extra": {
+                    "from_email": "alerts@kanzlei.example",
+                    "disable_tls": True,
+                    "disable_ssl": True,
+                    "timeout": 10,
+                    "retry_limit": 0,
+                },
+            }
+        )

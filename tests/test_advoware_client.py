@@ -34,8 +34,6 @@ TERMIN = {
 }
 
 
-
-
 def client(url: str, redis_url: str | None, **kw: Any) -> AdvowareClient:
     ckw = {k: kw.pop(k) for k in ("renew_before_s", "backoff_base_s") if k in kw}
     ckw.setdefault("backoff_base_s", 0.01)
@@ -166,9 +164,7 @@ def test_rejected_credentials_raise_auth_error_without_retry(advoware_url: str, 
 # -- retries ------------------------------------------------------------------------------------
 def test_503_with_retry_after_is_retried_after_the_given_delay(advoware_url: str, redis_url: str) -> None:
     seed_employees(advoware_url)
-    faults(
-        advoware_url, {"match": "Termine.list", "kind": "status", "status": 503, "retry_after": 1, "count": 2}
-    )
+    faults(advoware_url, {"match": "Termine.list", "kind": "status", "status": 503, "retry_after": 1, "count": 2})
     with client(advoware_url, redis_url) as c:
         c.list_mitarbeiter()  # token first, so the timing below is the retries only
         started = time.monotonic()

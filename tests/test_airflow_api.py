@@ -25,16 +25,23 @@ from sandbox.runner import ServerThread, free_port
 
 USER, PASSWORD = "gateway", "s3cret-pw"
 _KEY = b"fake-airflow-jwt-secret"
-_RUN_KEYS = {"dag_run_id", "data_interval_start", "data_interval_end", "logical_date", "run_after", "conf",
-             "note", "partition_key"}
+_RUN_KEYS = {
+    "dag_run_id",
+    "data_interval_start",
+    "data_interval_end",
+    "logical_date",
+    "run_after",
+    "conf",
+    "note",
+    "partition_key",
+}
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
-                      token_lifetime_s: float = 86400) -> FastAPI:
+def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",), token_lifetime_s: float = 86400) -> FastAPI:
     """Airflow's /auth/token and /api/v2/dags/{id}/dagRuns, as observed on 3.3.2."""
     app = FastAPI()
     app.state.runs = {}  # (dag_id, run_id) -> run
@@ -47,8 +54,18 @@ def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
     def issue() -> str:
         now = int(time.time())
         header = _b64(json.dumps({"alg": "HS512", "kid": "not-used"}).encode())
-        payload = _b64(json.dumps({"sub": USER, "role": "user", "aud": "apache-airflow", "iat": now,
-                                   "exp": now + token_lifetime_s, "jti": uuid.uuid4().hex}).encode())
+        payload = _b64(
+            json.dumps(
+                {
+                    "sub": USER,
+                    "role": "user",
+                    "aud": "apache-airflow",
+                    "iat": now,
+                    "exp": now + token_lifetime_s,
+                    "jti": uuid.uuid4().hex,
+                }
+            ).encode()
+        )
         sig = _b64(hmac.new(_KEY, f"{header}.{payload}".encode(), hashlib.sha512).digest())
         return f"{header}.{payload}.{sig}"
 
@@ -85,12 +102,15 @@ def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
         body = await request.json()
         app.state.trigger_calls += 1
         if "logical_date" not in body:
-            return JSONResponse({"detail": [{"type": "missing", "loc": ["body", "logical_date"],
-                                             "msg": "Field required"}]}, status_code=422)
+            return JSONResponse(
+                {"detail": [{"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required"}]},
+                status_code=422,
+            )
         extra = set(body) - _RUN_KEYS
         if extra:
-            return JSONResponse({"detail": [{"type": "extra_forbidden", "loc": ["body", sorted(extra)[0]]}]},
-                                status_code=422)
+            return JSONResponse(
+                {"detail": [{"type": "extra_forbidden", "loc": ["body", sorted(extra)[0]]}]}, status_code=422
+            )
         if dag_id not in dags:
             return JSONResponse({"detail": f"Dag with dag_id: '{dag_id}' not found"}, status_code=404)
         if app.state.fail_next > 0:
@@ -100,19 +120,24 @@ def make_fake_airflow(dags: tuple[str, ...] = ("beteiligte_sync",),
         with lock:
             if (dag_id, run_id) in app.state.runs:
                 return JSONResponse({"detail": {"reason": "Unique constraint violation"}}, status_code=409)
-            run = {"dag_run_id": run_id, "dag_id": dag_id, "logical_date": body["logical_date"],
-                   "state": "queued", "run_type": "manual", "triggered_by": "rest_api",
-                   "conf": body.get("conf") or {}, "note": body.get("note")}
+            run = {
+                "dag_run_id": run_id,
+                "dag_id": dag_id,
+                "logical_date": body["logical_date"],
+                "state": "queued",
+                "run_type": "manual",
+                "triggered_by": "rest_api",
+                "conf": body.get("conf") or {},
+                "note": body.get("note"),
+            }
             app.state.runs[(dag_id, run_id)] = run
         return JSONResponse(run, status_code=200)
 
     @app.get("/api/v2/dags/{dag_id}/dagRuns")
-    async def list_runs(dag_id: str, request: Request, state: str | None = None,
-                        limit: int = 50) -> JSONResponse:
+    async def list_runs(dag_id: str, request: Request, state: str | None = None, limit: int = 50) -> JSONResponse:
         if not authorised(request):
             return JSONResponse({"detail": "Not authenticated"}, status_code=401)
-        runs = [r for (d, _), r in app.state.runs.items()
-                if d == dag_id and (state is None or r["state"] == state)]
+        runs = [r for (d, _), r in app.state.runs.items() if d == dag_id and (state is None or r["state"] == state)]
         return JSONResponse({"dag_runs": runs[:limit], "total_entries": len(runs)})
 
     return app

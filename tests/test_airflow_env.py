@@ -16,13 +16,17 @@ from include.settings import AdvowareSettings, AirflowApiSettings, GoogleSetting
 def _settings() -> Settings:
     return Settings(
         redis_url="redis://:r%40d:s@10.0.0.5:6380/3",
-        postgres=PostgresSettings(host="db.local", port=5433, db="hub", user="sync",
-                                  password=SecretStr("p@ss/w:rd")),
-        advoware=AdvowareSettings(base_url="https://adv.example", username="u", password=SecretStr("pw"),
-                                  api_key=SecretStr("a2V5"), kanzlei="K", write_protection=True),
+        postgres=PostgresSettings(host="db.local", port=5433, db="hub", user="sync", password=SecretStr("p@ss/w:rd")),
+        advoware=AdvowareSettings(
+            base_url="https://adv.example",
+            username="u",
+            password=SecretStr("pw"),
+            api_key=SecretStr("a2V5"),
+            kanzlei="K",
+            write_protection=True,
+        ),
         google=GoogleSettings(calendar_service_account_path="keys/sa.json", api_endpoint="http://g/calendar/v3/"),
-        airflow_api=AirflowApiSettings(url="http://127.0.0.1:18080", username="admin",
-                                       password=SecretStr("x")),
+        airflow_api=AirflowApiSettings(url="http://127.0.0.1:18080", username="admin", password=SecretStr("x")),
     )
 
 
@@ -39,13 +43,18 @@ def test_connections_parse_back_to_the_settings(tmp_path: Path) -> None:
     env = airflow_env.connections(_settings(), root=tmp_path)
     hub = _conn(env, "sync_hub_default")
     assert (hub.conn_type, hub.host, hub.port, hub.schema, hub.login, hub.password) == (
-        "postgres", "db.local", 5433, "hub", "sync", "p@ss/w:rd")
+        "postgres",
+        "db.local",
+        5433,
+        "hub",
+        "sync",
+        "p@ss/w:rd",
+    )
     red = _conn(env, "redis_default")
     # RedisHook reads the database from extra["db"], never from the path.
     assert (red.host, red.port, red.password, str(red.extra_dejson["db"])) == ("10.0.0.5", 6380, "r@d:s", "3")
     adv = _conn(env, "advoware_default")
-    assert (adv.conn_type, adv.host, adv.login, adv.password) == (
-        "advoware", "https://adv.example", "u", "pw")
+    assert (adv.conn_type, adv.host, adv.login, adv.password) == ("advoware", "https://adv.example", "u", "pw")
     assert adv.extra_dejson["api_key"] == "a2V5" and adv.extra_dejson["write_protection"] is True
     google = _conn(env, "google_calendar_default")
     assert google.conn_type == "google_cloud_platform"
@@ -54,8 +63,7 @@ def test_connections_parse_back_to_the_settings(tmp_path: Path) -> None:
 
 
 def test_build_env_runs_airflow_on_the_configured_port(tmp_path: Path) -> None:
-    env = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run",
-                                airflow_home=tmp_path / "home")
+    env = stack_env.build_env(_settings(), root=tmp_path, run_dir=tmp_path / "run", airflow_home=tmp_path / "home")
     assert env["AIRFLOW__API__PORT"] == "18080"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
     assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"

@@ -59,25 +59,38 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     (dags / "other_dag.py").write_text(
         "from datetime import datetime\nfrom airflow.sdk import dag, task\n\n\n"
         f"@dag(dag_id={OTHER_DAG!r}, schedule=None, start_date=datetime(2025, 1, 1))\n"
-        "def other():\n    @task\n    def hello() -> None:\n        pass\n\n    hello()\n\n\nother()\n")
+        "def other():\n    @task\n    def hello() -> None:\n        pass\n\n    hello()\n\n\nother()\n"
+    )
     meta, hub = f"af_fab_{uuid.uuid4().hex[:8]}", f"hub_fab_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_dsn("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{meta}"')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "POSTGRES_", "_AIRFLOW"))}
-    env.update({
-        "PATH": f"{BIN}:{env.get('PATH', '')}", "PYTHONPATH": str(ROOT), "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__AUTH_MANAGER": compose_auth_manager(),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{meta}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False", "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2, "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
-        "AIRFLOW_UI_USERS": ",".join(f"{u}:{role}:{pw}" for u, (role, pw) in USERS.items()),
-        "AIRFLOW_API_USERNAME": GATEWAY_USER, "AIRFLOW_API_PASSWORD": GATEWAY_PASSWORD,
-        "POSTGRES_HOST": PG_HOST, "POSTGRES_PORT": str(PG_PORT), "POSTGRES_USER": PG_USER, "POSTGRES_DB": hub,
-        "LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "PATH": f"{BIN}:{env.get('PATH', '')}",
+            "PYTHONPATH": str(ROOT),
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__AUTH_MANAGER": compose_auth_manager(),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{meta}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex * 2,
+            "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+            "AIRFLOW_UI_USERS": ",".join(f"{u}:{role}:{pw}" for u, (role, pw) in USERS.items()),
+            "AIRFLOW_API_USERNAME": GATEWAY_USER,
+            "AIRFLOW_API_PASSWORD": GATEWAY_PASSWORD,
+            "POSTGRES_HOST": PG_HOST,
+            "POSTGRES_PORT": str(PG_PORT),
+            "POSTGRES_USER": PG_USER,
+            "POSTGRES_DB": hub,
+            "LOG_LEVEL": "WARNING",
+        }
+    )
     server = None
     try:
         outputs = []
@@ -87,12 +100,19 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             done = subprocess.run(argv, env=env, cwd=home, capture_output=True, text=True, timeout=420)
             assert done.returncode == 0, f"{argv}: {done.stdout[-2000:]}\n{done.stderr[-4000:]}"
             outputs.append(done.stdout)
-        done = subprocess.run(["airflow", "dags", "reserialize"], env=env, cwd=home, capture_output=True,
-                              text=True, timeout=300)  # the dag-processor's part: the DAGs into the database
+        done = subprocess.run(
+            ["airflow", "dags", "reserialize"], env=env, cwd=home, capture_output=True, text=True, timeout=300
+        )  # the dag-processor's part: the DAGs into the database
         assert done.returncode == 0, done.stderr[-4000:]
         log = open(home / "api-server.log", "w")  # noqa: SIM115 - closed with the server below
-        server = subprocess.Popen(["airflow", "api-server", "--port", str(port)], env=env, cwd=home, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            ["airflow", "api-server", "--port", str(port)],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 240
         while True:
@@ -172,12 +192,24 @@ def test_the_init_step_is_idempotent_and_keeps_changed_passwords(airflow: dict[s
     init = " ".join(airflow["init_output"])
     assert "pool google_calendar_api: created (4 slots)" in init
     assert "user anna: created (Sync Operator)" in init and f"user {GATEWAY_USER}: created (Sync Gateway)" in init
-    again = subprocess.run([sys.executable, "-m", "include.cli", "airflow", "users"], env=airflow["env"],
-                           cwd=airflow["home"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "include.cli", "airflow", "users"],
+        env=airflow["env"],
+        cwd=airflow["home"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "user anna: exists (left as it is)" in again.stdout
-    pools = subprocess.run([sys.executable, "-m", "include.cli", "airflow", "pools"], env=airflow["env"],
-                           cwd=airflow["home"], capture_output=True, text=True, timeout=300)
+    pools = subprocess.run(
+        [sys.executable, "-m", "include.cli", "airflow", "pools"],
+        env=airflow["env"],
+        cwd=airflow["home"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pools.returncode == 0 and "pool advoware_api: exists with 4 slots (left as it is)" in pools.stdout
     assert f"user {GATEWAY_USER}: role and password as in .env" in again.stdout
     for _, password in USERS.values():
@@ -189,8 +221,10 @@ def test_the_airflow_check_against_the_real_api_server(airflow: dict[str, Any]) 
     url = airflow["url"]
 
     def verdicts(password: str = GATEWAY_PASSWORD) -> list[str]:
-        settings = Settings(_env_file=None, airflow_api=AirflowApiSettings(
-            _env_file=None, url=url, username=GATEWAY_USER, password=password))
+        settings = Settings(
+            _env_file=None,
+            airflow_api=AirflowApiSettings(_env_file=None, url=url, username=GATEWAY_USER, password=password),
+        )
         return [f"{v.status} {v.checked}" for v in run_all(settings, only=["airflow"])]
 
     assert verdicts("wrong") == [f"fail login of {GATEWAY_USER} at {url}: refused (HTTP 401)"]
@@ -202,8 +236,7 @@ def test_the_airflow_check_against_the_real_api_server(airflow: dict[str, Any]) 
     assert admin.delete("/api/v2/pools/advoware_api").status_code == 204
     assert "fail pool advoware_api: missing (tasks in it never start)" in verdicts()
     assert admin.post("/api/v2/pools", json={"name": "advoware_api", "slots": 4}).status_code == 201
-    r = admin.patch(f"/api/v2/dags/{CALENDAR_SYNC_DAG}", params={"update_mask": "is_paused"},
-                    json={"is_paused": True})
+    r = admin.patch(f"/api/v2/dags/{CALENDAR_SYNC_DAG}", params={"update_mask": "is_paused"}, json={"is_paused": True})
     assert r.status_code == 200, r.text
     after = verdicts()
     assert f"fail DAG {CALENDAR_SYNC_DAG}: paused" in after

@@ -21,8 +21,9 @@ def incidents(redis_url: str) -> Incidents:
     return Incidents(redis.Redis.from_url(redis_url))
 
 
-def test_an_old_queue_is_one_mail_while_it_lasts(redis_url: str, incidents: Incidents, smtp_sink: Any,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_old_queue_is_one_mail_while_it_lasts(
+    redis_url: str, incidents: Incidents, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ALERT_PARTY_QUEUE_AGE_S", "600")
     queue = make_queue(redis_url)
     queue.enqueue(["6650old000000001"], "update", now=time.time() - 900)  # waiting for 15 minutes
@@ -47,14 +48,16 @@ def test_young_work_is_no_incident(redis_url: str, incidents: Incidents, smtp_si
     assert smtp_sink.messages == [] and not incidents.r.exists(incidents.prefix + "party_queue_age")
 
 
-def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, incidents: Incidents,
-                                                            smtp_sink: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_party_dead_letters_past_the_threshold_are_one_mail(
+    hub: str, incidents: Incidents, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ALERT_PARTY_DEAD_LETTERS", "3")
 
     def check_dead_letters() -> None:  # what a drain does after its run: count, then decide
         with connect(hub) as conn:
             count = dead_letters.count_open(conn, exclude_source=dead_letters.CALENDAR_SOURCE)
         check_party_dead_letters(count, incidents)
+
     with connect(hub) as conn:
         for i in range(2):
             dead_letters.add(conn, source="beteiligte_sync", reason="Advoware 422", entity_id=f"6650dl{i}")
@@ -69,22 +72,30 @@ def test_party_dead_letters_past_the_threshold_are_one_mail(hub: str, incidents:
     assert len(smtp_sink.messages) == 1 and "3 open party dead letters" in smtp_sink.messages[0]["Subject"]
 
 
-def test_without_recipients_an_alert_is_logged_not_mailed(smtp_sink: Any, monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_without_recipients_an_alert_is_logged_not_mailed(
+    smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("ALERT_EMAIL_TO", "")
-    assert send(calendar_failed({"AB": "SyncStopped"}, "run-1", "employee_sync.phase_1_new_advoware", None,
-                                stopped=True)) is False
+    assert (
+        send(calendar_failed({"AB": "SyncStopped"}, "run-1", "employee_sync.phase_1_new_advoware", None, stopped=True))
+        is False
+    )
     assert smtp_sink.messages == [] and "ALERT safety_stop" in caplog.text
 
 
 def test_alert_texts_name_ids_only() -> None:
-    alert = parked("AB", "run-7", 4, [{"kind": "update_advoware", "frnr": 4711, "google_event_id": "g1",
-                                       "reason": "AdvowareRequestError 422"}])
+    alert = parked(
+        "AB",
+        "run-7",
+        4,
+        [{"kind": "update_advoware", "frnr": 4711, "google_event_id": "g1", "reason": "AdvowareRequestError 422"}],
+    )
     assert "frNr=4711 event=g1" in alert.text() and "run-7, phase 4" in alert.text()
 
 
 def test_a_unit_phase_failing_mails_once_naming_only_the_employees_with_a_new_incident(
-        hub: str, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    hub: str, smtp_sink: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     """A phase task of a unit of four fails after its retries: AB was failing in its previous run too
     (its incident was mailed then), CD fails anew, EF stopped for safety, GH got through. One mail names
     CD, one (a safety stop) EF; the unit's last phase, failing for them again, mails nothing; a task
@@ -100,8 +111,12 @@ def test_a_unit_phase_failing_mails_once_naming_only_the_employees_with_a_new_in
     from include.settings import PostgresSettings, Settings
 
     info = psycopg.conninfo.conninfo_to_dict(hub)
-    env = airflow_env.connections(Settings(postgres=PostgresSettings(
-        host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"])), root=tmp_path)
+    env = airflow_env.connections(
+        Settings(
+            postgres=PostgresSettings(host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"])
+        ),
+        root=tmp_path,
+    )
     monkeypatch.setenv("AIRFLOW_CONN_SYNC_HUB_DEFAULT", env["AIRFLOW_CONN_SYNC_HUB_DEFAULT"])
     with connect(hub) as conn:
         conn.execute("""INSERT INTO sync_runs (run_id, kind, employee, status, counts, started_at) VALUES
@@ -109,20 +124,39 @@ def test_a_unit_phase_failing_mails_once_naming_only_the_employees_with_a_new_in
             ('run-0', 'calendar', 'CD', 'success', '{}', now() - interval '15 minutes'),
             ('run-1', 'calendar', 'AB', 'failed', '{}', now()), ('run-1', 'calendar', 'CD', 'failed', '{}', now()),
             ('run-1', 'calendar', 'EF', 'stopped', '{}', now()), ('run-1', 'calendar', 'GH', 'success', '{}', now())""")
-    unit = {"index": 0, "label": "AB … GH (4 employees)",
-            "employees": [{"employee": e, "plan_id": None, "planning_error": None} for e in ("AB", "CD", "EF", "GH")]}
+    unit = {
+        "index": 0,
+        "label": "AB … GH (4 employees)",
+        "employees": [{"employee": e, "plan_id": None, "planning_error": None} for e in ("AB", "CD", "EF", "GH")],
+    }
 
     def fail(task_id: str, exc: BaseException) -> None:
-        ti = SimpleNamespace(map_index=0, task_id=task_id, rendered_map_index=unit["label"], log_url=None,
-                             task=SimpleNamespace(op_kwargs={"unit": unit}))
+        ti = SimpleNamespace(
+            map_index=0,
+            task_id=task_id,
+            rendered_map_index=unit["label"],
+            log_url=None,
+            task=SimpleNamespace(op_kwargs={"unit": unit}),
+        )
         on_calendar_failure({"ti": ti, "run_id": "run-1", "exception": exc})
 
-    fail("employee_sync.phase_2_new_google", UnitPhaseFailed(
-        "phase 2: 3 of 4 employee(s) failed", {"AB": "AdvowareRequestError 503", "CD": "AdvowareRequestError 503",
-                                               "EF": "sync of EF stopped: too many deletions"}, {"EF"}))
+    fail(
+        "employee_sync.phase_2_new_google",
+        UnitPhaseFailed(
+            "phase 2: 3 of 4 employee(s) failed",
+            {
+                "AB": "AdvowareRequestError 503",
+                "CD": "AdvowareRequestError 503",
+                "EF": "sync of EF stopped: too many deletions",
+            },
+            {"EF"},
+        ),
+    )
     subjects = sorted(m["Subject"] for m in smtp_sink.messages)
-    assert subjects == ["[kanzlei-sync] calendar sync of CD: failed after its retries",
-                        "[kanzlei-sync] calendar sync of EF: safety stop (deletions withheld)"]
+    assert subjects == [
+        "[kanzlei-sync] calendar sync of CD: failed after its retries",
+        "[kanzlei-sync] calendar sync of EF: safety stop (deletions withheld)",
+    ]
     assert all("AB" not in body and "GH" not in body for body in smtp_sink.bodies())
 
     try:

@@ -26,8 +26,9 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def connections(monkeypatch: pytest.MonkeyPatch, advoware_url: str, espocrm_url: str, redis_url: str,
-                hub: str, tmp_path: Path) -> None:
+def connections(
+    monkeypatch: pytest.MonkeyPatch, advoware_url: str, espocrm_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> None:
     s = settings(advoware_url, espocrm_url, redis_url, hub)
     env = airflow_env.connections(s, root=tmp_path)
     for cid in ("ADVOWARE_DEFAULT", "ESPOCRM_DEFAULT", "REDIS_DEFAULT", "SYNC_HUB_DEFAULT"):
@@ -40,7 +41,6 @@ def connections(monkeypatch: pytest.MonkeyPatch, advoware_url: str, espocrm_url:
 
 def _dag():  # -> airflow.sdk.DAG
     from airflow.dag_processing.dagbag import DagBag
-
 
     bag = DagBag(dag_folder=str(DAGS / "beteiligte_sync.py"), safe_mode=False)
     assert bag.import_errors == {}
@@ -58,8 +58,9 @@ def test_dag_shape() -> None:
     assert drain.retries >= 1 and float(drain.retry_exponential_backoff) == 2.0 and drain.max_retry_delay
 
 
-def test_run_drains_the_queue_into_advoware(airflow_db: None, connections: None, advoware_url: str,
-                                             espocrm_url: str, redis_url: str, hub: str) -> None:
+def test_run_drains_the_queue_into_advoware(
+    airflow_db: None, connections: None, advoware_url: str, espocrm_url: str, redis_url: str, hub: str
+) -> None:
     from airflow.sdk import DagRunState
 
     user = CrmUser(espocrm_url)
@@ -100,8 +101,9 @@ def test_run_drains_the_queue_into_advoware(airflow_db: None, connections: None,
     assert advoware_parties(advoware_url) == before
 
 
-def test_each_drain_writes_its_party_run_row(airflow_db: None, connections: None, advoware_url: str,
-                                              espocrm_url: str, redis_url: str, hub: str) -> None:
+def test_each_drain_writes_its_party_run_row(
+    airflow_db: None, connections: None, advoware_url: str, espocrm_url: str, redis_url: str, hub: str
+) -> None:
     """The status view's "Last party run" is this DAG's run: id, outcome and the drain's counts."""
     from airflow.sdk import DagRunState
 
@@ -129,10 +131,15 @@ def test_each_drain_writes_its_party_run_row(airflow_db: None, connections: None
     assert collect(Sources.from_urls(hub, redis_url))["party_run"]["run_id"] == run.run_id
 
 
-def test_a_party_that_cannot_be_written_is_parked_and_mailed(airflow_db: None, connections: None,
-                                                            espocrm_url: str, redis_url: str, hub: str,
-                                                            smtp_sink: object,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_party_that_cannot_be_written_is_parked_and_mailed(
+    airflow_db: None,
+    connections: None,
+    espocrm_url: str,
+    redis_url: str,
+    hub: str,
+    smtp_sink: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A party Advoware will never take ends in the dead letters after its last attempt, the run still
     succeeds for the others, and the administrator gets one mail once the threshold is reached."""
     from airflow.sdk import DagRunState

@@ -52,8 +52,9 @@ def airflow_db() -> None:
 
 
 @pytest.fixture
-def conns(monkeypatch: pytest.MonkeyPatch, advoware_url: str, google_url: str, redis_url: str, hub: str,
-          tmp_path: Path) -> dict[str, Any]:
+def conns(
+    monkeypatch: pytest.MonkeyPatch, advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> dict[str, Any]:
     """AIRFLOW_CONN_* of the test's sandboxes; returns the Advoware extras to change per test."""
     s = settings(advoware_url, google_url, redis_url, hub, tmp_path)
     env = airflow_env.connections(s, root=tmp_path)
@@ -108,8 +109,7 @@ def test_dag_shape() -> None:
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert dag.timetable.expression == "*/15 * * * *"
     assert dag.doc_md and DAG_ID in dag.doc_md
-    assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover",
-                               "refill_google"}
+    assert set(dag.params) == {"full_content", "employees", "dry_run", "force_deletions", "recover", "refill_google"}
     ids = set(dag.task_ids)
     group = ["phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates"]
     assert ids == {"plan_employees", *(f"employee_sync.{t}" for t in group)}
@@ -129,7 +129,8 @@ def test_dag_shape() -> None:
 
 # -- runs --------------------------------------------------------------------------------------------
 def test_first_run_creates_everything_and_a_second_writes_nothing(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url)
@@ -147,18 +148,30 @@ def test_first_run_creates_everything_and_a_second_writes_nothing(
 
 
 def test_injected_5xx_and_429_converge_without_duplicates(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    airflow_db: None,
+    conns: dict,
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=2)
     # no retries inside the clients: every fault reaches the task, which Airflow retries
     monkeypatch.setenv("GOOGLE_MAX_RETRIES", "0")
     conns["set_advoware"](max_retries=0)
-    faults(advoware_url, {"match": "Termine.*", "kind": "status", "status": 503, "rate": 0.2, "seed": 3},
-           {"match": "Mitarbeiter.list", "kind": "status", "status": 429, "rate": 0.2, "seed": 5})
-    faults(google_url, {"match": "*", "kind": "status", "status": 500, "rate": 0.1, "seed": 7},
-           {"match": "*", "kind": "status", "status": 429, "rate": 0.1, "seed": 11, "reason": "rateLimitExceeded"})
+    faults(
+        advoware_url,
+        {"match": "Termine.*", "kind": "status", "status": 503, "rate": 0.2, "seed": 3},
+        {"match": "Mitarbeiter.list", "kind": "status", "status": 429, "rate": 0.2, "seed": 5},
+    )
+    faults(
+        google_url,
+        {"match": "*", "kind": "status", "status": 500, "rate": 0.1, "seed": 7},
+        {"match": "*", "kind": "status", "status": 429, "rate": 0.1, "seed": 11, "reason": "rateLimitExceeded"},
+    )
     states, tries = [], []
     for _ in range(4):  # retries inside a run first; a run that still failed is followed by the next one
         run = _run()
@@ -181,7 +194,8 @@ def test_injected_5xx_and_429_converge_without_duplicates(
 
 
 def test_an_empty_advoware_list_stops_the_run_without_deletions(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=1)
@@ -207,7 +221,8 @@ def test_an_empty_advoware_list_stops_the_run_without_deletions(
 
 
 def test_write_protection_keeps_every_write_away_from_advoware(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=1)
@@ -230,7 +245,8 @@ def test_write_protection_keeps_every_write_away_from_advoware(
 
 
 def test_a_prefilled_calendar_is_adopted_not_duplicated(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path
+) -> None:
     """Events a previous installation wrote (no marker, other ids) are matched by content."""
     from airflow.sdk import DagRunState
 
@@ -264,7 +280,8 @@ def test_a_prefilled_calendar_is_adopted_not_duplicated(
 
 
 def test_dry_run_plans_and_writes_nothing(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str
+) -> None:
     from airflow.sdk import DagRunState
 
     from include.hub.db import connect
@@ -284,7 +301,8 @@ def test_dry_run_plans_and_writes_nothing(
 
 
 def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_redoes_only_its_items(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path
+) -> None:
     """A new Google event per employee goes to Advoware in phase 2; Advoware refuses the first create
     of one employee: only that employee's phase 2 is retried, and its retry creates only its item."""
     from airflow.sdk import DagRunState
@@ -296,19 +314,20 @@ def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
     for i, employee in enumerate((failing, other)):
         session, calendar_id = ctx.calendar(employee)
-        body = {"summary": f"Neu {i}", "start": {"date": f"2030-03-0{i + 2}"},
-                "end": {"date": f"2030-03-0{i + 3}"}}
+        body = {"summary": f"Neu {i}", "start": {"date": f"2030-03-0{i + 2}"}, "end": {"date": f"2030-03-0{i + 3}"}}
         session.execute(lambda s, c=calendar_id, b=body: s.events().insert(calendarId=c, body=b), "events.insert")
     ctx.close()
-    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1,
-                          "principal": failing})
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1, "principal": failing})
     before = stats(advoware_url)
 
     run = _run()
 
     assert run.state == DagRunState.SUCCESS
-    tries = {(ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number for ti in run.get_task_instances()
-             if ti.task_id.startswith("employee_sync.")}
+    tries = {
+        (ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number
+        for ti in run.get_task_instances()
+        if ti.task_id.startswith("employee_sync.")
+    }
     assert tries[("phase_2_new_google", failing)] == 2  # failed once, retried
     assert tries[("phase_2_new_google", other)] == 1  # not held up, not redone
     assert {e for _, e in tries} == {failing, other}  # the quiet employee was closed in plan_employees
@@ -318,15 +337,16 @@ def test_one_employee_failing_in_phase_2_leaves_the_others_synced_and_its_retry_
     for employee in (failing, other):  # each new event became exactly one appointment of its employee
         made = after["by_principal"][employee]["writes"] - before["by_principal"].get(employee, {}).get("writes", 0)
         assert made == 1, employee
-    assert quiet not in after["by_principal"] or (after["by_principal"][quiet]["writes"]
-                                                  == before["by_principal"].get(quiet, {}).get("writes", 0))
+    assert quiet not in after["by_principal"] or (
+        after["by_principal"][quiet]["writes"] == before["by_principal"].get(quiet, {}).get("writes", 0)
+    )
     _assert_converged(advoware_url, google_url, hub)
 
 
 # -- alerts --------------------------------------------------------------------------------------------
 def test_an_employee_failing_past_its_retries_sends_exactly_one_alert(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
-        smtp_sink: Any) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path, smtp_sink: Any
+) -> None:
     """One mail per incident: after the last retry (not per retry), naming employee and run, ids only;
     the next run failing the same way is the same incident (no second mail)."""
     from airflow.sdk import DagRunState
@@ -337,9 +357,17 @@ def test_an_employee_failing_past_its_retries_sends_exactly_one_alert(
     failing = sorted(cals)[0]
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
     session, calendar_id = ctx.calendar(failing)
-    session.execute(lambda s: s.events().insert(calendarId=calendar_id, body={
-        "summary": "Mandantin Gräfin Vertraulich", "start": {"date": "2030-04-02"}, "end": {"date": "2030-04-03"}}),
-        "events.insert")
+    session.execute(
+        lambda s: s.events().insert(
+            calendarId=calendar_id,
+            body={
+                "summary": "Mandantin Gräfin Vertraulich",
+                "start": {"date": "2030-04-02"},
+                "end": {"date": "2030-04-03"},
+            },
+        ),
+        "events.insert",
+    )
     ctx.close()
     faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "principal": failing})
 
@@ -360,8 +388,15 @@ def test_an_employee_failing_past_its_retries_sends_exactly_one_alert(
 
 
 def test_a_safety_stop_and_parked_items_are_alerts_of_their_own(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, smtp_sink: Any,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    airflow_db: None,
+    conns: dict,
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    smtp_sink: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=1)
@@ -381,11 +416,15 @@ def test_a_safety_stop_and_parked_items_are_alerts_of_their_own(
     (employee,) = calendar_ids(hub)
     ctx = make_ctx(advoware_url, google_url, conns["settings"].redis_url, hub, tmp_path)
     session, calendar_id = ctx.calendar(employee)
-    event = next(e for e in calendar_events(google_url, calendar_id)
-                 if marker_of(e)[1] and (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"]
-                 and not e.get("recurrence"))
-    session.execute(lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"],
-                                               body={"location": "Raum 9"}), "events.patch")
+    event = next(
+        e
+        for e in calendar_events(google_url, calendar_id)
+        if marker_of(e)[1] and (marker_of(e)[1] or 0) > 0 and "dateTime" in e["start"] and not e.get("recurrence")
+    )
+    session.execute(
+        lambda s: s.events().patch(calendarId=calendar_id, eventId=event["id"], body={"location": "Raum 9"}),
+        "events.patch",
+    )
     ctx.close()
     faults(advoware_url, {"match": "Termine.update", "kind": "status", "status": 422})
     assert _run().state == DagRunState.SUCCESS  # the parked item no longer fails its phase
@@ -395,8 +434,8 @@ def test_a_safety_stop_and_parked_items_are_alerts_of_their_own(
 
 
 def test_an_emptied_calendar_stops_once_mails_once_and_the_refill_param_puts_it_back(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
-        smtp_sink: Any) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path, smtp_sink: Any
+) -> None:
     """An employee empties their calendar in Google: Advoware keeps everything, the administrator gets
     one mail naming the two answers, and the trigger form's `refill_google` puts Google back."""
     from airflow.sdk import DagRunState
@@ -416,8 +455,11 @@ def test_an_emptied_calendar_stops_once_mails_once_and_the_refill_param_puts_it_
     for _ in range(2):
         run = _run()
         assert run.state == DagRunState.FAILED
-        assert [ti.rendered_map_index for ti in run.get_task_instances()
-                if ti.task_id == "employee_sync.phase_1_new_advoware" and ti.state == "failed"] == [emptied]
+        assert [
+            ti.rendered_map_index
+            for ti in run.get_task_instances()
+            if ti.task_id == "employee_sync.phase_1_new_advoware" and ti.state == "failed"
+        ] == [emptied]
     assert total_writes(advoware_url) == advoware_writes  # Advoware keeps every appointment
     (mail,) = smtp_sink.messages  # one incident, one mail
     body = smtp_sink.bodies()[0]
@@ -433,8 +475,8 @@ def test_an_emptied_calendar_stops_once_mails_once_and_the_refill_param_puts_it_
 
 
 def test_a_calendar_deleted_in_google_is_made_again_with_one_mail(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
-        smtp_sink: Any) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path, smtp_sink: Any
+) -> None:
     from airflow.sdk import DagRunState
 
     seed_firm(advoware_url, employees=1)
@@ -464,18 +506,28 @@ def _google_event_for(ctx: Any, employee: str, day: str) -> None:
 
 
 def _tries(run: Any) -> dict[tuple[str, str], int]:
-    return {(ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number for ti in run.get_task_instances()
-            if ti.task_id.startswith("employee_sync.")}
+    return {
+        (ti.task_id.split(".")[-1], ti.rendered_map_index): ti.try_number
+        for ti in run.get_task_instances()
+        if ti.task_id.startswith("employee_sync.")
+    }
 
 
 def _made_by(before: dict[str, Any], after: dict[str, Any], employee: str) -> int:
-    return after["by_principal"].get(employee, {}).get("writes", 0) - \
-        before["by_principal"].get(employee, {}).get("writes", 0)
+    return after["by_principal"].get(employee, {}).get("writes", 0) - before["by_principal"].get(employee, {}).get(
+        "writes", 0
+    )
 
 
 def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried_alone(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    airflow_db: None,
+    conns: dict,
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Two units at most: five employees with work make units of three and two (neighbouring Kürzel);
     then three with work make units of two and one. Advoware refuses the first create of one employee:
     only its unit's phase 2 is retried, the retry redoes only that employee, and its unit mate's item
@@ -488,8 +540,9 @@ def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried
     assert first.state == DagRunState.SUCCESS
     active = sorted(calendar_ids(hub))
     assert len(active) == 5
-    labels = sorted(ti.rendered_map_index for ti in first.get_task_instances()
-                    if ti.task_id == "employee_sync.phase_1_new_advoware")
+    labels = sorted(
+        ti.rendered_map_index for ti in first.get_task_instances() if ti.task_id == "employee_sync.phase_1_new_advoware"
+    )
     assert labels == [f"{active[0]} … {active[2]} (3 employees)", f"{active[3]} … {active[4]} (2 employees)"]
     assert len(first.get_task_instances()) == 1 + 2 * 4
     _assert_converged(advoware_url, google_url, hub)
@@ -499,8 +552,7 @@ def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried
     for i, employee in enumerate((failing, mate, other)):
         _google_event_for(ctx, employee, f"2030-03-0{i + 2}")
     ctx.close()
-    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1,
-                          "principal": failing})
+    faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "count": 1, "principal": failing})
     before = stats(advoware_url)
 
     run = _run()
@@ -510,8 +562,11 @@ def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried
     unit0, unit1 = f"{failing} … {mate} (2 employees)", other
     assert tries[("phase_2_new_google", unit0)] == 2  # failed once, retried
     assert {k: v for k, v in tries.items() if k != ("phase_2_new_google", unit0)} == {
-        (t, u): 1 for t in ("phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates")
-        for u in (unit0, unit1) if (t, u) != ("phase_2_new_google", unit0)}
+        (t, u): 1
+        for t in ("phase_1_new_advoware", "phase_2_new_google", "phase_3_deletions", "phase_4_updates")
+        for u in (unit0, unit1)
+        if (t, u) != ("phase_2_new_google", unit0)
+    }
     after = stats(advoware_url)
     assert after["requests"]["Termine.create"] - before["requests"].get("Termine.create", 0) == 4  # 1 refused
     assert [_made_by(before, after, e) for e in (failing, mate, other)] == [1, 1, 1]  # the mate's not redone
@@ -519,8 +574,16 @@ def test_employees_beyond_the_threshold_share_units_and_a_failing_one_is_retried
 
 
 def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, smtp_sink: Any, caplog: pytest.LogCaptureFixture) -> None:
+    airflow_db: None,
+    conns: dict,
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp_sink: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """One unit for everybody: Advoware refuses every create of one employee. Its unit mate still gets
     through phases 3 and 4 (its sync token saved, its run a success); the failing employee goes no
     further; the last phase fails at once, so the run shows it; one mail names only the failing one;
@@ -538,8 +601,10 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
         _google_event_for(ctx, employee, f"2030-04-0{i + 2}")
     ctx.close()
     with connect(hub) as conn:
-        tokens_before = {r["employee"]: r["sync_token"] for r in conn.execute(
-            "SELECT employee, sync_token FROM employee_calendars").fetchall()}
+        tokens_before = {
+            r["employee"]: r["sync_token"]
+            for r in conn.execute("SELECT employee, sync_token FROM employee_calendars").fetchall()
+        }
     faults(advoware_url, {"match": "Termine.create", "kind": "status", "status": 503, "principal": failing})
     before = stats(advoware_url)
 
@@ -547,15 +612,28 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
 
     assert run.state == DagRunState.FAILED
     unit = f"{failing} … {mate} (2 employees)"
-    states = {(ti.task_id.split(".")[-1], ti.rendered_map_index): (ti.state, ti.try_number)
-              for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")}
-    assert states == {("phase_1_new_advoware", unit): ("success", 1), ("phase_2_new_google", unit): ("failed", 4),
-                      ("phase_3_deletions", unit): ("success", 1), ("phase_4_updates", unit): ("failed", 1)}
+    states = {
+        (ti.task_id.split(".")[-1], ti.rendered_map_index): (ti.state, ti.try_number)
+        for ti in run.get_task_instances()
+        if ti.task_id.startswith("employee_sync.")
+    }
+    assert states == {
+        ("phase_1_new_advoware", unit): ("success", 1),
+        ("phase_2_new_google", unit): ("failed", 4),
+        ("phase_3_deletions", unit): ("success", 1),
+        ("phase_4_updates", unit): ("failed", 1),
+    }
     with connect(hub) as conn:
-        rows = {r["employee"]: r for r in conn.execute(
-            "SELECT employee, status, error, counts FROM sync_runs WHERE run_id = %s", (run.run_id,)).fetchall()}
-        tokens = {r["employee"]: r["sync_token"] for r in conn.execute(
-            "SELECT employee, sync_token FROM employee_calendars").fetchall()}
+        rows = {
+            r["employee"]: r
+            for r in conn.execute(
+                "SELECT employee, status, error, counts FROM sync_runs WHERE run_id = %s", (run.run_id,)
+            ).fetchall()
+        }
+        tokens = {
+            r["employee"]: r["sync_token"]
+            for r in conn.execute("SELECT employee, sync_token FROM employee_calendars").fetchall()
+        }
     assert rows[mate]["status"] == "success" and rows[mate]["counts"]["phases_done"] == 4
     assert tokens[mate] != tokens_before[mate]  # its changes are read, not read again next time
     assert rows[failing]["status"] == "failed" and rows[failing]["error"] == "phase 2: 1 item(s) failed"
@@ -573,8 +651,9 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
 
     from include.status.queries import Sources, collect
 
-    spec = importlib.util.spec_from_file_location("sync_status_plugin", DAGS.parent / "plugins" /
-                                                  "sync_status_plugin.py")
+    spec = importlib.util.spec_from_file_location(
+        "sync_status_plugin", DAGS.parent / "plugins" / "sync_status_plugin.py"
+    )
     assert spec and spec.loader
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)
@@ -586,7 +665,8 @@ def test_an_employee_failing_for_good_inside_a_unit_leaves_its_unit_mate_synced(
 
 
 def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str
+) -> None:
     """1,100 employees with work (a dry run plans every appointment as new): more than Airflow expands
     a task over (core.max_map_length, 1,024). The run expands 8 units and succeeds; every employee
     went through all four phases, in exactly one unit, and nothing was written anywhere."""
@@ -604,8 +684,9 @@ def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
     labels = sorted({ti.rendered_map_index for ti in tis})
     assert len(labels) == 8 and all(label.endswith(("(137 employees)", "(138 employees)")) for label in labels)
     with connect(hub) as conn:
-        rows = conn.execute("SELECT employee, status, counts FROM sync_runs WHERE run_id = %s",
-                            (run.run_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT employee, status, counts FROM sync_runs WHERE run_id = %s", (run.run_id,)
+        ).fetchall()
     assert len(rows) == 1100
     assert {r["status"] for r in rows} == {"dry_run"} and {r["counts"]["phases_done"] for r in rows} == {4}
     by_unit = Counter(r["counts"]["unit"] for r in rows)
@@ -614,8 +695,8 @@ def test_more_employees_with_work_than_airflow_maps_run_in_bounded_units(
 
 
 def test_a_run_for_some_employees_syncs_only_them_in_its_units(
-        airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    airflow_db: None, conns: dict, advoware_url: str, google_url: str, hub: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The `employees` param, with units shared (one unit at most): only the named employees are
     planned and synced, in one unit of the two; the others are not touched."""
     from airflow.sdk import DagRunState
@@ -628,13 +709,19 @@ def test_a_run_for_some_employees_syncs_only_them_in_its_units(
     chosen = [everyone[0], everyone[2]]
     run = _run(employees=[c.lower() for c in chosen])  # Kürzel in any case
     assert run.state == DagRunState.SUCCESS
-    assert {ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")} \
-        == {f"{chosen[0]} … {chosen[1]} (2 employees)"}
+    assert {ti.rendered_map_index for ti in run.get_task_instances() if ti.task_id.startswith("employee_sync.")} == {
+        f"{chosen[0]} … {chosen[1]} (2 employees)"
+    }
     with connect(hub) as conn:
-        synced = [r["employee"] for r in conn.execute(
-            "SELECT employee FROM sync_runs WHERE run_id = %s AND status = 'success' ORDER BY employee",
-            (run.run_id,)).fetchall()]
+        synced = [
+            r["employee"]
+            for r in conn.execute(
+                "SELECT employee FROM sync_runs WHERE run_id = %s AND status = 'success' ORDER BY employee",
+                (run.run_id,),
+            ).fetchall()
+        ]
     assert synced == chosen and sorted(calendar_ids(hub)) == chosen
     for employee in chosen:
-        assert sorted(marker_of(e)[1] for e in calendar_events(google_url, calendar_ids(hub)[employee])) == \
-            sorted(t["frNr"] for t in termine(advoware_url, employee))
+        assert sorted(marker_of(e)[1] for e in calendar_events(google_url, calendar_ids(hub)[employee])) == sorted(
+            t["frNr"] for t in termine(advoware_url, employee)
+        )

@@ -49,8 +49,11 @@ def _user_event(ctx: SyncContext, employee: str, title: str) -> str:
     """An appointment a person enters in Google (no marker, server-made id), in ten days."""
     day = (date.today() + timedelta(days=10)).isoformat()
     session, calendar_id = ctx.calendar(employee)
-    body = {"summary": title, "start": {"dateTime": f"{day}T10:00:00+02:00", "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": f"{day}T11:00:00+02:00", "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": title,
+        "start": {"dateTime": f"{day}T10:00:00+02:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": f"{day}T11:00:00+02:00", "timeZone": "Europe/Berlin"},
+    }
     created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body), "events.insert")
     return str(created["id"])
 
@@ -60,7 +63,8 @@ def _first_employee(ctx: SyncContext) -> str:
 
 
 def test_full_sync_creates_everything_and_a_second_run_writes_nothing(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, hub: str
+) -> None:
     run_id, results = sync_all(ctx)
     assert {r["status"] for r in results.values()} == {"success"}, results
     cals = calendar_ids(hub)
@@ -79,7 +83,8 @@ def test_full_sync_creates_everything_and_a_second_run_writes_nothing(
 
 
 def test_crash_between_intent_and_post_creates_exactly_once(
-        ctx: SyncContext, advoware_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx: SyncContext, advoware_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sync_all(ctx)
     employee = _first_employee(ctx)
     gid = _user_event(ctx, employee, "Neuer Termin aus Google")
@@ -110,7 +115,8 @@ def test_crash_between_intent_and_post_creates_exactly_once(
 
 
 def test_crash_after_post_before_link_adopts_instead_of_duplicating(
-        ctx: SyncContext, advoware_url: str, google_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sync_all(ctx)
     employee = _first_employee(ctx)
     gid = _user_event(ctx, employee, "Termin kurz vor dem Absturz")
@@ -148,8 +154,9 @@ def _linked_pair(ctx: SyncContext, advoware_url: str, google_url: str) -> tuple[
     sync_all(ctx)
     employee = _first_employee(ctx)
     calendar_id = calendar_ids(ctx.hub_dsn)[employee]
-    target = next(t for t in termine(advoware_url, employee) if t["frNr"] > 0 and not t["dauertermin"]
-                  and not t["abwesenheit"])
+    target = next(
+        t for t in termine(advoware_url, employee) if t["frNr"] > 0 and not t["dauertermin"] and not t["abwesenheit"]
+    )
     event = next(e for e in calendar_events(google_url, calendar_id) if marker_of(e)[1] == target["frNr"])
     return employee, calendar_id, target, event
 
@@ -164,8 +171,7 @@ def _event(google_url: str, calendar_id: str, event_id: str) -> dict[str, Any]:
     return next(e for e in calendar_events(google_url, calendar_id) if e["id"] == event_id)
 
 
-def test_stale_change_stamp_skips_the_advoware_update(
-        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
+def test_stale_change_stamp_skips_the_advoware_update(ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
     _patch_event(ctx, employee, calendar_id, event["id"], {"location": "Raum aus Google"})
     prep = prepare(ctx, new_run_id(), employee, RunParams())
@@ -185,7 +191,8 @@ def test_stale_change_stamp_skips_the_advoware_update(
 
 
 def test_a_google_edit_after_an_incremental_plan_is_not_overwritten(
-        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str
+) -> None:
     employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
     ctx.advoware.update_termin(target["frNr"], {**target, "ort": "Raum aus Advoware"})
     prep = prepare(ctx, new_run_id(), employee, RunParams())  # incremental: Google unchanged, not listed
@@ -205,7 +212,8 @@ def test_a_google_edit_after_an_incremental_plan_is_not_overwritten(
 
 
 def test_a_google_change_outside_the_mapping_does_not_block_later_updates(
-        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str
+) -> None:
     employee, calendar_id, target, event = _linked_pair(ctx, advoware_url, google_url)
     # a field the mapping ignores: Google's `updated` moves, the content fingerprint does not
     _patch_event(ctx, employee, calendar_id, event["id"], {"colorId": "5"})
@@ -221,7 +229,8 @@ def test_a_google_change_outside_the_mapping_does_not_block_later_updates(
 
 
 def test_failing_items_are_recorded_and_the_phase_fails_at_the_end(
-        ctx: SyncContext, advoware_url: str, google_url: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str
+) -> None:
     from tests.calendar_helpers import faults
 
     employee = sorted(ctx.advoware.list_mitarbeiter(), key=lambda m: m["kuerzel"])[0]["kuerzel"]
@@ -247,7 +256,8 @@ def test_failing_items_are_recorded_and_the_phase_fails_at_the_end(
 
 
 def test_the_demo_changes_on_both_sides_are_carried_across(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, hub: str
+) -> None:
     from devstack.calendar_demo import make_changes
 
     _, results = sync_all(ctx)
@@ -268,7 +278,8 @@ def test_the_demo_changes_on_both_sides_are_carried_across(
 
 
 def test_recover_rebuilds_lost_links_and_the_next_run_writes_nothing(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, hub: str
+) -> None:
     from include import cli
 
     sync_all(ctx)
@@ -285,7 +296,8 @@ def test_recover_rebuilds_lost_links_and_the_next_run_writes_nothing(
 
 
 def test_every_write_is_one_info_line_naming_employee_frnr_event_and_action(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, caplog: pytest.LogCaptureFixture) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, hub: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """What an administrator reads in a task log: which appointment was touched, by ids; never a text."""
     import logging
 
@@ -293,8 +305,11 @@ def test_every_write_is_one_info_line_naming_employee_frnr_event_and_action(
         sync_all(ctx)  # the initial sync: every Google insert (batched) is a line of its own
     employee = _first_employee(ctx)
     inserted = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith(f"write {employee} "))
-    expected = sorted(f"write {employee} create_google frNr={lk['frnr']} event={lk['google_event_id']}: created"
-                      for lk in links(hub, employee) if lk["status"] == "linked")
+    expected = sorted(
+        f"write {employee} create_google frNr={lk['frnr']} event={lk['google_event_id']}: created"
+        for lk in links(hub, employee)
+        if lk["status"] == "linked"
+    )
     assert inserted == expected and len(expected) == len(termine(advoware_url, employee))
 
     gid = _user_event(ctx, employee, "Vertraulich: Mandant Müller")

@@ -57,8 +57,11 @@ def airflow() -> Iterator[tuple[Any, str]]:
 
 
 def _with_airflow(settings: Settings, url: str) -> Settings:
-    return settings.model_copy(update={"airflow_api": AirflowApiSettings(
-        _env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5)})
+    return settings.model_copy(
+        update={
+            "airflow_api": AirflowApiSettings(_env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5)
+        }
+    )
 
 
 @pytest.fixture
@@ -74,17 +77,28 @@ def _day(days: int) -> str:
 
 
 def _advoware_appointment(ctx: SyncContext, employee: str, text: str) -> int:
-    record = ctx.advoware.create_termin({"text": text, "kuerzel": employee, "anwalt": employee,
-                                        "datum": f"{_day(9)}T10:00:00", "uhrzeitVon": "10:00:00",
-                                        "datumBis": f"{_day(9)}T11:00:00", "uhrzeitBis": "11:00:00"})
+    record = ctx.advoware.create_termin(
+        {
+            "text": text,
+            "kuerzel": employee,
+            "anwalt": employee,
+            "datum": f"{_day(9)}T10:00:00",
+            "uhrzeitVon": "10:00:00",
+            "datumBis": f"{_day(9)}T11:00:00",
+            "uhrzeitBis": "11:00:00",
+        }
+    )
     return int(record["frNr"])
 
 
 def _user_event(ctx: SyncContext, employee: str, title: str) -> str:
     """An appointment a person enters in Google (no marker, server-made id)."""
     session, calendar_id = ctx.calendar(employee)
-    body = {"summary": title, "start": {"dateTime": f"{_day(11)}T14:00:00+02:00", "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": f"{_day(11)}T15:00:00+02:00", "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": title,
+        "start": {"dateTime": f"{_day(11)}T14:00:00+02:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": f"{_day(11)}T15:00:00+02:00", "timeZone": "Europe/Berlin"},
+    }
     created = session.execute(lambda s: s.events().insert(calendarId=calendar_id, body=body), "events.insert")
     return str(created["id"])
 
@@ -97,8 +111,10 @@ def _open_letters(hub: str) -> list[dict[str, Any]]:
 def _run_counts(hub: str, employee: str) -> dict[str, Any]:
     """The run log row of the employee's latest run (plan and phase counts)."""
     with psycopg.connect(hub) as conn:
-        (counts,) = conn.execute("SELECT counts FROM sync_runs WHERE kind = 'calendar' AND employee = %s "
-                                 "ORDER BY started_at DESC LIMIT 1", (employee,)).fetchone()
+        (counts,) = conn.execute(
+            "SELECT counts FROM sync_runs WHERE kind = 'calendar' AND employee = %s ORDER BY started_at DESC LIMIT 1",
+            (employee,),
+        ).fetchone()
     return counts
 
 
@@ -107,8 +123,13 @@ def _requests(url: str, endpoint: str) -> int:
 
 
 def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_once_fixed(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, capsys: pytest.CaptureFixture[str],
-        airflow: tuple[Any, str]) -> None:
+    ctx: SyncContext,
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    capsys: pytest.CaptureFixture[str],
+    airflow: tuple[Any, str],
+) -> None:
     _, first = sync_all(ctx)
     assert {r["status"] for r in first.values()} == {"success"}
     employee = sorted(calendar_ids(hub))[0]
@@ -133,8 +154,7 @@ def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_o
     assert run2[employee]["counts"]["phase1"].get("google.parked") == 1
     (letter,) = _open_letters(hub)
     assert letter["entity_id"] == f"{employee}:{frnr}" and letter["attempts"] == 2
-    assert letter["payload"] == {"employee": employee, "frnr": frnr, "google_event_id": gid,
-                                 "action": "create_google"}
+    assert letter["payload"] == {"employee": employee, "frnr": frnr, "google_event_id": gid, "action": "create_google"}
     assert "HTTP 400" in letter["reason"] and str(frnr) in letter["reason"]
     assert REJECTED_TEXT not in json.dumps(dead_letters.to_json(letter))  # ids and status only
     (row,) = [lk for lk in links(hub, employee) if lk["frnr"] == frnr]
@@ -175,7 +195,8 @@ def test_an_item_google_rejects_is_parked_the_rest_syncs_and_a_replay_syncs_it_o
 
 
 def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gateway(
-        ctx: SyncContext, advoware_url: str, google_url: str, hub: str, airflow: tuple[Any, str]) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, hub: str, airflow: tuple[Any, str]
+) -> None:
     sync_all(ctx)
     employee = sorted(calendar_ids(hub))[0]
     gid = _user_event(ctx, employee, USER_TEXT)
@@ -188,8 +209,12 @@ def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gatew
     assert run2[employee]["counts"]["phase2"].get("advoware.parked") == 1
     (letter,) = _open_letters(hub)
     assert letter["entity_id"] == f"{employee}:{gid}"
-    assert letter["payload"] == {"employee": employee, "frnr": None, "google_event_id": gid,
-                                 "action": "create_advoware"}
+    assert letter["payload"] == {
+        "employee": employee,
+        "frnr": None,
+        "google_event_id": gid,
+        "action": "create_advoware",
+    }
     assert USER_TEXT not in json.dumps(dead_letters.to_json(letter))
 
     # the sync token moved past the event: only the replay's full read can bring it back
@@ -203,7 +228,8 @@ def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gatew
     faults(advoware_url)
     fake_airflow, airflow_url = airflow
     settings = _with_airflow(ctx.settings, airflow_url).model_copy(
-        update={"gateway": GatewaySettings(_env_file=None, api_token=WRITE_TOKEN)})
+        update={"gateway": GatewaySettings(_env_file=None, api_token=WRITE_TOKEN)}
+    )
     auth = {"Authorization": f"Bearer {WRITE_TOKEN}"}
     with TestClient(create_app(settings)) as client:
         listed = client.get("/webhooks/dead-letters", params={"source": "calendar_sync"}, headers=auth).json()
@@ -213,7 +239,8 @@ def test_a_google_item_advoware_rejects_is_parked_and_replayed_through_the_gatew
         assert client.post(f"/webhooks/dead-letters/{letter['id']}/replay", headers=auth).status_code == 409
     runs = [r for (dag, _), r in fake_airflow.state.runs.items() if dag == CALENDAR_SYNC_DAG]
     assert [(r["dag_run_id"], r["conf"]) for r in runs] == [
-        (f"replay__calendar__{letter['id']}", {"full_content": False, "employees": [employee]})]
+        (f"replay__calendar__{letter['id']}", {"full_content": False, "employees": [employee]})
+    ]
 
     _, run4 = sync_all(ctx, employees=[employee])
     assert run4[employee]["status"] == "success"

@@ -49,15 +49,23 @@ def ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: 
 def push_settings(ctx: SyncContext, receiver: Receiver | None, *, enabled: bool = True, **sync: Any) -> Settings:
     base = receiver.url.removesuffix("/webhooks/google/calendar") if receiver else ""
     google = GoogleSettings(**{**ctx.settings.google.model_dump(), "push_enabled": enabled})
-    return ctx.settings.model_copy(update={
-        "gateway": GatewaySettings(_env_file=None, public_url=base), "google": google,
-        "sync": SyncSettings(_env_file=None, **{**ctx.settings.sync.model_dump(), **sync})})
+    return ctx.settings.model_copy(
+        update={
+            "gateway": GatewaySettings(_env_file=None, public_url=base),
+            "google": google,
+            "sync": SyncSettings(_env_file=None, **{**ctx.settings.sync.model_dump(), **sync}),
+        }
+    )
 
 
 def keeper(ctx: SyncContext, receiver: Receiver | None, **kw: Any) -> tuple[ChannelKeeper, list[tuple[str, str]]]:
     failures: list[tuple[str, str]] = []
-    k = ChannelKeeper(ctx.google, ctx.hub, push_settings(ctx, receiver, **kw),
-                      on_failure=lambda employee, channel_id, error: failures.append((employee, error)))
+    k = ChannelKeeper(
+        ctx.google,
+        ctx.hub,
+        push_settings(ctx, receiver, **kw),
+        on_failure=lambda employee, channel_id, error: failures.append((employee, error)),
+    )
     return k, failures
 
 
@@ -88,7 +96,8 @@ def test_push_off_opens_no_channel(ctx: SyncContext, google_url: str, receiver: 
 
 
 def test_every_existing_calendar_gets_a_channel_and_a_quiet_run_asks_google_nothing(
-        ctx: SyncContext, google_url: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, receiver: Receiver
+) -> None:
     k, failures = keeper(ctx, receiver)
     report = k.maintain()
     assert sorted(report.created) == ["AB", "CD"] and not failures
@@ -111,7 +120,8 @@ def test_every_existing_calendar_gets_a_channel_and_a_quiet_run_asks_google_noth
 
 
 def test_a_channel_expiring_soon_is_renewed_new_first_then_the_old_stopped(
-        ctx: SyncContext, google_url: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, receiver: Receiver
+) -> None:
     keeper(ctx, receiver)[0].maintain()
     old = {c.employee: c for c in active(ctx)}
     # a week's margin: every channel (granted a week at most) is due
@@ -141,13 +151,16 @@ def test_an_employee_who_leaves_has_the_channel_stopped(ctx: SyncContext, google
 
 
 def test_an_expired_channel_of_an_employee_who_left_is_closed_without_asking_google(
-        ctx: SyncContext, google_url: str, hub: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, hub: str, receiver: Receiver
+) -> None:
     k, _ = keeper(ctx, receiver)
     k.maintain()
     (ab,) = active(ctx, "AB")
     with psycopg.connect(hub) as conn:
-        conn.execute("UPDATE calendar_channels SET expires_at = now() - interval '1 minute' WHERE channel_id = %s",
-                     (ab.channel_id,))
+        conn.execute(
+            "UPDATE calendar_channels SET expires_at = now() - interval '1 minute' WHERE channel_id = %s",
+            (ab.channel_id,),
+        )
     with ctx.hub.transaction() as conn:
         hub_calendars.record_employees(conn, EMAILS, {"CD"})
     faults(google_url, {"match": "channels.stop", "status": 500})  # any call would fail
@@ -160,7 +173,8 @@ def test_a_channel_google_no_longer_knows_is_recreated(ctx: SyncContext, google_
     (ab,) = active(ctx, "AB")
     # Google dropped it (stopped elsewhere): the renewal's channels.stop answers 404
     ctx.google.session_for(EMAILS["AB"]).execute(
-        lambda s: s.channels().stop(body={"id": ab.channel_id, "resourceId": ab.resource_id}), "channels.stop")
+        lambda s: s.channels().stop(body={"id": ab.channel_id, "resourceId": ab.resource_id}), "channels.stop"
+    )
     report = keeper(ctx, receiver, channel_renew_margin_s=8 * 86400)[0].maintain(["AB"])
     assert report.recreated == ["AB"]
     assert channel(ctx, ab.channel_id).stop_reason == "unknown_to_google"
@@ -169,14 +183,17 @@ def test_a_channel_google_no_longer_knows_is_recreated(ctx: SyncContext, google_
 
 
 def test_a_channel_that_expired_unrenewed_is_recreated(
-        ctx: SyncContext, google_url: str, hub: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, hub: str, receiver: Receiver
+) -> None:
     k, _ = keeper(ctx, receiver)
     k.maintain()
     (ab,) = active(ctx, "AB")
     httpx.post(f"{google_url}/_sandbox/push/expire", json={"id": ab.channel_id}, timeout=10).raise_for_status()
     with psycopg.connect(hub) as conn:  # the hub's clock agrees: it expired (Google says nothing then)
-        conn.execute("UPDATE calendar_channels SET expires_at = now() - interval '1 minute' WHERE channel_id = %s",
-                     (ab.channel_id,))
+        conn.execute(
+            "UPDATE calendar_channels SET expires_at = now() - interval '1 minute' WHERE channel_id = %s",
+            (ab.channel_id,),
+        )
     report = k.maintain()
     assert report.recreated == ["AB"]
     assert channel(ctx, ab.channel_id).stop_reason == "expired"
@@ -185,15 +202,18 @@ def test_a_channel_that_expired_unrenewed_is_recreated(
 
 
 def test_a_calendar_made_anew_gets_a_channel_on_the_new_calendar(
-        ctx: SyncContext, google_url: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, receiver: Receiver
+) -> None:
     k, _ = keeper(ctx, receiver)
     k.maintain()
     (ab,) = active(ctx, "AB")
     made = ctx.google.session_for(None).execute(
-        lambda s: s.calendars().insert(body={"summary": "Advoware – AB"}), "calendars.insert")
+        lambda s: s.calendars().insert(body={"summary": "Advoware – AB"}), "calendars.insert"
+    )
     with ctx.hub.transaction() as conn:  # what provisioning records when the old calendar was deleted
-        hub_calendars.upsert_calendar(conn, "AB", email=EMAILS["AB"], calendar_id=made["id"], mode="shared",
-                                      acl_rule_id=None)
+        hub_calendars.upsert_calendar(
+            conn, "AB", email=EMAILS["AB"], calendar_id=made["id"], mode="shared", acl_rule_id=None
+        )
     report = k.maintain()
     assert report.created == ["AB"]
     (new,) = active(ctx, "AB")
@@ -203,7 +223,8 @@ def test_a_calendar_made_anew_gets_a_channel_on_the_new_calendar(
 
 
 def test_a_renewal_that_fails_is_noted_on_the_channel_and_reported(
-        ctx: SyncContext, google_url: str, receiver: Receiver) -> None:
+    ctx: SyncContext, google_url: str, receiver: Receiver
+) -> None:
     keeper(ctx, receiver)[0].maintain()
     (ab,) = active(ctx, "AB")
     faults(google_url, {"match": "events.watch", "status": 400, "reason": "badRequest"})
@@ -233,7 +254,8 @@ def test_a_channel_that_cannot_be_renewed_alerts_once_per_incident(redis_url: st
 
 # -- operations: the status view and the command line ---------------------------------------------
 def test_the_status_view_shows_each_employees_channel_and_last_notification(
-        ctx: SyncContext, hub: str, receiver: Receiver) -> None:
+    ctx: SyncContext, hub: str, receiver: Receiver
+) -> None:
     from include.hub.status import read_status
     from include.status.page import render
     from include.status.queries import Sources, collect
@@ -260,7 +282,8 @@ def test_the_status_view_shows_each_employees_channel_and_last_notification(
 
 
 def test_the_command_line_lists_renews_and_stops_channels(
-        ctx: SyncContext, google_url: str, receiver: Receiver, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx: SyncContext, google_url: str, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
     from include.cli import main
 
     settings = push_settings(ctx, receiver)
@@ -293,7 +316,8 @@ def test_the_command_line_lists_renews_and_stops_channels(
 
 
 def test_the_calendar_runs_planning_opens_the_channels_of_new_calendars_and_a_quiet_run_opens_none(
-        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, receiver: Receiver) -> None:
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, receiver: Receiver
+) -> None:
     from include.calendar_sync.planning import plan_employees
     from include.calendar_sync.prepare import RunParams
     from tests.calendar_helpers import seed_firm
@@ -315,7 +339,8 @@ def test_the_calendar_runs_planning_opens_the_channels_of_new_calendars_and_a_qu
 
 
 def test_the_calendar_runs_planning_with_push_off_opens_no_channel(
-        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path) -> None:
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> None:
     from include.calendar_sync.planning import plan_employees
     from include.calendar_sync.prepare import RunParams
     from tests.calendar_helpers import seed_firm

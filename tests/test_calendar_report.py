@@ -11,8 +11,9 @@ def test_table_sums_the_phases_and_shows_parked_items(hub: str) -> None:
     with connect(hub) as conn:
         runs.start_run(conn, "run-1", "AB", {"plan": {"phase1": 3}})
         runs.add_run_counts(conn, "run-1", "AB", {"phase1": {"google.created": 3, "google.parked": 1}})
-        runs.add_run_counts(conn, "run-1", "AB", {"phase4": {"google.updated": 2, "advoware.updated": 1}},
-                             status="success")
+        runs.add_run_counts(
+            conn, "run-1", "AB", {"phase4": {"google.updated": 2, "advoware.updated": 1}}, status="success"
+        )
         runs.start_run(conn, "run-1", "CD", {}, status="failed", error="phase 2: 1 item(s) failed")
         runs.add_run_counts(conn, "run-1", "CD", {"phase2": {"advoware.created": 4, "advoware.failed": 1}})
 

@@ -86,28 +86,54 @@ class Crash(BaseException):
 
 # -- strategies --------------------------------------------------------------------------------------
 contents = st.builds(
-    Content, day=st.integers(1, 40), start_q=st.integers(0, 36), dur_q=st.integers(1, 8),
-    all_day=st.booleans(), days=st.integers(1, 3), place=st.sampled_from(PLACES), private=st.booleans(),
-    weekly=st.sampled_from((0, 0, 0, 4)))
+    Content,
+    day=st.integers(1, 40),
+    start_q=st.integers(0, 36),
+    dur_q=st.integers(1, 8),
+    all_day=st.booleans(),
+    days=st.integers(1, 3),
+    place=st.sampled_from(PLACES),
+    private=st.booleans(),
+    weekly=st.sampled_from((0, 0, 0, 4)),
+)
 google_contents = contents.map(lambda c: Content(**{**c.__dict__, "weekly": 0}))
-google_series = st.builds(Content, day=st.integers(1, 30), start_q=st.integers(0, 36), dur_q=st.integers(1, 8),
-                          place=st.sampled_from(PLACES), weekly=st.integers(2, 5))
+google_series = st.builds(
+    Content,
+    day=st.integers(1, 30),
+    start_q=st.integers(0, 36),
+    dur_q=st.integers(1, 8),
+    place=st.sampled_from(PLACES),
+    weekly=st.integers(2, 5),
+)
 pick = st.integers(0, 10_000)  # index into the items that exist at that moment
 edits = st.tuples(st.sampled_from((None, *PLACES)), st.sampled_from((0, 0, 1, 3)))
 fault_specs = st.one_of(
-    st.builds(lambda m, s, n: {"match": m, "kind": "status", "status": s, "count": n},
-              st.sampled_from(("events.*", "batch", "events.list", "events.update", "calendars.*")),
-              st.sampled_from((500, 503, 429)), st.integers(1, 3)),
-    st.builds(lambda m, s, r, seed: {"match": m, "kind": "status", "status": s, "rate": r, "seed": seed},
-              st.sampled_from(("events.*", "batch")), st.sampled_from((503, 429)),
-              st.sampled_from((0.2, 0.5)), st.integers(0, 99)),
-    st.builds(lambda m, n: {"match": m, "kind": "drop", "count": n},
-              st.sampled_from(("events.*", "batch")), st.integers(1, 2)))
+    st.builds(
+        lambda m, s, n: {"match": m, "kind": "status", "status": s, "count": n},
+        st.sampled_from(("events.*", "batch", "events.list", "events.update", "calendars.*")),
+        st.sampled_from((500, 503, 429)),
+        st.integers(1, 3),
+    ),
+    st.builds(
+        lambda m, s, r, seed: {"match": m, "kind": "status", "status": s, "rate": r, "seed": seed},
+        st.sampled_from(("events.*", "batch")),
+        st.sampled_from((503, 429)),
+        st.sampled_from((0.2, 0.5)),
+        st.integers(0, 99),
+    ),
+    st.builds(
+        lambda m, n: {"match": m, "kind": "drop", "count": n}, st.sampled_from(("events.*", "batch")), st.integers(1, 2)
+    ),
+)
 advoware_fault_specs = st.one_of(
-    st.builds(lambda m, s, n: {"match": m, "kind": "status", "status": s, "count": n},
-              st.sampled_from(("Termine.*", "Termine.create", "Termine.update", "Termine.get")),
-              st.sampled_from((500, 503, 429)), st.integers(1, 3)),
-    st.builds(lambda n: {"match": "Termine.*", "kind": "drop", "count": n}, st.integers(1, 2)))
+    st.builds(
+        lambda m, s, n: {"match": m, "kind": "status", "status": s, "count": n},
+        st.sampled_from(("Termine.*", "Termine.create", "Termine.update", "Termine.get")),
+        st.sampled_from((500, 503, 429)),
+        st.integers(1, 3),
+    ),
+    st.builds(lambda n: {"match": "Termine.*", "kind": "drop", "count": n}, st.integers(1, 2)),
+)
 
 
 # -- the model ---------------------------------------------------------------------------------------
@@ -216,19 +242,34 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
         def __init__(self) -> None:
             super().__init__()
             cluster.reset()
-            _http.post(f"{cluster.google_url}/_sandbox/config",
-                       json={"series_timing_model": timing_model}).raise_for_status()
+            _http.post(
+                f"{cluster.google_url}/_sandbox/config", json={"series_timing_model": timing_model}
+            ).raise_for_status()
             self.today = date.today()
-            self.ctx: SyncContext = make_ctx(cluster.advoware_url, cluster.google_url, cluster.redis_url,
-                                             cluster.hub, cluster.tmp_path, google_retries=3)
+            self.ctx: SyncContext = make_ctx(
+                cluster.advoware_url,
+                cluster.google_url,
+                cluster.redis_url,
+                cluster.hub,
+                cluster.tmp_path,
+                google_retries=3,
+            )
             s = self.ctx.settings
             self.user = User(
-                AdvowareClient(s.advoware.model_copy(update={"write_protection": False}),
-                               redis_client=redis.Redis.from_url(cluster.redis_url), backoff_base_s=0.01,
-                               backoff_max_s=0.05),
-                GoogleCalendarClient(s.google, ServiceAccount.from_settings(s.google), limiter=None,
-                                     backoff=Backoff(base_s=0.01, cap_s=0.05, max_retries=3)).session_for(None),
-                self.today)
+                AdvowareClient(
+                    s.advoware.model_copy(update={"write_protection": False}),
+                    redis_client=redis.Redis.from_url(cluster.redis_url),
+                    backoff_base_s=0.01,
+                    backoff_max_s=0.05,
+                ),
+                GoogleCalendarClient(
+                    s.google,
+                    ServiceAccount.from_settings(s.google),
+                    limiter=None,
+                    backoff=Backoff(base_s=0.01, cap_s=0.05, max_retries=3),
+                ).session_for(None),
+                self.today,
+            )
             self.items: dict[str, Item] = {}
             self.counter = 0
             self.pending: dict[str, tuple[int, int]] = {}  # employee -> (plan id, next phase) of a stopped run
@@ -282,18 +323,27 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
         def seed(self, first: list[Content]) -> None:
             """Two employees, each with an anchor, a special (negative frNr), a weekly series and a few
             appointments."""
-            body: dict[str, Any] = {"mitarbeiter": [
-                {"kuerzel": e, "vorname": e, "name": e, "email": f"{e.lower()}@kanzlei.example", "aktiv": True}
-                for e in EMPLOYEES], "termine": []}
+            body: dict[str, Any] = {
+                "mitarbeiter": [
+                    {"kuerzel": e, "vorname": e, "name": e, "email": f"{e.lower()}@kanzlei.example", "aktiv": True}
+                    for e in EMPLOYEES
+                ],
+                "termine": [],
+            }
             for n, employee in enumerate(EMPLOYEES):
                 anchor = self.new_item(employee, "A", anchor=True)
                 special = self.new_item(employee, "S", read_only=True)
                 body["termine"].append(advoware_body(Content(day=2), anchor.next_title(), employee, self.today))
-                body["termine"].append({**advoware_body(Content(day=3, all_day=True), special.next_title(),
-                                                        employee, self.today), "frNr": -(n + 1)})
+                body["termine"].append(
+                    {
+                        **advoware_body(Content(day=3, all_day=True), special.next_title(), employee, self.today),
+                        "frNr": -(n + 1),
+                    }
+                )
                 series = self.new_item(employee)
-                body["termine"].append(advoware_body(Content(day=4, start_q=8, weekly=4), series.next_title(),
-                                                     employee, self.today))
+                body["termine"].append(
+                    advoware_body(Content(day=4, start_q=8, weekly=4), series.next_title(), employee, self.today)
+                )
                 for c in first:
                     item = self.new_item(employee)
                     body["termine"].append(advoware_body(c, item.next_title(), employee, self.today))
@@ -326,8 +376,12 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
             side = self.side(employee)
             found = side.advoware if which == "advoware" else side.google
             # ordinary items first: small picks (what Hypothesis tries most) hit the same item from both sides
-            candidates = sorted(((tok[0] != "T", int(tok[1:])), tok, rec) for tok, recs in found.items()
-                                for rec in recs if tok in self.items and not (deleting and self.items[tok].anchor))
+            candidates = sorted(
+                ((tok[0] != "T", int(tok[1:])), tok, rec)
+                for tok, recs in found.items()
+                for rec in recs
+                if tok in self.items and not (deleting and self.items[tok].anchor)
+            )
             candidates = [(tok, rec) for _, tok, rec in candidates]
             if not candidates:
                 return None
@@ -377,8 +431,10 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
             """The same item changed on both sides between two runs: edited on both (a conflict), or
             deleted on one and edited on the other (the edit wins)."""
             side = self.side(employee)
-            both = sorted((t for t in side.advoware if t in side.google and t in self.items and t[0] == "T"),
-                          key=lambda t: int(t[1:]))
+            both = sorted(
+                (t for t in side.advoware if t in side.google and t in self.items and t[0] == "T"),
+                key=lambda t: int(t[1:]),
+            )
             if not both:
                 return
             tok = both[n % len(both)]
@@ -415,16 +471,22 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
 
         def _series(self, employee: str, n: int) -> tuple[Item, dict[str, Any]] | None:
             """A series in Google (made in Advoware or in Google), picked by `n`."""
-            found = sorted(((int(tok[1:]), tok, e) for tok, recs in self.side(employee).google.items()
-                            for e in recs if e.get("recurrence") and tok in self.items), key=lambda x: x[:2])
+            found = sorted(
+                (
+                    (int(tok[1:]), tok, e)
+                    for tok, recs in self.side(employee).google.items()
+                    for e in recs
+                    if e.get("recurrence") and tok in self.items
+                ),
+                key=lambda x: x[:2],
+            )
             if not found:
                 return None
             _, tok, master = found[n % len(found)]
             return self.items[tok], master
 
         @precondition(lambda self: self.synced_once)
-        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, k=st.integers(0, 5),
-              hours=st.sampled_from((-2, 1, 3, 24)))
+        @rule(employee=st.sampled_from(EMPLOYEES), n=pick, k=st.integers(0, 5), hours=st.sampled_from((-2, 1, 3, 24)))
         def move_occurrence(self, employee: str, n: int, k: int, hours: int) -> None:
             """A person drags one occurrence of a series in Google ("this event")."""
             target = self._series(employee, n)
@@ -464,8 +526,12 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
         @rule(employee=st.sampled_from(EMPLOYEES), n=pick, how=st.sampled_from(("later", "shorter", "longer")))
         def change_series_in_advoware(self, employee: str, n: int, how: str) -> None:
             """The whole series changed in Advoware (time or end), also after Google exceptions exist."""
-            found = sorted((int(tok[1:]), tok, t) for tok, recs in self.side(employee).advoware.items()
-                           for t in recs if t.get("dauertermin") and tok in self.items)
+            found = sorted(
+                (int(tok[1:]), tok, t)
+                for tok, recs in self.side(employee).advoware.items()
+                for t in recs
+                if t.get("dauertermin") and tok in self.items
+            )
             if found:
                 _, tok, termin = found[n % len(found)]
                 item = self.items[tok]
@@ -533,11 +599,16 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
         def interrupted_sync(self, data: st.DataObject, kind: str) -> None:
             """A run that does not go through: API faults, a killed worker, a stopped DAG run, a glitch."""
             if kind == "faults":
-                self.faulty_sync(data.draw(st.lists(fault_specs, max_size=2), label="google"),
-                                 data.draw(st.lists(advoware_fault_specs, max_size=1), label="advoware"))
+                self.faulty_sync(
+                    data.draw(st.lists(fault_specs, max_size=2), label="google"),
+                    data.draw(st.lists(advoware_fault_specs, max_size=1), label="advoware"),
+                )
             elif kind == "crash":
-                self.crashing_sync(data.draw(st.integers(1, 25), label="call"), data.draw(st.booleans(), label="after"),
-                                   data.draw(st.booleans(), label="writes_only"))
+                self.crashing_sync(
+                    data.draw(st.integers(1, 25), label="call"),
+                    data.draw(st.booleans(), label="after"),
+                    data.draw(st.booleans(), label="writes_only"),
+                )
             elif kind == "partial":
                 stop_after = data.draw(st.integers(0, 3), label="stop_after")
                 self.note(f"sync stopped after phase {stop_after}")
@@ -579,12 +650,15 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
                     if calls[0] == n:
                         raise Crash()
                     return result
+
                 return call
 
-            sessions = list({id(s): s for s in (self.ctx.google.session_for(f"{e.lower()}@kanzlei.example")
-                                                for e in EMPLOYEES)}.values())
-            patched = [(self.ctx.advoware, "_send")] + [(s, m) for s in sessions
-                                                          for m in ("execute", "execute_batch")]
+            sessions = list(
+                {
+                    id(s): s for s in (self.ctx.google.session_for(f"{e.lower()}@kanzlei.example") for e in EMPLOYEES)
+                }.values()
+            )
+            patched = [(self.ctx.advoware, "_send")] + [(s, m) for s in sessions for m in ("execute", "execute_batch")]
             for obj, name in patched:
                 setattr(obj, name, wrap(getattr(obj, name)))
             try:
@@ -601,20 +675,24 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
             calendar_id = self.calendars().get(employee)
             cancelled = self.cancelled(calendar_id)
             writes = stats(cluster.advoware_url)["by_principal"].get(employee, {}).get("writes", 0)
-            faults(cluster.advoware_url, {"match": "Termine.list", "kind": "empty_list", "count": 1,
-                                          "principal": employee})
+            faults(
+                cluster.advoware_url, {"match": "Termine.list", "kind": "empty_list", "count": 1, "principal": employee}
+            )
             try:
                 self._guarded(self._steps)
             finally:
                 faults(cluster.advoware_url)
             assert self.cancelled(calendar_id) == cancelled, ("Google events deleted on an empty listing", self.log)
-            assert stats(cluster.advoware_url)["by_principal"].get(employee, {}).get("writes", 0) == writes, \
-                ("Advoware written on an empty listing", self.log)
+            assert stats(cluster.advoware_url)["by_principal"].get(employee, {}).get("writes", 0) == writes, (
+                "Advoware written on an empty listing",
+                self.log,
+            )
 
         def cancelled(self, calendar_id: str | None) -> set[str]:
             cals = _http.get(f"{cluster.google_url}/_sandbox/state").json()["calendars"]
-            return {e["id"] for c in cals if c["id"] == calendar_id for e in c["events"]
-                    if e.get("status") == "cancelled"}
+            return {
+                e["id"] for c in cals if c["id"] == calendar_id for e in c["events"] if e.get("status") == "cancelled"
+            }
 
         @precondition(lambda self: bool(self.pending))
         @rule()
@@ -632,10 +710,13 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
         @rule()
         def clean_sync(self) -> None:
             self.note(f"clean sync (write protection {self.wp}, {self.ctx.settings.sync.conflict_policy})")
+
             def run() -> dict[str, dict[str, Any]]:  # runner.sync_all without its catch: a failure shows itself
                 run_id = new_run_id("clean")
-                return {e: sync_employee(self.ctx, run_id, e, RunParams())
-                        for e in active_employees(self.ctx.advoware, self.ctx.hub)}
+                return {
+                    e: sync_employee(self.ctx, run_id, e, RunParams())
+                    for e in active_employees(self.ctx.advoware, self.ctx.hub)
+                }
 
             for attempt in range(3):
                 try:
@@ -653,8 +734,10 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
             writes = (_writes(cluster.advoware_url), _writes(cluster.google_url))
             _, again = self._guarded(lambda: sync_all(self.ctx))
             assert {r["status"] for r in again.values()} == {"success"}, again
-            assert (_writes(cluster.advoware_url), _writes(cluster.google_url)) == writes, \
-                ("a second run over unchanged data wrote", self.log)
+            assert (_writes(cluster.advoware_url), _writes(cluster.google_url)) == writes, (
+                "a second run over unchanged data wrote",
+                self.log,
+            )
 
         def teardown(self) -> None:
             try:
@@ -681,13 +764,18 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
                 assert tok in now.google, (f"{tok} is in Advoware only", where)
                 (event,) = now.google[tok]
                 assert marker_of(event)[1] == termin["frNr"], (f"{tok} linked to another frNr", where)
-                assert _canon(from_advoware(termin, employee)) == _canon(from_google(event)), \
-                    (f"{tok} differs between the sides", termin, event, where)
+                assert _canon(from_advoware(termin, employee)) == _canon(from_google(event)), (
+                    f"{tok} differs between the sides",
+                    termin,
+                    event,
+                    where,
+                )
             held_back = self.check_exceptions(employee, now, where)
             for tok, (event,) in now.google.items():
                 if tok not in now.advoware:
-                    assert (self.wp or event["id"] in held_back) and marker_of(event)[1] is None \
-                        and tok in self.items, (f"{tok} is in Google only", event, where)
+                    assert (
+                        (self.wp or event["id"] in held_back) and marker_of(event)[1] is None and tok in self.items
+                    ), (f"{tok} is in Google only", event, where)
             for item in self.items.values():
                 if item.employee == employee:
                     self.check_item(item, now, where)
@@ -708,15 +796,22 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
                     found = _deviations(master, self.user.instances(calendar_id, master["id"], show_deleted=True))
                     orphans = {iid for iid, kind in found.items() if kind == "orphan"}
                     assert not (linked and orphans), (f"{tok}: exceptions beside the series", orphans, where)
-                    assert not (linked and self.wp and found), (f"{tok}: deviation under write protection",
-                                                                 found, where)
+                    assert not (linked and self.wp and found), (
+                        f"{tok}: deviation under write protection",
+                        found,
+                        where,
+                    )
                     deviating |= set(found)
                     if found and not linked:
                         held_back.add(master["id"])
             with psycopg.connect(cluster.hub) as conn:
-                standing = {r[0] for r in conn.execute(
-                    "SELECT instance_id FROM series_exceptions WHERE employee = %s AND status = 'standing'",
-                    (employee,)).fetchall()}
+                standing = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT instance_id FROM series_exceptions WHERE employee = %s AND status = 'standing'",
+                        (employee,),
+                    ).fetchall()
+                }
             assert deviating == standing, ("exceptions in Google vs. standing in the hub", deviating, standing, where)
             if standing:
                 event(f"series exceptions standing after a clean run ({timing_model})")
@@ -731,13 +826,23 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
             title = title.get("text") or title.get("summary")
             if item.actions and {kind for _, kind, _ in item.actions} == {"occurrence"} and item.shape:
                 termine = now.advoware.get(item.token) or []
-                assert [_shape(t) for t in termine] == [item.shape], \
-                    (f"{item.token}: the Advoware series changed with one occurrence", termine, item, where)
+                assert [_shape(t) for t in termine] == [item.shape], (
+                    f"{item.token}: the Advoware series changed with one occurrence",
+                    termine,
+                    item,
+                    where,
+                )
             expected_alive, expected_title = self.expect(item)
-            assert expected_alive is None or alive == expected_alive, \
-                (f"{item.token} {'gone' if not alive else 'still there'}", item, where)
-            assert expected_title is None or not alive or title == expected_title, \
-                (f"{item.token} holds {title!r}, expected {expected_title!r}", item, where)
+            assert expected_alive is None or alive == expected_alive, (
+                f"{item.token} {'gone' if not alive else 'still there'}",
+                item,
+                where,
+            )
+            assert expected_title is None or not alive or title == expected_title, (
+                f"{item.token} holds {title!r}, expected {expected_title!r}",
+                item,
+                where,
+            )
             # the converged state is where the next interval starts
             item.alive, item.title, item.google_only = alive, title, in_g and not in_a
             item.shape = _shape(now.advoware[item.token][0]) if in_a else None
@@ -802,10 +907,17 @@ def build_machine(cluster: Cluster, timing_model: str = "anchor") -> type[RuleBa
 
 
 @pytest.mark.parametrize("timing_model", TIMING_MODELS)
-def test_calendar_sync_state_machine(advoware_url: str, google_url: str, redis_url: str, hub: str,
-                                     tmp_path: Path, timing_model: str) -> None:
+def test_calendar_sync_state_machine(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, timing_model: str
+) -> None:
     machine = build_machine(Cluster(advoware_url, google_url, redis_url, hub, tmp_path), timing_model)
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "15")), stateful_step_count=10, deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "15")),
+            stateful_step_count=10,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

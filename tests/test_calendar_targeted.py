@@ -56,10 +56,21 @@ def synced(ctx: SyncContext, advoware_url: str) -> list[str]:
 
 def new_termin(ctx: SyncContext, employee: str, text: str = "Besprechung") -> int:
     day = (date.today() + timedelta(days=3)).isoformat()
-    made = ctx.advoware.create_termin({"text": text, "notiz": "", "ort": "", "kuerzel": employee,
-                                       "anwalt": employee, "privat": 0, "abwesenheit": 0,
-                                       "datum": f"{day}T10:00:00", "uhrzeitVon": "10:00:00",
-                                       "datumBis": f"{day}T11:00:00", "uhrzeitBis": "11:00:00"})
+    made = ctx.advoware.create_termin(
+        {
+            "text": text,
+            "notiz": "",
+            "ort": "",
+            "kuerzel": employee,
+            "anwalt": employee,
+            "privat": 0,
+            "abwesenheit": 0,
+            "datum": f"{day}T10:00:00",
+            "uhrzeitVon": "10:00:00",
+            "datumBis": f"{day}T11:00:00",
+            "uhrzeitBis": "11:00:00",
+        }
+    )
     return int(made["frNr"])
 
 
@@ -68,7 +79,8 @@ def in_google(google_url: str, hub: str, employee: str, text: str) -> bool:
 
 
 def test_a_targeted_run_syncs_its_employee_alone_and_its_echo_writes_nothing(
-        ctx: SyncContext, synced: list[str], advoware_url: str, google_url: str, hub: str) -> None:
+    ctx: SyncContext, synced: list[str], advoware_url: str, google_url: str, hub: str
+) -> None:
     ab, other = synced[0], synced[1]
     new_termin(ctx, ab, "Mandantentermin")
     new_termin(ctx, other, "Nicht jetzt")
@@ -86,15 +98,17 @@ def test_a_targeted_run_syncs_its_employee_alone_and_its_echo_writes_nothing(
     assert echo["status"] == "success" and (total_writes(advoware_url), total_writes(google_url)) == writes
 
 
-def test_an_unknown_or_departed_employee_is_left_to_the_schedule(ctx: SyncContext, synced: list[str],
-                                                                  google_url: str) -> None:
+def test_an_unknown_or_departed_employee_is_left_to_the_schedule(
+    ctx: SyncContext, synced: list[str], google_url: str
+) -> None:
     writes = total_writes(google_url)
     assert sync_targeted(ctx, "push__t3", "NOBODY")["status"] == "skipped"
     assert total_writes(google_url) == writes
 
 
 def test_the_scheduled_run_skips_an_employee_a_targeted_run_holds(
-        ctx: SyncContext, synced: list[str], advoware_url: str, hub: str) -> None:
+    ctx: SyncContext, synced: list[str], advoware_url: str, hub: str
+) -> None:
     ab, cd = synced[0], synced[1]
     new_termin(ctx, ab)
     new_termin(ctx, cd)
@@ -111,7 +125,8 @@ def test_the_scheduled_run_skips_an_employee_a_targeted_run_holds(
 
 
 def test_a_targeted_run_waits_for_the_scheduled_runs_phase_then_syncs(
-        ctx: SyncContext, synced: list[str], google_url: str, hub: str) -> None:
+    ctx: SyncContext, synced: list[str], google_url: str, hub: str
+) -> None:
     """The collision: the scheduled run's phase holds the employee; the targeted run starts meanwhile.
     It writes nothing while the phase works, then syncs once the phase gave the lease back."""
     ab = synced[0]
@@ -140,7 +155,8 @@ def test_a_targeted_run_waits_for_the_scheduled_runs_phase_then_syncs(
 
 
 def test_a_targeted_run_that_cannot_get_the_employee_fails_and_writes_nothing(
-        ctx: SyncContext, synced: list[str], advoware_url: str, google_url: str, hub: str) -> None:
+    ctx: SyncContext, synced: list[str], advoware_url: str, google_url: str, hub: str
+) -> None:
     ab = synced[0]
     new_termin(ctx, ab)
     writes = (total_writes(advoware_url), total_writes(google_url))
@@ -171,12 +187,17 @@ _HOLD_AND_WAIT = textwrap.dedent("""
 
 
 def test_a_worker_killed_while_holding_an_employee_blocks_them_only_until_the_lease_expires(
-        ctx: SyncContext, synced: list[str], google_url: str, hub: str) -> None:
+    ctx: SyncContext, synced: list[str], google_url: str, hub: str
+) -> None:
     ab = synced[0]
     new_termin(ctx, ab, "Nach dem Absturz")
     ttl = 3.0
-    worker = subprocess.Popen([sys.executable, "-c", _HOLD_AND_WAIT.replace('"AB"', repr(ab)), hub, str(ttl)],
-                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_AND_WAIT.replace('"AB"', repr(ab)), hub, str(ttl)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "held"
         worker.kill()  # SIGKILL: no release, no more renewals

@@ -41,7 +41,12 @@ def test_dag_shape() -> None:
 
 
 def test_a_run_syncs_the_one_employee_and_names_its_task_by_them(
-        airflow_db: None, conns: dict[str, Any], advoware_url: str, google_url: str, hub: str) -> None:  # noqa: F811
+    airflow_db: None,  # noqa: F811
+    conns: dict[str, Any],  # noqa: F811
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+) -> None:
     from airflow.sdk import DagRunState
 
     from include.advoware.client import AdvowareClient
@@ -55,10 +60,21 @@ def test_a_run_syncs_the_one_employee_and_names_its_task_by_them(
     made: dict[str, int] = {}
     try:
         for employee, text in ((chosen, "Gezielt"), (other, "Wartet")):
-            made[employee] = advoware.create_termin({
-                "kuerzel": employee, "anwalt": employee, "text": text, "notiz": "", "ort": "", "privat": 0,
-                "abwesenheit": 0, "datum": f"{day}T08:00:00", "uhrzeitVon": "08:00:00",
-                "datumBis": f"{day}T08:30:00", "uhrzeitBis": "08:30:00"})["frNr"]
+            made[employee] = advoware.create_termin(
+                {
+                    "kuerzel": employee,
+                    "anwalt": employee,
+                    "text": text,
+                    "notiz": "",
+                    "ort": "",
+                    "privat": 0,
+                    "abwesenheit": 0,
+                    "datum": f"{day}T08:00:00",
+                    "uhrzeitVon": "08:00:00",
+                    "datumBis": f"{day}T08:30:00",
+                    "uhrzeitBis": "08:30:00",
+                }
+            )["frNr"]
     finally:
         advoware.close()
 

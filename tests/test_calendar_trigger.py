@@ -33,10 +33,13 @@ WRITE, READ = "calendar-write-token", "calendar-read-token"
 def gateway(airflow_url: str) -> TestClient:
     from webhook_gateway.app import create_app
 
-    settings = Settings(_env_file=None, airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER,
-                                                                       password=PASSWORD, timeout_s=5),
-                        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ,
-                                                airflow_ui_url="http://airflow.example"))
+    settings = Settings(
+        _env_file=None,
+        airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER, password=PASSWORD, timeout_s=5),
+        gateway=GatewaySettings(
+            _env_file=None, api_token=WRITE, read_token=READ, airflow_ui_url="http://airflow.example"
+        ),
+    )
     return TestClient(create_app(settings))
 
 
@@ -63,8 +66,9 @@ def test_needs_the_read_write_token(airflow: tuple[FastAPI, str]) -> None:
 def test_triggers_a_run_with_the_body_as_conf_and_answers_its_link(airflow: tuple[FastAPI, str]) -> None:
     app, url = airflow
     with gateway(url) as client:
-        r = client.post("/advoware/calendar/sync", json={"full_content": True, "employees": ["AB", "CD"]},
-                        headers=auth())
+        r = client.post(
+            "/advoware/calendar/sync", json={"full_content": True, "employees": ["AB", "CD"]}, headers=auth()
+        )
     assert r.status_code == 202
     body = r.json()
     run = app.state.runs[(DAG, body["dag_run_id"])]
@@ -78,8 +82,9 @@ def test_a_retried_call_does_not_start_a_second_run(airflow: tuple[FastAPI, str]
     with gateway(url) as client:
         first = client.post("/advoware/calendar/sync", json={}, headers=auth(**{"Idempotency-Key": "k-1"}))
         again = client.post("/advoware/calendar/sync", json={}, headers=auth(**{"Idempotency-Key": "k-1"}))
-        by_request_id = [client.post("/advoware/calendar/sync", json={}, headers=auth(**{"X-Request-ID": "req-7"}))
-                         for _ in range(2)]
+        by_request_id = [
+            client.post("/advoware/calendar/sync", json={}, headers=auth(**{"X-Request-ID": "req-7"})) for _ in range(2)
+        ]
         unkeyed = [client.post("/advoware/calendar/sync", json={}, headers=auth()) for _ in range(2)]
     assert (first.status_code, again.status_code) == (202, 200)
     assert first.json()["dag_run_id"] == again.json()["dag_run_id"] and again.json()["created"] is False
@@ -115,20 +120,27 @@ def test_the_gateway_starts_a_real_run_in_the_demo_stack(tmp_path: Path, redis_u
         # the API busy past the gateway's 15 s trigger deadline on a loaded machine; the key makes it one run
         deadline = time.monotonic() + 120
         while True:
-            r = httpx.post(f"{gw}/advoware/calendar/sync", json={"employees": []}, timeout=30,
-                           headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
+            r = httpx.post(
+                f"{gw}/advoware/calendar/sync",
+                json={"employees": []},
+                timeout=30,
+                headers=auth(**{"Idempotency-Key": "e2e-calendar"}),
+            )
             if r.status_code != 503 or time.monotonic() > deadline:
                 break
             time.sleep(2)
         assert r.status_code in (200, 202), r.text  # 200: an earlier try created it after all
         run_id = r.json()["dag_run_id"]
-        again = httpx.post(f"{gw}/advoware/calendar/sync", json={}, timeout=30,
-                           headers=auth(**{"Idempotency-Key": "e2e-calendar"}))
+        again = httpx.post(
+            f"{gw}/advoware/calendar/sync", json={}, timeout=30, headers=auth(**{"Idempotency-Key": "e2e-calendar"})
+        )
         assert again.status_code == 200 and again.json()["dag_run_id"] == run_id
         af = env["AIRFLOW_API_URL"]
-        token = httpx.post(f"{af}/auth/token", json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]},
-                           timeout=10).json()["access_token"]
+        token = httpx.post(
+            f"{af}/auth/token", json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]}, timeout=10
+        ).json()["access_token"]
         bearer = {"Authorization": f"Bearer {token}"}
+
         def pools() -> dict[str, int]:  # Airflow on SQLite may answer 500 while its scheduler writes
             r = httpx.get(f"{af}/api/v2/pools", headers=bearer, timeout=10)
             r.raise_for_status()
@@ -163,33 +175,39 @@ def test_a_large_body_is_413_before_parsing_and_a_422_echoes_nothing(airflow: tu
     with gateway(url) as client:
         r = client.post("/advoware/calendar/sync", content=big, headers=auth(**{"Content-Type": "application/json"}))
         assert r.status_code == 413 and r.json()["limit"] == MAX_TRIGGER_BODY
-        bad = client.post("/advoware/calendar/sync", content=invalid,
-                          headers=auth(**{"Content-Type": "application/json"}))
+        bad = client.post(
+            "/advoware/calendar/sync", content=invalid, headers=auth(**{"Content-Type": "application/json"})
+        )
         assert bad.status_code == 422 and len(bad.content) < 2000
-        nested = client.post("/advoware/calendar/sync", content=b"[" * 10_000,
-                             headers=auth(**{"Content-Type": "application/json"}))
+        nested = client.post(
+            "/advoware/calendar/sync", content=b"[" * 10_000, headers=auth(**{"Content-Type": "application/json"})
+        )
         assert nested.status_code == 400
     assert app.state.runs == {}
 
 
-def test_triggers_waiting_on_a_down_airflow_do_not_hold_up_a_proxy_write(airflow: tuple[FastAPI, str],
-                                                                         advoware_url: str, redis_url: str,
-                                                                         hub: str) -> None:
+def test_triggers_waiting_on_a_down_airflow_do_not_hold_up_a_proxy_write(
+    airflow: tuple[FastAPI, str], advoware_url: str, redis_url: str, hub: str
+) -> None:
     from tests.test_gateway_proxy import TERMIN, audit_rows, hub_settings
     from webhook_gateway.app import create_app
 
     app, url = airflow
     app.state.fail_next = 10**6  # every trigger answers 500, as a standalone Airflow on a locked SQLite does
-    settings = Settings(_env_file=None, redis_url=redis_url, postgres=hub_settings(hub),
-                        advoware=advoware_sandbox(advoware_url),
-                        airflow_api=AirflowApiSettings(_env_file=None, url=url, username=USER, password=PASSWORD,
-                                                       timeout_s=5),
-                        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ))
+    settings = Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        postgres=hub_settings(hub),
+        advoware=advoware_sandbox(advoware_url),
+        airflow_api=AirflowApiSettings(_env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5),
+        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ),
+    )
 
     async def scenario(base: str) -> tuple[httpx.Response, int, list[httpx.Response], float]:
         async with httpx.AsyncClient(base_url=base, timeout=120) as http:
-            triggers = [asyncio.create_task(http.post("/advoware/calendar/sync", json={}, headers=auth()))
-                        for _ in range(12)]
+            triggers = [
+                asyncio.create_task(http.post("/advoware/calendar/sync", json={}, headers=auth())) for _ in range(12)
+            ]
             while app.state.trigger_calls < 12:  # every trigger reached Airflow and now waits to retry
                 assert not any(t.done() for t in triggers), [t.result().status_code for t in triggers if t.done()]
                 await asyncio.sleep(0.02)

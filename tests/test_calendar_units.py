@@ -137,6 +137,7 @@ def test_when_every_thread_is_held_the_rest_is_handed_on_unplanned() -> None:
 def test_a_step_that_must_not_be_cut_is_waited_for_and_stands() -> None:
     """Provisioning or saving past the timeout: the employee is not given up in the middle of it, and
     once its plan is saved its outcome stands."""
+
     def plan(employee: str) -> str:
         with uninterrupted(final=True):
             time.sleep(0.6)  # longer than the timeout
@@ -175,7 +176,8 @@ def test_outside_the_pool_a_step_is_just_run() -> None:
 
 # -- the planning step against the sandboxes -----------------------------------------------------------
 def test_a_slow_employee_is_planned_by_its_unit_and_never_twice(
-        advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Any) -> None:
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Any
+) -> None:
     """Advoware answers one employee's listing only after 5 s; the planning gives that employee up
     after 1 s and plans the others; its unit's phase tasks plan and sync it; the given-up thread, when
     its call returns at last, writes nothing (no second plan, no second calendar)."""
@@ -208,8 +210,11 @@ def test_a_slow_employee_is_planned_by_its_unit_and_never_twice(
 
     def plan_row() -> Any:
         with psycopg.connect(hub) as conn:
-            return conn.execute("SELECT p.id, p.created_at, r.status FROM sync_plans p JOIN sync_runs r USING "
-                                "(run_id, employee) WHERE run_id = 'run-slow' AND employee = %s", (slow,)).fetchone()
+            return conn.execute(
+                "SELECT p.id, p.created_at, r.status FROM sync_plans p JOIN sync_runs r USING "
+                "(run_id, employee) WHERE run_id = 'run-slow' AND employee = %s",
+                (slow,),
+            ).fetchone()
 
     synced = plan_row()
     assert synced is not None and synced[2] == "success"

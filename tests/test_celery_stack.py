@@ -42,10 +42,16 @@ NEW_PER_EMPLOYEE = 4
 
 def _env(tmp_path: Path, hub_db: str, redis_db: int) -> dict[str, str]:
     # only the test starts calendar runs; a task of a dead worker is noticed within 30 s
-    return stack_env(tmp_path, hub_db, f"redis://127.0.0.1:6379/{redis_db}",
-                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *", CALENDAR_SYNC_RETRY_DELAY_S="2",
-                     AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
-                     AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90", DEVSTACK_SCALE_EMPLOYEES="6")
+    return stack_env(
+        tmp_path,
+        hub_db,
+        f"redis://127.0.0.1:6379/{redis_db}",
+        CALENDAR_SYNC_SCHEDULE="0 0 1 1 *",
+        CALENDAR_SYNC_RETRY_DELAY_S="2",
+        AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="30",
+        AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="90",
+        DEVSTACK_SCALE_EMPLOYEES="6",
+    )
 
 
 @pytest.fixture
@@ -71,8 +77,7 @@ def redis_pair() -> Iterator[int]:
 
 
 def _tis(api: AirflowApi, run_id: str) -> list[dict[str, Any]]:
-    r = api.request("GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances",
-                    params={"limit": 1000})
+    r = api.request("GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
     r.raise_for_status()
     return r.json()["task_instances"]
 
@@ -85,9 +90,17 @@ def _new_appointments(env: dict[str, str]) -> int:
         for m in advoware.list_mitarbeiter():
             for i in range(NEW_PER_EMPLOYEE):
                 day = (date.today() + timedelta(days=10 + i)).isoformat()
-                advoware.create_termin({"kuerzel": m["kuerzel"], "anwalt": m["kuerzel"], "text": f"Neu {i}",
-                                        "datum": f"{day}T10:00:00", "datumBis": f"{day}T11:00:00",
-                                        "uhrzeitVon": "10:00:00", "uhrzeitBis": "11:00:00"})
+                advoware.create_termin(
+                    {
+                        "kuerzel": m["kuerzel"],
+                        "anwalt": m["kuerzel"],
+                        "text": f"Neu {i}",
+                        "datum": f"{day}T10:00:00",
+                        "datumBis": f"{day}T11:00:00",
+                        "uhrzeitVon": "10:00:00",
+                        "uhrzeitBis": "11:00:00",
+                    }
+                )
                 made += 1
     finally:
         advoware.close()
@@ -100,15 +113,20 @@ def _assert_once_everywhere(env: dict[str, str], hub_db: str) -> None:
         calendars = dict(conn.execute("SELECT employee, calendar_id FROM employee_calendars").fetchall())
         doubled = conn.execute(
             "SELECT count(*) FROM (SELECT employee, frnr FROM calendar_links WHERE status = 'linked' "
-            "GROUP BY employee, frnr HAVING count(*) > 1) d").fetchone()
-        linked = dict(conn.execute("SELECT employee, count(*) FROM calendar_links WHERE status = 'linked' "
-                                   "GROUP BY employee").fetchall())
+            "GROUP BY employee, frnr HAVING count(*) > 1) d"
+        ).fetchone()
+        linked = dict(
+            conn.execute(
+                "SELECT employee, count(*) FROM calendar_links WHERE status = 'linked' GROUP BY employee"
+            ).fetchall()
+        )
     assert doubled == (0,)
     google = httpx.get(env["GOOGLE_TOKEN_URI"].rsplit("/token", 1)[0] + "/_sandbox/state", timeout=60).json()
     by_id = {c["id"]: c for c in google["calendars"]}
     for employee, calendar_id in calendars.items():
-        marks = [marker_of(e)[1] for e in by_id[calendar_id]["events"]
-                 if e.get("status") != "cancelled" and marker_of(e)[1]]
+        marks = [
+            marker_of(e)[1] for e in by_id[calendar_id]["events"] if e.get("status") != "cancelled" and marker_of(e)[1]
+        ]
         assert len(marks) == len(set(marks)) == linked.get(employee, 0), employee
 
 
@@ -124,7 +142,7 @@ def test_two_workers_share_the_runs_and_a_killed_worker_loses_nothing(tmp_path: 
         assert scenario.returncode == 0, f"{scenario.stdout[-4000:]}\n{scenario.stderr[-3000:]}"
         # the firm is seeded once (by up); every calendar run on it is reported with outcome and counts
         assert up.stdout.count("sandbox firm: 6 employees") == 1 and "sandbox firm:" not in scenario.stdout
-        report = scenario.stdout[scenario.stdout.index("== the calendar runs on this firm"):]
+        report = scenario.stdout[scenario.stdout.index("== the calendar runs on this firm") :]
         assert "scale__calendar__" in report and "): success" in report and "\ntotal " in report
         assert "  worker-1: " in scenario.stdout and "  worker-2: " in scenario.stdout
         assert "on 2 workers: worker-1, worker-2" in scenario.stdout
@@ -139,8 +157,13 @@ def test_two_workers_share_the_runs_and_a_killed_worker_loses_nothing(tmp_path: 
         victim: dict[str, Any] | None = None
         deadline = time.monotonic() + 300
         while victim is None and time.monotonic() < deadline:
-            running = [t for t in _tis(api, run_id) if t["state"] == "running" and t.get("hostname") == "worker-1"
-                       and t["task_id"].startswith("employee_sync.")]
+            running = [
+                t
+                for t in _tis(api, run_id)
+                if t["state"] == "running"
+                and t.get("hostname") == "worker-1"
+                and t["task_id"].startswith("employee_sync.")
+            ]
             victim = running[0] if running else None
             time.sleep(0.3)
         assert victim is not None, "no phase task ran on worker-1"
@@ -155,8 +178,11 @@ def test_two_workers_share_the_runs_and_a_killed_worker_loses_nothing(tmp_path: 
         tis = {(t["task_id"], t["map_index"]): t for t in _tis(api, run_id)}
         retried = tis[(victim["task_id"], victim["map_index"])]
         assert retried["try_number"] >= 2 and retried["hostname"] == "worker-2"  # the other worker took over
-        tries = api.request("GET", f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances/"
-                                   f"{victim['task_id']}/{victim['map_index']}/tries").json()["task_instances"]
+        tries = api.request(
+            "GET",
+            f"/api/v2/dags/{CALENDAR_SYNC_DAG}/dagRuns/{run_id}/taskInstances/"
+            f"{victim['task_id']}/{victim['map_index']}/tries",
+        ).json()["task_instances"]
         hosts = {t["try_number"]: t["hostname"] for t in tries}
         assert hosts[victim["try_number"]] == "worker-1" and hosts[retried["try_number"]] == "worker-2", hosts
         api.close()

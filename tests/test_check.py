@@ -42,15 +42,22 @@ CHECKED = ["advoware", "google", "espocrm", "hub", "redis", "smtp"]  # Airflow: 
 
 def _postgres(dsn: str) -> PostgresSettings:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
-    return PostgresSettings(_env_file=None, host=info.get("host", PG_HOST), port=int(info.get("port", PG_PORT)),
-                            db=info["dbname"], user=info.get("user", PG_USER))
+    return PostgresSettings(
+        _env_file=None,
+        host=info.get("host", PG_HOST),
+        port=int(info.get("port", PG_PORT)),
+        db=info["dbname"],
+        user=info.get("user", PG_USER),
+    )
 
 
 def _register_webhooks(espocrm_url: str, gateway: str) -> str:
     """What `kanzlei-sync register-webhooks` does; returns the ESPOCRM_WEBHOOK_SECRET value."""
     with EspoCrmClient(espocrm_url, ESPO_KEY, 5.0) as client:
-        hooks = [client.register_webhook(f"{ENTITY}.{e}", f"{gateway}/webhooks/vmh/beteiligte/{e}")
-                 for e in ("create", "update", "delete")]
+        hooks = [
+            client.register_webhook(f"{ENTITY}.{e}", f"{gateway}/webhooks/vmh/beteiligte/{e}")
+            for e in ("create", "update", "delete")
+        ]
     return ",".join(f"{h['id']}={h['secretKey']}" for h in hooks)
 
 
@@ -64,16 +71,21 @@ def smtp() -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
-def healthy(advoware_url: str, google_url: str, espocrm_url: str, redis_url: str, hub: str, tmp_path: Path,
-            smtp: SmtpSink) -> Settings:
+def healthy(
+    advoware_url: str, google_url: str, espocrm_url: str, redis_url: str, hub: str, tmp_path: Path, smtp: SmtpSink
+) -> Settings:
     seed_firm(advoware_url, employees=3, per_employee=1)
     secrets = _register_webhooks(espocrm_url, PUBLIC)
     return Settings(
-        _env_file=None, sandbox_mode=True, redis_url=redis_url, postgres=_postgres(hub),
+        _env_file=None,
+        sandbox_mode=True,
+        redis_url=redis_url,
+        postgres=_postgres(hub),
         advoware=advoware_settings(advoware_url),
         google=google_settings(google_url, tmp_path, delegation=True),
-        espocrm=EspoCrmSettings(_env_file=None, base_url=espocrm_url, api_key=ESPO_KEY, entity=ENTITY,
-                                webhook_secret=secrets),
+        espocrm=EspoCrmSettings(
+            _env_file=None, base_url=espocrm_url, api_key=ESPO_KEY, entity=ENTITY, webhook_secret=secrets
+        ),
         gateway=GatewaySettings(_env_file=None, public_url=PUBLIC),
         smtp=SmtpSettings(_env_file=None, host="127.0.0.1", port=smtp.port, starttls=False),
         airflow_api=AirflowApiSettings(_env_file=None, url=f"http://127.0.0.1:{free_port()}"),
@@ -100,19 +112,22 @@ def test_a_healthy_sandbox_passes_every_check(healthy: Settings, smtp: SmtpSink)
 
 
 def test_a_wrong_advoware_key_is_named_with_its_fix(healthy: Settings) -> None:
-    settings = healthy.model_copy(update={"advoware": healthy.advoware.model_copy(
-        update={"api_key": SecretStr("d3Jvbmcta2V5LTEyMzQ1Njc4OTA=")})})
+    settings = healthy.model_copy(
+        update={"advoware": healthy.advoware.model_copy(update={"api_key": SecretStr("d3Jvbmcta2V5LTEyMzQ1Njc4OTA=")})}
+    )
     (verdict,) = failed(run_all(settings, only=["advoware"]))
     assert verdict.checked.endswith("refused (AdvowareAuthError 401)")
     assert "ADVOWARE_API_KEY" in verdict.fix
 
 
 def test_delegation_refused_for_one_employee(healthy: Settings, advoware_url: str, google_url: str) -> None:
-    people = sorted((m["kuerzel"], m["email"]) for m in httpx.get(f"{advoware_url}/_sandbox/state").json()[
-        "mitarbeiter"] if m.get("email"))
+    people = sorted(
+        (m["kuerzel"], m["email"])
+        for m in httpx.get(f"{advoware_url}/_sandbox/state").json()["mitarbeiter"]
+        if m.get("email")
+    )
     refused_kuerzel, refused_email = people[1]
-    faults(google_url, {"match": "token", "status": 401, "reason": "unauthorized_client",
-                        "principal": refused_email})
+    faults(google_url, {"match": "token", "status": 401, "reason": "unauthorized_client", "principal": refused_email})
     verdicts = run_all(healthy, only=["google"])
     (verdict,) = failed(verdicts)
     assert f"refused for {refused_kuerzel} (unauthorized_client)" in verdict.checked
@@ -133,8 +148,9 @@ def test_an_espocrm_key_without_rights_and_webhooks_pointing_elsewhere(healthy: 
     (verdict,) = failed(run_all(wrong_key, only=["espocrm"]))
     assert "not accepted (401)" in verdict.checked
 
-    elsewhere = healthy.model_copy(update={"gateway": GatewaySettings(_env_file=None,
-                                                                     public_url="https://new-gateway.example")})
+    elsewhere = healthy.model_copy(
+        update={"gateway": GatewaySettings(_env_file=None, public_url="https://new-gateway.example")}
+    )
     (verdict,) = failed(run_all(elsewhere, only=["espocrm"]))
     assert f"{ENTITY}.create points elsewhere ({PUBLIC}/webhooks/vmh/beteiligte/create)" in verdict.checked
     assert "register-webhooks" in verdict.fix
@@ -184,31 +200,60 @@ def test_redis_unreachable(healthy: Settings) -> None:
 
 def test_the_command_exits_1_on_a_failure_and_never_prints_a_secret(healthy: Settings, tmp_path: Path) -> None:
     """As an administrator runs it, from .env values in the environment; one check fails (Airflow down)."""
-    secrets = {"ADVOWARE_PASSWORD": healthy.advoware.password.get_secret_value(),
-               "ADVOWARE_API_KEY": healthy.advoware.api_key.get_secret_value(),
-               "ESPOCRM_API_KEY": ESPO_KEY, "ESPOCRM_WEBHOOK_SECRET": healthy.espocrm.webhook_secret.get_secret_value(),
-               "AIRFLOW_API_PASSWORD": "af-Secret-7", "SMTP_PASSWORD": "smtp-Secret-1"}
+    secrets = {
+        "ADVOWARE_PASSWORD": healthy.advoware.password.get_secret_value(),
+        "ADVOWARE_API_KEY": healthy.advoware.api_key.get_secret_value(),
+        "ESPOCRM_API_KEY": ESPO_KEY,
+        "ESPOCRM_WEBHOOK_SECRET": healthy.espocrm.webhook_secret.get_secret_value(),
+        "AIRFLOW_API_PASSWORD": "af-Secret-7",
+        "SMTP_PASSWORD": "smtp-Secret-1",
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADVOWARE_", "ESPOCRM_", "GOOGLE_", "SMTP_"))}
     a, g = healthy.advoware, healthy.google
-    env.update(secrets, PYTHONPATH=str(Path(__file__).resolve().parent.parent), SANDBOX_MODE="true",
-               ADVOWARE_BASE_URL=a.base_url, ADVOWARE_USERNAME=a.username, ADVOWARE_APP_ID=a.app_id,
-               ADVOWARE_KANZLEI=a.kanzlei, ADVOWARE_DATABASE=a.database,
-               GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH=g.calendar_service_account_path, GOOGLE_DELEGATION="true",
-               GOOGLE_API_ENDPOINT=g.api_endpoint, GOOGLE_BATCH_URI=g.batch_uri, GOOGLE_TOKEN_URI=g.token_uri,
-               ESPOCRM_BASE_URL=healthy.espocrm.base_url, GATEWAY_PUBLIC_URL=PUBLIC, REDIS_URL=healthy.redis_url,
-               POSTGRES_HOST=healthy.postgres.host, POSTGRES_PORT=str(healthy.postgres.port),
-               POSTGRES_DB=healthy.postgres.db, POSTGRES_USER=healthy.postgres.user,
-               AIRFLOW_API_URL=healthy.airflow_api.url)
+    env.update(
+        secrets,
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+        SANDBOX_MODE="true",
+        ADVOWARE_BASE_URL=a.base_url,
+        ADVOWARE_USERNAME=a.username,
+        ADVOWARE_APP_ID=a.app_id,
+        ADVOWARE_KANZLEI=a.kanzlei,
+        ADVOWARE_DATABASE=a.database,
+        GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH=g.calendar_service_account_path,
+        GOOGLE_DELEGATION="true",
+        GOOGLE_API_ENDPOINT=g.api_endpoint,
+        GOOGLE_BATCH_URI=g.batch_uri,
+        GOOGLE_TOKEN_URI=g.token_uri,
+        ESPOCRM_BASE_URL=healthy.espocrm.base_url,
+        GATEWAY_PUBLIC_URL=PUBLIC,
+        REDIS_URL=healthy.redis_url,
+        POSTGRES_HOST=healthy.postgres.host,
+        POSTGRES_PORT=str(healthy.postgres.port),
+        POSTGRES_DB=healthy.postgres.db,
+        POSTGRES_USER=healthy.postgres.user,
+        AIRFLOW_API_URL=healthy.airflow_api.url,
+    )
     assert len(secrets) == 6
-    out = subprocess.run([sys.executable, "-m", "include.cli", "check"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=90)
+    out = subprocess.run(
+        [sys.executable, "-m", "include.cli", "check"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     assert "FAIL  airflow" in out.stdout and "ok    advoware  token from" in out.stdout
     webhook_secrets = [pair.split("=", 1)[1] for pair in secrets.pop("ESPOCRM_WEBHOOK_SECRET").split(",")]
     for value in [*secrets.values(), *webhook_secrets]:
         assert value not in out.stdout + out.stderr
 
-    healthy_only = subprocess.run([sys.executable, "-m", "include.cli", "check", *[f"--only={s}" for s in
-                                                                                   ("advoware", "hub")]],
-                                  env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    healthy_only = subprocess.run(
+        [sys.executable, "-m", "include.cli", "check", *[f"--only={s}" for s in ("advoware", "hub")]],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert healthy_only.returncode == 0, healthy_only.stdout

@@ -20,20 +20,34 @@ from tests.conftest import PG_HOST, PG_PORT, PG_USER, pg_dsn
 from tests.party_helpers import ENTITY, ESPO_KEY, CrmUser, advoware_parties, links, make_queue
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = {"POSTGRES_PASSWORD": "pg-Secret-4711", "ADVOWARE_PASSWORD": "adv-Secret-0815",
-           "ADVOWARE_API_KEY": "YXBpLVNlY3JldC0xMjM=", "ESPOCRM_API_KEY": "espo-Secret-42",
-           "GATEWAY_API_TOKEN": "gw-Secret-99", "AIRFLOW_API_PASSWORD": "af-Secret-7"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-Secret-4711",
+    "ADVOWARE_PASSWORD": "adv-Secret-0815",
+    "ADVOWARE_API_KEY": "YXBpLVNlY3JldC0xMjM=",
+    "ESPOCRM_API_KEY": "espo-Secret-42",
+    "GATEWAY_API_TOKEN": "gw-Secret-99",
+    "AIRFLOW_API_PASSWORD": "af-Secret-7",
+}
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     # an empty working directory: no .env of the checkout may leak into what the command reads
-    return subprocess.run([sys.executable, "-m", "include.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=env["CLI_CWD"])
+    return subprocess.run(
+        [sys.executable, "-m", "include.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=env["CLI_CWD"],
+    )
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ADVOWARE_", "ESPOCRM_", "POSTGRES_",
-                                                                        "GATEWAY_", "AIRFLOW_API_", "REDIS_"))}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ADVOWARE_", "ESPOCRM_", "POSTGRES_", "GATEWAY_", "AIRFLOW_API_", "REDIS_"))
+    }
     return {**keep, "PYTHONPATH": str(ROOT), "CLI_CWD": str(tmp_path), "LOG_LEVEL": "WARNING", **extra}
 
 
@@ -52,8 +66,14 @@ def fresh_db() -> Iterator[str]:
 def test_migrate_creates_a_missing_hub_database(tmp_path: Path) -> None:
     """compose's first start: the hub database does not exist yet; airflow-init's migrate makes it."""
     name = f"hub_test_cli_new_{uuid.uuid4().hex[:8]}"
-    env = base_env(tmp_path, POSTGRES_HOST=PG_HOST, POSTGRES_PORT=str(PG_PORT), POSTGRES_USER=PG_USER,
-                   POSTGRES_PASSWORD="", POSTGRES_DB=name)
+    env = base_env(
+        tmp_path,
+        POSTGRES_HOST=PG_HOST,
+        POSTGRES_PORT=str(PG_PORT),
+        POSTGRES_USER=PG_USER,
+        POSTGRES_PASSWORD="",
+        POSTGRES_DB=name,
+    )
     try:
         done = run("migrate", env=env)
         assert done.returncode == 0, done.stderr
@@ -64,8 +84,14 @@ def test_migrate_creates_a_missing_hub_database(tmp_path: Path) -> None:
 
 
 def test_migrate_creates_the_hub_tables_and_is_idempotent(tmp_path: Path, fresh_db: str) -> None:
-    env = base_env(tmp_path, POSTGRES_HOST=PG_HOST, POSTGRES_PORT=str(PG_PORT), POSTGRES_USER=PG_USER,
-                   POSTGRES_PASSWORD="", POSTGRES_DB=fresh_db)
+    env = base_env(
+        tmp_path,
+        POSTGRES_HOST=PG_HOST,
+        POSTGRES_PORT=str(PG_PORT),
+        POSTGRES_USER=PG_USER,
+        POSTGRES_PASSWORD="",
+        POSTGRES_DB=fresh_db,
+    )
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
     with psycopg.connect(pg_dsn(fresh_db)) as conn:
@@ -82,11 +108,18 @@ def test_migrate_creates_the_hub_tables_and_is_idempotent(tmp_path: Path, fresh_
 
 
 def _secret_env(tmp_path: Path) -> dict[str, str]:
-    return base_env(tmp_path, **SECRETS, POSTGRES_HOST="db.kanzlei.internal", POSTGRES_USER="sync",
-                    REDIS_URL="redis://:redis-Secret-5@cache.kanzlei.internal:6379/2",
-                    ADVOWARE_BASE_URL="https://advoware.kanzlei.internal/", ADVOWARE_USERNAME="sync-user",
-                    ESPOCRM_BASE_URL="https://crm.kanzlei.example/api/v1/",
-                    AIRFLOW_API_URL="http://airflow.kanzlei.internal:8080", AIRFLOW_API_USERNAME="admin")
+    return base_env(
+        tmp_path,
+        **SECRETS,
+        POSTGRES_HOST="db.kanzlei.internal",
+        POSTGRES_USER="sync",
+        REDIS_URL="redis://:redis-Secret-5@cache.kanzlei.internal:6379/2",
+        ADVOWARE_BASE_URL="https://advoware.kanzlei.internal/",
+        ADVOWARE_USERNAME="sync-user",
+        ESPOCRM_BASE_URL="https://crm.kanzlei.example/api/v1/",
+        AIRFLOW_API_URL="http://airflow.kanzlei.internal:8080",
+        AIRFLOW_API_USERNAME="admin",
+    )
 
 
 @pytest.mark.parametrize("what", ["settings", "connections"])
@@ -104,8 +137,7 @@ def test_show_never_prints_a_secret_but_shows_where_things_are(tmp_path: Path, w
         assert shown["advoware"]["username"] == "sync-user"
     else:
         names = {line.split("=", 1)[0] for line in out.stdout.splitlines()}
-        assert {"AIRFLOW_CONN_SYNC_HUB_DEFAULT", "AIRFLOW_CONN_ADVOWARE_DEFAULT",
-                "AIRFLOW_CONN_REDIS_DEFAULT"} <= names
+        assert {"AIRFLOW_CONN_SYNC_HUB_DEFAULT", "AIRFLOW_CONN_ADVOWARE_DEFAULT", "AIRFLOW_CONN_REDIS_DEFAULT"} <= names
 
 
 def test_airflow_passwords_file_is_private_and_holds_the_api_login(tmp_path: Path) -> None:
@@ -119,8 +151,10 @@ def test_airflow_passwords_file_is_private_and_holds_the_api_login(tmp_path: Pat
 
 def test_airflow_exec_hands_the_component_its_connections(tmp_path: Path) -> None:
     # compose starts every Airflow component this way: the command sees the connections of .env
-    probe = ("import os, json; print(json.dumps({k: v for k, v in os.environ.items() "
-             "if k.startswith(('AIRFLOW_CONN_', 'AIRFLOW_VAR_'))}))")
+    probe = (
+        "import os, json; print(json.dumps({k: v for k, v in os.environ.items() "
+        "if k.startswith(('AIRFLOW_CONN_', 'AIRFLOW_VAR_'))}))"
+    )
     out = run("airflow", "exec", sys.executable, "-c", probe, env=_secret_env(tmp_path))
     assert out.returncode == 0, out.stderr
     seen = json.loads(out.stdout)
@@ -132,20 +166,35 @@ def test_airflow_exec_hands_the_component_its_connections(tmp_path: Path) -> Non
     assert run("airflow", "exec", env=_secret_env(tmp_path)).returncode == 2  # no command: usage error
 
 
-def test_drain_once_syncs_the_queued_parties(tmp_path: Path, advoware_url: str, espocrm_url: str,
-                                            redis_url: str, hub: str) -> None:
+def test_drain_once_syncs_the_queued_parties(
+    tmp_path: Path, advoware_url: str, espocrm_url: str, redis_url: str, hub: str
+) -> None:
     user = CrmUser(espocrm_url)
     made = [user.create(name=f"Partei {i}", ort="Berlin") for i in range(3)]
     make_queue(redis_url).enqueue([m["id"] for m in made], "create")
     info = psycopg.conninfo.conninfo_to_dict(hub)
-    env = base_env(tmp_path, REDIS_URL=redis_url, POSTGRES_HOST=PG_HOST, POSTGRES_PORT=str(PG_PORT),
-                   POSTGRES_DB=info["dbname"], POSTGRES_USER=PG_USER, POSTGRES_PASSWORD="",
-                   ADVOWARE_BASE_URL=advoware_url, ADVOWARE_AUTH_URL="", ADVOWARE_CONFIGURATOR_URL="",
-                   ADVOWARE_USERNAME=adv_sbx.USERNAME, ADVOWARE_PASSWORD=adv_sbx.PASSWORD,
-                   ADVOWARE_APP_ID=adv_sbx.APP_ID, ADVOWARE_API_KEY=adv_sbx.API_KEY,
-                   ADVOWARE_KANZLEI=adv_sbx.KANZLEI, ADVOWARE_DATABASE=adv_sbx.DATABASE,
-                   ADVOWARE_WRITE_PROTECTION="false", ESPOCRM_BASE_URL=espocrm_url, ESPOCRM_API_KEY=ESPO_KEY,
-                   ESPOCRM_ENTITY=ENTITY)
+    env = base_env(
+        tmp_path,
+        REDIS_URL=redis_url,
+        POSTGRES_HOST=PG_HOST,
+        POSTGRES_PORT=str(PG_PORT),
+        POSTGRES_DB=info["dbname"],
+        POSTGRES_USER=PG_USER,
+        POSTGRES_PASSWORD="",
+        ADVOWARE_BASE_URL=advoware_url,
+        ADVOWARE_AUTH_URL="",
+        ADVOWARE_CONFIGURATOR_URL="",
+        ADVOWARE_USERNAME=adv_sbx.USERNAME,
+        ADVOWARE_PASSWORD=adv_sbx.PASSWORD,
+        ADVOWARE_APP_ID=adv_sbx.APP_ID,
+        ADVOWARE_API_KEY=adv_sbx.API_KEY,
+        ADVOWARE_KANZLEI=adv_sbx.KANZLEI,
+        ADVOWARE_DATABASE=adv_sbx.DATABASE,
+        ADVOWARE_WRITE_PROTECTION="false",
+        ESPOCRM_BASE_URL=espocrm_url,
+        ESPOCRM_API_KEY=ESPO_KEY,
+        ESPOCRM_ENTITY=ENTITY,
+    )
     out = run("drain", "--once", env=env)
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]

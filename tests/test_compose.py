@@ -20,16 +20,24 @@ from pydantic_settings import BaseSettings
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"postgres", "redis", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-            "airflow-dag-processor", "airflow-triggerer", "gateway", "sandbox"}
+SERVICES = {
+    "postgres",
+    "redis",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "gateway",
+    "sandbox",
+}
 AIRFLOW_SERVICES = sorted(s for s in SERVICES if s.startswith("airflow-"))
 # Services that run our code and therefore read the settings.
 APP_SERVICES = [*AIRFLOW_SERVICES, "gateway", "sandbox"]
 _REF = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>.*))?\}$")
 
 
-def settings_fields(model: type[BaseSettings] = Settings,
-                    prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+def settings_fields(model: type[BaseSettings] = Settings, prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
     """(ENV_NAME, field) for every leaf setting, following nested settings and their env_prefix."""
     for name, field in model.model_fields.items():
         ann = field.annotation
@@ -55,8 +63,15 @@ def env_of(compose: dict[str, Any], service: str) -> dict[str, str]:
 
 def test_settings_walk_finds_nested_prefixes() -> None:
     # Guard the derivation itself: nested models contribute prefixed names, top-level ones bare.
-    assert {"REDIS_URL", "ADVOWARE_BASE_URL", "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH", "POSTGRES_DB",
-            "AIRFLOW_API_PASSWORD", "GATEWAY_API_TOKEN", "SANDBOX_MODE"} <= SETTINGS.keys()
+    assert {
+        "REDIS_URL",
+        "ADVOWARE_BASE_URL",
+        "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH",
+        "POSTGRES_DB",
+        "AIRFLOW_API_PASSWORD",
+        "GATEWAY_API_TOKEN",
+        "SANDBOX_MODE",
+    } <= SETTINGS.keys()
     assert "ADVOWARE" not in SETTINGS and "BASE_URL" not in SETTINGS
 
 
@@ -92,8 +107,11 @@ def test_compose_defaults_equal_the_settings_defaults(compose: dict[str, Any]) -
 
 
 def test_env_example_names_only_real_settings_and_compose_names_them_all(compose: dict[str, Any]) -> None:
-    keys = [line.split("=", 1)[0].strip() for line in (ROOT / ".env.example").read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    keys = [
+        line.split("=", 1)[0].strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert keys, ".env.example is not empty"
     assert sorted(set(keys) - set(SETTINGS)) == [], "variables in .env.example that no setting reads"
     assert sorted(set(keys) - set(env_of(compose, "gateway"))) == []
@@ -111,14 +129,20 @@ def test_airflow_components_share_secret_and_execution_api(compose: dict[str, An
     commands = {}
     for service in AIRFLOW_SERVICES:
         env = env_of(compose, service)
-        assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == env_of(compose, "airflow-apiserver")[
-            "AIRFLOW__API_AUTH__JWT_SECRET"]
+        assert (
+            env["AIRFLOW__API_AUTH__JWT_SECRET"]
+            == env_of(compose, "airflow-apiserver")["AIRFLOW__API_AUTH__JWT_SECRET"]
+        )
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
         assert env["AIRFLOW__CORE__EXECUTOR"] == "include.hooks.preload.PreloadingLocalExecutor"
         assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
         commands[service] = compose["services"][service].get("command")
-    for service, sub in [("airflow-apiserver", "api-server"), ("airflow-scheduler", "scheduler"),
-                         ("airflow-dag-processor", "dag-processor"), ("airflow-triggerer", "triggerer")]:
+    for service, sub in [
+        ("airflow-apiserver", "api-server"),
+        ("airflow-scheduler", "scheduler"),
+        ("airflow-dag-processor", "dag-processor"),
+        ("airflow-triggerer", "triggerer"),
+    ]:
         # started through the operator CLI, which adds the connections and variables built from .env
         assert commands[service] == ["kanzlei-sync", "airflow", "exec", "airflow", sub]
     init = " ".join(commands["airflow-init"])
@@ -141,7 +165,7 @@ def test_every_kanzlei_sync_call_in_compose_is_a_real_command(compose: dict[str,
             for part in text.split("&&"):
                 words = shlex.split(part)
                 if "kanzlei-sync" in words:
-                    calls.append(words[words.index("kanzlei-sync") + 1:])
+                    calls.append(words[words.index("kanzlei-sync") + 1 :])
     assert len(calls) >= 7  # init (2), four components, the Celery worker
     for argv in calls:
         build_parser().parse_args(argv)
@@ -183,7 +207,8 @@ def celery_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_celery_layer_switches_every_component_and_adds_scalable_workers(
-        celery_services: dict[str, dict[str, Any]]) -> None:
+    celery_services: dict[str, dict[str, Any]],
+) -> None:
     for name in [*AIRFLOW_SERVICES, "airflow-worker"]:
         env = {k: str(v) for k, v in celery_services[name]["environment"].items()}
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
@@ -213,8 +238,11 @@ def test_the_celery_configuration_preloads_the_task_modules() -> None:
 def test_the_image_holds_the_product_not_the_dev_tooling() -> None:
     """The image runs Airflow, the gateway and (profile `sandbox`) the sandboxes: the dev stack, the
     tests and the benches stay out of it, and the installed package does not ship the dev stack."""
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {"devstack", "tests", "bench", ".env", ".run"} <= ignored
     assert not {"include", "dags", "plugins", "webhook_gateway", "sandbox"} & ignored
     pyproject = (ROOT / "pyproject.toml").read_text()

@@ -21,13 +21,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="podman as root and apt-get: the check runs as root")
 def test_compose_check_passes() -> None:
-    done = subprocess.run([sys.executable, "-m", "devstack.compose_check"], cwd=ROOT, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=3500)
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack.compose_check"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=3500,
+    )
     print(done.stdout)  # the check's own report: every service healthy, the scenario, the workers
     assert done.returncode == 0, done.stdout[-6000:]
     out = done.stdout
-    for service in ("postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer", "gateway", "sandbox", "airflow-worker"):
+    for service in (
+        "postgres",
+        "redis",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "gateway",
+        "sandbox",
+        "airflow-worker",
+    ):
         assert f"_{service}_1: healthy" in out, f"{service} never reported healthy"
     assert "task instances:" in out and "compose-check: PASSED" in out
     assert "containers left: none; volumes left: none" in out

@@ -27,8 +27,7 @@ def test_no_import_errors(dagbag) -> None:
 
 @pytest.mark.parametrize("path", dag_files(), ids=lambda p: p.name)
 def test_every_dag_file_defines_a_dag(dagbag, path: Path) -> None:
-    defined_here = [dag_id for dag_id, dag in dagbag.dags.items()
-                    if Path(dag.fileloc).resolve() == path.resolve()]
+    defined_here = [dag_id for dag_id, dag in dagbag.dags.items() if Path(dag.fileloc).resolve() == path.resolve()]
     assert defined_here, f"{path.name} defines no DAG"
 
 
@@ -38,7 +37,8 @@ def test_the_check_catches_a_broken_dag_file(tmp_path: Path) -> None:
 
     (tmp_path / "good.py").write_text(
         "from airflow.sdk import DAG\nfrom airflow.providers.standard.operators.empty import EmptyOperator\n"
-        "with DAG('good_dag', schedule=None):\n    EmptyOperator(task_id='t')\n")
+        "with DAG('good_dag', schedule=None):\n    EmptyOperator(task_id='t')\n"
+    )
     (tmp_path / "broken.py").write_text("from airflow.sdk import DAG\nimport no_such_module_anywhere\n")
     bag = DagBag(dag_folder=str(tmp_path), safe_mode=False)
     assert list(bag.dags) == ["good_dag"]

@@ -42,9 +42,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 
 def _env(tmp_path: Path, hub_db: str, redis_url: str) -> dict[str, str]:
-    return stack_env(tmp_path, hub_db, redis_url, AIRFLOW_API_PASSWORD=f"pw-{uuid.uuid4().hex}",
-                     GATEWAY_API_TOKEN=f"tok-{uuid.uuid4().hex}", GATEWAY_READ_TOKEN=f"rtok-{uuid.uuid4().hex}",
-                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *", LOG_LEVEL="INFO")
+    return stack_env(
+        tmp_path,
+        hub_db,
+        redis_url,
+        AIRFLOW_API_PASSWORD=f"pw-{uuid.uuid4().hex}",
+        GATEWAY_API_TOKEN=f"tok-{uuid.uuid4().hex}",
+        GATEWAY_READ_TOKEN=f"rtok-{uuid.uuid4().hex}",
+        CALENDAR_SYNC_SCHEDULE="0 0 1 1 *",
+        LOG_LEVEL="INFO",
+    )
 
 
 def _platform_logs(tmp_path: Path) -> dict[str, str]:
@@ -71,16 +78,29 @@ def _client_data(env: dict[str, str]) -> set[str]:
 
 
 def test_the_demo_reports_edits_carried_by_another_run_and_leaks_nothing(
-        tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub_db = f"hub_scenario_{uuid.uuid4().hex[:10]}"
     env = _env(tmp_path, hub_db, redis_url)
     try:
         up = devstack("up --timeout 240", env, timeout=300)
         assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
-        for name in ("ADVOWARE_BASE_URL", "ESPOCRM_BASE_URL", "GOOGLE_API_ENDPOINT", "GOOGLE_BATCH_URI",
-                     "GOOGLE_TOKEN_URI", "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH", "GATEWAY_PORT", "AIRFLOW_API_URL",
-                     "AIRFLOW_API_PASSWORD", "GATEWAY_API_TOKEN", "GATEWAY_READ_TOKEN", "POSTGRES_DB", "REDIS_URL",
-                     "SANDBOX_MODE"):
+        for name in (
+            "ADVOWARE_BASE_URL",
+            "ESPOCRM_BASE_URL",
+            "GOOGLE_API_ENDPOINT",
+            "GOOGLE_BATCH_URI",
+            "GOOGLE_TOKEN_URI",
+            "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH",
+            "GATEWAY_PORT",
+            "AIRFLOW_API_URL",
+            "AIRFLOW_API_PASSWORD",
+            "GATEWAY_API_TOKEN",
+            "GATEWAY_READ_TOKEN",
+            "POSTGRES_DB",
+            "REDIS_URL",
+            "SANDBOX_MODE",
+        ):
             monkeypatch.setenv(name, env[name])
         from include.settings import Settings
 
@@ -105,8 +125,11 @@ def test_the_demo_reports_edits_carried_by_another_run_and_leaks_nothing(
 
         monkeypatch.setattr(demo, "make_changes", edits_then_a_scheduled_run)
         said: list[str] = []
-        urls = {"advoware": env["ADVOWARE_BASE_URL"], "espocrm": env["ESPOCRM_BASE_URL"],
-                "google": env["GOOGLE_TOKEN_URI"].rsplit("/token", 1)[0]}
+        urls = {
+            "advoware": env["ADVOWARE_BASE_URL"],
+            "espocrm": env["ESPOCRM_BASE_URL"],
+            "google": env["GOOGLE_TOKEN_URI"].rsplit("/token", 1)[0],
+        }
         gateway = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
         devstack_demo.run_party_part(settings, urls, gateway, said.append)
         result = devstack_demo.run_calendar_part(settings, urls, gateway, env["AIRFLOW_API_URL"], said.append)
@@ -123,33 +146,65 @@ def test_the_demo_reports_edits_carried_by_another_run_and_leaks_nothing(
         hook_id, hook_secret = secret.split(",")[0].split("=", 1)
         body = json.dumps([{"id": "6650leak00000001", "name": "Gräfin Geheimnis"}]).encode()
         mac = hmac.new(hook_secret.encode(), body, hashlib.sha256).hexdigest()
-        answers = [httpx.get(f"{gateway}/webhooks/dead-letters", headers=write, timeout=10).text,
-                   httpx.get(f"{gateway}/metrics", timeout=10).text,
-                   httpx.post(f"{gateway}/webhooks/vmh/beteiligte/update", content=body, timeout=10, headers={
-                       "Content-Type": "application/json",
-                       "Signature": base64.b64encode(f"{hook_id}:{mac}".encode()).decode()}).text,
-                   httpx.post(f"{gateway}/advoware/calendar/sync", json={}, headers=write, timeout=30).text]
+        answers = [
+            httpx.get(f"{gateway}/webhooks/dead-letters", headers=write, timeout=10).text,
+            httpx.get(f"{gateway}/metrics", timeout=10).text,
+            httpx.post(
+                f"{gateway}/webhooks/vmh/beteiligte/update",
+                content=body,
+                timeout=10,
+                headers={
+                    "Content-Type": "application/json",
+                    "Signature": base64.b64encode(f"{hook_id}:{mac}".encode()).decode(),
+                },
+            ).text,
+            httpx.post(f"{gateway}/advoware/calendar/sync", json={}, headers=write, timeout=30).text,
+        ]
         # ... and every log file, read after everything ran
         logs = _platform_logs(tmp_path)
         assert any("task_id=employee_sync.phase_" in name for name in logs), "task logs were read"
-        secrets = {env["AIRFLOW_API_PASSWORD"], env["GATEWAY_API_TOKEN"], env["GATEWAY_READ_TOKEN"], hook_secret,
-                   adv_sbx.PASSWORD, adv_sbx.API_KEY, "sandbox-espocrm-key"}
+        secrets = {
+            env["AIRFLOW_API_PASSWORD"],
+            env["GATEWAY_API_TOKEN"],
+            env["GATEWAY_READ_TOKEN"],
+            hook_secret,
+            adv_sbx.PASSWORD,
+            adv_sbx.API_KEY,
+            "sandbox-espocrm-key",
+        }
         secrets |= {pair.split("=", 1)[1] for pair in secret.split(",")}
-        client_data = _client_data(env) | {"Gräfin Geheimnis", "Im Kalender umbenannt", "Neuer Termin aus Google",
-                                           "Neuer Termin aus Advoware", "Besprechungsraum 3"}
+        client_data = _client_data(env) | {
+            "Gräfin Geheimnis",
+            "Im Kalender umbenannt",
+            "Neuer Termin aus Google",
+            "Neuer Termin aus Advoware",
+            "Besprechungsraum 3",
+        }
         assert len(client_data) > 20  # the firm's data was found, so the check below can fail
-        leaks = sorted({(what, where) for where, content in [*logs.items(), *(("answer", a) for a in answers)]
-                        for what in secrets | client_data if what in content})
+        leaks = sorted(
+            {
+                (what, where)
+                for where, content in [*logs.items(), *(("answer", a) for a in answers)]
+                for what in secrets | client_data
+                if what in content
+            }
+        )
         assert leaks == []
         # no warning a person reads as trouble: deprecations, FastAPI's duplicate operation ids (a
         # traceback through sqlalchemy/util/deprecations.py is not one: Airflow's SQLite may be locked)
-        noise = sorted({name for name, content in logs.items()
-                        if DEPRECATION.search(content) or "Duplicate Operation ID" in content})
+        noise = sorted(
+            {
+                name
+                for name, content in logs.items()
+                if DEPRECATION.search(content) or "Duplicate Operation ID" in content
+            }
+        )
         assert noise == []
         # the touched appointments are named by id in the task logs
         task_logs = "\n".join(v for k, v in logs.items() if "task_id=employee_sync" in k)
-        frnrs = [line.split("frNr ")[1].split(" ")[0] for line in text.splitlines()
-                 if line.startswith("   Advoware: frNr ")]
+        frnrs = [
+            line.split("frNr ")[1].split(" ")[0] for line in text.splitlines() if line.startswith("   Advoware: frNr ")
+        ]
         assert frnrs and all(f"frNr={n}" in task_logs for n in frnrs)
         api.close()
     finally:

@@ -40,8 +40,15 @@ AIRFLOW_TIMEOUT_S = 60
 
 
 def devstack(cmd: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "devstack", *cmd.split()], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *cmd.split()],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def stack_processes(run_dir: Path) -> set[psutil.Process]:
@@ -83,8 +90,10 @@ def listening(port: int) -> bool:
 
 @pytest.fixture
 def stack_env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
-    ports = {name: free_port() for name in ("advoware", "google", "espocrm", "gateway", "airflow",
-                                           "worker_logs", "trigger_logs")}
+    ports = {
+        name: free_port()
+        for name in ("advoware", "google", "espocrm", "gateway", "airflow", "worker_logs", "trigger_logs")
+    }
     hub_db = f"hub_e2e_{uuid.uuid4().hex[:10]}"
     env = {
         **os.environ,
@@ -134,17 +143,26 @@ def test_demo_stack_up_healthy_then_down_leaves_nothing(stack_env: dict[str, str
     assert af in up.stdout and env["AIRFLOW_API_PASSWORD"] in up.stdout  # the summary tells the login
     # which database it empties, said before it does so
     said = up.stdout.index(f"hub database: {env['POSTGRES_DB']} on ")
-    assert said < up.stdout.index(f"clearing the hub tables of database {env['POSTGRES_DB']}") \
+    assert (
+        said
+        < up.stdout.index(f"clearing the hub tables of database {env['POSTGRES_DB']}")
         < up.stdout.index(f"hub tables of {env['POSTGRES_DB']} and")
+    )
 
     # Airflow's single API worker also serves the tasks of the first runs: patience on a loaded machine
     version = httpx.get(f"{af}/api/v2/version", timeout=AIRFLOW_TIMEOUT_S)
     assert version.status_code == 200 and version.json()["version"].startswith("3.")
-    token = httpx.post(f"{af}/auth/token", timeout=AIRFLOW_TIMEOUT_S,
-                       json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]})
+    token = httpx.post(
+        f"{af}/auth/token",
+        timeout=AIRFLOW_TIMEOUT_S,
+        json={"username": "admin", "password": env["AIRFLOW_API_PASSWORD"]},
+    )
     assert token.status_code == 201 and token.json()["access_token"]
-    dags = httpx.get(f"{af}/api/v2/dags", timeout=AIRFLOW_TIMEOUT_S,
-                     headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    dags = httpx.get(
+        f"{af}/api/v2/dags",
+        timeout=AIRFLOW_TIMEOUT_S,
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+    )
     assert dags.status_code == 200
     assert httpx.get(f"http://127.0.0.1:{ports['gateway']}/healthz", timeout=5).status_code == 200
     for name in ("advoware", "google", "espocrm"):
@@ -197,13 +215,20 @@ def check_demo_prepared(env: dict[str, str], ports: dict[str, int], af: str, hea
     # a delivery signed with the .env secret (a developer's curl, docs/interfaces.md) is accepted as well
     body = b'[{"id": "envSignedParty1"}]'
     mac = hmac.new(ENV_WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    signed = httpx.post(f"{gateway}/webhooks/vmh/beteiligte/delete", content=body, timeout=10,
-                        headers={"Signature": base64.b64encode(f"curl:{mac}".encode()).decode()})
+    signed = httpx.post(
+        f"{gateway}/webhooks/vmh/beteiligte/delete",
+        content=body,
+        timeout=10,
+        headers={"Signature": base64.b64encode(f"curl:{mac}".encode()).decode()},
+    )
     assert signed.status_code == 200, signed.text
 
     # a CRM user's new party travels by itself: EspoCRM's sender (auto flush) -> gateway -> DAG -> Advoware
-    created = httpx.post(f"{espo}/_sandbox/user/CBeteiligte", timeout=10,
-                         json={"name": "E2E Partei", "vorname": "Test", "emailAddress": "e2e@mail.example"}).json()
+    created = httpx.post(
+        f"{espo}/_sandbox/user/CBeteiligte",
+        timeout=10,
+        json={"name": "E2E Partei", "vorname": "Test", "emailAddress": "e2e@mail.example"},
+    ).json()
     deadline = time.monotonic() + 180
     delivered = linked = False
     while time.monotonic() < deadline and not linked:
@@ -221,7 +246,9 @@ def check_demo_prepared(env: dict[str, str], ports: dict[str, int], af: str, hea
 
     pools = httpx.get(f"{af}/api/v2/pools", headers=headers, timeout=AIRFLOW_TIMEOUT_S).json()["pools"]
     assert {p["name"]: p["slots"] for p in pools if p["name"] != "default_pool"} == {
-        "google_calendar_api": 4, "advoware_api": 4}
+        "google_calendar_api": 4,
+        "advoware_api": 4,
+    }
 
 
 def test_preparing_airflow_outlasts_a_locked_sqlite(tmp_path: Path) -> None:

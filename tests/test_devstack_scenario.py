@@ -49,8 +49,7 @@ def _settings(monkeypatch: pytest.MonkeyPatch) -> Any:
     return get_settings()
 
 
-def test_a_busy_airflow_is_waited_for_and_the_scenario_runs(monkeypatch: pytest.MonkeyPatch,
-                                                           parts: list[str]) -> None:
+def test_a_busy_airflow_is_waited_for_and_the_scenario_runs(monkeypatch: pytest.MonkeyPatch, parts: list[str]) -> None:
     said: list[str] = []
     st = _SlowStack(settings=_settings(monkeypatch))
     monkeypatch.setattr(st, "say", said.append)

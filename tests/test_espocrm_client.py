@@ -27,8 +27,7 @@ ENTITY = "CBeteiligte"
 
 @pytest.fixture
 def client(espocrm_url: str) -> Iterator[EspoCrmClient]:
-    with EspoCrmClient(espocrm_url, KEY, timeout_s=2, max_retries=3, backoff_initial_s=0.01,
-                       backoff_max_s=0.05) as c:
+    with EspoCrmClient(espocrm_url, KEY, timeout_s=2, max_retries=3, backoff_initial_s=0.01, backoff_max_s=0.05) as c:
         yield c
 
 
@@ -55,8 +54,15 @@ def test_crud_round_trip(client: EspoCrmClient, espocrm_url: str) -> None:
 
 
 def test_list_pages_through_everything_with_where_and_select(client: EspoCrmClient, espocrm_url: str) -> None:
-    rows = [{"id": f"{i:017x}", "name": f"P{i:03d}", "ort": "Kiel" if i % 3 == 0 else "Bonn",
-             "createdAt": f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}"} for i in range(450)]
+    rows = [
+        {
+            "id": f"{i:017x}",
+            "name": f"P{i:03d}",
+            "ort": "Kiel" if i % 3 == 0 else "Bonn",
+            "createdAt": f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}",
+        }
+        for i in range(450)
+    ]
     seeded = HTTP.post(f"{espocrm_url}/_sandbox/seed", json={"records": {ENTITY: rows}}, timeout=30)
     seeded.raise_for_status()
 
@@ -66,9 +72,13 @@ def test_list_pages_through_everything_with_where_and_select(client: EspoCrmClie
 
     kiel = client.list(ENTITY, where={"ort": "Kiel"}, select=["name"], max_size=40)
     assert len(kiel) == 150 and set(kiel[0]) == {"id", "name"}
-    clauses = [{"type": "in", "attribute": "name", "value": ["P001", "P002", "P404"]},
-               {"type": "or", "value": [{"type": "equals", "attribute": "ort", "value": "Bonn"},
-                                        {"type": "isNull", "attribute": "ort"}]}]
+    clauses = [
+        {"type": "in", "attribute": "name", "value": ["P001", "P002", "P404"]},
+        {
+            "type": "or",
+            "value": [{"type": "equals", "attribute": "ort", "value": "Bonn"}, {"type": "isNull", "attribute": "ort"}],
+        },
+    ]
     assert sorted(r["name"] for r in client.list(ENTITY, where=clauses)) == ["P001", "P002", "P404"]
     with pytest.raises(ValueError):
         client.list(ENTITY, max_size=201)
@@ -97,10 +107,12 @@ def test_stale_version_raises_conflict_with_current_values(client: EspoCrmClient
 
 def test_get_is_retried_on_503_and_dropped_connections(client: EspoCrmClient, espocrm_url: str) -> None:
     rec = client.create(ENTITY, {"name": "Cramer"})
-    faults(espocrm_url,
-           {"match": f"{ENTITY}.get", "kind": "status", "status": 503, "count": 1, "retry_after": 0},
-           {"match": f"{ENTITY}.get", "kind": "drop", "count": 1},
-           {"match": f"{ENTITY}.get", "kind": "status", "status": 429, "count": 1})
+    faults(
+        espocrm_url,
+        {"match": f"{ENTITY}.get", "kind": "status", "status": 503, "count": 1, "retry_after": 0},
+        {"match": f"{ENTITY}.get", "kind": "drop", "count": 1},
+        {"match": f"{ENTITY}.get", "kind": "status", "status": 429, "count": 1},
+    )
     assert client.get(ENTITY, rec["id"])["name"] == "Cramer"
     assert stats(espocrm_url)["requests"][f"{ENTITY}.get"] == 4
 
@@ -167,14 +179,17 @@ def test_from_settings_reads_the_environment(espocrm_url: str, monkeypatch: pyte
 
 # -- Airflow hook -------------------------------------------------------------------------------
 def test_airflow_lists_the_espocrm_connection_type_and_hook_builds_a_client(
-        espocrm_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    espocrm_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     from include.hooks.espocrm import EspoCrmHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_ESPOCRM_DEFAULT", json.dumps(
-        {"conn_type": "espocrm", "host": espocrm_url, "password": KEY, "extra": {"entity": ENTITY}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ESPOCRM_DEFAULT",
+        json.dumps({"conn_type": "espocrm", "host": espocrm_url, "password": KEY, "extra": {"entity": ENTITY}}),
+    )
     monkeypatch.delenv("ESPOCRM_API_KEY", raising=False)
 
     info = ProvidersManagerTaskRuntime().hooks["espocrm"]  # what tasks resolve the conn type with

@@ -16,8 +16,16 @@ from sandbox.runner import ServerThread
 from webhook_gateway.app import create_app
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "gateway-docs"
 pytestmark = pytest.mark.timeout(180)
 
@@ -43,8 +51,13 @@ def test_docs_render_offline_and_list_the_routes(gateway: str, tmp_path: Path) -
             route.abort()
 
     with sync_playwright() as pw, tempfile.TemporaryDirectory(dir=tmp_path) as profile:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             page = context.new_page()
             page.route("**/*", only_the_gateway)
@@ -57,8 +70,14 @@ def test_docs_render_offline_and_list_the_routes(gateway: str, tmp_path: Path) -
             context.close()
     assert elsewhere == []
     normalized = {p.replace("\u200b", "") for p in paths}
-    assert {"/webhooks/vmh/beteiligte/{event}", "/api/advoware/{path}", "/advoware/calendar/sync",
-            "/webhooks/dead-letters", "/healthz", "/metrics"} <= normalized, normalized
+    assert {
+        "/webhooks/vmh/beteiligte/{event}",
+        "/api/advoware/{path}",
+        "/advoware/calendar/sync",
+        "/webhooks/dead-letters",
+        "/healthz",
+        "/metrics",
+    } <= normalized, normalized
 
 
 def test_redoc_renders_offline_without_asking_any_other_host(gateway: str, tmp_path: Path) -> None:
@@ -77,8 +96,13 @@ def test_redoc_renders_offline_without_asking_any_other_host(gateway: str, tmp_p
             route.abort()
 
     with sync_playwright() as pw, tempfile.TemporaryDirectory(dir=tmp_path) as profile:
-        context = pw.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, headless=True,
-                                                        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        context = pw.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
         try:
             page = context.new_page()
             page.route("**/*", only_the_gateway)

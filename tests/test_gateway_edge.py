@@ -43,31 +43,54 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, redis_db: int, hub_dsn: str,
-           _advoware_server: str) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, redis_db: int, hub_dsn: str, _advoware_server: str
+) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("edge-gateway")  # no .env of the checkout leaks in
     port = free_port()
     info = psycopg.conninfo.conninfo_to_dict(hub_dsn)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "INFO",
-           "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
-           "POSTGRES_HOST": info.get("host", "127.0.0.1"), "POSTGRES_PORT": str(info.get("port", 5432)),
-           "POSTGRES_DB": info["dbname"], "POSTGRES_USER": info.get("user", "postgres"), "POSTGRES_PASSWORD": "",
-           "ADVOWARE_BASE_URL": _advoware_server, "ADVOWARE_AUTH_URL": "", "ADVOWARE_CONFIGURATOR_URL": "",
-           "ADVOWARE_USERNAME": sbx.USERNAME, "ADVOWARE_PASSWORD": sbx.PASSWORD, "ADVOWARE_APP_ID": sbx.APP_ID,
-           "ADVOWARE_API_KEY": sbx.API_KEY, "ADVOWARE_KANZLEI": sbx.KANZLEI, "ADVOWARE_DATABASE": sbx.DATABASE,
-           "ESPOCRM_WEBHOOK_SECRET": "edge-secret", "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
-           "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port),
-           "GATEWAY_API_TOKEN": WRITE, "GATEWAY_READ_TOKEN": READ}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "INFO",
+        "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "POSTGRES_HOST": info.get("host", "127.0.0.1"),
+        "POSTGRES_PORT": str(info.get("port", 5432)),
+        "POSTGRES_DB": info["dbname"],
+        "POSTGRES_USER": info.get("user", "postgres"),
+        "POSTGRES_PASSWORD": "",
+        "ADVOWARE_BASE_URL": _advoware_server,
+        "ADVOWARE_AUTH_URL": "",
+        "ADVOWARE_CONFIGURATOR_URL": "",
+        "ADVOWARE_USERNAME": sbx.USERNAME,
+        "ADVOWARE_PASSWORD": sbx.PASSWORD,
+        "ADVOWARE_APP_ID": sbx.APP_ID,
+        "ADVOWARE_API_KEY": sbx.API_KEY,
+        "ADVOWARE_KANZLEI": sbx.KANZLEI,
+        "ADVOWARE_DATABASE": sbx.DATABASE,
+        "ESPOCRM_WEBHOOK_SECRET": "edge-secret",
+        "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_API_TOKEN": WRITE,
+        "GATEWAY_READ_TOKEN": READ,
+    }
     for name in list(env):  # the documented defaults of the edge, whatever the caller's shell says
-        if name.startswith("GATEWAY_") and name not in ("GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_API_TOKEN",
-                                                          "GATEWAY_READ_TOKEN"):
+        if name.startswith("GATEWAY_") and name not in (
+            "GATEWAY_HOST",
+            "GATEWAY_PORT",
+            "GATEWAY_API_TOKEN",
+            "GATEWAY_READ_TOKEN",
+        ):
             env.pop(name)
     log = workdir / "gateway.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "webhook_gateway"], cwd=workdir, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "webhook_gateway"], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     served = Served(f"http://127.0.0.1:{port}", port, log, proc)
     try:
+
         def healthy() -> bool:
             assert proc.poll() is None, served.log_text()
             try:
@@ -99,8 +122,9 @@ class Outcome:
         return json.loads(self.answer.split(b"\r\n\r\n", 1)[1])
 
 
-async def _until_closed(port: int, first: bytes, trickle: bytes = b"", every_s: float = 1.0,
-                        limit_s: float = 120.0) -> Outcome:
+async def _until_closed(
+    port: int, first: bytes, trickle: bytes = b"", every_s: float = 1.0, limit_s: float = 120.0
+) -> Outcome:
     """Send `first`, then one byte of `trickle` every `every_s`; return what came back and when the
     gateway closed the connection (counted from the connect)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -137,14 +161,32 @@ def test_slow_and_half_requests_are_closed_in_the_documented_time(served: Served
         return await asyncio.gather(
             _until_closed(served.port, b"", limit_s=HEAD_S + 60),  # connects, sends nothing
             _until_closed(served.port, b"GET /heal", limit_s=HEAD_S + 60),  # half a request line
-            _until_closed(served.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # slow headers
-                          trickle=b"a" * 200, limit_s=HEAD_S + 60),
-            _until_closed(served.port, (f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\n"  # slow body
-                                        f"Authorization: Bearer {WRITE}\r\nX-Request-ID: slow-body-1\r\n"
-                                        f"{signed_headers}\r\n").encode() + b'{"kuerzel": ',
-                          trickle=b" " * 200, limit_s=BODY_S + 60),
-            _until_closed(served.port, (f"POST /webhooks/vmh/beteiligte/update HTTP/1.1\r\nHost: x\r\n"  # stalled
-                                        f"{signed_headers}\r\n").encode() + b'[{"id": "a"', limit_s=BODY_S + 60),
+            _until_closed(
+                served.port,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # slow headers
+                trickle=b"a" * 200,
+                limit_s=HEAD_S + 60,
+            ),
+            _until_closed(
+                served.port,
+                (
+                    f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\n"  # slow body
+                    f"Authorization: Bearer {WRITE}\r\nX-Request-ID: slow-body-1\r\n"
+                    f"{signed_headers}\r\n"
+                ).encode()
+                + b'{"kuerzel": ',
+                trickle=b" " * 200,
+                limit_s=BODY_S + 60,
+            ),
+            _until_closed(
+                served.port,
+                (
+                    f"POST /webhooks/vmh/beteiligte/update HTTP/1.1\r\nHost: x\r\n"  # stalled
+                    f"{signed_headers}\r\n"
+                ).encode()
+                + b'[{"id": "a"',
+                limit_s=BODY_S + 60,
+            ),
         )
 
     silent, half_line, slow_head, slow_body, stalled_webhook = asyncio.run(all_at_once())
@@ -160,7 +202,8 @@ def test_slow_and_half_requests_are_closed_in_the_documented_time(served: Served
     assert slow_body.json()["request_id"] == "slow-body-1"
     rows = wait_for(lambda: audit_rows(hub))  # the abandoned write is audited as what it was
     assert [(r["method"], r["status"], r["detail"], r["request_id"]) for r in rows] == [
-        ("POST", 408, "body_timeout", "slow-body-1")]
+        ("POST", 408, "body_timeout", "slow-body-1")
+    ]
     assert "Traceback" not in served.log_text()
     assert httpx.get(f"{served.url}/healthz").status_code == 200
 
@@ -171,7 +214,7 @@ def _send_head(port: int, head: bytes) -> Outcome:
         started = time.monotonic()
         try:
             for i in range(0, len(head), 65536):
-                writer.write(head[i:i + 65536])
+                writer.write(head[i : i + 65536])
                 await writer.drain()
         except ConnectionError:
             pass  # the gateway stopped reading once the limit was passed: expected
@@ -226,9 +269,11 @@ def test_past_the_connection_cap_comes_a_503(served: Served) -> None:
 
 
 def test_a_malformed_body_is_400_and_the_write_is_audited(served: Served, hub: str) -> None:
-    head = (f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
-            "X-Request-ID: bad-chunk-1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    outcome = _send_head(served.port, head.encode() + b"5\r\n{\"a\":\r\nZZ-not-a-chunk-size\r\n")
+    head = (
+        f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
+        "X-Request-ID: bad-chunk-1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    outcome = _send_head(served.port, head.encode() + b'5\r\n{"a":\r\nZZ-not-a-chunk-size\r\n')
     assert outcome.status == 400 and outcome.json()["error"] == "bad_request", outcome.answer
     rows = wait_for(lambda: audit_rows(hub))
     assert [(r["status"], r["detail"], r["request_id"]) for r in rows] == [(400, "bad_request", "bad-chunk-1")]

@@ -15,9 +15,14 @@ WRITE, READ = "health-write-token", "health-read-token"
 
 
 def _settings(hub: str, redis_url: str) -> Settings:
-    return Settings(_env_file=None, sandbox_mode=True, redis_url=redis_url, postgres=_postgres(hub),
-                    airflow_api=AirflowApiSettings(_env_file=None, url=f"http://127.0.0.1:{free_port()}"),
-                    gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ))
+    return Settings(
+        _env_file=None,
+        sandbox_mode=True,
+        redis_url=redis_url,
+        postgres=_postgres(hub),
+        airflow_api=AirflowApiSettings(_env_file=None, url=f"http://127.0.0.1:{free_port()}"),
+        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ),
+    )
 
 
 def test_deep_health_needs_a_token_and_reports_the_checks(hub: str, redis_url: str) -> None:
@@ -28,14 +33,16 @@ def test_deep_health_needs_a_token_and_reports_the_checks(hub: str, redis_url: s
         assert set(anonymous.json()) >= {"error", "message", "status", "request_id"}
         assert client.get("/healthz/deep", headers={"Authorization": "Bearer wrong"}).status_code == 403
 
-        fine = client.get("/healthz/deep", params={"service": ["hub", "redis"]},
-                          headers={"Authorization": f"Bearer {READ}"})
+        fine = client.get(
+            "/healthz/deep", params={"service": ["hub", "redis"]}, headers={"Authorization": f"Bearer {READ}"}
+        )
         assert fine.status_code == 200, fine.text
         assert fine.json()["ok"] is True
         assert [v["service"] for v in fine.json()["verdicts"]] == ["hub", "redis", "redis", "redis"]
 
-        down = client.get("/healthz/deep", params={"service": ["hub", "airflow"]},
-                          headers={"Authorization": f"Bearer {WRITE}"})
+        down = client.get(
+            "/healthz/deep", params={"service": ["hub", "airflow"]}, headers={"Authorization": f"Bearer {WRITE}"}
+        )
         assert down.status_code == 503
         body = down.json()
         assert body["error"] == "check_failed" and body["message"] == "1 checks failed: airflow"

@@ -137,9 +137,7 @@ def test_appointment_round_trip_through_the_proxy(gateway: Gateway, advoware_url
     frnr = created["frNr"]
     r = httpx.get(f"{gw}/api/advoware/Termine", params={"frnr": frnr}, headers=h)
     assert r.status_code == 200 and r.json() == [created]
-    r = httpx.put(
-        f"{gw}/api/advoware/Termine", params={"frnr": frnr}, json={**TERMIN, "text": "Verlegt"}, headers=h
-    )
+    r = httpx.put(f"{gw}/api/advoware/Termine", params={"frnr": frnr}, json={**TERMIN, "text": "Verlegt"}, headers=h)
     assert r.status_code == 200 and r.json()["text"] == "Verlegt"
     listed = httpx.get(
         f"{gw}/api/advoware/Termine",
@@ -180,19 +178,13 @@ def test_advoware_status_body_and_retry_after_are_passed_on(gateway: Gateway, ad
         ).status_code
         == 200
     )
-    r = httpx.put(
-        f"{gw}/api/advoware/Beteiligte/{bet}", json={"name": "B", "rowId": party["rowId"]}, headers=h
-    )
+    r = httpx.put(f"{gw}/api/advoware/Beteiligte/{bet}", json={"name": "B", "rowId": party["rowId"]}, headers=h)
     assert r.status_code == 409 and r.json()["error"] == "conflict"
     r = httpx.delete(f"{gw}/api/advoware/Beteiligte/{bet}/Kommunikationen/1", headers=h)
     assert r.status_code == 403 and r.json()["error"] == "forbidden"  # Advoware's 403, unchanged
     httpx.post(
         f"{advoware_url}/_sandbox/faults",
-        json={
-            "faults": [
-                {"match": "Mitarbeiter.list", "kind": "status", "status": 503, "retry_after": 7, "count": 1}
-            ]
-        },
+        json={"faults": [{"match": "Mitarbeiter.list", "kind": "status", "status": 503, "retry_after": 7, "count": 1}]},
     )
     r = httpx.get(f"{gw}/api/advoware/Mitarbeiter", headers=h)
     assert r.status_code == 503 and r.headers["retry-after"] == "7"
@@ -235,9 +227,7 @@ def test_allow_list(gateway: Gateway, advoware_url: str) -> None:
     assert r.status_code == 403 and r.json()["error"] == "path_not_allowed"
     narrow = gateway(gateway={"proxy_allow": "Termine"})
     assert httpx.get(f"{narrow}/api/advoware/Mitarbeiter", headers=auth(READ)).status_code == 403
-    assert (
-        httpx.get(f"{narrow}/api/advoware/Termine", params={"frnr": 1}, headers=auth(READ)).status_code == 200
-    )
+    assert httpx.get(f"{narrow}/api/advoware/Termine", params={"frnr": 1}, headers=auth(READ)).status_code == 200
     assert sandbox_stats(advoware_url)["requests"].get("Mitarbeiter.list") is None
 
 
@@ -302,9 +292,7 @@ def test_request_id_logged_and_no_secret_in_any_log_line(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     gw = gateway()
-    r = httpx.post(
-        f"{gw}/api/advoware/Termine", json=TERMIN, headers={**auth(WRITE), "X-Request-ID": "rid-42"}
-    )
+    r = httpx.post(f"{gw}/api/advoware/Termine", json=TERMIN, headers={**auth(WRITE), "X-Request-ID": "rid-42"})
     assert r.status_code == 200
     httpx.post(f"{advoware_url}/_sandbox/revoke_tokens")
     assert httpx.get(f"{gw}/api/advoware/Mitarbeiter", headers=auth(READ)).status_code == 200  # renewed
@@ -328,8 +316,7 @@ def test_request_id_logged_and_no_secret_in_any_log_line(
 DEEP = b"[" * 100_000
 
 
-def test_deeply_nested_json_is_400_audited_and_logs_no_traceback(gateway: Gateway, advoware_url: str,
-                                                                  hub: str) -> None:
+def test_deeply_nested_json_is_400_audited_and_logs_no_traceback(gateway: Gateway, advoware_url: str, hub: str) -> None:
     gw = gateway(gateway={"proxy_max_body_bytes": 1024 * 1024})
     with gateway_logs() as logs:
         post = httpx.post(f"{gw}/api/advoware/Termine", content=DEEP, headers=auth(WRITE))
@@ -341,7 +328,9 @@ def test_deeply_nested_json_is_400_audited_and_logs_no_traceback(gateway: Gatewa
         assert r.json()["error"] == "bad_body" and "nested deeper than 32" in r.json()["message"]
     assert logs.errors() == []
     assert [(row["method"], row["status"], row["detail"]) for row in audit_rows(hub)] == [
-        ("POST", 400, "bad_body"), ("POST", 400, "bad_body")]
+        ("POST", 400, "bad_body"),
+        ("POST", 400, "bad_body"),
+    ]
     assert sandbox_stats(advoware_url)["total_requests"] == 0
 
 
@@ -378,25 +367,30 @@ def test_a_non_ascii_request_id_is_replaced(gateway: Gateway) -> None:
     assert rid != "r\u00e9q-1" and rid.isascii() and len(rid) == 32
 
 
-def test_a_client_gone_mid_upload_leaves_one_audit_row_and_no_traceback(gateway: Gateway, advoware_url: str,
-                                                                         hub: str) -> None:
+def test_a_client_gone_mid_upload_leaves_one_audit_row_and_no_traceback(
+    gateway: Gateway, advoware_url: str, hub: str
+) -> None:
     gw = gateway()
     host, port = gw.removeprefix("http://").split(":")
     with gateway_logs() as logs:
         with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
-                         "Content-Type: application/json\r\nContent-Length: 900\r\nX-Request-ID: gone-1\r\n\r\n"
-                         '{"kuerzel": "AB", '.encode())
+            sock.sendall(
+                f"POST /api/advoware/Termine HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITE}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 900\r\nX-Request-ID: gone-1\r\n\r\n"
+                '{"kuerzel": "AB", '.encode()
+            )
         rows = wait_for(lambda: audit_rows(hub))
     assert [(r["method"], r["target"], r["status"], r["detail"], r["request_id"]) for r in rows] == [
-        ("POST", "Termine", 499, "client_disconnected", "gone-1")]
+        ("POST", "Termine", 499, "client_disconnected", "gone-1")
+    ]
     assert logs.errors() == []
     assert sandbox_stats(advoware_url)["total_requests"] == 0
 
 
 @pytest.mark.parametrize("mode", ["gzip", "deflate"])
-def test_a_compressing_advoware_reaches_the_client_as_plain_json(gateway: Gateway, advoware_url: str,
-                                                                  mode: str) -> None:
+def test_a_compressing_advoware_reaches_the_client_as_plain_json(
+    gateway: Gateway, advoware_url: str, mode: str
+) -> None:
     gw = gateway()
     plain = httpx.post(f"{gw}/api/advoware/Termine", json=TERMIN, headers=auth(WRITE))
     assert plain.status_code == 200

@@ -15,16 +15,22 @@ from sandbox.keys import write_service_account_file
 
 
 @pytest.mark.parametrize("how", ["keyfile_dict", "key_path"])
-def test_connection_key_and_extras_reach_the_sandbox(how: str, google_url: str, redis_url: str, hub: str,
-                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_key_and_extras_reach_the_sandbox(
+    how: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = tmp_path / "sa.json"
     info = write_service_account_file(key, f"{google_url}/token")
-    extra = {"scope": "https://www.googleapis.com/auth/calendar", "delegation": True,
-             "api_endpoint": f"{google_url}/calendar/v3/", "batch_uri": f"{google_url}/batch/calendar/v3",
-             "token_uri": f"{google_url}/token"}
+    extra = {
+        "scope": "https://www.googleapis.com/auth/calendar",
+        "delegation": True,
+        "api_endpoint": f"{google_url}/calendar/v3/",
+        "batch_uri": f"{google_url}/batch/calendar/v3",
+        "token_uri": f"{google_url}/token",
+    }
     extra[how] = json.dumps(info) if how == "keyfile_dict" else str(key)
-    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CALENDAR_DEFAULT",
-                       json.dumps({"conn_type": "google_cloud_platform", "extra": extra}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GOOGLE_CALENDAR_DEFAULT", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+    )
     from include.hooks.google_calendar import GoogleCalendarSyncHook
 
     client = GoogleCalendarSyncHook().get_client(redis_url=redis_url)

@@ -63,9 +63,11 @@ def events_of(url: str, calendar_id: str) -> list[dict[str, Any]]:
 def appointment(frnr: int, *, employee: str = "AB", day: int = 0, title: str | None = None) -> dict[str, Any]:
     start = datetime(2025, 3, 3, 9, 0) + timedelta(days=day % 300, minutes=15 * (frnr % 20))
     end = start + timedelta(minutes=30)
-    body = {"summary": title or f"Termin {frnr}",
-            "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": title or f"Termin {frnr}",
+        "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Berlin"},
+    }
     return with_advoware_properties(body, employee, frnr)
 
 
@@ -78,17 +80,22 @@ def add_links(dsn: str, employee: str, frnrs: list[int], *, google_only: int = 0
         for frnr in frnrs:
             conn.execute(
                 "INSERT INTO calendar_links (employee, frnr, google_event_id, google_etag, status) "
-                "VALUES (%s, %s, %s, 'etag', 'linked')", (employee, frnr, event_id(employee, frnr)))
+                "VALUES (%s, %s, %s, 'etag', 'linked')",
+                (employee, frnr, event_id(employee, frnr)),
+            )
         for i in range(google_only):
-            conn.execute("INSERT INTO calendar_links (employee, google_event_id, status) "
-                         "VALUES (%s, %s, 'linked')", (employee, f"googleonly{i:05d}"))
+            conn.execute(
+                "INSERT INTO calendar_links (employee, google_event_id, status) VALUES (%s, %s, 'linked')",
+                (employee, f"googleonly{i:05d}"),
+            )
 
 
 def links(dsn: str, employee: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(
-            "SELECT frnr, google_event_id, google_etag, status FROM calendar_links WHERE employee = %s "
-            "ORDER BY id", (employee,)).fetchall()
+            "SELECT frnr, google_event_id, google_etag, status FROM calendar_links WHERE employee = %s ORDER BY id",
+            (employee,),
+        ).fetchall()
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -101,16 +108,28 @@ def key_file(google_url: str, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_client(google_url: str, redis_url: str, key_file: Path) -> MakeClient:
-    def make(*, delegation: bool = False, limit: int = 600, window_s: float = 60.0,
-             backoff: Backoff | None = None) -> GoogleCalendarClient:
+    def make(
+        *, delegation: bool = False, limit: int = 600, window_s: float = 60.0, backoff: Backoff | None = None
+    ) -> GoogleCalendarClient:
         settings = GoogleSettings(
-            _env_file=None, calendar_service_account_path=str(key_file), delegation=delegation,
-            api_endpoint=f"{google_url}/calendar/v3/", batch_uri=f"{google_url}/batch/calendar/v3",
-            token_uri=f"{google_url}/token", requests_per_window=limit, window_s=window_s)
+            _env_file=None,
+            calendar_service_account_path=str(key_file),
+            delegation=delegation,
+            api_endpoint=f"{google_url}/calendar/v3/",
+            batch_uri=f"{google_url}/batch/calendar/v3",
+            token_uri=f"{google_url}/token",
+            requests_per_window=limit,
+            window_s=window_s,
+        )
         limiter = RateLimiter.from_url(redis_url, limit=limit, window_s=window_s)
-        return GoogleCalendarClient(settings, ServiceAccount.from_settings(settings), limiter=limiter,
-                                    backoff=backoff or Backoff(base_s=0.1, cap_s=2.0, max_retries=8),
-                                    timeout_s=10)
+        return GoogleCalendarClient(
+            settings,
+            ServiceAccount.from_settings(settings),
+            limiter=limiter,
+            backoff=backoff or Backoff(base_s=0.1, cap_s=2.0, max_retries=8),
+            timeout_s=10,
+        )
+
     return make
 
 
@@ -132,7 +151,8 @@ def save_token(hub: str, token: str | None, *, full: bool, employee: str = "AB")
 
 # -- provisioning ------------------------------------------------------------------------------
 def test_shared_provisioning_twice_makes_one_calendar_and_one_acl_rule(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client(delegation=False)
     first = provision(client, hub)
     second = provision(client, hub)
@@ -153,7 +173,8 @@ def test_shared_provisioning_twice_makes_one_calendar_and_one_acl_rule(
 
 
 def test_delegated_provisioning_twice_uses_the_employees_account_without_acl(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client(delegation=True)
     first = provision(client, hub)
     second = provision(client, hub, "CD", "cd@kanzlei.example")
@@ -173,7 +194,8 @@ def test_delegated_provisioning_twice_uses_the_employees_account_without_acl(
 
 
 def test_calendar_deleted_by_hand_is_recreated_and_links_reset(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client()
     first = provision(client, hub)
     add_links(hub, "AB", [1, 2, 3], google_only=1)
@@ -187,8 +209,7 @@ def test_calendar_deleted_by_hand_is_recreated_and_links_reset(
 
     assert again.recreated and again.created and again.calendar_id != first.calendar_id
     assert len(calendars_named(google_url, calendar_summary("AB"))) == 1
-    assert links(hub, "AB") == [(1, None, None, "pending"), (2, None, None, "pending"),
-                                (3, None, None, "pending")]
+    assert links(hub, "AB") == [(1, None, None, "pending"), (2, None, None, "pending"), (3, None, None, "pending")]
     assert links(hub, "CD")[0][1] == event_id("CD", 1)
     with connect(hub) as conn:
         row = hub_calendars.get(conn, "AB")
@@ -198,7 +219,8 @@ def test_calendar_deleted_by_hand_is_recreated_and_links_reset(
 
 # -- reading -----------------------------------------------------------------------------------
 def test_full_then_incremental_listing_pages_through_everything(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     seeded = [appointment(n, day=n) | {"id": event_id("AB", n)} for n in range(2600)]
@@ -229,7 +251,8 @@ def test_full_then_incremental_listing_pages_through_everything(
 
 
 def test_expired_sync_token_falls_back_to_full_listing_and_keeps_links(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
@@ -254,20 +277,31 @@ def test_expired_sync_token_falls_back_to_full_listing_and_keeps_links(
 
 # -- writing -----------------------------------------------------------------------------------
 def test_insert_whose_answer_was_lost_is_adopted_not_duplicated(
-        google_url: str, redis_url: str, key_file: Path, hub: str) -> None:
+    google_url: str, redis_url: str, key_file: Path, hub: str
+) -> None:
     # The server stalls 1 s before storing; the client gives up after 0.4 s and retries only after
     # the event was stored (backoff >= 1 s): the retry meets 409 duplicate and adopts the event.
     settings = GoogleSettings(
-        _env_file=None, calendar_service_account_path=str(key_file),
-        api_endpoint=f"{google_url}/calendar/v3/", batch_uri=f"{google_url}/batch/calendar/v3",
-        token_uri=f"{google_url}/token")
-    client = GoogleCalendarClient(settings, ServiceAccount.from_settings(settings),
-                                  limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
-                                  backoff=Backoff(base_s=2.0, cap_s=4.0, max_retries=3), timeout_s=0.4)
+        _env_file=None,
+        calendar_service_account_path=str(key_file),
+        api_endpoint=f"{google_url}/calendar/v3/",
+        batch_uri=f"{google_url}/batch/calendar/v3",
+        token_uri=f"{google_url}/token",
+    )
+    client = GoogleCalendarClient(
+        settings,
+        ServiceAccount.from_settings(settings),
+        limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
+        backoff=Backoff(base_s=2.0, cap_s=4.0, max_retries=3),
+        timeout_s=0.4,
+    )
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
-    admin(google_url, "/_sandbox/faults", {"faults": [
-        {"match": "events.insert", "kind": "timeout", "delay_s": 1.0, "count": 1}]})
+    admin(
+        google_url,
+        "/_sandbox/faults",
+        {"faults": [{"match": "events.insert", "kind": "timeout", "delay_s": 1.0, "count": 1}]},
+    )
 
     result = writer.insert(event_id("AB", 42), appointment(42))
 
@@ -279,13 +313,11 @@ def test_insert_whose_answer_was_lost_is_adopted_not_duplicated(
     assert stats(google_url)["requests"]["events.insert"] == 2  # the lost one and the retry
 
 
-def test_insert_cut_off_mid_answer_leaves_exactly_one_event(make_client: MakeClient, google_url: str,
-                                                            hub: str) -> None:
+def test_insert_cut_off_mid_answer_leaves_exactly_one_event(make_client: MakeClient, google_url: str, hub: str) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
-    admin(google_url, "/_sandbox/faults",
-          {"faults": [{"match": "events.insert", "kind": "drop", "count": 1}]})
+    admin(google_url, "/_sandbox/faults", {"faults": [{"match": "events.insert", "kind": "drop", "count": 1}]})
 
     result = writer.insert(event_id("AB", 43), appointment(43))
 
@@ -295,8 +327,7 @@ def test_insert_cut_off_mid_answer_leaves_exactly_one_event(make_client: MakeCli
     assert stats(google_url)["requests"]["events.insert"] == 2
 
 
-def test_cancelled_event_is_undeleted_only_when_asked(make_client: MakeClient, google_url: str,
-                                                      hub: str) -> None:
+def test_cancelled_event_is_undeleted_only_when_asked(make_client: MakeClient, google_url: str, hub: str) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
@@ -311,8 +342,7 @@ def test_cancelled_event_is_undeleted_only_when_asked(make_client: MakeClient, g
     assert restored.outcome == "undeleted" and restored.event["status"] == "confirmed"  # type: ignore[index]
 
 
-def test_patch_with_stale_etag_reports_a_conflict_with_the_current_event(
-        make_client: MakeClient, hub: str) -> None:
+def test_patch_with_stale_etag_reports_a_conflict_with_the_current_event(make_client: MakeClient, hub: str) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
@@ -350,10 +380,16 @@ def test_batch_retries_only_its_failed_parts(make_client: MakeClient, google_url
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
     writer.insert(event_id("AB", 10), appointment(10))  # already there: its part answers 409
-    admin(google_url, "/_sandbox/faults", {"faults": [
-        {"match": "events.insert", "kind": "status", "status": 503, "count": 3},
-        {"match": "events.insert", "kind": "status", "status": 403, "reason": "rateLimitExceeded",
-         "count": 2}]})
+    admin(
+        google_url,
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {"match": "events.insert", "kind": "status", "status": 503, "count": 3},
+                {"match": "events.insert", "kind": "status", "status": 403, "reason": "rateLimitExceeded", "count": 2},
+            ]
+        },
+    )
     before = stats(google_url)["requests"]["events.insert"]
 
     results = writer.write_many([insert_op(n) for n in range(120)])
@@ -383,21 +419,34 @@ def test_quota_pressure_is_answered_by_backoff(make_client: MakeClient, google_u
     assert client.retries > 0  # the sandbox did push back
 
 
-def test_quota_exceeded_stops_cleanly_without_retrying(make_client: MakeClient, google_url: str,
-                                                       hub: str) -> None:
+def test_quota_exceeded_stops_cleanly_without_retrying(make_client: MakeClient, google_url: str, hub: str) -> None:
     client = make_client()
     cal_id = provision(client, hub).calendar_id
     writer = EventWriter(client.session_for(EMAIL), cal_id)
-    admin(google_url, "/_sandbox/faults", {"faults": [
-        {"match": "events.insert", "kind": "status", "status": 403, "reason": "quotaExceeded", "count": 1}]})
+    admin(
+        google_url,
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {"match": "events.insert", "kind": "status", "status": 403, "reason": "quotaExceeded", "count": 1}
+            ]
+        },
+    )
 
     with pytest.raises(QuotaExceeded) as info:
         writer.insert(event_id("AB", 1), appointment(1))
     assert SA_EMAIL in str(info.value) and "usage limits" in str(info.value)
     assert stats(google_url)["requests"]["events.insert"] == 1  # one attempt, no hammering
 
-    admin(google_url, "/_sandbox/faults", {"faults": [
-        {"match": "events.insert", "kind": "status", "status": 403, "reason": "quotaExceeded", "count": 1}]})
+    admin(
+        google_url,
+        "/_sandbox/faults",
+        {
+            "faults": [
+                {"match": "events.insert", "kind": "status", "status": 403, "reason": "quotaExceeded", "count": 1}
+            ]
+        },
+    )
     with pytest.raises(QuotaExceeded) as batch_info:
         writer.write_many([insert_op(n) for n in range(2, 120)])
     # The first batch ran (49 written, one refused); no further batch was sent.
@@ -407,7 +456,8 @@ def test_quota_exceeded_stops_cleanly_without_retrying(make_client: MakeClient, 
 
 
 def test_limiter_matched_to_the_quota_lets_parallel_batches_through_unrefused(
-        make_client: MakeClient, google_url: str, hub: str) -> None:
+    make_client: MakeClient, google_url: str, hub: str
+) -> None:
     client = make_client(limit=30, window_s=2.0)
     cal_id = provision(client, hub).calendar_id
     admin(google_url, "/_sandbox/config", {"quota_requests": 30, "quota_window_s": 2, "quota_status": 429})

@@ -37,13 +37,17 @@ DEBOUNCE_S = 1.0
 BURST_DEBOUNCE_S = 5.0
 
 
-def settings_for(airflow_url: str, redis_url: str, hub: str, *, debounce_s: float = DEBOUNCE_S,
-                 runs_enabled: bool = True) -> Settings:
-    return Settings(_env_file=None, redis_url=redis_url, postgres=hub_settings(hub),
-                    airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER,
-                                                   password=PASSWORD, timeout_s=5),
-                    gateway=GatewaySettings(_env_file=None, api_token="w-token"),
-                    push=PushSettings(_env_file=None, debounce_s=debounce_s, runs_enabled=runs_enabled))
+def settings_for(
+    airflow_url: str, redis_url: str, hub: str, *, debounce_s: float = DEBOUNCE_S, runs_enabled: bool = True
+) -> Settings:
+    return Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        postgres=hub_settings(hub),
+        airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER, password=PASSWORD, timeout_s=5),
+        gateway=GatewaySettings(_env_file=None, api_token="w-token"),
+        push=PushSettings(_env_file=None, debounce_s=debounce_s, runs_enabled=runs_enabled),
+    )
 
 
 @pytest.fixture
@@ -60,17 +64,29 @@ def gateway(airflow: FastAPI, redis_url: str, hub: str) -> Iterator[str]:
         yield server.url
 
 
-def add_channel(hub: str, channel_id: str, employee: str = "AB", *, expires_in_s: float = 3600,
-                token: str | None = None) -> dict[str, str]:
+def add_channel(
+    hub: str, channel_id: str, employee: str = "AB", *, expires_in_s: float = 3600, token: str | None = None
+) -> dict[str, str]:
     """A channel as part A's lifecycle records it; returns the headers Google would send on it."""
     token = token or f"secret-{channel_id}"
     with connect(hub) as conn:
-        channels.add(conn, channel_id=channel_id, employee=employee, calendar_id=f"cal-{employee}",
-                     resource_id=f"res-{channel_id}", token=token, address="https://gw.example" + PATH,
-                     expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s))
-    return {"X-Goog-Channel-ID": channel_id, "X-Goog-Channel-Token": token,
-            "X-Goog-Resource-ID": f"res-{channel_id}", "X-Goog-Resource-URI": "https://example/events",
-            "X-Goog-Channel-Expiration": "Mon, 07 Dec 2026 10:00:00 GMT"}
+        channels.add(
+            conn,
+            channel_id=channel_id,
+            employee=employee,
+            calendar_id=f"cal-{employee}",
+            resource_id=f"res-{channel_id}",
+            token=token,
+            address="https://gw.example" + PATH,
+            expires_at=datetime.now(UTC) + timedelta(seconds=expires_in_s),
+        )
+    return {
+        "X-Goog-Channel-ID": channel_id,
+        "X-Goog-Channel-Token": token,
+        "X-Goog-Resource-ID": f"res-{channel_id}",
+        "X-Goog-Resource-URI": "https://example/events",
+        "X-Goog-Channel-Expiration": "Mon, 07 Dec 2026 10:00:00 GMT",
+    }
 
 
 def notify(url: str, headers: dict[str, str], state: str = "exists", number: int | None = 2) -> httpx.Response:
@@ -105,8 +121,11 @@ def settle(airflow: FastAPI, wait_s: float = DEBOUNCE_S * 2.5) -> list[dict[str,
 def metric(url: str, name: str, **labels: str) -> float:
     text = httpx.get(url + "/metrics").text
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.compile(rf"^{name}(?:\{{{re.escape(want)}\}})? ([0-9.e+]+)$", re.M) if want else \
-        re.compile(rf"^{name} ([0-9.e+]+)$", re.M)
+    pattern = (
+        re.compile(rf"^{name}(?:\{{{re.escape(want)}\}})? ([0-9.e+]+)$", re.M)
+        if want
+        else re.compile(rf"^{name} ([0-9.e+]+)$", re.M)
+    )
     found = pattern.search(text)
     return float(found.group(1)) if found else 0.0
 
@@ -123,8 +142,12 @@ def assert_error(answer: httpx.Response, status: int, code: str) -> None:
 def test_the_sync_message_is_answered_without_a_run(gateway: str, airflow: FastAPI, hub: str) -> None:
     headers = add_channel(hub, "ch-sync")
     answer = notify(gateway, headers, "sync", 1)
-    assert answer.status_code == 200 and answer.json() == {"channel": "ch-sync", "state": "sync", "marked": False,
-                                                           "replay": False}
+    assert answer.status_code == 200 and answer.json() == {
+        "channel": "ch-sync",
+        "state": "sync",
+        "marked": False,
+        "replay": False,
+    }
     assert settle(airflow) == []
     with connect(hub) as conn:
         assert channels.get(conn, "ch-sync").last_message_number == 1  # type: ignore[union-attr]
@@ -153,18 +176,25 @@ def slow_gateway(airflow: FastAPI, redis_url: str, hub: str) -> Iterator[str]:
         yield server.url
 
 
-def test_a_burst_for_one_employee_is_one_run_and_two_employees_are_two(slow_gateway: str, airflow: FastAPI,
-                                                                        hub: str) -> None:
+def test_a_burst_for_one_employee_is_one_run_and_two_employees_are_two(
+    slow_gateway: str, airflow: FastAPI, hub: str
+) -> None:
     gateway = slow_gateway
     ab, cd = add_channel(hub, "ch-ab", "AB"), add_channel(hub, "ch-cd", "CD")
-    names = [("vmh_targeted_runs_coalesced_total", "source", "push"), ("vmh_targeted_runs_started_total", "source",
-             "push"), ("vmh_google_push_received_total", "state", "exists")]
+    names = [
+        ("vmh_targeted_runs_coalesced_total", "source", "push"),
+        ("vmh_targeted_runs_started_total", "source", "push"),
+        ("vmh_google_push_received_total", "state", "exists"),
+    ]
     before = [metric(gateway, n, **{k: v}) for n, k, v in names]
     replayed = metric(gateway, "vmh_google_push_replayed_total")
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=11) as pool:  # Google sends a burst at once, not one by one
-        answers = list(pool.map(lambda args: notify(gateway, *args), [(ab, "exists", n) for n in range(2, 12)]
-                                + [(cd, "exists", 2)]))
+        answers = list(
+            pool.map(
+                lambda args: notify(gateway, *args), [(ab, "exists", n) for n in range(2, 12)] + [(cd, "exists", 2)]
+            )
+        )
     assert time.monotonic() - started < BURST_DEBOUNCE_S, "the burst took longer than the debounce: not a burst"
     assert [a.status_code for a in answers] == [200] * 11
     runs = wait_for_runs(airflow, 2, deadline_s=BURST_DEBOUNCE_S + 10)
@@ -180,31 +210,55 @@ def test_a_burst_for_one_employee_is_one_run_and_two_employees_are_two(slow_gate
     wait_for_runs(airflow, 3, deadline_s=BURST_DEBOUNCE_S + 10)
 
 
-def test_a_replayed_message_number_is_accepted_without_a_second_mark(gateway: str, airflow: FastAPI,
-                                                                     hub: str) -> None:
+def test_a_replayed_message_number_is_accepted_without_a_second_mark(gateway: str, airflow: FastAPI, hub: str) -> None:
     headers = add_channel(hub, "ch-r")
     replayed = metric(gateway, "vmh_google_push_replayed_total")
     assert notify(gateway, headers, "exists", 5).json()["marked"] is True
     wait_for_runs(airflow, 1)
     for number in (5, 4):  # Google repeats a message; an older one arrives late
         again = notify(gateway, headers, "exists", number)
-        assert again.status_code == 200 and again.json() == {"channel": "ch-r", "state": "exists", "marked": False,
-                                                             "replay": True}
+        assert again.status_code == 200 and again.json() == {
+            "channel": "ch-r",
+            "state": "exists",
+            "marked": False,
+            "replay": True,
+        }
     assert len(settle(airflow)) == 1
     assert metric(gateway, "vmh_google_push_replayed_total") - replayed == 2
 
 
-@pytest.mark.parametrize("case", ["unknown", "forged", "no_token", "other_resource", "stopped", "expired",
-                                  "no_state", "odd_state", "odd_number", "no_channel"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown",
+        "forged",
+        "no_token",
+        "other_resource",
+        "stopped",
+        "expired",
+        "no_state",
+        "odd_state",
+        "odd_number",
+        "no_channel",
+    ],
+)
 def test_a_notification_that_can_never_be_valid_gets_its_4xx_and_starts_nothing(
-        gateway: str, airflow: FastAPI, hub: str, case: str) -> None:
+    gateway: str, airflow: FastAPI, hub: str, case: str
+) -> None:
     headers = add_channel(hub, "ch-x", expires_in_s=-5 if case == "expired" else 3600)
     state, number = "exists", "3"
-    expected = {"unknown": (404, "unknown_channel"), "forged": (403, "bad_token"), "no_token": (403, "bad_token"),
-                "other_resource": (403, "resource_mismatch"), "stopped": (410, "channel_stopped"),
-                "expired": (410, "channel_expired"), "no_state": (400, "missing_header"),
-                "odd_state": (400, "unknown_state"), "odd_number": (400, "bad_message_number"),
-                "no_channel": (400, "missing_header")}[case]
+    expected = {
+        "unknown": (404, "unknown_channel"),
+        "forged": (403, "bad_token"),
+        "no_token": (403, "bad_token"),
+        "other_resource": (403, "resource_mismatch"),
+        "stopped": (410, "channel_stopped"),
+        "expired": (410, "channel_expired"),
+        "no_state": (400, "missing_header"),
+        "odd_state": (400, "unknown_state"),
+        "odd_number": (400, "bad_message_number"),
+        "no_channel": (400, "missing_header"),
+    }[case]
     if case == "unknown":
         headers["X-Goog-Channel-ID"] = "ch-nobody-made"
     elif case == "forged":
@@ -237,7 +291,8 @@ def test_a_notification_that_can_never_be_valid_gets_its_4xx_and_starts_nothing(
 
 
 def test_with_runs_switched_off_a_change_is_checked_and_counted_but_starts_nothing(
-        airflow: FastAPI, redis_url: str, hub: str) -> None:
+    airflow: FastAPI, redis_url: str, hub: str
+) -> None:
     settings = settings_for(airflow.state.url, redis_url, hub, runs_enabled=False)
     config = uvicorn_config(create_app(settings), settings, host="127.0.0.1", port=free_port())
     with ServerThread(None, config=config) as server:
@@ -249,7 +304,8 @@ def test_with_runs_switched_off_a_change_is_checked_and_counted_but_starts_nothi
 
 
 def test_a_mark_left_pending_by_a_stopped_gateway_becomes_a_run_at_the_next_start(
-        airflow: FastAPI, redis_url: str, hub: str) -> None:
+    airflow: FastAPI, redis_url: str, hub: str
+) -> None:
     headers = add_channel(hub, "ch-p")
     settings = settings_for(airflow.state.url, redis_url, hub, debounce_s=30)  # far longer than this gateway lives
     config = uvicorn_config(create_app(settings), settings, host="127.0.0.1", port=free_port())
@@ -297,8 +353,7 @@ def test_a_trigger_that_timed_out_is_retried_with_the_same_run_id(redis_url: str
     late = LateAirflow()
 
     async def scenario() -> None:
-        runs = TargetedRuns(settings_for("http://127.0.0.1:9", redis_url, hub, debounce_s=0),
-                            airflow=late)  # type: ignore[arg-type]
+        runs = TargetedRuns(settings_for("http://127.0.0.1:9", redis_url, hub, debounce_s=0), airflow=late)  # type: ignore[arg-type]
         try:
             await runs.mark("AB", "push")
             deadline = time.monotonic() + 15

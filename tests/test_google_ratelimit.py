@@ -86,8 +86,7 @@ def test_the_client_takes_both_budgets_from_its_settings(redis_url: str, tmp_pat
     from include.google_calendar.client import GoogleCalendarClient
     from tests.calendar_helpers import google_settings
 
-    settings = google_settings("http://127.0.0.1:9", tmp_path, requests_per_window=60,
-                               project_requests_per_window=700)
+    settings = google_settings("http://127.0.0.1:9", tmp_path, requests_per_window=60, project_requests_per_window=700)
     limiter = GoogleCalendarClient.from_settings(settings, redis_url=redis_url).limiter
     assert limiter is not None and (limiter.limit, limiter.project_limit) == (60, 700)
 

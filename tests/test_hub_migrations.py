@@ -28,8 +28,7 @@ def empty_db() -> Iterator[str]:
 
 def _tables(dsn: str) -> set[str]:
     with connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
+        rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
     return {r["table_name"] for r in rows}
 
 
@@ -99,8 +98,9 @@ def test_two_processes_migrating_at_once_take_turns(empty_db: str) -> None:
         from include.hub.db import migrate
         migrate(sys.argv[1])
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", code, empty_db], stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, empty_db], stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     assert [rc for rc, _ in results] == [0, 0], results
     assert current_revision(empty_db) == heads()[0]
@@ -110,8 +110,10 @@ def test_two_processes_migrating_at_once_take_turns(empty_db: str) -> None:
 
 def _insert_link(dsn: str, employee: str, frnr: int | None, event_id: str | None) -> None:
     with connect(dsn) as conn:
-        conn.execute("INSERT INTO calendar_links (employee, frnr, google_event_id) VALUES (%s, %s, %s)",
-                     (employee, frnr, event_id))
+        conn.execute(
+            "INSERT INTO calendar_links (employee, frnr, google_event_id) VALUES (%s, %s, %s)",
+            (employee, frnr, event_id),
+        )
 
 
 def test_a_duplicate_calendar_link_is_impossible(hub: str) -> None:
@@ -132,14 +134,14 @@ def test_a_duplicate_calendar_link_is_impossible(hub: str) -> None:
 def test_other_unique_keys(hub: str) -> None:
     with connect(hub) as conn:
         conn.execute("INSERT INTO party_links (espo_id, bet_nr) VALUES ('e1', 7)")
-        conn.execute("INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint) "
-                     "VALUES ('ab', 'g1', 'f')")
+        conn.execute(
+            "INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint) VALUES ('ab', 'g1', 'f')"
+        )
         conn.execute("INSERT INTO sync_runs (run_id, kind, employee) VALUES ('r1', 'calendar', 'ab')")
     duplicates = [
         "INSERT INTO party_links (espo_id, bet_nr) VALUES ('e2', 7)",
         "INSERT INTO party_links (espo_id, bet_nr) VALUES ('e1', 8)",
-        "INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint) "
-        "VALUES ('ab', 'g1', 'x')",
+        "INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint) VALUES ('ab', 'g1', 'x')",
         "INSERT INTO sync_runs (run_id, kind, employee) VALUES ('r1', 'calendar', 'ab')",
     ]
     for sql in duplicates:

@@ -11,9 +11,16 @@ from include.hub.db import connect
 
 
 def _add(conn: psycopg.Connection, channel_id: str, employee: str = "ab", *, in_s: float = 3600) -> None:
-    channels.add(conn, channel_id=channel_id, employee=employee, calendar_id=f"cal-{employee}",
-                 resource_id=f"res-{channel_id}", token=f"tok-{channel_id}", address="https://gw.example/x",
-                 expires_at=datetime.now(UTC) + timedelta(seconds=in_s))
+    channels.add(
+        conn,
+        channel_id=channel_id,
+        employee=employee,
+        calendar_id=f"cal-{employee}",
+        resource_id=f"res-{channel_id}",
+        token=f"tok-{channel_id}",
+        address="https://gw.example/x",
+        expires_at=datetime.now(UTC) + timedelta(seconds=in_s),
+    )
 
 
 def test_a_channel_is_recorded_found_and_stopped_once(hub: str) -> None:

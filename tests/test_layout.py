@@ -9,9 +9,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TOP_LEVEL = ["dags", "plugins", "include", "webhook_gateway", "sandbox", "devstack", "tests", "bench", "docs",
-             "requirements.txt", "pyproject.toml", "docker-compose.yaml", ".env.example", "Makefile",
-             "README.md", ".ci/run"]
+TOP_LEVEL = [
+    "dags",
+    "plugins",
+    "include",
+    "webhook_gateway",
+    "sandbox",
+    "devstack",
+    "tests",
+    "bench",
+    "docs",
+    "requirements.txt",
+    "pyproject.toml",
+    "docker-compose.yaml",
+    ".env.example",
+    "Makefile",
+    "README.md",
+    ".ci/run",
+]
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -55,8 +70,10 @@ def test_ci_run_is_executable() -> None:
 def test_imported_roots_sees_every_import_form(tmp_path: Path) -> None:
     # The checks below are only as good as this parser: prove it finds nested and dotted imports.
     f = tmp_path / "m.py"
-    f.write_text("import os.path\nfrom a.b import c\nfrom . import rel\n"
-                 "def f():\n    import airflow.sdk\n    from sandbox import x\n")
+    f.write_text(
+        "import os.path\nfrom a.b import c\nfrom . import rel\n"
+        "def f():\n    import airflow.sdk\n    from sandbox import x\n"
+    )
     assert imported_roots(f) == {"os", "a", "airflow", "sandbox"}
 
 
@@ -80,8 +97,7 @@ def test_include_never_imports_the_gateway_or_dags() -> None:
 
 def test_the_product_never_imports_the_dev_stack() -> None:
     """devstack/ (make demo, the scenario) is development tooling, not part of what runs in Airflow."""
-    product = python_files("include") + python_files("webhook_gateway") + python_files("dags") + python_files(
-        "plugins")
+    product = python_files("include") + python_files("webhook_gateway") + python_files("dags") + python_files("plugins")
     assert offenders(product, {"devstack"}) == {}
 
 
@@ -115,7 +131,8 @@ def unit_of(module: str) -> str | None:
 def existing_units() -> set[str]:
     base = ROOT / "include"
     return {p.name for p in base.iterdir() if p.is_dir() and (p / "__init__.py").exists()} | {
-        p.stem for p in base.glob("*.py") if p.stem != "__init__"}
+        p.stem for p in base.glob("*.py") if p.stem != "__init__"
+    }
 
 
 def unit_graph() -> dict[str, set[str]]:
@@ -139,7 +156,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -165,18 +182,24 @@ def test_no_import_cycle_between_the_parts_of_include() -> None:
 
 def test_the_sync_engine_imports_nothing_of_ours_but_itself() -> None:
     """include/calendar_engine decides; it reads no client, no hub, no settings (pure, testable alone)."""
-    bad = {str(f.relative_to(ROOT)): {m for m in include_imports(f) if unit_of(m) != "calendar_engine"}
-           for f in python_files("include/calendar_engine")}
+    bad = {
+        str(f.relative_to(ROOT)): {m for m in include_imports(f) if unit_of(m) != "calendar_engine"}
+        for f in python_files("include/calendar_engine")
+    }
     assert {f: m for f, m in bad.items() if m} == {}
 
 
 def test_clients_never_touch_the_hub_or_the_orchestration() -> None:
     """The clients return data; joining clients, engine and hub is the orchestration's job."""
-    clients = python_files("include/advoware") + python_files("include/google_calendar") + python_files(
-        "include/espocrm")
-    bad = {str(f.relative_to(ROOT)): {m for m in include_imports(f)
-                                      if unit_of(m) in ("hub", "calendar_sync", "parties", "calendar_engine")}
-           for f in clients}
+    clients = (
+        python_files("include/advoware") + python_files("include/google_calendar") + python_files("include/espocrm")
+    )
+    bad = {
+        str(f.relative_to(ROOT)): {
+            m for m in include_imports(f) if unit_of(m) in ("hub", "calendar_sync", "parties", "calendar_engine")
+        }
+        for f in clients
+    }
     assert {f: m for f, m in bad.items() if m} == {}
 
 
@@ -184,9 +207,11 @@ def sql_strings(path: Path) -> list[str]:
     """String literals that are SQL statements (DML/DDL keywords in capitals, as this project writes SQL)."""
     import re
 
-    statement = re.compile(r"^\s*(SELECT\b.*\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
-                           r"CREATE\s+(TABLE|INDEX|DATABASE)|ALTER\s+TABLE|DROP\s+(TABLE|DATABASE)|TRUNCATE)\b",
-                           re.DOTALL)
+    statement = re.compile(
+        r"^\s*(SELECT\b.*\bFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
+        r"CREATE\s+(TABLE|INDEX|DATABASE)|ALTER\s+TABLE|DROP\s+(TABLE|DATABASE)|TRUNCATE)\b",
+        re.DOTALL,
+    )
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found = []
     for node in ast.walk(tree):
@@ -202,14 +227,19 @@ def sql_strings(path: Path) -> list[str]:
 
 def test_sql_strings_finds_sql(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
-    f.write_text('a = "SELECT x FROM t"\nb = f"UPDATE {t} SET a = 1"\nc = "select the best"\n'
-                 'd = "DELETE FROM t WHERE x"\n')
+    f.write_text(
+        'a = "SELECT x FROM t"\nb = f"UPDATE {t} SET a = 1"\nc = "select the best"\nd = "DELETE FROM t WHERE x"\n'
+    )
     assert sql_strings(f) == ["SELECT x FROM t", "UPDATE x SET a = 1", "DELETE FROM t WHERE x"]
 
 
 def test_the_hub_is_the_only_place_with_sql() -> None:
-    product = (python_files("include", exclude="hub") + python_files("dags") + python_files("plugins")
-               + python_files("webhook_gateway"))
+    product = (
+        python_files("include", exclude="hub")
+        + python_files("dags")
+        + python_files("plugins")
+        + python_files("webhook_gateway")
+    )
     found = {str(f.relative_to(ROOT)): s for f in product if (s := sql_strings(f))}
     assert found == {}
     assert any(sql_strings(f) for f in python_files("include/hub")), "the scanner sees the hub's SQL"
@@ -217,8 +247,10 @@ def test_the_hub_is_the_only_place_with_sql() -> None:
 
 def test_no_import_cycle_between_modules_of_include() -> None:
     """Also inside a part (a function-local import that hides a loop counts)."""
-    modules = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
-               for f in python_files("include")}
+    modules = {
+        ".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+        for f in python_files("include")
+    }
     graph = {m: {t for t in include_imports(f) if t in modules and t != m} for m, f in modules.items()}
     assert len(graph) > 40
     assert find_cycle(graph) is None
@@ -242,8 +274,9 @@ def retry_after_reads(path: Path) -> list[str]:
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "retry_after" in node.name.lower():
             found.append(f"line {node.lineno}: def {node.name}")
         elif isinstance(node, ast.Attribute | ast.Name | ast.alias):
-            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) \
-                else node.name
+            name = (
+                node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else node.name
+            )
             if name.startswith("parsedate"):
                 found.append(f"line {getattr(node, 'lineno', '?')}: {name}")
     return found
@@ -251,9 +284,11 @@ def retry_after_reads(path: Path) -> list[str]:
 
 def test_retry_after_reads_are_found(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
-    f.write_text('"""Honours `Retry-After` (prose is fine)."""\nimport email.utils\n'
-                 'def _retry_after(r):\n    return r.headers.get("Retry-After")\n'
-                 'def g(h):\n    return email.utils.parsedate_to_datetime(h[b"retry-after"])\n')
+    f.write_text(
+        '"""Honours `Retry-After` (prose is fine)."""\nimport email.utils\n'
+        'def _retry_after(r):\n    return r.headers.get("Retry-After")\n'
+        'def g(h):\n    return email.utils.parsedate_to_datetime(h[b"retry-after"])\n'
+    )
     assert len(retry_after_reads(f)) == 4
 
 
@@ -267,6 +302,9 @@ def test_tenacity_is_imported_only_by_include_retry() -> None:
 def test_retry_after_is_read_in_include_only_by_include_retry() -> None:
     """One Retry-After parser. (The gateway sends and passes on Retry-After headers: webhook_gateway/.)"""
     assert retry_after_reads(RETRY_MODULE)
-    found = {str(p.relative_to(ROOT)): reads for p in python_files("include")
-             if p != RETRY_MODULE and (reads := retry_after_reads(p))}
+    found = {
+        str(p.relative_to(ROOT)): reads
+        for p in python_files("include")
+        if p != RETRY_MODULE and (reads := retry_after_reads(p))
+    }
     assert found == {}

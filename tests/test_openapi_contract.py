@@ -37,12 +37,15 @@ MAX_EXAMPLES = 30  # per operation: the whole run stays within a minute or two o
 
 
 def _settings(advoware_url: str, airflow_url: str, redis_url: str, hub: str) -> Settings:
-    return Settings(_env_file=None, redis_url=redis_url, postgres=hub_settings(hub),
-                    advoware=advoware_sandbox(advoware_url),
-                    espocrm=EspoCrmSettings(_env_file=None, webhook_secret="contract-secret"),
-                    airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER,
-                                                   password=PASSWORD, timeout_s=5),
-                    gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ))
+    return Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        postgres=hub_settings(hub),
+        advoware=advoware_sandbox(advoware_url),
+        espocrm=EspoCrmSettings(_env_file=None, webhook_secret="contract-secret"),
+        airflow_api=AirflowApiSettings(_env_file=None, url=airflow_url, username=USER, password=PASSWORD, timeout_s=5),
+        gateway=GatewaySettings(_env_file=None, api_token=WRITE, read_token=READ),
+    )
 
 
 @pytest.fixture
@@ -60,25 +63,41 @@ def test_the_document_names_every_route_and_its_answers(gateway_url: str) -> Non
     doc = httpx.get(f"{gateway_url}/openapi.json").json()
     paths = doc["paths"]
     operations = {(method.upper(), path) for path, item in paths.items() for method in item}
-    assert {("POST", "/webhooks/vmh/beteiligte/{event}"), ("GET", "/webhooks/dead-letters"),
-            ("POST", "/webhooks/dead-letters/{dead_letter_id}/replay"), ("POST", "/advoware/calendar/sync"),
-            ("GET", "/healthz"), ("GET", "/metrics")} <= operations
-    assert {("GET", "/api/advoware/{path}"), ("POST", "/api/advoware/{path}"), ("PUT", "/api/advoware/{path}"),
-            ("DELETE", "/api/advoware/{path}")} <= operations
+    assert {
+        ("POST", "/webhooks/vmh/beteiligte/{event}"),
+        ("GET", "/webhooks/dead-letters"),
+        ("POST", "/webhooks/dead-letters/{dead_letter_id}/replay"),
+        ("POST", "/advoware/calendar/sync"),
+        ("GET", "/healthz"),
+        ("GET", "/metrics"),
+    } <= operations
+    assert {
+        ("GET", "/api/advoware/{path}"),
+        ("POST", "/api/advoware/{path}"),
+        ("PUT", "/api/advoware/{path}"),
+        ("DELETE", "/api/advoware/{path}"),
+    } <= operations
 
     def statuses(method: str, path: str) -> set[str]:
         return set(paths[path][method]["responses"])
 
     assert {"400", "401", "403", "413", "414", "502", "504", "default"} <= statuses("post", "/api/advoware/{path}")
     assert {"200", "202", "401", "403", "413", "422", "502", "503"} <= statuses("post", "/advoware/calendar/sync")
-    assert {"401", "403", "404", "409", "422", "503"} <= statuses("post",
-                                                                   "/webhooks/dead-letters/{dead_letter_id}/replay")
+    assert {"401", "403", "404", "409", "422", "503"} <= statuses(
+        "post", "/webhooks/dead-letters/{dead_letter_id}/replay"
+    )
     assert {"200", "400", "401", "413", "503"} <= statuses("post", "/webhooks/vmh/beteiligte/{event}")
     # Google's notifications: every refusal that ends Google's retries is a 4xx, the hub or Redis away a 503
     assert {"200", "400", "403", "404", "410", "503"} <= statuses("post", "/webhooks/google/calendar")
     google_headers = {p["name"].lower() for p in paths["/webhooks/google/calendar"]["post"]["parameters"]}
-    assert {"x-goog-channel-id", "x-goog-channel-token", "x-goog-resource-id", "x-goog-resource-state",
-            "x-goog-message-number", "x-goog-channel-expiration"} <= google_headers
+    assert {
+        "x-goog-channel-id",
+        "x-goog-channel-token",
+        "x-goog-resource-id",
+        "x-goog-resource-state",
+        "x-goog-message-number",
+        "x-goog-channel-expiration",
+    } <= google_headers
     for path, item in paths.items():  # the edge's refusals can reach any request
         for operation in item.values():
             assert {"408", "431", "503"} <= set(operation["responses"]), path
@@ -122,15 +141,26 @@ def no_server_error_but_upstream_down(ctx: Any, response: Any, case: Any) -> boo
     return None
 
 
-CHECKS = [no_server_error_but_upstream_down, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    no_server_error_but_upstream_down,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 # The document as the gateway builds it (pytest collects the operations before any server runs; the
 # first test below checks that the served /openapi.json is this very document). schemathesis'
 # from_fixture does not work with pytest 9 (it reads the removed Function._nodeid).
-DOCUMENT = create_app(_settings("http://127.0.0.1:9", "http://127.0.0.1:9", "redis://127.0.0.1:6379/0",
-                                "postgresql://postgres@127.0.0.1:5432/postgres")).openapi()
+DOCUMENT = create_app(
+    _settings(
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "redis://127.0.0.1:6379/0",
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+).openapi()
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 # valid requests and invalid ones (wrong types, missing fields, out-of-range ids): both must get an
 # answer the document names, never an undocumented 5xx
@@ -142,7 +172,8 @@ def test_the_served_document_is_the_one_under_test(gateway_url: str) -> None:
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True,
-                     suppress_health_check=list(HealthCheck))
+@hypothesis_settings(
+    max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 def test_every_answer_matches_the_document(case: Any, gateway_url: str) -> None:
     case.call_and_validate(base_url=gateway_url, headers={"Authorization": f"Bearer {WRITE}"}, checks=CHECKS)

@@ -52,8 +52,10 @@ def gateway(advoware_url: str, espocrm_url: str, redis_url: str, hub: str, reque
 def register(espocrm_url: str, gateway: str, skip_own: bool) -> str:
     """The three webhooks (as `kanzlei-sync register-webhooks` does); answers ESPOCRM_WEBHOOK_SECRET."""
     with EspoCrmClient(espocrm_url, ESPO_KEY) as espo:
-        hooks = [espo.register_webhook(f"{ENTITY}.{event}", f"{gateway}/webhooks/vmh/beteiligte/{event}",
-                                       skip_own=skip_own) for event in ("create", "update", "delete")]
+        hooks = [
+            espo.register_webhook(f"{ENTITY}.{event}", f"{gateway}/webhooks/vmh/beteiligte/{event}", skip_own=skip_own)
+            for event in ("create", "update", "delete")
+        ]
     return ",".join(f"{h['id']}={h['secretKey']}" for h in hooks)
 
 
@@ -77,8 +79,9 @@ def run_until_quiet(user: CrmUser, syncer: PartySync, queue: PartyQueue, max_cyc
 
 
 @pytest.mark.parametrize("gateway", [False, True], ids=["without-skipOwn", "with-skipOwn"], indirect=True)
-def test_one_change_quiesces_with_one_advoware_write(gateway: str, advoware_url: str, espocrm_url: str,
-                                                     redis_url: str, hub: str, request) -> None:  # noqa: ANN001
+def test_one_change_quiesces_with_one_advoware_write(
+    gateway: str, advoware_url: str, espocrm_url: str, redis_url: str, hub: str, request
+) -> None:  # noqa: ANN001
     skip_own = request.node.callspec.params["gateway"]
     user = CrmUser(espocrm_url)
     queue = make_queue(redis_url)
@@ -109,8 +112,9 @@ def test_one_change_quiesces_with_one_advoware_write(gateway: str, advoware_url:
 
 
 @pytest.mark.parametrize("gateway", [False], ids=["without-skipOwn"], indirect=True)
-def test_party_demo_runs_against_the_stack(gateway: str, advoware_url: str, espocrm_url: str, redis_url: str,
-                                           hub: str) -> None:
+def test_party_demo_runs_against_the_stack(
+    gateway: str, advoware_url: str, espocrm_url: str, redis_url: str, hub: str
+) -> None:
     """`run_party_demo` (wired into `make demo`) with a drain loop standing in for the DAG."""
     import threading
 
@@ -128,8 +132,13 @@ def test_party_demo_runs_against_the_stack(gateway: str, advoware_url: str, espo
     worker.start()
     lines: list[str] = []
     try:
-        summary = run_party_demo(espocrm_url, gateway, settings=settings(advoware_url, espocrm_url, redis_url, hub),
-                                 timeout_s=30, out=lines.append)
+        summary = run_party_demo(
+            espocrm_url,
+            gateway,
+            settings=settings(advoware_url, espocrm_url, redis_url, hub),
+            timeout_s=30,
+            out=lines.append,
+        )
     finally:
         stop.set()
         worker.join(timeout=10)

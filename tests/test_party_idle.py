@@ -34,8 +34,9 @@ SWEEPS = 3
 
 
 def _env(tmp_path: Path, hub_db: str, redis_url: str) -> dict[str, str]:
-    return stack_env(tmp_path, hub_db, redis_url, BETEILIGTE_SYNC_SCHEDULE="* * * * *",
-                     CALENDAR_SYNC_SCHEDULE="0 0 1 1 *")
+    return stack_env(
+        tmp_path, hub_db, redis_url, BETEILIGTE_SYNC_SCHEDULE="* * * * *", CALENDAR_SYNC_SCHEDULE="0 0 1 1 *"
+    )
 
 
 def _runs(api: AirflowApi) -> list[dict[str, Any]]:
@@ -54,8 +55,9 @@ def _log(api: AirflowApi, run_id: str, task_id: str) -> str:
     return json.dumps(r.json())
 
 
-def test_idle_sweeps_start_one_short_task_process_and_a_webhook_starts_the_drain(tmp_path: Path,
-                                                                                   redis_url: str) -> None:
+def test_idle_sweeps_start_one_short_task_process_and_a_webhook_starts_the_drain(
+    tmp_path: Path, redis_url: str
+) -> None:
     hub_db = f"hub_idle_{uuid.uuid4().hex[:10]}"
     env = _env(tmp_path, hub_db, redis_url)
     try:
@@ -82,19 +84,34 @@ def test_idle_sweeps_start_one_short_task_process_and_a_webhook_starts_the_drain
         hook_id, secret = hooks.split(",")[0].split("=", 1)
         body = json.dumps([{"id": "6650idle00000001"}]).encode()
         mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        kind = next(h["event"].split(".")[-1] for h in httpx.get(
-            f"{env['ESPOCRM_BASE_URL']}/api/v1/Webhook", headers={"X-Api-Key": "sandbox-espocrm-key"},
-            timeout=10).json()["list"] if h["id"] == hook_id)
-        r = httpx.post(f"http://127.0.0.1:{env['GATEWAY_PORT']}/webhooks/vmh/beteiligte/{kind}", content=body,
-                       headers={"Content-Type": "application/json",
-                                "Signature": base64.b64encode(f"{hook_id}:{mac}".encode()).decode()}, timeout=10)
+        kind = next(
+            h["event"].split(".")[-1]
+            for h in httpx.get(
+                f"{env['ESPOCRM_BASE_URL']}/api/v1/Webhook", headers={"X-Api-Key": "sandbox-espocrm-key"}, timeout=10
+            ).json()["list"]
+            if h["id"] == hook_id
+        )
+        r = httpx.post(
+            f"http://127.0.0.1:{env['GATEWAY_PORT']}/webhooks/vmh/beteiligte/{kind}",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "Signature": base64.b64encode(f"{hook_id}:{mac}".encode()).decode(),
+            },
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         deadline = time.monotonic() + 300
         drained: list[dict[str, Any]] = []
         while not drained:
             assert time.monotonic() < deadline, "the webhook's run did not drain the queue"
-            drained = [t for run in _runs(api) if run["state"] == "success" for t in _tis(api, run["dag_run_id"])
-                       if t["task_id"] == "drain_queue" and t["state"] == "success"]
+            drained = [
+                t
+                for run in _runs(api)
+                if run["state"] == "success"
+                for t in _tis(api, run["dag_run_id"])
+                if t["task_id"] == "drain_queue" and t["state"] == "success"
+            ]
             time.sleep(2)
         assert drained[0]["pid"]  # this one ran in a task process
         api.close()

@@ -17,8 +17,7 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 def queue(redis_url: str) -> PartyQueue:
-    return PartyQueue(redis.Redis.from_url(redis_url), max_attempts=3, lease_s=60, backoff_base_s=10,
-                      backoff_max_s=25)
+    return PartyQueue(redis.Redis.from_url(redis_url), max_attempts=3, lease_s=60, backoff_base_s=10, backoff_max_s=25)
 
 
 def test_repeated_changes_coalesce_into_one_unit_of_work(queue: PartyQueue) -> None:
@@ -51,7 +50,7 @@ def test_body_hash_counts_redeliveries_but_never_suppresses(queue: PartyQueue) -
 def test_concurrent_claims_never_hand_out_an_id_twice(queue: PartyQueue) -> None:
     ids = [f"id{i:04d}" for i in range(400)]
     for i in range(0, 400, 50):
-        queue.enqueue(ids[i:i + 50], "update", now=T0)
+        queue.enqueue(ids[i : i + 50], "update", now=T0)
     seen: list[list[str]] = [[] for _ in range(4)]
 
     def worker(n: int) -> None:

@@ -33,8 +33,7 @@ def _row(hub: str) -> dict:
     return rows[0]
 
 
-def test_failed_try_then_retry_of_the_same_run(syncer: PartySync, espocrm_url: str, redis_url: str,
-                                               hub: str) -> None:
+def test_failed_try_then_retry_of_the_same_run(syncer: PartySync, espocrm_url: str, redis_url: str, hub: str) -> None:
     run_log = HubRunLog(Hub(hub), "manual__r1")
     unreachable = PartyQueue(redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1))
     with pytest.raises(redis.ConnectionError):

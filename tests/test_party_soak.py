@@ -90,8 +90,10 @@ class Scheduler:
         self.app, self.make_drain, self.sweep_s = fake_airflow, make_drain, sweep_s
         self.stop = threading.Event()
         self.runs = Counter()
-        self.threads = [threading.Thread(target=self._triggered, daemon=True),
-                        threading.Thread(target=self._sweep, daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._triggered, daemon=True),
+            threading.Thread(target=self._sweep, daemon=True),
+        ]
 
     def start(self) -> Scheduler:
         for t in self.threads:
@@ -124,19 +126,52 @@ class Scheduler:
 
 def start_worker(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> subprocess.Popen:
     info = psycopg.conninfo.conninfo_to_dict(hub)
-    env = {**os.environ, "REDIS_URL": redis_url, "POSTGRES_HOST": info.get("host", "127.0.0.1"),
-           "POSTGRES_PORT": str(info.get("port", 5432)), "POSTGRES_DB": info["dbname"],
-           "POSTGRES_USER": info.get("user", "postgres"), "POSTGRES_PASSWORD": "",
-           "ADVOWARE_BASE_URL": advoware_url, "ADVOWARE_AUTH_URL": "", "ADVOWARE_CONFIGURATOR_URL": "",
-           "ADVOWARE_USERNAME": adv_sbx.USERNAME, "ADVOWARE_PASSWORD": adv_sbx.PASSWORD,
-           "ADVOWARE_APP_ID": adv_sbx.APP_ID, "ADVOWARE_API_KEY": adv_sbx.API_KEY,
-           "ADVOWARE_KANZLEI": adv_sbx.KANZLEI, "ADVOWARE_DATABASE": adv_sbx.DATABASE,
-           "ADVOWARE_WRITE_PROTECTION": "false", "ESPOCRM_BASE_URL": espocrm_url, "ESPOCRM_API_KEY": ESPO_KEY,
-           "ESPOCRM_ENTITY": ENTITY, "SYNC_PARTY_MAX_ATTEMPTS": "10", "SYNC_PARTY_HARD_DELETE": "false",
-           "LOG_LEVEL": "WARNING"}
-    return subprocess.Popen([sys.executable, "-m", "include.cli", "drain", "--batch-size", "100",
-                             "--lease-s", "2", "--backoff-base-s", "0.2", "--poll-s", "0.2"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "POSTGRES_HOST": info.get("host", "127.0.0.1"),
+        "POSTGRES_PORT": str(info.get("port", 5432)),
+        "POSTGRES_DB": info["dbname"],
+        "POSTGRES_USER": info.get("user", "postgres"),
+        "POSTGRES_PASSWORD": "",
+        "ADVOWARE_BASE_URL": advoware_url,
+        "ADVOWARE_AUTH_URL": "",
+        "ADVOWARE_CONFIGURATOR_URL": "",
+        "ADVOWARE_USERNAME": adv_sbx.USERNAME,
+        "ADVOWARE_PASSWORD": adv_sbx.PASSWORD,
+        "ADVOWARE_APP_ID": adv_sbx.APP_ID,
+        "ADVOWARE_API_KEY": adv_sbx.API_KEY,
+        "ADVOWARE_KANZLEI": adv_sbx.KANZLEI,
+        "ADVOWARE_DATABASE": adv_sbx.DATABASE,
+        "ADVOWARE_WRITE_PROTECTION": "false",
+        "ESPOCRM_BASE_URL": espocrm_url,
+        "ESPOCRM_API_KEY": ESPO_KEY,
+        "ESPOCRM_ENTITY": ENTITY,
+        "SYNC_PARTY_MAX_ATTEMPTS": "10",
+        "SYNC_PARTY_HARD_DELETE": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.cli",
+            "drain",
+            "--batch-size",
+            "100",
+            "--lease-s",
+            "2",
+            "--backoff-base-s",
+            "0.2",
+            "--poll-s",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -150,10 +185,12 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
     fake_airflow = make_fake_airflow()
     airflow_port = free_port()
     s = settings(advoware_url, espocrm_url, redis_url, hub)
-    s.espocrm = EspoCrmSettings(base_url=espocrm_url, api_key=ESPO_KEY, entity=ENTITY,
-                                webhook_secret=f"{HOOK_ID}={SECRET}")
-    s.airflow_api = AirflowApiSettings(url=f"http://127.0.0.1:{airflow_port}", username=USER,
-                                       password=PASSWORD, timeout_s=0.5)
+    s.espocrm = EspoCrmSettings(
+        base_url=espocrm_url, api_key=ESPO_KEY, entity=ENTITY, webhook_secret=f"{HOOK_ID}={SECRET}"
+    )
+    s.airflow_api = AirflowApiSettings(
+        url=f"http://127.0.0.1:{airflow_port}", username=USER, password=PASSWORD, timeout_s=0.5
+    )
     s.gateway = GatewaySettings(api_token="soak-token")
 
     syncers = []
@@ -192,9 +229,14 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
     def change(index: int, op: str) -> tuple[str, bytes]:
         n = sum(changes[index].values())
         if op == "create":
-            rec = user.create(name=f"Partei {index}", vorname=f"V{index}", ort="Berlin",
-                              strasse=f"Weg {index}", emailAddress=f"p{index}@mail.example",
-                              phoneNumber=f"+49 30 {index:06d}")
+            rec = user.create(
+                name=f"Partei {index}",
+                vorname=f"V{index}",
+                ort="Berlin",
+                strasse=f"Weg {index}",
+                emailAddress=f"p{index}@mail.example",
+                phoneNumber=f"+49 30 {index:06d}",
+            )
             ids[index] = rec["id"]
             changes[index]["create"] += 1
             return "create", encode_body([rec])
@@ -205,7 +247,8 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
             return "delete", encode_body([{"id": espo_id}])
         field = rng.choice(BODY_FIELDS + KOMM_FIELDS)
         value = {"emailAddress": f"p{index}.{n}@mail.example", "phoneNumber": f"+49 40 {index:06d}{n}"}.get(
-            field, f"{field} {index}.{n}")
+            field, f"{field} {index}.{n}"
+        )
         user.update(espo_id, **{field: value})
         changes[index]["komm" if field in KOMM_FIELDS else "body"] += 1
         return "update", encode_body([{"id": espo_id, field: value}])
@@ -238,7 +281,7 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
                 if c == 7 and airflow is not None:
                     airflow.stop()
                     airflow = None
-                fresh = [change(i, op) for i, op in ops[c * chunk: (c + 1) * chunk if c < CHUNKS - 1 else None]]
+                fresh = [change(i, op) for i, op in ops[c * chunk : (c + 1) * chunk if c < CHUNKS - 1 else None]]
                 sent.extend(fresh)
                 deliveries = fresh + [rng.choice(sent) for _ in range(duplicates_per_chunk)]
                 rng.shuffle(deliveries)
@@ -298,16 +341,18 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
     assert writes.get("Beteiligte.create", 0) == len(parties)
     # no change applied twice: per party, writes never exceed the changes made to it
     with psycopg.connect(hub) as conn:
-        audit = conn.execute("SELECT method, target FROM write_audit WHERE actor = 'beteiligte_sync' "
-                             "AND status = 200").fetchall()
+        audit = conn.execute(
+            "SELECT method, target FROM write_audit WHERE actor = 'beteiligte_sync' AND status = 200"
+        ).fetchall()
     by_bet: dict[int, Counter[str]] = defaultdict(Counter)
     for _method, target in audit:
         parts = target.split("/")
         if len(parts) > 1:
             kind = "komm" if "Kommunikationen" in target else "body"
             by_bet[int(parts[1])][kind] += 1
-    bet_to_index = {hub_links[ids[i]]["bet_nr"]: i for i in ids if ids[i] in hub_links and
-                    hub_links[ids[i]]["bet_nr"] is not None}
+    bet_to_index = {
+        hub_links[ids[i]]["bet_nr"]: i for i in ids if ids[i] in hub_links and hub_links[ids[i]]["bet_nr"] is not None
+    }
     for bet_nr, counted in by_bet.items():
         made = changes[bet_to_index[bet_nr]]
         assert counted["body"] <= made["body"], (bet_nr, counted, made)
@@ -323,12 +368,20 @@ def test_soak(advoware_url: str, espocrm_url: str, redis_url: str, hub: str) -> 
         idx = next(i for i, e in ids.items() if e == espo_id)
         assert idx in deleted or hub_links[espo_id]["status"] == "linked"
 
-    report = {"soak": "parties", "deliveries": answers["deliveries"], "distinct_ids": len(ids),
-              "duplicates": answers["duplicates"], "changes_in_espocrm": total_changes,
-              "advoware_writes": party_writes, "advoware_records": len(parties),
-              "deleted_in_espocrm": len(deleted), "orphaned_by_kill": len(orphaned),
-              "done_by_killed_worker": killed_after[0],
-              "runs": dict(scheduler.runs), "airflow_trigger_calls": fake_airflow.state.trigger_calls,
-              "seconds": round(time.monotonic() - started, 1)}
+    report = {
+        "soak": "parties",
+        "deliveries": answers["deliveries"],
+        "distinct_ids": len(ids),
+        "duplicates": answers["duplicates"],
+        "changes_in_espocrm": total_changes,
+        "advoware_writes": party_writes,
+        "advoware_records": len(parties),
+        "deleted_in_espocrm": len(deleted),
+        "orphaned_by_kill": len(orphaned),
+        "done_by_killed_worker": killed_after[0],
+        "runs": dict(scheduler.runs),
+        "airflow_trigger_calls": fake_airflow.state.trigger_calls,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     print(json.dumps(report))
     assert fake_airflow.state.trigger_calls > 0 and scheduler.runs["triggered"] > 0

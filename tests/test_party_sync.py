@@ -25,9 +25,18 @@ from tests.party_helpers import (
     total_party_writes,
 )
 
-PARTY = {"name": "Schmidt", "vorname": "Anna", "anrede": "Frau", "rechtsform": "Natürliche Person",
-         "strasse": "Hauptstr. 1", "plz": "10115", "ort": "Berlin", "land": "Deutschland",
-         "emailAddress": "anna.schmidt@mail.example", "phoneNumber": "+49 151 1234567"}
+PARTY = {
+    "name": "Schmidt",
+    "vorname": "Anna",
+    "anrede": "Frau",
+    "rechtsform": "Natürliche Person",
+    "strasse": "Hauptstr. 1",
+    "plz": "10115",
+    "ort": "Berlin",
+    "land": "Deutschland",
+    "emailAddress": "anna.schmidt@mail.example",
+    "phoneNumber": "+49 151 1234567",
+}
 
 
 @pytest.fixture
@@ -46,8 +55,9 @@ def komms_of(party: dict) -> set[tuple[int, str]]:
     return {(k["kommKz"], k["tlf"]) for k in party["kommunikation"]}
 
 
-def test_create_writes_party_and_communications_and_writes_back(syncer: PartySync, user: CrmUser,
-                                                                 advoware_url: str, hub: str) -> None:
+def test_create_writes_party_and_communications_and_writes_back(
+    syncer: PartySync, user: CrmUser, advoware_url: str, hub: str
+) -> None:
     rec = user.create(**PARTY)
     out = syncer.sync_party(rec["id"])
     assert out.action == "created" and out.bet_nr is not None
@@ -67,8 +77,9 @@ def test_create_writes_party_and_communications_and_writes_back(syncer: PartySyn
     assert audited == 3  # one audit row per Advoware write
 
 
-def test_update_sends_only_the_difference_and_keeps_the_bet_nr(syncer: PartySync, user: CrmUser,
-                                                                advoware_url: str) -> None:
+def test_update_sends_only_the_difference_and_keeps_the_bet_nr(
+    syncer: PartySync, user: CrmUser, advoware_url: str
+) -> None:
     rec = user.create(**PARTY)
     bet_nr = syncer.sync_party(rec["id"]).bet_nr
     user.update(rec["id"], ort="Hamburg", emailAddress="anna@neu.example")
@@ -78,12 +89,17 @@ def test_update_sends_only_the_difference_and_keeps_the_bet_nr(syncer: PartySync
     assert party["ort"] == "Hamburg"
     assert komms_of(party) == {(4, "anna@neu.example"), (1, "+49 151 1234567")}  # e-mail entry reused
     assert len(advoware_parties(advoware_url)) == 1
-    assert advoware_writes(advoware_url) == {"Beteiligte.create": 1, "Kommunikationen.create": 2,
-                                             "Beteiligte.update": 1, "Kommunikationen.update": 1}
+    assert advoware_writes(advoware_url) == {
+        "Beteiligte.create": 1,
+        "Kommunikationen.create": 2,
+        "Beteiligte.update": 1,
+        "Kommunikationen.update": 1,
+    }
 
 
-def test_own_write_back_echo_does_nothing(syncer: PartySync, user: CrmUser, advoware_url: str,
-                                          espocrm_url: str) -> None:
+def test_own_write_back_echo_does_nothing(
+    syncer: PartySync, user: CrmUser, advoware_url: str, espocrm_url: str
+) -> None:
     rec = user.create(**PARTY)
     syncer.sync_party(rec["id"])
     version = user.record(rec["id"])["versionNumber"]
@@ -96,8 +112,9 @@ def test_own_write_back_echo_does_nothing(syncer: PartySync, user: CrmUser, advo
     assert httpx.get(f"{espocrm_url}/_sandbox/stats").json()["writes"] == espo_writes
 
 
-def test_delete_keeps_the_advoware_record_and_unlinks(syncer: PartySync, user: CrmUser, advoware_url: str,
-                                                       hub: str) -> None:
+def test_delete_keeps_the_advoware_record_and_unlinks(
+    syncer: PartySync, user: CrmUser, advoware_url: str, hub: str
+) -> None:
     rec = user.create(**PARTY)
     bet_nr = syncer.sync_party(rec["id"]).bet_nr
     user.delete(rec["id"])
@@ -109,8 +126,7 @@ def test_delete_keeps_the_advoware_record_and_unlinks(syncer: PartySync, user: C
     assert syncer.sync_party(rec["id"]).action == "unchanged"  # a repeated delete delivery
 
 
-def test_hard_delete_by_setting(advoware_url: str, espocrm_url: str, redis_url: str, hub: str,
-                                user: CrmUser) -> None:
+def test_hard_delete_by_setting(advoware_url: str, espocrm_url: str, redis_url: str, hub: str, user: CrmUser) -> None:
     s = make_sync(advoware_url, espocrm_url, redis_url, hub, hard_delete=True)
     try:
         rec = user.create(**PARTY)
@@ -124,16 +140,18 @@ def test_hard_delete_by_setting(advoware_url: str, espocrm_url: str, redis_url: 
         s.close()
 
 
-def test_deleted_before_the_first_sync_never_reaches_advoware(syncer: PartySync, user: CrmUser,
-                                                               advoware_url: str) -> None:
+def test_deleted_before_the_first_sync_never_reaches_advoware(
+    syncer: PartySync, user: CrmUser, advoware_url: str
+) -> None:
     rec = user.create(**PARTY)
     user.delete(rec["id"])
     assert syncer.sync_party(rec["id"]).action == "gone"
     assert advoware_parties(advoware_url) == {}
 
 
-def test_communication_advoware_refuses_to_delete_is_left_and_reported(syncer: PartySync, user: CrmUser,
-                                                                        advoware_url: str) -> None:
+def test_communication_advoware_refuses_to_delete_is_left_and_reported(
+    syncer: PartySync, user: CrmUser, advoware_url: str
+) -> None:
     rec = user.create(**PARTY)
     bet_nr = syncer.sync_party(rec["id"]).bet_nr
     user.update(rec["id"], phoneNumber=None, ort="Potsdam")
@@ -163,8 +181,9 @@ def test_advoware_409_rereads_and_retries_once(syncer: PartySync, user: CrmUser,
     current = syncer.advoware.get_beteiligter(bet_nr)
     syncer.advoware.update_beteiligter(bet_nr, {"rowId": current["rowId"], "titel": "Dr."})
     user.update(rec["id"], ort="Leipzig")
-    httpx.post(f"{advoware_url}/_sandbox/faults",
-               json={"faults": [{"match": "Beteiligte.update", "status": 409, "count": 1}]}).raise_for_status()
+    httpx.post(
+        f"{advoware_url}/_sandbox/faults", json={"faults": [{"match": "Beteiligte.update", "status": 409, "count": 1}]}
+    ).raise_for_status()
     out = syncer.sync_party(rec["id"])
     assert out.action == "updated"
     party = advoware_parties(advoware_url)[bet_nr]
@@ -177,20 +196,22 @@ def test_two_409s_fail_the_party(syncer: PartySync, user: CrmUser, advoware_url:
     rec = user.create(**PARTY)
     syncer.sync_party(rec["id"])
     user.update(rec["id"], ort="Leipzig")
-    httpx.post(f"{advoware_url}/_sandbox/faults",
-               json={"faults": [{"match": "Beteiligte.update", "status": 409, "count": 2}]}).raise_for_status()
+    httpx.post(
+        f"{advoware_url}/_sandbox/faults", json={"faults": [{"match": "Beteiligte.update", "status": 409, "count": 2}]}
+    ).raise_for_status()
     from include.advoware.errors import AdvowareConflict
 
     with pytest.raises(AdvowareConflict):
         syncer.sync_party(rec["id"])
 
 
-def test_espocrm_version_conflict_on_write_back_syncs_again(syncer: PartySync, user: CrmUser,
-                                                            advoware_url: str, espocrm_url: str,
-                                                            hub: str) -> None:
+def test_espocrm_version_conflict_on_write_back_syncs_again(
+    syncer: PartySync, user: CrmUser, advoware_url: str, espocrm_url: str, hub: str
+) -> None:
     rec = user.create(**PARTY)
-    httpx.post(f"{espocrm_url}/_sandbox/faults",
-               json={"faults": [{"match": "CBeteiligte.update", "status": 409, "count": 1}]}).raise_for_status()
+    httpx.post(
+        f"{espocrm_url}/_sandbox/faults", json={"faults": [{"match": "CBeteiligte.update", "status": 409, "count": 1}]}
+    ).raise_for_status()
     out = syncer.sync_party(rec["id"])
     assert out.action == "created"
     assert user.record(rec["id"])[mapping.FIELD_SYNC_STATUS] == "synced"
@@ -199,7 +220,8 @@ def test_espocrm_version_conflict_on_write_back_syncs_again(syncer: PartySync, u
 
 
 def test_write_protection_sends_nothing_and_the_party_goes_round_again(
-        advoware_url: str, espocrm_url: str, redis_url: str, hub: str, user: CrmUser) -> None:
+    advoware_url: str, espocrm_url: str, redis_url: str, hub: str, user: CrmUser
+) -> None:
     protected = make_sync(advoware_url, espocrm_url, redis_url, hub, write_protection=True)
     rec = user.create(**PARTY)
     try:
@@ -221,8 +243,7 @@ def test_write_protection_sends_nothing_and_the_party_goes_round_again(
         free.close()
 
 
-def test_interrupted_create_is_adopted_not_duplicated(syncer: PartySync, user: CrmUser,
-                                                      advoware_url: str) -> None:
+def test_interrupted_create_is_adopted_not_duplicated(syncer: PartySync, user: CrmUser, advoware_url: str) -> None:
     rec = user.create(**PARTY)
     mapped = mapping.map_party(user.record(rec["id"]))
     # what a worker killed right after its POST leaves behind: the intent, and the record in Advoware
@@ -243,10 +264,10 @@ def interrupted_create(syncer: PartySync, user: CrmUser) -> tuple[str, int]:
     return rec["id"], int(syncer.advoware.create_beteiligter(mapped.body)["betNr"])
 
 
-@pytest.mark.parametrize("change", [{"ort": "Potsdam"}, {"name": "Schmidt-Berg"}],
-                         ids=["address-changed", "renamed"])
-def test_interrupted_create_is_adopted_after_the_party_changed(syncer: PartySync, user: CrmUser,
-                                                               advoware_url: str, change: dict) -> None:
+@pytest.mark.parametrize("change", [{"ort": "Potsdam"}, {"name": "Schmidt-Berg"}], ids=["address-changed", "renamed"])
+def test_interrupted_create_is_adopted_after_the_party_changed(
+    syncer: PartySync, user: CrmUser, advoware_url: str, change: dict
+) -> None:
     # the soak's duplicate: the party was edited in EspoCRM before another worker took over the create
     espo_id, orphan = interrupted_create(syncer, user)
     user.update(espo_id, **change)
@@ -259,7 +280,8 @@ def test_interrupted_create_is_adopted_after_the_party_changed(syncer: PartySync
 
 
 def test_interrupted_create_of_a_party_deleted_meanwhile_is_kept_linked_as_unlinked(
-        syncer: PartySync, user: CrmUser, advoware_url: str, hub: str) -> None:
+    syncer: PartySync, user: CrmUser, advoware_url: str, hub: str
+) -> None:
     # deleted in EspoCRM before the retry: the record Advoware got is kept like any deleted party's,
     # and the hub knows it (no Advoware record without a link)
     espo_id, orphan = interrupted_create(syncer, user)
@@ -270,8 +292,9 @@ def test_interrupted_create_of_a_party_deleted_meanwhile_is_kept_linked_as_unlin
     assert list(advoware_parties(advoware_url)) == [orphan]
 
 
-def test_drain_acks_retries_and_dead_letters(syncer: PartySync, user: CrmUser, advoware_url: str,
-                                             espocrm_url: str, redis_url: str, hub: str) -> None:
+def test_drain_acks_retries_and_dead_letters(
+    syncer: PartySync, user: CrmUser, advoware_url: str, espocrm_url: str, redis_url: str, hub: str
+) -> None:
     queue = make_queue(redis_url, max_attempts=2)
     good = user.create(**PARTY)
     bad = user.create(**{**PARTY, "name": ""})  # Advoware needs a name: fails every time

@@ -20,13 +20,18 @@ from tests.redis_helpers import has_work
 @pytest.fixture
 def redis_conn(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     parts = urlsplit(redis_url)
-    monkeypatch.setenv("AIRFLOW_CONN_REDIS_DEFAULT", json.dumps(
-        {"conn_type": "redis", "host": parts.hostname, "port": parts.port, "extra": {"db": int(parts.path[1:])}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_REDIS_DEFAULT",
+        json.dumps(
+            {"conn_type": "redis", "host": parts.hostname, "port": parts.port, "extra": {"db": int(parts.path[1:])}}
+        ),
+    )
     return redis_url
 
 
 def _first_event(trigger: PartyWorkTrigger, during: Any = None, timeout_s: float = 30.0) -> tuple[Any, float]:
     """Run the trigger until its first event (and `during()` alongside it); returns (event, seconds)."""
+
     async def main() -> tuple[Any, float]:
         started = time.monotonic()
         events = trigger.run()
@@ -56,8 +61,7 @@ def test_queued_work_ends_the_wait_at_once(redis_conn: str) -> None:
 def test_an_enqueue_wakes_the_waiting_trigger(redis_conn: str) -> None:
     """Idle timeout 60 s, poll-free: only the enqueue's publication can end the wait within 30 s."""
     queue = make_queue(redis_conn)
-    event, took = _first_event(PartyWorkTrigger(idle_timeout_s=60),
-                               during=lambda: queue.enqueue(["party-2"], "update"))
+    event, took = _first_event(PartyWorkTrigger(idle_timeout_s=60), during=lambda: queue.enqueue(["party-2"], "update"))
     assert type(event).__name__ == "TaskSuccessEvent" and took < 30
 
 

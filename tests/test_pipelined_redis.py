@@ -44,8 +44,12 @@ def test_a_command_error_is_raised_to_its_caller_only(redis_url: str) -> None:
     async def run() -> tuple[object, object, object]:
         client = PipelinedRedis(redis_url)
         try:
-            replies = await asyncio.gather(client.execute("SET", "pipe:e", "1"), client.execute("HGET", "pipe:e", "f"),
-                                           client.execute("GET", "pipe:e"), return_exceptions=True)
+            replies = await asyncio.gather(
+                client.execute("SET", "pipe:e", "1"),
+                client.execute("HGET", "pipe:e", "f"),
+                client.execute("GET", "pipe:e"),
+                return_exceptions=True,
+            )
             return replies[0], replies[1], replies[2]
         finally:
             await client.close()
@@ -133,6 +137,7 @@ def test_password_and_database_come_from_the_url(tmp_path: Path) -> None:
     server = OwnRedis(tmp_path, password="s3cret")
     server.start()
     try:
+
         async def run(url: str) -> object:
             client = PipelinedRedis(url)
             try:
@@ -168,26 +173,45 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
 def test_tls_verifies_the_server_against_the_ca_from_the_url(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     tls_port = free_port()
-    server = OwnRedis(tmp_path, "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file",
-                      str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no")
+    server = OwnRedis(
+        tmp_path,
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(cert),
+        "--tls-auth-clients",
+        "no",
+    )
     server.start()  # plain port for the readiness check, TLS port for the client under test
     try:
+
         async def ping(url: str) -> object:
             client = PipelinedRedis(url)
             try:

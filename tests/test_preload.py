@@ -50,8 +50,7 @@ def test_the_preloading_executor_imports_the_task_modules_before_it_forks(tmp_pa
         "print(json.dumps({'before': before, 'after': after, 'workers': workers}))\n"
     )
     env = {"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=240)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert "include.calendar_sync.executor" not in result["before"]  # importing the executor class is light

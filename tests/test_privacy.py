@@ -26,8 +26,9 @@ def _texts(termin: dict[str, Any]) -> set[str]:
     return {str(v) for v in values if v not in (None, "")}
 
 
-def test_an_anonymised_run_sends_google_only_times(advoware_url: str, google_url: str, redis_url: str,
-                                                    hub: str, tmp_path: Path) -> None:
+def test_an_anonymised_run_sends_google_only_times(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> None:
     seed_firm(advoware_url)
     secrets = set().union(*(_texts(t) for t in termine(advoware_url) if int(t["frNr"]) > 0))
     assert any(t.get("notiz") for t in termine(advoware_url)) and any(t.get("ort") for t in termine(advoware_url))

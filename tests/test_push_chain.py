@@ -49,8 +49,9 @@ def gateway(airflow: FastAPI, redis_url: str, hub: str) -> Iterator[str]:  # noq
 
 def open_channels(ctx: SyncContext, gateway: str) -> None:
     google = GoogleSettings(**{**ctx.settings.google.model_dump(), "push_enabled": True})
-    settings = ctx.settings.model_copy(update={"gateway": GatewaySettings(_env_file=None, public_url=gateway),
-                                               "google": google})
+    settings = ctx.settings.model_copy(
+        update={"gateway": GatewaySettings(_env_file=None, public_url=gateway), "google": google}
+    )
     ChannelKeeper(ctx.google, ctx.hub, settings).maintain()
 
 
@@ -59,8 +60,11 @@ def person_adds_event(ctx: SyncContext, employee: str, title: str) -> None:
         email = conn.execute("SELECT email FROM employee_calendars WHERE employee = %s", (employee,)).fetchone()
     session, calendar_id = ctx.google.session_for(email["email"]), calendar_ids(ctx.hub_dsn)[employee]
     day = (date.today() + timedelta(days=4)).isoformat()
-    body = {"summary": title, "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": f"{day}T10:00:00", "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": title,
+        "start": {"dateTime": f"{day}T09:00:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": f"{day}T10:00:00", "timeZone": "Europe/Berlin"},
+    }
     session.request(lambda s: s.events().insert(calendarId=calendar_id, body=body)).execute()
 
 
@@ -72,10 +76,12 @@ def quiet(google_url: str, redis_url: str, gateway: str) -> None:
     r = redis.Redis.from_url(redis_url)
 
     def done() -> bool:
-        return (httpx.get(f"{google_url}/_sandbox/push", timeout=10).json()["queued"] == 0
-                and r.zcard("push:pending") == 0
-                and metric(gateway, "vmh_targeted_runs_started_total", source="push")
-                >= metric(gateway, "vmh_targeted_runs_marked_total", source="push"))
+        return (
+            httpx.get(f"{google_url}/_sandbox/push", timeout=10).json()["queued"] == 0
+            and r.zcard("push:pending") == 0
+            and metric(gateway, "vmh_targeted_runs_started_total", source="push")
+            >= metric(gateway, "vmh_targeted_runs_marked_total", source="push")
+        )
 
     wait_for(done, what="quiet")
 
@@ -85,15 +91,26 @@ def employee_runs(airflow: FastAPI, employee: str) -> list[dict[str, Any]]:  # n
 
 
 def test_a_google_edit_travels_as_one_run_and_its_echo_writes_nothing(
-        ctx: SyncContext, gateway: str, airflow: FastAPI, advoware_url: str, google_url: str,  # noqa: F811
-        hub: str, redis_url: str) -> None:
+    ctx: SyncContext,
+    gateway: str,
+    airflow: FastAPI,  # noqa: F811
+    advoware_url: str,
+    google_url: str,
+    hub: str,
+    redis_url: str,
+) -> None:
     seed_firm(advoware_url)
     sync_all(ctx)
     open_channels(ctx, gateway)
     employees = sorted(calendar_ids(hub))
     with ctx.hub.transaction() as conn:  # Google's first message on every channel arrived and was checked
-        wait_for(lambda: all(c.last_message_number is not None for c in hub_channels.active(conn))
-                 and len(hub_channels.active(conn)) == len(employees), what="the sync messages")
+        wait_for(
+            lambda: (
+                all(c.last_message_number is not None for c in hub_channels.active(conn))
+                and len(hub_channels.active(conn)) == len(employees)
+            ),
+            what="the sync messages",
+        )
     assert runs_of(airflow) == []  # `sync` starts nothing
 
     ab = employees[0]

@@ -61,17 +61,19 @@ def failing(times: int, exc: BaseException | None = None):
 
 
 # -- Retry-After ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("value", "seconds"), [("120", 120.0), ("0", 0.0), (" 7 ", 7.0), ("1.5", 1.5),
-                                                (b"3", 3.0)])
+@pytest.mark.parametrize(("value", "seconds"), [("120", 120.0), ("0", 0.0), (" 7 ", 7.0), ("1.5", 1.5), (b"3", 3.0)])
 def test_retry_after_in_seconds(value: str | bytes, seconds: float) -> None:
     assert parse_retry_after(value) == seconds
 
 
-@pytest.mark.parametrize("value", [
-    "Wed, 21 Oct 2015 07:28:00 GMT",  # IMF-fixdate, the preferred form
-    "Wednesday, 21-Oct-15 07:28:00 GMT",  # RFC 850
-    "Wed Oct 21 07:28:00 2015",  # asctime (no zone: UTC)
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 21 Oct 2015 07:28:00 GMT",  # IMF-fixdate, the preferred form
+        "Wednesday, 21-Oct-15 07:28:00 GMT",  # RFC 850
+        "Wed Oct 21 07:28:00 2015",  # asctime (no zone: UTC)
+    ],
+)
 def test_retry_after_as_http_date(value: str) -> None:
     assert parse_retry_after(value, now=NOW) == 30.0
 
@@ -82,8 +84,23 @@ def test_retry_after_date_in_the_past_is_zero_and_now_defaults_to_the_clock() ->
     assert 95 <= parse_retry_after(soon) <= 100  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("value", [None, "", "   ", "soon", "-5", "nan", "inf", "-inf", "1e999",
-                                   "Wed, 99 Foo 2015 07:28:00 GMT", "12 seconds", "0x10"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "   ",
+        "soon",
+        "-5",
+        "nan",
+        "inf",
+        "-inf",
+        "1e999",
+        "Wed, 99 Foo 2015 07:28:00 GMT",
+        "12 seconds",
+        "0x10",
+    ],
+)
 def test_garbage_retry_after_is_none(value: str | None) -> None:
     assert parse_retry_after(value) is None
 
@@ -111,8 +128,9 @@ def test_retry_after_is_read_from_every_kind_of_answer() -> None:
 def test_retry_after_hint_of_a_failure() -> None:
     assert retry_after_hint(Flaky(retry_after=2.5)) == 2.5  # a typed client error, parsed already
     assert retry_after_hint(Flaky()) is None
-    status_error = httpx.HTTPStatusError("503", request=httpx.Request("GET", "http://x"),
-                                         response=httpx.Response(503, headers={"Retry-After": "9"}))
+    status_error = httpx.HTTPStatusError(
+        "503", request=httpx.Request("GET", "http://x"), response=httpx.Response(503, headers={"Retry-After": "9"})
+    )
     assert retry_after_hint(status_error) == 9.0
     assert retry_after_hint(HttpError(httplib2.Response({"status": "503", "retry-after": "8"}), b"")) == 8.0
     assert retry_after_hint(ConnectionResetError()) is None and retry_after_hint(None) is None
@@ -137,11 +155,17 @@ def test_retry_after_is_a_lower_bound_capped_by_the_maximum() -> None:
 
 
 @settings(max_examples=300)
-@given(base=st.floats(0, 1e6, allow_nan=False), max_s=st.floats(0, 1e6, allow_nan=False),
-       lo=st.floats(0, 4), extra=st.floats(0, 4), attempt=st.integers(1, 10_000),
-       after=st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False)))
-def test_every_wait_lies_within_zero_and_the_maximum(base: float, max_s: float, lo: float, extra: float,
-                                                     attempt: int, after: float | None) -> None:
+@given(
+    base=st.floats(0, 1e6, allow_nan=False),
+    max_s=st.floats(0, 1e6, allow_nan=False),
+    lo=st.floats(0, 4),
+    extra=st.floats(0, 4),
+    attempt=st.integers(1, 10_000),
+    after=st.one_of(st.none(), st.floats(0, 1e12, allow_nan=False)),
+)
+def test_every_wait_lies_within_zero_and_the_maximum(
+    base: float, max_s: float, lo: float, extra: float, attempt: int, after: float | None
+) -> None:
     policy = RetryPolicy(base_s=base, max_s=max_s, jitter=(lo, lo + extra))
     wait = policy.delay(attempt, Flaky(retry_after=after))
     assert 0 <= wait <= max_s
@@ -158,8 +182,7 @@ def test_a_policy_refuses_nonsense() -> None:
 # -- running (sync) -----------------------------------------------------------------------------
 def test_retries_until_success_with_the_injected_sleep() -> None:
     sleeps: list[float] = []
-    policy = RetryPolicy(attempts=5, base_s=1.0, max_s=8.0, jitter=(1.0, 1.0), retryable=is_flaky,
-                         sleep=sleeps.append)
+    policy = RetryPolicy(attempts=5, base_s=1.0, max_s=8.0, jitter=(1.0, 1.0), retryable=is_flaky, sleep=sleeps.append)
     fn, calls = failing(2)
     started = time.monotonic()
     assert policy.call(fn) == "ok"
@@ -190,19 +213,22 @@ def test_a_non_retryable_failure_is_raised_at_once() -> None:
 
 def test_the_server_retry_after_decides_the_sleep() -> None:
     sleeps: list[float] = []
-    policy = RetryPolicy(attempts=3, base_s=0.01, max_s=10.0, jitter=(1.0, 1.0), retryable=is_flaky,
-                         sleep=sleeps.append)
+    policy = RetryPolicy(
+        attempts=3, base_s=0.01, max_s=10.0, jitter=(1.0, 1.0), retryable=is_flaky, sleep=sleeps.append
+    )
     fn, _ = failing(2, Flaky(retry_after=7))
     assert policy.call(fn) == "ok" and sleeps == [7.0, 7.0]
 
 
 def test_before_sleep_sees_the_failure_the_attempt_and_the_wait() -> None:
     seen: list[tuple[str, int, float]] = []
-    policy = RetryPolicy(attempts=3, base_s=2.0, max_s=10.0, jitter=(1.0, 1.0), retryable=is_flaky,
-                         sleep=lambda s: None)
+    policy = RetryPolicy(
+        attempts=3, base_s=2.0, max_s=10.0, jitter=(1.0, 1.0), retryable=is_flaky, sleep=lambda s: None
+    )
     fn, _ = failing(2)
-    policy.call(fn, before_sleep=lambda st: seen.append((type(failure_of(st)).__name__, st.attempt_number,
-                                                            next_wait_of(st))))
+    policy.call(
+        fn, before_sleep=lambda st: seen.append((type(failure_of(st)).__name__, st.attempt_number, next_wait_of(st)))
+    )
     assert seen == [("Flaky", 1, 2.0), ("Flaky", 2, 4.0)]
 
 
@@ -233,8 +259,9 @@ def test_async_retries_with_the_injected_async_sleep_and_never_time_sleep(monkey
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    policy = RetryPolicy(attempts=4, base_s=1.0, max_s=8.0, jitter=(1.0, 1.0), retryable=is_flaky,
-                         async_sleep=fake_sleep)
+    policy = RetryPolicy(
+        attempts=4, base_s=1.0, max_s=8.0, jitter=(1.0, 1.0), retryable=is_flaky, async_sleep=fake_sleep
+    )
     fn, calls = failing(2)
 
     async def attempt() -> str:

@@ -20,13 +20,20 @@ import pytest
 # The working sandbox credentials of .env.example.
 APP_ID = "sandbox-app"
 API_KEY = "c2FuZGJveC1hZHZvd2FyZS1hcGkta2V5LTAxMjM0NTY3ODk="
-CREDS = {"Kanzlei": "KANZLEI1", "Database": "ADVOWARE", "User": "sync", "Role": 2, "Product": 64,
-         "Password": "sandbox-password"}
+CREDS = {
+    "Kanzlei": "KANZLEI1",
+    "Database": "ADVOWARE",
+    "User": "sync",
+    "Role": 2,
+    "Product": 64,
+    "Password": "sandbox-password",
+}
 API = "/api/v1/advonet"
 
 
-def token_body(*, key: str = API_KEY, nonce: str | None = None, stamp: str | None = None,
-               **overrides: Any) -> dict[str, Any]:
+def token_body(
+    *, key: str = API_KEY, nonce: str | None = None, stamp: str | None = None, **overrides: Any
+) -> dict[str, Any]:
     nonce = nonce or str(uuid.uuid4())
     stamp = stamp or datetime.now(UTC).isoformat().replace("+00:00", "Z")
     body = {"AppID": APP_ID, **CREDS, "Nonce": nonce, "RequestTimeStamp": stamp, **overrides}
@@ -44,8 +51,9 @@ def get_token(url: str) -> str:
 
 @pytest.fixture
 def api(advoware_url: str) -> Iterator[httpx.Client]:
-    client = httpx.Client(base_url=advoware_url, timeout=10,
-                          headers={"Authorization": f"Bearer {get_token(advoware_url)}"})
+    client = httpx.Client(
+        base_url=advoware_url, timeout=10, headers={"Authorization": f"Bearer {get_token(advoware_url)}"}
+    )
     yield client
     client.close()
 
@@ -56,11 +64,26 @@ def seed(url: str, **body: Any) -> dict[str, Any]:
     return answer.json()
 
 
-def termin(kuerzel: str = "AB", datum: str = "2025-03-03T10:00:00", datum_bis: str = "2025-03-03T11:00:00",
-           **extra: Any) -> dict[str, Any]:
-    return {"text": "Besprechung", "notiz": "", "ort": "Kanzlei", "kuerzel": kuerzel, "anwalt": kuerzel,
-            "datum": datum, "uhrzeitVon": datum[11:], "datumBis": datum_bis, "uhrzeitBis": datum_bis[11:],
-            "abwesenheit": 0, "privat": 0, "dauertermin": 0, "turnus": 0, "turnusArt": 0, **extra}
+def termin(
+    kuerzel: str = "AB", datum: str = "2025-03-03T10:00:00", datum_bis: str = "2025-03-03T11:00:00", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "text": "Besprechung",
+        "notiz": "",
+        "ort": "Kanzlei",
+        "kuerzel": kuerzel,
+        "anwalt": kuerzel,
+        "datum": datum,
+        "uhrzeitVon": datum[11:],
+        "datumBis": datum_bis,
+        "uhrzeitBis": datum_bis[11:],
+        "abwesenheit": 0,
+        "privat": 0,
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        **extra,
+    }
 
 
 # -- token gateway -------------------------------------------------------------------------------
@@ -69,8 +92,9 @@ def test_independently_signed_token_request_is_accepted(advoware_url: str) -> No
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3600 and body["access_token"]
-    listed = httpx.get(f"{advoware_url}{API}/Mitarbeiter", timeout=10,
-                       headers={"Authorization": f"Bearer {body['access_token']}"})
+    listed = httpx.get(
+        f"{advoware_url}{API}/Mitarbeiter", timeout=10, headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert listed.status_code == 200 and listed.json() == []
 
 
@@ -104,8 +128,9 @@ def test_reused_nonce_is_refused(advoware_url: str) -> None:
 
 def test_api_needs_a_valid_bearer_token(advoware_url: str) -> None:
     assert httpx.get(f"{advoware_url}{API}/Termine?kuerzel=AB", timeout=10).status_code == 401
-    bogus = httpx.get(f"{advoware_url}{API}/Termine?kuerzel=AB", timeout=10,
-                      headers={"Authorization": "Bearer not-a-token"})
+    bogus = httpx.get(
+        f"{advoware_url}{API}/Termine?kuerzel=AB", timeout=10, headers={"Authorization": "Bearer not-a-token"}
+    )
     assert bogus.status_code == 401
 
 
@@ -133,8 +158,7 @@ def test_revoked_tokens_get_401(api: httpx.Client) -> None:
 
 
 def test_configurator_discovery(advoware_url: str) -> None:
-    answer = httpx.get(f"{advoware_url}/AdvonetConfigurator/api/Url", params={"Kanzlei": "KANZLEI1"},
-                       timeout=10)
+    answer = httpx.get(f"{advoware_url}/AdvonetConfigurator/api/Url", params={"Kanzlei": "KANZLEI1"}, timeout=10)
     assert answer.status_code == 200
     assert answer.json()["connectorUrl"] == advoware_url and answer.json()["securityGateway"] == advoware_url
 
@@ -171,16 +195,25 @@ def test_termine_crud_and_change_stamp(api: httpx.Client) -> None:
 
 
 def test_list_returns_series_overlapping_the_window(api: httpx.Client) -> None:
-    series = api.post(f"{API}/Termine", json=termin(
-        datum="2025-01-06T09:00:00", datum_bis="2025-06-30T10:00:00", dauertermin=1, turnus=1, turnusArt=2,
-        text="Jour fixe")).json()
-    inside = api.post(f"{API}/Termine", json=termin(datum="2025-03-04T14:00:00",
-                                                    datum_bis="2025-03-04T15:00:00")).json()
-    multi_day = api.post(f"{API}/Termine", json=termin(datum="2025-02-25T00:00:00",
-                                                       datum_bis="2025-03-02T23:59:00", abwesenheit=1)).json()
+    series = api.post(
+        f"{API}/Termine",
+        json=termin(
+            datum="2025-01-06T09:00:00",
+            datum_bis="2025-06-30T10:00:00",
+            dauertermin=1,
+            turnus=1,
+            turnusArt=2,
+            text="Jour fixe",
+        ),
+    ).json()
+    inside = api.post(
+        f"{API}/Termine", json=termin(datum="2025-03-04T14:00:00", datum_bis="2025-03-04T15:00:00")
+    ).json()
+    multi_day = api.post(
+        f"{API}/Termine", json=termin(datum="2025-02-25T00:00:00", datum_bis="2025-03-02T23:59:00", abwesenheit=1)
+    ).json()
     api.post(f"{API}/Termine", json=termin(datum="2025-04-01T14:00:00", datum_bis="2025-04-01T15:00:00"))
-    api.post(f"{API}/Termine", json=termin(kuerzel="XY", datum="2025-03-04T14:00:00",
-                                           datum_bis="2025-03-04T15:00:00"))
+    api.post(f"{API}/Termine", json=termin(kuerzel="XY", datum="2025-03-04T14:00:00", datum_bis="2025-03-04T15:00:00"))
 
     window = api.get(f"{API}/Termine", params={"kuerzel": "AB", "from": "2025-03-01", "to": "2025-03-07"})
     assert window.status_code == 200
@@ -227,8 +260,10 @@ def test_kommunikationen_kommkz_read_only_and_delete_forbidden(api: httpx.Client
 
 # -- faults and stats ----------------------------------------------------------------------------
 def test_count_based_503_with_retry_after(api: httpx.Client) -> None:
-    api.post("/_sandbox/faults", json={"faults": [
-        {"match": "Termine.list", "kind": "status", "status": 503, "retry_after": 7, "count": 2}]})
+    api.post(
+        "/_sandbox/faults",
+        json={"faults": [{"match": "Termine.list", "kind": "status", "status": 503, "retry_after": 7, "count": 2}]},
+    )
     for _ in range(2):
         answer = api.get(f"{API}/Termine", params={"kuerzel": "AB"})
         assert answer.status_code == 503 and answer.headers["Retry-After"] == "7"
@@ -296,8 +331,10 @@ def test_compression_switch_answers_compressed_when_offered(advoware_url: str, m
     assert httpx.post(f"{advoware_url}/_sandbox/config", json={"compress": mode}).json()["compress"] == mode
     headers = {"Authorization": f"Bearer {get_token(advoware_url)}"}
     with httpx.Client() as http:
-        offered = http.send(http.build_request("GET", f"{advoware_url}{API}/Mitarbeiter",
-                                               headers={**headers, "Accept-Encoding": mode}), stream=True)
+        offered = http.send(
+            http.build_request("GET", f"{advoware_url}{API}/Mitarbeiter", headers={**headers, "Accept-Encoding": mode}),
+            stream=True,
+        )
         raw = b"".join(offered.iter_raw())
         plain = http.get(f"{advoware_url}{API}/Mitarbeiter", headers={**headers, "Accept-Encoding": "identity"})
     assert offered.headers["content-encoding"] == mode and "content-encoding" not in plain.headers

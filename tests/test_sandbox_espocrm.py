@@ -70,8 +70,9 @@ def api(base: str) -> httpx.Client:
 
 
 def register(base: str, event: str, url: str, skip_own: bool = True) -> dict[str, Any]:
-    r = HTTP.post(f"{base}/api/v1/Webhook", json={"event": event, "url": url, "skipOwn": skip_own},
-                   headers=KEY, timeout=10)
+    r = HTTP.post(
+        f"{base}/api/v1/Webhook", json={"event": event, "url": url, "skipOwn": skip_own}, headers=KEY, timeout=10
+    )
     r.raise_for_status()
     return r.json()
 
@@ -105,15 +106,14 @@ def verify_legacy_signature(header: str, body: bytes, webhook_id: str, secret: s
     decoded = base64.b64decode(header)
     prefix = webhook_id.encode() + b":"
     expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
-    return decoded.startswith(prefix) and hmac.compare_digest(decoded[len(prefix):], expected)
+    return decoded.startswith(prefix) and hmac.compare_digest(decoded[len(prefix) :], expected)
 
 
 # -- REST API -----------------------------------------------------------------------------------
 def test_crud_list_and_auth(espocrm_url: str) -> None:
     with api(espocrm_url) as c:
         assert HTTP.get(f"{espocrm_url}/api/v1/{ENTITY}", timeout=10).status_code == 401
-        assert HTTP.get(f"{espocrm_url}/api/v1/{ENTITY}", headers={"X-Api-Key": "wrong"},
-                         timeout=10).status_code == 401
+        assert HTTP.get(f"{espocrm_url}/api/v1/{ENTITY}", headers={"X-Api-Key": "wrong"}, timeout=10).status_code == 401
 
         created = c.post(f"/{ENTITY}", json={"name": "Adler", "ort": "Köln", "id": "forged"}).json()
         assert len(created["id"]) == 17 and all(ch in "0123456789abcdef" for ch in created["id"])
@@ -125,12 +125,14 @@ def test_crud_list_and_auth(espocrm_url: str) -> None:
 
         listed = c.get(f"/{ENTITY}", params={"maxSize": 2, "offset": 0}).json()
         assert listed["total"] == 5 and len(listed["list"]) == 2
-        everything = [r["id"] for off in (0, 2, 4)
-                      for r in c.get(f"/{ENTITY}", params={"maxSize": 2, "offset": off}).json()["list"]]
+        everything = [
+            r["id"]
+            for off in (0, 2, 4)
+            for r in c.get(f"/{ENTITY}", params={"maxSize": 2, "offset": off}).json()["list"]
+        ]
         assert len(set(everything)) == 5
 
-        where = {"where[0][type]": "equals", "where[0][attribute]": "ort", "where[0][value]": "Köln",
-                 "select": "name"}
+        where = {"where[0][type]": "equals", "where[0][attribute]": "ort", "where[0][value]": "Köln", "select": "name"}
         found = c.get(f"/{ENTITY}", params=where).json()
         assert found["total"] == 1 and found["list"] == [{"id": created["id"], "name": "Adler"}]
         ordered = c.get(f"/{ENTITY}", params={"orderBy": "name", "order": "asc"}).json()["list"]
@@ -168,14 +170,14 @@ def test_seed_loads_generated_parties_deterministically(espocrm_url: str) -> Non
 
     expected = {p["id"] for p in generate_firm(3, parties=20).parties}
     for _ in range(2):
-        answer = HTTP.post(f"{espocrm_url}/_sandbox/seed", json={"seed": 3, "parties": 20},
-                            timeout=30).json()
+        answer = HTTP.post(f"{espocrm_url}/_sandbox/seed", json={"seed": 3, "parties": 20}, timeout=30).json()
         assert answer["records"][ENTITY] == 20
         with api(espocrm_url) as c:
             ids = {r["id"] for r in c.get(f"/{ENTITY}", params={"maxSize": 200}).json()["list"]}
         assert ids == expected
-    HTTP.post(f"{espocrm_url}/_sandbox/seed",
-               json={"records": {ENTITY: [{"id": "a" * 17, "name": "Explicit"}]}}, timeout=10)
+    HTTP.post(
+        f"{espocrm_url}/_sandbox/seed", json={"records": {ENTITY: [{"id": "a" * 17, "name": "Explicit"}]}}, timeout=10
+    )
     state = HTTP.get(f"{espocrm_url}/_sandbox/state", timeout=10).json()
     assert [r["name"] for r in state["records"][ENTITY]] == ["Explicit"]
 
@@ -254,8 +256,9 @@ def test_skip_own_suppresses_api_writes_not_user_edits(espocrm_url: str, receive
     user(espocrm_url, "PUT", f"{ENTITY}/{rec['id']}", {"name": "Dorn-Weber"})
     flush(espocrm_url)
     assert rcv.bodies("skip") == [[{"id": rec["id"], "name": "Dorn-Weber"}]]
-    assert rcv.bodies("all") == [[{"id": rec["id"], "advowareBetNr": 4711, "syncStatus": "synced"},
-                                  {"id": rec["id"], "name": "Dorn-Weber"}]]
+    assert rcv.bodies("all") == [
+        [{"id": rec["id"], "advowareBetNr": 4711, "syncStatus": "synced"}, {"id": rec["id"], "name": "Dorn-Weber"}]
+    ]
 
 
 # -- webhooks: delivery rules -------------------------------------------------------------------
@@ -273,7 +276,9 @@ def test_503_is_retried_then_delivered(espocrm_url: str, receiver) -> None:
     assert [b["result"] for b in flush(espocrm_url)["batches"]] == ["delivered"]
     assert flush(espocrm_url)["batches"] == []
     assert [(d["webhook_id"], d["status"], d["attempt"], d["items"]) for d in _log(espocrm_url)] == [
-        (hook["id"], 503, 1, 1), (hook["id"], 200, 2, 1)]
+        (hook["id"], 503, 1, 1),
+        (hook["id"], 200, 2, 1),
+    ]
     assert [b[0]["id"] for b in rcv.bodies("flaky")] == [rec["id"], rec["id"]]
 
 

@@ -12,9 +12,28 @@ from sandbox.firm import generate_firm
 
 START = date(2025, 3, 1)
 BERLIN = ZoneInfo("Europe/Berlin")
-TERMIN_KEYS = {"frNr", "text", "notiz", "ort", "kuerzel", "anwalt", "datum", "uhrzeitVon", "datumBis",
-               "uhrzeitBis", "abwesenheit", "privat", "dauertermin", "turnus", "turnusArt", "erinnerung",
-               "erinnerungsDatum", "nr", "azRubrum", "zuletztGeaendertAm"}
+TERMIN_KEYS = {
+    "frNr",
+    "text",
+    "notiz",
+    "ort",
+    "kuerzel",
+    "anwalt",
+    "datum",
+    "uhrzeitVon",
+    "datumBis",
+    "uhrzeitBis",
+    "abwesenheit",
+    "privat",
+    "dauertermin",
+    "turnus",
+    "turnusArt",
+    "erinnerung",
+    "erinnerungsDatum",
+    "nr",
+    "azRubrum",
+    "zuletztGeaendertAm",
+}
 DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 
 
@@ -78,8 +97,18 @@ def test_appointments_shape_window_and_special_kinds() -> None:
         if appointment["dauertermin"]:
             assert appointment["turnus"] >= 1 and appointment["turnusArt"] in (1, 2, 3, 4)
         assert appointment["text"]
-    wanted = {"daily", "weekly", "monthly", "yearly", "open_ended", "dst_crossing", "allday", "allday_multi",
-              "private", "negative"}
+    wanted = {
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "open_ended",
+        "dst_crossing",
+        "allday",
+        "allday_multi",
+        "private",
+        "negative",
+    }
     for code in codes:
         own = [a for a in firm.appointments if a["kuerzel"] == code]
         assert len(own) == 20
@@ -108,8 +137,19 @@ def test_parties() -> None:
     companies = [p for p in firm.parties if not p["vorname"]]
     assert persons and companies
     for party in firm.parties:
-        for key in ("name", "anrede", "rechtsform", "strasse", "plz", "ort", "land", "emailAddress",
-                    "phoneNumber", "createdAt", "modifiedAt"):
+        for key in (
+            "name",
+            "anrede",
+            "rechtsform",
+            "strasse",
+            "plz",
+            "ort",
+            "land",
+            "emailAddress",
+            "phoneNumber",
+            "createdAt",
+            "modifiedAt",
+        ):
             assert party[key], (key, party)
         assert party["versionNumber"] == 1
         assert "@" in party["emailAddress"]

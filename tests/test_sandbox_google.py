@@ -154,9 +154,7 @@ def test_keys_cli_writes_a_loadable_key(tmp_path: Path, google_url: str) -> None
     assert svc.calendars().get(calendarId="primary").execute()["id"] == BOB
 
 
-def test_forged_signature_and_unknown_token_are_rejected(
-    tmp_path: Path, google_url: str, key_path: Path
-) -> None:
+def test_forged_signature_and_unknown_token_are_rejected(tmp_path: Path, google_url: str, key_path: Path) -> None:
     real = json.loads(key_path.read_text())
     forged = service_account_info(real["token_uri"], real["client_email"])
     forged["private_key_id"] = real["private_key_id"]  # the real key id, signed with another key
@@ -197,26 +195,18 @@ def test_deterministic_ids_duplicates_and_deletes(anna: Any) -> None:
     )
     assert ev["id"] == "adv00042" and ev["iCalUID"] == "adv00042@google.com" and ev["status"] == "confirmed"
     body = expect_error(
-        lambda: (
-            anna.events()
-            .insert(calendarId="primary", body={"id": "adv00042", **timed("2025-03-10", 9)})
-            .execute()
-        ),
+        lambda: anna.events().insert(calendarId="primary", body={"id": "adv00042", **timed("2025-03-10", 9)}).execute(),
         409,
         "duplicate",
     )
     assert body == {
-        "errors": [
-            {"domain": "global", "reason": "duplicate", "message": "The requested identifier already exists."}
-        ],
+        "errors": [{"domain": "global", "reason": "duplicate", "message": "The requested identifier already exists."}],
         "code": 409,
         "message": "The requested identifier already exists.",
     }
 
     assert anna.events().delete(calendarId="primary", eventId="adv00042").execute() == ""
-    expect_error(
-        lambda: anna.events().delete(calendarId="primary", eventId="adv00042").execute(), 410, "deleted"
-    )
+    expect_error(lambda: anna.events().delete(calendarId="primary", eventId="adv00042").execute(), 410, "deleted")
     expect_error(
         lambda: (
             anna.events()
@@ -230,16 +220,12 @@ def test_deterministic_ids_duplicates_and_deletes(anna: Any) -> None:
     )
     cancelled = anna.events().get(calendarId="primary", eventId="adv00042").execute()
     assert cancelled["status"] == "cancelled" and cancelled["summary"] == "Termin"
-    expect_error(
-        lambda: anna.events().delete(calendarId="primary", eventId="nosuchid").execute(), 404, "notFound"
-    )
+    expect_error(lambda: anna.events().delete(calendarId="primary", eventId="nosuchid").execute(), 404, "notFound")
 
     for bad in ("123e4567-e89b-12d3-a456-426614174000", "ADV00042", "abcd", "wxyz0123"):
         err = expect_error(
             lambda bad=bad: (
-                anna.events()
-                .insert(calendarId="primary", body={"id": bad, **timed("2025-03-10", 9)})
-                .execute()
+                anna.events().insert(calendarId="primary", body={"id": bad, **timed("2025-03-10", 9)}).execute()
             ),
             400,
             "invalid",
@@ -296,9 +282,7 @@ def test_patch_merges_private_properties_and_update_replaces(anna: Any) -> None:
     assert patched["extendedProperties"]["private"] == {"advowareId": "42", "rev": "2", "new": "z"}
     assert patched["location"] == "Raum 1" and patched["sequence"] == 0
 
-    moved = (
-        anna.events().patch(calendarId="primary", eventId="merge0001", body=timed("2025-03-10", 11)).execute()
-    )
+    moved = anna.events().patch(calendarId="primary", eventId="merge0001", body=timed("2025-03-10", 11)).execute()
     assert moved["sequence"] == 1  # a time change is a significant revision
 
     replaced = (
@@ -322,9 +306,7 @@ def test_patch_merges_private_properties_and_update_replaces(anna: Any) -> None:
     assert limited["extendedProperties"]["private"] == {ok_key: "v" * 1024}
 
     anna.events().delete(calendarId="primary", eventId="merge0001").execute()
-    undeleted = (
-        anna.events().patch(calendarId="primary", eventId="merge0001", body={"status": "confirmed"}).execute()
-    )
+    undeleted = anna.events().patch(calendarId="primary", eventId="merge0001", body={"status": "confirmed"}).execute()
     assert undeleted["status"] == "confirmed"
     assert anna.events().get(calendarId="primary", eventId="merge0001").execute()["status"] == "confirmed"
 
@@ -336,10 +318,7 @@ def test_start_end_validation(anna: Any) -> None:
     mixed = {"start": {"date": "2025-03-10"}, "end": {"dateTime": "2025-03-10T10:00:00Z"}}
     assert "both be date" in expect_error(insert(mixed), 400, "invalid")["message"]
     naive = {"start": {"dateTime": "2025-03-10T09:00:00"}, "end": {"dateTime": "2025-03-10T10:00:00"}}
-    assert (
-        expect_error(insert(naive), 400, "required")["message"]
-        == "Missing time zone definition for start time."
-    )
+    assert expect_error(insert(naive), 400, "required")["message"] == "Missing time zone definition for start time."
     series = {
         "start": {"dateTime": "2025-03-10T09:00:00+01:00"},
         "end": {"dateTime": "2025-03-10T10:00:00+01:00"},
@@ -494,9 +473,7 @@ def test_quota_answers_rate_limit_and_recovers(anna: Any, google_url: str, statu
     assert info.value.status_code == status
     assert json.loads(info.value.content) == {
         "error": {
-            "errors": [
-                {"domain": "usageLimits", "reason": "rateLimitExceeded", "message": "Rate Limit Exceeded"}
-            ],
+            "errors": [{"domain": "usageLimits", "reason": "rateLimitExceeded", "message": "Rate Limit Exceeded"}],
             "code": status,
             "message": "Rate Limit Exceeded",
         }
@@ -526,8 +503,11 @@ def test_quota_is_per_user(google_url: str, key_path: Path) -> None:
 
 def test_the_project_quota_holds_every_user_together(google_url: str, key_path: Path) -> None:
     """Google's second quota: the project's requests per minute, whoever sends them."""
-    admin(google_url, "/_sandbox/config", {"quota_requests": 2, "quota_window_s": 30, "project_quota_requests": 3,
-                                           "quota_status": 429})
+    admin(
+        google_url,
+        "/_sandbox/config",
+        {"quota_requests": 2, "quota_window_s": 30, "project_quota_requests": 3, "quota_status": 429},
+    )
     a, b = (service_for(google_url, creds_for(key_path, who)) for who in (ANNA, BOB))
     a.calendarList().list().execute()
     a.calendarList().list().execute()
@@ -632,9 +612,7 @@ def test_batch_parts_count_against_quota(anna: Any, google_url: str) -> None:
     batch = BatchHttpRequest(callback=callback, batch_uri=f"{google_url}/batch/calendar/v3")
     for i in range(5):
         batch.add(
-            anna.events().insert(
-                calendarId="primary", body={"id": f"quota{i:04d}", **timed("2025-03-10", 9)}
-            ),
+            anna.events().insert(calendarId="primary", body={"id": f"quota{i:04d}", **timed("2025-03-10", 9)}),
             request_id=str(i),
         )
     batch.execute()
@@ -669,9 +647,7 @@ def test_calendars_acl_and_calendar_list(google_url: str, key_path: Path) -> Non
     expect_error(lambda: bob.events().list(calendarId=shared["id"]).execute(), 404, "notFound")
     expect_error(lambda: anna.acl().list(calendarId=shared["id"]).execute(), 403, "requiredAccessLevel")
 
-    sa.acl().insert(
-        calendarId=shared["id"], body={"role": "reader", "scope": {"type": "user", "value": BOB}}
-    ).execute()
+    sa.acl().insert(calendarId=shared["id"], body={"role": "reader", "scope": {"type": "user", "value": BOB}}).execute()
     assert len(bob.events().list(calendarId=shared["id"]).execute()["items"]) == 1
     expect_error(
         lambda: bob.events().insert(calendarId=shared["id"], body=timed("2025-03-10", 9)).execute(),

@@ -44,8 +44,9 @@ def watch(service: Any, receiver: Receiver, channel_id: str, **extra: Any) -> di
 
 
 def messages(receiver: Receiver, channel_id: str, count: int) -> list[Any]:
-    return wait_for(lambda: (got := receiver.of(channel_id)) and len(got) >= count and got,
-                    what=f"{count} messages on {channel_id}")
+    return wait_for(
+        lambda: (got := receiver.of(channel_id)) and len(got) >= count and got, what=f"{count} messages on {channel_id}"
+    )
 
 
 def insert(service: Any, summary: str = "Termin") -> dict[str, Any]:
@@ -76,7 +77,8 @@ def test_watch_answers_a_channel_and_google_opens_it_with_a_sync_message(anna: A
 
 
 def test_every_change_is_an_exists_message_with_increasing_numbers_own_writes_included(
-        anna: Any, receiver: Receiver) -> None:
+    anna: Any, receiver: Receiver
+) -> None:
     watch(anna, receiver, "chan-2")
     messages(receiver, "chan-2", 1)
     event = insert(anna)
@@ -91,7 +93,8 @@ def test_every_change_is_an_exists_message_with_increasing_numbers_own_writes_in
 
 
 def test_delivery_is_asynchronous_the_write_answers_while_the_receiver_still_holds_the_message(
-        anna: Any, receiver: Receiver) -> None:
+    anna: Any, receiver: Receiver
+) -> None:
     watch(anna, receiver, "chan-async")
     messages(receiver, "chan-async", 1)
     receiver.gate.clear()  # the receiver holds every answer from now on
@@ -107,7 +110,8 @@ def anna_url(service: Any) -> str:
 
 
 def test_channels_of_other_calendars_hear_nothing_and_numbers_are_per_channel(
-        google_url: str, key_path: Any, anna: Any, receiver: Receiver) -> None:
+    google_url: str, key_path: Any, anna: Any, receiver: Receiver
+) -> None:
     bob = service_for(google_url, creds_for(key_path, BOB))
     watch(anna, receiver, "anna-chan")
     watch(bob, receiver, "bob-chan")
@@ -132,19 +136,28 @@ def test_stop_ends_the_channel_and_a_stopped_channel_delivers_nothing(anna: Any,
 
 def test_stop_of_an_unknown_or_already_stopped_channel_is_404(anna: Any, receiver: Receiver) -> None:
     channel = watch(anna, receiver, "once")
-    expect_error(lambda: anna.channels().stop(body={"id": "nope", "resourceId": channel["resourceId"]}).execute(),
-                 404, "notFound")
+    expect_error(
+        lambda: anna.channels().stop(body={"id": "nope", "resourceId": channel["resourceId"]}).execute(),
+        404,
+        "notFound",
+    )
     expect_error(lambda: anna.channels().stop(body={"id": "once", "resourceId": "other"}).execute(), 404, "notFound")
     anna.channels().stop(body={"id": "once", "resourceId": channel["resourceId"]}).execute()
-    expect_error(lambda: anna.channels().stop(body={"id": "once", "resourceId": channel["resourceId"]}).execute(),
-                 404, "notFound")
+    expect_error(
+        lambda: anna.channels().stop(body={"id": "once", "resourceId": channel["resourceId"]}).execute(),
+        404,
+        "notFound",
+    )
 
 
 def test_watch_refuses_bad_requests(anna: Any, receiver: Receiver, google_url: str) -> None:
     watch(anna, receiver, "dup")
     expect_error(lambda: watch(anna, receiver, "dup"), 400, "channelIdNotUnique")
-    expect_error(lambda: anna.events().watch(calendarId="primary", body={"id": "x", "address": receiver.url}
-                                             ).execute(), 400, "required")
+    expect_error(
+        lambda: anna.events().watch(calendarId="primary", body={"id": "x", "address": receiver.url}).execute(),
+        400,
+        "required",
+    )
     expect_error(lambda: watch(anna, receiver, "x", type="email"), 400, "invalid")
     expect_error(lambda: watch(anna, receiver, "bad id with spaces"), 400, "invalid")
     expect_error(lambda: watch(anna, receiver, "x", token="t" * 257), 400, "invalid")
@@ -154,7 +167,8 @@ def test_watch_refuses_bad_requests(anna: Any, receiver: Receiver, google_url: s
 
 # -- expiry ------------------------------------------------------------------------------------
 def test_expiration_is_capped_and_an_expired_channel_delivers_nothing(
-        google_url: str, anna: Any, receiver: Receiver) -> None:
+    google_url: str, anna: Any, receiver: Receiver
+) -> None:
     configure(google_url, push_max_ttl_s=1.0)
     asked = int(time.time() * 1000) + 7 * 86_400_000
     short = watch(anna, receiver, "short", expiration=str(asked))
@@ -183,7 +197,8 @@ def test_admin_expiry_ends_a_channel_at_once(google_url: str, anna: Any, receive
 
 # -- retries -----------------------------------------------------------------------------------
 def test_a_5xx_is_retried_with_exponential_backoff_until_it_is_taken(
-        google_url: str, anna: Any, receiver: Receiver) -> None:
+    google_url: str, anna: Any, receiver: Receiver
+) -> None:
     configure(google_url, push_retry_base_s=0.3)
     receiver.statuses = [503, 500, 200]
     watch(anna, receiver, "flaky")
@@ -198,7 +213,8 @@ def test_a_5xx_is_retried_with_exponential_backoff_until_it_is_taken(
 
 @pytest.mark.parametrize("status", [400, 404, 410, 501])
 def test_any_other_answer_ends_the_message_without_retry(
-        google_url: str, anna: Any, receiver: Receiver, status: int) -> None:
+    google_url: str, anna: Any, receiver: Receiver, status: int
+) -> None:
     configure(google_url, push_retry_base_s=0.05)
     receiver.statuses = [status]
     watch(anna, receiver, "refused")
@@ -223,7 +239,8 @@ def test_an_unreachable_address_is_retried_then_given_up(google_url: str, anna: 
 
 # -- knobs -------------------------------------------------------------------------------------
 def test_batching_makes_several_changes_one_message(
-        google_url: str, key_path: Any, anna: Any, receiver: Receiver) -> None:
+    google_url: str, key_path: Any, anna: Any, receiver: Receiver
+) -> None:
     configure(google_url, push_batch_s=1.0)
     watch(anna, receiver, "batched")
     messages(receiver, "batched", 1)

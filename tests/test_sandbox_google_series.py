@@ -18,14 +18,25 @@ from tests.test_sandbox_google import ANNA, admin, creds_for, expect_error, serv
 
 # Tuesdays 09:00 Berlin from 2025-03-04, ten of them: DST starts on 2025-03-30 (08:00Z → 07:00Z).
 WEEKLY = {
-    "summary": "Jour fixe", "location": "Saal 3",
+    "summary": "Jour fixe",
+    "location": "Saal 3",
     "start": {"dateTime": "2025-03-04T09:00:00+01:00", "timeZone": "Europe/Berlin"},
     "end": {"dateTime": "2025-03-04T10:00:00+01:00", "timeZone": "Europe/Berlin"},
     "recurrence": ["RRULE:FREQ=WEEKLY;UNTIL=20250506T215959Z"],
     "extendedProperties": {"private": {"advowareFrNr": "7", "syncOrigin": "advoware"}},
 }
-WEEK = ["20250304T080000Z", "20250311T080000Z", "20250318T080000Z", "20250325T080000Z", "20250401T070000Z",
-        "20250408T070000Z", "20250415T070000Z", "20250422T070000Z", "20250429T070000Z", "20250506T070000Z"]
+WEEK = [
+    "20250304T080000Z",
+    "20250311T080000Z",
+    "20250318T080000Z",
+    "20250325T080000Z",
+    "20250401T070000Z",
+    "20250408T070000Z",
+    "20250415T070000Z",
+    "20250422T070000Z",
+    "20250429T070000Z",
+    "20250506T070000Z",
+]
 
 
 @pytest.fixture
@@ -62,8 +73,10 @@ def listing(svc: Any, **params: Any) -> tuple[list[dict[str, Any]], str | None]:
 
 
 def moved(hour: int, day: str = "2025-03-12") -> dict[str, Any]:
-    return {"start": {"dateTime": f"{day}T{hour:02d}:00:00+01:00", "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": f"{day}T{hour + 1:02d}:00:00+01:00", "timeZone": "Europe/Berlin"}}
+    return {
+        "start": {"dateTime": f"{day}T{hour:02d}:00:00+01:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": f"{day}T{hour + 1:02d}:00:00+01:00", "timeZone": "Europe/Berlin"},
+    }
 
 
 def test_instances_have_ids_of_their_utc_start_and_page(anna: Any) -> None:
@@ -85,8 +98,15 @@ def test_instances_have_ids_of_their_utc_start_and_page(anna: Any) -> None:
 
 
 def test_all_day_instances_are_keyed_by_date(anna: Any) -> None:
-    master = insert(anna, {"summary": "Frist", "start": {"date": "2025-06-02"}, "end": {"date": "2025-06-03"},
-                           "recurrence": ["RRULE:FREQ=DAILY;UNTIL=20250604"]})
+    master = insert(
+        anna,
+        {
+            "summary": "Frist",
+            "start": {"date": "2025-06-02"},
+            "end": {"date": "2025-06-03"},
+            "recurrence": ["RRULE:FREQ=DAILY;UNTIL=20250604"],
+        },
+    )
     found = instances(anna, master["id"])
     assert [i["id"] for i in found] == [f"{master['id']}_2025060{d}" for d in (2, 3, 4)]
     assert found[1]["originalStartTime"] == {"date": "2025-06-03"}
@@ -104,8 +124,11 @@ def test_moving_one_occurrence_makes_an_exception_and_leaves_the_master(anna: An
     assert exception["start"]["dateTime"] == "2025-03-12T14:00:00+01:00"
     assert exception["summary"] == "Jour fixe" and exception["extendedProperties"] == WEEKLY["extendedProperties"]
     again = anna.events().get(calendarId="primary", eventId=master["id"]).execute()
-    assert (again["etag"], again["updated"], again["recurrence"]) == (master["etag"], master["updated"],
-                                                                      master["recurrence"])
+    assert (again["etag"], again["updated"], again["recurrence"]) == (
+        master["etag"],
+        master["updated"],
+        master["recurrence"],
+    )
     # singleEvents=false: the master and the exception as two items
     items, _ = listing(anna, singleEvents=False)
     assert sorted(i["id"] for i in items) == sorted([master["id"], iid])
@@ -153,10 +176,20 @@ def test_unknown_and_excluded_instances_are_404(anna: Any) -> None:
     master = insert(anna, {**WEEKLY, "recurrence": [*WEEKLY["recurrence"], exdate]})
     assert f"{master['id']}_{WEEK[2]}" not in {i["id"] for i in instances(anna, master["id"])}
     for suffix in (WEEK[2], "20250305T080000Z", "20250304"):  # excluded, no occurrence, wrong form
-        expect_error(lambda s=suffix: anna.events().get(calendarId="primary", eventId=f"{master['id']}_{s}").execute(),
-                     404, "notFound")
-    expect_error(lambda: anna.events().patch(calendarId="primary", eventId=f"{master['id']}_{WEEK[2]}",
-                                             body={"summary": "x"}).execute(), 404, "notFound")
+        expect_error(
+            lambda s=suffix: anna.events().get(calendarId="primary", eventId=f"{master['id']}_{s}").execute(),
+            404,
+            "notFound",
+        )
+    expect_error(
+        lambda: (
+            anna.events()
+            .patch(calendarId="primary", eventId=f"{master['id']}_{WEEK[2]}", body={"summary": "x"})
+            .execute()
+        ),
+        404,
+        "notFound",
+    )
     single = insert(anna, {"summary": "einmal", **moved(8)})
     assert instances(anna, single["id"]) == []  # a single event has no instances (assumed)
 
@@ -180,8 +213,9 @@ def test_a_master_edit_reaches_the_fields_an_exception_did_not_change(anna: Any)
     own = f"{master['id']}_{WEEK[1]}"
     anna.events().patch(calendarId="primary", eventId=own, body={"location": "Kanzlei", **moved(14)}).execute()
     _, token = listing(anna, showDeleted=True)
-    anna.events().patch(calendarId="primary", eventId=master["id"],
-                        body={"summary": "Jour fixe neu", "location": "Saal 4"}).execute()
+    anna.events().patch(
+        calendarId="primary", eventId=master["id"], body={"summary": "Jour fixe neu", "location": "Saal 4"}
+    ).execute()
     exception = anna.events().get(calendarId="primary", eventId=own).execute()
     assert exception["summary"] == "Jour fixe neu"  # it held the old title: follows
     assert exception["location"] == "Kanzlei"  # its own value stays
@@ -199,13 +233,13 @@ def _two_exceptions(svc: Any) -> tuple[dict[str, Any], str, str]:
 
 
 @pytest.mark.parametrize(("model", "stays"), [("anchor", {"early"}), ("keep", {"early", "late"}), ("reset", set())])
-def test_shortening_the_series_under_each_timing_model(anna: Any, google_url: str, model: str,
-                                                       stays: set[str]) -> None:
+def test_shortening_the_series_under_each_timing_model(anna: Any, google_url: str, model: str, stays: set[str]) -> None:
     admin(google_url, "/_sandbox/config", {"series_timing_model": model})
     master, early, late = _two_exceptions(anna)
     _, token = listing(anna, showDeleted=True)
-    anna.events().patch(calendarId="primary", eventId=master["id"],
-                        body={"recurrence": ["RRULE:FREQ=WEEKLY;UNTIL=20250325T225959Z"]}).execute()  # 4 weeks
+    anna.events().patch(
+        calendarId="primary", eventId=master["id"], body={"recurrence": ["RRULE:FREQ=WEEKLY;UNTIL=20250325T225959Z"]}
+    ).execute()  # 4 weeks
     names = {early: "early", late: "late"}
     plain = {names[i["id"]] for i in listing(anna)[0] if i["id"] in names}
     assert plain == stays
@@ -223,8 +257,10 @@ def test_shortening_the_series_under_each_timing_model(anna: Any, google_url: st
 
 def test_a_time_of_day_change_drops_every_exception_under_anchor(anna: Any) -> None:
     master, early, late = _two_exceptions(anna)
-    body = {"start": {"dateTime": "2025-03-04T10:00:00+01:00", "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": "2025-03-04T11:00:00+01:00", "timeZone": "Europe/Berlin"}}
+    body = {
+        "start": {"dateTime": "2025-03-04T10:00:00+01:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2025-03-04T11:00:00+01:00", "timeZone": "Europe/Berlin"},
+    }
     anna.events().patch(calendarId="primary", eventId=master["id"], body=body).execute()
     assert {i["id"] for i in listing(anna)[0]} == {master["id"]}  # no original start is an occurrence now
     assert anna.events().get(calendarId="primary", eventId=late).execute()["status"] == "cancelled"
@@ -232,8 +268,11 @@ def test_a_time_of_day_change_drops_every_exception_under_anchor(anna: Any) -> N
 
 def test_an_unmoved_exception_follows_a_new_duration(anna: Any) -> None:
     master, early, late = _two_exceptions(anna)
-    anna.events().patch(calendarId="primary", eventId=master["id"], body={
-        "end": {"dateTime": "2025-03-04T10:30:00+01:00", "timeZone": "Europe/Berlin"}}).execute()
+    anna.events().patch(
+        calendarId="primary",
+        eventId=master["id"],
+        body={"end": {"dateTime": "2025-03-04T10:30:00+01:00", "timeZone": "Europe/Berlin"}},
+    ).execute()
     late_now = anna.events().get(calendarId="primary", eventId=late).execute()
     assert late_now["summary"] == "Jour fixe spät" and late_now["end"]["dateTime"] == "2025-04-22T10:30:00+02:00"
     early_now = anna.events().get(calendarId="primary", eventId=early).execute()
@@ -248,19 +287,38 @@ def test_deleting_the_master_deletes_the_series(anna: Any) -> None:
     changed = {i["id"]: i["status"] for i in listing(anna, syncToken=token, showDeleted=True)[0]}
     assert changed == {master["id"]: "cancelled", early: "cancelled", late: "cancelled"}
     expect_error(lambda: anna.events().instances(calendarId="primary", eventId=master["id"]).execute(), 410, "deleted")
-    expect_error(lambda: anna.events().patch(calendarId="primary", eventId=f"{master['id']}_{WEEK[3]}",
-                                             body={"summary": "x"}).execute(), 404, "notFound")
+    expect_error(
+        lambda: (
+            anna.events()
+            .patch(calendarId="primary", eventId=f"{master['id']}_{WEEK[3]}", body={"summary": "x"})
+            .execute()
+        ),
+        404,
+        "notFound",
+    )
 
 
 def test_single_events_listing_orders_by_start_and_pages(anna: Any) -> None:
     a = insert(anna, WEEKLY)
-    b = insert(anna, {"summary": "täglich", "start": {"date": "2025-03-05"}, "end": {"date": "2025-03-06"},
-                      "recurrence": ["RRULE:FREQ=DAILY;UNTIL=20250307"]})
+    b = insert(
+        anna,
+        {
+            "summary": "täglich",
+            "start": {"date": "2025-03-05"},
+            "end": {"date": "2025-03-06"},
+            "recurrence": ["RRULE:FREQ=DAILY;UNTIL=20250307"],
+        },
+    )
     c = insert(anna, {"summary": "einmal", **moved(16, "2025-03-05")})
-    found, token = listing(anna, singleEvents=True, orderBy="startTime", maxResults=2,
-                           timeMin="2025-03-01T00:00:00Z", timeMax="2025-03-12T00:00:00Z")
-    assert [i.get("recurringEventId", i["id"]) for i in found] == [a["id"], b["id"], c["id"], b["id"], b["id"],
-                                                                 a["id"]]
+    found, token = listing(
+        anna,
+        singleEvents=True,
+        orderBy="startTime",
+        maxResults=2,
+        timeMin="2025-03-01T00:00:00Z",
+        timeMax="2025-03-12T00:00:00Z",
+    )
+    assert [i.get("recurringEventId", i["id"]) for i in found] == [a["id"], b["id"], c["id"], b["id"], b["id"], a["id"]]
     assert token  # a full listing ends with a sync token, as with singleEvents=false
     expect_error(lambda: anna.events().list(calendarId="primary", orderBy="startTime").execute(), 400, "badRequest")
 
@@ -279,8 +337,11 @@ def test_batch_parts_reach_instances_too(anna: Any, google_url: str) -> None:
     results: dict[str, Any] = {}
     batch = BatchHttpRequest(batch_uri=f"{google_url}/batch/calendar/v3")
     for n in (1, 2):
-        batch.add(anna.events().delete(calendarId="primary", eventId=f"{master['id']}_{WEEK[n]}"),
-                  callback=lambda rid, resp, exc: results.__setitem__(rid, exc), request_id=str(n))
+        batch.add(
+            anna.events().delete(calendarId="primary", eventId=f"{master['id']}_{WEEK[n]}"),
+            callback=lambda rid, resp, exc: results.__setitem__(rid, exc),
+            request_id=str(n),
+        )
     batch.execute()
     assert results == {"1": None, "2": None}
     assert len(instances(anna, master["id"])) == 8

@@ -19,14 +19,20 @@ from tests.test_sandbox_google import ANNA, BOB, SA_EMAIL, creds_for, expect_err
 def svc(tmp_path: Path, google_url: str) -> dict[str, Any]:
     path = tmp_path / "sa.json"
     write_service_account_file(path, f"{google_url}/token")
-    return {"sa": service_for(google_url, creds_for(path)), "anna": service_for(google_url, creds_for(path, ANNA)),
-            "bob": service_for(google_url, creds_for(path, BOB))}
+    return {
+        "sa": service_for(google_url, creds_for(path)),
+        "anna": service_for(google_url, creds_for(path, ANNA)),
+        "bob": service_for(google_url, creds_for(path, BOB)),
+    }
 
 
 def _shared(svc: dict[str, Any], *, notify: bool = False) -> str:
     cal = svc["sa"].calendars().insert(body={"summary": "Advoware – AN", "timeZone": "Europe/Berlin"}).execute()
-    svc["sa"].acl().insert(calendarId=cal["id"], sendNotifications=notify,
-                           body={"role": "writer", "scope": {"type": "user", "value": ANNA}}).execute()
+    svc["sa"].acl().insert(
+        calendarId=cal["id"],
+        sendNotifications=notify,
+        body={"role": "writer", "scope": {"type": "user", "value": ANNA}},
+    ).execute()
     return str(cal["id"])
 
 
@@ -41,10 +47,15 @@ def test_acl_rule_get_patch_delete(svc: dict[str, Any], google_url: str) -> None
     assert sa.acl().get(calendarId=cid, ruleId=rule_id).execute()["role"] == "writer"
     expect_error(lambda: anna.acl().get(calendarId=cid, ruleId=rule_id).execute(), 403, "requiredAccessLevel")
 
-    assert sa.acl().patch(calendarId=cid, ruleId=rule_id, sendNotifications=False,
-                          body={"role": "reader"}).execute()["role"] == "reader"
-    expect_error(lambda: anna.events().insert(calendarId=cid, body=timed("2025-03-10", 9)).execute(),
-                 403, "requiredAccessLevel")
+    assert (
+        sa.acl()
+        .patch(calendarId=cid, ruleId=rule_id, sendNotifications=False, body={"role": "reader"})
+        .execute()["role"]
+        == "reader"
+    )
+    expect_error(
+        lambda: anna.events().insert(calendarId=cid, body=timed("2025-03-10", 9)).execute(), 403, "requiredAccessLevel"
+    )
 
     sa.acl().delete(calendarId=cid, ruleId=rule_id).execute()  # the employee unshared
     expect_error(lambda: sa.acl().get(calendarId=cid, ruleId=rule_id).execute(), 404, "notFound")
@@ -52,12 +63,16 @@ def test_acl_rule_get_patch_delete(svc: dict[str, Any], google_url: str) -> None
     expect_error(lambda: anna.events().list(calendarId=cid).execute(), 404, "notFound")
     assert cid not in listed(anna)
     expect_error(lambda: sa.acl().delete(calendarId=cid, ruleId=rule_id).execute(), 404, "notFound")
-    expect_error(lambda: sa.acl().delete(calendarId=cid, ruleId=f"user:{SA_EMAIL}").execute(), 403,
-                 "cannotChangeOwnAcl")
+    expect_error(
+        lambda: sa.acl().delete(calendarId=cid, ruleId=f"user:{SA_EMAIL}").execute(), 403, "cannotChangeOwnAcl"
+    )
     assert sa.calendars().get(calendarId=cid).execute()["id"] == cid  # the calendar itself stays
 
-    sa.acl().insert(calendarId=cid, sendNotifications=False,  # shared again: back on her list
-                    body={"role": "writer", "scope": {"type": "user", "value": ANNA}}).execute()
+    sa.acl().insert(
+        calendarId=cid,
+        sendNotifications=False,  # shared again: back on her list
+        body={"role": "writer", "scope": {"type": "user", "value": ANNA}},
+    ).execute()
     assert cid in listed(anna)
     assert httpx.get(f"{google_url}/_sandbox/mails", timeout=10).json()["count"] == 0
 

@@ -77,8 +77,9 @@ def _synced_series(world: Any, ctx: SyncContext, **kw: Any) -> tuple[Person, dic
 
 # -- an occurrence of an Advoware series moved, retitled or cancelled in Google -----------------------
 @pytest.mark.parametrize("change", ["move", "retitle", "cancel"])
-def test_one_occurrence_changed_in_google_stays_there_and_is_reported(world: Any, change: str,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_one_occurrence_changed_in_google_stays_there_and_is_reported(
+    world: Any, change: str, caplog: pytest.LogCaptureFixture
+) -> None:
     ctx = world.ctx()
     person, master, occurrences = _synced_series(world, ctx)
     (series_before,) = world.series_in_advoware()
@@ -102,7 +103,8 @@ def test_one_occurrence_changed_in_google_stays_there_and_is_reported(world: Any
     assert not any("Jour fixe" in r.getMessage() or "Saal" in r.getMessage() for r in caplog.records)
     status = collect(Sources(world.hub))
     assert [(x["employee"], x["frnr"], x["instance_id"]) for x in status["series_exceptions"]["newest"]] == [
-        (EMP, series_before["frNr"], target["id"])]
+        (EMP, series_before["frNr"], target["id"])
+    ]
     page = render(status)
     assert target["id"] in page and "Vertretung" not in page and "Jour fixe" not in page
     assert world.series_in_advoware() == [series_before]
@@ -145,9 +147,14 @@ def test_a_google_series_with_a_moved_occurrence_waits_until_it_is_moved_back(wo
     run(ctx)
     person = Person(ctx, world.hub)
     first = start_day(world.today) + timedelta(days=1)
-    master = person.insert({"summary": "Teamrunde", "start": {"dateTime": at(first, 14), "timeZone": "Europe/Berlin"},
-                            "end": {"dateTime": at(first, 15), "timeZone": "Europe/Berlin"},
-                            "recurrence": ["RRULE:FREQ=WEEKLY"]})
+    master = person.insert(
+        {
+            "summary": "Teamrunde",
+            "start": {"dateTime": at(first, 14), "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": at(first, 15), "timeZone": "Europe/Berlin"},
+            "recurrence": ["RRULE:FREQ=WEEKLY"],
+        }
+    )
     second = person.instances(master["id"])[1]
     person.move(second, days=0, hours=2)
     _, reported = run(ctx)
@@ -171,8 +178,13 @@ def test_an_advoware_series_moved_to_another_hour_leaves_no_exception_beside_it(
     person.retitle(occurrences[4], "Jour fixe (Vertretung)")
     run(ctx)
     (series,) = world.series_in_advoware()
-    later = {**series, "datum": series["datum"].replace("T09:", "T11:"), "uhrzeitVon": "11:00:00",
-             "uhrzeitBis": "12:00:00", "datumBis": series["datumBis"][:11] + "12:00:00"}
+    later = {
+        **series,
+        "datum": series["datum"].replace("T09:", "T11:"),
+        "uhrzeitVon": "11:00:00",
+        "uhrzeitBis": "12:00:00",
+        "datumBis": series["datumBis"][:11] + "12:00:00",
+    }
     ctx.advoware.update_termin(series["frNr"], later)
 
     run(ctx)
@@ -200,8 +212,10 @@ def test_an_advoware_series_shortened_keeps_only_the_exceptions_inside_it(world:
     _, first = run(ctx)
     _, second = run(ctx)
     dropped = [r for r in first + second if r[0] == "series_exception_dropped"]
-    assert (dropped.count(("series_exception_dropped", series["frNr"], outside["id"])),
-            len(dropped)) == (1, 2 if model == "reset" else 1)  # each reported once
+    assert (dropped.count(("series_exception_dropped", series["frNr"], outside["id"])), len(dropped)) == (
+        1,
+        2 if model == "reset" else 1,
+    )  # each reported once
     shown = person.shown()
     assert len(shown) == 4
     rows = exception_rows(world.hub)
@@ -224,12 +238,20 @@ def test_a_split_in_google_cuts_the_series_and_carries_the_new_one(world: Any) -
     cut = occurrences[4]["originalStartTime"]["dateTime"]
     cut_utc = (date.fromisoformat(cut[:10]) - timedelta(days=1)).strftime("%Y%m%d") + "T225959Z"
     person.patch(master["id"], {"recurrence": [f"RRULE:FREQ=WEEKLY;INTERVAL=1;UNTIL={cut_utc}"]})
-    copy_body = {k: v for k, v in master.items() if k in ("summary", "description", "location", "visibility",
-                                                           "reminders", "extendedProperties")}
+    copy_body = {
+        k: v
+        for k, v in master.items()
+        if k in ("summary", "description", "location", "visibility", "reminders", "extendedProperties")
+    }
     day = date.fromisoformat(cut[:10])
-    new = person.insert({**copy_body, "start": {"dateTime": at(day, 10), "timeZone": "Europe/Berlin"},
-                         "end": {"dateTime": at(day, 11), "timeZone": "Europe/Berlin"},
-                         "recurrence": master["recurrence"]})
+    new = person.insert(
+        {
+            **copy_body,
+            "start": {"dateTime": at(day, 10), "timeZone": "Europe/Berlin"},
+            "end": {"dateTime": at(day, 11), "timeZone": "Europe/Berlin"},
+            "recurrence": master["recurrence"],
+        }
+    )
     assert marker_of(new)[1] == series["frNr"]  # a copy of our marker
 
     run(ctx)
@@ -260,7 +282,8 @@ def test_an_occurrence_cancelled_while_advoware_extends_the_series(world: Any, m
         assert len(shown) == len(occurrences) + 1 and standing == set()  # the occurrence is back
     else:
         assert len(shown) == len(occurrences) and exception_rows(world.hub) == {
-            occurrences[0]["id"]: ("cancelled", "standing")}
+            occurrences[0]["id"]: ("cancelled", "standing")
+        }
     world.quiet(ctx)
 
 

@@ -39,8 +39,16 @@ from tests.test_party_idle import _env
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 CHROMIUM = "/usr/bin/chromium"
 # Headless, as root, offline: no sandbox (root), and none of Chromium's own calls home.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CAL, PARTY = "advoware_calendar_sync", "beteiligte_sync"
 OUTPUT = ROOT / "test-output" / "status-view"
 
@@ -84,42 +92,85 @@ def play_scenario(env: dict[str, str], api: AirflowApi) -> dict[str, Any]:
     advoware, espo = env["ADVOWARE_BASE_URL"], env["ESPOCRM_BASE_URL"]
 
     # the stack's first scheduled run (catchup=False) creates the firm's appointments in Google first
-    poll("the first scheduled calendar run", lambda: [
-        r for r in api.list_runs(CAL)[0] if r["run_type"] == "scheduled" and r["state"] in ("success", "failed")], 420)
+    poll(
+        "the first scheduled calendar run",
+        lambda: [
+            r for r in api.list_runs(CAL)[0] if r["run_type"] == "scheduled" and r["state"] in ("success", "failed")
+        ],
+        420,
+    )
     employees = [r["employee"] for r in rows(hub, "SELECT employee FROM employee_calendars ORDER BY employee")]
     assert len(employees) == 4
     # a new appointment of one employee, which Google refuses once: parked at once
     parked_employee, day = employees[0], time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
-    termin = {"frNr": 990001, "text": "E2E Termin", "notiz": "", "ort": "", "kuerzel": parked_employee,
-              "anwalt": parked_employee, "datum": f"{day}T10:00:00", "uhrzeitVon": "10:00:00",
-              "datumBis": f"{day}T11:00:00", "uhrzeitBis": "11:00:00", "abwesenheit": 0, "privat": 0,
-              "dauertermin": 0, "turnus": 0, "turnusArt": 0, "erinnerung": 0, "erinnerungsDatum": None, "nr": None,
-              "azRubrum": "", "zuletztGeaendertAm": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}
+    termin = {
+        "frNr": 990001,
+        "text": "E2E Termin",
+        "notiz": "",
+        "ort": "",
+        "kuerzel": parked_employee,
+        "anwalt": parked_employee,
+        "datum": f"{day}T10:00:00",
+        "uhrzeitVon": "10:00:00",
+        "datumBis": f"{day}T11:00:00",
+        "uhrzeitBis": "11:00:00",
+        "abwesenheit": 0,
+        "privat": 0,
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        "erinnerung": 0,
+        "erinnerungsDatum": None,
+        "nr": None,
+        "azRubrum": "",
+        "zuletztGeaendertAm": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+    }
     httpx.post(f"{advoware}/_sandbox/seed", json={"termine": [termin]}, timeout=10).raise_for_status()
-    sandbox_faults(google, {"match": "events.insert", "kind": "status", "status": 400, "reason": "invalid",
-                            "count": 1})
+    sandbox_faults(google, {"match": "events.insert", "kind": "status", "status": 400, "reason": "invalid", "count": 1})
     api.trigger(CAL, {}, dag_run_id="e2e_calendar")
     run_done(api, CAL, "e2e_calendar", 420)
     sandbox_faults(google)
     (parked,) = rows(hub, "SELECT id, entity_id, payload FROM dead_letters WHERE source = 'calendar_sync'")
-    assert parked["payload"] == {"employee": parked_employee, "frnr": 990001, "action": "create_google",
-                                 "google_event_id": parked["payload"]["google_event_id"]}
+    assert parked["payload"] == {
+        "employee": parked_employee,
+        "frnr": 990001,
+        "action": "create_google",
+        "google_event_id": parked["payload"]["google_event_id"],
+    }
     quiet = employees[1]  # nothing to do in that run: closed in plan_employees
 
     # Advoware refuses the next party create once; a CRM user creates two parties (webhooks -> gateway -> DAG)
     sandbox_faults(advoware, {"match": "Beteiligte.create", "kind": "status", "status": 400, "count": 1})
-    created = [httpx.post(f"{espo}/_sandbox/user/CBeteiligte", json={"name": f"E2E Partei {n}"},
-                          timeout=10).json()["id"] for n in (1, 2)]
-    dead = poll("a party dead letter", lambda: rows(
-        hub, "SELECT id, entity_id FROM dead_letters WHERE source = 'beteiligte_sync'"), 300)
-    linked = poll("the other party linked", lambda: rows(
-        hub, "SELECT espo_id FROM party_links WHERE espo_id = ANY(%s) AND status = 'linked'", created), 300)
+    created = [
+        httpx.post(f"{espo}/_sandbox/user/CBeteiligte", json={"name": f"E2E Partei {n}"}, timeout=10).json()["id"]
+        for n in (1, 2)
+    ]
+    dead = poll(
+        "a party dead letter",
+        lambda: rows(hub, "SELECT id, entity_id FROM dead_letters WHERE source = 'beteiligte_sync'"),
+        300,
+    )
+    linked = poll(
+        "the other party linked",
+        lambda: rows(hub, "SELECT espo_id FROM party_links WHERE espo_id = ANY(%s) AND status = 'linked'", created),
+        300,
+    )
     assert {dead[0]["entity_id"], linked[0]["espo_id"]} == set(created)
-    poll("the party run row closed", lambda: rows(
-        hub, "SELECT 1 FROM sync_runs WHERE kind = 'beteiligte' AND status <> 'running'"), 120)
+    poll(
+        "the party run row closed",
+        lambda: rows(hub, "SELECT 1 FROM sync_runs WHERE kind = 'beteiligte' AND status <> 'running'"),
+        120,
+    )
     sandbox_faults(advoware)
-    return {"hub": hub, "parked": parked, "parked_employee": parked_employee, "quiet": quiet, "employees": employees,
-            "party_letter": dead[0], "party_ok": linked[0]["espo_id"]}
+    return {
+        "hub": hub,
+        "parked": parked,
+        "parked_employee": parked_employee,
+        "quiet": quiet,
+        "employees": employees,
+        "party_letter": dead[0],
+        "party_ok": linked[0]["espo_id"],
+    }
 
 
 class Browser:
@@ -132,8 +183,14 @@ class Browser:
         self._pw = sync_playwright().start()
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
         self.context = self._pw.chromium.launch_persistent_context(
-            self.profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800}, timezone_id="UTC", locale="en-US")
+            self.profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+            timezone_id="UTC",
+            locale="en-US",
+        )
         self.context.set_default_timeout(60_000)
         self.page = self.context.new_page()
         self.shots: list[Path] = []
@@ -175,7 +232,8 @@ def open_status_view(b: Browser, af: str) -> Any:
 
 def table_rows(frame: Any, table_id: str) -> list[list[str]]:
     return frame.locator(f"table#{table_id} tbody tr").evaluate_all(
-        "trs => trs.map(tr => [...tr.cells].map(td => td.innerText.trim()))")
+        "trs => trs.map(tr => [...tr.cells].map(td => td.innerText.trim()))"
+    )
 
 
 @pytest.fixture
@@ -184,8 +242,14 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (.ci/run installs it)")
     hub_db = f"hub_browser_{uuid.uuid4().hex[:10]}"
     env = _env(tmp_path, hub_db, redis_url)
-    env.update({"SYNC_CALENDAR_MAX_ATTEMPTS": "1", "SYNC_PARTY_MAX_ATTEMPTS": "1",
-                "BETEILIGTE_SYNC_SCHEDULE": "0 0 1 1 *", "CALENDAR_SYNC_RETRY_DELAY_S": "5"})
+    env.update(
+        {
+            "SYNC_CALENDAR_MAX_ATTEMPTS": "1",
+            "SYNC_PARTY_MAX_ATTEMPTS": "1",
+            "BETEILIGTE_SYNC_SCHEDULE": "0 0 1 1 *",
+            "CALENDAR_SYNC_RETRY_DELAY_S": "5",
+        }
+    )
     try:
         up = devstack("up --timeout 300", env, timeout=360)
         assert up.returncode == 0, f"{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
@@ -196,8 +260,9 @@ def stack(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{hub_db}" WITH (FORCE)')
 
 
-def test_status_view_in_chromium_shows_the_state_and_replays_dead_letters(stack: dict[str, str],
-                                                                          tmp_path: Path) -> None:
+def test_status_view_in_chromium_shows_the_state_and_replays_dead_letters(
+    stack: dict[str, str], tmp_path: Path
+) -> None:
     env = stack
     af = env["AIRFLOW_API_URL"]
     api = AirflowApi(af, "admin", env["AIRFLOW_API_PASSWORD"], timeout_s=30)
@@ -224,8 +289,13 @@ def test_status_view_in_chromium_shows_the_state_and_replays_dead_letters(stack:
         assert rows(hub, "SELECT replayed_at FROM dead_letters WHERE id = %s", letter["id"])[0]["replayed_at"]
         run = run_done(api, PARTY, f"replay__beteiligte__{letter['id']}")
         assert run["triggering_user_name"] == "admin"
-        poll("the replayed party linked", lambda: rows(
-            hub, "SELECT 1 FROM party_links WHERE espo_id = %s AND status = 'linked'", letter["entity_id"]), 60)
+        poll(
+            "the replayed party linked",
+            lambda: rows(
+                hub, "SELECT 1 FROM party_links WHERE espo_id = %s AND status = 'linked'", letter["entity_id"]
+            ),
+            60,
+        )
 
         # replay the parked calendar item: released, and a calendar run for its employee carries it to Google
         parked = s["parked"]
@@ -234,8 +304,9 @@ def test_status_view_in_chromium_shows_the_state_and_replays_dead_letters(stack:
         run = run_done(api, CAL, f"replay__calendar__{parked['id']}", 420)
         assert run["conf"]["employees"] == [s["parked_employee"]]
         frnr = parked["payload"]["frnr"]
-        assert rows(hub, "SELECT status FROM calendar_links WHERE employee = %s AND frnr = %s",
-                    s["parked_employee"], frnr) == [{"status": "linked"}]
+        assert rows(
+            hub, "SELECT status FROM calendar_links WHERE employee = %s AND frnr = %s", s["parked_employee"], frnr
+        ) == [{"status": "linked"}]
         frame = open_status_view(b, af)
         assert frame.locator("#dead-letters-open").inner_text() == "Open dead letters: 0"
         b.shot("after-both-replays", full_page=True)
@@ -262,13 +333,16 @@ def check_page(b: Browser, frame: Any, s: dict[str, Any]) -> None:
     assert "google.parked 1" in by_code[s["parked_employee"]][10].replace("\xa0", " ")
 
     # the last party run, as the hub's run log has it (run id of the Airflow run, the drain's counts)
-    (last,) = rows(s["hub"], "SELECT run_id, counts, started_at FROM sync_runs WHERE kind = 'beteiligte' "
-                             "ORDER BY started_at DESC LIMIT 1")
+    (last,) = rows(
+        s["hub"],
+        "SELECT run_id, counts, started_at FROM sync_runs WHERE kind = 'beteiligte' ORDER BY started_at DESC LIMIT 1",
+    )
     (party_run,) = table_rows(frame, "party-run")
     assert party_run[:2] == [last["run_id"], "success"], party_run
     assert party_run[2].split("\n")[0] == last["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    assert [int(x) for x in party_run[4:10]] == [last["counts"].get(k, 0) for k in (
-        "claimed", "acked", "requeued", "retried", "dead", "advoware_writes")]
+    assert [int(x) for x in party_run[4:10]] == [
+        last["counts"].get(k, 0) for k in ("claimed", "acked", "requeued", "retried", "dead", "advoware_writes")
+    ]
     every = rows(s["hub"], "SELECT counts FROM sync_runs WHERE kind = 'beteiligte'")
     assert last["counts"]["claimed"] >= 1 and sum(int(r["counts"].get("dead", 0)) for r in every) == 1
 
@@ -281,17 +355,22 @@ def check_page(b: Browser, frame: Any, s: dict[str, Any]) -> None:
     today = time.strftime("%Y-%m-%d", time.gmtime())
     bar = frame.locator(f"#chart-calendar rect[data-series=google_writes][data-day='{today}']")
     assert int(bar.get_attribute("data-value")) >= 20  # the firm's appointments went to Google today
-    assert int(frame.locator(f"#chart-calendar rect[data-series=parked][data-day='{today}']")
-               .get_attribute("data-value")) == 1
-    assert int(frame.locator(f"#chart-parties rect[data-series=dead][data-day='{today}']")
-               .get_attribute("data-value")) == 1
+    assert (
+        int(frame.locator(f"#chart-calendar rect[data-series=parked][data-day='{today}']").get_attribute("data-value"))
+        == 1
+    )
+    assert (
+        int(frame.locator(f"#chart-parties rect[data-series=dead][data-day='{today}']").get_attribute("data-value"))
+        == 1
+    )
 
     # fits 1280 px: the frame inside the window, nothing wider than the frame, the error columns inside it
     box = b.page.locator("iframe").bounding_box()
     assert box and box["x"] + box["width"] <= 1280, box
     fit = frame.locator("body").evaluate(
         "body => ({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,"
-        " right: Math.max(...[...document.querySelectorAll('td.err, th')].map(e => e.getBoundingClientRect().right))})")
+        " right: Math.max(...[...document.querySelectorAll('td.err, th')].map(e => e.getBoundingClientRect().right))})"
+    )
     assert fit["scroll"] <= fit["client"] and fit["right"] <= fit["client"], fit
     frame.locator("#chart-calendar").scroll_into_view_if_needed()
     b.shot("status-view-charts")
@@ -303,9 +382,14 @@ def check_log_links(b: Browser, af: str, s: dict[str, Any]) -> None:
     """An employee's 'log' link names its latest task instance in the UI: a phase task of its mapped
     group (map index = its Kürzel), or plan_employees when the run had nothing for it. The link is
     followed in the window (as a middle click would) and the UI shows that task's log."""
-    for code, expect in ((s["parked_employee"], r"/dags/advoware_calendar_sync/runs/e2e_calendar/tasks/"
-                                                r"employee_sync\.phase_4_updates/mapped/\d+$"),
-                         (s["quiet"], r"/dags/advoware_calendar_sync/runs/e2e_calendar/tasks/plan_employees$")):
+    for code, expect in (
+        (
+            s["parked_employee"],
+            r"/dags/advoware_calendar_sync/runs/e2e_calendar/tasks/"
+            r"employee_sync\.phase_4_updates/mapped/\d+$",
+        ),
+        (s["quiet"], r"/dags/advoware_calendar_sync/runs/e2e_calendar/tasks/plan_employees$"),
+    ):
         frame = open_status_view(b, af)
         row = frame.locator("table#employees tbody tr", has=frame.locator(f"td:first-child code:text-is('{code}')"))
         href = row.get_by_role("link", name="log").get_attribute("href")

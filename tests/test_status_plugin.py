@@ -23,8 +23,12 @@ PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
 def _clear_plugin_caches() -> None:
     from airflow import plugins_manager
 
-    for fn in (plugins_manager._get_plugins, plugins_manager.get_fastapi_plugins,
-               plugins_manager._get_ui_plugins, plugins_manager.get_flask_plugins):
+    for fn in (
+        plugins_manager._get_plugins,
+        plugins_manager.get_fastapi_plugins,
+        plugins_manager._get_ui_plugins,
+        plugins_manager.get_flask_plugins,
+    ):
         fn.cache_clear()
 
 
@@ -58,15 +62,19 @@ def api_app(our_plugins: None) -> Iterator[FastAPI]:
 def connections(monkeypatch: pytest.MonkeyPatch, hub: str, redis_url: str, tmp_path: Path) -> None:
     """The hub and Redis reach the plugin as Airflow connections, built exactly as in deployment."""
     info = psycopg.conninfo.conninfo_to_dict(hub)
-    s = Settings(redis_url=redis_url, postgres=PostgresSettings(
-        host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"]))
+    s = Settings(
+        redis_url=redis_url,
+        postgres=PostgresSettings(host=info["host"], port=int(info["port"]), db=info["dbname"], user=info["user"]),
+    )
     env = airflow_env.connections(s, root=tmp_path)
     for cid in ("SYNC_HUB_DEFAULT", "REDIS_DEFAULT"):
         monkeypatch.setenv(f"AIRFLOW_CONN_{cid}", env[f"AIRFLOW_CONN_{cid}"])
     with psycopg.connect(hub, autocommit=True) as c:
         c.execute("INSERT INTO employee_calendars (employee, calendar_id, mode) VALUES ('ABC', 'cal-abc', 'shared')")
-        c.execute("INSERT INTO calendar_links (employee, frnr, status) VALUES ('ABC', 1, 'failed'), "
-                  "('ABC', 2, 'failed'), ('ABC', 3, 'linked')")
+        c.execute(
+            "INSERT INTO calendar_links (employee, frnr, status) VALUES ('ABC', 1, 'failed'), "
+            "('ABC', 2, 'failed'), ('ABC', 3, 'linked')"
+        )
         c.execute("INSERT INTO dead_letters (source, entity_id, reason) VALUES ('beteiligte_sync', 'e42', 'x')")
     from include.queue.party_queue import PartyQueue
 
@@ -92,8 +100,13 @@ def test_plugins_manager_discovers_the_plugin(our_plugins: None) -> None:
     mounted = [a for a in apps if a["url_prefix"] == "/sync-status"]
     assert len(mounted) == 1 and isinstance(mounted[0]["app"], FastAPI)
     views, _ = plugins_manager._get_ui_plugins()
-    assert {"name": "Sync status", "href": "sync-status/", "url_route": "sync-status",
-            "destination": "nav", "category": "browse"} in views
+    assert {
+        "name": "Sync status",
+        "href": "sync-status/",
+        "url_route": "sync-status",
+        "destination": "nav",
+        "category": "browse",
+    } in views
     # /api/v2/plugins silently drops a plugin that does not validate: the menu entry would vanish.
     info = [i for i in plugins_manager.get_plugin_info() if i["name"] == "sync_status"]
     PluginResponse.model_validate(info[0])
@@ -136,8 +149,9 @@ def test_ui_menu_lists_the_view(api_app: FastAPI) -> None:
     assert ours[0]["fastapi_apps"][0]["url_prefix"] == "/sync-status"
 
 
-def test_without_connections_the_env_settings_are_used(our_plugins: None, monkeypatch: pytest.MonkeyPatch,
-                                                       hub: str, redis_url: str) -> None:
+def test_without_connections_the_env_settings_are_used(
+    our_plugins: None, monkeypatch: pytest.MonkeyPatch, hub: str, redis_url: str
+) -> None:
     from airflow import plugins_manager
 
     from include.settings import get_settings
@@ -194,15 +208,26 @@ def _dag_run(run_id: str) -> dict | None:
 
     with create_session() as session:
         run = session.query(DagRun).filter(DagRun.run_id == run_id).one_or_none()
-        return None if run is None else {"dag_id": run.dag_id, "state": str(run.state), "conf": run.conf,
-                                         "triggered_by": str(run.triggered_by), "user": run.triggering_user_name}
+        return (
+            None
+            if run is None
+            else {
+                "dag_id": run.dag_id,
+                "state": str(run.state),
+                "conf": run.conf,
+                "triggered_by": str(run.triggered_by),
+                "user": run.triggering_user_name,
+            }
+        )
 
 
 def _open_letter(hub: str, source: str, entity: str, payload: str | None = None) -> int:
     with psycopg.connect(hub, autocommit=True) as c:
-        return c.execute("INSERT INTO dead_letters (source, entity_id, reason, payload, attempts) "
-                         "VALUES (%s, %s, 'failed 5 times', %s, 5) RETURNING id", (source, entity, payload)
-                         ).fetchone()[0]
+        return c.execute(
+            "INSERT INTO dead_letters (source, entity_id, reason, payload, attempts) "
+            "VALUES (%s, %s, 'failed 5 times', %s, 5) RETURNING id",
+            (source, entity, payload),
+        ).fetchone()[0]
 
 
 def _replayed_at(hub: str, dead_letter_id: int) -> object:
@@ -210,8 +235,9 @@ def _replayed_at(hub: str, dead_letter_id: int) -> object:
         return c.execute("SELECT replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)).fetchone()[0]
 
 
-def test_party_dead_letter_replayed_from_the_page(api_app: FastAPI, dags_in_db: None, connections: None,
-                                                  hub: str, redis_url: str) -> None:
+def test_party_dead_letter_replayed_from_the_page(
+    api_app: FastAPI, dags_in_db: None, connections: None, hub: str, redis_url: str
+) -> None:
     from include.queue.party_queue import PartyQueue
 
     client = TestClient(api_app)
@@ -219,9 +245,12 @@ def test_party_dead_letter_replayed_from_the_page(api_app: FastAPI, dags_in_db: 
     letter = _open_letter(hub, "beteiligte_sync", "e77")
     form = _form_token(client, token)
     assert form, "no replay form for an admin"
-    r = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": form},
-                    headers={"Authorization": f"Bearer {token}", "Sec-Fetch-Site": "same-origin"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/sync-status/dead-letters/{letter}/replay",
+        data={"csrf_token": form},
+        headers={"Authorization": f"Bearer {token}", "Sec-Fetch-Site": "same-origin"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     assert r.headers["location"] == f"../../?replayed={letter}"
     assert _replayed_at(hub, letter) is not None
@@ -233,34 +262,46 @@ def test_party_dead_letter_replayed_from_the_page(api_app: FastAPI, dags_in_db: 
     after = client.get(f"/sync-status/?replayed={letter}", headers={"Authorization": f"Bearer {token}"})
     assert f"Dead letter {letter} (beteiligte_sync, <code>e77</code>): replayed at" in after.text
     assert f"replay__beteiligte__{letter}</code></a>: queued" in after.text
-    again = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": form},
-                        headers={"Authorization": f"Bearer {token}"}, follow_redirects=False)
+    again = client.post(
+        f"/sync-status/dead-letters/{letter}/replay",
+        data={"csrf_token": form},
+        headers={"Authorization": f"Bearer {token}"},
+        follow_redirects=False,
+    )
     assert again.status_code == 409 and "already replayed" in again.text
 
 
-def test_calendar_dead_letter_replay_starts_a_run_for_its_employee(api_app: FastAPI, dags_in_db: None,
-                                                                   connections: None, hub: str) -> None:
+def test_calendar_dead_letter_replay_starts_a_run_for_its_employee(
+    api_app: FastAPI, dags_in_db: None, connections: None, hub: str
+) -> None:
     from include.hub import parking
     from include.hub.db import connect
 
     with connect(hub) as conn:
-        letter = parking.park(conn, "ABC", frnr=1, google_event_id=None, kind="create_google", error="HttpError 500",
-                            attempts=12)
+        letter = parking.park(
+            conn, "ABC", frnr=1, google_event_id=None, kind="create_google", error="HttpError 500", attempts=12
+        )
     client = TestClient(api_app)
     token = _token()
-    r = client.post(f"/sync-status/dead-letters/{letter}/replay", data={"csrf_token": _form_token(client, token)},
-                    headers={"Authorization": f"Bearer {token}"}, follow_redirects=False)
+    r = client.post(
+        f"/sync-status/dead-letters/{letter}/replay",
+        data={"csrf_token": _form_token(client, token)},
+        headers={"Authorization": f"Bearer {token}"},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     run = _dag_run(f"replay__calendar__{letter}")
     assert run is not None and run["dag_id"] == "advoware_calendar_sync"
     assert run["conf"] == {"full_content": False, "employees": ["ABC"]}
     with psycopg.connect(hub) as c:  # the item starts again
-        assert c.execute("SELECT status, attempts FROM calendar_links WHERE employee = 'ABC' AND frnr = 1"
-                         ).fetchone() == ("pending", 0)
+        assert c.execute(
+            "SELECT status, attempts FROM calendar_links WHERE employee = 'ABC' AND frnr = 1"
+        ).fetchone() == ("pending", 0)
 
 
-def test_replay_refused_without_rights_token_or_same_origin(api_app: FastAPI, dags_in_db: None,
-                                                            connections: None, hub: str) -> None:
+def test_replay_refused_without_rights_token_or_same_origin(
+    api_app: FastAPI, dags_in_db: None, connections: None, hub: str
+) -> None:
     from include.status.replay import csrf_token
 
     client = TestClient(api_app)
@@ -290,8 +331,9 @@ def test_replay_refused_without_rights_token_or_same_origin(api_app: FastAPI, da
     assert _replayed_at(hub, letter) is None and _dag_run(f"replay__beteiligte__{letter}") == run_before
 
 
-def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, connections: None, hub: str,
-                                                            redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_connection_check_page_shows_what_the_cli_shows(
+    api_app: FastAPI, connections: None, hub: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """/sync-status/check: the verdicts of `kanzlei-sync check` for the .env of the api-server's process."""
     from include.checks.run import run_all
     from include.hub.db import heads
@@ -299,10 +341,19 @@ def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, co
     from sandbox.runner import free_port
 
     info = psycopg.conninfo.conninfo_to_dict(hub)
-    env = {"POSTGRES_HOST": info["host"], "POSTGRES_PORT": str(info["port"]), "POSTGRES_DB": info["dbname"],
-           "POSTGRES_USER": info["user"], "REDIS_URL": redis_url, "SANDBOX_MODE": "true",
-           "ADVOWARE_BASE_URL": f"http://127.0.0.1:{free_port()}", "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
-           "ESPOCRM_API_KEY": "", "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": "", "SMTP_HOST": ""}
+    env = {
+        "POSTGRES_HOST": info["host"],
+        "POSTGRES_PORT": str(info["port"]),
+        "POSTGRES_DB": info["dbname"],
+        "POSTGRES_USER": info["user"],
+        "REDIS_URL": redis_url,
+        "SANDBOX_MODE": "true",
+        "ADVOWARE_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "AIRFLOW_API_URL": f"http://127.0.0.1:{free_port()}",
+        "ESPOCRM_API_KEY": "",
+        "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH": "",
+        "SMTP_HOST": "",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
@@ -324,16 +375,20 @@ def test_the_connection_check_page_shows_what_the_cli_shows(api_app: FastAPI, co
     assert steady(data["verdicts"]) == steady(cli)
     assert "href=check" in client.get("/sync-status/").text  # linked from the status page
 
+
 # -- answering a safety stop from the page --------------------------------------------------------
 def _stopped_run(hub: str, employee: str, run_id: str, status: str = "stopped") -> None:
     with psycopg.connect(hub, autocommit=True) as c:
-        c.execute("INSERT INTO sync_runs (run_id, kind, employee, status, error) VALUES (%s, 'calendar', %s, %s, "
-                  "'google calendar emptied: all 12 linked appointments of the window were deleted there')",
-                  (run_id, employee, status))
+        c.execute(
+            "INSERT INTO sync_runs (run_id, kind, employee, status, error) VALUES (%s, 'calendar', %s, %s, "
+            "'google calendar emptied: all 12 linked appointments of the window were deleted there')",
+            (run_id, employee, status),
+        )
 
 
-def test_a_safety_stop_is_answered_from_the_page(api_app: FastAPI, dags_in_db: None, connections: None,
-                                                 hub: str) -> None:
+def test_a_safety_stop_is_answered_from_the_page(
+    api_app: FastAPI, dags_in_db: None, connections: None, hub: str
+) -> None:
     import re
 
     from include.safety_stop import stop_run
@@ -348,8 +403,12 @@ def test_a_safety_stop_is_answered_from_the_page(api_app: FastAPI, dags_in_db: N
     csrf = _form_token(client, _token())
 
     def answer(action: str, headers: dict, token: str | None = csrf) -> Any:
-        return client.post("/sync-status/calendar/ABC/resolve-stop", data={"action": action, "csrf_token": token},
-                           headers=headers, follow_redirects=False)
+        return client.post(
+            "/sync-status/calendar/ABC/resolve-stop",
+            data={"action": action, "csrf_token": token},
+            headers=headers,
+            follow_redirects=False,
+        )
 
     expected = stop_run("ABC", "refill", "scheduled__emptied")
     run_before = _dag_run(expected.run_id)  # Airflow's runs outlive the test's hub
@@ -372,6 +431,10 @@ def test_a_safety_stop_is_answered_from_the_page(api_app: FastAPI, dags_in_db: N
     assert answer("refill", admin).status_code == 303 and _dag_run(expected.run_id) == run  # no second run
 
     _stopped_run(hub, "DEF", "scheduled__fine", status="success")
-    r = client.post("/sync-status/calendar/DEF/resolve-stop", data={"action": "confirm", "csrf_token": csrf},
-                    headers=admin, follow_redirects=False)
+    r = client.post(
+        "/sync-status/calendar/DEF/resolve-stop",
+        data={"action": "confirm", "csrf_token": csrf},
+        headers=admin,
+        follow_redirects=False,
+    )
     assert r.status_code == 409 and "nothing to answer" in r.text

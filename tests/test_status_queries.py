@@ -17,8 +17,14 @@ from include.status.page import render
 from include.status.queries import Sources, collect
 
 # Client data planted in columns the view must never select.
-SECRETS = ("Erika Mustermann", "Scheidungstermin", "Kanzlei Geheim GmbH", "erika@example.org",
-           "sync-token-value", "fp-advoware-1")
+SECRETS = (
+    "Erika Mustermann",
+    "Scheidungstermin",
+    "Kanzlei Geheim GmbH",
+    "erika@example.org",
+    "sync-token-value",
+    "fp-advoware-1",
+)
 
 
 def _seed_hub(dsn: str) -> None:
@@ -28,15 +34,22 @@ def _seed_hub(dsn: str) -> None:
                      ('ABC', 'erika@example.org', 'cal-abc@group.calendar.google.com', 'shared',
                       'sync-token-value', '2026-01-02T03:04:05+00'),
                      ('XYZ', NULL, 'xyz@kanzlei.test', 'delegated', NULL, NULL)""")
-        links = ([("ABC", n, "linked", None) for n in range(1, 4)]
-                 + [("ABC", 4, "failed", "Termin 'Scheidungstermin Erika Mustermann': Advoware 500"),
-                    ("ABC", 5, "conflict", None), ("ABC", 6, "deleted", None),
-                    ("XYZ", 7, "pending", None), ("XYZ", 8, "pending", None),
-                    ("QQQ", 9, "unsupported", "RRULE BYSETPOS for Kanzlei Geheim GmbH")])
+        links = [("ABC", n, "linked", None) for n in range(1, 4)] + [
+            ("ABC", 4, "failed", "Termin 'Scheidungstermin Erika Mustermann': Advoware 500"),
+            ("ABC", 5, "conflict", None),
+            ("ABC", 6, "deleted", None),
+            ("XYZ", 7, "pending", None),
+            ("XYZ", 8, "pending", None),
+            ("QQQ", 9, "unsupported", "RRULE BYSETPOS for Kanzlei Geheim GmbH"),
+        ]
         for emp, frnr, status, err in links:
-            c.execute("INSERT INTO calendar_links (employee, frnr, status, last_error, advoware_fingerprint)"
-                      " VALUES (%s, %s, %s, %s, 'fp-advoware-1')", (emp, frnr, status, err))
-        c.execute("""INSERT INTO sync_runs (run_id, kind, employee, started_at, finished_at, status, counts,
+            c.execute(
+                "INSERT INTO calendar_links (employee, frnr, status, last_error, advoware_fingerprint)"
+                " VALUES (%s, %s, %s, %s, 'fp-advoware-1')",
+                (emp, frnr, status, err),
+            )
+        c.execute(
+            """INSERT INTO sync_runs (run_id, kind, employee, started_at, finished_at, status, counts,
                      error) VALUES
                      ('r1', 'calendar', 'ABC', now() - interval '2 hours', now() - interval '2 hours',
                       'failed', '{}', 'old failure'),
@@ -46,7 +59,8 @@ def _seed_hub(dsn: str) -> None:
                       'stopped', '{}', %s),
                      ('p1', 'beteiligte', NULL, now() - interval '1 minute', now(), 'success',
                       '{"synced": 4, "failed": 1}', NULL)""",
-                  ("delete threshold exceeded: 40 of 50 links for employee XYZ " + "x" * 300,))
+            ("delete threshold exceeded: 40 of 50 links for employee XYZ " + "x" * 300,),
+        )
         c.execute("""INSERT INTO sync_plans (run_id, employee, plan) VALUES
                      ('r2', 'ABC', '{"actions": [{"title": "Scheidungstermin Erika Mustermann"}]}')""")
         c.execute("""INSERT INTO party_links (espo_id, bet_nr, status, last_error, last_synced_at) VALUES
@@ -59,9 +73,11 @@ def _seed_hub(dsn: str) -> None:
                      ('beteiligte_sync', 'e9', '<script>alert(1)</script>', NULL, 5, NULL),
                      ('beteiligte_sync', 'e7', 'replayed already', NULL, 5, now())""")
         for i in range(25):
-            c.execute("""INSERT INTO write_audit (actor, method, target, status, detail)
+            c.execute(
+                """INSERT INTO write_audit (actor, method, target, status, detail)
                          VALUES ('proxy', 'POST', %s, %s, 'Kanzlei Geheim GmbH')""",
-                      (f"/api/advoware/Termine/{i}", 201 if i % 5 else 403))
+                (f"/api/advoware/Termine/{i}", 201 if i % 5 else 403),
+            )
 
 
 @pytest.fixture
@@ -80,11 +96,23 @@ def test_collect_shows_the_state_per_employee(seeded: Sources) -> None:
     assert list(emps) == ["ABC", "QQQ", "XYZ"]
 
     abc = emps["ABC"]
-    assert abc["calendar"] == {"calendar_id": "cal-abc@group.calendar.google.com", "mode": "shared",
-                               "active": True, "last_full_sync_at": "2026-01-02T03:04:05+00:00",
-                               "has_sync_token": True}
-    assert abc["links"] == {"linked": 3, "pending": 0, "failed": 1, "conflict": 1, "unsupported": 0,
-                            "deleted": 1, "skipped": 0, "total": 6}
+    assert abc["calendar"] == {
+        "calendar_id": "cal-abc@group.calendar.google.com",
+        "mode": "shared",
+        "active": True,
+        "last_full_sync_at": "2026-01-02T03:04:05+00:00",
+        "has_sync_token": True,
+    }
+    assert abc["links"] == {
+        "linked": 3,
+        "pending": 0,
+        "failed": 1,
+        "conflict": 1,
+        "unsupported": 0,
+        "deleted": 1,
+        "skipped": 0,
+        "total": 6,
+    }
     # The newest run, and only the numbers of its counts.
     assert abc["last_run"]["run_id"] == "r2" and abc["last_run"]["status"] == "success"
     assert abc["last_run"]["counts"] == {"created_google": 3, "updated": 1}
@@ -109,9 +137,14 @@ def test_collect_shows_parties_dead_letters_queue_and_writes(seeded: Sources) ->
     dl = status["dead_letters"]
     assert dl["open"] == 3 and dl["by_source"] == {"beteiligte_sync": 2, "webhook": 1}
     assert [d["id"] for d in dl["newest"]] == [3, 2, 1]  # newest first; the replayed one is not open
-    assert dl["newest"][1] | {"created_at": None} == {"id": 2, "source": "beteiligte_sync", "entity_id": "e3",
-                                                      "reason": "Advoware 400 for e3", "attempts": 5,
-                                                      "created_at": None}
+    assert dl["newest"][1] | {"created_at": None} == {
+        "id": 2,
+        "source": "beteiligte_sync",
+        "entity_id": "e3",
+        "reason": "Advoware 400 for e3",
+        "attempts": 5,
+        "created_at": None,
+    }
 
     q = status["queue"]
     assert (q["pending"], q["ready"], q["claimed"]) == (3, 3, 0)
@@ -120,8 +153,14 @@ def test_collect_shows_parties_dead_letters_queue_and_writes(seeded: Sources) ->
 
     writes = status["writes"]
     assert len(writes) == 20
-    assert writes[0] == {"id": 25, "at": writes[0]["at"], "actor": "proxy", "method": "POST",
-                         "target": "/api/advoware/Termine/24", "status": 201}
+    assert writes[0] == {
+        "id": 25,
+        "at": writes[0]["at"],
+        "actor": "proxy",
+        "method": "POST",
+        "target": "/api/advoware/Termine/24",
+        "status": 201,
+    }
     assert writes[-1]["id"] == 6 and [w["status"] for w in writes[:5]] == [201, 201, 201, 201, 403]
 
 
@@ -133,8 +172,16 @@ def test_no_client_data_reaches_page_or_json(seeded: Sources) -> None:
         assert secret not in text, secret
         assert secret not in page, secret
     # What the admin needs is there.
-    for shown in ("ABC", "XYZ", "QQQ", "cal-abc@group.calendar.google.com", "e3", "/api/advoware/Termine/24",
-                  "delete threshold exceeded", "Advoware 400 for e3"):
+    for shown in (
+        "ABC",
+        "XYZ",
+        "QQQ",
+        "cal-abc@group.calendar.google.com",
+        "e3",
+        "/api/advoware/Termine/24",
+        "delete threshold exceeded",
+        "Advoware 400 for e3",
+    ):
         assert shown in page, shown
 
 
@@ -148,8 +195,9 @@ def test_unreachable_hub_and_redis_are_reported_not_raised(hub: str) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    sources = Sources(f"postgresql://postgres@127.0.0.1:{port}/x",
-                      redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1))
+    sources = Sources(
+        f"postgresql://postgres@127.0.0.1:{port}/x", redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    )
     status = collect(sources)
     assert status["ok"] is False
     assert status["errors"] == {"hub": "OperationalError", "queue": "ConnectionError"}
@@ -172,19 +220,27 @@ def test_activity_of_the_last_7_days_and_its_chart(hub: str, redis_url: str) -> 
     from datetime import UTC, datetime
 
     now = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # just after midnight UTC (01:30 in Berlin)
-    phases = json.dumps({"plan": {"create_google": 9}, "token_saved": True,
-                         "phase1": {"google.created": 3, "google.adopted": 1, "google.parked": 1},
-                         "phase2": {"advoware.created": 2}, "phase3": {"google.deleted": 1, "advoware.failed": 1},
-                         "phase4": {"google.updated": 4, "advoware.updated": 1, "google.failed": 2}})
+    phases = json.dumps(
+        {
+            "plan": {"create_google": 9},
+            "token_saved": True,
+            "phase1": {"google.created": 3, "google.adopted": 1, "google.parked": 1},
+            "phase2": {"advoware.created": 2},
+            "phase3": {"google.deleted": 1, "advoware.failed": 1},
+            "phase4": {"google.updated": 4, "advoware.updated": 1, "google.failed": 2},
+        }
+    )
     with psycopg.connect(hub, autocommit=True) as c:
-        c.execute("""INSERT INTO sync_runs (run_id, kind, employee, started_at, status, counts) VALUES
+        c.execute(
+            """INSERT INTO sync_runs (run_id, kind, employee, started_at, status, counts) VALUES
                      ('r1', 'calendar', 'ABC', '2026-03-10T00:10:00+00', 'failed', %s),
                      ('r1', 'calendar', 'XYZ', '2026-03-09T23:50:00+00', 'success', %s),
                      ('r0', 'calendar', 'ABC', '2026-03-02T12:00:00+00', 'success', %s),
                      ('p1', 'beteiligte', NULL, '2026-03-08T10:00:00+00', 'success',
                       '{"advoware_writes": 5, "retried": 2, "dead": 1}'),
                      ('p2', 'beteiligte', NULL, '2026-03-08T11:00:00+00', 'success', '{"advoware_writes": 1}')""",
-                  (phases, phases, phases))  # r0 is older than 7 days
+            (phases, phases, phases),
+        )  # r0 is older than 7 days
         c.execute("""INSERT INTO dead_letters (source, entity_id, reason, created_at) VALUES
                      ('calendar_sync', 'ABC:1', 'x', '2026-03-10T00:11:00+00'),
                      ('beteiligte_sync', 'e1', 'x', '2026-03-08T10:00:00+00'),
@@ -192,10 +248,17 @@ def test_activity_of_the_last_7_days_and_its_chart(hub: str, redis_url: str) -> 
     status = collect(Sources.from_urls(hub, redis_url), now=now)
     act = status["activity"]
     assert act["days"] == [f"2026-03-{d:02d}" for d in range(4, 11)]
-    assert act["calendar"] == {"google_writes": [0, 0, 0, 0, 0, 8, 8], "advoware_writes": [0, 0, 0, 0, 0, 3, 3],
-                               "failed": [0, 0, 0, 0, 0, 3, 3], "parked": [0, 0, 0, 0, 0, 0, 1]}
-    assert act["parties"] == {"advoware_writes": [0, 0, 0, 0, 6, 0, 0], "failed": [0, 0, 0, 0, 2, 0, 0],
-                              "dead": [0, 0, 0, 1, 1, 0, 0]}
+    assert act["calendar"] == {
+        "google_writes": [0, 0, 0, 0, 0, 8, 8],
+        "advoware_writes": [0, 0, 0, 0, 0, 3, 3],
+        "failed": [0, 0, 0, 0, 0, 3, 3],
+        "parked": [0, 0, 0, 0, 0, 0, 1],
+    }
+    assert act["parties"] == {
+        "advoware_writes": [0, 0, 0, 0, 6, 0, 0],
+        "failed": [0, 0, 0, 0, 2, 0, 0],
+        "dead": [0, 0, 0, 1, 1, 0, 0],
+    }
     # the last calendar run's counts as the page shows them: per side, summed over the phases
     abc = next(e for e in status["employees"] if e["employee"] == "ABC")
     assert abc["last_run"]["counts"]["google.created"] == 3 and abc["last_run"]["counts"]["google.failed"] == 2
@@ -204,8 +267,12 @@ def test_activity_of_the_last_7_days_and_its_chart(hub: str, redis_url: str) -> 
 
     def bars(figure: str) -> dict[tuple[str, str], int]:
         svg = page.split(f"<figure id={figure}>", 1)[1].split("</figure>", 1)[0]
-        return {(m["series"], m["day"]): int(m["value"]) for m in re.finditer(
-            r'data-series="(?P<series>[^"]+)" data-day="(?P<day>[^"]+)" data-value="(?P<value>\d+)"', svg)}
+        return {
+            (m["series"], m["day"]): int(m["value"])
+            for m in re.finditer(
+                r'data-series="(?P<series>[^"]+)" data-day="(?P<day>[^"]+)" data-value="(?P<value>\d+)"', svg
+            )
+        }
 
     calendar, parties = bars("chart-calendar"), bars("chart-parties")
     assert (len(calendar), len(parties)) == (7 * 4, 7 * 3)

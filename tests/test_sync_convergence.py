@@ -51,8 +51,12 @@ class World:
     def put_goog(self, gid: str, body: dict[str, Any]) -> None:
         self.seq += 1
         self.gseq[gid] = self.seq
-        self.goog[gid] = {**copy.deepcopy(body), "id": gid, "status": body.get("status", "confirmed"),
-                          "updated": self.tick().strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+        self.goog[gid] = {
+            **copy.deepcopy(body),
+            "id": gid,
+            "status": body.get("status", "confirmed"),
+            "updated": self.tick().strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        }
 
     def google_listing(self, complete: bool) -> list[dict[str, Any]]:
         if complete:
@@ -64,10 +68,17 @@ class World:
 
     # -- the executor, as documented in include/calendar_engine/plan.py ------------------------------------
     def record(self, act: Any, frnr: int, gid: str) -> None:
-        self.links[gid] = HubLink(EMP, frnr, gid, act.advoware_fingerprint, act.google_fingerprint,
-                                  self.adv.get(frnr, {}).get("zuletztGeaendertAm"),
-                                  self.goog.get(gid, {}).get("updated"), span_start=act.span_start,
-                                  span_end=act.span_end)
+        self.links[gid] = HubLink(
+            EMP,
+            frnr,
+            gid,
+            act.advoware_fingerprint,
+            act.google_fingerprint,
+            self.adv.get(frnr, {}).get("zuletztGeaendertAm"),
+            self.goog.get(gid, {}).get("updated"),
+            span_start=act.span_start,
+            span_end=act.span_end,
+        )
 
     def apply(self, plan: Plan) -> None:
         assert plan.stop_reason is None
@@ -107,8 +118,15 @@ class World:
                 self.links.pop(gid, None)
 
     def plan(self, policy: Policy, complete: bool) -> Plan:
-        return plan_sync(list(self.links.values()), [copy.deepcopy(a) for a in self.adv.values()],
-                         self.google_listing(complete), complete, policy, WINDOW, employee=EMP)
+        return plan_sync(
+            list(self.links.values()),
+            [copy.deepcopy(a) for a in self.adv.values()],
+            self.google_listing(complete),
+            complete,
+            policy,
+            WINDOW,
+            employee=EMP,
+        )
 
     def sync(self, policy: Policy, complete: bool) -> Plan:
         listed_seq = self.seq
@@ -140,27 +158,51 @@ def google_event(draw: Any) -> dict[str, Any]:
     else:
         begin = datetime(day.year, day.month, day.day, draw(st.integers(6, 20)), 0, tzinfo=BERLIN)
         start = {"dateTime": begin.isoformat(), "timeZone": "Europe/Berlin"}
-        end = {"dateTime": (begin + timedelta(minutes=draw(st.sampled_from([30, 60, 90])))).isoformat(),
-               "timeZone": "Europe/Berlin"}
-    return {"summary": draw(TEXT), "description": draw(TEXT), "start": start, "end": end,
-            "visibility": draw(st.sampled_from(["default", "private"]))}
+        end = {
+            "dateTime": (begin + timedelta(minutes=draw(st.sampled_from([30, 60, 90])))).isoformat(),
+            "timeZone": "Europe/Berlin",
+        }
+    return {
+        "summary": draw(TEXT),
+        "description": draw(TEXT),
+        "start": start,
+        "end": end,
+        "visibility": draw(st.sampled_from(["default", "private"])),
+    }
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["edit_a", "edit_g", "del_a", "del_g", "new_a", "new_g"]),
-                         st.integers(0, 50), TEXT), max_size=8)
+OPS = st.lists(
+    st.tuples(st.sampled_from(["edit_a", "edit_g", "del_a", "del_g", "new_a", "new_g"]), st.integers(0, 50), TEXT),
+    max_size=8,
+)
 CONFLICT = st.sampled_from(["advoware_wins", "google_wins", "last_change_wins"])
-POLICY = st.builds(Policy, conflict_policy=CONFLICT,
-                   write_protection=st.booleans(), anonymize=st.booleans(), force_deletions=st.booleans())
+POLICY = st.builds(
+    Policy,
+    conflict_policy=CONFLICT,
+    write_protection=st.booleans(),
+    anonymize=st.booleans(),
+    force_deletions=st.booleans(),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), policy=POLICY, complete=st.booleans(), n_adv=st.integers(0, 6),
-       n_goog=st.integers(0, 3), legacy=st.booleans(), ops=OPS)
+@given(
+    data=st.data(),
+    policy=POLICY,
+    complete=st.booleans(),
+    n_adv=st.integers(0, 6),
+    n_goog=st.integers(0, 3),
+    legacy=st.booleans(),
+    ops=OPS,
+)
 def test_plan_applied_converges(data, policy, complete, n_adv, n_goog, legacy, ops):
     world = World()
     for i in range(n_adv):
-        raw = data.draw(advoware_termin(frnr=-(i + 1) if i == n_adv - 1 and i > 2 else 100 + i, kuerzel=EMP,
-                                        day_range=DAYS, max_series_days=120))
+        raw = data.draw(
+            advoware_termin(
+                frnr=-(i + 1) if i == n_adv - 1 and i > 2 else 100 + i, kuerzel=EMP, day_range=DAYS, max_series_days=120
+            )
+        )
         world.adv[raw["frNr"]] = raw
     for i in range(n_goog):
         world.put_goog(f"user{i:04d}", google_event(data.draw))
@@ -168,6 +210,7 @@ def test_plan_applied_converges(data, policy, complete, n_adv, n_goog, legacy, o
         # a copy from the previous installation: same start, end, title, no marker
         first = min(world.adv)
         from include.calendar_engine.mapping_google import to_google
+
         body = to_google(from_advoware(world.adv[first], EMP), employee=EMP, frnr=first)
         body.pop("extendedProperties")
         body.pop("id")

@@ -37,9 +37,15 @@ def _fmt(dt: datetime) -> str:
 
 
 @st.composite
-def advoware_termin(draw: Any, *, frnr: int | None = None, kuerzel: str = "AB",
-                    day_range: tuple[date, date] = (date(2024, 1, 1), date(2027, 12, 31)),
-                    series: bool | None = None, max_series_days: int = 900) -> dict[str, Any]:
+def advoware_termin(
+    draw: Any,
+    *,
+    frnr: int | None = None,
+    kuerzel: str = "AB",
+    day_range: tuple[date, date] = (date(2024, 1, 1), date(2027, 12, 31)),
+    series: bool | None = None,
+    max_series_days: int = 900,
+) -> dict[str, Any]:
     """A raw Termin in the shape the API (and the sandbox firm) uses."""
     day = draw(st.dates(min_value=day_range[0], max_value=day_range[1]))
     all_day = draw(st.booleans())
@@ -48,11 +54,20 @@ def advoware_termin(draw: Any, *, frnr: int | None = None, kuerzel: str = "AB",
     von = time(start_min // 60, start_min % 60)
     raw: dict[str, Any] = {
         "frNr": frnr if frnr is not None else draw(st.integers(min_value=1, max_value=10**6)),
-        "text": draw(TEXT), "notiz": draw(TEXT), "ort": draw(TEXT),
-        "kuerzel": kuerzel, "anwalt": kuerzel,
-        "privat": int(draw(st.booleans())), "abwesenheit": int(all_day),
-        "dauertermin": 0, "turnus": 0, "turnusArt": 0,
-        "erinnerung": 0, "erinnerungsDatum": None, "nr": None, "azRubrum": "",
+        "text": draw(TEXT),
+        "notiz": draw(TEXT),
+        "ort": draw(TEXT),
+        "kuerzel": kuerzel,
+        "anwalt": kuerzel,
+        "privat": int(draw(st.booleans())),
+        "abwesenheit": int(all_day),
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        "erinnerung": 0,
+        "erinnerungsDatum": None,
+        "nr": None,
+        "azRubrum": "",
         "zuletztGeaendertAm": "2024-01-01T10:00:00.000000",
     }
     if draw(st.booleans()):
@@ -60,21 +75,33 @@ def advoware_termin(draw: Any, *, frnr: int | None = None, kuerzel: str = "AB",
         raw["azRubrum"] = draw(TEXT)
     if all_day:
         last = day if is_series else day + timedelta(days=draw(st.integers(min_value=0, max_value=14)))
-        raw.update(datum=_fmt(datetime.combine(day, time(0))), uhrzeitVon="00:00:00",
-                   datumBis=_fmt(datetime.combine(last, time(23, 59))), uhrzeitBis="23:59:00")
+        raw.update(
+            datum=_fmt(datetime.combine(day, time(0))),
+            uhrzeitVon="00:00:00",
+            datumBis=_fmt(datetime.combine(last, time(23, 59))),
+            uhrzeitBis="23:59:00",
+        )
         begin = datetime.combine(day, time(0))
     else:
         minutes = draw(st.integers(min_value=15, max_value=(23 * 60 + 59) if is_series else 3 * 24 * 60))
         begin = datetime.combine(day, von)
         finish = begin + timedelta(minutes=minutes)
-        raw.update(datum=_fmt(begin), uhrzeitVon=von.strftime("%H:%M:%S"), datumBis=_fmt(finish),
-                   uhrzeitBis=finish.strftime("%H:%M:%S"))
+        raw.update(
+            datum=_fmt(begin),
+            uhrzeitVon=von.strftime("%H:%M:%S"),
+            datumBis=_fmt(finish),
+            uhrzeitBis=finish.strftime("%H:%M:%S"),
+        )
     if is_series:
         open_ended = draw(st.integers(0, 4)) == 0
         length = timedelta(days=draw(st.integers(0, max_series_days)))
         until = date(2037, 12, 31) if open_ended else day + length
-        raw.update(dauertermin=1, turnus=draw(st.integers(1, 4)), turnusArt=draw(st.integers(1, 4)),
-                   datumBis=f"{until.isoformat()}T{raw['uhrzeitBis']}")
+        raw.update(
+            dauertermin=1,
+            turnus=draw(st.integers(1, 4)),
+            turnusArt=draw(st.integers(1, 4)),
+            datumBis=f"{until.isoformat()}T{raw['uhrzeitBis']}",
+        )
     if draw(st.booleans()):
         raw["erinnerung"] = 1
         ahead = timedelta(minutes=draw(st.sampled_from([0, 15, 30, 60, 1440])))
@@ -83,9 +110,24 @@ def advoware_termin(draw: Any, *, frnr: int | None = None, kuerzel: str = "AB",
 
 
 def _termin(**kw):
-    base = {"frNr": 101, "text": "Besprechung", "notiz": "", "ort": "", "kuerzel": EMP, "anwalt": EMP,
-            "abwesenheit": 0, "privat": 0, "dauertermin": 0, "turnus": 0, "turnusArt": 0, "erinnerung": 0,
-            "erinnerungsDatum": None, "nr": None, "azRubrum": "", "zuletztGeaendertAm": "2025-01-01T08:00:00"}
+    base = {
+        "frNr": 101,
+        "text": "Besprechung",
+        "notiz": "",
+        "ort": "",
+        "kuerzel": EMP,
+        "anwalt": EMP,
+        "abwesenheit": 0,
+        "privat": 0,
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        "erinnerung": 0,
+        "erinnerungsDatum": None,
+        "nr": None,
+        "azRubrum": "",
+        "zuletztGeaendertAm": "2025-01-01T08:00:00",
+    }
     base.update(kw)
     return base
 
@@ -111,9 +153,18 @@ def test_round_trip_advoware_canonical_google(raw):
 
 
 def test_timed_appointment_with_offsets_and_reminder():
-    raw = _termin(datum="2025-03-30T09:00:00", uhrzeitVon="09:00:00", datumBis="2025-03-30T10:30:00",
-                  uhrzeitBis="10:30:00", erinnerung=1, erinnerungsDatum="2025-03-30T08:45:00", nr=50001,
-                  azRubrum="Müller ./. Schmidt", notiz="Akte lesen", ort="Saal 1")
+    raw = _termin(
+        datum="2025-03-30T09:00:00",
+        uhrzeitVon="09:00:00",
+        datumBis="2025-03-30T10:30:00",
+        uhrzeitBis="10:30:00",
+        erinnerung=1,
+        erinnerungsDatum="2025-03-30T08:45:00",
+        nr=50001,
+        azRubrum="Müller ./. Schmidt",
+        notiz="Akte lesen",
+        ort="Saal 1",
+    )
     canon = from_advoware(raw, EMP)
     assert canon.start == datetime(2025, 3, 30, 9, 0, tzinfo=BERLIN)
     assert canon.start.utcoffset().total_seconds() == 7200  # CEST on the DST day
@@ -143,11 +194,20 @@ def test_datum_without_time_uses_uhrzeit_von_else_nine():
 
 
 def test_all_day_single_and_multi_day_exclusive_end():
-    single = from_advoware(_termin(datum="2025-03-10T00:00:00", uhrzeitVon="00:00:00",
-                                   datumBis="2025-03-10T23:59:00", uhrzeitBis="23:59:00", abwesenheit=1), EMP)
+    single = from_advoware(
+        _termin(
+            datum="2025-03-10T00:00:00",
+            uhrzeitVon="00:00:00",
+            datumBis="2025-03-10T23:59:00",
+            uhrzeitBis="23:59:00",
+            abwesenheit=1,
+        ),
+        EMP,
+    )
     assert single.all_day and (single.start, single.end) == (date(2025, 3, 10), date(2025, 3, 11))
-    multi = from_advoware(_termin(datum="2025-03-10T00:00:00", datumBis="2025-03-12T23:59:00",
-                                  uhrzeitBis="23:59:00", abwesenheit=1), EMP)
+    multi = from_advoware(
+        _termin(datum="2025-03-10T00:00:00", datumBis="2025-03-12T23:59:00", uhrzeitBis="23:59:00", abwesenheit=1), EMP
+    )
     body = to_google(multi, employee=EMP, frnr=101)
     assert body["start"] == {"date": "2025-03-10"} and body["end"] == {"date": "2025-03-13"}
     termin = to_advoware(from_google(body), EMP)
@@ -165,8 +225,15 @@ def test_private_maps_to_visibility_private_both_ways():
 
 
 def test_series_fields_and_open_ended_2037():
-    raw = _termin(datum="2025-01-07T09:00:00", uhrzeitVon="09:00:00", datumBis="2037-12-31T10:00:00",
-                  uhrzeitBis="10:00:00", dauertermin=1, turnus=2, turnusArt=2)
+    raw = _termin(
+        datum="2025-01-07T09:00:00",
+        uhrzeitVon="09:00:00",
+        datumBis="2037-12-31T10:00:00",
+        uhrzeitBis="10:00:00",
+        dauertermin=1,
+        turnus=2,
+        turnusArt=2,
+    )
     canon = from_advoware(raw, EMP)
     assert canon.recurrence == Recurrence(Freq.WEEKLY, 2, None)
     assert (canon.end - canon.start).total_seconds() == 3600  # occurrence, not series end
@@ -181,9 +248,11 @@ def test_series_fields_and_open_ended_2037():
 
 
 def test_series_occurrence_over_2359_is_not_representable():
-    canon = Appointment(start=datetime(2025, 1, 1, 9, tzinfo=BERLIN),
-                        end=datetime(2025, 1, 2, 10, tzinfo=BERLIN),
-                        recurrence=Recurrence(Freq.DAILY, 1, date(2025, 2, 1)))
+    canon = Appointment(
+        start=datetime(2025, 1, 1, 9, tzinfo=BERLIN),
+        end=datetime(2025, 1, 2, 10, tzinfo=BERLIN),
+        recurrence=Recurrence(Freq.DAILY, 1, date(2025, 2, 1)),
+    )
     with pytest.raises(NotRepresentable):
         to_advoware(canon, EMP)
     body = to_google(canon, employee=EMP, frnr=5)
@@ -199,8 +268,17 @@ def test_event_id_is_base32hex_stable_and_distinct():
 
 
 def test_anonymize_hides_texts_and_matter():
-    canon = from_advoware(_termin(datum="2025-06-01T10:00:00", text="Müller Scheidung", notiz="geheim",
-                                  ort="Kanzlei", nr=7, azRubrum="Müller ./. Müller"), EMP)
+    canon = from_advoware(
+        _termin(
+            datum="2025-06-01T10:00:00",
+            text="Müller Scheidung",
+            notiz="geheim",
+            ort="Kanzlei",
+            nr=7,
+            azRubrum="Müller ./. Müller",
+        ),
+        EMP,
+    )
     body = to_google(canon, employee=EMP, frnr=101, anonymize=True)
     assert body["summary"] == ANONYMOUS_TITLE and body["description"] == "" and body["location"] == ""
     assert "Müller" not in repr(body)

@@ -27,11 +27,28 @@ WINDOW = Window(date(2025, 1, 1), date(2025, 12, 31))
 
 
 def termin(frnr: int, day: str = "2025-06-02", text: str = "Besprechung", **kw: Any) -> dict[str, Any]:
-    raw = {"frNr": frnr, "text": text, "notiz": "", "ort": "", "kuerzel": EMP, "anwalt": EMP,
-           "datum": f"{day}T10:00:00", "uhrzeitVon": "10:00:00", "datumBis": f"{day}T11:00:00",
-           "uhrzeitBis": "11:00:00", "abwesenheit": 0, "privat": 0, "dauertermin": 0, "turnus": 0,
-           "turnusArt": 0, "erinnerung": 0, "erinnerungsDatum": None, "nr": None, "azRubrum": "",
-           "zuletztGeaendertAm": "2025-01-10T08:00:00.000000"}
+    raw = {
+        "frNr": frnr,
+        "text": text,
+        "notiz": "",
+        "ort": "",
+        "kuerzel": EMP,
+        "anwalt": EMP,
+        "datum": f"{day}T10:00:00",
+        "uhrzeitVon": "10:00:00",
+        "datumBis": f"{day}T11:00:00",
+        "uhrzeitBis": "11:00:00",
+        "abwesenheit": 0,
+        "privat": 0,
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        "erinnerung": 0,
+        "erinnerungsDatum": None,
+        "nr": None,
+        "azRubrum": "",
+        "zuletztGeaendertAm": "2025-01-10T08:00:00.000000",
+    }
     raw.update(kw)
     return raw
 
@@ -39,12 +56,24 @@ def termin(frnr: int, day: str = "2025-06-02", text: str = "Besprechung", **kw: 
 def linked(raw: dict[str, Any]) -> tuple[HubLink, dict[str, Any]]:
     """A hub link plus the Google event exactly as a previous run left them."""
     appt = from_advoware(raw, EMP)
-    event = {**to_google(appt, employee=EMP, frnr=raw["frNr"]), "status": "confirmed",
-             "updated": "2025-01-10T07:00:00Z", "etag": '"1"'}
+    event = {
+        **to_google(appt, employee=EMP, frnr=raw["frNr"]),
+        "status": "confirmed",
+        "updated": "2025-01-10T07:00:00Z",
+        "etag": '"1"',
+    }
     first, last = appt.span()
-    return HubLink(EMP, raw["frNr"], event["id"], fingerprint(appt), fingerprint(from_google(event)),
-                   raw["zuletztGeaendertAm"], event["updated"], span_start=first.isoformat(),
-                   span_end=last.isoformat()), event
+    return HubLink(
+        EMP,
+        raw["frNr"],
+        event["id"],
+        fingerprint(appt),
+        fingerprint(from_google(event)),
+        raw["zuletztGeaendertAm"],
+        event["updated"],
+        span_start=first.isoformat(),
+        span_end=last.isoformat(),
+    ), event
 
 
 def plan(links, adv, goog, complete=True, **policy: Any) -> Plan:
@@ -69,8 +98,11 @@ def test_unchanged_plans_nothing(complete):
     p = plan([link], [raw], [event] if complete else [], complete=complete)
     assert p.is_empty() and not p.reports and p.stop_reason is None
     # stamps are not content: a newer zuletztGeaendertAm/updated/etag alone plans nothing
-    p = plan([link], [{**raw, "zuletztGeaendertAm": "2025-03-01T00:00:00"}],
-             [{**event, "etag": '"9"', "updated": "2025-03-01T00:00:00Z"}])
+    p = plan(
+        [link],
+        [{**raw, "zuletztGeaendertAm": "2025-03-01T00:00:00"}],
+        [{**event, "etag": '"9"', "updated": "2025-03-01T00:00:00Z"}],
+    )
     assert p.is_empty()
 
 
@@ -114,12 +146,15 @@ def test_special_negative_frnr_is_never_written_back():
     assert kinds(p) == ["create_google"]
 
 
-@pytest.mark.parametrize(("policy", "stamp_a", "stamp_g", "expected"), [
-    ("advoware_wins", "2025-02-02T10:00:00", "2025-02-03T10:00:00Z", "update_google"),
-    ("google_wins", "2025-02-03T10:00:00", "2025-02-02T10:00:00Z", "update_advoware"),
-    ("last_change_wins", "2025-02-02T10:00:00", "2025-02-03T10:00:00Z", "update_advoware"),
-    ("last_change_wins", "2025-02-03T10:00:00", "2025-02-02T10:00:00Z", "update_google"),
-])
+@pytest.mark.parametrize(
+    ("policy", "stamp_a", "stamp_g", "expected"),
+    [
+        ("advoware_wins", "2025-02-02T10:00:00", "2025-02-03T10:00:00Z", "update_google"),
+        ("google_wins", "2025-02-03T10:00:00", "2025-02-02T10:00:00Z", "update_advoware"),
+        ("last_change_wins", "2025-02-02T10:00:00", "2025-02-03T10:00:00Z", "update_advoware"),
+        ("last_change_wins", "2025-02-03T10:00:00", "2025-02-02T10:00:00Z", "update_google"),
+    ],
+)
 def test_changed_on_both_sides_follows_conflict_policy(policy, stamp_a, stamp_g, expected):
     raw = termin(1)
     link, event = linked(raw)
@@ -135,8 +170,13 @@ def test_changed_on_both_sides_follows_conflict_policy(policy, stamp_a, stamp_g,
 def test_google_wins_under_write_protection_reverts_instead():
     raw = termin(1)
     link, event = linked(raw)
-    p = plan([link], [{**raw, "text": "A"}], [edited(event, summary="G")], conflict_policy="google_wins",
-             write_protection=True)
+    p = plan(
+        [link],
+        [{**raw, "text": "A"}],
+        [edited(event, summary="G")],
+        conflict_policy="google_wins",
+        write_protection=True,
+    )
     assert kinds(p) == ["update_google"] and p.phase4[0].google_body["summary"] == "A"
 
 
@@ -211,8 +251,7 @@ def test_item_that_left_the_window_is_not_deleted():
     assert plan([link, link2], [keep], [event2]).is_empty()
     assert plan([link, link2], [keep], [], complete=False).is_empty()
     # an open-ended series that started long ago is in the window: Advoware's absence is a deletion
-    series = termin(3, day="2023-01-02", dauertermin=1, turnus=1, turnusArt=2,
-                    datumBis="2037-12-31T11:00:00")
+    series = termin(3, day="2023-01-02", dauertermin=1, turnus=1, turnusArt=2, datumBis="2037-12-31T11:00:00")
     link3, event3 = linked(series)
     assert link3.span_end == "2037-12-31"
     assert kinds(plan([link2, link3], [keep], [event2, event3])) == ["delete_google"]
@@ -256,9 +295,14 @@ def test_new_advoware_item_is_created_with_deterministic_id():
 
 def test_unmarked_google_copy_is_adopted_not_duplicated():
     raw = termin(5, text="Mandantengespräch")
-    foreign = {"id": "motia0001", "status": "confirmed", "summary": "Mandantengespräch", "description": "alt",
-               "start": {"dateTime": "2025-06-02T10:00:00+02:00"},
-               "end": {"dateTime": "2025-06-02T11:00:00+02:00"}}
+    foreign = {
+        "id": "motia0001",
+        "status": "confirmed",
+        "summary": "Mandantengespräch",
+        "description": "alt",
+        "start": {"dateTime": "2025-06-02T10:00:00+02:00"},
+        "end": {"dateTime": "2025-06-02T11:00:00+02:00"},
+    }
     p = plan([], [raw], [foreign], dry_run=True)
     assert kinds(p) == ["adopt"] and p.dry_run
     act = p.adoptions[0]
@@ -275,8 +319,14 @@ def test_marked_event_without_link_is_adopted_without_rewrite():
 
 
 def test_new_google_event_creates_in_advoware_or_is_reported_under_write_protection():
-    new = {"id": "user0001", "status": "confirmed", "summary": "Privat", "visibility": "private",
-           "start": {"date": "2025-05-01"}, "end": {"date": "2025-05-03"}}
+    new = {
+        "id": "user0001",
+        "status": "confirmed",
+        "summary": "Privat",
+        "visibility": "private",
+        "start": {"date": "2025-05-01"},
+        "end": {"date": "2025-05-03"},
+    }
     p = plan([], [], [new])
     (act,) = p.phase2
     assert act.kind == "create_advoware" and act.google_event_id == "user0001"
@@ -290,15 +340,17 @@ def test_orphan_of_ours_is_deleted_after_confirmation_and_foreign_marker_reporte
     _, event = linked(termin(5))
     p = plan([], [termin(6)], [event])
     assert [(a.kind, a.frnr, a.confirm_absent) for a in p.phase3] == [("delete_google", 5, "advoware")]
-    other = {**event, "id": "x0001",
-             "extendedProperties": {"private": {"advowareFrNr": "5", "advowareEmployee": "ZZ"}}}
+    other = {**event, "id": "x0001", "extendedProperties": {"private": {"advowareFrNr": "5", "advowareEmployee": "ZZ"}}}
     p = plan([], [termin(6)], [other])
     assert [r.kind for r in p.reports] == ["foreign_marker"] and kinds(p) == ["create_google"]
 
 
 def test_shared_pool_is_skipped_and_reported_unless_included():
-    shared = [termin(7, kuerzel="ALLE", anwalt="ALLE"), termin(8, kuerzel="", anwalt=""),
-              termin(9, kuerzel="Allgemein", anwalt="Allgemein")]
+    shared = [
+        termin(7, kuerzel="ALLE", anwalt="ALLE"),
+        termin(8, kuerzel="", anwalt=""),
+        termin(9, kuerzel="Allgemein", anwalt="Allgemein"),
+    ]
     p = plan([], shared, [])
     assert p.is_empty() and [r.kind for r in p.reports] == ["shared_pool_skipped"] * 3
     assert kinds(plan([], shared, [], include_shared_pool=True)) == ["create_google"] * 3
@@ -316,8 +368,12 @@ def test_write_protection_never_targets_advoware():
     raw, gone = termin(1), termin(2)
     (link, event), (link2, event2) = linked(raw), linked(gone)
     new = {"id": "user0002", "summary": "x", "start": {"date": "2025-05-01"}, "end": {"date": "2025-05-02"}}
-    p = plan([link, link2], [raw], [edited(event, summary="G"), {"id": event2["id"], "status": "cancelled"},
-                                    new], write_protection=True)
+    p = plan(
+        [link, link2],
+        [raw],
+        [edited(event, summary="G"), {"id": event2["id"], "status": "cancelled"}, new],
+        write_protection=True,
+    )
     assert not [a for a in p.actions() if a.kind.endswith("_advoware")]
 
 
@@ -327,8 +383,11 @@ def test_anonymized_google_change_keeps_advoware_texts():
     event = {**to_google(appt, employee=EMP, frnr=1, anonymize=True), "status": "confirmed"}
     link = HubLink(EMP, 1, event["id"], fingerprint(appt), fingerprint(from_google(event)))
     assert plan([link], [raw], [event], anonymize=True).is_empty()
-    moved = edited(event, start={"dateTime": "2025-06-02T14:00:00+02:00", "timeZone": "Europe/Berlin"},
-                   end={"dateTime": "2025-06-02T15:00:00+02:00", "timeZone": "Europe/Berlin"})
+    moved = edited(
+        event,
+        start={"dateTime": "2025-06-02T14:00:00+02:00", "timeZone": "Europe/Berlin"},
+        end={"dateTime": "2025-06-02T15:00:00+02:00", "timeZone": "Europe/Berlin"},
+    )
     (act,) = plan([link], [raw], [moved], anonymize=True).actions()
     assert act.kind == "update_advoware" and act.advoware_body["text"] == "Müller ./. Meier"
     assert act.advoware_body["uhrzeitVon"] == "14:00:00" and act.advoware_body["ort"] == "Saal 1"
@@ -357,7 +416,8 @@ PAIRS = [(a, g) for a in A_STATES for g in G_STATES if (a, g) != ("deleted", "le
 @pytest.mark.parametrize("a_state, g_state", PAIRS)
 @pytest.mark.parametrize("same, advoware_wins", [(False, False), (False, True), (True, False)])
 def test_every_row_decides_and_write_protection_never_writes_advoware(
-        a_state: str, g_state: str, same: bool, advoware_wins: bool) -> None:
+    a_state: str, g_state: str, same: bool, advoware_wins: bool
+) -> None:
     from include.calendar_engine.plan import ACTION_KINDS
     from include.calendar_engine.planner import decide, protect
 

@@ -93,9 +93,20 @@ def check(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _series(datum: str, von: str, bis: str, datum_bis: str, turnus: int, art: int, all_day: int = 0) -> dict:
-    return {"frNr": 7, "text": "Jour fixe", "kuerzel": EMP, "datum": f"{datum}T{von}", "uhrzeitVon": von,
-            "datumBis": f"{datum_bis}T{bis}", "uhrzeitBis": bis, "abwesenheit": all_day, "privat": 0,
-            "dauertermin": 1, "turnus": turnus, "turnusArt": art}
+    return {
+        "frNr": 7,
+        "text": "Jour fixe",
+        "kuerzel": EMP,
+        "datum": f"{datum}T{von}",
+        "uhrzeitVon": von,
+        "datumBis": f"{datum_bis}T{bis}",
+        "uhrzeitBis": bis,
+        "abwesenheit": all_day,
+        "privat": 0,
+        "dauertermin": 1,
+        "turnus": turnus,
+        "turnusArt": art,
+    }
 
 
 @settings(max_examples=150, deadline=None)
@@ -105,7 +116,10 @@ def test_every_generated_rrule_matches_advoware_occurrences(raw):
     # ... and reading the rule back gives the same Advoware fields.
     termin = to_advoware(from_google(body), EMP)
     assert (termin["turnus"], termin["turnusArt"], termin["datumBis"][:10]) == (
-        raw["turnus"], raw["turnusArt"], raw["datumBis"][:10])
+        raw["turnus"],
+        raw["turnusArt"],
+        raw["datumBis"][:10],
+    )
 
 
 def test_seed_example_daily_every_third_day_timed_and_all_day():
@@ -145,25 +159,32 @@ def test_open_ended_all_day_yearly_series():
 
 def _google(rule: list[str], **extra: Any) -> dict[str, Any]:
     # 2025-01-07 is a Tuesday.
-    return {"id": "g1", "summary": "x", "start": {"dateTime": "2025-01-07T09:00:00+01:00",
-                                                  "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": "2025-01-07T10:00:00+01:00", "timeZone": "Europe/Berlin"},
-            "recurrence": rule, **extra}
+    return {
+        "id": "g1",
+        "summary": "x",
+        "start": {"dateTime": "2025-01-07T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": "2025-01-07T10:00:00+01:00", "timeZone": "Europe/Berlin"},
+        "recurrence": rule,
+        **extra,
+    }
 
 
-@pytest.mark.parametrize("rule", [
-    ["RRULE:FREQ=WEEKLY;BYDAY=MO,WE"],
-    ["RRULE:FREQ=WEEKLY;BYDAY=FR"],
-    ["RRULE:FREQ=DAILY;COUNT=5"],
-    ["RRULE:FREQ=MONTHLY;BYDAY=TU;BYSETPOS=-1"],
-    ["RRULE:FREQ=MONTHLY;BYMONTHDAY=1,15"],
-    ["RRULE:FREQ=MONTHLY;BYDAY=1TU"],
-    ["RRULE:FREQ=HOURLY;INTERVAL=2"],
-    ["RRULE:FREQ=WEEKLY", "EXDATE;TZID=Europe/Berlin:20250114T090000"],
-    ["RRULE:FREQ=WEEKLY", "RDATE;TZID=Europe/Berlin:20250116T090000"],
-    ["RRULE:FREQ=WEEKLY", "RRULE:FREQ=MONTHLY"],
-    ["EXRULE:FREQ=MONTHLY"],
-])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        ["RRULE:FREQ=WEEKLY;BYDAY=MO,WE"],
+        ["RRULE:FREQ=WEEKLY;BYDAY=FR"],
+        ["RRULE:FREQ=DAILY;COUNT=5"],
+        ["RRULE:FREQ=MONTHLY;BYDAY=TU;BYSETPOS=-1"],
+        ["RRULE:FREQ=MONTHLY;BYMONTHDAY=1,15"],
+        ["RRULE:FREQ=MONTHLY;BYDAY=1TU"],
+        ["RRULE:FREQ=HOURLY;INTERVAL=2"],
+        ["RRULE:FREQ=WEEKLY", "EXDATE;TZID=Europe/Berlin:20250114T090000"],
+        ["RRULE:FREQ=WEEKLY", "RDATE;TZID=Europe/Berlin:20250116T090000"],
+        ["RRULE:FREQ=WEEKLY", "RRULE:FREQ=MONTHLY"],
+        ["EXRULE:FREQ=MONTHLY"],
+    ],
+)
 def test_rules_advoware_cannot_hold_are_unsupported(rule):
     result = from_google(_google(rule))
     assert isinstance(result, Unsupported), rule
@@ -171,27 +192,36 @@ def test_rules_advoware_cannot_hold_are_unsupported(rule):
 
 
 def test_instance_exception_is_unsupported_and_reported_not_flattened():
-    instance = _google([], recurringEventId="master1",
-                       originalStartTime={"dateTime": "2025-01-14T09:00:00+01:00"})
+    instance = _google([], recurringEventId="master1", originalStartTime={"dateTime": "2025-01-14T09:00:00+01:00"})
     del instance["recurrence"]
     assert isinstance(from_google(instance), Unsupported)
-    plan = plan_sync([], [], [instance, _google(["RRULE:FREQ=DAILY;COUNT=3"], id="g2")], True, Policy(),
-                     Window(date(2025, 1, 1), date(2025, 12, 31)), employee=EMP)
+    plan = plan_sync(
+        [],
+        [],
+        [instance, _google(["RRULE:FREQ=DAILY;COUNT=3"], id="g2")],
+        True,
+        Policy(),
+        Window(date(2025, 1, 1), date(2025, 12, 31)),
+        employee=EMP,
+    )
     assert plan.is_empty()
     # the COUNT rule is reported; an exception of a series nobody knows (not listed, not linked) is
     # nothing the sync acts on or reports (tests/test_sync_series_exceptions.py: known series)
     assert [(r.kind, r.google_event_id) for r in plan.reports] == [("unsupported_rule", "g2")]
 
 
-@pytest.mark.parametrize(("rule", "expected"), [
-    ("RRULE:FREQ=WEEKLY;BYDAY=TU", Recurrence(Freq.WEEKLY, 1, None)),  # restates the start's weekday
-    # UNTIL between occurrences: its own date; UNTIL on the last day but before the occurrence's
-    # time (07:00Z = 08:00 Berlin < 09:00): the series really ends one occurrence earlier.
-    ("RRULE:FREQ=WEEKLY;INTERVAL=2;UNTIL=20250325T080000Z", Recurrence(Freq.WEEKLY, 2, date(2025, 3, 25))),
-    ("RRULE:FREQ=WEEKLY;INTERVAL=2;UNTIL=20250318T070000Z", Recurrence(Freq.WEEKLY, 2, date(2025, 3, 4))),
-    ("RRULE:FREQ=MONTHLY;BYMONTHDAY=7;UNTIL=20250607T215959Z", Recurrence(Freq.MONTHLY, 1, date(2025, 6, 7))),
-    ("RRULE:FREQ=YEARLY", Recurrence(Freq.YEARLY, 1, None)),
-])
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("RRULE:FREQ=WEEKLY;BYDAY=TU", Recurrence(Freq.WEEKLY, 1, None)),  # restates the start's weekday
+        # UNTIL between occurrences: its own date; UNTIL on the last day but before the occurrence's
+        # time (07:00Z = 08:00 Berlin < 09:00): the series really ends one occurrence earlier.
+        ("RRULE:FREQ=WEEKLY;INTERVAL=2;UNTIL=20250325T080000Z", Recurrence(Freq.WEEKLY, 2, date(2025, 3, 25))),
+        ("RRULE:FREQ=WEEKLY;INTERVAL=2;UNTIL=20250318T070000Z", Recurrence(Freq.WEEKLY, 2, date(2025, 3, 4))),
+        ("RRULE:FREQ=MONTHLY;BYMONTHDAY=7;UNTIL=20250607T215959Z", Recurrence(Freq.MONTHLY, 1, date(2025, 6, 7))),
+        ("RRULE:FREQ=YEARLY", Recurrence(Freq.YEARLY, 1, None)),
+    ],
+)
 def test_google_rules_advoware_can_hold(rule, expected):
     result = from_google(_google([rule]))
     assert isinstance(result, Appointment), result

@@ -56,13 +56,13 @@ def held(advoware_url: str) -> dict[str, tuple[str, str]]:
 def test_multi_day_all_day_events_from_google(ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     google, calendar_id = person(ctx), calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     first = TODAY + timedelta(days=14)
-    trip = google.events().insert(calendarId=calendar_id,
-                                  body={"summary": "Urlaub", **all_day(first, 3)}).execute()
+    trip = google.events().insert(calendarId=calendar_id, body={"summary": "Urlaub", **all_day(first, 3)}).execute()
     google.events().insert(calendarId=calendar_id, body={"summary": "Fortbildung", **all_day(first, 1)}).execute()
     assert sync(ctx)["status"] == "success"
     assert held(advoware_url) == {
         "Urlaub": (f"{first}T00:00:00", f"{first + timedelta(days=2)}T23:59:00"),
-        "Fortbildung": (f"{first}T00:00:00", f"{first}T23:59:00")}
+        "Fortbildung": (f"{first}T00:00:00", f"{first}T23:59:00"),
+    }
     assert quiet(ctx, advoware_url, google_url)
 
     (t,) = [t for t in termine(advoware_url, EMPLOYEE) if t["text"] == "Urlaub"]
@@ -70,8 +70,10 @@ def test_multi_day_all_day_events_from_google(ctx: SyncContext, advoware_url: st
     ctx.advoware.update_termin(t["frNr"], {**t, "datumBis": f"{last}T23:59:00", "uhrzeitBis": "23:59:00"})
     assert sync(ctx)["status"] == "success"
     after = google.events().get(calendarId=calendar_id, eventId=trip["id"]).execute()
-    assert (after["start"], after["end"]) == ({"date": first.isoformat()},
-                                              {"date": (first + timedelta(days=5)).isoformat()})
+    assert (after["start"], after["end"]) == (
+        {"date": first.isoformat()},
+        {"date": (first + timedelta(days=5)).isoformat()},
+    )
     assert quiet(ctx, advoware_url, google_url)
 
 
@@ -80,10 +82,13 @@ def test_all_day_events_at_the_edges_of_the_window(ctx: SyncContext, advoware_ur
     google, calendar_id = person(ctx), calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     for text, first, last in (("A erster Tag", window.start, window.start), ("A letzter Tag", window.end, window.end)):
         ctx.advoware.create_termin(all_day_termin(text, first, last))
-    for text, first, days in (("G erster Tag", window.start, 1), ("G letzter Tag", window.end, 1),
-                              ("G über den Anfang", window.start - timedelta(days=2), 4),
-                              ("G endet davor", window.start - timedelta(days=3), 3),
-                              ("G danach", window.end + timedelta(days=1), 2)):
+    for text, first, days in (
+        ("G erster Tag", window.start, 1),
+        ("G letzter Tag", window.end, 1),
+        ("G über den Anfang", window.start - timedelta(days=2), 4),
+        ("G endet davor", window.start - timedelta(days=3), 3),
+        ("G danach", window.end + timedelta(days=1), 2),
+    ):
         google.events().insert(calendarId=calendar_id, body={"summary": text, **all_day(first, days)}).execute()
 
     result = sync(ctx)
@@ -109,4 +114,5 @@ def test_all_day_events_at_the_edges_of_the_window(ctx: SyncContext, advoware_ur
     moved = held(advoware_url)
     assert moved == held_before  # what left the window is kept, nothing was added or changed
     assert {"A erster Tag", "G erster Tag", "G über den Anfang", "G endet davor"} <= {
-        e["summary"] for e in calendar_events(google_url, calendar_id)}
+        e["summary"] for e in calendar_events(google_url, calendar_id)
+    }

@@ -40,8 +40,13 @@ TITLES = ("Gerichtstermin", "Mandantengespräch", "Akteneinsicht", "Besprechung"
 @pytest.fixture
 def ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path) -> Iterator[SyncContext]:
     first = datetime.combine(date.today() + days(4), time(9))
-    seed_employee(advoware_url, [advoware_termin(t, first + days(i), first + days(i) + (first.replace(hour=10) - first))
-                                 for i, t in enumerate(TITLES)])
+    seed_employee(
+        advoware_url,
+        [
+            advoware_termin(t, first + days(i), first + days(i) + (first.replace(hour=10) - first))
+            for i, t in enumerate(TITLES)
+        ],
+    )
     c = trap_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
     assert sync(c)["status"] == "success"
     yield c
@@ -69,8 +74,9 @@ def _stopped(ctx: SyncContext, advoware_url: str, google_url: str) -> dict[str, 
     return stopped
 
 
-def test_emptied_calendar_stops_then_refill_puts_google_back(ctx: SyncContext, advoware_url: str,
-                                                             google_url: str) -> None:
+def test_emptied_calendar_stops_then_refill_puts_google_back(
+    ctx: SyncContext, advoware_url: str, google_url: str
+) -> None:
     gone = _empty_the_calendar(ctx, google_url)
     _stopped(ctx, advoware_url, google_url)
     _stopped(ctx, advoware_url, google_url)  # every later run stops the same way until answered
@@ -86,8 +92,7 @@ def test_emptied_calendar_stops_then_refill_puts_google_back(ctx: SyncContext, a
     assert quiet(ctx, advoware_url, google_url)
 
 
-def test_emptied_calendar_confirmed_deletes_in_advoware(ctx: SyncContext, advoware_url: str,
-                                                        google_url: str) -> None:
+def test_emptied_calendar_confirmed_deletes_in_advoware(ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     _empty_the_calendar(ctx, google_url)
     _stopped(ctx, advoware_url, google_url)
     result = sync_employee(ctx, new_run_id("confirm"), EMPLOYEE, RunParams(force_deletions=True))
@@ -110,12 +115,16 @@ def test_the_two_answers_exclude_each_other() -> None:
 
 # -- the command line --------------------------------------------------------------------------------
 def _with_airflow(settings: Settings, url: str) -> Settings:
-    return settings.model_copy(update={"airflow_api": AirflowApiSettings(
-        _env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5)})
+    return settings.model_copy(
+        update={
+            "airflow_api": AirflowApiSettings(_env_file=None, url=url, username=USER, password=PASSWORD, timeout_s=5)
+        }
+    )
 
 
 def test_command_line_answers_only_a_stop_and_triggers_one_run(
-        ctx: SyncContext, advoware_url: str, google_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["calendar", "resolve-stop", "--employee", EMPLOYEE, "refill"]
     assert cli.main(argv, ctx.settings) == 2  # the last run did not stop: nothing to answer
     assert "nothing to answer" in capsys.readouterr().err
@@ -130,7 +139,10 @@ def test_command_line_answers_only_a_stop_and_triggers_one_run(
     expected = stop_run(EMPLOYEE, "refill", stopped["run_id"])
     assert list(app.state.runs) == [(CALENDAR_SYNC_DAG, expected.run_id)]
     assert app.state.runs[(CALENDAR_SYNC_DAG, expected.run_id)]["conf"] == {
-        "employees": [EMPLOYEE], "full_content": False, "refill_google": True}
+        "employees": [EMPLOYEE],
+        "full_content": False,
+        "refill_google": True,
+    }
     out = capsys.readouterr().out
     assert expected.run_id in out and "was started before" in out
 
@@ -141,6 +153,7 @@ def test_command_line_answers_only_a_stop_and_triggers_one_run(
     calendar_id = calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     assert sorted(e["summary"] for e in calendar_events(google_url, calendar_id)) == sorted(TITLES)
     assert event_id(EMPLOYEE, termine(advoware_url, EMPLOYEE)[0]["frNr"]) in {
-        e["id"] for e in calendar_events(google_url, calendar_id)}
+        e["id"] for e in calendar_events(google_url, calendar_id)
+    }
     assert "G+" in capsys.readouterr().out  # the run's table: created in Google
     assert cli.main(argv, down) == 2  # answered: the last run no longer stopped

@@ -37,19 +37,40 @@ GUEST, CLIENT = "kollege@kanzlei.example", "mandantin@example.org"
 MEET = {"createRequest": {"requestId": "trap-1", "conferenceSolutionKey": {"type": "hangoutsMeet"}}}
 FILE = {"fileUrl": "https://drive.google.com/open?id=4711", "title": "Klageschrift.pdf"}
 # what a person sets in Google that Advoware has no field for
-UNMAPPED = {"attendees": [{"email": GUEST}, {"email": CLIENT, "optional": True}], "colorId": "5",
-            "transparency": "transparent", "status": "tentative", "guestsCanModify": True,
-            "guestsCanInviteOthers": False, "guestsCanSeeOtherGuests": False, "attachments": [FILE]}
-KEPT = ("attendees", "colorId", "transparency", "status", "guestsCanModify", "guestsCanInviteOthers",
-        "guestsCanSeeOtherGuests", "attachments", "conferenceData", "hangoutLink")
+UNMAPPED = {
+    "attendees": [{"email": GUEST}, {"email": CLIENT, "optional": True}],
+    "colorId": "5",
+    "transparency": "transparent",
+    "status": "tentative",
+    "guestsCanModify": True,
+    "guestsCanInviteOthers": False,
+    "guestsCanSeeOtherGuests": False,
+    "attachments": [FILE],
+}
+KEPT = (
+    "attendees",
+    "colorId",
+    "transparency",
+    "status",
+    "guestsCanModify",
+    "guestsCanInviteOthers",
+    "guestsCanSeeOtherGuests",
+    "attachments",
+    "conferenceData",
+    "hangoutLink",
+)
 
 
 @pytest.fixture
 def ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path) -> Iterator[SyncContext]:
     start = datetime.combine(date.today() + days(5), time(10))
-    seed_employee(advoware_url, [advoware_termin("Gerichtstermin", start, start.replace(hour=11)),
-                                 advoware_termin("Mandantengespräch", start + days(1),
-                                                 start.replace(hour=11) + days(1))])
+    seed_employee(
+        advoware_url,
+        [
+            advoware_termin("Gerichtstermin", start, start.replace(hour=11)),
+            advoware_termin("Mandantengespräch", start + days(1), start.replace(hour=11) + days(1)),
+        ],
+    )
     c = trap_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
     yield c
     c.close()
@@ -72,13 +93,23 @@ def _advoware_bodies(ctx: SyncContext, monkeypatch: pytest.MonkeyPatch) -> list[
 def _decorate(google: Any, calendar_id: str, gid: str) -> dict[str, Any]:
     """The employee adds guests, a Meet call, a file, a colour, "free" and "tentative" in Google."""
     current = google.events().get(calendarId=calendar_id, eventId=gid).execute()
-    return google.events().update(calendarId=calendar_id, eventId=gid, sendUpdates="all", conferenceDataVersion=1,
-                                  supportsAttachments=True,
-                                  body={**current, **UNMAPPED, "conferenceData": MEET}).execute()
+    return (
+        google.events()
+        .update(
+            calendarId=calendar_id,
+            eventId=gid,
+            sendUpdates="all",
+            conferenceDataVersion=1,
+            supportsAttachments=True,
+            body={**current, **UNMAPPED, "conferenceData": MEET},
+        )
+        .execute()
+    )
 
 
 def test_unmapped_fields_survive_the_syncs_writes_and_no_mail_leaves(
-        ctx: SyncContext, advoware_url: str, google_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx: SyncContext, advoware_url: str, google_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert sync(ctx)["status"] == "success"
     calendar_id = calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     google = person(ctx)
@@ -88,12 +119,24 @@ def test_unmapped_fields_survive_the_syncs_writes_and_no_mail_leaves(
     assert decorated["hangoutLink"] and decorated["status"] == "tentative"
     # a person's own event with guests and a video call, with a source only its creator sees
     day = (date.today() + days(9)).isoformat()
-    own = google.events().insert(calendarId=calendar_id, sendUpdates="all", conferenceDataVersion=1,
-                                 supportsAttachments=True, body={
-                                     "summary": "Vergleichsgespräch", **UNMAPPED, "conferenceData": MEET,
-                                     "source": {"title": "Mail", "url": "https://mail.kanzlei.example/1"},
-                                     "start": {"dateTime": f"{day}T14:00:00", "timeZone": "Europe/Berlin"},
-                                     "end": {"dateTime": f"{day}T15:00:00", "timeZone": "Europe/Berlin"}}).execute()
+    own = (
+        google.events()
+        .insert(
+            calendarId=calendar_id,
+            sendUpdates="all",
+            conferenceDataVersion=1,
+            supportsAttachments=True,
+            body={
+                "summary": "Vergleichsgespräch",
+                **UNMAPPED,
+                "conferenceData": MEET,
+                "source": {"title": "Mail", "url": "https://mail.kanzlei.example/1"},
+                "start": {"dateTime": f"{day}T14:00:00", "timeZone": "Europe/Berlin"},
+                "end": {"dateTime": f"{day}T15:00:00", "timeZone": "Europe/Berlin"},
+            },
+        )
+        .execute()
+    )
     mailed_by_person = mails(google_url)
     sent = _advoware_bodies(ctx, monkeypatch)
 
@@ -129,10 +172,20 @@ def test_an_adopted_event_keeps_its_guests(ctx: SyncContext, advoware_url: str, 
     calendar_id = calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     google = person(ctx)
     start = datetime.combine(date.today() + days(12), time(9))
-    when = {"start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": start.replace(hour=10).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "Europe/Berlin"}}
-    made = google.events().insert(calendarId=calendar_id, conferenceDataVersion=1, supportsAttachments=True,
-                                  body={"summary": "Ortstermin", **when, **UNMAPPED, "conferenceData": MEET}).execute()
+    when = {
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": start.replace(hour=10).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "Europe/Berlin"},
+    }
+    made = (
+        google.events()
+        .insert(
+            calendarId=calendar_id,
+            conferenceDataVersion=1,
+            supportsAttachments=True,
+            body={"summary": "Ortstermin", **when, **UNMAPPED, "conferenceData": MEET},
+        )
+        .execute()
+    )
     ctx.advoware.create_termin(advoware_termin("Ortstermin", start, start.replace(hour=10), notiz="Baustelle"))
     before = mails(google_url)
     assert sync(ctx)["status"] == "success"

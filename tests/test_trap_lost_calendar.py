@@ -43,8 +43,10 @@ TITLES = ("Gerichtstermin", "Mandantengespräch", "Akteneinsicht")
 
 def _seed(advoware_url: str) -> None:
     first = datetime.combine(date.today() + days(3), time(9))
-    seed_employee(advoware_url, [advoware_termin(t, first + days(i), first.replace(hour=10) + days(i))
-                                 for i, t in enumerate(TITLES)])
+    seed_employee(
+        advoware_url,
+        [advoware_termin(t, first + days(i), first.replace(hour=10) + days(i)) for i, t in enumerate(TITLES)],
+    )
 
 
 def _started(c: SyncContext) -> tuple[SyncContext, list[Any]]:
@@ -55,8 +57,9 @@ def _started(c: SyncContext) -> tuple[SyncContext, list[Any]]:
 
 
 @pytest.fixture
-def shared(advoware_url: str, google_url: str, redis_url: str, hub: str,
-           tmp_path: Path) -> Iterator[tuple[SyncContext, list[Any]]]:
+def shared(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> Iterator[tuple[SyncContext, list[Any]]]:
     _seed(advoware_url)
     c = trap_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
     yield _started(c)
@@ -64,8 +67,9 @@ def shared(advoware_url: str, google_url: str, redis_url: str, hub: str,
 
 
 @pytest.fixture
-def delegated(advoware_url: str, google_url: str, redis_url: str, hub: str,
-              tmp_path: Path) -> Iterator[tuple[SyncContext, list[Any]]]:
+def delegated(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path
+) -> Iterator[tuple[SyncContext, list[Any]]]:
     _seed(advoware_url)
     c = delegated_ctx(advoware_url, google_url, redis_url, hub, tmp_path)
     yield _started(c)
@@ -86,8 +90,9 @@ def _refilled(ctx: SyncContext, advoware_url: str, google_url: str, calendar_id:
 
 
 @pytest.mark.parametrize("checked", [False, True], ids=["found_reading", "found_by_the_access_check"])
-def test_a_deleted_calendar_is_made_again_and_refilled(shared: tuple[SyncContext, list[Any]], advoware_url: str,
-                                                       google_url: str, hub: str, checked: bool) -> None:
+def test_a_deleted_calendar_is_made_again_and_refilled(
+    shared: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str, hub: str, checked: bool
+) -> None:
     ctx, alerts = shared
     old = calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     session = ctx.google.session_for(EMAIL)  # the calendar's owner (the service account) deletes it
@@ -109,8 +114,9 @@ def test_a_deleted_calendar_is_made_again_and_refilled(shared: tuple[SyncContext
     assert quiet(ctx, advoware_url, google_url) and len(alerts) == 1
 
 
-def test_an_unshared_calendar_is_shared_again(shared: tuple[SyncContext, list[Any]], advoware_url: str,
-                                              google_url: str, hub: str) -> None:
+def test_an_unshared_calendar_is_shared_again(
+    shared: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str, hub: str
+) -> None:
     ctx, alerts = shared
     calendar_id = calendar_ids(hub)[EMPLOYEE]
     session = ctx.google.session_for(EMAIL)
@@ -126,8 +132,9 @@ def test_an_unshared_calendar_is_shared_again(shared: tuple[SyncContext, list[An
     an_hour_later(hub)
     result = sync(ctx)
     assert result["status"] == "success" and result["counts"]["plan"]["report_calendar_reshared"] == 1
-    assert sorted(e["summary"] for e in google.events().list(calendarId=calendar_id).execute()["items"]) == \
-        sorted(TITLES)  # the same calendar, all its events, visible again
+    assert sorted(e["summary"] for e in google.events().list(calendarId=calendar_id).execute()["items"]) == sorted(
+        TITLES
+    )  # the same calendar, all its events, visible again
     _refilled(ctx, advoware_url, google_url, calendar_id)
     assert [a.kind for a in alerts] == ["calendar_reshared"] and mails(google_url) == 0
     an_hour_later(hub)
@@ -135,7 +142,8 @@ def test_an_unshared_calendar_is_shared_again(shared: tuple[SyncContext, list[An
 
 
 def test_delegated_calendar_deleted_by_the_employee_is_made_again(
-        delegated: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str) -> None:
+    delegated: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str
+) -> None:
     ctx, alerts = delegated
     old = calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     person(ctx).calendars().delete(calendarId=old).execute()  # their own calendar, deleted in Google
@@ -149,7 +157,8 @@ def test_delegated_calendar_deleted_by_the_employee_is_made_again(
 
 
 def test_delegated_calendar_taken_off_the_list_is_put_back(
-        delegated: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str, hub: str) -> None:
+    delegated: tuple[SyncContext, list[Any]], advoware_url: str, google_url: str, hub: str
+) -> None:
     ctx, alerts = delegated
     calendar_id = calendar_ids(hub)[EMPLOYEE]
     google = person(ctx)

@@ -69,24 +69,42 @@ def by_text(advoware_url: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def test_events_in_other_zones_land_at_their_berlin_time(ctx: SyncContext, advoware_url: str,
-                                                        google_url: str) -> None:
+def test_events_in_other_zones_land_at_their_berlin_time(ctx: SyncContext, advoware_url: str, google_url: str) -> None:
     google, calendar_id = person(ctx), calendar_ids(ctx.hub_dsn)[EMPLOYEE]
     day = date.today() + timedelta(days=20)
     made = {
-        "New York": (at(day, 10, 0, "America/New_York"), at(day, 11, 30, "America/New_York"),
-                     "America/New_York", "America/New_York"),
-        "Flug Tokio-London": (at(day, 9, 0, "Asia/Tokyo"), at(day, 16, 45, "Europe/London"),
-                              "Asia/Tokyo", "Europe/London"),
+        "New York": (
+            at(day, 10, 0, "America/New_York"),
+            at(day, 11, 30, "America/New_York"),
+            "America/New_York",
+            "America/New_York",
+        ),
+        "Flug Tokio-London": (
+            at(day, 9, 0, "Asia/Tokyo"),
+            at(day, 16, 45, "Europe/London"),
+            "Asia/Tokyo",
+            "Europe/London",
+        ),
     }
     ids = {}
     for title, (start, end, start_zone, end_zone) in made.items():
-        ids[title] = google.events().insert(calendarId=calendar_id, body={
-            "summary": title, "start": zoned(start, start_zone), "end": zoned(end, end_zone)}).execute()["id"]
+        ids[title] = (
+            google.events()
+            .insert(
+                calendarId=calendar_id,
+                body={"summary": title, "start": zoned(start, start_zone), "end": zoned(end, end_zone)},
+            )
+            .execute()["id"]
+        )
     offset_only = at(day + timedelta(days=1), 7, 15, "America/Los_Angeles")
-    google.events().insert(calendarId=calendar_id, body={  # an offset, no zone name
-        "summary": "Los Angeles", "start": {"dateTime": offset_only.isoformat()},
-        "end": {"dateTime": (offset_only + timedelta(minutes=45)).isoformat()}}).execute()
+    google.events().insert(
+        calendarId=calendar_id,
+        body={  # an offset, no zone name
+            "summary": "Los Angeles",
+            "start": {"dateTime": offset_only.isoformat()},
+            "end": {"dateTime": (offset_only + timedelta(minutes=45)).isoformat()},
+        },
+    ).execute()
     made["Los Angeles"] = (offset_only, offset_only + timedelta(minutes=45), "", "")
 
     assert sync(ctx)["status"] == "success"
@@ -112,16 +130,27 @@ def test_the_nights_the_clocks_change(ctx: SyncContext, advoware_url: str, googl
     today = date.today()
     spring, autumn = next_eu_change(3, today), next_eu_change(10, today)
     local = lambda d, h, m=0: datetime(d.year, d.month, d.day, h, m)  # noqa: E731  (Advoware's wall time)
-    for text, start, end in (("Über die Umstellung", local(spring, 1, 30), local(spring, 3, 30)),
-                             ("In der Lücke", local(spring, 2, 30), local(spring, 4)),
-                             ("Lange Nacht", local(autumn, 0), local(autumn, 4))):
+    for text, start, end in (
+        ("Über die Umstellung", local(spring, 1, 30), local(spring, 3, 30)),
+        ("In der Lücke", local(spring, 2, 30), local(spring, 4)),
+        ("Lange Nacht", local(autumn, 0), local(autumn, 4)),
+    ):
         ctx.advoware.create_termin(advoware_termin(text, start, end))
     # in Google, the second 02:30 of the autumn night (winter time, +01:00): Advoware has one 02:30 only
     second = datetime(autumn.year, autumn.month, autumn.day, 1, 30, tzinfo=UTC)
     google, calendar_id = person(ctx), calendar_ids(ctx.hub_dsn)[EMPLOYEE]
-    repeated = google.events().insert(calendarId=calendar_id, body={
-        "summary": "Zweimal halb drei", "start": {"dateTime": second.isoformat()},
-        "end": {"dateTime": (second + timedelta(minutes=30)).isoformat()}}).execute()
+    repeated = (
+        google.events()
+        .insert(
+            calendarId=calendar_id,
+            body={
+                "summary": "Zweimal halb drei",
+                "start": {"dateTime": second.isoformat()},
+                "end": {"dateTime": (second + timedelta(minutes=30)).isoformat()},
+            },
+        )
+        .execute()
+    )
 
     assert sync(ctx)["status"] == "success"
     held = by_text(advoware_url)
@@ -153,15 +182,29 @@ def test_a_series_in_another_zone(ctx: SyncContext, advoware_url: str, google_ur
     us_change = spring - timedelta(days=14)  # the US moves two weeks earlier: Berlin is an hour closer
     first = at(us_change - timedelta(days=14), 10, 0, "America/New_York")
     until = (spring + timedelta(days=14)).strftime("%Y%m%dT000000Z")
-    moving = google.events().insert(calendarId=calendar_id, body={
-        "summary": "Weekly New York", "start": zoned(first, "America/New_York"),
-        "end": zoned(first + timedelta(hours=1), "America/New_York"),
-        "recurrence": [f"RRULE:FREQ=WEEKLY;UNTIL={until}"]}).execute()
+    moving = (
+        google.events()
+        .insert(
+            calendarId=calendar_id,
+            body={
+                "summary": "Weekly New York",
+                "start": zoned(first, "America/New_York"),
+                "end": zoned(first + timedelta(hours=1), "America/New_York"),
+                "recurrence": [f"RRULE:FREQ=WEEKLY;UNTIL={until}"],
+            },
+        )
+        .execute()
+    )
     paris = at(date.today() + timedelta(days=10), 9, 0, "Europe/Paris")
-    google.events().insert(calendarId=calendar_id, body={
-        "summary": "Daily Paris", "start": zoned(paris, "Europe/Paris"),
-        "end": zoned(paris + timedelta(minutes=30), "Europe/Paris"),
-        "recurrence": ["RRULE:FREQ=DAILY;INTERVAL=2"]}).execute()
+    google.events().insert(
+        calendarId=calendar_id,
+        body={
+            "summary": "Daily Paris",
+            "start": zoned(paris, "Europe/Paris"),
+            "end": zoned(paris + timedelta(minutes=30), "Europe/Paris"),
+            "recurrence": ["RRULE:FREQ=DAILY;INTERVAL=2"],
+        },
+    ).execute()
 
     result = sync(ctx)
     assert result["status"] == "success"
@@ -173,5 +216,6 @@ def test_a_series_in_another_zone(ctx: SyncContext, advoware_url: str, google_ur
     still = google.events().get(calendarId=calendar_id, eventId=moving["id"]).execute()
     assert still["recurrence"] == moving["recurrence"] and still["status"] == "confirmed"  # left alone
     assert quiet(ctx, advoware_url, google_url)
-    assert event_id(EMPLOYEE, series["frNr"]) not in {e["id"] for e in google.events().list(
-        calendarId=calendar_id).execute()["items"]}  # linked to the person's event, no second copy
+    assert event_id(EMPLOYEE, series["frNr"]) not in {
+        e["id"] for e in google.events().list(calendarId=calendar_id).execute()["items"]
+    }  # linked to the person's event, no second copy

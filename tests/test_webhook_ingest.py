@@ -39,27 +39,43 @@ SECRET = "ingest-test-secret"
 WRITE, READ = "write-token-for-tests", "read-token-for-tests"
 
 
-def build_settings(redis_url: str, hub_dsn: str, *, secret: str = SECRET, allow_unsigned: bool = False,
-                   max_body: int = 1024 * 1024, airflow_url: str | None = None,
-                   espocrm_url: str = "http://127.0.0.1:9") -> Settings:
+def build_settings(
+    redis_url: str,
+    hub_dsn: str,
+    *,
+    secret: str = SECRET,
+    allow_unsigned: bool = False,
+    max_body: int = 1024 * 1024,
+    airflow_url: str | None = None,
+    espocrm_url: str = "http://127.0.0.1:9",
+) -> Settings:
     info = psycopg.conninfo.conninfo_to_dict(hub_dsn)
     return Settings(
         redis_url=redis_url,
-        espocrm=EspoCrmSettings(base_url=espocrm_url, api_key="sandbox-espocrm-key", webhook_secret=secret,
-                                webhook_allow_unsigned=allow_unsigned, webhook_max_body_bytes=max_body),
-        postgres=PostgresSettings(host=info.get("host", "127.0.0.1"), port=int(info.get("port", 5432)),
-                                  db=info["dbname"], user=info.get("user", "postgres")),
+        espocrm=EspoCrmSettings(
+            base_url=espocrm_url,
+            api_key="sandbox-espocrm-key",
+            webhook_secret=secret,
+            webhook_allow_unsigned=allow_unsigned,
+            webhook_max_body_bytes=max_body,
+        ),
+        postgres=PostgresSettings(
+            host=info.get("host", "127.0.0.1"),
+            port=int(info.get("port", 5432)),
+            db=info["dbname"],
+            user=info.get("user", "postgres"),
+        ),
         # default: a port nobody listens on (Airflow "down"); tests that need it pass a fake
-        airflow_api=AirflowApiSettings(url=airflow_url or f"http://127.0.0.1:{free_port()}",
-                                       username="gateway", password="s3cret-pw", timeout_s=2),
+        airflow_api=AirflowApiSettings(
+            url=airflow_url or f"http://127.0.0.1:{free_port()}", username="gateway", password="s3cret-pw", timeout_s=2
+        ),
         gateway=GatewaySettings(api_token=WRITE, read_token=READ),
     )
 
 
 def signed(body: bytes, secret: str = SECRET, webhook_id: str = "6650aaaabbbbcccc0") -> dict[str, str]:
     mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json",
-            "Signature": base64.b64encode(f"{webhook_id}:{mac}".encode()).decode()}
+    return {"Content-Type": "application/json", "Signature": base64.b64encode(f"{webhook_id}:{mac}".encode()).decode()}
 
 
 @pytest.fixture
@@ -73,30 +89,39 @@ def client(redis_url: str, hub: str) -> Iterator[TestClient]:
         yield c
 
 
-def deliver(client: TestClient, items: object, event: str = "update",
-            raw: bytes | None = None) -> httpx.Response:
+def deliver(client: TestClient, items: object, event: str = "update", raw: bytes | None = None) -> httpx.Response:
     body = raw if raw is not None else json.dumps(items).encode()
     return client.post(f"/webhooks/vmh/beteiligte/{event}", content=body, headers=signed(body))
 
 
-@pytest.mark.parametrize("raw, why", [
-    (b"{not json", "not valid JSON"),
-    (b'{"id": "abc"}', "JSON array of objects, got dict"),
-    (b'["abc", "def"]', "item 0 is str"),
-    (b"", "not valid JSON"),
-])
-def test_a_body_that_can_never_succeed_is_400_with_the_reason(client: TestClient, queue: PartyQueue,
-                                                              raw: bytes, why: str) -> None:
+@pytest.mark.parametrize(
+    "raw, why",
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"id": "abc"}', "JSON array of objects, got dict"),
+        (b'["abc", "def"]', "item 0 is str"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_a_body_that_can_never_succeed_is_400_with_the_reason(
+    client: TestClient, queue: PartyQueue, raw: bytes, why: str
+) -> None:
     r = deliver(client, None, raw=raw)
     assert r.status_code == 400
     assert why in r.json()["message"]
     assert queue.stats().pending == 0
 
 
-def test_mixed_items_store_the_valid_and_report_the_invalid(client: TestClient, queue: PartyQueue,
-                                                            hub: str) -> None:
-    items = [{"id": "good1", "name": "A"}, {"name": "no id"}, {"id": 42}, {"id": ""},
-             {"id": "x" * 65}, {"id": "bad id!"}, {"id": "good2"}]
+def test_mixed_items_store_the_valid_and_report_the_invalid(client: TestClient, queue: PartyQueue, hub: str) -> None:
+    items = [
+        {"id": "good1", "name": "A"},
+        {"name": "no id"},
+        {"id": 42},
+        {"id": ""},
+        {"id": "x" * 65},
+        {"id": "bad id!"},
+        {"id": "good2"},
+    ]
     r = deliver(client, items, "create")
     assert r.status_code == 200
     body = r.json()
@@ -119,12 +144,15 @@ def test_an_empty_batch_is_fine(client: TestClient) -> None:
     assert deliver(client, []).json() == {"accepted": 0, "duplicates": 0, "rejected": []}
 
 
-def test_over_the_limit_is_413_and_logged_without_body_content(redis_url: str, hub: str, queue: PartyQueue,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_over_the_limit_is_413_and_logged_without_body_content(
+    redis_url: str, hub: str, queue: PartyQueue, caplog: pytest.LogCaptureFixture
+) -> None:
     items = [{"id": f"big{i:03d}", "name": "Secret Client Name", "note": "y" * 100} for i in range(50)]
     body = json.dumps(items).encode()
-    with TestClient(create_app(build_settings(redis_url, hub, max_body=2048))) as c, \
-            caplog.at_level(logging.INFO, logger="webhook_gateway"):
+    with (
+        TestClient(create_app(build_settings(redis_url, hub, max_body=2048))) as c,
+        caplog.at_level(logging.INFO, logger="webhook_gateway"),
+    ):
         r = c.post("/webhooks/vmh/beteiligte/update", content=body, headers=signed(body))
         assert r.status_code == 413
         small = json.dumps([{"id": "small1"}]).encode()
@@ -136,8 +164,7 @@ def test_over_the_limit_is_413_and_logged_without_body_content(redis_url: str, h
     assert not is_pending(queue, "big010")
 
 
-def test_every_delivery_marks_pending_again_and_redeliveries_are_counted(client: TestClient,
-                                                                        queue: PartyQueue) -> None:
+def test_every_delivery_marks_pending_again_and_redeliveries_are_counted(client: TestClient, queue: PartyQueue) -> None:
     first = deliver(client, [{"id": "p1", "name": "A"}])
     assert first.json()["duplicates"] == 0
     [claimed] = queue.claim()
@@ -174,8 +201,7 @@ def test_a_run_is_triggered_after_the_answer_and_coalesced(redis_url: str, hub: 
     from tests.test_airflow_api import make_fake_airflow
 
     airflow = make_fake_airflow()
-    with ServerThread(airflow) as af, \
-            TestClient(create_app(build_settings(redis_url, hub, airflow_url=af.url))) as c:
+    with ServerThread(airflow) as af, TestClient(create_app(build_settings(redis_url, hub, airflow_url=af.url))) as c:
         for i in range(10):
             assert deliver(c, [{"id": f"t{i}"}]).status_code == 200
         wait_for(lambda: airflow.state.runs)
@@ -204,12 +230,14 @@ def test_metrics_count_accepted_rejected_and_errors(client: TestClient) -> None:
         return 0.0
 
     def values() -> list[float]:
-        return [value("vmh_webhook_accepted_total", event="create"),
-                value("vmh_webhook_rejected_total", event="create"),
-                value("vmh_webhook_errors_total", event="create", status="401"),
-                value("vmh_webhook_request_seconds_count", event="create"),
-                value("vmh_webhook_duplicates_total", event="create"),
-                value("vmh_webhook_errors_total", event="create", status="400")]
+        return [
+            value("vmh_webhook_accepted_total", event="create"),
+            value("vmh_webhook_rejected_total", event="create"),
+            value("vmh_webhook_errors_total", event="create", status="401"),
+            value("vmh_webhook_request_seconds_count", event="create"),
+            value("vmh_webhook_duplicates_total", event="create"),
+            value("vmh_webhook_errors_total", event="create", status="400"),
+        ]
 
     before = values()
     # known traffic: 2 ids and 1 without an id, the same delivery again (2 duplicates, still queued),
@@ -225,11 +253,9 @@ def test_metrics_count_accepted_rejected_and_errors(client: TestClient) -> None:
 
 
 # -- dead letters ----------------------------------------------------------------------------------
-def test_dead_letters_api_needs_the_write_token_and_replays(client: TestClient, queue: PartyQueue,
-                                                            hub: str) -> None:
+def test_dead_letters_api_needs_the_write_token_and_replays(client: TestClient, queue: PartyQueue, hub: str) -> None:
     with connect(hub) as conn:
-        failed = dead_letters.add(conn, source="beteiligte_sync", entity_id="dl1", reason="HTTP 500",
-                                  attempts=5)
+        failed = dead_letters.add(conn, source="beteiligte_sync", entity_id="dl1", reason="HTTP 500", attempts=5)
         no_id = dead_letters.add(conn, source="webhook", reason="missing id", payload={"index": 0})
     assert client.get("/webhooks/dead-letters").status_code == 401
     read_only = {"Authorization": f"Bearer {READ}"}
@@ -245,14 +271,17 @@ def test_dead_letters_api_needs_the_write_token_and_replays(client: TestClient, 
     assert client.post(f"/webhooks/dead-letters/{failed}/replay", headers=auth).status_code == 409
     assert client.post(f"/webhooks/dead-letters/{no_id}/replay", headers=auth).status_code == 409
     assert client.post("/webhooks/dead-letters/999999/replay", headers=auth).status_code == 404
-    assert client.post(f"/webhooks/dead-letters/{failed}/replay",
-                       headers={"Authorization": f"Bearer {READ}"}).status_code == 403
+    assert (
+        client.post(f"/webhooks/dead-letters/{failed}/replay", headers={"Authorization": f"Bearer {READ}"}).status_code
+        == 403
+    )
     still_open = client.get("/webhooks/dead-letters", headers=auth).json()["dead_letters"]
     assert [d["id"] for d in still_open] == [no_id]
 
 
-def test_dead_letters_cli_lists_and_replays(redis_url: str, hub: str, queue: PartyQueue,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_dead_letters_cli_lists_and_replays(
+    redis_url: str, hub: str, queue: PartyQueue, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = build_settings(redis_url, hub)
     with connect(hub) as conn:
         dl = dead_letters.add(conn, source="beteiligte_sync", entity_id="cli1", reason="Advoware said 400")
@@ -268,9 +297,9 @@ def test_dead_letters_cli_lists_and_replays(redis_url: str, hub: str, queue: Par
 
 
 # -- EspoCRM's own sender --------------------------------------------------------------------------
-def test_registered_webhooks_deliver_signed_batches_from_espocrm(redis_url: str, hub: str, espocrm_url: str,
-                                                                 queue: PartyQueue,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_registered_webhooks_deliver_signed_batches_from_espocrm(
+    redis_url: str, hub: str, espocrm_url: str, queue: PartyQueue, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = free_port()
     gateway_url = f"http://127.0.0.1:{port}"
     base = build_settings(redis_url, hub, espocrm_url=espocrm_url)
@@ -298,8 +327,9 @@ def test_registered_webhooks_deliver_signed_batches_from_espocrm(redis_url: str,
     assert got[b["id"]].delete_seen
 
 
-def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(redis_url: str, hub: str,
-                                                                    queue: PartyQueue) -> None:
+def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(
+    redis_url: str, hub: str, queue: PartyQueue
+) -> None:
     body = json.dumps([{"id": "rooted1"}]).encode()
     with TestClient(create_app(build_settings(redis_url, hub)), root_path="/gateway") as c:
         assert c.get("/gateway/healthz").status_code == 200  # the router's view of the same request

@@ -40,45 +40,64 @@ def client(redis_url: str, hub: str) -> TestClient:
 
 
 def post(client: TestClient, headers: dict[str, str], body: bytes = BODY, event: str = "update"):
-    return client.post(f"/webhooks/vmh/beteiligte/{event}", content=body,
-                       headers={"Content-Type": "application/json", **headers})
+    return client.post(
+        f"/webhooks/vmh/beteiligte/{event}", content=body, headers={"Content-Type": "application/json", **headers}
+    )
 
 
 def test_current_and_legacy_headers_are_accepted_per_webhook_secret(client: TestClient) -> None:
-    for headers in ({"Signature": php_signature(WEBHOOK_A, SECRET_A, BODY)},
-                    {"X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY)},
-                    {"Signature": php_signature(WEBHOOK_B, SECRET_B, BODY)},
-                    {"X-Signature": php_legacy_signature(WEBHOOK_B, SECRET_B, BODY)}):
+    for headers in (
+        {"Signature": php_signature(WEBHOOK_A, SECRET_A, BODY)},
+        {"X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY)},
+        {"Signature": php_signature(WEBHOOK_B, SECRET_B, BODY)},
+        {"X-Signature": php_legacy_signature(WEBHOOK_B, SECRET_B, BODY)},
+    ):
         r = post(client, headers)
         assert r.status_code == 200, r.text
         assert r.json()["accepted"] == 1
 
 
 def test_both_headers_as_espocrm_sends_them(client: TestClient) -> None:
-    r = post(client, {"Signature": php_signature(WEBHOOK_A, SECRET_A, BODY),
-                      "X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY)})
+    r = post(
+        client,
+        {
+            "Signature": php_signature(WEBHOOK_A, SECRET_A, BODY),
+            "X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY),
+        },
+    )
     assert r.status_code == 200
 
 
-@pytest.mark.parametrize("headers", [
-    {"Signature": php_signature(WEBHOOK_A, SECRET_A, BODY.replace(b"GmbH", b"AG"))},   # tampered body
-    {"X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY + b" ")},
-    {"Signature": php_signature(WEBHOOK_A, "not-the-secret", BODY)},                  # wrong secret
-    {"Signature": php_signature(WEBHOOK_A, SECRET_B, BODY)},                          # B's secret for A
-    {"Signature": php_signature("unknownwebhook01", SECRET_A, BODY)},                 # unknown webhook id
-    {"Signature": "not base64 at all!"},
-    {"Signature": base64.b64encode(b"no-colon-here").decode()},
-    {},                                                                               # missing
-], ids=["tampered", "tampered-legacy", "wrong-secret", "other-webhooks-secret", "unknown-webhook",
-        "garbage", "no-colon", "missing"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Signature": php_signature(WEBHOOK_A, SECRET_A, BODY.replace(b"GmbH", b"AG"))},  # tampered body
+        {"X-Signature": php_legacy_signature(WEBHOOK_A, SECRET_A, BODY + b" ")},
+        {"Signature": php_signature(WEBHOOK_A, "not-the-secret", BODY)},  # wrong secret
+        {"Signature": php_signature(WEBHOOK_A, SECRET_B, BODY)},  # B's secret for A
+        {"Signature": php_signature("unknownwebhook01", SECRET_A, BODY)},  # unknown webhook id
+        {"Signature": "not base64 at all!"},
+        {"Signature": base64.b64encode(b"no-colon-here").decode()},
+        {},  # missing
+    ],
+    ids=[
+        "tampered",
+        "tampered-legacy",
+        "wrong-secret",
+        "other-webhooks-secret",
+        "unknown-webhook",
+        "garbage",
+        "no-colon",
+        "missing",
+    ],
+)
 def test_bad_or_missing_signature_is_401(client: TestClient, headers: dict[str, str]) -> None:
     r = post(client, headers)
     assert r.status_code == 401, r.text
     assert "accepted" not in r.json()
 
 
-def test_unsigned_is_refused_unless_allowed(redis_url: str, hub: str,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_unsigned_is_refused_unless_allowed(redis_url: str, hub: str, caplog: pytest.LogCaptureFixture) -> None:
     with TestClient(create_app(build_settings(redis_url, hub, secret=SECRET_A))) as c:
         assert post(c, {}).status_code == 401
     with caplog.at_level(logging.WARNING, logger="webhook_gateway.webhooks"):
@@ -107,8 +126,9 @@ def test_raw_mac_containing_a_colon_still_verifies() -> None:
     # the legacy header carries raw bytes; find a body whose MAC contains b":" (0x3a)
     bodies = (f'[{{"id":"x{i}"}}]'.encode() for i in range(10_000))
     body = next(b for b in bodies if b":" in hmac.new(SECRET_A.encode(), b, hashlib.sha256).digest())
-    v = signature.verify(body, {"x-signature": php_legacy_signature(WEBHOOK_A, SECRET_A, body)},
-                         [(WEBHOOK_A, SECRET_A)])
+    v = signature.verify(
+        body, {"x-signature": php_legacy_signature(WEBHOOK_A, SECRET_A, body)}, [(WEBHOOK_A, SECRET_A)]
+    )
     assert v.ok
 
 
@@ -119,9 +139,11 @@ def test_unknown_webhook_id_is_answered_like_a_wrong_signature_and_logged_apart(
         forged = post(client, {"Signature": php_signature("evil\nINFO forged", SECRET_A, BODY)})
     assert unknown.status_code == wrong.status_code == forged.status_code == 401
     strip = ("request_id",)
-    assert {k: v for k, v in unknown.json().items() if k not in strip} == \
-        {k: v for k, v in wrong.json().items() if k not in strip} == \
-        {k: v for k, v in forged.json().items() if k not in strip}
+    assert (
+        {k: v for k, v in unknown.json().items() if k not in strip}
+        == {k: v for k, v in wrong.json().items() if k not in strip}
+        == {k: v for k, v in forged.json().items() if k not in strip}
+    )
     lines = logs.lines()
     assert any("unknownwebhook01" in line and "no secret" in line for line in lines)
     assert any("does not match" in line for line in lines)
@@ -134,7 +156,7 @@ def test_the_worked_example_in_the_interfaces_doc_verifies() -> None:
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "interfaces.md").read_text()
-    section = doc[doc.index("## Webhook signature"):doc.index("## Gateway limits")]
+    section = doc[doc.index("## Webhook signature") : doc.index("## Gateway limits")]
     hexmac = re.search(r"HMAC-SHA256 \(hex\)\s+(\S+)", section)[1]  # type: ignore[index]
     new = re.search(r"\nSignature\s+(\S+)", section)[1]  # type: ignore[index]
     legacy = re.search(r"\nX-Signature\s+(\S+)", section)[1]  # type: ignore[index]

@@ -28,26 +28,49 @@ EMAIL = "tr@kanzlei.example"
 
 def advoware_termin(text: str, start: datetime, end: datetime, **extra: Any) -> dict[str, Any]:
     """An appointment as Advoware holds it (local Berlin wall times without offset)."""
-    return {"text": text, "notiz": "", "ort": "", "kuerzel": EMPLOYEE, "anwalt": EMPLOYEE,
-            "datum": start.strftime("%Y-%m-%dT%H:%M:%S"), "uhrzeitVon": start.strftime("%H:%M:%S"),
-            "datumBis": end.strftime("%Y-%m-%dT%H:%M:%S"), "uhrzeitBis": end.strftime("%H:%M:%S"),
-            "abwesenheit": 0, "privat": 0, **extra}
+    return {
+        "text": text,
+        "notiz": "",
+        "ort": "",
+        "kuerzel": EMPLOYEE,
+        "anwalt": EMPLOYEE,
+        "datum": start.strftime("%Y-%m-%dT%H:%M:%S"),
+        "uhrzeitVon": start.strftime("%H:%M:%S"),
+        "datumBis": end.strftime("%Y-%m-%dT%H:%M:%S"),
+        "uhrzeitBis": end.strftime("%H:%M:%S"),
+        "abwesenheit": 0,
+        "privat": 0,
+        **extra,
+    }
 
 
 def all_day_termin(text: str, first: date, last: date) -> dict[str, Any]:
-    return {"text": text, "notiz": "", "ort": "", "kuerzel": EMPLOYEE, "anwalt": EMPLOYEE,
-            "datum": f"{first}T00:00:00", "uhrzeitVon": "00:00:00", "datumBis": f"{last}T23:59:00",
-            "uhrzeitBis": "23:59:00", "abwesenheit": 1, "privat": 0}
+    return {
+        "text": text,
+        "notiz": "",
+        "ort": "",
+        "kuerzel": EMPLOYEE,
+        "anwalt": EMPLOYEE,
+        "datum": f"{first}T00:00:00",
+        "uhrzeitVon": "00:00:00",
+        "datumBis": f"{last}T23:59:00",
+        "uhrzeitBis": "23:59:00",
+        "abwesenheit": 1,
+        "privat": 0,
+    }
 
 
 def seed_employee(advoware_url: str, termine: list[dict[str, Any]]) -> None:
-    body = {"mitarbeiter": [{"kuerzel": EMPLOYEE, "vorname": "Tina", "name": "Rat", "email": EMAIL, "aktiv": True}],
-            "termine": termine}
+    body = {
+        "mitarbeiter": [{"kuerzel": EMPLOYEE, "vorname": "Tina", "name": "Rat", "email": EMAIL, "aktiv": True}],
+        "termine": termine,
+    }
     httpx.post(f"{advoware_url}/_sandbox/seed", json=body, timeout=30).raise_for_status()
 
 
-def trap_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path,
-             today: date | None = None, **kw: Any) -> SyncContext:
+def trap_ctx(
+    advoware_url: str, google_url: str, redis_url: str, hub: str, tmp_path: Path, today: date | None = None, **kw: Any
+) -> SyncContext:
     ctx = make_ctx(advoware_url, google_url, redis_url, hub, tmp_path, **kw)
     ctx.today = today
     return ctx
@@ -57,11 +80,16 @@ def delegated_ctx(advoware_url: str, google_url: str, redis_url: str, hub: str, 
     """Domain-wide delegation: the sync acts as each employee, whose own account holds the calendar."""
     s = settings(advoware_url, google_url, redis_url, hub, tmp_path)
     s = s.model_copy(update={"google": google_settings(google_url, tmp_path, delegation=True)})
-    advoware = AdvowareClient(s.advoware, redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01,
-                              backoff_max_s=0.1)
-    google = GoogleCalendarClient(s.google, ServiceAccount.from_settings(s.google),
-                                  limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
-                                  backoff=Backoff(base_s=0.02, cap_s=0.2, max_retries=4), timeout_s=10)
+    advoware = AdvowareClient(
+        s.advoware, redis_client=redis.Redis.from_url(redis_url), backoff_base_s=0.01, backoff_max_s=0.1
+    )
+    google = GoogleCalendarClient(
+        s.google,
+        ServiceAccount.from_settings(s.google),
+        limiter=RateLimiter.from_url(redis_url, limit=600, window_s=60),
+        backoff=Backoff(base_s=0.02, cap_s=0.2, max_retries=4),
+        timeout_s=10,
+    )
     return SyncContext(hub, advoware, google, s)
 
 

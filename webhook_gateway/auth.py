@@ -24,8 +24,12 @@ def token_scope(request: Request) -> Scope:
     gw = request.app.state.settings.gateway
     token = _bearer(request)
     if token is None:
-        raise refusal(status.HTTP_401_UNAUTHORIZED, "missing_token", "missing bearer token",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise refusal(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing_token",
+            "missing bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     write = gw.api_token.get_secret_value()
     read = gw.read_token.get_secret_value()
     # compare_digest on both, always, so timing does not tell which one nearly matched
@@ -42,7 +46,7 @@ def token_scope(request: Request) -> Scope:
 
 def require_write(scope: Scope = Depends(token_scope)) -> Scope:
     if scope != "write":
-        raise refusal(status.HTTP_403_FORBIDDEN, "read_only_token",
-                      "this token is read-only; a write needs the read-write token")
+        raise refusal(
+            status.HTTP_403_FORBIDDEN, "read_only_token", "this token is read-only; a write needs the read-write token"
+        )
     return scope
-

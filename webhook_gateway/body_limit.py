@@ -19,8 +19,7 @@ from webhook_gateway.json_body import BadJson, decode
 
 
 def too_large(limit: int) -> HTTPException:
-    return HTTPException(413, detail={"error": "body_too_large", "message": f"body over {limit} bytes",
-                                      "limit": limit})
+    return HTTPException(413, detail={"error": "body_too_large", "message": f"body over {limit} bytes", "limit": limit})
 
 
 class _LimitedRequest(Request):

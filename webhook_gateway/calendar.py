@@ -79,12 +79,21 @@ class TriggerAnswer(BaseModel):
     url: str
 
 
-@router.post("/advoware/calendar/sync", dependencies=[Depends(require_write)], status_code=202,
-             tags=["calendar"], response_model=None,
-             responses={202: {"model": TriggerAnswer, "description": "A run was started"},
-                        200: {"model": TriggerAnswer, "description": "A repeated call (same Idempotency-Key "
-                                                                     "or X-Request-ID): the run it started"},
-                        **errors(400, 401, 403, 413, 422, 502, 503)})
+@router.post(
+    "/advoware/calendar/sync",
+    dependencies=[Depends(require_write)],
+    status_code=202,
+    tags=["calendar"],
+    response_model=None,
+    responses={
+        202: {"model": TriggerAnswer, "description": "A run was started"},
+        200: {
+            "model": TriggerAnswer,
+            "description": "A repeated call (same Idempotency-Key or X-Request-ID): the run it started",
+        },
+        **errors(400, 401, 403, 413, 422, 502, 503),
+    },
+)
 async def trigger_calendar_sync(
     request: Request,
     body: SyncRequest | None = None,
@@ -109,8 +118,17 @@ async def trigger_calendar_sync(
             state = (await api.get_run(CALENDAR_SYNC_DAG, dag_run_id)).get("state")
         except (httpx.HTTPError, AirflowApiError, TimeoutError):
             state = None
-    log.info("calendar sync run %s %s (employees: %d)", dag_run_id, "created" if result.created else "exists",
-             len(body.employees))
-    payload = {"dag_id": CALENDAR_SYNC_DAG, "dag_run_id": dag_run_id, "created": result.created, "state": state,
-               "url": run_url(request.app.state.settings, dag_run_id)}
+    log.info(
+        "calendar sync run %s %s (employees: %d)",
+        dag_run_id,
+        "created" if result.created else "exists",
+        len(body.employees),
+    )
+    payload = {
+        "dag_id": CALENDAR_SYNC_DAG,
+        "dag_run_id": dag_run_id,
+        "created": result.created,
+        "state": state,
+        "url": run_url(request.app.state.settings, dag_run_id),
+    }
     return JSONResponse(payload, status_code=202 if result.created else 200)

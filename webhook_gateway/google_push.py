@@ -93,8 +93,9 @@ def _check(hub: Hub, channel_id: str, token: str, resource_id: str, message_numb
         # constant time, both as bytes: a forger learns nothing from the answer's timing
         if not hmac.compare_digest(channel.token.encode(), token.encode()):
             raise _reject(403, "bad_token", "the channel token does not match")
-        if channel.resource_id is not None and not hmac.compare_digest(channel.resource_id.encode(),
-                                                                         resource_id.encode()):
+        if channel.resource_id is not None and not hmac.compare_digest(
+            channel.resource_id.encode(), resource_id.encode()
+        ):
             raise _reject(403, "resource_mismatch", "the resource id is not the channel's")
         if channel.state != channels.ACTIVE:
             raise _reject(410, "channel_stopped", "the channel was stopped")
@@ -117,12 +118,16 @@ def _required(value: str | None, name: str) -> str:
     return value
 
 
-@router.post(PATH, tags=["google"], response_model=NotificationAnswer,
-             responses=errors(400, 403, 404, 410, 422, 503),
-             description="Google Calendar push notifications (events.watch). Headers only, empty body. "
-                         "`sync` is answered without work; `exists` marks the channel's employee for a "
-                         "targeted run (coalesced, PUSH_DEBOUNCE_S) and is answered at once. A replayed "
-                         "message number is answered 200 with `replay: true` and changes nothing.")
+@router.post(
+    PATH,
+    tags=["google"],
+    response_model=NotificationAnswer,
+    responses=errors(400, 403, 404, 410, 422, 503),
+    description="Google Calendar push notifications (events.watch). Headers only, empty body. "
+    "`sync` is answered without work; `exists` marks the channel's employee for a "
+    "targeted run (coalesced, PUSH_DEBOUNCE_S) and is answered at once. A replayed "
+    "message number is answered 200 with `replay: true` and changes nothing.",
+)
 async def google_notification(
     request: Request,
     x_goog_channel_id: Annotated[str | None, Header(max_length=MAX_HEADER)] = None,
@@ -146,17 +151,19 @@ async def google_notification(
     hub = _hub(request)
     loop = asyncio.get_running_loop()
     try:
-        verdict = await loop.run_in_executor(_HUB_POOL, _check, hub, channel_id,
-                                             x_goog_channel_token or "", resource_id, number)
+        verdict = await loop.run_in_executor(
+            _HUB_POOL, _check, hub, channel_id, x_goog_channel_token or "", resource_id, number
+        )
     except (psycopg.Error, OSError) as exc:
-        log.error("google notification on channel %s not checked: hub %s", escape(channel_id, 80),
-                  type(exc).__name__)
-        raise refusal(503, "store_unavailable", "the hub is unavailable; retry",
-                      headers={"Retry-After": "5"}) from None
+        log.error("google notification on channel %s not checked: hub %s", escape(channel_id, 80), type(exc).__name__)
+        raise refusal(503, "store_unavailable", "the hub is unavailable; retry", headers={"Retry-After": "5"}) from None
     except Exception as exc:
         if getattr(exc, "status_code", 0) and exc.status_code < 500:  # type: ignore[attr-defined]
-            log.info("google notification refused on channel %s: %s", escape(channel_id, 80),
-                     exc.detail.get("error") if isinstance(exc.detail, dict) else exc)  # type: ignore[attr-defined]
+            log.info(
+                "google notification refused on channel %s: %s",
+                escape(channel_id, 80),
+                exc.detail.get("error") if isinstance(exc.detail, dict) else exc,
+            )  # type: ignore[attr-defined]
         raise
     marked = False
     if state != "sync" and verdict.fresh:
@@ -166,19 +173,31 @@ async def google_notification(
                 await runs.mark(verdict.employee, "push")
                 marked = True
             except (redis.RedisError, OSError) as exc:
-                log.error("google notification on channel %s: mark not stored (%s)", escape(channel_id, 80),
-                          type(exc).__name__)
-                raise refusal(503, "queue_unavailable", "the change could not be stored; retry",
-                              headers={"Retry-After": "5"}) from None
+                log.error(
+                    "google notification on channel %s: mark not stored (%s)",
+                    escape(channel_id, 80),
+                    type(exc).__name__,
+                )
+                raise refusal(
+                    503, "queue_unavailable", "the change could not be stored; retry", headers={"Retry-After": "5"}
+                ) from None
     if verdict.fresh:
         try:
             await loop.run_in_executor(_HUB_POOL, _note, hub, channel_id, number)
         except (psycopg.Error, OSError) as exc:  # marked already: a retry by Google would only coalesce
-            log.warning("google notification on channel %s: message number not noted (%s)",
-                        escape(channel_id, 80), type(exc).__name__)
+            log.warning(
+                "google notification on channel %s: message number not noted (%s)",
+                escape(channel_id, 80),
+                type(exc).__name__,
+            )
     else:
         REPLAYED.inc()
-    log.info("google notification channel=%s employee=%s state=%s message=%s%s", escape(channel_id, 80),
-             verdict.employee, state, number if number is not None else "-",
-             " (replay)" if not verdict.fresh else (" marked" if marked else ""))
+    log.info(
+        "google notification channel=%s employee=%s state=%s message=%s%s",
+        escape(channel_id, 80),
+        verdict.employee,
+        state,
+        number if number is not None else "-",
+        " (replay)" if not verdict.fresh else (" marked" if marked else ""),
+    )
     return JSONResponse({"channel": channel_id, "state": state, "marked": marked, "replay": not verdict.fresh})

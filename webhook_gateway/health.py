@@ -34,16 +34,30 @@ class DeepHealth(BaseModel):
     verdicts: list[VerdictBody]
 
 
-@router.get("/healthz/deep", tags=["operations"], dependencies=[Depends(token_scope)], response_model=DeepHealth,
-            responses=errors(401, 403, 503))
-def deep_health(request: Request, service: Annotated[list[Service] | None, Query(
-        description="only these services (repeatable); default all")] = None) -> Any:
+@router.get(
+    "/healthz/deep",
+    tags=["operations"],
+    dependencies=[Depends(token_scope)],
+    response_model=DeepHealth,
+    responses=errors(401, 403, 503),
+)
+def deep_health(
+    request: Request,
+    service: Annotated[list[Service] | None, Query(description="only these services (repeatable); default all")] = None,
+) -> Any:
     # plain def: the checks block, FastAPI runs it in a thread
     verdicts = run_all(request.app.state.settings, only=list(service) if service else None)
     body: dict[str, Any] = {"ok": all(v.ok for v in verdicts), "verdicts": [v.as_dict() for v in verdicts]}
     if body["ok"]:
         return body
     failed = [v for v in verdicts if not v.ok]
-    return JSONResponse({"error": "check_failed", "status": 503,
-                         "message": f"{len(failed)} checks failed: {', '.join(sorted({v.service for v in failed}))}",
-                         "request_id": getattr(request.state, "request_id", None), **body}, status_code=503)
+    return JSONResponse(
+        {
+            "error": "check_failed",
+            "status": 503,
+            "message": f"{len(failed)} checks failed: {', '.join(sorted({v.service for v in failed}))}",
+            "request_id": getattr(request.state, "request_id", None),
+            **body,
+        },
+        status_code=503,
+    )

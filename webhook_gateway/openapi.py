@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ERROR_DESCRIPTIONS = {
     400: "Bad request: the body or path can never succeed (`error` says which: bad_path, bad_body, "
-         "method_override, ...)",
+    "method_override, ...)",
     401: "No token (or, on webhooks, no valid signature)",
     403: "Token not accepted, read-only token for a write, path not on the allow-list, or write protection; "
-         "on Google notifications: the channel token or resource id does not match",
+    "on Google notifications: the channel token or resource id does not match",
     404: "Not found",
     405: "Method not allowed",
     408: "The request's head or body did not arrive in time (the connection is closed)",
@@ -31,8 +31,8 @@ ERROR_DESCRIPTIONS = {
     431: "Request head over 16 KiB or 100 header fields (the connection is closed)",
     502: "Upstream (Advoware, Airflow) unreachable or refused",
     503: "A store the route needs (Redis, hub, Airflow) is down, the gateway is at its connection cap, or (on "
-         "/healthz/deep) a check failed; "
-         "retry (Retry-After where given)",
+    "/healthz/deep) a check failed; "
+    "retry (Retry-After where given)",
     504: "Advoware did not answer in time",
 }
 EDGE_STATUSES = (408, 431, 503)  # any request can get these from the server layer
@@ -61,15 +61,22 @@ class ValidationErrorBody(ErrorBody):
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries for these refusals, in the gateway's error format."""
-    return {status: {"model": ValidationErrorBody if status == 422 else ErrorBody,
-                     "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
+    return {
+        status: {
+            "model": ValidationErrorBody if status == 422 else ErrorBody,
+            "description": ERROR_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
 
 
 # -- the webhook routes (not in the router) -----------------------------------------------------------
 class WebhookItem(BaseModel):
     model_config = ConfigDict(extra="allow")
-    id: str = Field(description="EspoCRM record id, [A-Za-z0-9_-]{1,64}; an item without a valid id is "
-                                "dead-lettered and reported in `rejected`")
+    id: str = Field(
+        description="EspoCRM record id, [A-Za-z0-9_-]{1,64}; an item without a valid id is "
+        "dead-lettered and reported in `rejected`"
+    )
 
 
 class RejectedItem(BaseModel):
@@ -94,16 +101,20 @@ def _schema_ref(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
 
 def _error_response(doc: dict[str, Any], status: int) -> dict[str, Any]:
     model = ValidationErrorBody if status == 422 else ErrorBody
-    return {"description": ERROR_DESCRIPTIONS[status],
-            "content": {"application/json": {"schema": _schema_ref(doc, model)}}}
+    return {
+        "description": ERROR_DESCRIPTIONS[status],
+        "content": {"application/json": {"schema": _schema_ref(doc, model)}},
+    }
 
 
 def _webhook_paths(doc: dict[str, Any], max_items: int, max_body: int) -> dict[str, Any]:
     from webhook_gateway.webhooks import EVENTS, PATH_PREFIX
 
     responses: dict[str, Any] = {
-        "200": {"description": "Stored in the queue (`duplicates`: exact re-deliveries, still queued)",
-                "content": {"application/json": {"schema": _schema_ref(doc, WebhookAccepted)}}},
+        "200": {
+            "description": "Stored in the queue (`duplicates`: exact re-deliveries, still queued)",
+            "content": {"application/json": {"schema": _schema_ref(doc, WebhookAccepted)}},
+        },
         **{str(s): _error_response(doc, s) for s in (400, 401, 404, 405, 413, 503)},
     }
     responses["405"]["headers"] = {"Allow": {"schema": {"type": "string"}, "description": "POST"}}
@@ -121,13 +132,29 @@ def _webhook_paths(doc: dict[str, Any], max_items: int, max_body: int) -> dict[s
         "tags": ["webhooks"],
         "parameters": [
             {"name": "event", "in": "path", "required": True, "schema": {"type": "string", "enum": list(EVENTS)}},
-            {"name": "Signature", "in": "header", "required": False, "schema": {"type": "string"},
-             "description": "base64(<webhookId>:<hex HMAC-SHA256 of the body>)"},
-            {"name": "X-Signature", "in": "header", "required": False, "schema": {"type": "string"},
-             "description": "base64(<webhookId>:<raw HMAC-SHA256 of the body>)"},
+            {
+                "name": "Signature",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "base64(<webhookId>:<hex HMAC-SHA256 of the body>)",
+            },
+            {
+                "name": "X-Signature",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "base64(<webhookId>:<raw HMAC-SHA256 of the body>)",
+            },
         ],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "array", "maxItems": max_items, "items": _schema_ref(doc, WebhookItem)}}}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "maxItems": max_items, "items": _schema_ref(doc, WebhookItem)}
+                }
+            },
+        },
         "responses": responses,
         "security": [],
     }
@@ -146,14 +173,20 @@ def install(app: FastAPI, *, max_items: int, max_body: int) -> None:
 
     def complete() -> dict[str, Any]:
         if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                              routes=app.routes)
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             doc["paths"].update(_webhook_paths(doc, max_items, max_body))
             doc.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "GATEWAY_API_TOKEN (read-write) or GATEWAY_READ_TOKEN (GET only)"},
-                "apiToken": {"type": "apiKey", "in": "header", "name": "X-API-Token",
-                             "description": "the same tokens in a header of their own"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "GATEWAY_API_TOKEN (read-write) or GATEWAY_READ_TOKEN (GET only)",
+                },
+                "apiToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Token",
+                    "description": "the same tokens in a header of their own",
+                },
             }
             doc["security"] = [{"bearer": []}, {"apiToken": []}]
             for path in ("/healthz", "/metrics"):  # open to anyone

@@ -125,10 +125,15 @@ def _error(status: int, error: str, message: str) -> HTTPException:
 
 
 _UPSTREAM_ANSWER: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Advoware's answer (JSON), passed on unchanged",
-          "content": {"application/json": {"schema": {}}}},
-    "default": {"description": "Advoware's own answer with its status (404, 409, 503 with Retry-After, ...), "
-                               "passed on unchanged", "content": {"application/json": {"schema": {}}}},
+    200: {
+        "description": "Advoware's answer (JSON), passed on unchanged",
+        "content": {"application/json": {"schema": {}}},
+    },
+    "default": {
+        "description": "Advoware's own answer with its status (404, 409, 503 with Retry-After, ...), "
+        "passed on unchanged",
+        "content": {"application/json": {"schema": {}}},
+    },
 }
 _PROXY_DOC: dict[str, Any] = {
     "tags": ["advoware proxy"],
@@ -138,7 +143,8 @@ _PROXY_DOC: dict[str, Any] = {
         "for writes, the JSON body; no client header. The path is words, numbers, '-' and '_' between "
         f"single slashes, at most {MAX_PATH_CHARS} characters; the query string at most {MAX_QUERY_BYTES} "
         "bytes; a method override (`_method`, X-HTTP-Method-Override) is a 400. Writes (POST, PUT, DELETE) "
-        "need the read-write token and are audited."),
+        "need the read-write token and are audited."
+    ),
 }
 _JSON_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
 
@@ -166,8 +172,13 @@ async def advoware_proxy(path: str, request: Request) -> Response:
     except ClientDisconnect:  # gone mid-upload: nothing was sent upstream, and nobody reads an answer
         # the server's body deadline ends a request the same way, and leaves its reason in the state
         status, detail = request.scope.get("state", {}).get("edge_refusal") or (CLIENT_GONE, "client_disconnected")
-        log.info("proxy %s %s: body not received (%s) rid=%s", method, escape(target), detail,
-                 getattr(request.state, "request_id", None))
+        log.info(
+            "proxy %s %s: body not received (%s) rid=%s",
+            method,
+            escape(target),
+            detail,
+            getattr(request.state, "request_id", None),
+        )
         return Response(status_code=status)
     finally:  # exactly one audit row per write attempt, whatever happened
         if method in WRITE_METHODS:
@@ -177,9 +188,14 @@ async def advoware_proxy(path: str, request: Request) -> Response:
 
 
 for _method in ("GET", "POST", "PUT", "DELETE"):  # one route per method: one operation id each
-    router.add_api_route("/api/advoware/{path:path}", advoware_proxy, methods=[_method],
-                         operation_id=f"advoware_proxy_{_method.lower()}",
-                         openapi_extra=_JSON_BODY if _method in ("POST", "PUT") else None, **_PROXY_DOC)
+    router.add_api_route(
+        "/api/advoware/{path:path}",
+        advoware_proxy,
+        methods=[_method],
+        operation_id=f"advoware_proxy_{_method.lower()}",
+        openapi_extra=_JSON_BODY if _method in ("POST", "PUT") else None,
+        **_PROXY_DOC,
+    )
 
 
 def check_length(raw_rest: str, query: bytes) -> None:
@@ -195,17 +211,18 @@ def _method_override(request: Request) -> bool:
     return any(key.lower() == "_method" for key in request.query_params)
 
 
-async def _forward(
-    request: Request, settings: Settings, scope: str, method: str, path: str
-) -> RawResponse:
+async def _forward(request: Request, settings: Settings, scope: str, method: str, path: str) -> RawResponse:
     if not allowed(path, settings.gateway.allowed_paths()):
         head = path.split("/")[0]
         shown = head if len(head) <= 40 else head[:40] + "..."  # a 60 KB segment is not echoed back
         raise _error(403, "path_not_allowed", f"'{shown}' is not on the proxy allow-list")
     if _method_override(request):
-        raise _error(400, "method_override",
-                     "method overrides (_method, X-HTTP-Method-Override) are not supported; "
-                     "send the request with the method itself")
+        raise _error(
+            400,
+            "method_override",
+            "method overrides (_method, X-HTTP-Method-Override) are not supported; "
+            "send the request with the method itself",
+        )
     if method in WRITE_METHODS and scope != "write":
         raise _error(403, "read_only_token", "this token is read-only; a write needs the read-write token")
     body = await _read_body(request, settings.gateway.proxy_max_body_bytes)
@@ -277,11 +294,11 @@ def _start_targeted_run(request: Request, resp: RawResponse) -> None:
         try:
             if frnr.lstrip("-").isdigit():
                 employees |= await asyncio.get_running_loop().run_in_executor(
-                    _AUDIT_POOL, _linked_employees, dsn, int(frnr))
+                    _AUDIT_POOL, _linked_employees, dsn, int(frnr)
+                )
             for employee in sorted(employees):
                 await runs.mark(employee, "proxy")
-            log.info("proxy write to Termine: targeted run due for %s rid=%s", ", ".join(sorted(employees)) or "-",
-                     rid)
+            log.info("proxy write to Termine: targeted run due for %s rid=%s", ", ".join(sorted(employees)) or "-", rid)
         except Exception as exc:  # Redis or the hub away: the scheduled run syncs the change
             log.warning("proxy write to Termine: no targeted run (%s) rid=%s", type(exc).__name__, rid)
 

@@ -73,6 +73,11 @@ class RequestIdMiddleware:
             if access_log.isEnabledFor(logging.INFO):
                 # the path as sent (raw, escaped: a decoded %0a would start a forged line); no query
                 # string (it may carry client ids), never headers (tokens)
-                access_log.info("%s %s %s %.1fms rid=%s", escape(scope["method"], 16),
-                                escape(scope.get("raw_path") or scope["path"]), status,
-                                (time.perf_counter() - started) * 1000, rid)
+                access_log.info(
+                    "%s %s %s %.1fms rid=%s",
+                    escape(scope["method"], 16),
+                    escape(scope.get("raw_path") or scope["path"]),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    rid,
+                )

@@ -55,9 +55,14 @@ class EdgeLimits:
 
     @classmethod
     def of(cls, gw: GatewaySettings) -> EdgeLimits:
-        return cls(header_timeout_s=gw.header_timeout_s, body_timeout_s=gw.body_timeout_s,
-                   keep_alive_s=gw.keep_alive_s, max_header_bytes=gw.max_header_bytes,
-                   max_headers=gw.max_headers, max_connections=gw.max_connections)
+        return cls(
+            header_timeout_s=gw.header_timeout_s,
+            body_timeout_s=gw.body_timeout_s,
+            keep_alive_s=gw.keep_alive_s,
+            max_header_bytes=gw.max_header_bytes,
+            max_headers=gw.max_headers,
+            max_connections=gw.max_connections,
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> EdgeLimits:
@@ -69,11 +74,17 @@ class EdgeLimits:
         return cls.of(GatewaySettings.model_construct())
 
 
-def _refusal(status: int, reason: bytes, error: str, message: str, request_id: str | None,
-             extra: tuple[bytes, ...] = ()) -> bytes:
+def _refusal(
+    status: int, reason: bytes, error: str, message: str, request_id: str | None, extra: tuple[bytes, ...] = ()
+) -> bytes:
     body = json.dumps({"error": error, "message": message, "status": status, "request_id": request_id}).encode()
-    head = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: application/json",
-            b"content-length: %d" % len(body), b"connection: close", *extra]
+    head = [
+        b"HTTP/1.1 %d %s" % (status, reason),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+        *extra,
+    ]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -130,7 +141,8 @@ class EdgeProtocol(HttpToolsProtocol):
         limits = self.limits
         # the bytes received for this request bound its head: count exactly only when they pass the limit
         if len(self.headers) > limits.max_headers or (
-                self._head_bytes > limits.max_header_bytes and self._head_size() > limits.max_header_bytes):
+            self._head_bytes > limits.max_header_bytes and self._head_size() > limits.max_header_bytes
+        ):
             self._too_large = True
             raise _HeadTooLarge  # stops the parser; data_received answers 431
         self._phase = _BODY
@@ -147,8 +159,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     # -- refusals ---------------------------------------------------------------------------------
-    def _close_with(self, status: int, reason: bytes, error: str, message: str,
-                    request_id: str | None = None) -> None:
+    def _close_with(self, status: int, reason: bytes, error: str, message: str, request_id: str | None = None) -> None:
         """Answer, then close gently: the client may still be sending (an 8 MB header), and closing
         with its bytes unread would reset the connection and destroy the answer before it is read.
         So: answer, end our side, discard what still comes for LINGER_S, then close."""
@@ -169,9 +180,12 @@ class EdgeProtocol(HttpToolsProtocol):
         self.loop.call_later(LINGER_S, self.transport.close)
 
     def _refuse_head(self) -> None:
-        self._close_with(431, b"Request Header Fields Too Large", "headers_too_large",
-                         f"request head over {self.limits.max_header_bytes} bytes or "
-                         f"{self.limits.max_headers} header fields")
+        self._close_with(
+            431,
+            b"Request Header Fields Too Large",
+            "headers_too_large",
+            f"request head over {self.limits.max_header_bytes} bytes or {self.limits.max_headers} header fields",
+        )
 
     def check_deadlines(self, now: float) -> None:
         """Called by the sweep: close what overran its phase (the head or the body)."""
@@ -182,8 +196,12 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._phase = None
                 self.transport.close()
             else:
-                self._close_with(408, b"Request Timeout", "request_timeout",
-                                 f"request head not complete within {self.limits.header_timeout_s:g} s")
+                self._close_with(
+                    408,
+                    b"Request Timeout",
+                    "request_timeout",
+                    f"request head not complete within {self.limits.header_timeout_s:g} s",
+                )
             return
         cycle = self.cycle  # the body phase: the app is told the client is gone; answered if nobody did
         if cycle is None or cycle.response_started:
@@ -193,16 +211,29 @@ class EdgeProtocol(HttpToolsProtocol):
             self._phase = None
             self.transport.close()
             return
-        self._close_with(408, b"Request Timeout", "request_timeout",
-                         f"request body not complete within {self.limits.body_timeout_s:g} s")
+        self._close_with(
+            408,
+            b"Request Timeout",
+            "request_timeout",
+            f"request body not complete within {self.limits.body_timeout_s:g} s",
+        )
 
 
 def _over_capacity_app(limits: EdgeLimits) -> Any:
-    body = json.dumps({"error": "too_many_connections",
-                       "message": f"the gateway holds at most {limits.max_connections} connections; retry shortly",
-                       "status": 503, "request_id": None}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", b"1"), (b"connection", b"close")]
+    body = json.dumps(
+        {
+            "error": "too_many_connections",
+            "message": f"the gateway holds at most {limits.max_connections} connections; retry shortly",
+            "status": 503,
+            "request_id": None,
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
 
     async def over_capacity(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 503, "headers": headers})
@@ -224,17 +255,28 @@ def _sweep(loop: asyncio.AbstractEventLoop, state: Any) -> None:
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
     """The protocol class for uvicorn's `http=` with these limits."""
-    return type("GatewayEdgeProtocol", (EdgeProtocol,),
-                {"limits": limits, "over_capacity": staticmethod(_over_capacity_app(limits))})
+    return type(
+        "GatewayEdgeProtocol",
+        (EdgeProtocol,),
+        {"limits": limits, "over_capacity": staticmethod(_over_capacity_app(limits))},
+    )
 
 
 def uvicorn_config(app: Any, settings: Any, **overrides: Any) -> uvicorn.Config:
     """The gateway's uvicorn configuration: the edge protocol, no server header, no access log
     (the gateway writes its own, escaped)."""
     limits = EdgeLimits.from_settings(settings)
-    options: dict[str, Any] = dict(host=settings.gateway.host, port=settings.gateway.port,
-                                   http=edge_protocol(limits), timeout_keep_alive=limits.keep_alive_s,
-                                   access_log=False, log_level="warning", server_header=False, ws="none",
-                                   backlog=max(128, limits.max_connections), lifespan="on")
+    options: dict[str, Any] = dict(
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        http=edge_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_s,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        ws="none",
+        backlog=max(128, limits.max_connections),
+        lifespan="on",
+    )
     options.update(overrides)
     return uvicorn.Config(app, **options)

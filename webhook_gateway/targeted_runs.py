@@ -43,12 +43,18 @@ IDLE_WAIT_S = 5.0  # the loop's longest sleep without a wake-up (marks of anothe
 TRIGGER_DEADLINE_S = 10.0
 _SAFE_RUN_PART = re.compile(r"[^A-Za-z0-9_-]")
 
-COALESCED = Counter("vmh_targeted_runs_coalesced_total",
-                    "Changes that joined an employee's pending targeted run (no run of their own)", ["source"])
+COALESCED = Counter(
+    "vmh_targeted_runs_coalesced_total",
+    "Changes that joined an employee's pending targeted run (no run of their own)",
+    ["source"],
+)
 MARKED = Counter("vmh_targeted_runs_marked_total", "Employees marked changed (a targeted run is due)", ["source"])
 STARTED = Counter("vmh_targeted_runs_started_total", "Targeted runs started in Airflow", ["source"])
-TRIGGER_FAILED = Counter("vmh_targeted_runs_trigger_failures_total",
-                         "Targeted run triggers that failed (retried, then left to the schedule)", ["outcome"])
+TRIGGER_FAILED = Counter(
+    "vmh_targeted_runs_trigger_failures_total",
+    "Targeted run triggers that failed (retried, then left to the schedule)",
+    ["outcome"],
+)
 
 
 def run_id_for(source: str, employee: str) -> str:
@@ -59,12 +65,14 @@ def run_id_for(source: str, employee: str) -> str:
 class TargetedRuns:
     """One per gateway process (app.state.resources["targeted_runs"])."""
 
-    def __init__(self, settings: Settings, *, redis_client: aioredis.Redis | None = None,
-                 airflow: AsyncAirflowApi | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, redis_client: aioredis.Redis | None = None, airflow: AsyncAirflowApi | None = None
+    ) -> None:
         self.settings = settings
         self.debounce_s = settings.push.debounce_s
-        self.redis = redis_client or aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
-                                                              socket_timeout=5)
+        self.redis = redis_client or aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+        )
         if airflow is None and settings.airflow_api.url:
             airflow = AsyncAirflowApi.from_settings(settings, deadline_s=TRIGGER_DEADLINE_S)
         self.airflow = airflow
@@ -143,21 +151,31 @@ class TargetedRuns:
         assert self.airflow is not None
         run_id = self._run_ids.setdefault(employee, run_id_for(source, employee))
         try:
-            await self.airflow.trigger(CALENDAR_EMPLOYEE_SYNC_DAG, {"employee": employee}, run_id,
-                                       f"{source}: a change of {employee}")
+            await self.airflow.trigger(
+                CALENDAR_EMPLOYEE_SYNC_DAG, {"employee": employee}, run_id, f"{source}: a change of {employee}"
+            )
         except (httpx.HTTPError, AirflowApiError, TimeoutError) as exc:
             attempts = self._attempts[employee] = self._attempts.get(employee, 0) + 1
             if attempts >= MAX_ATTEMPTS:
                 self._attempts.pop(employee, None)
                 self._run_ids.pop(employee, None)
                 TRIGGER_FAILED.labels("dropped").inc()
-                log.warning("targeted run for %s not started after %d attempts (%s); the schedule syncs it",
-                            employee, attempts, type(exc).__name__)
+                log.warning(
+                    "targeted run for %s not started after %d attempts (%s); the schedule syncs it",
+                    employee,
+                    attempts,
+                    type(exc).__name__,
+                )
                 return
             TRIGGER_FAILED.labels("retried").inc()
-            retry_in = min(60.0, 2.0 ** attempts)
-            log.warning("targeted run for %s not started (%s %s); again in %.0f s", employee,
-                        type(exc).__name__, getattr(exc, "status", "") or "", retry_in)
+            retry_in = min(60.0, 2.0**attempts)
+            log.warning(
+                "targeted run for %s not started (%s %s); again in %.0f s",
+                employee,
+                type(exc).__name__,
+                getattr(exc, "status", "") or "",
+                retry_in,
+            )
             await self.redis.zadd(PENDING_KEY, {employee: time.time() + retry_in}, nx=True)
             await self.redis.hsetnx(SOURCE_KEY, employee, source)
             return

@@ -49,15 +49,18 @@ MAX_DB_INT = 2**63 - 1  # PostgreSQL bigint: ids and offsets beyond it are a 422
 _STORE_DOWN = (redis.RedisError, psycopg.OperationalError, OSError)
 
 ACCEPTED = Counter("vmh_webhook_accepted_total", "Webhook items stored in the queue", ["event"])
-DUPLICATES = Counter("vmh_webhook_duplicates_total", "Items of exact re-deliveries (counted, still enqueued)",
-                     ["event"])
-REJECTED = Counter("vmh_webhook_rejected_total", "Webhook items without a valid id (dead-lettered)",
-                   ["event"])
+DUPLICATES = Counter(
+    "vmh_webhook_duplicates_total", "Items of exact re-deliveries (counted, still enqueued)", ["event"]
+)
+REJECTED = Counter("vmh_webhook_rejected_total", "Webhook items without a valid id (dead-lettered)", ["event"])
 ERRORS = Counter("vmh_webhook_errors_total", "Webhook requests refused", ["event", "status"])
-LATENCY = Histogram("vmh_webhook_request_seconds", "Webhook handling time until the answer", ["event"],
-                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-TRIGGERS = Counter("vmh_webhook_dag_triggers_total", "Coalesced beteiligte_sync trigger attempts",
-                   ["outcome"])
+LATENCY = Histogram(
+    "vmh_webhook_request_seconds",
+    "Webhook handling time until the answer",
+    ["event"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+TRIGGERS = Counter("vmh_webhook_dag_triggers_total", "Coalesced beteiligte_sync trigger attempts", ["outcome"])
 
 
 class _EventMetrics:
@@ -114,10 +117,12 @@ class WebhookResources:
         self.settings = settings
         self.queue = AsyncPartyQueue.from_url(settings.redis_url)
         self.sync_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-        self.sync_queue = PartyQueue(self.sync_redis, max_attempts=settings.sync.party_max_attempts,
-                                     lease_s=settings.sync.party_lease_s)
-        self.airflow = AirflowApi.from_settings(settings, redis_client=self.sync_redis) \
-            if settings.airflow_api.url else None
+        self.sync_queue = PartyQueue(
+            self.sync_redis, max_attempts=settings.sync.party_max_attempts, lease_s=settings.sync.party_lease_s
+        )
+        self.airflow = (
+            AirflowApi.from_settings(settings, redis_client=self.sync_redis) if settings.airflow_api.url else None
+        )
         self.trigger = _TriggerCoalescer(self.trigger_once if self.airflow is not None else None)
         self.secrets = settings.espocrm.webhook_secrets()  # parsed once, not per webhook
         self._last_airflow_warning = 0.0
@@ -140,8 +145,9 @@ class WebhookResources:
             now = time.monotonic()
             if now - self._last_airflow_warning > 60:  # once a minute, not once per webhook
                 self._last_airflow_warning = now
-                log.warning("could not trigger %s (events wait for the sweep): %s",
-                            BETEILIGTE_SYNC_DAG, type(exc).__name__)
+                log.warning(
+                    "could not trigger %s (events wait for the sweep): %s", BETEILIGTE_SYNC_DAG, type(exc).__name__
+                )
 
     def drain_rejected(self) -> int:
         """Move parked dead letters from the Redis outbox into the hub table."""
@@ -180,8 +186,10 @@ def install(app: FastAPI) -> None:
     itself is WebhookIngestMiddleware (create_app adds it inside the request-id middleware)."""
     app.include_router(router)
     if app.state.settings.espocrm.webhook_allow_unsigned:
-        log.warning("!!! ESPOCRM_WEBHOOK_ALLOW_UNSIGNED=true: unsigned webhooks are ACCEPTED. "
-                    "Development only: anyone who can reach the gateway can queue work. !!!")
+        log.warning(
+            "!!! ESPOCRM_WEBHOOK_ALLOW_UNSIGNED=true: unsigned webhooks are ACCEPTED. "
+            "Development only: anyone who can reach the gateway can queue work. !!!"
+        )
 
 
 # -- the webhook (raw ASGI: the hot path) ------------------------------------------------------------
@@ -240,18 +248,29 @@ def _id_problem(item: dict[str, Any]) -> str | None:
     return None
 
 
-async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], body: bytes,
-                  too_large: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+async def _ingest(
+    res: WebhookResources, event: str, headers: dict[str, str], body: bytes, too_large: bool
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Verify, parse, store: (status, JSON answer, extra headers). Raises _Refused for 4xx."""
     metrics = _METRICS[event]
     espo = res.settings.espocrm
     if too_large:
         # The body was cut, so its signature cannot be checked: nothing of it is logged (an unsigned
         # client could otherwise write ids of its choosing into WARNING lines).
-        log.warning("webhook %s refused: body over %d bytes (content-length %s, read %d)", event,
-                    espo.webhook_max_body_bytes, escape(headers.get("content-length", "?"), 20), len(body))
-        raise _refuse(event, 413, "body_too_large", f"body larger than {espo.webhook_max_body_bytes} bytes",
-                      limit=espo.webhook_max_body_bytes)
+        log.warning(
+            "webhook %s refused: body over %d bytes (content-length %s, read %d)",
+            event,
+            espo.webhook_max_body_bytes,
+            escape(headers.get("content-length", "?"), 20),
+            len(body),
+        )
+        raise _refuse(
+            event,
+            413,
+            "body_too_large",
+            f"body larger than {espo.webhook_max_body_bytes} bytes",
+            limit=espo.webhook_max_body_bytes,
+        )
 
     if headers.get("signature") or headers.get("x-signature") or not espo.webhook_allow_unsigned:
         verdict = signature.verify(body, headers, res.secrets)
@@ -259,8 +278,12 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
             # the log names the cause (unknown webhook id, wrong MAC, ...); the answer does not, so a
             # caller cannot find out which webhook ids are configured
             log.warning("webhook %s refused: %s", event, escape(verdict.reason))
-            raise _refuse(event, 401, "missing_signature" if verdict.missing else "bad_signature",
-                          verdict.reason if verdict.missing else BAD_SIGNATURE)
+            raise _refuse(
+                event,
+                401,
+                "missing_signature" if verdict.missing else "bad_signature",
+                verdict.reason if verdict.missing else BAD_SIGNATURE,
+            )
 
     try:
         items = msgspec.json.decode(body)  # a quarter of json.loads' time; its errors are ValueErrors
@@ -271,12 +294,18 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
     if not isinstance(items, list):
         raise _refuse(event, 400, "bad_body", f"body must be a JSON array of objects, got {type(items).__name__}")
     if len(items) > MAX_ITEMS:
-        raise _refuse(event, 413, "too_many_items", f"more than {MAX_ITEMS} items in one delivery ({len(items)}); "
-                                  "EspoCRM sends batches of about 50", limit_items=MAX_ITEMS)
+        raise _refuse(
+            event,
+            413,
+            "too_many_items",
+            f"more than {MAX_ITEMS} items in one delivery ({len(items)}); EspoCRM sends batches of about 50",
+            limit_items=MAX_ITEMS,
+        )
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise _refuse(event, 400, "bad_body", f"body must be a JSON array of objects; item {index} is "
-                                      f"{type(item).__name__}")
+            raise _refuse(
+                event, 400, "bad_body", f"body must be a JSON array of objects; item {index} is {type(item).__name__}"
+            )
 
     ids: list[str] = []
     rejected: list[RejectedItem] = []
@@ -290,11 +319,18 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
     try:
         result = await res.queue.enqueue(ids, event, body=body, rejected=rejected)  # type: ignore[arg-type]
     except redis.RedisError as exc:
-        log.error("webhook %s: Redis could not store %d ids (%s); answering 503 so EspoCRM retries",
-                  event, len(ids), type(exc).__name__)
+        log.error(
+            "webhook %s: Redis could not store %d ids (%s); answering 503 so EspoCRM retries",
+            event,
+            len(ids),
+            type(exc).__name__,
+        )
         ERRORS.labels(event, "503").inc()
-        return 503, {"error": "queue_unavailable", "message": "queue unavailable, retry later", "status": 503}, \
-            {"Retry-After": "60"}
+        return (
+            503,
+            {"error": "queue_unavailable", "message": "queue unavailable, retry later", "status": 503},
+            {"Retry-After": "60"},
+        )
 
     duplicates = len(ids) if result.duplicate else 0
     metrics.accepted.inc(len(ids))
@@ -303,16 +339,27 @@ async def _ingest(res: WebhookResources, event: str, headers: dict[str, str], bo
     if rejected:
         metrics.rejected.inc(len(rejected))
     if log.isEnabledFor(logging.INFO):
-        log.info("webhook %s: accepted %s%s%s", event, ",".join(dict.fromkeys(ids)) or "-",
-                 " (re-delivery)" if result.duplicate else "",
-                 f"; rejected items {[r.index for r in rejected]}" if rejected else "")
+        log.info(
+            "webhook %s: accepted %s%s%s",
+            event,
+            ",".join(dict.fromkeys(ids)) or "-",
+            " (re-delivery)" if result.duplicate else "",
+            f"; rejected items {[r.index for r in rejected]}" if rejected else "",
+        )
 
     # off the request path: a task of its own, in a worker thread (sync clients)
     res.trigger.request()
     if rejected:
         res.in_background(lambda: _drain_quietly(res))
-    return 200, {"accepted": len(ids), "duplicates": duplicates,
-                 "rejected": [{"index": r.index, "reason": r.reason} for r in rejected]}, {}
+    return (
+        200,
+        {
+            "accepted": len(ids),
+            "duplicates": duplicates,
+            "rejected": [{"index": r.index, "reason": r.reason} for r in rejected],
+        },
+        {},
+    )
 
 
 class WebhookIngestMiddleware:
@@ -330,12 +377,12 @@ class WebhookIngestMiddleware:
         path = scope["path"] if scope["type"] == "http" else ""
         root_path = scope.get("root_path")
         if root_path and path.startswith(root_path + "/"):  # behind a proxy with --root-path, as the router
-            path = path[len(root_path):]
+            path = path[len(root_path) :]
         if not path.startswith(PATH_PREFIX):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        event = path[len(PATH_PREFIX):]
+        event = path[len(PATH_PREFIX) :]
         extra_headers: dict[str, str] = {}
         if event not in _METRICS:  # the answer names the known events, never echoes the path
             status, answer = 404, {"error": "unknown_event", "message": f"unknown event; one of {', '.join(EVENTS)}"}
@@ -343,15 +390,24 @@ class WebhookIngestMiddleware:
             status, extra_headers = 405, {"Allow": "POST"}
             answer = {"error": "method_not_allowed", "message": "method not allowed; use POST"}
         else:
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-                       if name in _WANTED_HEADERS}
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1")
+                for name, value in scope["headers"]
+                if name in _WANTED_HEADERS
+            }
             res = _resources_of(scope["app"])
             try:
-                if not (headers.get("signature") or headers.get("x-signature")) \
-                        and not res.settings.espocrm.webhook_allow_unsigned:
+                if (
+                    not (headers.get("signature") or headers.get("x-signature"))
+                    and not res.settings.espocrm.webhook_allow_unsigned
+                ):
                     log.warning("webhook %s refused: missing Signature / X-Signature header", event)
-                    raise _refuse(event, 401, "missing_signature",  # the body is never read
-                                  "missing Signature / X-Signature header")
+                    raise _refuse(
+                        event,
+                        401,
+                        "missing_signature",  # the body is never read
+                        "missing Signature / X-Signature header",
+                    )
                 body, too_large = await _read_limited(receive, res.settings.espocrm.webhook_max_body_bytes)
                 status, answer, extra_headers = await _ingest(res, event, headers, body, too_large)
             except _Refused as refused:
@@ -365,9 +421,17 @@ class WebhookIngestMiddleware:
             answer.setdefault("status", status)
             answer.setdefault("request_id", scope.get("state", {}).get("request_id"))
         payload = msgspec.json.encode(answer)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()),
-                                *((k.lower().encode(), v.encode()) for k, v in extra_headers.items())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    *_JSON_HEADERS,
+                    (b"content-length", str(len(payload)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in extra_headers.items()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 
@@ -376,8 +440,11 @@ def _trigger_calendar_quietly(api: AirflowApi, employee: str, dead_letter_id: in
         run = trigger_calendar_retry(api, employee, dead_letter_id)
         log.info("calendar run %s for the replayed item of dead letter %s", run.dag_run_id, dead_letter_id)
     except Exception as exc:  # Airflow down: the next scheduled calendar run retries the item
-        log.warning("calendar run for dead letter %s not triggered (%s); the next scheduled run retries it",
-                    dead_letter_id, type(exc).__name__)
+        log.warning(
+            "calendar run for dead letter %s not triggered (%s); the next scheduled run retries it",
+            dead_letter_id,
+            type(exc).__name__,
+        )
 
 
 def _drain_quietly(res: WebhookResources) -> None:
@@ -388,28 +455,41 @@ def _drain_quietly(res: WebhookResources) -> None:
 
 
 # -- dead letters ----------------------------------------------------------------------------------
-@router.get("/webhooks/dead-letters", dependencies=[Depends(require_write)], tags=["dead letters"],
-            responses=errors(401, 403, 422, 503))
-def list_dead_letters(request: Request, include_replayed: bool = False,
-                      source: Annotated[str | None, Query(max_length=64)] = None,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0) -> dict[str, Any]:
+@router.get(
+    "/webhooks/dead-letters",
+    dependencies=[Depends(require_write)],
+    tags=["dead letters"],
+    responses=errors(401, 403, 422, 503),
+)
+def list_dead_letters(
+    request: Request,
+    include_replayed: bool = False,
+    source: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
+) -> dict[str, Any]:
     res = resources(request)
     try:
         res.drain_rejected()
         with connect(res.settings.postgres.dsn()) as conn:
-            rows = dead_letters.list_(conn, include_replayed=include_replayed, source=source,
-                                      limit=limit, offset=offset)
+            rows = dead_letters.list_(
+                conn, include_replayed=include_replayed, source=source, limit=limit, offset=offset
+            )
     except _STORE_DOWN as exc:  # Redis or hub down
         log.error("dead letters unavailable: %s", type(exc).__name__)
         raise refusal(503, "store_unavailable", "dead-letter store unavailable") from None
     return {"dead_letters": [dead_letters.to_json(r) for r in rows], "count": len(rows)}
 
 
-@router.post("/webhooks/dead-letters/{dead_letter_id}/replay", dependencies=[Depends(require_write)],
-             tags=["dead letters"], responses=errors(401, 403, 404, 409, 422, 503))
-def replay_dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], request: Request,
-                       background: BackgroundTasks) -> dict[str, Any]:
+@router.post(
+    "/webhooks/dead-letters/{dead_letter_id}/replay",
+    dependencies=[Depends(require_write)],
+    tags=["dead letters"],
+    responses=errors(401, 403, 404, 409, 422, 503),
+)
+def replay_dead_letter(
+    dead_letter_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], request: Request, background: BackgroundTasks
+) -> dict[str, Any]:
     res = resources(request)
     try:
         with Hub(res.settings.postgres.dsn()) as hub:

@@ -146,9 +146,7 @@ class AsyncAdvowareClient(_Base):
         if timeout is not None:
             extra["timeout"] = aiohttp.ClientTimeout(total=timeout, connect=min(5.0, timeout))
         if params:
-            extra["params"] = [
-                (k, str(v)) for k, v in (params.items() if hasattr(params, "items") else params)
-            ]
+            extra["params"] = [(k, str(v)) for k, v in (params.items() if hasattr(params, "items") else params)]
         session = self._http()
         token = await self._token()
         started = time.perf_counter()

@@ -54,8 +54,7 @@ def endpoint_of(path: str) -> str:
 def check_write(settings: AdvowareSettings, method: str, endpoint: str) -> None:
     if settings.write_protection and method in WRITE_METHODS:
         raise WriteProtectedError(
-            f"Advoware write protection is on (ADVOWARE_WRITE_PROTECTION=true): "
-            f"{method} {endpoint} was not sent",
+            f"Advoware write protection is on (ADVOWARE_WRITE_PROTECTION=true): {method} {endpoint} was not sent",
             method=method,
             endpoint=endpoint,
         )
@@ -87,8 +86,9 @@ def retryable(exc: BaseException) -> bool:
 def retry_policy(max_retries: int, base_s: float, max_s: float) -> RetryPolicy:
     """The client's policy (include/retry.py): ADVOWARE_MAX_RETRIES retries after the first attempt,
     waits base·2^(n-1)·uniform(1, 2), at most `max_s`, at least a Retry-After (capped as well)."""
-    return RetryPolicy(attempts=max(max_retries, 0) + 1, base_s=base_s, max_s=max_s, jitter=(1.0, 2.0),
-                       retryable=retryable)
+    return RetryPolicy(
+        attempts=max(max_retries, 0) + 1, base_s=base_s, max_s=max_s, jitter=(1.0, 2.0), retryable=retryable
+    )
 
 
 def log_retry(method: str, endpoint: str):  # -> the policy's before_sleep callback
@@ -112,9 +112,7 @@ def log_retry(method: str, endpoint: str):  # -> the policy's before_sleep callb
 def parse_token(data: Mapping[str, Any], renew_before_s: float) -> Token:
     value = data.get("access_token") or data.get("token")
     if not value:
-        raise AdvowareAuthError(
-            "Advoware token answer carries no access_token", method="POST", endpoint="Token"
-        )
+        raise AdvowareAuthError("Advoware token answer carries no access_token", method="POST", endpoint="Token")
     if data.get("expires_in") is not None:
         lifetime = float(data["expires_in"])
     elif data.get("expiration_utc"):
@@ -127,9 +125,7 @@ def parse_token(data: Mapping[str, Any], renew_before_s: float) -> Token:
     return Token.issued(str(value), lifetime, renew_before_s)
 
 
-def fetch_token(
-    http: httpx.Client, settings: AdvowareSettings, token_base: str, renew_before_s: float
-) -> Token:
+def fetch_token(http: httpx.Client, settings: AdvowareSettings, token_base: str, renew_before_s: float) -> Token:
     """POST the signed token request to the security gateway (never logged: it carries the password)."""
     try:
         resp = http.post(token_base + TOKEN_PATH, json=token_request_body(settings))
@@ -292,9 +288,7 @@ class AdvowareClient(_Base):
         policy = self._policy(method, retry)
         return attempt() if policy is None else policy.call(attempt, before_sleep=log_retry(method, endpoint))
 
-    def _send(
-        self, method: str, path: str, params: Params, json: Any, timeout: float | None
-    ) -> httpx.Response:
+    def _send(self, method: str, path: str, params: Params, json: Any, timeout: float | None) -> httpx.Response:
         endpoint = endpoint_of(path)
         url = self.url(path)
         extra = {"timeout": timeout} if timeout is not None else {}
@@ -332,9 +326,7 @@ class AdvowareClient(_Base):
         return body_of(self.request("GET", path, params))
 
     # -- appointments (Termine) --------------------------------------------------------------------
-    def list_termine(
-        self, kuerzel: str, from_: date | datetime | str, to: date | datetime | str
-    ) -> list[dict]:
+    def list_termine(self, kuerzel: str, from_: date | datetime | str, to: date | datetime | str) -> list[dict]:
         return self.get_json("Termine", {"kuerzel": kuerzel, "from": as_date(from_), "to": as_date(to)}) or []
 
     def get_termin(self, frnr: int) -> dict | None:
@@ -375,15 +367,11 @@ class AdvowareClient(_Base):
         return self.get_json(f"Beteiligte/{int(bet_nr)}/Kommunikationen") or []
 
     def create_kommunikation(self, bet_nr: int, data: Mapping[str, Any], *, retry: bool = False) -> dict:
-        return body_of(
-            self.request("POST", f"Beteiligte/{int(bet_nr)}/Kommunikationen", json=dict(data), retry=retry)
-        )
+        return body_of(self.request("POST", f"Beteiligte/{int(bet_nr)}/Kommunikationen", json=dict(data), retry=retry))
 
     def update_kommunikation(self, bet_nr: int, komm_id: int, data: Mapping[str, Any]) -> dict | None:
         """`kommKz` is read-only on PUT in Advoware; callers leave it unchanged."""
-        return body_of(
-            self.request("PUT", f"Beteiligte/{int(bet_nr)}/Kommunikationen/{int(komm_id)}", json=dict(data))
-        )
+        return body_of(self.request("PUT", f"Beteiligte/{int(bet_nr)}/Kommunikationen/{int(komm_id)}", json=dict(data)))
 
     def delete_kommunikation(self, bet_nr: int, komm_id: int) -> None:
         """Production Advoware answers 403 (AdvowareAuthError): callers blank the entry instead."""

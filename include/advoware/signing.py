@@ -27,9 +27,7 @@ def signature(api_key_b64: str, product: int, app_id: str, nonce: str, request_t
     return base64.b64encode(hmac.new(key, message, hashlib.sha512).digest()).decode()
 
 
-def token_request_body(
-    s: AdvowareSettings, *, nonce: str | None = None, now: datetime | None = None
-) -> dict[str, Any]:
+def token_request_body(s: AdvowareSettings, *, nonce: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """JSON body of `POST <securityGateway>/api/v1/Token`; a fresh nonce every call."""
     nonce = nonce or str(uuid.uuid4())
     ts = timestamp(now)

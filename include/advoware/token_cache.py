@@ -157,7 +157,5 @@ class TokenCache:
 
     def _warn_redis(self, exc: Exception) -> None:
         if not self._redis_warned:
-            log.warning(
-                "advoware token cache: Redis unavailable (%s); using a per-process token", type(exc).__name__
-            )
+            log.warning("advoware token cache: Redis unavailable (%s); using a per-process token", type(exc).__name__)
             self._redis_warned = True

@@ -16,7 +16,21 @@ from include.calendar_engine.planner import plan_sync
 from include.calendar_engine.policy import Policy, Window
 
 __all__ = [
-    "Action", "Appointment", "HubLink", "Matter", "Plan", "Policy", "Recurrence", "Report", "Unsupported",
-    "Window", "event_id", "fingerprint", "from_advoware", "from_google", "plan_sync", "to_advoware",
+    "Action",
+    "Appointment",
+    "HubLink",
+    "Matter",
+    "Plan",
+    "Policy",
+    "Recurrence",
+    "Report",
+    "Unsupported",
+    "Window",
+    "event_id",
+    "fingerprint",
+    "from_advoware",
+    "from_google",
+    "plan_sync",
+    "to_advoware",
     "to_google",
 ]

@@ -30,8 +30,9 @@ from include.calendar_engine.models import clean_text
 from include.calendar_engine.timeutil import normalize
 
 # set by Google, not by a writer (sending them back is at best ignored; a stale sequence is refused)
-SERVER_FIELDS = frozenset({"kind", "etag", "created", "updated", "htmlLink", "iCalUID", "creator", "organizer",
-                           "hangoutLink", "sequence"})
+SERVER_FIELDS = frozenset(
+    {"kind", "etag", "created", "updated", "htmlLink", "iCalUID", "creator", "organizer", "hangoutLink", "sequence"}
+)
 OUR_PROPERTIES = frozenset({PROP_FRNR, PROP_EMPLOYEE, PROP_ORIGIN, KEY_MATTER_NR, KEY_MATTER_RUBRUM})
 
 
@@ -71,8 +72,9 @@ def onto_current(current: dict[str, Any] | None, body: dict[str, Any]) -> dict[s
         if clean_text(current.get(name)) != clean_text(body.get(name)):
             _set(out, name, body.get(name))
     series = bool(body.get("recurrence"))
-    zone_kept = not series or all((current.get(k) or {}).get("timeZone") == (body.get(k) or {}).get("timeZone")
-                                  for k in ("start", "end"))
+    zone_kept = not series or all(
+        (current.get(k) or {}).get("timeZone") == (body.get(k) or {}).get("timeZone") for k in ("start", "end")
+    )
     for name in ("start", "end"):  # the same instant keeps the person's time zone (a series: its rule's)
         if not (zone_kept and _same_when(current.get(name), body.get(name))):
             out[name] = copy.deepcopy(body[name])

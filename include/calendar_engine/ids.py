@@ -35,8 +35,7 @@ def event_id(employee: str, frnr: int | str) -> str:
 
 def advoware_properties(employee: str, frnr: int | str) -> dict[str, str]:
     """The private extended properties every event written from Advoware carries."""
-    return {PROP_FRNR: str(int(frnr)), PROP_EMPLOYEE: normalize_employee(employee),
-            PROP_ORIGIN: ORIGIN_ADVOWARE}
+    return {PROP_FRNR: str(int(frnr)), PROP_EMPLOYEE: normalize_employee(employee), PROP_ORIGIN: ORIGIN_ADVOWARE}
 
 
 def with_advoware_properties(body: dict[str, Any], employee: str, frnr: int | str) -> dict[str, Any]:

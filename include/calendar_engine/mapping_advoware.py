@@ -126,11 +126,19 @@ def from_advoware(raw: dict[str, Any], employee: str | None = None) -> Appointme
     matter = Matter(nr=clean_text(nr), az_rubrum=rubrum) if (nr not in (None, "") or rubrum) else None
 
     return Appointment(
-        start=start, end=end, all_day=all_day,
-        title=clean_text(raw.get("text")), note=clean_text(raw.get("notiz")),
+        start=start,
+        end=end,
+        all_day=all_day,
+        title=clean_text(raw.get("text")),
+        note=clean_text(raw.get("notiz")),
         location=clean_text(raw.get("ort")),
-        private=_flag(raw.get("privat")), recurrence=recurrence, matter=matter, reminder_minutes=reminder,
-        frnr=frnr, employee=employee or owner_code(raw) or None, read_only=frnr is not None and frnr < 0,
+        private=_flag(raw.get("privat")),
+        recurrence=recurrence,
+        matter=matter,
+        reminder_minutes=reminder,
+        frnr=frnr,
+        employee=employee or owner_code(raw) or None,
+        read_only=frnr is not None and frnr < 0,
     )
 
 
@@ -143,11 +151,18 @@ def to_advoware(appt: Appointment, employee: str, *, owner: str | None = None) -
     """The Termin body for POST (no frNr) or PUT (with frNr). `owner` keeps a shared-pool owner."""
     kuerzel = employee if owner is None else owner
     body: dict[str, Any] = {
-        "text": appt.title, "notiz": appt.note, "ort": appt.location,
-        "kuerzel": kuerzel, "anwalt": kuerzel,
-        "privat": int(appt.private), "abwesenheit": int(appt.all_day),
-        "dauertermin": 0, "turnus": 0, "turnusArt": 0,
-        "erinnerung": 0, "erinnerungsDatum": None,
+        "text": appt.title,
+        "notiz": appt.note,
+        "ort": appt.location,
+        "kuerzel": kuerzel,
+        "anwalt": kuerzel,
+        "privat": int(appt.private),
+        "abwesenheit": int(appt.all_day),
+        "dauertermin": 0,
+        "turnus": 0,
+        "turnusArt": 0,
+        "erinnerung": 0,
+        "erinnerungsDatum": None,
         "nr": _nr_out(appt.matter.nr) if appt.matter and appt.matter.nr else None,
         "azRubrum": appt.matter.az_rubrum if appt.matter else "",
     }
@@ -160,20 +175,32 @@ def to_advoware(appt: Appointment, employee: str, *, owner: str | None = None) -
         if rec is not None and last != first:
             raise NotRepresentable("all-day series occurrence longer than one day")
         begin = local(first, time(0))
-        body.update(datum=f"{first.isoformat()}T00:00:00", uhrzeitVon="00:00:00",
-                    datumBis=f"{last.isoformat()}T23:59:00", uhrzeitBis="23:59:00")
+        body.update(
+            datum=f"{first.isoformat()}T00:00:00",
+            uhrzeitVon="00:00:00",
+            datumBis=f"{last.isoformat()}T23:59:00",
+            uhrzeitBis="23:59:00",
+        )
     else:
         begin = normalize(appt.start)  # type: ignore[arg-type]
         finish = normalize(appt.end)  # type: ignore[arg-type]
         if rec is not None and not timedelta(0) <= finish - begin <= MAX_SERIES_OCCURRENCE:
             raise NotRepresentable("series occurrence longer than 23:59 h")
-        body.update(datum=fmt_local(begin), uhrzeitVon=begin.strftime("%H:%M:%S"),
-                    datumBis=fmt_local(finish), uhrzeitBis=finish.strftime("%H:%M:%S"))
+        body.update(
+            datum=fmt_local(begin),
+            uhrzeitVon=begin.strftime("%H:%M:%S"),
+            datumBis=fmt_local(finish),
+            uhrzeitBis=finish.strftime("%H:%M:%S"),
+        )
     if rec is not None:
         until = rec.until or OPEN_ENDED_DATE
         end_clock = body["uhrzeitBis"]
-        body.update(dauertermin=1, turnus=rec.interval, turnusArt=TURNUS_ART_OF[rec.freq],
-                    datumBis=f"{until.isoformat()}T{end_clock}")
+        body.update(
+            dauertermin=1,
+            turnus=rec.interval,
+            turnusArt=TURNUS_ART_OF[rec.freq],
+            datumBis=f"{until.isoformat()}T{end_clock}",
+        )
     if appt.reminder_minutes is not None:
         remind_at = begin - timedelta(minutes=appt.reminder_minutes)
         body.update(erinnerung=1, erinnerungsDatum=fmt_local(remind_at))

@@ -68,8 +68,15 @@ def _when(value: datetime | date, *, all_day: bool, series: bool) -> dict[str, s
     return {"dateTime": normalize(value).isoformat(), "timeZone": TZ_NAME}  # type: ignore[arg-type]
 
 
-def to_google(appt: Appointment, *, employee: str, frnr: int | None, origin: str = ORIGIN_ADVOWARE,
-              anonymize: bool = False, google_id: str | None = None) -> dict[str, Any]:
+def to_google(
+    appt: Appointment,
+    *,
+    employee: str,
+    frnr: int | None,
+    origin: str = ORIGIN_ADVOWARE,
+    anonymize: bool = False,
+    google_id: str | None = None,
+) -> dict[str, Any]:
     """Full event body (for insert or update). `google_id` defaults to `event_id(employee, frnr)`."""
     props = marker_properties(employee, frnr, origin)
     description = ""
@@ -90,8 +97,12 @@ def to_google(appt: Appointment, *, employee: str, frnr: int | None, origin: str
         "start": _when(appt.start, all_day=appt.all_day, series=series),
         "end": _when(appt.end, all_day=appt.all_day, series=series),
         "visibility": "private" if appt.private else "default",
-        "reminders": {"useDefault": False, "overrides": [] if appt.reminder_minutes is None else
-                      [{"method": "popup", "minutes": appt.reminder_minutes}]},
+        "reminders": {
+            "useDefault": False,
+            "overrides": []
+            if appt.reminder_minutes is None
+            else [{"method": "popup", "minutes": appt.reminder_minutes}],
+        },
         "extendedProperties": {"private": _props(props)},
     }
     if series:
@@ -169,8 +180,7 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
     props = private_properties(event)
     matter = None
     if props.get(KEY_MATTER_NR) or props.get(KEY_MATTER_RUBRUM):
-        matter = Matter(nr=clean_text(props.get(KEY_MATTER_NR)),
-                        az_rubrum=clean_text(props.get(KEY_MATTER_RUBRUM)))
+        matter = Matter(nr=clean_text(props.get(KEY_MATTER_NR)), az_rubrum=clean_text(props.get(KEY_MATTER_RUBRUM)))
     note = clean_text(event.get("description"))
     if matter is not None:
         footer = matter_footer(matter)
@@ -180,14 +190,19 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
             note = note[: -len(footer) - 2].strip()
     employee, frnr, _origin = marker_of(event)
     return Appointment(
-        start=start, end=end, all_day=all_day,
-        title=clean_text(event.get("summary")), note=note, location=clean_text(event.get("location")),
+        start=start,
+        end=end,
+        all_day=all_day,
+        title=clean_text(event.get("summary")),
+        note=note,
+        location=clean_text(event.get("location")),
         private=event.get("visibility") in ("private", "confidential"),
-        recurrence=recurrence, matter=matter, reminder_minutes=_reminder(event),
-        frnr=frnr, employee=employee,
+        recurrence=recurrence,
+        matter=matter,
+        reminder_minutes=_reminder(event),
+        frnr=frnr,
+        employee=employee,
     )
-
-
 
 
 def when_value(when: dict[str, Any]) -> datetime | date | None:

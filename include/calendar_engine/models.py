@@ -41,8 +41,11 @@ class Recurrence:
     until: date | None = None
 
     def content(self) -> dict[str, Any]:
-        return {"freq": str(self.freq), "interval": self.interval,
-                "until": self.until.isoformat() if self.until else None}
+        return {
+            "freq": str(self.freq),
+            "interval": self.interval,
+            "until": self.until.isoformat() if self.until else None,
+        }
 
 
 @dataclass(frozen=True)

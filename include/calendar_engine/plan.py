@@ -59,22 +59,25 @@ class ActionKind:
         return self.side == "advoware"
 
 
-ACTION_KINDS: dict[str, ActionKind] = {k.name: k for k in (
-    ActionKind("adopt", 1, "google", "adopted"),
-    ActionKind("create_google", 1, "google", "created"),
-    ActionKind("create_advoware", 2, "advoware", "created"),
-    ActionKind("delete_google", 3, "google", "deleted", deletion=True),
-    ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True),
-    ActionKind("forget", 3, "hub", "forgotten"),
-    ActionKind("update_google", 4, "google", "updated"),
-    ActionKind("update_advoware", 4, "advoware", "updated"),
-    ActionKind("link", 4, "hub", "linked"),
-    # series exceptions, after the updates (a master's new rule is written before its orphans go)
-    ActionKind("keep_exception", 4, "hub", "kept"),
-    ActionKind("close_exception", 4, "hub", "closed"),
-    ActionKind("revert_exception", 4, "google", "reverted"),
-    ActionKind("drop_exception", 4, "google", "dropped"),
-)}
+ACTION_KINDS: dict[str, ActionKind] = {
+    k.name: k
+    for k in (
+        ActionKind("adopt", 1, "google", "adopted"),
+        ActionKind("create_google", 1, "google", "created"),
+        ActionKind("create_advoware", 2, "advoware", "created"),
+        ActionKind("delete_google", 3, "google", "deleted", deletion=True),
+        ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True),
+        ActionKind("forget", 3, "hub", "forgotten"),
+        ActionKind("update_google", 4, "google", "updated"),
+        ActionKind("update_advoware", 4, "advoware", "updated"),
+        ActionKind("link", 4, "hub", "linked"),
+        # series exceptions, after the updates (a master's new rule is written before its orphans go)
+        ActionKind("keep_exception", 4, "hub", "kept"),
+        ActionKind("close_exception", 4, "hub", "closed"),
+        ActionKind("revert_exception", 4, "google", "reverted"),
+        ActionKind("drop_exception", 4, "google", "dropped"),
+    )
+}
 EXCEPTION_KINDS = frozenset(k for k in ACTION_KINDS if k.endswith("_exception"))
 KINDS = tuple(ACTION_KINDS)
 ADVOWARE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.writes_advoware)
@@ -83,10 +86,24 @@ DELETIONS = frozenset(k.name for k in ACTION_KINDS.values() if k.deletion)
 ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker and no Advoware item
 
 # Report kinds (ids only in `detail`, never appointment text).
-REPORT_KINDS = ("shared_pool_skipped", "special_read_only", "unsupported_rule", "write_protected_new_google",
-                "write_protected_revert", "orphan", "foreign_marker", "invalid_advoware", "left_window",
-                "parked", "calendar_recreated", "calendar_reshared", "calendar_relisted",
-                "series_exception_kept", "series_exception_reverted", "series_exception_dropped")
+REPORT_KINDS = (
+    "shared_pool_skipped",
+    "special_read_only",
+    "unsupported_rule",
+    "write_protected_new_google",
+    "write_protected_revert",
+    "orphan",
+    "foreign_marker",
+    "invalid_advoware",
+    "left_window",
+    "parked",
+    "calendar_recreated",
+    "calendar_reshared",
+    "calendar_relisted",
+    "series_exception_kept",
+    "series_exception_reverted",
+    "series_exception_dropped",
+)
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,13 @@ from include.calendar_engine.timeutil import parse_local_stamp, parse_rfc3339
 
 EMPTIED_MIN = 2  # an "emptied" calendar lost at least this many linked appointments at once
 UNCHANGED, CHANGED, DELETED, LEFT, UNSEEN, UNSUPPORTED = (
-    "unchanged", "changed", "deleted", "left", "unseen", "unsupported")
+    "unchanged",
+    "changed",
+    "deleted",
+    "left",
+    "unseen",
+    "unsupported",
+)
 QUIET = (UNCHANGED, UNSEEN, LEFT)  # Google states that ask nothing of a changed Advoware item
 
 WP_REPORT = "<write protection>"  # the report kind of a protected row: write_protected_revert or
@@ -124,8 +130,9 @@ DISCARD = Decision("delete_google", "discard", WP_REPORT, "google change discard
 REFILL = Decision("create_google", "refill")  # the administrator's refill after a safety stop
 PROTECTED_DELETE = Decision("delete_google", "write_protected", "unsupported_rule", "advoware deleted")
 # an unlinked event a person made in Google (no marker)
-NEW_GOOGLE = Decision("create_advoware", "new_google",
-                      under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone"))
+NEW_GOOGLE = Decision(
+    "create_advoware", "new_google", under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone")
+)
 
 
 def decide(a: str, g: str, *, same_content: bool, advoware_wins: bool) -> Decision:
@@ -158,8 +165,7 @@ def decide(a: str, g: str, *, same_content: bool, advoware_wins: bool) -> Decisi
         case ("deleted", "deleted"):
             return Decision("forget", "both_deleted")
         case ("deleted", "unsupported"):
-            return Decision(None, "advoware_deleted", "unsupported_rule", "advoware deleted",
-                            under_wp=PROTECTED_DELETE)
+            return Decision(None, "advoware_deleted", "unsupported_rule", "advoware deleted", under_wp=PROTECTED_DELETE)
     raise ValueError(f"no row of the decision table for Advoware {a!r}, Google {g!r}")
 
 
@@ -204,10 +210,22 @@ def _iso(d: date) -> str:
 
 
 class _Planner:
-    def __init__(self, employee: str, policy: Policy, window: Window, google_complete: bool, plan: Plan,
-                 rows: Iterable[HubException] = ()):
+    def __init__(
+        self,
+        employee: str,
+        policy: Policy,
+        window: Window,
+        google_complete: bool,
+        plan: Plan,
+        rows: Iterable[HubException] = (),
+    ):
         self.employee, self.policy, self.window, self.complete, self.plan = (
-            employee, policy, window, google_complete, plan)
+            employee,
+            policy,
+            window,
+            google_complete,
+            plan,
+        )
         self.exceptions: dict[str, ExceptionItem] = {}  # series exceptions listed, by instance id
         self.rows = {r.instance_id: r for r in rows if r.employee == employee}  # the hub's known ones
 
@@ -233,9 +251,15 @@ class _Planner:
                 except (TypeError, ValueError) as exc:
                     self.report("invalid_advoware", frnr=frnr, detail=type(exc).__name__)
                     excluded = True
-            out[frnr] = AdvowareItem(raw=raw, frnr=frnr, owner=owner_code(raw), appt=appt,
-                             fp=fingerprint(appt) if appt else None, changed_at=changed_at_of(raw),
-                             excluded=excluded)
+            out[frnr] = AdvowareItem(
+                raw=raw,
+                frnr=frnr,
+                owner=owner_code(raw),
+                appt=appt,
+                fp=fingerprint(appt) if appt else None,
+                changed_at=changed_at_of(raw),
+                excluded=excluded,
+            )
         return out
 
     def read_google(self, items: Iterable[dict[str, Any]]) -> dict[str, GoogleItem]:
@@ -258,16 +282,27 @@ class _Planner:
                     unsupported = parsed.reason
                 else:
                     appt = parsed
-            out[gid] = GoogleItem(raw=raw, id=gid, cancelled=cancelled, appt=appt, unsupported=unsupported,
-                             fp=fingerprint(appt) if appt else None, updated=raw.get("updated"),
-                             m_employee=m_emp, m_frnr=m_frnr, m_origin=m_origin)
+            out[gid] = GoogleItem(
+                raw=raw,
+                id=gid,
+                cancelled=cancelled,
+                appt=appt,
+                unsupported=unsupported,
+                fp=fingerprint(appt) if appt else None,
+                updated=raw.get("updated"),
+                m_employee=m_emp,
+                m_frnr=m_frnr,
+                m_origin=m_origin,
+            )
         return out
 
     # -- output helpers ----------------------------------------------------------------------------
-    def report(self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None,
-               detail: str = "") -> None:
-        self.plan.reports.append(Report(kind=kind, employee=self.employee, frnr=frnr,
-                                        google_event_id=google_event_id, detail=detail))
+    def report(
+        self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None, detail: str = ""
+    ) -> None:
+        self.plan.reports.append(
+            Report(kind=kind, employee=self.employee, frnr=frnr, google_event_id=google_event_id, detail=detail)
+        )
 
     def add(self, action: Action | None) -> None:
         if action is not None:
@@ -277,32 +312,52 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def google_write(self, kind: str, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None,
-                     link: HubLink | None = None, row: str | None = None) -> Action:
+    def google_write(
+        self,
+        kind: str,
+        rule: str,
+        a: AdvowareItem,
+        gid: str,
+        g: GoogleItem | None,
+        link: HubLink | None = None,
+        row: str | None = None,
+    ) -> Action:
         """An action that writes Advoware's version of `a` to Google event `gid` (`link`: the hub row,
         whose Google fingerprint stands for an event the incremental listing did not return)."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
-        body = to_google(a.appt, employee=self.employee, frnr=a.frnr, origin=origin,
-                         anonymize=self.policy.anonymize, google_id=gid)
+        body = to_google(
+            a.appt, employee=self.employee, frnr=a.frnr, origin=origin, anonymize=self.policy.anonymize, google_id=gid
+        )
         written = from_google(body)
         assert isinstance(written, Appointment)
         span_start, span_end = self._span(a.appt)
-        return Action(kind=kind, rule=rule, employee=self.employee, frnr=a.frnr, row=row,
-                      google_event_id=gid, google_body=body, advoware_fingerprint=a.fp,
-                      google_fingerprint=fingerprint(written), span_start=span_start, span_end=span_end,
-                      advoware_changed_at=a.changed_at, google_updated=g.updated if g else None,
-                      google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None))
+        return Action(
+            kind=kind,
+            rule=rule,
+            employee=self.employee,
+            frnr=a.frnr,
+            row=row,
+            google_event_id=gid,
+            google_body=body,
+            advoware_fingerprint=a.fp,
+            google_fingerprint=fingerprint(written),
+            span_start=span_start,
+            span_end=span_end,
+            advoware_changed_at=a.changed_at,
+            google_updated=g.updated if g else None,
+            google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None),
+        )
 
-    def advoware_write(self, kind: str, rule: str, g: GoogleItem, a: AdvowareItem | None,
-                       row: str | None = None) -> Action | None:
+    def advoware_write(
+        self, kind: str, rule: str, g: GoogleItem, a: AdvowareItem | None, row: str | None = None
+    ) -> Action | None:
         """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
         assert g.appt is not None
         canon = g.appt
         if a is not None and a.appt is not None and self.policy.anonymize:
             # Google only holds an anonymised copy: take times/flags from Google, texts from Advoware.
-            canon = replace(canon, title=a.appt.title, note=a.appt.note, location=a.appt.location,
-                            matter=a.appt.matter)
+            canon = replace(canon, title=a.appt.title, note=a.appt.note, location=a.appt.location, matter=a.appt.matter)
         canon = replace(canon, frnr=a.frnr if a else None)
         try:
             body = to_advoware(canon, self.employee, owner=a.owner if a and a.owner else None)
@@ -311,10 +366,21 @@ class _Planner:
             return None
         written = from_advoware(body, self.employee)
         span_start, span_end = self._span(written)
-        return Action(kind=kind, rule=rule, employee=self.employee, frnr=a.frnr if a else None, row=row,
-                      google_event_id=g.id, advoware_body=body, advoware_fingerprint=fingerprint(written),
-                      google_fingerprint=g.fp, span_start=span_start, span_end=span_end,
-                      advoware_changed_at=a.changed_at if a else None, google_updated=g.updated)
+        return Action(
+            kind=kind,
+            rule=rule,
+            employee=self.employee,
+            frnr=a.frnr if a else None,
+            row=row,
+            google_event_id=g.id,
+            advoware_body=body,
+            advoware_fingerprint=fingerprint(written),
+            google_fingerprint=g.fp,
+            span_start=span_start,
+            span_end=span_end,
+            advoware_changed_at=a.changed_at if a else None,
+            google_updated=g.updated,
+        )
 
     # -- decisions -----------------------------------------------------------------------------------
     def left_window(self, link: HubLink, g: GoogleItem | None) -> bool:
@@ -377,8 +443,11 @@ class _Planner:
             same = self.comparable(a.appt) == self.comparable(g.appt)
             advoware_wins = self.winner(a, g) == "advoware"
         read_only = link.frnr < 0 or (a is not None and a.appt is not None and a.appt.read_only)
-        decision = protect(decide(a_state, g_state, same_content=same, advoware_wins=advoware_wins),
-                           write_protection=self.policy.write_protection, read_only=read_only)
+        decision = protect(
+            decide(a_state, g_state, same_content=same, advoware_wins=advoware_wins),
+            write_protection=self.policy.write_protection,
+            read_only=read_only,
+        )
         if self.policy.refill_google and decision.kind == "delete_advoware":
             decision = REFILL
         row = f"{a_state}/{g_state}"
@@ -389,8 +458,9 @@ class _Planner:
             detail = (g.unsupported or "") if decision.detail == GOOGLE_REASON and g else decision.detail
             self.report(decision.report, frnr=frnr, google_event_id=link.google_event_id, detail=detail)
 
-    def linked_action(self, d: Decision, row: str, link: HubLink, a: AdvowareItem | None,
-                      g: GoogleItem | None) -> Action | None:
+    def linked_action(
+        self, d: Decision, row: str, link: HubLink, a: AdvowareItem | None, g: GoogleItem | None
+    ) -> Action | None:
         """The action of a decision about a linked item, by kind."""
         gid, kind = link.google_event_id, d.kind
         assert gid is not None and kind is not None
@@ -402,20 +472,46 @@ class _Planner:
             return self.advoware_write(kind, d.rule, g, a if kind == "update_advoware" else None, row)
         if kind == "delete_advoware":
             assert a is not None
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=a.frnr, google_event_id=gid,
-                          advoware_changed_at=a.changed_at, confirm_absent="google" if g is None else None)
+            return Action(
+                kind=kind,
+                rule=d.rule,
+                row=row,
+                employee=self.employee,
+                frnr=a.frnr,
+                google_event_id=gid,
+                advoware_changed_at=a.changed_at,
+                confirm_absent="google" if g is None else None,
+            )
         if kind == "delete_google":
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid,
-                          google_updated=g.updated if g and d.rule != "write_protected" else None,
-                          confirm_absent="advoware")
+            return Action(
+                kind=kind,
+                rule=d.rule,
+                row=row,
+                employee=self.employee,
+                frnr=link.frnr,
+                google_event_id=gid,
+                google_updated=g.updated if g and d.rule != "write_protected" else None,
+                confirm_absent="advoware",
+            )
         if kind == "forget":
             return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
         if kind == "link":
             assert a is not None and g is not None and a.appt is not None
             first, last = self._span(a.appt)
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=a.frnr, google_event_id=gid,
-                          advoware_fingerprint=a.fp, google_fingerprint=g.fp, span_start=first, span_end=last,
-                          advoware_changed_at=a.changed_at, google_updated=g.updated)
+            return Action(
+                kind=kind,
+                rule=d.rule,
+                row=row,
+                employee=self.employee,
+                frnr=a.frnr,
+                google_event_id=gid,
+                advoware_fingerprint=a.fp,
+                google_fingerprint=g.fp,
+                span_start=first,
+                span_end=last,
+                advoware_changed_at=a.changed_at,
+                google_updated=g.updated,
+            )
         raise ValueError(f"no action for {kind!r} on a linked item")
 
     def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
@@ -444,21 +540,39 @@ def _employee(employee: str | None, links: list[HubLink], advoware_items: list[d
     raise ValueError("plan_sync needs the employee (pass employee=...)")
 
 
-def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]],
-              google_items: Iterable[dict[str, Any]], google_complete: bool, policy: Policy, window: Window,
-              *, employee: str | None = None, exceptions: Iterable[HubException] = ()) -> Plan:
+def plan_sync(
+    links: Iterable[HubLink],
+    advoware_items: Iterable[dict[str, Any]],
+    google_items: Iterable[dict[str, Any]],
+    google_complete: bool,
+    policy: Policy,
+    window: Window,
+    *,
+    employee: str | None = None,
+    exceptions: Iterable[HubException] = (),
+) -> Plan:
     """The plan of one employee; `exceptions`: the hub's rows of the series exceptions it knows."""
     links, advoware_items, google_items = list(links), list(advoware_items), list(google_items)
     employee = _employee(employee, links, advoware_items)
-    plan = Plan(employee=employee, window_start=_iso(window.start), window_end=_iso(window.end),
-                google_complete=google_complete, policy=policy.to_dict())
+    plan = Plan(
+        employee=employee,
+        window_start=_iso(window.start),
+        window_end=_iso(window.end),
+        google_complete=google_complete,
+        policy=policy.to_dict(),
+    )
     p = _Planner(employee, policy, window, google_complete, plan, exceptions)
     adv = p.read_advoware(advoware_items)
     goog = p.read_google(google_items)
 
-    live = sorted((lk for lk in links if lk.employee == employee and lk.status != "deleted"
-                   and lk.frnr is not None and lk.google_event_id),
-                  key=lambda lk: (lk.frnr, lk.google_event_id))
+    live = sorted(
+        (
+            lk
+            for lk in links
+            if lk.employee == employee and lk.status != "deleted" and lk.frnr is not None and lk.google_event_id
+        ),
+        key=lambda lk: (lk.frnr, lk.google_event_id),
+    )
     linked_frnrs = {lk.frnr for lk in live}
     linked_ids = {lk.google_event_id for lk in live}
     for link in live:
@@ -481,8 +595,12 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
             continue
         own = goog.get(event_id(employee, frnr))  # the deterministic id first: never a copy
         candidate = own if own is not None and own.appt is not None else by_marker.get(frnr)
-        if candidate is not None and candidate.id not in linked_ids and candidate.appt is not None \
-                and candidate.id not in used:
+        if (
+            candidate is not None
+            and candidate.id not in linked_ids
+            and candidate.appt is not None
+            and candidate.id not in used
+        ):
             used.add(candidate.id)
             claimed[frnr] = candidate.id
             p.adopt(a, candidate, "marker", rewrite=False)
@@ -506,15 +624,25 @@ def plan_sync(links: Iterable[HubLink], advoware_items: Iterable[dict[str, Any]]
         if g.m_frnr is not None and g.m_employee not in (None, employee):
             p.report("foreign_marker", frnr=g.m_frnr, google_event_id=gid)
             continue
-        copied = g.m_frnr is not None and claimed.get(g.m_frnr) not in (None, gid) \
-            and gid != event_id(employee, g.m_frnr)
+        copied = (
+            g.m_frnr is not None and claimed.get(g.m_frnr) not in (None, gid) and gid != event_id(employee, g.m_frnr)
+        )
         if g.m_frnr is not None and not copied:
             if g.m_frnr in adv:
                 continue  # its Advoware item is out of scope (shared pool) or unreadable
             first, last = g.appt.span()
             if window.overlaps(first, last):
-                p.add(Action(kind="delete_google", rule=ORPHAN, employee=employee, frnr=g.m_frnr,
-                             google_event_id=gid, google_updated=g.updated, confirm_absent="advoware"))
+                p.add(
+                    Action(
+                        kind="delete_google",
+                        rule=ORPHAN,
+                        employee=employee,
+                        frnr=g.m_frnr,
+                        google_event_id=gid,
+                        google_updated=g.updated,
+                        confirm_absent="advoware",
+                    )
+                )
             continue
         if g.appt.span()[1] < window.start:  # the past before the window is not synced (nor listed in full)
             p.report("left_window", google_event_id=gid, detail="ended before the window: not carried")
@@ -548,8 +676,15 @@ def _emptied(plan: Plan, in_window: list[HubLink], advoware_items: list[dict[str
     return len(kept) if len(kept) >= EMPTIED_MIN and kept <= gone else 0
 
 
-def _safety(plan: Plan, policy: Policy, live: list[HubLink], advoware_items: list[dict[str, Any]],
-            google_items: list[dict[str, Any]], google_complete: bool, p: _Planner) -> None:
+def _safety(
+    plan: Plan,
+    policy: Policy,
+    live: list[HubLink],
+    advoware_items: list[dict[str, Any]],
+    google_items: list[dict[str, Any]],
+    google_complete: bool,
+    p: _Planner,
+) -> None:
     if policy.force_deletions:
         return
     in_window = [lk for lk in live if not p.left_window(lk, None)]

@@ -29,8 +29,10 @@ class Policy:
         """From `include.settings.Settings` (sync.* and advoware.write_protection) plus run params."""
         sync = settings.sync
         values: dict[str, Any] = {
-            "conflict_policy": sync.conflict_policy, "write_protection": settings.advoware.write_protection,
-            "include_shared_pool": sync.include_shared_pool, "anonymize": sync.anonymize,
+            "conflict_policy": sync.conflict_policy,
+            "write_protection": settings.advoware.write_protection,
+            "include_shared_pool": sync.include_shared_pool,
+            "anonymize": sync.anonymize,
             "delete_threshold_ratio": sync.delete_threshold_ratio,
             "delete_threshold_min": sync.delete_threshold_min,
         }

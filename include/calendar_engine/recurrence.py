@@ -78,11 +78,13 @@ def _same(a: list[datetime], b: list[datetime]) -> bool:
     return all(x.replace(tzinfo=None) == y.replace(tzinfo=None) for x, y in zip(a, b, strict=True))
 
 
-def from_google_recurrence(lines: list[str], start: datetime | date, *, all_day: bool
-                           ) -> Recurrence | Unsupported:
+def from_google_recurrence(lines: list[str], start: datetime | date, *, all_day: bool) -> Recurrence | Unsupported:
     rules = [ln.strip() for ln in lines if ln.strip().upper().startswith("RRULE:")]
-    others = [ln.strip().split(":", 1)[0].split(";", 1)[0].upper() for ln in lines
-              if ln.strip() and not ln.strip().upper().startswith("RRULE:")]
+    others = [
+        ln.strip().split(":", 1)[0].split(";", 1)[0].upper()
+        for ln in lines
+        if ln.strip() and not ln.strip().upper().startswith("RRULE:")
+    ]
     if others:
         return Unsupported(f"recurrence lines Advoware cannot hold: {','.join(sorted(set(others)))}")
     if len(rules) != 1:

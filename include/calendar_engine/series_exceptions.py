@@ -48,7 +48,10 @@ MOVED, CHANGED = "moved", "changed"  # kinds of a deviation (besides CANCELLED)
 # an orphan), gone (no longer an exception: Google removed it, or a person undid it)
 STANDING, REVERTED, DROPPED, GONE = "standing", "reverted", "dropped", "gone"
 KEPT_REPORT, REVERTED_REPORT, DROPPED_REPORT = (
-    "series_exception_kept", "series_exception_reverted", "series_exception_dropped")
+    "series_exception_kept",
+    "series_exception_reverted",
+    "series_exception_dropped",
+)
 UNSUPPORTED_DETAIL = "series with exceptions"
 
 
@@ -134,8 +137,14 @@ def read_exception(raw: dict[str, Any]) -> ExceptionItem:
         single = {k: v for k, v in raw.items() if k not in ("recurringEventId", "originalStartTime", "recurrence")}
         parsed = from_google(single)
         appt = parsed if isinstance(parsed, Appointment) else None
-    return ExceptionItem(raw=raw, id=str(raw["id"]), master_id=str(raw["recurringEventId"]),
-                         original=_read_original(raw.get("originalStartTime")), cancelled=cancelled, appt=appt)
+    return ExceptionItem(
+        raw=raw,
+        id=str(raw["id"]),
+        master_id=str(raw["recurringEventId"]),
+        original=_read_original(raw.get("originalStartTime")),
+        cancelled=cancelled,
+        appt=appt,
+    )
 
 
 def occurrence_at(series: Appointment, original: datetime | date | None) -> Appointment | None:
@@ -147,8 +156,11 @@ def occurrence_at(series: Appointment, original: datetime | date | None) -> Appo
     start = dtstart_of(series.start, all_day=series.all_day)
     try:
         rule = rrulestr(to_rrule(series.recurrence, all_day=series.all_day), dtstart=start)
-        wanted = (datetime.combine(original, datetime.min.time()) if series.all_day  # type: ignore[arg-type]
-                  else normalize(original))  # type: ignore[arg-type]
+        wanted = (
+            datetime.combine(original, datetime.min.time())
+            if series.all_day  # type: ignore[arg-type]
+            else normalize(original)
+        )  # type: ignore[arg-type]
         hit = rule.after(wanted - timedelta(seconds=1), inc=False)
     except (ValueError, TypeError):
         return None
@@ -188,8 +200,9 @@ class Decision:
 NOTHING = Decision(None)
 
 
-def decide(exc: ExceptionItem, occurrence: Appointment | None, row: HubException | None, *, protected: bool,
-           comparable: Any) -> tuple[Decision, str | None]:
+def decide(
+    exc: ExceptionItem, occurrence: Appointment | None, row: HubException | None, *, protected: bool, comparable: Any
+) -> tuple[Decision, str | None]:
     """The decision for an exception of a linked series (the module's table) and its deviation kind."""
     if occurrence is None:  # an orphan: the series has no occurrence at its original start any more
         if exc.cancelled:  # Google removed it (or it was cancelled): nothing shows, only bookkeeping

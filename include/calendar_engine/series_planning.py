@@ -43,8 +43,9 @@ class Planner(Protocol):
     exceptions: dict[str, ExceptionItem]
     rows: dict[str, HubException]
 
-    def report(self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None,
-               detail: str = "") -> None: ...
+    def report(
+        self, kind: str, *, frnr: int | None = None, google_event_id: str | None = None, detail: str = ""
+    ) -> None: ...
 
     def add(self, action: Action | None) -> None: ...
 
@@ -82,13 +83,13 @@ def standing_deviations(p: Planner, master_id: str, series: Appointment) -> bool
     return any(r.standing for r in p.rows.values() if r.master_event_id == master_id and r.instance_id not in seen)
 
 
-def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: dict[str, Any],
-                    claimed: dict[int, str]) -> None:
+def plan_exceptions(
+    p: Planner, live: list[HubLink], adv: dict[int, Any], goog: dict[str, Any], claimed: dict[int, str]
+) -> None:
     """Actions for the exceptions listed and for the standing rows of a series that changes."""
     actions = {a.google_event_id: a for a in p.plan.actions() if a.google_event_id}
     twin = {gid: frnr for frnr, gid in claimed.items() if gid}  # master event id → its frNr
-    masters = {e.master_id for e in p.exceptions.values()} | {r.master_event_id for r in p.rows.values()
-                                                              if r.standing}
+    masters = {e.master_id for e in p.exceptions.values()} | {r.master_event_id for r in p.rows.values() if r.standing}
     for master_id in sorted(masters):
         listed = sorted((e for e in p.exceptions.values() if e.master_id == master_id), key=lambda e: e.id)
         g = goog.get(master_id)
@@ -107,16 +108,25 @@ def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: 
         if gone or (g is not None and g.cancelled):
             # the series was deleted (Google deletes its exceptions with it; a recreated one has none)
             for row in _standing(p, master_id):
-                _emit(p, Decision("close_exception", GONE), master_id, frnr, instance_id=row.instance_id,
-                      original_start=row.original_start, kind=row.kind)
+                _emit(
+                    p,
+                    Decision("close_exception", GONE),
+                    master_id,
+                    frnr,
+                    instance_id=row.instance_id,
+                    original_start=row.original_start,
+                    kind=row.kind,
+                )
             continue
         if series is None:
             continue  # not known this run (left the window, unreadable): the rows stand as they are
-        protected = p.policy.write_protection or frnr < 0 or bool(a is not None and a.appt is not None
-                                                                  and a.appt.read_only)
+        protected = (
+            p.policy.write_protection or frnr < 0 or bool(a is not None and a.appt is not None and a.appt.read_only)
+        )
         for e in listed:
-            decision, kind = decide(e, occurrence_at(series, e.original), p.rows.get(e.id), protected=protected,
-                                    comparable=p.comparable)
+            decision, kind = decide(
+                e, occurrence_at(series, e.original), p.rows.get(e.id), protected=protected, comparable=p.comparable
+            )
             _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g, confirm=rewritten)
         seen = {e.id for e in listed}
         for row in _standing(p, master_id):
@@ -128,24 +138,46 @@ def plan_exceptions(p: Planner, live: list[HubLink], adv: dict[int, Any], goog: 
                 # the series changed: a known exception whose original start it no longer has is an
                 # orphan (it would show beside the new occurrences): removed, unless Google did it
                 decision, _ = decide(ghost, None, row, protected=protected, comparable=p.comparable)
-                _emit(p, decision, master_id, frnr, instance_id=row.instance_id,
-                      original_start=row.original_start, kind=row.kind)
+                _emit(
+                    p,
+                    decision,
+                    master_id,
+                    frnr,
+                    instance_id=row.instance_id,
+                    original_start=row.original_start,
+                    kind=row.kind,
+                )
             elif protected:
                 # kept before write protection (or the series became read-only): Google must mirror
                 # Advoware, so it is reverted although this listing did not return it
-                _emit(p, Decision("revert_exception", REVERTED, REVERTED_REPORT, row.kind), master_id, frnr,
-                      exc=ghost, kind=row.kind, series=series, g=g)
+                _emit(
+                    p,
+                    Decision("revert_exception", REVERTED, REVERTED_REPORT, row.kind),
+                    master_id,
+                    frnr,
+                    exc=ghost,
+                    kind=row.kind,
+                    series=series,
+                    g=g,
+                )
 
 
 def _standing(p: Planner, master_id: str) -> list[HubException]:
-    return sorted((r for r in p.rows.values() if r.master_event_id == master_id and r.standing),
-                  key=lambda r: r.instance_id)
+    return sorted(
+        (r for r in p.rows.values() if r.master_event_id == master_id and r.standing), key=lambda r: r.instance_id
+    )
 
 
 def _ghost(row: HubException) -> ExceptionItem:
     """A known exception the listing did not return, standing as the hub last saw it."""
-    return ExceptionItem(raw={}, id=row.instance_id, master_id=row.master_event_id,
-                         original=parse_original(row.original_start), cancelled=row.kind == "cancelled", appt=None)
+    return ExceptionItem(
+        raw={},
+        id=row.instance_id,
+        master_id=row.master_event_id,
+        original=parse_original(row.original_start),
+        cancelled=row.kind == "cancelled",
+        appt=None,
+    )
 
 
 def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -> None:
@@ -158,15 +190,34 @@ def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -
         stands = (occ is None and not e.cancelled) or (occ is not None and deviation(e, occ, p.comparable))
         row = p.rows.get(e.id)
         if stands and not (row is not None and row.standing and row.fingerprint == e.fp):
-            _emit(p, Decision("keep_exception", STANDING), master_id, None, exc=e, kind="moved" if occ is None
-                  else deviation(e, occ, p.comparable), rule=UNLINKED)
+            _emit(
+                p,
+                Decision("keep_exception", STANDING),
+                master_id,
+                None,
+                exc=e,
+                kind="moved" if occ is None else deviation(e, occ, p.comparable),
+                rule=UNLINKED,
+            )
         elif not stands and row is not None and row.standing:
             _emit(p, Decision("close_exception", GONE), master_id, None, exc=e, kind=row.kind, rule=UNLINKED)
 
 
-def _emit(p: Planner, decision: Decision, master_id: str, frnr: int | None, *, exc: ExceptionItem | None = None,
-          instance_id: str | None = None, original_start: str | None = None, kind: str | None = None,
-          series: Appointment | None = None, g: Any = None, rule: str | None = None, confirm: bool = False) -> None:
+def _emit(
+    p: Planner,
+    decision: Decision,
+    master_id: str,
+    frnr: int | None,
+    *,
+    exc: ExceptionItem | None = None,
+    instance_id: str | None = None,
+    original_start: str | None = None,
+    kind: str | None = None,
+    series: Appointment | None = None,
+    g: Any = None,
+    rule: str | None = None,
+    confirm: bool = False,
+) -> None:
     """The decision's action and report (ids only: the series' frNr and master, the instance id).
     `confirm`: the plan rewrites the series first, and Google may drop the exception then (its timing
     model): a kept one carries its occurrence (`google_body`), so the executor records what stands
@@ -181,26 +232,38 @@ def _emit(p: Planner, decision: Decision, master_id: str, frnr: int | None, *, e
         body, google_fp = _occurrence_body(p, series, exc, frnr, g)
     elif decision.kind == "keep_exception" and confirm and exc is not None and series is not None:
         body, _ = _occurrence_body(p, series, exc, frnr, g)
-    p.add(Action(kind=decision.kind, rule=rule or (decision.detail or decision.kind), employee=p.employee,
-                 frnr=frnr, google_event_id=iid, google_body=body, google_fingerprint=google_fp,
-                 master_event_id=master_id,
-                 original_start=exc.original_start if exc is not None else original_start,
-                 exception_kind=kind))
+    p.add(
+        Action(
+            kind=decision.kind,
+            rule=rule or (decision.detail or decision.kind),
+            employee=p.employee,
+            frnr=frnr,
+            google_event_id=iid,
+            google_body=body,
+            google_fingerprint=google_fp,
+            master_event_id=master_id,
+            original_start=exc.original_start if exc is not None else original_start,
+            exception_kind=kind,
+        )
+    )
     if decision.report is not None:
-        p.report(decision.report, frnr=frnr, google_event_id=iid,
-                 detail=f"{decision.detail}; series {master_id}" if decision.detail else f"series {master_id}")
+        p.report(
+            decision.report,
+            frnr=frnr,
+            google_event_id=iid,
+            detail=f"{decision.detail}; series {master_id}" if decision.detail else f"series {master_id}",
+        )
 
 
-def _occurrence_body(p: Planner, series: Appointment, exc: ExceptionItem, frnr: int | None, g: Any
-                     ) -> tuple[dict[str, Any], str]:
+def _occurrence_body(
+    p: Planner, series: Appointment, exc: ExceptionItem, frnr: int | None, g: Any
+) -> tuple[dict[str, Any], str]:
     """The instance as the series has it (a revert writes this; a cancelled one is restored)."""
     occ = occurrence_at(series, exc.original)
     assert occ is not None
     origin = marker_of(exc.raw)[2] or (g.m_origin if g is not None and g.m_origin else None) or ORIGIN_ADVOWARE
-    body = to_google(occ, employee=p.employee, frnr=frnr, origin=origin, anonymize=p.policy.anonymize,
-                     google_id=exc.id)
+    body = to_google(occ, employee=p.employee, frnr=frnr, origin=origin, anonymize=p.policy.anonymize, google_id=exc.id)
     body["status"] = "confirmed"
     written = from_google({k: v for k, v in body.items() if k != "id"})
     assert isinstance(written, Appointment)
     return body, fingerprint(written)
-

@@ -68,8 +68,14 @@ class Report:
         return not (self.created or self.renewed or self.recreated or self.stopped or self.failed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"push": self.push, "created": self.created, "renewed": self.renewed,
-                "recreated": self.recreated, "stopped": self.stopped, "failed": self.failed}
+        return {
+            "push": self.push,
+            "created": self.created,
+            "renewed": self.renewed,
+            "recreated": self.recreated,
+            "stopped": self.stopped,
+            "failed": self.failed,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ def due(hub: Hub, margin_s: float, only: Iterable[str] | None = None) -> Due:
         active = hub_channels.active(conn)
         expiring = hub_channels.expiring(conn, margin_s)
     synced = {e: c for e, c in calendars.items() if c.active and c.calendar_id and c.email}
-    covered = {ch.employee for ch in active if ch.employee in synced
-               and ch.calendar_id == synced[ch.employee].calendar_id}
+    covered = {
+        ch.employee for ch in active if ch.employee in synced and ch.calendar_id == synced[ch.employee].calendar_id
+    }
     expiring_ids = {ch.channel_id for ch in expiring}
     orphaned = [ch for ch in active if ch.employee not in synced or ch.calendar_id != synced[ch.employee].calendar_id]
     orphan_ids = {ch.channel_id for ch in orphaned}
@@ -106,16 +113,25 @@ def due(hub: Hub, margin_s: float, only: Iterable[str] | None = None) -> Due:
     def keep(employee: str) -> bool:
         return wanted is None or employee.upper() in wanted
 
-    return Due([c for c in missing if keep(c.employee)],
-               [(ch, cal) for ch, cal in renew_now if keep(ch.employee)],
-               [ch for ch in orphaned + superseded if keep(ch.employee)])
+    return Due(
+        [c for c in missing if keep(c.employee)],
+        [(ch, cal) for ch, cal in renew_now if keep(ch.employee)],
+        [ch for ch in orphaned + superseded if keep(ch.employee)],
+    )
 
 
 class ChannelKeeper:
     """Opens, renews and stops the channels of the employees' calendars through one Google client."""
 
-    def __init__(self, google: GoogleCalendarClient, hub: Hub, settings: Settings, *,
-                 on_failure: OnFailure | None = None, on_recovered: OnRecovered | None = None) -> None:
+    def __init__(
+        self,
+        google: GoogleCalendarClient,
+        hub: Hub,
+        settings: Settings,
+        *,
+        on_failure: OnFailure | None = None,
+        on_recovered: OnRecovered | None = None,
+    ) -> None:
         self.google = google
         self.hub = hub
         self.settings = settings
@@ -135,8 +151,7 @@ class ChannelKeeper:
         report = Report()
         work = due(self.hub, self.settings.sync.channel_renew_margin_s, only)
         for channel in work.orphaned:
-            self._stop_quietly(channel, "employee_left" if self._left(channel.employee) else "superseded",
-                               report)
+            self._stop_quietly(channel, "employee_left" if self._left(channel.employee) else "superseded", report)
         for cal in work.missing:
             try:
                 self.open(cal.employee, cal.email or "", cal.calendar_id or "", address)
@@ -156,8 +171,9 @@ class ChannelKeeper:
             row = hub_calendars.get(conn, employee)
         return row is None or not row.active
 
-    def _renew(self, old: hub_channels.Channel, cal: hub_calendars.EmployeeCalendar, address: str,
-               report: Report) -> None:
+    def _renew(
+        self, old: hub_channels.Channel, cal: hub_calendars.EmployeeCalendar, address: str, report: Report
+    ) -> None:
         expired = old.expires_at <= datetime.now(UTC)
         try:
             self.open(cal.employee, cal.email or "", cal.calendar_id or "", address)
@@ -183,7 +199,7 @@ class ChannelKeeper:
 
     def _stop_quietly(self, channel: hub_channels.Channel, reason: str, report: Report) -> str | None:
         if channel.expires_at <= datetime.now(UTC):  # Google ended it already: nothing to ask (a left
-            with self.hub.transaction() as conn:      # employee's account may be gone too)
+            with self.hub.transaction() as conn:  # employee's account may be gone too)
                 hub_channels.stop(conn, channel.channel_id, "expired")
             if reason == "employee_left":
                 report.stopped.append(channel.employee)
@@ -191,8 +207,9 @@ class ChannelKeeper:
         try:
             outcome = self.stop(channel, reason)
         except Exception as exc:  # tried again at the next run: the channel stays active in the hub
-            log.warning("google channel %s of %s not stopped (%s)", channel.channel_id, channel.employee,
-                        _error_class(exc))
+            log.warning(
+                "google channel %s of %s not stopped (%s)", channel.channel_id, channel.employee, _error_class(exc)
+            )
             return None
         if reason == "employee_left":
             report.stopped.append(channel.employee)
@@ -206,18 +223,35 @@ class ChannelKeeper:
             raise RuntimeError("push is off: GATEWAY_PUBLIC_URL is empty or GOOGLE_PUSH_ENABLED is false")
         channel_id = f"kanzlei-{uuid.uuid4()}"
         token = secrets.token_urlsafe(32)
-        body = {"id": channel_id, "type": "web_hook", "address": address, "token": token,
-                "params": {"ttl": str(int(self.settings.sync.channel_ttl_s))}}
+        body = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": address,
+            "token": token,
+            "params": {"ttl": str(int(self.settings.sync.channel_ttl_s))},
+        }
         session = self.google.session_for(email)
         answer = session.execute(lambda s: s.events().watch(calendarId=calendar_id, body=body), "events.watch")
         expires_at = datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC)
         with self.hub.transaction() as conn:
-            hub_channels.add(conn, channel_id=channel_id, employee=employee, calendar_id=calendar_id,
-                             resource_id=answer.get("resourceId"), token=token, address=address,
-                             expires_at=expires_at)
+            hub_channels.add(
+                conn,
+                channel_id=channel_id,
+                employee=employee,
+                calendar_id=calendar_id,
+                resource_id=answer.get("resourceId"),
+                token=token,
+                address=address,
+                expires_at=expires_at,
+            )
             channel = hub_channels.get(conn, channel_id)
-        log.info("google channel %s opened for %s (calendar %s, until %s)", channel_id, employee, calendar_id,
-                 expires_at.isoformat(timespec="seconds"))
+        log.info(
+            "google channel %s opened for %s (calendar %s, until %s)",
+            channel_id,
+            employee,
+            calendar_id,
+            expires_at.isoformat(timespec="seconds"),
+        )
         assert channel is not None
         return channel
 

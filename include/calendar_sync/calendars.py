@@ -39,8 +39,10 @@ def window_of(ctx: SyncContext) -> Window:
 
 
 def google_bounds(window: Window) -> tuple[datetime, datetime]:
-    return (datetime.combine(window.start, time(0), BERLIN),
-            datetime.combine(window.end + timedelta(days=1), time(0), BERLIN))
+    return (
+        datetime.combine(window.start, time(0), BERLIN),
+        datetime.combine(window.end + timedelta(days=1), time(0), BERLIN),
+    )
 
 
 def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str) -> ProvisionResult:
@@ -51,19 +53,26 @@ def provision(google: GoogleCalendarClient, hub: Hub, employee: str, email: str)
         with hub.transaction() as conn:
             known = hub_calendars.get(conn, employee)
         result = CalendarProvisioner(google).ensure(
-            employee, email, known_id=known.calendar_id if known else None,
-            known_mode=known.mode if known else None)
+            employee, email, known_id=known.calendar_id if known else None, known_mode=known.mode if known else None
+        )
         with hub.transaction() as conn:
             reset = hub_calendars.reset_links(conn, employee) if result.recreated else 0
             if result.recreated:  # the old calendar's series exceptions went with it
                 hub_series.close_all(conn, employee)
-            hub_calendars.upsert_calendar(conn, employee, email=email, calendar_id=result.calendar_id,
-                                          mode=result.mode, acl_rule_id=result.acl_rule_id)
+            hub_calendars.upsert_calendar(
+                conn,
+                employee,
+                email=email,
+                calendar_id=result.calendar_id,
+                mode=result.mode,
+                acl_rule_id=result.acl_rule_id,
+            )
             hub_calendars.mark_access_checked(conn, employee)
     if reset:
         log.info("calendar of %s recreated: %d links reset", employee, reset)
-    return ProvisionResult(result.employee, result.calendar_id, result.mode, result.created, result.recreated,
-                           result.acl_rule_id, reset)
+    return ProvisionResult(
+        result.employee, result.calendar_id, result.mode, result.created, result.recreated, result.acl_rule_id, reset
+    )
 
 
 def ensure_calendar(ctx: SyncContext, employee: str, *, force: bool = False) -> str:

@@ -50,8 +50,14 @@ class SyncContext:
     """Clients given directly, or (`lazy`) as factories built on first use: a task whose phase has
     nothing to do then builds neither client (no token, no TLS context, no connection)."""
 
-    def __init__(self, hub_dsn: str, advoware: AdvowareClient | None, google: GoogleCalendarClient | None,
-                 settings: Settings | None = None, today: date | None = None) -> None:
+    def __init__(
+        self,
+        hub_dsn: str,
+        advoware: AdvowareClient | None,
+        google: GoogleCalendarClient | None,
+        settings: Settings | None = None,
+        today: date | None = None,
+    ) -> None:
         self.hub_dsn = hub_dsn
         self.hub = Hub(hub_dsn)  # the task's unit of work: one connection per thread, reused
         self.settings = settings or get_settings()
@@ -68,8 +74,14 @@ class SyncContext:
         self._lock = threading.Lock()
 
     @classmethod
-    def lazy(cls, hub_dsn: str, advoware: Callable[[], AdvowareClient], google: Callable[[], GoogleCalendarClient],
-             settings: Settings | None = None, **kw: Any) -> SyncContext:
+    def lazy(
+        cls,
+        hub_dsn: str,
+        advoware: Callable[[], AdvowareClient],
+        google: Callable[[], GoogleCalendarClient],
+        settings: Settings | None = None,
+        **kw: Any,
+    ) -> SyncContext:
         ctx = cls(hub_dsn, None, None, settings, **kw)
         ctx._factories = {"advoware": advoware, "google": google}
         return ctx
@@ -77,8 +89,13 @@ class SyncContext:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kw: Any) -> SyncContext:
         s = settings or get_settings()
-        return cls.lazy(s.postgres.dsn(), lambda: AdvowareClient(s.advoware, redis_url=s.redis_url),
-                        lambda: GoogleCalendarClient.from_settings(s.google, redis_url=s.redis_url), s, **kw)
+        return cls.lazy(
+            s.postgres.dsn(),
+            lambda: AdvowareClient(s.advoware, redis_url=s.redis_url),
+            lambda: GoogleCalendarClient.from_settings(s.google, redis_url=s.redis_url),
+            s,
+            **kw,
+        )
 
     def _client(self, name: str) -> Any:
         client = self._clients[name]

@@ -65,6 +65,8 @@ from include.hub import links as hub_links
 log = logging.getLogger(__name__)
 
 ACTOR = "calendar_sync"
+
+
 @dataclass
 class Outcome:
     action: Action
@@ -97,12 +99,26 @@ class PhaseResult:
 
     def summary(self) -> dict[str, Any]:
         """XCom-sized: counts and the failed and parked items' ids and reasons."""
-        def ids(outcomes: list[Outcome]) -> list[dict[str, Any]]:
-            return [{"kind": o.action.kind, "frnr": o.action.frnr,
-                     "google_event_id": o.action.google_event_id, "reason": o.detail} for o in outcomes]
 
-        return {"employee": self.employee, "phase": self.phase, "dry_run": self.dry_run,
-                "counts": self.counts(), "failed": ids(self.failed), "parked": ids(self.parked)}
+        def ids(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "kind": o.action.kind,
+                    "frnr": o.action.frnr,
+                    "google_event_id": o.action.google_event_id,
+                    "reason": o.detail,
+                }
+                for o in outcomes
+            ]
+
+        return {
+            "employee": self.employee,
+            "phase": self.phase,
+            "dry_run": self.dry_run,
+            "counts": self.counts(),
+            "failed": ids(self.failed),
+            "parked": ids(self.parked),
+        }
 
 
 class _Skip(Exception):
@@ -149,24 +165,46 @@ class PhaseExecutor:
         """One transaction (commit on success, rollback on error) on the task's hub connection."""
         return self.ctx.hub.transaction()
 
-    def _audit(self, conn: psycopg.Connection, method: str, frnr: int | None, status: int | None,
-               detail: str) -> None:
-        audit.record(conn, audit.AuditEntry(actor=ACTOR, method=method, target=f"Termine/{frnr or 'new'}",
-                                            status=status, request_id=self.run_id, employee=self.employee,
-                                            detail=detail))
+    def _audit(self, conn: psycopg.Connection, method: str, frnr: int | None, status: int | None, detail: str) -> None:
+        audit.record(
+            conn,
+            audit.AuditEntry(
+                actor=ACTOR,
+                method=method,
+                target=f"Termine/{frnr or 'new'}",
+                status=status,
+                request_id=self.run_id,
+                employee=self.employee,
+                detail=detail,
+            ),
+        )
 
-    def _save(self, a: Action, *, frnr: int | None = None, advoware_fp: str | None = None,
-              google_fp: str | None = None, changed_at: str | None = None, google_event: dict | None = None,
-              audit_method: str | None = None, extra: Callable[[psycopg.Connection], None] | None = None) -> None:
+    def _save(
+        self,
+        a: Action,
+        *,
+        frnr: int | None = None,
+        advoware_fp: str | None = None,
+        google_fp: str | None = None,
+        changed_at: str | None = None,
+        google_event: dict | None = None,
+        audit_method: str | None = None,
+        extra: Callable[[psycopg.Connection], None] | None = None,
+    ) -> None:
         """The success of one item: its link (and audit row) in one transaction."""
         frnr = frnr if frnr is not None else a.frnr
         state = HubLink(
-            employee=self.employee, frnr=frnr, google_event_id=a.google_event_id,
+            employee=self.employee,
+            frnr=frnr,
+            google_event_id=a.google_event_id,
             advoware_fingerprint=advoware_fp or a.advoware_fingerprint,
             google_fingerprint=google_fp or a.google_fingerprint,
             advoware_changed_at=changed_at or a.advoware_changed_at,
             google_updated=(google_event or {}).get("updated") or a.google_updated,
-            google_etag=(google_event or {}).get("etag"), span_start=a.span_start, span_end=a.span_end)
+            google_etag=(google_event or {}).get("etag"),
+            span_start=a.span_start,
+            span_end=a.span_end,
+        )
         with self._tx() as conn:
             hub_links.save_link(conn, state)
             if audit_method:
@@ -190,13 +228,19 @@ class PhaseExecutor:
         if a.kind in ("delete_google", "delete_advoware", "forget"):
             return row["status"] == "deleted" and row["frnr"] == a.frnr
         if a.kind == "create_advoware":
-            return (row["status"] == "linked" and row["frnr"] is not None
-                    and row["google_event_id"] == a.google_event_id
-                    and row["google_fingerprint"] == a.google_fingerprint)
-        return (row["status"] == "linked" and row["frnr"] == a.frnr
+            return (
+                row["status"] == "linked"
+                and row["frnr"] is not None
                 and row["google_event_id"] == a.google_event_id
-                and row["advoware_fingerprint"] == a.advoware_fingerprint
-                and row["google_fingerprint"] == a.google_fingerprint)
+                and row["google_fingerprint"] == a.google_fingerprint
+            )
+        return (
+            row["status"] == "linked"
+            and row["frnr"] == a.frnr
+            and row["google_event_id"] == a.google_event_id
+            and row["advoware_fingerprint"] == a.advoware_fingerprint
+            and row["google_fingerprint"] == a.google_fingerprint
+        )
 
     def _fail(self, a: Action, error: str, *, transient: bool = False) -> Outcome:
         """Count the failure on the item's link; at the maximum of attempts park it (see above).
@@ -206,18 +250,47 @@ class PhaseExecutor:
             known = a.linked or a.kind not in ("create_google", "create_advoware", "adopt")
             orphan = a.rule == ORPHAN  # an event without a link: counted on its Google id alone
             frnr = None if orphan else a.frnr
-            attempts = hub_links.record_failure(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
-                                            error=error, known_link=known and not orphan)
+            attempts = hub_links.record_failure(
+                conn,
+                self.employee,
+                frnr=frnr,
+                google_event_id=a.google_event_id,
+                error=error,
+                known_link=known and not orphan,
+            )
             letter = None
             if not transient and attempts >= max_attempts:
-                letter = parking.park(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id,
-                                    kind=a.kind, error=error, attempts=attempts)
+                letter = parking.park(
+                    conn,
+                    self.employee,
+                    frnr=frnr,
+                    google_event_id=a.google_event_id,
+                    kind=a.kind,
+                    error=error,
+                    attempts=attempts,
+                )
         if letter is not None:
-            log.warning("PARKED %s %s frNr=%s event=%s after %d attempts: %s (dead letter %d)", self.employee,
-                        a.kind, a.frnr, a.google_event_id, attempts, error, letter)
+            log.warning(
+                "PARKED %s %s frNr=%s event=%s after %d attempts: %s (dead letter %d)",
+                self.employee,
+                a.kind,
+                a.frnr,
+                a.google_event_id,
+                attempts,
+                error,
+                letter,
+            )
             return Outcome(a, "parked", f"dead letter {letter}: {error}")
-        log.warning("FAILED %s %s frNr=%s event=%s (attempt %d of %d): %s", self.employee, a.kind, a.frnr,
-                    a.google_event_id, attempts, max_attempts, error)
+        log.warning(
+            "FAILED %s %s frNr=%s event=%s (attempt %d of %d): %s",
+            self.employee,
+            a.kind,
+            a.frnr,
+            a.google_event_id,
+            attempts,
+            max_attempts,
+            error,
+        )
         return Outcome(a, "failed", error)
 
     # -- the phase ---------------------------------------------------------------------------------
@@ -241,24 +314,50 @@ class PhaseExecutor:
             except QuotaExceeded as exc:
                 quota = exc
                 done = {id(o.action) for o in result.outcomes}
-                result.outcomes.extend(self._fail(a, "quotaExceeded", transient=True)
-                                       for a in batched if id(a) not in done)
+                result.outcomes.extend(
+                    self._fail(a, "quotaExceeded", transient=True) for a in batched if id(a) not in done
+                )
         for o in result.failed:
-            log.warning("phase %d %s failed item: %s frNr=%s event=%s reason=%s", number, self.employee,
-                        o.action.kind, o.action.frnr, o.action.google_event_id, o.detail)
+            log.warning(
+                "phase %d %s failed item: %s frNr=%s event=%s reason=%s",
+                number,
+                self.employee,
+                o.action.kind,
+                o.action.frnr,
+                o.action.google_event_id,
+                o.detail,
+            )
         for o in result.parked:
-            log.warning("phase %d %s parked item: %s frNr=%s event=%s reason=%s", number, self.employee,
-                        o.action.kind, o.action.frnr, o.action.google_event_id, o.detail)
-        log.info("phase %d %s: %d actions, %s", number, self.employee, len(actions),
-                 " ".join(f"{k}={v}" for k, v in sorted(result.counts().items())) or "nothing to do")
+            log.warning(
+                "phase %d %s parked item: %s frNr=%s event=%s reason=%s",
+                number,
+                self.employee,
+                o.action.kind,
+                o.action.frnr,
+                o.action.google_event_id,
+                o.detail,
+            )
+        log.info(
+            "phase %d %s: %d actions, %s",
+            number,
+            self.employee,
+            len(actions),
+            " ".join(f"{k}={v}" for k, v in sorted(result.counts().items())) or "nothing to do",
+        )
         if quota is not None:
             raise quota
         return result
 
     def _written(self, a: Action, detail: str, frnr: int | None = None) -> Outcome:
         """A write that went through: one INFO line with the ids (never a text), and its outcome."""
-        log.info("write %s %s frNr=%s event=%s: %s", self.employee, a.kind, frnr if frnr is not None else a.frnr,
-                 a.google_event_id, detail)
+        log.info(
+            "write %s %s frNr=%s event=%s: %s",
+            self.employee,
+            a.kind,
+            frnr if frnr is not None else a.frnr,
+            a.google_event_id,
+            detail,
+        )
         return Outcome(a, a.spec.verb, detail)
 
     def apply(self, a: Action) -> Outcome:
@@ -295,11 +394,25 @@ class PhaseExecutor:
         except Exception as exc:
             error = reason_of(exc)
             letter = series_writes.fail(self.ctx, self.employee, a, error)
-            log.warning("%s %s %s frNr=%s event=%s: %s", "PARKED" if letter else "FAILED", self.employee, a.kind,
-                        a.frnr, a.google_event_id, error)
+            log.warning(
+                "%s %s %s frNr=%s event=%s: %s",
+                "PARKED" if letter else "FAILED",
+                self.employee,
+                a.kind,
+                a.frnr,
+                a.google_event_id,
+                error,
+            )
             return Outcome(a, "parked" if letter else "failed", f"dead letter {letter}: {error}" if letter else error)
-        log.info("write %s %s frNr=%s event=%s series=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id,
-                 a.master_event_id, detail)
+        log.info(
+            "write %s %s frNr=%s event=%s series=%s: %s",
+            self.employee,
+            a.kind,
+            a.frnr,
+            a.google_event_id,
+            a.master_event_id,
+            detail,
+        )
         return Outcome(a, result, detail)
 
     # -- Google ------------------------------------------------------------------------------------
@@ -317,8 +430,10 @@ class PhaseExecutor:
                 todo.append(a)
         if not todo:
             return outcomes
-        ops = [WriteOp.insert(a.google_event_id, a.google_body or {}, undelete=True, ref=i)  # type: ignore[arg-type]
-               for i, a in enumerate(todo)]
+        ops = [
+            WriteOp.insert(a.google_event_id, a.google_body or {}, undelete=True, ref=i)  # type: ignore[arg-type]
+            for i, a in enumerate(todo)
+        ]
         try:
             # parallel batches share the per-user limiter's budget (write_many takes it under a lock);
             # the inserts are independent (own ids) and results come back in the order of `ops`
@@ -354,15 +469,22 @@ class PhaseExecutor:
             etag = current.get("etag")
             if guard and (a.google_updated is not None or a.google_seen_fingerprint is not None):
                 same_stamp = a.google_updated is not None and current.get("updated") == a.google_updated
-                if not same_stamp and (a.google_seen_fingerprint is None
-                                       or _google_fp(current, None) != a.google_seen_fingerprint):
+                if not same_stamp and (
+                    a.google_seen_fingerprint is None or _google_fp(current, None) != a.google_seen_fingerprint
+                ):
                     raise _Skip("changed in Google since the plan")
         body = onto_current(current, a.google_body or {})
 
         def update(s: Any) -> Any:
             # conferenceDataVersion / supportsAttachments: Google takes the call and the files as carried
-            req = s.events().update(calendarId=writer.calendar_id, eventId=a.google_event_id, body=body,
-                                    sendUpdates=SEND_UPDATES, conferenceDataVersion=1, supportsAttachments=True)
+            req = s.events().update(
+                calendarId=writer.calendar_id,
+                eventId=a.google_event_id,
+                body=body,
+                sendUpdates=SEND_UPDATES,
+                conferenceDataVersion=1,
+                supportsAttachments=True,
+            )
             if etag:
                 req.headers["If-Match"] = etag
             return req
@@ -421,8 +543,12 @@ class PhaseExecutor:
         record = self.ctx.advoware.update_termin(a.frnr, a.advoware_body or {})  # type: ignore[arg-type]
         if not record:
             record = self.ctx.advoware.get_termin(a.frnr)  # type: ignore[arg-type]
-        self._save(a, advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
-                   changed_at=changed_at_of(record or {}), audit_method="PUT")
+        self._save(
+            a,
+            advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
+            changed_at=changed_at_of(record or {}),
+            audit_method="PUT",
+        )
         return "put"
 
     def _delete_advoware(self, a: Action) -> str:
@@ -469,9 +595,14 @@ class PhaseExecutor:
         r = self.writer.apply(WriteOp.patch(gid, patch))
         if not r.ok:
             raise RuntimeError(f"marker patch {r.outcome}: {r.error or ''}")
-        self._save(a, frnr=frnr, advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
-                   changed_at=changed_at_of(record or {}), google_event=r.event,
-                   extra=lambda conn: hub_intents.finish_intent(conn, intent.id))
+        self._save(
+            a,
+            frnr=frnr,
+            advoware_fp=_advoware_fp(record, self.employee, a.advoware_fingerprint),
+            changed_at=changed_at_of(record or {}),
+            google_event=r.event,
+            extra=lambda conn: hub_intents.finish_intent(conn, intent.id),
+        )
         self._created_frnr[id(a)] = frnr
         return detail
 
@@ -483,8 +614,12 @@ class PhaseExecutor:
         termin = created_before(intent, self.employee, items, linked)
         if termin is None:
             return None
-        log.info("create of %s event %s: adopting frNr=%s written before a crash", self.employee,
-                 intent.google_event_id, frnr_of(termin))
+        log.info(
+            "create of %s event %s: adopting frNr=%s written before a crash",
+            self.employee,
+            intent.google_event_id,
+            frnr_of(termin),
+        )
         return frnr_of(termin)
 
     # -- bookkeeping only ------------------------------------------------------------------------------
@@ -516,12 +651,19 @@ def run_phase(ctx: SyncContext, plan_id: int, number: int) -> dict[str, Any]:
     status = None if result.dry_run else ("failed" if failed else "running")
     error = f"phase {number}: {failed} item(s) failed" if failed else None
     if result.parked:
-        log.warning("%s phase %d: %d item(s) parked as dead letters (kanzlei-sync dead-letters list "
-                    "--source calendar_sync)", stored.employee, number, len(result.parked))
+        log.warning(
+            "%s phase %d: %d item(s) parked as dead letters (kanzlei-sync dead-letters list --source calendar_sync)",
+            stored.employee,
+            number,
+            len(result.parked),
+        )
     with ctx.hub.transaction() as conn:
-        runs.add_run_counts(conn, stored.run_id, stored.employee, {f"phase{number}": summary["counts"]},
-                             status=status, error=error)
+        runs.add_run_counts(
+            conn, stored.run_id, stored.employee, {f"phase{number}": summary["counts"]}, status=status, error=error
+        )
     if failed:
-        raise PhaseFailed(f"{stored.employee} phase {number}: {failed} of {len(result.outcomes)} items failed "
-                          f"(recorded in the hub; the task retries)")
+        raise PhaseFailed(
+            f"{stored.employee} phase {number}: {failed} of {len(result.outcomes)} items failed "
+            f"(recorded in the hub; the task retries)"
+        )
     return summary

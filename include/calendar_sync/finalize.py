@@ -26,8 +26,9 @@ def finalize(ctx: SyncContext, plan_id: int) -> dict[str, Any]:
             hub_calendars.save_sync_token(conn, stored.employee, stored.sync_token, full_sync=plan.google_complete)
             token_saved = True
         status = "dry_run" if plan.dry_run else "success"
-        runs.add_run_counts(conn, stored.run_id, stored.employee, {"token_saved": token_saved}, status=status,
-                             error=None)
+        runs.add_run_counts(
+            conn, stored.run_id, stored.employee, {"token_saved": token_saved}, status=status, error=None
+        )
         row = runs.run_row(conn, stored.run_id, stored.employee)
     counts = dict(row["counts"]) if row else {}
     log.info("finalize %s: %s, sync token %s", stored.employee, status, "saved" if token_saved else "kept")

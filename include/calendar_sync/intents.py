@@ -32,8 +32,9 @@ def _fp(termin: dict[str, Any], employee: str) -> str | None:
         return None
 
 
-def created_before(intent: hub_intents.Intent, employee: str, advoware_items: list[dict[str, Any]],
-                   linked: set[int]) -> dict[str, Any] | None:
+def created_before(
+    intent: hub_intents.Intent, employee: str, advoware_items: list[dict[str, Any]], linked: set[int]
+) -> dict[str, Any] | None:
     """THE crash recovery of an Advoware create (prepare's intent resolution and the executor's retry
     both ask here): the appointment a create whose answer was lost made. The frNr the intent recorded,
     or else an appointment of the employee that no link holds and that has the intended content."""
@@ -46,8 +47,9 @@ def created_before(intent: hub_intents.Intent, employee: str, advoware_items: li
     return None
 
 
-def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[str, Any]],
-                    google_items: list[dict[str, Any]]) -> int:
+def resolve_intents(
+    ctx: SyncContext, employee: str, advoware_items: list[dict[str, Any]], google_items: list[dict[str, Any]]
+) -> int:
     """Link what a crashed create left behind; returns how many intents were resolved."""
     with ctx.hub.transaction() as conn:
         intents = hub_intents.pending_intents(conn, employee)
@@ -73,15 +75,21 @@ def resolve_intents(ctx: SyncContext, employee: str, advoware_items: list[dict[s
         appt = from_advoware(match, employee)
         first, last = appt.span()
         state = HubLink(
-            employee=employee, frnr=frnr, google_event_id=gid, advoware_fingerprint=fingerprint(appt),
+            employee=employee,
+            frnr=frnr,
+            google_event_id=gid,
+            advoware_fingerprint=fingerprint(appt),
             google_fingerprint=fingerprint(parsed) if isinstance(parsed, Appointment) else None,
-            advoware_changed_at=changed_at_of(match), google_updated=(result.event or {}).get("updated"),
-            google_etag=(result.event or {}).get("etag"), span_start=first.isoformat(), span_end=last.isoformat())
+            advoware_changed_at=changed_at_of(match),
+            google_updated=(result.event or {}).get("updated"),
+            google_etag=(result.event or {}).get("etag"),
+            span_start=first.isoformat(),
+            span_end=last.isoformat(),
+        )
         with ctx.hub.transaction() as conn:
             hub_links.save_link(conn, state)
             hub_intents.finish_intent(conn, intent.id)
         linked.add(frnr)  # type: ignore[arg-type]
         resolved += 1
-        log.info("intent of %s for event %s resolved: frNr=%s created before a crash, linked", employee, gid,
-                 frnr)
+        log.info("intent of %s for event %s resolved: frNr=%s created before a crash, linked", employee, gid, frnr)
     return resolved

@@ -60,8 +60,9 @@ class HeldLease:
                 with connect(self.dsn) as conn:
                     if not leases.renew(conn, self.employee, self.holder, self.ttl_s):
                         self.lost = True
-                        log.error("lease of %s lost by %s (it expired and another run took it)",
-                                  self.employee, self.holder)
+                        log.error(
+                            "lease of %s lost by %s (it expired and another run took it)", self.employee, self.holder
+                        )
                         return
             except Exception as exc:  # hub away for a moment: the next renewal tries again
                 log.warning("lease of %s not renewed: %s", self.employee, type(exc).__name__)
@@ -74,8 +75,9 @@ class HeldLease:
             with _transaction(self.hub) as conn:
                 leases.release(conn, self.employee, self.holder)
         except Exception as exc:  # it expires by itself
-            log.warning("lease of %s not released (it expires in %.0f s): %s", self.employee, self.ttl_s,
-                        type(exc).__name__)
+            log.warning(
+                "lease of %s not released (it expires in %.0f s): %s", self.employee, self.ttl_s, type(exc).__name__
+            )
 
 
 def try_acquire(hub: HubLike, employee: str, holder: str, ttl_s: float, wait_s: float = 0.0) -> HeldLease | None:
@@ -99,8 +101,7 @@ def current_holder(hub: HubLike, employee: str) -> str | None:
 
 
 @contextlib.contextmanager
-def employee_lease(hub: HubLike, employee: str, holder: str, ttl_s: float,
-                   wait_s: float = 0.0) -> Iterator[HeldLease]:
+def employee_lease(hub: HubLike, employee: str, holder: str, ttl_s: float, wait_s: float = 0.0) -> Iterator[HeldLease]:
     """Hold the employee's lease for the block; `EmployeeLeased` if another run keeps it past `wait_s`."""
     held = try_acquire(hub, employee, holder, ttl_s, wait_s)
     if held is None:

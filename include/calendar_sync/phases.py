@@ -47,14 +47,20 @@ LAST_PHASE = 4
 MAX_MESSAGE = 2000  # a failure's message names employees and reasons; the log keeps the rest
 
 
-def employee_phase(ctx: SyncContext, work: dict[str, Any], number: int, run_id: str,
-                   params: RunParams) -> dict[str, Any]:
+def employee_phase(
+    ctx: SyncContext, work: dict[str, Any], number: int, run_id: str, params: RunParams
+) -> dict[str, Any]:
     """Apply phase `number` of one employee's plan; returns the phase summary (ids and counts). Holds
     the employee's lease meanwhile (lease.py): a targeted run working on them is waited for a while,
     then the employee fails this phase (EmployeeLeased) and the task's retry tries again."""
     employee = str(work["employee"])
-    with employee_lease(ctx.hub, employee, f"{run_id}/phase{number}", ctx.settings.sync.lease_ttl_s,
-                        wait_s=ctx.settings.push.lease_wait_s):
+    with employee_lease(
+        ctx.hub,
+        employee,
+        f"{run_id}/phase{number}",
+        ctx.settings.sync.lease_ttl_s,
+        wait_s=ctx.settings.push.lease_wait_s,
+    ):
         plan_id = ensure_plan(ctx, work, run_id, params)
         summary = run_phase(ctx, plan_id, number)
         if number == LAST_PHASE:
@@ -62,9 +68,14 @@ def employee_phase(ctx: SyncContext, work: dict[str, Any], number: int, run_id: 
     return summary
 
 
-def unit_phase(unit: dict[str, Any], number: int, run_id: str, params: RunParams,
-               context: Callable[[], SyncContext],
-               after_employee: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def unit_phase(
+    unit: dict[str, Any],
+    number: int,
+    run_id: str,
+    params: RunParams,
+    context: Callable[[], SyncContext],
+    after_employee: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Phase `number` for every employee of `unit` that is due for it; `after_employee` gets each
     employee's phase summary (the DAG mails parked items from it). Returns the unit's outcomes."""
     ctx = context()
@@ -74,8 +85,14 @@ def unit_phase(unit: dict[str, Any], number: int, run_id: str, params: RunParams
         ctx.close()
 
 
-def _unit_phase(ctx: SyncContext, unit: dict[str, Any], number: int, run_id: str, params: RunParams,
-                after_employee: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+def _unit_phase(
+    ctx: SyncContext,
+    unit: dict[str, Any],
+    number: int,
+    run_id: str,
+    params: RunParams,
+    after_employee: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     employees = employees_of(unit)
     with ctx.hub.transaction() as conn:
         states = runs.phase_states(conn, run_id, employees)
@@ -117,13 +134,20 @@ def _unit_phase(ctx: SyncContext, unit: dict[str, Any], number: int, run_id: str
         finally:
             log.info("::endgroup::")
     tally = Counter(outcomes.values())
-    log.info("unit %s, phase %d: %s; items %s", unit["label"], number,
-             ", ".join(f"{k} {v}" for k, v in sorted(tally.items())),
-             " ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none")
+    log.info(
+        "unit %s, phase %d: %s; items %s",
+        unit["label"],
+        number,
+        ", ".join(f"{k} {v}" for k, v in sorted(tally.items())),
+        " ".join(f"{k}={v}" for k, v in sorted(totals.items())) or "none",
+    )
     if failures:
         named = "; ".join(f"{e} ({r})" for e, r in failures.items())
-        raise UnitPhaseFailed(f"phase {number}: {len(failures)} of {len(employees)} employee(s) failed: "
-                              f"{named}"[:MAX_MESSAGE], failures, stopped)
+        raise UnitPhaseFailed(
+            f"phase {number}: {len(failures)} of {len(employees)} employee(s) failed: {named}"[:MAX_MESSAGE],
+            failures,
+            stopped,
+        )
     blocked = [e for e, o in outcomes.items() if o == "blocked"]
     if blocked and number == LAST_PHASE:
         raise UnitIncomplete(f"not synced in this run (an earlier phase failed): {', '.join(blocked)}"[:MAX_MESSAGE])

@@ -60,8 +60,9 @@ def _actions(counts: dict[str, Any]) -> int:
     return sum(int(counts.get(f"phase{n}") or 0) for n in (1, 2, 3, 4))
 
 
-def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
-             earlier: dict[str, Any] | None = None) -> Planned:
+def plan_one(
+    ctx: SyncContext, run_id: str, employee: str, params: RunParams, earlier: dict[str, Any] | None = None
+) -> Planned:
     """Plan `employee`; an empty plan is finalised at once. Never raises for the employee's own
     failure: the outcome says "retry" and the employee's first phase task plans again."""
     if earlier is not None:
@@ -95,8 +96,9 @@ def plan_one(ctx: SyncContext, run_id: str, employee: str, params: RunParams,
     return Planned(employee, "work", prepared["plan_id"], prepared["counts"])
 
 
-def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
-                   only: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def plan_employees(
+    ctx: SyncContext, run_id: str, params: RunParams, only: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
     """Plan every active employee (or `only` these); returns the work units (units.py) of the
     employees that need the phase tasks: a plan with actions, or a planning failure to retry."""
     employees = active_employees(ctx.advoware, ctx.hub, only)
@@ -105,8 +107,12 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
     with ctx.hub.transaction() as conn:  # what an earlier try of this run's planning left
         earlier = runs.calendar_rows_with_plans(conn, run_id)
     sync = ctx.settings.sync
-    pool = plan_in_threads(employees, lambda e: plan_one(ctx, run_id, e, params, earlier.get(e)),
-                           threads=sync.plan_threads, timeout_s=sync.plan_employee_timeout_s)
+    pool = plan_in_threads(
+        employees,
+        lambda e: plan_one(ctx, run_id, e, params, earlier.get(e)),
+        threads=sync.plan_threads,
+        timeout_s=sync.plan_employee_timeout_s,
+    )
     results: list[Planned] = []
     for employee in employees:
         outcome = pool.done.get(employee)
@@ -124,11 +130,18 @@ def plan_employees(ctx: SyncContext, run_id: str, params: RunParams,
     by_outcome: dict[str, list[str]] = {"work": [], "closed": [], "retry": [], "skipped": []}
     for r in results:
         by_outcome[r.outcome].append(r.employee)
-    log.info("planned %d employees: %d with work (%s), %d with nothing to do, %d to plan again (%s), "
-             "%d skipped (synced by another run right now: %s)",
-             len(results), len(by_outcome["work"]), ", ".join(by_outcome["work"]) or "-",
-             len(by_outcome["closed"]), len(by_outcome["retry"]), ", ".join(by_outcome["retry"]) or "-",
-             len(by_outcome["skipped"]), ", ".join(by_outcome["skipped"]) or "-")
+    log.info(
+        "planned %d employees: %d with work (%s), %d with nothing to do, %d to plan again (%s), "
+        "%d skipped (synced by another run right now: %s)",
+        len(results),
+        len(by_outcome["work"]),
+        ", ".join(by_outcome["work"]) or "-",
+        len(by_outcome["closed"]),
+        len(by_outcome["retry"]),
+        ", ".join(by_outcome["retry"]) or "-",
+        len(by_outcome["skipped"]),
+        ", ".join(by_outcome["skipped"]) or "-",
+    )
     keep_channels(ctx, only)
     units = make_units([r.work_item() for r in results if r.outcome in ("work", "retry")], sync.max_units)
     for unit in units:
@@ -144,8 +157,9 @@ def keep_channels(ctx: SyncContext, only: Iterable[str] | None = None) -> None:
     if push_address(ctx.settings) is None:
         return
     try:
-        ChannelKeeper(ctx.google, ctx.hub, ctx.settings, on_failure=ctx.on_channel_failure,
-                      on_recovered=ctx.on_channel_recovered).maintain(only)
+        ChannelKeeper(
+            ctx.google, ctx.hub, ctx.settings, on_failure=ctx.on_channel_failure, on_recovered=ctx.on_channel_recovered
+        ).maintain(only)
     except Exception as exc:  # the hub or a bug: the schedule still syncs; the next run tries again
         log.warning("google channels not maintained: %s", type(exc).__name__)
 

@@ -87,8 +87,9 @@ class PoolResult:
     not_started: list[str] = field(default_factory=list)
 
 
-def plan_in_threads(employees: Iterable[str], fn: Callable[[str], Any], *, threads: int,
-                    timeout_s: float) -> PoolResult:
+def plan_in_threads(
+    employees: Iterable[str], fn: Callable[[str], Any], *, threads: int, timeout_s: float
+) -> PoolResult:
     """`fn(employee)` for every employee, at most `threads` at once, each given up after `timeout_s`."""
     queue: deque[str] = deque(employees)
     result = PoolResult()
@@ -117,8 +118,9 @@ def plan_in_threads(employees: Iterable[str], fn: Callable[[str], Any], *, threa
                     result.done[employee] = outcome
                 changed.notify_all()
 
-    workers = [threading.Thread(target=work, name=f"plan-{i}", daemon=True)
-               for i in range(max(1, min(threads, len(queue))))]
+    workers = [
+        threading.Thread(target=work, name=f"plan-{i}", daemon=True) for i in range(max(1, min(threads, len(queue))))
+    ]
     for w in workers:
         w.start()
     with changed:
@@ -127,8 +129,9 @@ def plan_in_threads(employees: Iterable[str], fn: Callable[[str], Any], *, threa
             for employee, ticket in list(running.items()):
                 if not ticket.abandoned and now - ticket.started >= timeout_s and ticket.abandon():
                     result.timed_out.append(employee)
-                    log.warning("planning %s: no answer within %.0f s, handed on to its phase task", employee,
-                                timeout_s)
+                    log.warning(
+                        "planning %s: no answer within %.0f s, handed on to its phase task", employee, timeout_s
+                    )
             live = [t for t in running.values() if not t.abandoned]
             if not queue and not live:
                 break
@@ -136,8 +139,10 @@ def plan_in_threads(employees: Iterable[str], fn: Callable[[str], Any], *, threa
             if queue and held >= len(workers):  # every thread waits on a hung call
                 result.not_started = list(queue)
                 queue.clear()
-                log.warning("planning: every thread is held by a hung call; %d employees handed on unplanned",
-                            len(result.not_started))
+                log.warning(
+                    "planning: every thread is held by a hung call; %d employees handed on unplanned",
+                    len(result.not_started),
+                )
                 if not live:
                     break
             waits = [timeout_s - (now - t.started) for t in live]

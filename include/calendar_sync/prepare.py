@@ -46,8 +46,7 @@ class RunParams:
 
     def __post_init__(self) -> None:
         if self.force_deletions and self.refill_google:
-            raise ValueError("force_deletions and refill_google answer a safety stop in opposite ways: "
-                             "choose one")
+            raise ValueError("force_deletions and refill_google answer a safety stop in opposite ways: choose one")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> RunParams:
@@ -55,9 +54,12 @@ class RunParams:
         return cls(**{k: bool(values.get(k, False)) for k in asdict(cls())})
 
 
-def leave_out_parked(parked: list[parking.Parked], links: list[HubLink], advoware_items: list[dict[str, Any]],
-                     google_items: list[dict[str, Any]]
-                     ) -> tuple[list[HubLink], list[dict[str, Any]], list[dict[str, Any]]]:
+def leave_out_parked(
+    parked: list[parking.Parked],
+    links: list[HubLink],
+    advoware_items: list[dict[str, Any]],
+    google_items: list[dict[str, Any]],
+) -> tuple[list[HubLink], list[dict[str, Any]], list[dict[str, Any]]]:
     """The planner's input without the parked items: their links, their Advoware appointments and
     their Google events (by id, and by our marker's frNr) are all left out, so the planner neither
     retries nor mistakes a half-hidden item for a deletion or an orphan."""
@@ -74,9 +76,11 @@ def leave_out_parked(parked: list[parking.Parked], links: list[HubLink], advowar
                 gids.add(lk.google_event_id)
     links = [lk for lk in links if lk.frnr not in frnrs and lk.google_event_id not in gids]
     advoware_items = [t for t in advoware_items if _frnr(t) not in frnrs]
-    google_items = [e for e in google_items
-                    if e.get("id") not in gids and (e.get("recurringEventId") or "") not in gids
-                    and marker_of(e)[1] not in frnrs]
+    google_items = [
+        e
+        for e in google_items
+        if e.get("id") not in gids and (e.get("recurringEventId") or "") not in gids and marker_of(e)[1] not in frnrs
+    ]
     return links, advoware_items, google_items
 
 
@@ -149,9 +153,13 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
         _, advoware_items, google_items = leave_out_parked(parked, [], advoware_items, google_items)
     if not params.dry_run:
         resolve_intents(ctx, employee, advoware_items, google_items)
-    policy = Policy.from_settings(ctx.settings, write_protection=ctx.write_protection,
-                                  force_deletions=params.force_deletions, refill_google=params.refill_google,
-                                  dry_run=params.dry_run)
+    policy = Policy.from_settings(
+        ctx.settings,
+        write_protection=ctx.write_protection,
+        force_deletions=params.force_deletions,
+        refill_google=params.refill_google,
+        dry_run=params.dry_run,
+    )
     with ctx.hub.transaction() as conn:
         links = hub_links.load_links(conn, employee)
         exceptions = hub_series.load(conn, employee)
@@ -160,10 +168,19 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     exceptions = [r for r in exceptions if r.instance_id not in parked_ids]
     if provisioned:
         google_items = complete_series(ctx, employee, google_items, links, exceptions, full=changes.full)
-    plan = plan_sync(links, advoware_items, google_items, changes.full, policy, window, employee=employee,
-                     exceptions=exceptions)
-    plan.reports.extend(Report(kind="parked", employee=employee, frnr=p.frnr, google_event_id=p.google_event_id,
-                               detail=f"dead letter {p.dead_letter_id} ({p.action})") for p in parked)
+    plan = plan_sync(
+        links, advoware_items, google_items, changes.full, policy, window, employee=employee, exceptions=exceptions
+    )
+    plan.reports.extend(
+        Report(
+            kind="parked",
+            employee=employee,
+            frnr=p.frnr,
+            google_event_id=p.google_event_id,
+            detail=f"dead letter {p.dead_letter_id} ({p.action})",
+        )
+        for p in parked
+    )
     if repairs:
         _report_repairs(ctx, run_id, employee, repairs, plan)
     if replayed and changes.full and not params.dry_run and not plan.stop_reason:
@@ -173,16 +190,39 @@ def prepare(ctx: SyncContext, run_id: str, employee: str, params: RunParams) -> 
     with uninterrupted(final=True), ctx.hub.transaction() as conn:
         plan_id = plans.save_plan(conn, run_id, plan, sync_token=changes.next_sync_token)
         runs.start_run(conn, run_id, employee, {"plan": counts}, status=status, error=plan.stop_reason)
-    log.info("prepare %s: advoware %d items, google %d items (%s, %s); plan %d: %s",
-             employee, len(advoware_items), len(changes.items), changes.kind, changes.reason, plan_id,
-             " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    log.info(
+        "prepare %s: advoware %d items, google %d items (%s, %s); plan %d: %s",
+        employee,
+        len(advoware_items),
+        len(changes.items),
+        changes.kind,
+        changes.reason,
+        plan_id,
+        " ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+    )
     for report in plan.reports:
-        log.info("report %s: %s frNr=%s event=%s %s", employee, report.kind, report.frnr,
-                 report.google_event_id, report.detail)
+        log.info(
+            "report %s: %s frNr=%s event=%s %s",
+            employee,
+            report.kind,
+            report.frnr,
+            report.google_event_id,
+            report.detail,
+        )
     if plan.stop_reason:
-        log.error("STOPPED sync of %s: %s; withheld %s (answer it: run with refill_google to make again in "
-                  "Google what was deleted there, or with force_deletions to carry the deletions)",
-                  employee, plan.stop_reason, plan.withheld)
+        log.error(
+            "STOPPED sync of %s: %s; withheld %s (answer it: run with refill_google to make again in "
+            "Google what was deleted there, or with force_deletions to carry the deletions)",
+            employee,
+            plan.stop_reason,
+            plan.withheld,
+        )
         raise SyncStopped(f"sync of {employee} stopped: {plan.stop_reason}")
-    return {"plan_id": plan_id, "employee": employee, "counts": counts, "dry_run": params.dry_run,
-            "stopped": False, "actions": len(plan.actions())}
+    return {
+        "plan_id": plan_id,
+        "employee": employee,
+        "counts": counts,
+        "dry_run": params.dry_run,
+        "stopped": False,
+        "actions": len(plan.actions()),
+    }

@@ -69,14 +69,28 @@ def recover(ctx: SyncContext, employee: str) -> dict[str, Any]:
             same = _same(a, g, ctx.settings.sync.anonymize)
             differing += not same
             first, last = a.span()
-            hub_links.save_link(conn, HubLink(
-                employee=employee, frnr=frnr, google_event_id=event["id"],
-                advoware_fingerprint=fingerprint(a) if same else None,
-                google_fingerprint=fingerprint(g), advoware_changed_at=changed_at_of(advoware[frnr]),
-                google_updated=event.get("updated"), google_etag=event.get("etag"),
-                span_start=first.isoformat(), span_end=last.isoformat()))
+            hub_links.save_link(
+                conn,
+                HubLink(
+                    employee=employee,
+                    frnr=frnr,
+                    google_event_id=event["id"],
+                    advoware_fingerprint=fingerprint(a) if same else None,
+                    google_fingerprint=fingerprint(g),
+                    advoware_changed_at=changed_at_of(advoware[frnr]),
+                    google_updated=event.get("updated"),
+                    google_etag=event.get("etag"),
+                    span_start=first.isoformat(),
+                    span_end=last.isoformat(),
+                ),
+            )
             linked += 1
         hub_calendars.clear_sync_token(conn, employee)
-    log.info("recover %s: %d events read, %d links rebuilt (%d with differing content)", employee,
-             len(events), linked, differing)
+    log.info(
+        "recover %s: %d events read, %d links rebuilt (%d with differing content)",
+        employee,
+        len(events),
+        linked,
+        differing,
+    )
     return {"employee": employee, "events": len(events), "linked": linked, "differing": differing}

@@ -15,14 +15,27 @@ from include.hub import plans, runs
 from include.hub.db import connect
 
 COLUMNS = (
-    ("google.created", "G+"), ("google.updated", "G~"), ("google.deleted", "G-"), ("google.adopted", "G adopt"),
-    ("google.skipped", "G skip"), ("google.failed", "G fail"), ("google.parked", "G park"),
-    ("advoware.created", "A+"), ("advoware.updated", "A~"), ("advoware.deleted", "A-"),
-    ("advoware.skipped", "A skip"), ("advoware.failed", "A fail"), ("advoware.parked", "A park"),
-    ("hub.kept", "X kept"), ("google.reverted", "X rev"), ("google.dropped", "X drop"),
+    ("google.created", "G+"),
+    ("google.updated", "G~"),
+    ("google.deleted", "G-"),
+    ("google.adopted", "G adopt"),
+    ("google.skipped", "G skip"),
+    ("google.failed", "G fail"),
+    ("google.parked", "G park"),
+    ("advoware.created", "A+"),
+    ("advoware.updated", "A~"),
+    ("advoware.deleted", "A-"),
+    ("advoware.skipped", "A skip"),
+    ("advoware.failed", "A fail"),
+    ("advoware.parked", "A park"),
+    ("hub.kept", "X kept"),
+    ("google.reverted", "X rev"),
+    ("google.dropped", "X drop"),
 )
-LEGEND = ("G = Google, A = Advoware; + created, ~ updated, - deleted; park = parked in the dead letters; "
-          "X = series exceptions in Google (kept as they are, reverted to their series, dropped as orphans)")
+LEGEND = (
+    "G = Google, A = Advoware; + created, ~ updated, - deleted; park = parked in the dead letters; "
+    "X = series exceptions in Google (kept as they are, reverted to their series, dropped as orphans)"
+)
 SERIES_REPORTS = ("series_exception_kept", "series_exception_reverted", "series_exception_dropped")
 
 
@@ -40,8 +53,14 @@ def rows(hub_dsn: str, run_id: str) -> list[dict[str, Any]]:
     out = []
     for r in found:
         t = totals(r["counts"] or {})
-        out.append({"employee": r["employee"], "status": r["status"], "error": r["error"],
-                    **{key: t.get(key, 0) for key, _ in COLUMNS}})
+        out.append(
+            {
+                "employee": r["employee"],
+                "status": r["status"],
+                "error": r["error"],
+                **{key: t.get(key, 0) for key, _ in COLUMNS},
+            }
+        )
     return out
 
 
@@ -49,16 +68,21 @@ def series_items(hub_dsn: str, run_id: str) -> list[str]:
     """One line per series exception the run reported, and per series held back by its exceptions."""
     with connect(hub_dsn) as conn:
         found = plans.run_reports(conn, run_id)
-    return [f"{r['employee']} {r['kind']} frNr={r['frnr']} event={r['google_event_id']} ({r['detail']})"
-            for r in found if r.get("kind") in SERIES_REPORTS
-            or (r.get("kind") == "unsupported_rule" and str(r.get("detail", "")).startswith("series with exceptions"))]
+    return [
+        f"{r['employee']} {r['kind']} frNr={r['frnr']} event={r['google_event_id']} ({r['detail']})"
+        for r in found
+        if r.get("kind") in SERIES_REPORTS
+        or (r.get("kind") == "unsupported_rule" and str(r.get("detail", "")).startswith("series with exceptions"))
+    ]
 
 
 def table(hub_dsn: str, run_id: str) -> str:
     data = rows(hub_dsn, run_id)
     head = ["employee", *(label for _, label in COLUMNS), "status"]
-    lines = [[r["employee"], *(str(r[key]) for key, _ in COLUMNS),
-              r["status"] + (f" ({r['error']})" if r["error"] else "")] for r in data]
+    lines = [
+        [r["employee"], *(str(r[key]) for key, _ in COLUMNS), r["status"] + (f" ({r['error']})" if r["error"] else "")]
+        for r in data
+    ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
     fmt = "  ".join(f"{{:<{w}}}" if i in (0, len(head) - 1) else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [f"run {run_id}", fmt.format(*head), fmt.format(*("-" * w for w in widths))]

@@ -33,8 +33,13 @@ def sync_employee(ctx: SyncContext, run_id: str, employee: str, params: RunParam
     return finalize(ctx, prep["plan_id"])
 
 
-def sync_all(ctx: SyncContext, params: RunParams | None = None, *, run_id: str | None = None,
-             employees: Iterable[str] | None = None) -> tuple[str, dict[str, dict[str, Any]]]:
+def sync_all(
+    ctx: SyncContext,
+    params: RunParams | None = None,
+    *,
+    run_id: str | None = None,
+    employees: Iterable[str] | None = None,
+) -> tuple[str, dict[str, dict[str, Any]]]:
     """Sync every active employee (or the given ones); returns (run id, result per employee)."""
     params = params or RunParams()
     run_id = run_id or new_run_id()

@@ -20,8 +20,15 @@ from include.calendar_sync.context import SyncContext
 from include.google_calendar.writing import EventWriter
 
 
-def complete_series(ctx: SyncContext, employee: str, items: list[dict[str, Any]], links: list[HubLink],
-                    rows: list[HubException], *, full: bool) -> list[dict[str, Any]]:
+def complete_series(
+    ctx: SyncContext,
+    employee: str,
+    items: list[dict[str, Any]],
+    links: list[HubLink],
+    rows: list[HubException],
+    *,
+    full: bool,
+) -> list[dict[str, Any]]:
     """The listing with cancelled exceptions read again and missing unlinked series added."""
     if not any(is_exception(e) for e in items):
         return items

@@ -42,9 +42,16 @@ class Skipped(Exception):
 
 
 def row_of(employee: str, a: Action, status: str) -> HubException:
-    return HubException(employee=employee, instance_id=a.google_event_id or "", master_event_id=a.master_event_id or "",
-                        original_start=a.original_start or "", frnr=a.frnr, kind=a.exception_kind or "moved",
-                        fingerprint=a.google_fingerprint or "", status=status)
+    return HubException(
+        employee=employee,
+        instance_id=a.google_event_id or "",
+        master_event_id=a.master_event_id or "",
+        original_start=a.original_start or "",
+        frnr=a.frnr,
+        kind=a.exception_kind or "moved",
+        fingerprint=a.google_fingerprint or "",
+        status=status,
+    )
 
 
 def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
@@ -70,8 +77,9 @@ def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tu
         current = writer.get(a.google_event_id or "")
         occurrence = from_google({k: v for k, v in a.google_body.items() if k not in ("id", "status")})
         fresh = read_exception(current) if current is not None else None
-        if fresh is None or (not fresh.cancelled and isinstance(occurrence, Appointment)
-                             and fresh.fp == fingerprint(occurrence)):
+        if fresh is None or (
+            not fresh.cancelled and isinstance(occurrence, Appointment) and fresh.fp == fingerprint(occurrence)
+        ):
             with ctx.hub.transaction() as conn:
                 hub_series.close(conn, employee, row.instance_id, GONE)
             return "closed", "dropped by Google when its series was rewritten"
@@ -137,5 +145,6 @@ def fail(ctx: SyncContext, employee: str, a: Action, error: str) -> int | None:
         attempts = hub_series.record_failure(conn, row_of(employee, a, STANDING))
         if attempts < ctx.settings.sync.calendar_max_attempts:
             return None
-        return parking.park(conn, employee, frnr=None, google_event_id=a.google_event_id, kind=a.kind, error=error,
-                            attempts=attempts)
+        return parking.park(
+            conn, employee, frnr=None, google_event_id=a.google_event_id, kind=a.kind, error=error, attempts=attempts
+        )

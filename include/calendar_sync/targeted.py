@@ -45,8 +45,9 @@ def writes_of(counts: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def sync_targeted(ctx: SyncContext, run_id: str, employee: str, params: RunParams | None = None,
-                  wait_s: float | None = None) -> dict[str, Any]:
+def sync_targeted(
+    ctx: SyncContext, run_id: str, employee: str, params: RunParams | None = None, wait_s: float | None = None
+) -> dict[str, Any]:
     """Sync one employee under their lease; returns finalize's summary (or a skip)."""
     params = params or RunParams()
     code = known_employee(ctx, employee)
@@ -57,6 +58,11 @@ def sync_targeted(ctx: SyncContext, run_id: str, employee: str, params: RunParam
     with employee_lease(ctx.hub, code, f"{run_id}/targeted", ctx.settings.sync.lease_ttl_s, wait_s=wait):
         result = sync_employee(ctx, run_id, code, params)
     writes = writes_of(result.get("counts") or {})
-    log.info("targeted run %s: %s %s, writes %s", run_id, code, result.get("status"),
-             " ".join(f"{k}={v}" for k, v in sorted(writes.items())) or "none")
+    log.info(
+        "targeted run %s: %s %s, writes %s",
+        run_id,
+        code,
+        result.get("status"),
+        " ".join(f"{k}={v}" for k, v in sorted(writes.items())) or "none",
+    )
     return result

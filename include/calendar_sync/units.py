@@ -34,7 +34,7 @@ def make_units(work: list[dict[str, Any]], max_units: int) -> list[dict[str, Any
     start = 0
     for index in range(count):
         size = len(items) // count + (1 if index < len(items) % count else 0)
-        members = items[start:start + size]
+        members = items[start : start + size]
         start += size
         units.append({"index": index, "label": label_of(members), "employees": members})
     return units

@@ -17,18 +17,29 @@ DAGS = (CALENDAR_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, BETEILIGTE_SYNC_DAG)
 
 def check(settings: Settings) -> list[Verdict]:
     a = settings.airflow_api
-    api = AirflowApi(a.url, a.username, a.password.get_secret_value(), timeout_s=min(a.timeout_s, 15.0),
-                     trigger_attempts=1)
+    api = AirflowApi(
+        a.url, a.username, a.password.get_secret_value(), timeout_s=min(a.timeout_s, 15.0), trigger_attempts=1
+    )
     try:
         try:
             api.request("GET", "/api/v2/version")
         except AirflowApiError as exc:
-            return [fail(SERVICE, f"login of {a.username} at {a.url}: refused (HTTP {exc.status})",
-                         "AIRFLOW_API_USERNAME / AIRFLOW_API_PASSWORD: the gateway's own Airflow account "
-                         "(compose: created by airflow-init from .env)")]
+            return [
+                fail(
+                    SERVICE,
+                    f"login of {a.username} at {a.url}: refused (HTTP {exc.status})",
+                    "AIRFLOW_API_USERNAME / AIRFLOW_API_PASSWORD: the gateway's own Airflow account "
+                    "(compose: created by airflow-init from .env)",
+                )
+            ]
         except httpx.HTTPError as exc:
-            return [fail(SERVICE, f"{a.url}: not reachable ({type(exc).__name__})",
-                         "check AIRFLOW_API_URL and that the api-server runs")]
+            return [
+                fail(
+                    SERVICE,
+                    f"{a.url}: not reachable ({type(exc).__name__})",
+                    "check AIRFLOW_API_URL and that the api-server runs",
+                )
+            ]
         verdicts = [ok(SERVICE, f"login of {a.username} at {a.url}")]
         pools: set[str] = set()
         for dag_id in DAGS:
@@ -44,8 +55,11 @@ def check(settings: Settings) -> list[Verdict]:
 def _dag(api: AirflowApi, dag_id: str, pools: set[str]) -> Verdict:
     r = api.request("GET", f"/api/v2/dags/{quote(dag_id, safe='')}")
     if r.status_code == 404:
-        return fail(SERVICE, f"DAG {dag_id}: missing",
-                    "the dag-processor has not parsed dags/ (see DAG import errors in the UI and its log)")
+        return fail(
+            SERVICE,
+            f"DAG {dag_id}: missing",
+            "the dag-processor has not parsed dags/ (see DAG import errors in the UI and its log)",
+        )
     if r.status_code != 200:
         return fail(SERVICE, f"DAG {dag_id}: HTTP {r.status_code}", "the account needs read on the sync DAGs")
     if r.json().get("is_paused"):
@@ -61,8 +75,13 @@ def _pools(api: AirflowApi, names: list[str]) -> list[Verdict]:
     for name in names:
         r = api.request("GET", f"/api/v2/pools/{quote(name, safe='')}")
         if r.status_code == 404:
-            out.append(fail(SERVICE, f"pool {name}: missing (tasks in it never start)",
-                            f"`airflow pools set {name} 4 \"calendar sync: concurrent calls to this API\"`"))
+            out.append(
+                fail(
+                    SERVICE,
+                    f"pool {name}: missing (tasks in it never start)",
+                    f'`airflow pools set {name} 4 "calendar sync: concurrent calls to this API"`',
+                )
+            )
         elif r.status_code == 403:
             out.append(skip(SERVICE, f"pool {name}: the account may not read pools", "grant it read on Pools"))
         elif r.status_code == 200:

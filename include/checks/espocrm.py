@@ -26,20 +26,41 @@ def check(settings: Settings) -> list[Verdict]:
         try:
             page = client.list_page(e.entity, max_size=1, select=["id"])
         except AuthError as exc:
-            return [fail(SERVICE, f"API key at {e.base_url}: not accepted ({_why(exc)})",
-                         "ESPOCRM_API_KEY must be the key of an active API user (Administration → API Users)")]
+            return [
+                fail(
+                    SERVICE,
+                    f"API key at {e.base_url}: not accepted ({_why(exc)})",
+                    "ESPOCRM_API_KEY must be the key of an active API user (Administration → API Users)",
+                )
+            ]
         except ForbiddenError as exc:
-            return [fail(SERVICE, f"read {e.entity}: forbidden ({_why(exc)})",
-                         f"give the API user's role read and edit on {e.entity} (Administration → Roles)")]
+            return [
+                fail(
+                    SERVICE,
+                    f"read {e.entity}: forbidden ({_why(exc)})",
+                    f"give the API user's role read and edit on {e.entity} (Administration → Roles)",
+                )
+            ]
         except EspoCrmError as exc:
-            return [fail(SERVICE, f"read {e.entity} at {e.base_url}: {_why(exc)}",
-                         "check ESPOCRM_BASE_URL, ESPOCRM_ENTITY and that EspoCRM answers")]
+            return [
+                fail(
+                    SERVICE,
+                    f"read {e.entity} at {e.base_url}: {_why(exc)}",
+                    "check ESPOCRM_BASE_URL, ESPOCRM_ENTITY and that EspoCRM answers",
+                )
+            ]
         verdicts = [ok(SERVICE, f"API key accepted, {e.entity} readable ({page.get('total', '?')} records)")]
         try:
             hooks = client.list_webhooks()
         except EspoCrmError as exc:
-            return [*verdicts, fail(SERVICE, f"list webhooks: {_why(exc)}",
-                                    "the API user's role needs access to Webhooks (Administration → Roles)")]
+            return [
+                *verdicts,
+                fail(
+                    SERVICE,
+                    f"list webhooks: {_why(exc)}",
+                    "the API user's role needs access to Webhooks (Administration → Roles)",
+                ),
+            ]
     finally:
         client.close()
     return [*verdicts, _webhooks(settings, hooks)]
@@ -56,20 +77,28 @@ def _webhooks(settings: Settings, hooks: list[dict]) -> Verdict:
             problems.append(f"{entity}.{event} not registered")
             continue
         wanted = f"{public}{WEBHOOK_PATH}{event}" if public else None
-        pointing = [h for h in mine if (str(h.get("url", "")) == wanted if wanted
-                                        else str(h.get("url", "")).endswith(WEBHOOK_PATH + event))]
+        pointing = [
+            h
+            for h in mine
+            if (str(h.get("url", "")) == wanted if wanted else str(h.get("url", "")).endswith(WEBHOOK_PATH + event))
+        ]
         if not pointing:
             problems.append(f"{entity}.{event} points elsewhere ({', '.join(str(h.get('url')) for h in mine)})")
             continue
         secret_for = [h for h in pointing if None in known or h.get("id") in known]
         if not secret_for:
-            problems.append(f"{entity}.{event} (webhook {pointing[0].get('id')}) has no secret in "
-                            "ESPOCRM_WEBHOOK_SECRET: its deliveries get 401")
+            problems.append(
+                f"{entity}.{event} (webhook {pointing[0].get('id')}) has no secret in "
+                "ESPOCRM_WEBHOOK_SECRET: its deliveries get 401"
+            )
             continue
         found.append(f"{event}={secret_for[0].get('id')}")
     target = public or "any gateway (GATEWAY_PUBLIC_URL unset)"
     if problems:
-        return fail(SERVICE, f"webhooks for {target}: {'; '.join(problems)}",
-                    "`kanzlei-sync register-webhooks` (with GATEWAY_PUBLIC_URL set, or --gateway-url), then put "
-                    "the printed ESPOCRM_WEBHOOK_SECRET line into .env and restart the gateway")
+        return fail(
+            SERVICE,
+            f"webhooks for {target}: {'; '.join(problems)}",
+            "`kanzlei-sync register-webhooks` (with GATEWAY_PUBLIC_URL set, or --gateway-url), then put "
+            "the printed ESPOCRM_WEBHOOK_SECRET line into .env and restart the gateway",
+        )
     return ok(SERVICE, f"webhooks registered for {target}: {', '.join(found)}")

@@ -65,40 +65,79 @@ def check(settings: Settings, employees: list[dict[str, Any]] | None, only: list
     try:
         account = ServiceAccount.from_settings(g)
     except CredentialsError as exc:
-        return [fail(SERVICE, f"service-account key: {exc}",
-                     "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH must name the JSON key of the service account "
-                     "(IAM → Service accounts → Keys), readable by this process")]
+        return [
+            fail(
+                SERVICE,
+                f"service-account key: {exc}",
+                "GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH must name the JSON key of the service account "
+                "(IAM → Service accounts → Keys), readable by this process",
+            )
+        ]
     verdicts = [ok(SERVICE, f"service-account key of {account.email} readable")]
     token_at = g.token_uri or "Google"
     why = _token(account, None)
     if why and why.startswith(UNREACHABLE):
-        return [*verdicts, fail(SERVICE, f"token for the service account from {token_at}: {why}",
-                                "check GOOGLE_TOKEN_URI (empty for Google) and the network path to Google")]
+        return [
+            *verdicts,
+            fail(
+                SERVICE,
+                f"token for the service account from {token_at}: {why}",
+                "check GOOGLE_TOKEN_URI (empty for Google) and the network path to Google",
+            ),
+        ]
     if why:
-        return [*verdicts, fail(SERVICE, f"token for the service account from {token_at}: refused ({why})",
-                                "the key may be deleted or disabled (IAM → Service accounts), or the clock "
-                                "of this machine is off")]
+        return [
+            *verdicts,
+            fail(
+                SERVICE,
+                f"token for the service account from {token_at}: refused ({why})",
+                "the key may be deleted or disabled (IAM → Service accounts), or the clock of this machine is off",
+            ),
+        ]
     verdicts.append(ok(SERVICE, f"token for the service account from {token_at}"))
     client = GoogleCalendarClient(g, account, limiter=None, backoff=Backoff(max_retries=0), timeout_s=TIMEOUT_S)
     if not g.delegation:
-        verdicts.append(skip(SERVICE, "delegation: off (shared calendars owned by the service account)",
-                             "GOOGLE_DELEGATION=true puts each calendar into the employee's own account"))
+        verdicts.append(
+            skip(
+                SERVICE,
+                "delegation: off (shared calendars owned by the service account)",
+                "GOOGLE_DELEGATION=true puts each calendar into the employee's own account",
+            )
+        )
         why = _calendar_list(client, None)
-        verdicts.append(fail(SERVICE, f"calendar access of the service account: {why}",
-                             "enable the Google Calendar API for the key's project") if why
-                        else ok(SERVICE, "calendar access of the service account (calendarList.list)"))
+        verdicts.append(
+            fail(
+                SERVICE,
+                f"calendar access of the service account: {why}",
+                "enable the Google Calendar API for the key's project",
+            )
+            if why
+            else ok(SERVICE, "calendar access of the service account (calendarList.list)")
+        )
         return verdicts
     return verdicts + _delegation(account, client, employees, only)
 
 
-def _delegation(account: ServiceAccount, client: GoogleCalendarClient, employees: list[dict[str, Any]] | None,
-                only: list[str] | None) -> list[Verdict]:
+def _delegation(
+    account: ServiceAccount,
+    client: GoogleCalendarClient,
+    employees: list[dict[str, Any]] | None,
+    only: list[str] | None,
+) -> list[Verdict]:
     if employees is None:
-        return [skip(SERVICE, "delegation: not checked, Advoware's employee list could not be read",
-                     "fix the Advoware check first")]
+        return [
+            skip(
+                SERVICE,
+                "delegation: not checked, Advoware's employee list could not be read",
+                "fix the Advoware check first",
+            )
+        ]
     wanted = {c.strip().upper() for c in only or [] if c.strip()}
-    people = [(str(m["kuerzel"]).strip(), str(m.get("email") or "")) for m in employees
-              if not wanted or str(m["kuerzel"]).strip().upper() in wanted]
+    people = [
+        (str(m["kuerzel"]).strip(), str(m.get("email") or ""))
+        for m in employees
+        if not wanted or str(m["kuerzel"]).strip().upper() in wanted
+    ]
     people = [(k, e) for k, e in people if e]
     if not people:
         return [skip(SERVICE, "delegation: no active employee with an e-mail address to check")]
@@ -115,15 +154,25 @@ def _delegation(account: ServiceAccount, client: GoogleCalendarClient, employees
     out = []
     checked = f"delegation ({', '.join(SCOPES)}) for {len(people)} employees"
     if refused:
-        out.append(fail(SERVICE, f"{checked}: refused for {', '.join(refused)}",
-                        f"Admin console → Security → API controls → Domain-wide delegation: client id {client_id} "
-                        f"with the scope {SCOPES[0]}; invalid_grant for one employee: the address in Advoware is "
-                        "not an active user of the Workspace"))
+        out.append(
+            fail(
+                SERVICE,
+                f"{checked}: refused for {', '.join(refused)}",
+                f"Admin console → Security → API controls → Domain-wide delegation: client id {client_id} "
+                f"with the scope {SCOPES[0]}; invalid_grant for one employee: the address in Advoware is "
+                "not an active user of the Workspace",
+            )
+        )
     else:
         out.append(ok(SERVICE, checked))
     if no_access:
-        out.append(fail(SERVICE, f"calendar access refused for {', '.join(no_access)}",
-                        "the user's Google Calendar service must be on (Admin console → Apps → Calendar)"))
+        out.append(
+            fail(
+                SERVICE,
+                f"calendar access refused for {', '.join(no_access)}",
+                "the user's Google Calendar service must be on (Admin console → Apps → Calendar)",
+            )
+        )
     elif len(refused) < len(people):
         out.append(ok(SERVICE, f"calendar access (calendarList.list) for {len(people) - len(refused)} employees"))
     return out

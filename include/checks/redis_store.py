@@ -9,8 +9,9 @@ from include.queue.party_queue import PartyQueue
 from include.settings import Settings
 
 SERVICE = "redis"
-DURABLE = ("redis-server --appendonly yes --appendfsync always (a webhook acknowledged to EspoCRM must survive "
-           "a restart)")
+DURABLE = (
+    "redis-server --appendonly yes --appendfsync always (a webhook acknowledged to EspoCRM must survive a restart)"
+)
 
 
 def check(settings: Settings) -> list[Verdict]:
@@ -20,8 +21,7 @@ def check(settings: Settings) -> list[Verdict]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        return [fail(SERVICE, f"{where}: not reachable ({type(exc).__name__})",
-                     "check REDIS_URL and that Redis runs")]
+        return [fail(SERVICE, f"{where}: not reachable ({type(exc).__name__})", "check REDIS_URL and that Redis runs")]
     try:
         verdicts = [ok(SERVICE, f"{where}: answers PING"), _persistence(client, settings), _queue(client)]
     except redis.RedisError as exc:
@@ -47,5 +47,8 @@ def _persistence(client: redis.Redis, settings: Settings) -> Verdict:
 
 def _queue(client: redis.Redis) -> Verdict:
     s = PartyQueue(client).stats()
-    return ok(SERVICE, f"party queue: {s.pending} pending (oldest ready {s.oldest_ready_age_s:.0f} s), "
-                       f"{s.claimed} claimed, {s.outbox} in the dead-letter outbox")
+    return ok(
+        SERVICE,
+        f"party queue: {s.pending} pending (oldest ready {s.oldest_ready_age_s:.0f} s), "
+        f"{s.claimed} claimed, {s.outbox} in the dead-letter outbox",
+    )

@@ -13,8 +13,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("advoware", "google", "espocrm", "hub", "redis", "airflow", "smtp")
 
 
-def run_all(settings: Settings, *, only: list[str] | None = None,
-            employees: list[str] | None = None) -> list[Verdict]:
+def run_all(settings: Settings, *, only: list[str] | None = None, employees: list[str] | None = None) -> list[Verdict]:
     """Every check (or those of `only`); `employees`: Kürzel whose delegation is checked (default all active)."""
     wanted = set(only or SERVICES)
     out: list[Verdict] = []
@@ -25,10 +24,14 @@ def run_all(settings: Settings, *, only: list[str] | None = None,
         listed = bool(active) or any(v.checked.startswith("read Mitarbeiter") and v.ok for v in found)
         if "advoware" in wanted:
             out += found
-    steps = [("google", lambda: google.check(settings, active if listed else None, employees)),
-             ("espocrm", lambda: espocrm.check(settings)), ("hub", lambda: hub.check(settings)),
-             ("redis", lambda: redis_store.check(settings)), ("airflow", lambda: airflow.check(settings)),
-             ("smtp", lambda: smtp.check(settings))]
+    steps = [
+        ("google", lambda: google.check(settings, active if listed else None, employees)),
+        ("espocrm", lambda: espocrm.check(settings)),
+        ("hub", lambda: hub.check(settings)),
+        ("redis", lambda: redis_store.check(settings)),
+        ("airflow", lambda: airflow.check(settings)),
+        ("smtp", lambda: smtp.check(settings)),
+    ]
     for name, step in steps:
         if name in wanted:
             out += _guarded(name, step)

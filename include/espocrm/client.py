@@ -67,8 +67,7 @@ def where_params(where: Where | None) -> builtins.list[tuple[str, str]]:
         return []
     if isinstance(where, Mapping):
         clauses: builtins.list[Mapping[str, Any]] = [
-            {"type": "isNull", "attribute": k} if v is None
-            else {"type": "equals", "attribute": k, "value": v}
+            {"type": "isNull", "attribute": k} if v is None else {"type": "equals", "attribute": k, "value": v}
             for k, v in where.items()
         ]
     else:
@@ -79,9 +78,18 @@ def where_params(where: Where | None) -> builtins.list[tuple[str, str]]:
 
 
 class EspoCrmClient:
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0, *, max_retries: int = 4,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
-                 entity: str = "CBeteiligte", transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = 30.0,
+        *,
+        max_retries: int = 4,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        entity: str = "CBeteiligte",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not api_key:
             raise ValueError("EspoCRM API key is empty")
         self.base_url = api_root(base_url)
@@ -89,8 +97,12 @@ class EspoCrmClient:
         self.max_retries = max_retries
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport,
-                                  headers={"X-Api-Key": api_key, "Accept": "application/json"})
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            transport=transport,
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+        )
 
     @classmethod
     def from_settings(cls, settings: Any = None, **kwargs: Any) -> EspoCrmClient:
@@ -137,14 +149,21 @@ class EspoCrmClient:
                 return isinstance(exc, (TransientError, UnavailableError))
             # POST: only when it surely did not happen
             return (isinstance(exc, UnavailableError) and exc.not_sent) or (
-                isinstance(exc, TransientError) and exc.status == 429)
+                isinstance(exc, TransientError) and exc.status == 429
+            )
+
         return check
 
     def _policy(self, method: str) -> RetryPolicy:
         """`max_retries` retries after the first attempt; waits initial·2^(n-1)·uniform(1, 2), at most
         `backoff_max_s` (the jitter spreads parallel workers), at least a Retry-After (capped as well)."""
-        return RetryPolicy(attempts=max(self.max_retries, 0) + 1, base_s=self.backoff_initial_s,
-                           max_s=self.backoff_max_s, jitter=(1.0, 2.0), retryable=self._retryable(method))
+        return RetryPolicy(
+            attempts=max(self.max_retries, 0) + 1,
+            base_s=self.backoff_initial_s,
+            max_s=self.backoff_max_s,
+            jitter=(1.0, 2.0),
+            retryable=self._retryable(method),
+        )
 
     @staticmethod
     def _log_retry(state: RetryState) -> None:
@@ -173,9 +192,17 @@ class EspoCrmClient:
         """The record; NotFoundError if it does not exist (or was deleted)."""
         return self.request("GET", self._path(entity, record_id))
 
-    def list_page(self, entity: str, *, where: Where | None = None, select: builtins.list[str] | None = None,
-                  max_size: int = MAX_PAGE_SIZE, offset: int = 0, order_by: str | None = None,
-                  order: str | None = None) -> dict[str, Any]:
+    def list_page(
+        self,
+        entity: str,
+        *,
+        where: Where | None = None,
+        select: builtins.list[str] | None = None,
+        max_size: int = MAX_PAGE_SIZE,
+        offset: int = 0,
+        order_by: str | None = None,
+        order: str | None = None,
+    ) -> dict[str, Any]:
         """One page as EspoCRM answers it: {"total": n, "list": [...]}."""
         if not 0 < max_size <= MAX_PAGE_SIZE:
             raise ValueError(f"max_size must be 1..{MAX_PAGE_SIZE}")
@@ -188,15 +215,23 @@ class EspoCrmClient:
         params += where_params(where)
         return self.request("GET", self._path(entity), params=params)
 
-    def iter_list(self, entity: str, *, where: Where | None = None, select: builtins.list[str] | None = None,
-                  max_size: int = MAX_PAGE_SIZE, order_by: str = "createdAt",
-                  order: str = "asc") -> Iterator[dict[str, Any]]:
+    def iter_list(
+        self,
+        entity: str,
+        *,
+        where: Where | None = None,
+        select: builtins.list[str] | None = None,
+        max_size: int = MAX_PAGE_SIZE,
+        order_by: str = "createdAt",
+        order: str = "asc",
+    ) -> Iterator[dict[str, Any]]:
         """Every matching record, page by page. Oldest first, so records created while paging land
         on later pages instead of shifting the ones already read."""
         offset, seen = 0, set()
         while True:
-            page = self.list_page(entity, where=where, select=select, max_size=max_size, offset=offset,
-                                  order_by=order_by, order=order)
+            page = self.list_page(
+                entity, where=where, select=select, max_size=max_size, offset=offset, order_by=order_by, order=order
+            )
             rows = page.get("list") or []
             for row in rows:
                 if row.get("id") not in seen:
@@ -208,20 +243,28 @@ class EspoCrmClient:
             if len(rows) < max_size or (isinstance(total, int) and 0 <= total <= offset):
                 return
 
-    def list(self, entity: str, *, where: Where | None = None, select: builtins.list[str] | None = None,
-             max_size: int = MAX_PAGE_SIZE, order_by: str = "createdAt",
-             order: str = "asc") -> builtins.list[dict[str, Any]]:
+    def list(
+        self,
+        entity: str,
+        *,
+        where: Where | None = None,
+        select: builtins.list[str] | None = None,
+        max_size: int = MAX_PAGE_SIZE,
+        order_by: str = "createdAt",
+        order: str = "asc",
+    ) -> builtins.list[dict[str, Any]]:
         """All matching records (pages through with offset; max_size is the page size, ≤ 200)."""
-        return builtins.list(self.iter_list(entity, where=where, select=select, max_size=max_size,
-                                            order_by=order_by, order=order))
+        return builtins.list(
+            self.iter_list(entity, where=where, select=select, max_size=max_size, order_by=order_by, order=order)
+        )
 
-    def create(self, entity: str, data: Mapping[str, Any], *,
-               skip_duplicate_check: bool = False) -> dict[str, Any]:
+    def create(self, entity: str, data: Mapping[str, Any], *, skip_duplicate_check: bool = False) -> dict[str, Any]:
         headers = {"X-Skip-Duplicate-Check": "true"} if skip_duplicate_check else None
         return self.request("POST", self._path(entity), json=dict(data), headers=headers)
 
-    def update(self, entity: str, record_id: str, data: Mapping[str, Any],
-               version_number: int | None = None) -> dict[str, Any]:
+    def update(
+        self, entity: str, record_id: str, data: Mapping[str, Any], version_number: int | None = None
+    ) -> dict[str, Any]:
         """Partial update (PUT). With `version_number`, a stale version raises ConflictError."""
         headers = {"X-Version-Number": str(version_number)} if version_number is not None else None
         try:

@@ -8,8 +8,7 @@ from typing import Any
 class EspoCrmError(Exception):
     """Base class: `method`, `endpoint` (path below /api/v1, no query), `status` (None = no answer)."""
 
-    def __init__(self, method: str, endpoint: str, status: int | None, reason: str = "",
-                 data: Any = None) -> None:
+    def __init__(self, method: str, endpoint: str, status: int | None, reason: str = "", data: Any = None) -> None:
         self.method = method
         self.endpoint = endpoint
         self.status = status

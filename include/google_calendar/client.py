@@ -14,9 +14,15 @@ from include.settings import GoogleSettings, get_settings
 
 
 class GoogleCalendarClient:
-    def __init__(self, settings: GoogleSettings, account: ServiceAccount, *,
-                 limiter: RateLimiter | None, backoff: Backoff | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        settings: GoogleSettings,
+        account: ServiceAccount,
+        *,
+        limiter: RateLimiter | None,
+        backoff: Backoff | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.settings = settings
         self.account = account
         self.limiter = limiter
@@ -25,16 +31,25 @@ class GoogleCalendarClient:
         self._sessions: dict[str | None, CalendarSession] = {}
 
     @classmethod
-    def from_settings(cls, settings: GoogleSettings | None = None, *, redis_url: str | None = None,
-                      account: ServiceAccount | None = None, **kw: object) -> GoogleCalendarClient:
+    def from_settings(
+        cls,
+        settings: GoogleSettings | None = None,
+        *,
+        redis_url: str | None = None,
+        account: ServiceAccount | None = None,
+        **kw: object,
+    ) -> GoogleCalendarClient:
         """Key file from GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH (unless `account` is given); the
         limiter in Redis at REDIS_URL with GOOGLE_REQUESTS_PER_WINDOW per quota user and
         GOOGLE_PROJECT_REQUESTS_PER_WINDOW for the whole project, per GOOGLE_WINDOW_S."""
         settings = settings or get_settings().google
         account = account or ServiceAccount.from_settings(settings)
-        limiter = RateLimiter.from_url(redis_url or get_settings().redis_url,
-                                       limit=settings.requests_per_window, window_s=settings.window_s,
-                                       project_limit=settings.project_requests_per_window)
+        limiter = RateLimiter.from_url(
+            redis_url or get_settings().redis_url,
+            limit=settings.requests_per_window,
+            window_s=settings.window_s,
+            project_limit=settings.project_requests_per_window,
+        )
         return cls(settings, account, limiter=limiter, **kw)  # type: ignore[arg-type]
 
     @property

@@ -47,8 +47,9 @@ class CalendarProvisioner:
     def __init__(self, client: GoogleCalendarClient) -> None:
         self.client = client
 
-    def ensure(self, employee: str, email: str, *, known_id: str | None = None,
-               known_mode: str | None = None) -> ProvisionResult:
+    def ensure(
+        self, employee: str, email: str, *, known_id: str | None = None, known_mode: str | None = None
+    ) -> ProvisionResult:
         """The employee's calendar: `known_id` (remembered, of `known_mode`) if it still exists in
         this mode, else one of ours found by name (a crash between create and remembering it), else
         a new one; in shared mode the employee's ACL rule too."""
@@ -71,8 +72,9 @@ class CalendarProvisioner:
                 created = True
         acl_rule_id = self._ensure_acl(session, calendar_id, email) if mode == "shared" else None
         if created or lost:
-            log.info("calendar of %s: %s (mode %s, created=%s, recreated=%s)", employee, calendar_id, mode,
-                     created, lost)
+            log.info(
+                "calendar of %s: %s (mode %s, created=%s, recreated=%s)", employee, calendar_id, mode, created, lost
+            )
         return ProvisionResult(employee, calendar_id, mode, created, lost, acl_rule_id)
 
     def check_access(self, employee: str, email: str, calendar_id: str) -> str:
@@ -122,9 +124,9 @@ class CalendarProvisioner:
         token: str | None = None
         while True:
             page = session.execute(
-                lambda s, t=token: s.calendarList().list(maxResults=250, minAccessRole="owner",
-                                                         pageToken=t),
-                "calendarList.list")
+                lambda s, t=token: s.calendarList().list(maxResults=250, minAccessRole="owner", pageToken=t),
+                "calendarList.list",
+            )
             for item in page.get("items", []):
                 if item.get("summary") == summary and not item.get("deleted"):
                     return str(item["id"])
@@ -143,22 +145,24 @@ class CalendarProvisioner:
         if rule is not None:
             if rule.get("role") != role:
                 session.execute(
-                    lambda s: s.acl().patch(calendarId=calendar_id, ruleId=rule["id"], body={"role": role},
-                                            sendNotifications=False),
-                    "acl.patch")
+                    lambda s: s.acl().patch(
+                        calendarId=calendar_id, ruleId=rule["id"], body={"role": role}, sendNotifications=False
+                    ),
+                    "acl.patch",
+                )
             return str(rule["id"])
         body = {"role": role, "scope": {"type": "user", "value": email}}
         created = session.execute(
-            lambda s: s.acl().insert(calendarId=calendar_id, body=body, sendNotifications=False),
-            "acl.insert")
+            lambda s: s.acl().insert(calendarId=calendar_id, body=body, sendNotifications=False), "acl.insert"
+        )
         return str(created["id"])
 
     def _find_rule(self, session: CalendarSession, calendar_id: str, email: str) -> dict[str, Any] | None:
         token: str | None = None
         while True:
             page = session.execute(
-                lambda s, t=token: s.acl().list(calendarId=calendar_id, maxResults=250, pageToken=t),
-                "acl.list")
+                lambda s, t=token: s.acl().list(calendarId=calendar_id, maxResults=250, pageToken=t), "acl.list"
+            )
             for rule in page.get("items", []):
                 scope = rule.get("scope") or {}
                 if scope.get("type") == "user" and str(scope.get("value", "")).lower() == email.lower():

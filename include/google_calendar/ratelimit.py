@@ -137,8 +137,17 @@ class RateLimiter:
     """`acquire(user, n)` blocks until n requests of `user` fit; `acquire_up_to` grants what fits.
     With `project_limit` (> 0) every request also needs room in the project's window."""
 
-    def __init__(self, client: redis.Redis, *, limit: int, window_s: float, margin_s: float = 0.0,
-                 prefix: str = KEY_PREFIX, project_limit: int = 0, project_key: str = PROJECT_KEY) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        limit: int,
+        window_s: float,
+        margin_s: float = 0.0,
+        prefix: str = KEY_PREFIX,
+        project_limit: int = 0,
+        project_key: str = PROJECT_KEY,
+    ) -> None:
         if limit < 1 or window_s <= 0 or project_limit < 0:
             raise ValueError("limit must be >= 1, window_s > 0 and project_limit >= 0")
         self.redis = client
@@ -168,7 +177,8 @@ class RateLimiter:
         minimum = max(1, min(minimum if minimum is not None else want, want))
         granted, wait_us, last, project_last = self._script(
             keys=self._key(user) + self._project_keys,
-            args=[self.limit, self._window_us, want, minimum, self.project_limit])
+            args=[self.limit, self._window_us, want, minimum, self.project_limit],
+        )
         if int(granted):
             return Grant(user, int(granted), int(last), int(project_last)), 0.0
         return None, max(0.0, int(wait_us) / 1_000_000)
@@ -176,8 +186,10 @@ class RateLimiter:
     def settle(self, grant: Grant | None) -> None:
         """The requests of `grant` were answered: their tokens count from now for one window."""
         if grant is not None and grant.n:
-            self._settle(keys=[self._key(grant.user)[0], self._project_keys[0]],
-                         args=[grant.last, grant.n, self._window_us, grant.project_last])
+            self._settle(
+                keys=[self._key(grant.user)[0], self._project_keys[0]],
+                args=[grant.last, grant.n, self._window_us, grant.project_last],
+            )
 
     def acquire_up_to(self, user: str, want: int, minimum: int = 1, *, timeout_s: float = 3600) -> Grant:
         """Block until at least `minimum` requests fit, then take as many as fit up to `want`."""
@@ -228,8 +240,14 @@ class Backoff:
     @property
     def policy(self) -> RetryPolicy:
         """The shared policy with this backoff's numbers (read at each call: tests change them)."""
-        return RetryPolicy(attempts=max(self.max_retries, 0) + 1, base_s=self.base_s, max_s=self.cap_s,
-                           jitter=(0.5, 1.0), retryable=_retryable, sleep=self.sleep)
+        return RetryPolicy(
+            attempts=max(self.max_retries, 0) + 1,
+            base_s=self.base_s,
+            max_s=self.cap_s,
+            jitter=(0.5, 1.0),
+            retryable=_retryable,
+            sleep=self.sleep,
+        )
 
     def delay(self, attempt: int, exc: BaseException | None = None) -> float:
         """The wait after retry number `attempt` (from 0) that failed with `exc`."""
@@ -239,8 +257,9 @@ class Backoff:
         with self._lock:
             self.retries += 1
 
-    def run(self, fn: Callable[[], T], *, operation: str, quota_user: str,
-            before_attempt: Callable[[], None] | None = None) -> T:
+    def run(
+        self, fn: Callable[[], T], *, operation: str, quota_user: str, before_attempt: Callable[[], None] | None = None
+    ) -> T:
         """Call fn until it succeeds or fails finally. quotaExceeded is never retried."""
         policy = self.policy
 
@@ -251,8 +270,13 @@ class Backoff:
 
         def before_sleep(state: RetryState) -> None:
             exc = failure_of(state)
-            log.info("google %s: %s, retry %d in %.2fs", operation, describe(exc) if exc else "",
-                     state.attempt_number, next_wait_of(state))
+            log.info(
+                "google %s: %s, retry %d in %.2fs",
+                operation,
+                describe(exc) if exc else "",
+                state.attempt_number,
+                next_wait_of(state),
+            )
             self.count_retry()
 
         try:

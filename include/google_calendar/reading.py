@@ -43,8 +43,7 @@ def _list_all(session: CalendarSession, calendar_id: str, params: dict[str, Any]
     token: str | None = None
     pages = 0
     while True:
-        page = session.execute(
-            lambda s, t=token: s.events().list(calendarId=calendar_id, pageToken=t, **params), op)
+        page = session.execute(lambda s, t=token: s.events().list(calendarId=calendar_id, pageToken=t, **params), op)
         pages += 1
         items.extend(page.get("items", []))
         token = page.get("nextPageToken")
@@ -56,19 +55,23 @@ def _list_all(session: CalendarSession, calendar_id: str, params: dict[str, Any]
 # The same parameters for the full and the incremental query (Google requires it);
 # showDeleted=true so cancelled events (deletions) come back in both.
 def _common(page_size: int) -> dict[str, Any]:
-    return {"maxResults": min(page_size, MAX_PAGE), "showDeleted": True, "singleEvents": False,
-            "timeZone": TIME_ZONE}
+    return {"maxResults": min(page_size, MAX_PAGE), "showDeleted": True, "singleEvents": False, "timeZone": TIME_ZONE}
 
 
-def list_window(session: CalendarSession, calendar_id: str, time_min: datetime | str,
-                time_max: datetime | str, *, page_size: int = MAX_PAGE) -> Listing:
+def list_window(
+    session: CalendarSession,
+    calendar_id: str,
+    time_min: datetime | str,
+    time_max: datetime | str,
+    *,
+    page_size: int = MAX_PAGE,
+) -> Listing:
     """Every event touching [time_min, time_max), cancelled ones included, all pages."""
     params = _common(page_size) | {"timeMin": rfc3339(time_min), "timeMax": rfc3339(time_max)}
     return _list_all(session, calendar_id, params, "events.list")
 
 
-def list_changes(session: CalendarSession, calendar_id: str, sync_token: str, *,
-                 page_size: int = MAX_PAGE) -> Listing:
+def list_changes(session: CalendarSession, calendar_id: str, sync_token: str, *, page_size: int = MAX_PAGE) -> Listing:
     """Everything changed since `sync_token` (deletions as status=cancelled), all pages."""
     params = _common(page_size) | {"syncToken": sync_token}
     try:
@@ -95,18 +98,28 @@ class ChangeSet:
         return self.kind == "full"
 
 
-def read_changes(session: CalendarSession, calendar_id: str, sync_token: str | None, time_min: datetime | str,
-                 time_max: datetime | str, *, force_full: bool = False, page_size: int = MAX_PAGE) -> ChangeSet:
+def read_changes(
+    session: CalendarSession,
+    calendar_id: str,
+    sync_token: str | None,
+    time_min: datetime | str,
+    time_max: datetime | str,
+    *,
+    force_full: bool = False,
+    page_size: int = MAX_PAGE,
+) -> ChangeSet:
     """Incremental with `sync_token` (unless forced), else, or when Google says the token expired
     (410: `reason` full_sync_required), the full window. The caller keeps the token: the next read
     starts after these changes only once it saves `next_sync_token` (nothing is lost on a crash)."""
+
     def changeset(listing: Listing, kind: Any, reason: Any) -> ChangeSet:
         return ChangeSet(calendar_id, listing.items, listing.next_sync_token, kind, reason, listing.pages)
 
     if sync_token and not force_full:
         try:
-            return changeset(list_changes(session, calendar_id, sync_token, page_size=page_size),
-                             "incremental", "incremental")
+            return changeset(
+                list_changes(session, calendar_id, sync_token, page_size=page_size), "incremental", "incremental"
+            )
         except SyncTokenExpired:
             log.info("sync token of calendar %s expired (410): full listing", calendar_id)
             reason = "full_sync_required"

@@ -33,8 +33,7 @@ MakeRequest = Callable[[Any], HttpRequest]  # service -> request (the service is
 def build_service(http: httplib2.Http, settings: GoogleSettings) -> Any:
     """The Calendar API's request builder; requests carry `http` until a session gives them its own."""
     options = {"api_endpoint": settings.api_endpoint} if settings.api_endpoint else None
-    return build("calendar", "v3", http=http, client_options=options,
-                 static_discovery=True, cache_discovery=False)
+    return build("calendar", "v3", http=http, client_options=options, static_discovery=True, cache_discovery=False)
 
 
 class CachedService:
@@ -65,8 +64,7 @@ class ServiceFactory:
     """Per thread: one connection (httplib2.Http), one service, and an authorised http per principal
     on that connection."""
 
-    def __init__(self, account: ServiceAccount, settings: GoogleSettings,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, account: ServiceAccount, settings: GoogleSettings, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.account = account
         self.settings = settings
         self.timeout_s = timeout_s
@@ -90,8 +88,9 @@ class ServiceFactory:
             cache = self._local.https = {}
         http = cache.get(subject)
         if http is None:
-            http = cache[subject] = google_auth_httplib2.AuthorizedHttp(self.account.credentials(subject),
-                                                                        http=self._connection())
+            http = cache[subject] = google_auth_httplib2.AuthorizedHttp(
+                self.account.credentials(subject), http=self._connection()
+            )
         return http
 
     @property
@@ -107,8 +106,14 @@ class CalendarSession:
     `sent` counts every request sent (batch parts one by one, retries included).
     """
 
-    def __init__(self, factory: ServiceFactory, subject: str | None, quota_user: str,
-                 limiter: RateLimiter | None, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        factory: ServiceFactory,
+        subject: str | None,
+        quota_user: str,
+        limiter: RateLimiter | None,
+        backoff: Backoff,
+    ) -> None:
         self.factory = factory
         self.subject = subject
         self.quota_user = quota_user
@@ -141,6 +146,7 @@ class CalendarSession:
 
     def execute(self, make: MakeRequest, operation: str) -> Any:
         """One API call with rate limiting and backoff; raises HttpError for final answers."""
+
         def call() -> Any:
             grant = self.acquire_up_to(1)
             try:
@@ -150,8 +156,9 @@ class CalendarSession:
 
         return self.backoff.run(call, operation=operation, quota_user=self.quota_user)
 
-    def execute_batch(self, makes: list[MakeRequest], *, grant: Grant | None = None,
-                      operation: str = "batch") -> list[tuple[Any, BaseException | None]]:
+    def execute_batch(
+        self, makes: list[MakeRequest], *, grant: Grant | None = None, operation: str = "batch"
+    ) -> list[tuple[Any, BaseException | None]]:
         """One multipart batch (<= 50 parts): the answer of each part in order, or its HttpError.
 
         Parts fail on their own; only a failure of the whole batch (transport, outer 5xx) is retried

@@ -57,13 +57,11 @@ class WriteOp:
     ref: Any = None  # the caller's key (e.g. frNr), handed back in the result
 
     @classmethod
-    def insert(cls, event_id: str, body: dict[str, Any], *, undelete: bool = False,
-               ref: Any = None) -> WriteOp:
+    def insert(cls, event_id: str, body: dict[str, Any], *, undelete: bool = False, ref: Any = None) -> WriteOp:
         return cls("insert", event_id, body, None, undelete, ref)
 
     @classmethod
-    def patch(cls, event_id: str, changes: dict[str, Any], *, etag: str | None = None,
-              ref: Any = None) -> WriteOp:
+    def patch(cls, event_id: str, changes: dict[str, Any], *, etag: str | None = None, ref: Any = None) -> WriteOp:
         return cls("patch", event_id, changes, etag, False, ref)
 
     @classmethod
@@ -121,7 +119,8 @@ class EventWriter:
         """The event, cancelled ones included; None if it does not exist."""
         try:
             return self.session.execute(
-                lambda s: s.events().get(calendarId=self.calendar_id, eventId=event_id), "events.get")
+                lambda s: s.events().get(calendarId=self.calendar_id, eventId=event_id), "events.get"
+            )
         except HttpError as exc:
             if error_info(exc).status in (404, 410):
                 return None
@@ -189,10 +188,12 @@ class EventWriter:
             raise exc
         return done
 
-    def _run_batch(self, ops: Sequence[WriteOp], idx: list[int], grant: Grant,
-                   results: list[WriteResult | None]) -> None:
+    def _run_batch(
+        self, ops: Sequence[WriteOp], idx: list[int], grant: Grant, results: list[WriteResult | None]
+    ) -> None:
         answers = self.session.execute_batch(
-            [lambda s, op=ops[i]: self._request(s, op) for i in idx], grant=grant, operation="batch")
+            [lambda s, op=ops[i]: self._request(s, op) for i in idx], grant=grant, operation="batch"
+        )
         retry: list[int] = []
         quota: BaseException | None = None
         first_retryable: BaseException | None = None
@@ -212,8 +213,13 @@ class EventWriter:
             raise QuotaExceeded(self.session.quota_user, "batch", describe(quota))
         if retry:
             backoff = self.session.backoff
-            log.info("batch on calendar %s: %d of %d parts to retry (%s)", self.calendar_id,
-                     len(retry), len(idx), describe(first_retryable) if first_retryable else "")
+            log.info(
+                "batch on calendar %s: %d of %d parts to retry (%s)",
+                self.calendar_id,
+                len(retry),
+                len(idx),
+                describe(first_retryable) if first_retryable else "",
+            )
             backoff.sleep(backoff.delay(0, first_retryable))
             for i in retry:
                 backoff.count_retry()
@@ -227,8 +233,9 @@ class EventWriter:
             body["id"] = op.event_id
             req = events.insert(calendarId=self.calendar_id, body=body, sendUpdates=SEND_UPDATES)
         elif op.kind == "patch":
-            req = events.patch(calendarId=self.calendar_id, eventId=op.event_id, body=op.body or {},
-                               sendUpdates=SEND_UPDATES)
+            req = events.patch(
+                calendarId=self.calendar_id, eventId=op.event_id, body=op.body or {}, sendUpdates=SEND_UPDATES
+            )
         else:
             req = events.delete(calendarId=self.calendar_id, eventId=op.event_id, sendUpdates=SEND_UPDATES)
         if op.etag and op.kind != "insert":
@@ -252,8 +259,7 @@ class EventWriter:
             return WriteResult(op, "already_deleted")
         if op.kind == "patch" and info.status in (404, 410):
             return WriteResult(op, "missing", None, describe(exc))
-        log.info("events.%s %s on calendar %s failed: %s", op.kind, op.event_id, self.calendar_id,
-                 describe(exc))
+        log.info("events.%s %s on calendar %s failed: %s", op.kind, op.event_id, self.calendar_id, describe(exc))
         return WriteResult(op, "failed", None, describe(exc))
 
     def _adopt(self, op: WriteOp) -> WriteResult:
@@ -266,10 +272,12 @@ class EventWriter:
             if not op.undelete:
                 return WriteResult(op, "deleted_in_google", current)
             restored = self.apply(WriteOp.patch(op.event_id, body | {"status": "confirmed"}))
-            return WriteResult(op, "undeleted" if restored.outcome == "patched" else restored.outcome,
-                               restored.event, restored.error)
+            return WriteResult(
+                op, "undeleted" if restored.outcome == "patched" else restored.outcome, restored.event, restored.error
+            )
         if _covers(current, body):
             return WriteResult(op, "adopted", current)
         updated = self.apply(WriteOp.patch(op.event_id, body))
-        return WriteResult(op, "adopted" if updated.outcome == "patched" else updated.outcome,
-                           updated.event, updated.error)
+        return WriteResult(
+            op, "adopted" if updated.outcome == "patched" else updated.outcome, updated.event, updated.error
+        )

@@ -38,11 +38,17 @@ def role_permissions(sm: Any) -> dict[str, list[tuple[str, str]]]:
 
     viewer = [*sm.VIEWER_PERMISSIONS, (p.ACTION_CAN_READ, STATUS_VIEW)]
     operator = [*viewer, *sm.USER_PERMISSIONS, (p.ACTION_CAN_CREATE, STATUS_VIEW)]
-    gateway = [(p.ACTION_CAN_CREATE, p.RESOURCE_DAG_RUN), (p.ACTION_CAN_READ, p.RESOURCE_DAG_RUN),
-               (p.ACTION_CAN_READ, p.RESOURCE_TASK_INSTANCE), (p.ACTION_CAN_READ, p.RESOURCE_POOL)]
+    gateway = [
+        (p.ACTION_CAN_CREATE, p.RESOURCE_DAG_RUN),
+        (p.ACTION_CAN_READ, p.RESOURCE_DAG_RUN),
+        (p.ACTION_CAN_READ, p.RESOURCE_TASK_INSTANCE),
+        (p.ACTION_CAN_READ, p.RESOURCE_POOL),
+    ]
     for dag_id in (CALENDAR_SYNC_DAG, CALENDAR_EMPLOYEE_SYNC_DAG, BETEILIGTE_SYNC_DAG):
-        gateway += [(p.ACTION_CAN_READ, p.resource_name(dag_id, p.RESOURCE_DAG)),
-                    (p.ACTION_CAN_EDIT, p.resource_name(dag_id, p.RESOURCE_DAG))]
+        gateway += [
+            (p.ACTION_CAN_READ, p.resource_name(dag_id, p.RESOURCE_DAG)),
+            (p.ACTION_CAN_EDIT, p.resource_name(dag_id, p.RESOURCE_DAG)),
+        ]
     return {VIEWER: viewer, OPERATOR: operator, GATEWAY: gateway}
 
 
@@ -65,8 +71,10 @@ def ensure(settings: Settings) -> list[str]:
     accounts = settings.airflow_ui.accounts()  # a bad entry stops here, before anything is written
     api = settings.airflow_api
     if api.username in {a[0] for a in accounts}:
-        raise ValueError(f"AIRFLOW_API_USERNAME ({api.username}) is also in AIRFLOW_UI_USERS: the gateway needs "
-                         "an account of its own")
+        raise ValueError(
+            f"AIRFLOW_API_USERNAME ({api.username}) is also in AIRFLOW_UI_USERS: the gateway needs "
+            "an account of its own"
+        )
     gateway_password = api.password.get_secret_value()
     if not gateway_password:
         raise ValueError("AIRFLOW_API_PASSWORD is empty: the gateway's Airflow account needs one")
@@ -84,8 +92,14 @@ def ensure(settings: Settings) -> list[str]:
             done.append(f"user {username}: created ({ROLE_OF[kind]})")
         user = sm.find_user(username=api.username)
         if user is None:
-            if not sm.add_user(api.username, "kanzlei-sync", "gateway", f"{api.username}@kanzlei-sync.invalid",
-                               roles[GATEWAY], gateway_password):
+            if not sm.add_user(
+                api.username,
+                "kanzlei-sync",
+                "gateway",
+                f"{api.username}@kanzlei-sync.invalid",
+                roles[GATEWAY],
+                gateway_password,
+            ):
                 raise RuntimeError(f"could not create the gateway's Airflow user {api.username}")
             done.append(f"user {api.username}: created ({GATEWAY})")
         else:

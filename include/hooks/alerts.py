@@ -32,8 +32,9 @@ def send(alert: alerts.Alert) -> bool:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
         with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as smtp:
-            smtp.send_email_smtp(to=recipients, subject=alert.subject,
-                                 html_content=f"<pre>{html.escape(alert.text())}</pre>")
+            smtp.send_email_smtp(
+                to=recipients, subject=alert.subject, html_content=f"<pre>{html.escape(alert.text())}</pre>"
+            )
     except Exception as exc:  # the incident stays visible in the log and the status view
         log.error("alert %s not mailed: %s", alert.kind, type(exc).__name__)
         return False
@@ -90,8 +91,9 @@ def on_calendar_failure(context: Any) -> None:
                 return
         except Exception as exc_state:  # when in doubt, mail
             log.warning("incident state not readable (%s): mailing", type(exc_state).__name__)
-        send(alerts.calendar_failed({"(planning of the run)": _reason(exc)}, run_id, ti.task_id, log_url,
-                                    stopped=False))
+        send(
+            alerts.calendar_failed({"(planning of the run)": _reason(exc)}, run_id, ti.task_id, log_url, stopped=False)
+        )
         return
     failures, stopped = _unit_failures(ti, exc)
     fresh = dict(failures)
@@ -128,8 +130,9 @@ def channel_incident(employee: str) -> str:
     return f"google_channel:{employee}"
 
 
-def on_channel_failure(employee: str, channel_id: str | None, error: str,
-                       incidents: alerts.Incidents | None = None) -> None:
+def on_channel_failure(
+    employee: str, channel_id: str | None, error: str, incidents: alerts.Incidents | None = None
+) -> None:
     """A watch channel not opened or renewed: one mail per incident (until one opens again)."""
     try:
         fresh = (incidents or _incidents()).open(channel_incident(employee))

@@ -28,9 +28,12 @@ def sync_context() -> SyncContext:
     sharing the Redis of `redis_default` (token cache, rate limiter); the hub's DSN from
     `sync_hub_default`. A task that writes nothing reads only the hub connection."""
     shared_redis = functools.cache(redis_url)  # one connection look-up for both clients
-    ctx = SyncContext.lazy(hub_dsn(), lambda: AdvowareHook(redis_url=shared_redis()).get_conn(),
-                           lambda: GoogleCalendarSyncHook().get_client(redis_url=shared_redis()),
-                           get_settings())
+    ctx = SyncContext.lazy(
+        hub_dsn(),
+        lambda: AdvowareHook(redis_url=shared_redis()).get_conn(),
+        lambda: GoogleCalendarSyncHook().get_client(redis_url=shared_redis()),
+        get_settings(),
+    )
     ctx.notify = send  # a repaired calendar: one mail (include/hooks/alerts.py)
     # a Google watch channel not renewed: one mail per incident, closed when one opens again
     ctx.on_channel_failure, ctx.on_channel_recovered = on_channel_failure, on_channel_recovered
@@ -42,8 +45,14 @@ def run_unit_phase(unit: dict[str, Any], number: int, run_id: str, params: dict[
     task fail (retried with backoff); a unit with nobody due for this phase is skipped; the last
     phase of a unit that an employee did not get through fails without a retry (it cannot help)."""
     try:
-        return unit_phase(unit, number, run_id, RunParams.from_mapping(params), sync_context,
-                          after_employee=lambda summary: after_phase(summary, run_id))
+        return unit_phase(
+            unit,
+            number,
+            run_id,
+            RunParams.from_mapping(params),
+            sync_context,
+            after_employee=lambda summary: after_phase(summary, run_id),
+        )
     except NothingToDo as exc:
         raise AirflowSkipException(str(exc)) from exc
     except UnitIncomplete as exc:

@@ -81,6 +81,7 @@ class GoogleCalendarSyncHook(BaseHook):
 
     def get_client(self, *, redis_url: str | None = None, **kw: Any) -> GoogleCalendarClient:
         settings = self.google_settings()
-        account = ServiceAccount(self.service_account_info(), token_uri=settings.token_uri,
-                                 source=f"connection {self.gcp_conn_id}")
+        account = ServiceAccount(
+            self.service_account_info(), token_uri=settings.token_uri, source=f"connection {self.gcp_conn_id}"
+        )
         return GoogleCalendarClient.from_settings(settings, redis_url=redis_url, account=account, **kw)

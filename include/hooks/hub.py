@@ -15,8 +15,16 @@ from airflow.sdk import BaseHook
 
 HUB_CONN_ID = "sync_hub_default"
 # Extras that are libpq connection parameters (the rest, e.g. the provider's own, are ignored).
-_LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
-                 "options", "target_session_attrs")
+_LIBPQ_EXTRAS = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "connect_timeout",
+    "application_name",
+    "options",
+    "target_session_attrs",
+)
 
 
 class HubHook(BaseHook):

@@ -26,11 +26,21 @@ def drain_from_connections(run_id: str | None) -> dict[str, Any]:
     url = redis_url()
     queue = PartyQueue.from_url(url, max_attempts=settings.party_max_attempts, lease_s=settings.party_lease_s)
     hub = Hub(hub_dsn())
-    syncer = PartySync(EspoCrmHook().get_conn(), AdvowareHook(redis_url=url).get_conn(), PartyStore(hub),
-                       hard_delete=settings.party_hard_delete)
+    syncer = PartySync(
+        EspoCrmHook().get_conn(),
+        AdvowareHook(redis_url=url).get_conn(),
+        PartyStore(hub),
+        hard_delete=settings.party_hard_delete,
+    )
     try:
-        return drain_run(queue, syncer, hub, run_id, settings,
-                         open_dead_letters=lambda n: check_party_dead_letters(n, Incidents(queue.r)))
+        return drain_run(
+            queue,
+            syncer,
+            hub,
+            run_id,
+            settings,
+            open_dead_letters=lambda n: check_party_dead_letters(n, Incidents(queue.r)),
+        )
     finally:
         syncer.close()
         hub.close()

@@ -37,16 +37,20 @@ async def _next_due(client: Any, pending: str, claimed: str) -> float | None:
 
 
 class PartyWorkTrigger(BaseTrigger):
-    def __init__(self, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX,
-                 idle_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX, idle_timeout_s: float = 60.0
+    ) -> None:
         super().__init__()
         self.redis_conn_id = redis_conn_id
         self.prefix = prefix
         self.idle_timeout_s = float(idle_timeout_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return CLASSPATH, {"redis_conn_id": self.redis_conn_id, "prefix": self.prefix,
-                           "idle_timeout_s": self.idle_timeout_s}
+        return CLASSPATH, {
+            "redis_conn_id": self.redis_conn_id,
+            "prefix": self.prefix,
+            "idle_timeout_s": self.idle_timeout_s,
+        }
 
     async def run(self) -> AsyncIterator[Any]:
         import redis.asyncio as aioredis
@@ -84,8 +88,14 @@ class PartyWorkTrigger(BaseTrigger):
 class PartyWorkSensor(BaseOperator):
     """Succeeds when party work is queued; waits for it in the triggerer; skipped after the idle timeout."""
 
-    def __init__(self, *, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX,
-                 idle_timeout_s: float = 60.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        redis_conn_id: str = "redis_default",
+        prefix: str = DEFAULT_PREFIX,
+        idle_timeout_s: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.redis_conn_id, self.prefix, self.idle_timeout_s = redis_conn_id, prefix, idle_timeout_s
 
@@ -105,8 +115,10 @@ class PartyWorkSensor(BaseOperator):
         finally:
             queue.r.close()
         self.log.info("no party work ready: waiting in the triggerer (at most %.0fs)", self.idle_timeout_s)
-        self.defer(trigger=PartyWorkTrigger(self.redis_conn_id, self.prefix, self.idle_timeout_s),
-                   method_name="execute_complete")
+        self.defer(
+            trigger=PartyWorkTrigger(self.redis_conn_id, self.prefix, self.idle_timeout_s),
+            method_name="execute_complete",
+        )
 
     def execute_complete(self, context: Any, event: Any = None) -> None:
         """Reached only when a task resumes from the trigger on a worker (`dag.test()`): the triggerer

@@ -27,8 +27,7 @@ class EmployeeCalendar:
     access_checked_at: datetime | None = None  # 0003: the employee's access to it last checked
 
 
-_COLUMNS = ("employee, email, calendar_id, acl_rule_id, mode, sync_token, active, last_full_sync_at, "
-            "access_checked_at")
+_COLUMNS = "employee, email, calendar_id, acl_rule_id, mode, sync_token, active, last_full_sync_at, access_checked_at"
 
 
 def _row(row: dict[str, Any] | None) -> EmployeeCalendar | None:
@@ -36,12 +35,12 @@ def _row(row: dict[str, Any] | None) -> EmployeeCalendar | None:
 
 
 def get(conn: psycopg.Connection, employee: str) -> EmployeeCalendar | None:
-    return _row(conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars WHERE employee = %s",
-                             (employee,)).fetchone())
+    return _row(conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars WHERE employee = %s", (employee,)).fetchone())
 
 
-def upsert_calendar(conn: psycopg.Connection, employee: str, *, email: str | None, calendar_id: str,
-                    mode: str, acl_rule_id: str | None) -> EmployeeCalendar:
+def upsert_calendar(
+    conn: psycopg.Connection, employee: str, *, email: str | None, calendar_id: str, mode: str, acl_rule_id: str | None
+) -> EmployeeCalendar:
     """Remember where the employee's calendar is. A new calendar id drops the old sync token."""
     row = conn.execute(
         f"""
@@ -65,8 +64,7 @@ def upsert_calendar(conn: psycopg.Connection, employee: str, *, email: str | Non
     return EmployeeCalendar(**row)  # type: ignore[arg-type]
 
 
-def save_sync_token(conn: psycopg.Connection, employee: str, token: str | None, *,
-                    full_sync: bool = False) -> None:
+def save_sync_token(conn: psycopg.Connection, employee: str, token: str | None, *, full_sync: bool = False) -> None:
     conn.execute(
         """UPDATE employee_calendars SET sync_token = %s, updated_at = now(),
                last_full_sync_at = CASE WHEN %s THEN now() ELSE last_full_sync_at END
@@ -86,9 +84,7 @@ def reset_links(conn: psycopg.Connection, employee: str) -> int:
     or unsupported), so the next sync writes them into the new calendar; links that only had a
     Google side are removed. Returns rows touched.
     """
-    gone = conn.execute(
-        "DELETE FROM calendar_links WHERE employee = %s AND frnr IS NULL", (employee,)
-    ).rowcount
+    gone = conn.execute("DELETE FROM calendar_links WHERE employee = %s AND frnr IS NULL", (employee,)).rowcount
     kept = conn.execute(
         """UPDATE calendar_links SET google_event_id = NULL, google_etag = NULL, google_updated = NULL,
                google_fingerprint = NULL, attempts = 0,
@@ -109,15 +105,19 @@ def record_employees(conn: psycopg.Connection, emails: dict[str, str | None], ac
             """INSERT INTO employee_calendars (employee, email, active) VALUES (%s, %s, %s)
                ON CONFLICT (employee) DO UPDATE SET email = coalesce(EXCLUDED.email,
                    employee_calendars.email), active = EXCLUDED.active, updated_at = now()""",
-            (employee, email, employee in active))
-    conn.execute("UPDATE employee_calendars SET active = false, updated_at = now() "
-                 "WHERE active AND NOT (employee = ANY(%s))", (list(emails),))
+            (employee, email, employee in active),
+        )
+    conn.execute(
+        "UPDATE employee_calendars SET active = false, updated_at = now() WHERE active AND NOT (employee = ANY(%s))",
+        (list(emails),),
+    )
 
 
 def mark_access_checked(conn: psycopg.Connection, employee: str) -> None:
     """The calendar exists and the employee can see it (checked, or just provisioned): now."""
-    conn.execute("UPDATE employee_calendars SET access_checked_at = now(), updated_at = now() WHERE employee = %s",
-                 (employee,))
+    conn.execute(
+        "UPDATE employee_calendars SET access_checked_at = now(), updated_at = now() WHERE employee = %s", (employee,)
+    )
 
 
 def all_calendars(conn: psycopg.Connection) -> list[EmployeeCalendar]:
@@ -131,6 +131,7 @@ def find_employee(conn: psycopg.Connection, code: str) -> EmployeeCalendar | Non
     found = get(conn, code)
     if found is not None:
         return found
-    row = conn.execute("SELECT employee FROM employee_calendars WHERE upper(employee) = upper(%s) "
-                       "ORDER BY employee LIMIT 1", (code,)).fetchone()
+    row = conn.execute(
+        "SELECT employee FROM employee_calendars WHERE upper(employee) = upper(%s) ORDER BY employee LIMIT 1", (code,)
+    ).fetchone()
     return get(conn, row["employee"]) if row else None  # type: ignore[index]

@@ -30,9 +30,9 @@ def alembic_config(dsn: str):  # -> alembic.config.Config (imported lazily: alem
 
 def sqlalchemy_url(dsn: str) -> str:
     if dsn.startswith("postgresql://"):
-        return "postgresql+psycopg://" + dsn[len("postgresql://"):]
+        return "postgresql+psycopg://" + dsn[len("postgresql://") :]
     if dsn.startswith("postgres://"):
-        return "postgresql+psycopg://" + dsn[len("postgres://"):]
+        return "postgresql+psycopg://" + dsn[len("postgres://") :]
     return dsn
 
 

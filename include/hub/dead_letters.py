@@ -16,8 +16,15 @@ from psycopg.types.json import Jsonb
 _COLUMNS = "id, source, entity_id, reason, payload, attempts, created_at, replayed_at"
 
 
-def add(conn: psycopg.Connection, *, source: str, reason: str, entity_id: str | None = None,
-        payload: Any = None, attempts: int = 0) -> int:
+def add(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    reason: str,
+    entity_id: str | None = None,
+    payload: Any = None,
+    attempts: int = 0,
+) -> int:
     row = conn.execute(
         "INSERT INTO dead_letters (source, entity_id, reason, payload, attempts) VALUES (%s, %s, %s, %s, %s)"
         " RETURNING id",
@@ -28,13 +35,24 @@ def add(conn: psycopg.Connection, *, source: str, reason: str, entity_id: str | 
 
 def add_from_outbox(conn: psycopg.Connection, entry: dict[str, Any]) -> int:
     """Insert one entry of the queue's dead-letter outbox (include.queue.party_queue)."""
-    return add(conn, source=entry.get("source") or "webhook", reason=str(entry.get("reason") or "unknown"),
-               entity_id=entry.get("entity_id"), payload=entry.get("payload"),
-               attempts=int(entry.get("attempts") or 0))
+    return add(
+        conn,
+        source=entry.get("source") or "webhook",
+        reason=str(entry.get("reason") or "unknown"),
+        entity_id=entry.get("entity_id"),
+        payload=entry.get("payload"),
+        attempts=int(entry.get("attempts") or 0),
+    )
 
 
-def list_(conn: psycopg.Connection, *, include_replayed: bool = False, source: str | None = None,
-          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_(
+    conn: psycopg.Connection,
+    *,
+    include_replayed: bool = False,
+    source: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     where, params = [], []
     if not include_replayed:
         where.append("replayed_at IS NULL")
@@ -65,8 +83,10 @@ def mark_replayed(conn: psycopg.Connection, dead_letter_id: int) -> bool:
 def count_open(conn: psycopg.Connection, *, exclude_source: str | None = None) -> int:
     """Open (not replayed) dead letters, optionally without one source (the parties' alert leaves
     out the calendar's parked items)."""
-    row = conn.execute("SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL "
-                       "AND source IS DISTINCT FROM %s", (exclude_source,)).fetchone()
+    row = conn.execute(
+        "SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL AND source IS DISTINCT FROM %s",
+        (exclude_source,),
+    ).fetchone()
     return int(row["n"] if isinstance(row, dict) else row[0])
 
 

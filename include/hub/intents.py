@@ -27,26 +27,32 @@ def begin_intent(conn: psycopg.Connection, employee: str, google_event_id: str, 
         """INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint)
            VALUES (%s, %s, %s) ON CONFLICT (employee, google_event_id) DO NOTHING
            RETURNING id, employee, google_event_id, fingerprint, frnr, status""",
-        (employee, google_event_id, fingerprint)).fetchone()
+        (employee, google_event_id, fingerprint),
+    ).fetchone()
     if row is not None:
         return Intent(**row, fresh=True)
     row = conn.execute(
         "SELECT id, employee, google_event_id, fingerprint, frnr, status FROM advoware_create_intents "
-        "WHERE employee = %s AND google_event_id = %s", (employee, google_event_id)).fetchone()
+        "WHERE employee = %s AND google_event_id = %s",
+        (employee, google_event_id),
+    ).fetchone()
     assert row is not None
     if row["status"] == "abandoned" or (row["status"] == "done" and row["frnr"] is None):
         row = conn.execute(
             """UPDATE advoware_create_intents SET status = 'open', fingerprint = %s, frnr = NULL,
                    updated_at = now() WHERE id = %s
                RETURNING id, employee, google_event_id, fingerprint, frnr, status""",
-            (fingerprint, row["id"])).fetchone()
+            (fingerprint, row["id"]),
+        ).fetchone()
         return Intent(**row, fresh=True)  # type: ignore[arg-type]
     return Intent(**row, fresh=False)
 
 
 def complete_intent(conn: psycopg.Connection, intent_id: int, frnr: int) -> None:
-    conn.execute("UPDATE advoware_create_intents SET frnr = %s, status = 'done', updated_at = now() "
-                 "WHERE id = %s", (frnr, intent_id))
+    conn.execute(
+        "UPDATE advoware_create_intents SET frnr = %s, status = 'done', updated_at = now() WHERE id = %s",
+        (frnr, intent_id),
+    )
 
 
 def finish_intent(conn: psycopg.Connection, intent_id: int) -> None:
@@ -57,6 +63,9 @@ def finish_intent(conn: psycopg.Connection, intent_id: int) -> None:
 
 def pending_intents(conn: psycopg.Connection, employee: str) -> list[Intent]:
     """The employee's intents still open (a crash may have left their create half done)."""
-    rows = conn.execute("SELECT id, employee, google_event_id, fingerprint, frnr, status FROM advoware_create_intents "
-                        "WHERE employee = %s AND status = 'open' ORDER BY id", (employee,)).fetchall()
+    rows = conn.execute(
+        "SELECT id, employee, google_event_id, fingerprint, frnr, status FROM advoware_create_intents "
+        "WHERE employee = %s AND status = 'open' ORDER BY id",
+        (employee,),
+    ).fetchall()
     return [Intent(**r, fresh=False) for r in rows]

@@ -18,25 +18,37 @@ def acquire(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) 
            ON CONFLICT (employee) DO UPDATE SET holder = EXCLUDED.holder, acquired_at = EXCLUDED.acquired_at,
                expires_at = EXCLUDED.expires_at
            WHERE employee_sync_leases.expires_at <= now() OR employee_sync_leases.holder = EXCLUDED.holder
-           RETURNING employee""", (employee, holder, ttl_s)).fetchone()
+           RETURNING employee""",
+        (employee, holder, ttl_s),
+    ).fetchone()
     return row is not None
 
 
 def renew(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) -> bool:
     """Extend our lease; False if it is no longer ours (it expired and another run took it)."""
-    return conn.execute(
-        """UPDATE employee_sync_leases SET expires_at = now() + make_interval(secs => %s)
-           WHERE employee = %s AND holder = %s""", (ttl_s, employee, holder)).rowcount == 1
+    return (
+        conn.execute(
+            """UPDATE employee_sync_leases SET expires_at = now() + make_interval(secs => %s)
+           WHERE employee = %s AND holder = %s""",
+            (ttl_s, employee, holder),
+        ).rowcount
+        == 1
+    )
 
 
 def release(conn: psycopg.Connection, employee: str, holder: str) -> bool:
     """Give the lease back (only ours)."""
-    return conn.execute("DELETE FROM employee_sync_leases WHERE employee = %s AND holder = %s",
-                        (employee, holder)).rowcount == 1
+    return (
+        conn.execute(
+            "DELETE FROM employee_sync_leases WHERE employee = %s AND holder = %s", (employee, holder)
+        ).rowcount
+        == 1
+    )
 
 
 def holder(conn: psycopg.Connection, employee: str) -> tuple[str, datetime] | None:
     """Who holds the employee's unexpired lease, and until when."""
-    row = conn.execute("SELECT holder, expires_at FROM employee_sync_leases WHERE employee = %s AND expires_at > now()",
-                       (employee,)).fetchone()
+    row = conn.execute(
+        "SELECT holder, expires_at FROM employee_sync_leases WHERE employee = %s AND expires_at > now()", (employee,)
+    ).fetchone()
     return (row["holder"], row["expires_at"]) if row else None  # type: ignore[index]

@@ -20,8 +20,10 @@ from include.calendar_engine.plan import HubLink
 
 REPLAYED = "replayed"  # last_error of a replayed item until it is written or fails again
 
-_LINK_COLUMNS = ("employee, frnr, google_event_id, advoware_fingerprint, google_fingerprint, "
-                 "advoware_changed_at, google_updated, status, span_start, span_end")
+_LINK_COLUMNS = (
+    "employee, frnr, google_event_id, advoware_fingerprint, google_fingerprint, "
+    "advoware_changed_at, google_updated, status, span_start, span_end"
+)
 
 
 def _iso(value: Any) -> str | None:
@@ -36,43 +38,53 @@ def _link(row: dict[str, Any]) -> HubLink:
 
 def load_links(conn: psycopg.Connection, employee: str) -> list[HubLink]:
     """Every row of the employee (the planner skips deleted and half rows itself)."""
-    rows = conn.execute(f"SELECT {_LINK_COLUMNS} FROM calendar_links WHERE employee = %s ORDER BY id",
-                        (employee,)).fetchall()
+    rows = conn.execute(
+        f"SELECT {_LINK_COLUMNS} FROM calendar_links WHERE employee = %s ORDER BY id", (employee,)
+    ).fetchall()
     return [_link(r) for r in rows]
 
 
-def find_link(conn: psycopg.Connection, employee: str, *, frnr: int | None = None,
-              google_event_id: str | None = None) -> dict[str, Any] | None:
+def find_link(
+    conn: psycopg.Connection, employee: str, *, frnr: int | None = None, google_event_id: str | None = None
+) -> dict[str, Any] | None:
     """The row holding either id (the frNr row first), locked for the caller's transaction."""
     rows = matching(conn, employee, frnr, google_event_id)
     return rows[0] if rows else None
 
 
-def matching(conn: psycopg.Connection, employee: str, frnr: int | None,
-              google_event_id: str | None) -> list[dict[str, Any]]:
+def matching(
+    conn: psycopg.Connection, employee: str, frnr: int | None, google_event_id: str | None
+) -> list[dict[str, Any]]:
     if frnr is None and google_event_id is None:
         return []
-    return list(conn.execute(
-        """SELECT * FROM calendar_links
+    return list(
+        conn.execute(
+            """SELECT * FROM calendar_links
            WHERE employee = %s AND ((%s::bigint IS NOT NULL AND frnr = %s)
                                     OR (%s::text IS NOT NULL AND google_event_id = %s))
            ORDER BY (frnr IS NOT DISTINCT FROM %s) DESC, id FOR UPDATE""",
-        (employee, frnr, frnr, google_event_id, google_event_id, frnr)).fetchall())
+            (employee, frnr, frnr, google_event_id, google_event_id, frnr),
+        ).fetchall()
+    )
 
 
 def link_rows(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
     """Every row of the employee as find_link returns them (unlocked), for `first_matching`."""
-    return list(conn.execute("SELECT * FROM calendar_links WHERE employee = %s ORDER BY id",
-                             (employee,)).fetchall())
+    return list(conn.execute("SELECT * FROM calendar_links WHERE employee = %s ORDER BY id", (employee,)).fetchall())
 
 
-def first_matching(rows: list[dict[str, Any]], *, frnr: int | None = None,
-                   google_event_id: str | None = None) -> dict[str, Any] | None:
+def first_matching(
+    rows: list[dict[str, Any]], *, frnr: int | None = None, google_event_id: str | None = None
+) -> dict[str, Any] | None:
     """find_link over rows read before (`link_rows`): the frNr row first, then by id."""
     if frnr is None and google_event_id is None:
         return None
-    hits = [r for r in rows if (frnr is not None and r["frnr"] == frnr)
-            or (google_event_id is not None and r["google_event_id"] == google_event_id)]
+    hits = [
+        r
+        for r in rows
+        if (frnr is not None and r["frnr"] == frnr)
+        or (google_event_id is not None and r["google_event_id"] == google_event_id)
+    ]
     hits.sort(key=lambda r: (r["frnr"] != frnr, r["id"]))
     return hits[0] if hits else None
 
@@ -84,16 +96,26 @@ def save_link(conn: psycopg.Connection, state: HubLink) -> int:
     keep = rows[0]["id"] if rows else None
     for extra in rows[1:]:  # a half row of the other side: its history is superseded by this link
         conn.execute("DELETE FROM calendar_links WHERE id = %s", (extra["id"],))
-    values = (state.frnr, state.google_event_id, state.advoware_fingerprint, state.google_fingerprint,
-              state.advoware_changed_at, state.google_updated, state.google_etag, state.status,
-              state.span_start, state.span_end)
+    values = (
+        state.frnr,
+        state.google_event_id,
+        state.advoware_fingerprint,
+        state.google_fingerprint,
+        state.advoware_changed_at,
+        state.google_updated,
+        state.google_etag,
+        state.status,
+        state.span_start,
+        state.span_end,
+    )
     if keep is None:
         row = conn.execute(
             """INSERT INTO calendar_links (employee, frnr, google_event_id, advoware_fingerprint,
                    google_fingerprint, advoware_changed_at, google_updated, google_etag, status,
                    span_start, span_end)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (employee, *values)).fetchone()
+            (employee, *values),
+        ).fetchone()
         return int(row["id"])  # type: ignore[index]
     conn.execute(
         """UPDATE calendar_links SET frnr = %s, google_event_id = %s, advoware_fingerprint = %s,
@@ -102,23 +124,33 @@ def save_link(conn: psycopg.Connection, state: HubLink) -> int:
                span_start = coalesce(%s, span_start), span_end = coalesce(%s, span_end),
                attempts = 0, last_error = NULL, updated_at = now()
            WHERE id = %s""",
-        (*values, keep))
+        (*values, keep),
+    )
     return int(keep)
 
 
-def mark_deleted(conn: psycopg.Connection, employee: str, *, frnr: int | None,
-                 google_event_id: str | None) -> int:
+def mark_deleted(conn: psycopg.Connection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
     """Both sides gone (or deleted by us): the row stays as history with status 'deleted'."""
     rows = matching(conn, employee, frnr, google_event_id)
     for row in rows:
-        conn.execute("UPDATE calendar_links SET status = 'deleted', attempts = 0, last_error = NULL, "
-                     "updated_at = now() WHERE id = %s", (row["id"],))
+        conn.execute(
+            "UPDATE calendar_links SET status = 'deleted', attempts = 0, last_error = NULL, "
+            "updated_at = now() WHERE id = %s",
+            (row["id"],),
+        )
     return len(rows)
 
 
-def record_failure(conn: psycopg.Connection, employee: str, *, frnr: int | None,
-                   google_event_id: str | None, error: str, status: str = "failed",
-                   known_link: bool = True) -> int:
+def record_failure(
+    conn: psycopg.Connection,
+    employee: str,
+    *,
+    frnr: int | None,
+    google_event_id: str | None,
+    error: str,
+    status: str = "failed",
+    known_link: bool = True,
+) -> int:
     """Count a failed attempt; returns the item's attempts so far (0: nothing recorded). Without a
     row yet, a half row keeps the count (never a full link: that would make the planner believe the
     item exists on both sides)."""
@@ -127,7 +159,9 @@ def record_failure(conn: psycopg.Connection, employee: str, *, frnr: int | None,
         row = conn.execute(
             """UPDATE calendar_links SET attempts = attempts + 1, last_error = %s,
                    status = CASE WHEN status = 'deleted' THEN status ELSE %s END, updated_at = now()
-               WHERE id = %s RETURNING attempts""", (error[:500], status, rows[0]["id"])).fetchone()
+               WHERE id = %s RETURNING attempts""",
+            (error[:500], status, rows[0]["id"]),
+        ).fetchone()
         return int(row["attempts"])  # type: ignore[index]
     if not known_link:
         # one side only: the frNr when there is one, else the Google id
@@ -135,31 +169,41 @@ def record_failure(conn: psycopg.Connection, employee: str, *, frnr: int | None,
             google_event_id = None
         conn.execute(
             """INSERT INTO calendar_links (employee, frnr, google_event_id, status, attempts, last_error)
-               VALUES (%s, %s, %s, %s, 1, %s)""", (employee, frnr, google_event_id, status, error[:500]))
+               VALUES (%s, %s, %s, %s, 1, %s)""",
+            (employee, frnr, google_event_id, status, error[:500]),
+        )
         return 1
     return 0
 
 
 def replayed_links(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
     """Rows replayed and not yet written or failed again (saving or failing clears the mark)."""
-    return list(conn.execute("SELECT id, frnr, google_event_id FROM calendar_links WHERE employee = %s "
-                             "AND last_error = %s ORDER BY id", (employee, REPLAYED)).fetchall())
+    return list(
+        conn.execute(
+            "SELECT id, frnr, google_event_id FROM calendar_links WHERE employee = %s AND last_error = %s ORDER BY id",
+            (employee, REPLAYED),
+        ).fetchall()
+    )
 
 
 def clear_replayed(conn: psycopg.Connection, ids: list[int]) -> None:
-    conn.execute("UPDATE calendar_links SET last_error = NULL WHERE id = ANY(%s) AND last_error = %s",
-                 (ids, REPLAYED))
+    conn.execute("UPDATE calendar_links SET last_error = NULL WHERE id = ANY(%s) AND last_error = %s", (ids, REPLAYED))
 
 
 def linked_frnrs(conn: psycopg.Connection, employee: str) -> set[int]:
-    rows = conn.execute("SELECT frnr FROM calendar_links WHERE employee = %s AND frnr IS NOT NULL "
-                        "AND google_event_id IS NOT NULL AND status <> 'deleted'", (employee,)).fetchall()
+    rows = conn.execute(
+        "SELECT frnr FROM calendar_links WHERE employee = %s AND frnr IS NOT NULL "
+        "AND google_event_id IS NOT NULL AND status <> 'deleted'",
+        (employee,),
+    ).fetchall()
     return {int(r["frnr"]) for r in rows}
 
 
 def failures(conn: psycopg.Connection, employee: str | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT employee, frnr, google_event_id, status, attempts, last_error FROM calendar_links "
-           "WHERE status IN ('failed', 'conflict')")
+    sql = (
+        "SELECT employee, frnr, google_event_id, status, attempts, last_error FROM calendar_links "
+        "WHERE status IN ('failed', 'conflict')"
+    )
     args: tuple[Any, ...] = ()
     if employee:
         sql += " AND employee = %s"

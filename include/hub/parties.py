@@ -21,8 +21,10 @@ CREATE_PENDING = "create pending"
 WRITE_BACK_PENDING = "write-back to EspoCRM pending"
 WRITE_PROTECTED = "write protected"
 
-_COLUMNS = ("espo_id, bet_nr, advoware_row_id, advoware_changed_at, espo_version, fingerprint, status, "
-            "attempts, last_error, last_synced_at")
+_COLUMNS = (
+    "espo_id, bet_nr, advoware_row_id, advoware_changed_at, espo_version, fingerprint, status, "
+    "attempts, last_error, last_synced_at"
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ class PartyStore:
         return {r["bet_nr"] for r in self._execute("SELECT bet_nr FROM party_links WHERE bet_nr IS NOT NULL")}
 
     def write_protected_ids(self) -> list[str]:
-        rows = self._execute("SELECT espo_id FROM party_links WHERE status = 'failed' AND last_error = %s",
-                             (WRITE_PROTECTED,))
+        rows = self._execute(
+            "SELECT espo_id FROM party_links WHERE status = 'failed' AND last_error = %s", (WRITE_PROTECTED,)
+        )
         return [r["espo_id"] for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -88,30 +91,52 @@ class PartyStore:
     def mark_create_pending(self, espo_id: str, fingerprint: str) -> None:
         self._upsert(espo_id, bet_nr=None, fingerprint=fingerprint, status="failed", last_error=CREATE_PENDING)
 
-    def record_advoware(self, espo_id: str, *, bet_nr: int, row_id: str | None, changed_at: str | None,
-                        fingerprint: str, espo_version: int | None) -> None:
+    def record_advoware(
+        self,
+        espo_id: str,
+        *,
+        bet_nr: int,
+        row_id: str | None,
+        changed_at: str | None,
+        fingerprint: str,
+        espo_version: int | None,
+    ) -> None:
         """Advoware holds `fingerprint` now; the write-back to EspoCRM is still to do."""
-        self._upsert(espo_id, bet_nr=bet_nr, advoware_row_id=row_id, advoware_changed_at=changed_at,
-                     fingerprint=fingerprint, espo_version=espo_version, status="failed",
-                     last_error=WRITE_BACK_PENDING)
+        self._upsert(
+            espo_id,
+            bet_nr=bet_nr,
+            advoware_row_id=row_id,
+            advoware_changed_at=changed_at,
+            fingerprint=fingerprint,
+            espo_version=espo_version,
+            status="failed",
+            last_error=WRITE_BACK_PENDING,
+        )
 
     def mark_linked(self, espo_id: str, espo_version: int | None) -> None:
-        self._execute("UPDATE party_links SET status = 'linked', last_error = NULL, attempts = 0, "
-                      "espo_version = %s, last_synced_at = now(), updated_at = now() WHERE espo_id = %s",
-                      (espo_version, espo_id))
+        self._execute(
+            "UPDATE party_links SET status = 'linked', last_error = NULL, attempts = 0, "
+            "espo_version = %s, last_synced_at = now(), updated_at = now() WHERE espo_id = %s",
+            (espo_version, espo_id),
+        )
 
     def mark_write_protected(self, espo_id: str) -> None:
         """Nothing reached Advoware: keep the row (and its betNr) but forget the fingerprint, so the next
         sync after write protection is lifted writes the current state."""
-        rows = self._execute("UPDATE party_links SET status = 'failed', last_error = %s, fingerprint = NULL, "
-                             "updated_at = now() WHERE espo_id = %s RETURNING espo_id", (WRITE_PROTECTED, espo_id))
+        rows = self._execute(
+            "UPDATE party_links SET status = 'failed', last_error = %s, fingerprint = NULL, "
+            "updated_at = now() WHERE espo_id = %s RETURNING espo_id",
+            (WRITE_PROTECTED, espo_id),
+        )
         if not rows:
             self._upsert(espo_id, status="failed", last_error=WRITE_PROTECTED)
 
     def mark_removed(self, espo_id: str, *, hard_deleted: bool) -> None:
-        self._execute("UPDATE party_links SET status = %s, last_error = NULL, last_synced_at = now(), "
-                      "updated_at = now() WHERE espo_id = %s",
-                      ("deleted" if hard_deleted else "unlinked", espo_id))
+        self._execute(
+            "UPDATE party_links SET status = %s, last_error = NULL, last_synced_at = now(), "
+            "updated_at = now() WHERE espo_id = %s",
+            ("deleted" if hard_deleted else "unlinked", espo_id),
+        )
 
     def forget(self, espo_id: str) -> None:
         """Drop a create intent whose party vanished before it reached Advoware."""
@@ -119,7 +144,6 @@ class PartyStore:
 
     def audit(self, method: str, target: str, status: int | None, detail: str | None = None) -> None:
         """One write_audit row per write toward Advoware (never a body)."""
-        entry = audit.AuditEntry(actor="beteiligte_sync", method=method, target=target, status=status,
-                                 detail=detail)
+        entry = audit.AuditEntry(actor="beteiligte_sync", method=method, target=target, status=status, detail=detail)
         with self._lock, self.hub.transaction() as conn:
             audit.record(conn, entry)

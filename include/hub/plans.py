@@ -37,19 +37,22 @@ class StoredPlan:
 
 
 def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
-    row = conn.execute("SELECT id, run_id, employee, plan, google_sync_token, created_at FROM sync_plans "
-                       "WHERE id = %s", (plan_id,)).fetchone()
+    row = conn.execute(
+        "SELECT id, run_id, employee, plan, google_sync_token, created_at FROM sync_plans WHERE id = %s", (plan_id,)
+    ).fetchone()
     if row is None:
         raise LookupError(f"sync plan {plan_id} not found")
     data = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
-    return StoredPlan(row["id"], row["run_id"], row["employee"], Plan.from_dict(data),
-                      row["google_sync_token"], row["created_at"])
+    return StoredPlan(
+        row["id"], row["run_id"], row["employee"], Plan.from_dict(data), row["google_sync_token"], row["created_at"]
+    )
 
 
 def run_reports(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     """The reports of every plan of a run (ids and kinds only: never the plan's bodies)."""
-    rows = conn.execute("SELECT plan->'reports' AS reports FROM sync_plans WHERE run_id = %s ORDER BY employee",
-                        (run_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT plan->'reports' AS reports FROM sync_plans WHERE run_id = %s ORDER BY employee", (run_id,)
+    ).fetchall()
     return [r for row in rows for r in (row["reports"] or [])]
 
 
@@ -58,5 +61,6 @@ def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int |
     row = conn.execute(
         """SELECT p.id FROM sync_plans p JOIN sync_runs r ON r.run_id = p.run_id AND r.employee = p.employee
            AND r.kind = 'calendar' WHERE p.run_id = %s AND p.employee = %s AND r.status <> 'stopped'""",
-        (run_id, employee)).fetchone()
+        (run_id, employee),
+    ).fetchone()
     return int(row["id"]) if row else None

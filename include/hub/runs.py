@@ -10,8 +10,14 @@ from typing import Any
 import psycopg
 
 
-def start_run(conn: psycopg.Connection, run_id: str, employee: str, counts: dict[str, Any],
-              status: str = "running", error: str | None = None) -> None:
+def start_run(
+    conn: psycopg.Connection,
+    run_id: str,
+    employee: str,
+    counts: dict[str, Any],
+    status: str = "running",
+    error: str | None = None,
+) -> None:
     finished = status != "running"
     conn.execute(
         """INSERT INTO sync_runs (run_id, kind, employee, status, counts, error, finished_at)
@@ -19,31 +25,46 @@ def start_run(conn: psycopg.Connection, run_id: str, employee: str, counts: dict
            ON CONFLICT (run_id, kind, coalesce(employee, '')) DO UPDATE SET status = EXCLUDED.status,
                counts = EXCLUDED.counts, error = EXCLUDED.error, started_at = now(),
                finished_at = EXCLUDED.finished_at""",
-        (run_id, employee, status, json.dumps(counts), error, finished))
+        (run_id, employee, status, json.dumps(counts), error, finished),
+    )
 
 
-def add_run_counts(conn: psycopg.Connection, run_id: str, employee: str, counts: dict[str, Any], *,
-                   status: str | None = None, error: str | None = None) -> None:
+def add_run_counts(
+    conn: psycopg.Connection,
+    run_id: str,
+    employee: str,
+    counts: dict[str, Any],
+    *,
+    status: str | None = None,
+    error: str | None = None,
+) -> None:
     """Merge counts (a phase's outcome) into the run row; optionally set status and error."""
     conn.execute(
         """UPDATE sync_runs SET counts = counts || %s::jsonb, status = coalesce(%s, status),
                error = CASE WHEN %s THEN %s ELSE error END,
                finished_at = CASE WHEN coalesce(%s, status) = 'running' THEN finished_at ELSE now() END
            WHERE run_id = %s AND kind = 'calendar' AND employee = %s""",
-        (json.dumps(counts), status, status is not None, error, status, run_id, employee))
+        (json.dumps(counts), status, status is not None, error, status, run_id, employee),
+    )
 
 
 def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
-    return list(conn.execute(
-        "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
-        "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee", (run_id,)).fetchall())
+    return list(
+        conn.execute(
+            "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
+            "WHERE run_id = %s AND kind = 'calendar' ORDER BY employee",
+            (run_id,),
+        ).fetchall()
+    )
 
 
 def run_row(conn: psycopg.Connection, run_id: str, employee: str) -> dict[str, Any] | None:
     """One employee's row of a calendar run (a finalize reads its own row, not the run's 1,000)."""
     return conn.execute(  # type: ignore[no-any-return]
         "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
-        "WHERE run_id = %s AND kind = 'calendar' AND employee = %s", (run_id, employee)).fetchone()
+        "WHERE run_id = %s AND kind = 'calendar' AND employee = %s",
+        (run_id, employee),
+    ).fetchone()
 
 
 def phase_states(conn: psycopg.Connection, run_id: str, employees: list[str]) -> dict[str, dict[str, Any]]:
@@ -51,7 +72,9 @@ def phase_states(conn: psycopg.Connection, run_id: str, employees: list[str]) ->
     (`counts.phases_done`, 0 before the first); employees without a row are left out."""
     rows = conn.execute(
         """SELECT employee, status, coalesce((counts->>'phases_done')::int, 0) AS phases_done FROM sync_runs
-           WHERE run_id = %s AND kind = 'calendar' AND employee = ANY(%s)""", (run_id, employees)).fetchall()
+           WHERE run_id = %s AND kind = 'calendar' AND employee = ANY(%s)""",
+        (run_id, employees),
+    ).fetchall()
     return {r["employee"]: {"status": r["status"], "phases_done": int(r["phases_done"])} for r in rows}
 
 
@@ -65,7 +88,8 @@ def fail_run(conn: psycopg.Connection, run_id: str, employee: str, error: str) -
                status = CASE WHEN sync_runs.status = 'stopped' THEN 'stopped' ELSE 'failed' END,
                error = CASE WHEN sync_runs.status = 'stopped' THEN sync_runs.error ELSE EXCLUDED.error END,
                finished_at = now()""",
-        (run_id, employee, error))
+        (run_id, employee, error),
+    )
 
 
 def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
@@ -74,7 +98,9 @@ def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) ->
         """SELECT status FROM sync_runs WHERE kind = 'calendar' AND employee = %s AND run_id <> %s
                AND started_at < coalesce((SELECT started_at FROM sync_runs WHERE kind = 'calendar'
                                           AND employee = %s AND run_id = %s), now())
-           ORDER BY started_at DESC LIMIT 1""", (employee, run_id, employee, run_id)).fetchone()
+           ORDER BY started_at DESC LIMIT 1""",
+        (employee, run_id, employee, run_id),
+    ).fetchone()
     return str(row["status"]) if row else None
 
 
@@ -83,7 +109,9 @@ def calendar_rows_with_plans(conn: psycopg.Connection, run_id: str) -> dict[str,
     rows = conn.execute(
         """SELECT r.employee, r.status, p.id AS plan_id, p.counts FROM sync_runs r
            LEFT JOIN sync_plans p ON p.run_id = r.run_id AND p.employee = r.employee
-           WHERE r.run_id = %s AND r.kind = 'calendar'""", (run_id,)).fetchall()
+           WHERE r.run_id = %s AND r.kind = 'calendar'""",
+        (run_id,),
+    ).fetchall()
     return {r["employee"]: r for r in rows}
 
 
@@ -100,23 +128,29 @@ def start_party_run(conn: psycopg.Connection, run_id: str) -> None:
                finished_at = NULL, error = NULL,
                counts = sync_runs.counts || jsonb_build_object('tries',
                         coalesce((sync_runs.counts->>'tries')::int, 0) + 1)""",
-        (run_id, PARTY_KIND))
+        (run_id, PARTY_KIND),
+    )
 
 
-def finish_party_run(conn: psycopg.Connection, run_id: str, counts: Mapping[str, int], *, status: str,
-           error: str | None = None) -> None:
+def finish_party_run(
+    conn: psycopg.Connection, run_id: str, counts: Mapping[str, int], *, status: str, error: str | None = None
+) -> None:
     """Close the row: add this try's counts to the row's, set the outcome."""
-    row = conn.execute("SELECT counts FROM sync_runs WHERE run_id = %s AND kind = %s AND employee IS NULL "
-                       "FOR UPDATE", (run_id, PARTY_KIND)).fetchone()
+    row = conn.execute(
+        "SELECT counts FROM sync_runs WHERE run_id = %s AND kind = %s AND employee IS NULL FOR UPDATE",
+        (run_id, PARTY_KIND),
+    ).fetchone()
     if row is None:  # the start was not recorded (hub down then): this try's row alone
         start_party_run(conn, run_id)
         row = {"counts": {"tries": 1}}
     total: dict[str, Any] = dict(row["counts"] if isinstance(row, dict) else row[0])
     for key, n in counts.items():
         total[key] = int(total.get(key) or 0) + int(n)
-    conn.execute("UPDATE sync_runs SET status = %s, error = %s, counts = %s::jsonb, finished_at = now() "
-                 "WHERE run_id = %s AND kind = %s AND employee IS NULL",
-                 (status, error, json.dumps(total), run_id, PARTY_KIND))
+    conn.execute(
+        "UPDATE sync_runs SET status = %s, error = %s, counts = %s::jsonb, finished_at = now() "
+        "WHERE run_id = %s AND kind = %s AND employee IS NULL",
+        (status, error, json.dumps(total), run_id, PARTY_KIND),
+    )
 
 
 def last_calendar_run(conn: psycopg.Connection, employee: str) -> dict[str, Any] | None:
@@ -124,5 +158,6 @@ def last_calendar_run(conn: psycopg.Connection, employee: str) -> dict[str, Any]
     row = conn.execute(
         """SELECT run_id, status, error, started_at, finished_at FROM sync_runs
            WHERE kind = 'calendar' AND employee = %s ORDER BY started_at DESC, id DESC LIMIT 1""",
-        (employee,)).fetchone()
+        (employee,),
+    ).fetchone()
     return dict(row) if row else None

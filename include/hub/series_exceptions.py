@@ -16,8 +16,9 @@ _COLUMNS = "employee, instance_id, master_event_id, original_start, frnr, kind, 
 
 
 def load(conn: psycopg.Connection, employee: str) -> list[HubException]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM series_exceptions WHERE employee = %s ORDER BY id",
-                        (employee,)).fetchall()
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM series_exceptions WHERE employee = %s ORDER BY id", (employee,)
+    ).fetchall()
     return [HubException(**r) for r in rows]
 
 
@@ -33,8 +34,19 @@ def record(conn: psycopg.Connection, row: HubException) -> None:
                kind = EXCLUDED.kind, fingerprint = EXCLUDED.fingerprint, status = EXCLUDED.status,
                attempts = 0, last_seen_at = now(),
                closed_at = CASE WHEN %s THEN coalesce(series_exceptions.closed_at, now()) END""",
-        (row.employee, row.instance_id, row.master_event_id, row.original_start, row.frnr, row.kind,
-         row.fingerprint, row.status, closed, closed))
+        (
+            row.employee,
+            row.instance_id,
+            row.master_event_id,
+            row.original_start,
+            row.frnr,
+            row.kind,
+            row.fingerprint,
+            row.status,
+            closed,
+            closed,
+        ),
+    )
 
 
 def close(conn: psycopg.Connection, employee: str, instance_id: str, status: str) -> int:
@@ -42,7 +54,9 @@ def close(conn: psycopg.Connection, employee: str, instance_id: str, status: str
     return conn.execute(
         """UPDATE series_exceptions SET status = %s, attempts = 0, last_seen_at = now(),
                closed_at = coalesce(closed_at, now())
-           WHERE employee = %s AND instance_id = %s""", (status, employee, instance_id)).rowcount
+           WHERE employee = %s AND instance_id = %s""",
+        (status, employee, instance_id),
+    ).rowcount
 
 
 def record_failure(conn: psycopg.Connection, row: HubException) -> int:
@@ -54,8 +68,8 @@ def record_failure(conn: psycopg.Connection, row: HubException) -> int:
            VALUES (%s, %s, %s, %s, %s, %s, %s, 'standing', 1)
            ON CONFLICT (employee, instance_id) DO UPDATE SET attempts = series_exceptions.attempts + 1
            RETURNING attempts""",
-        (row.employee, row.instance_id, row.master_event_id, row.original_start, row.frnr, row.kind,
-         row.fingerprint)).fetchone()
+        (row.employee, row.instance_id, row.master_event_id, row.original_start, row.frnr, row.kind, row.fingerprint),
+    ).fetchone()
     return int(found["attempts"])  # type: ignore[index]
 
 
@@ -63,4 +77,6 @@ def close_all(conn: psycopg.Connection, employee: str) -> int:
     """The employee's calendar was made anew: every exception went with the old one (gone)."""
     return conn.execute(
         """UPDATE series_exceptions SET status = 'gone', attempts = 0, closed_at = coalesce(closed_at, now())
-           WHERE employee = %s AND status = 'standing'""", (employee,)).rowcount
+           WHERE employee = %s AND status = 'standing'""",
+        (employee,),
+    ).rowcount

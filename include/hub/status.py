@@ -47,8 +47,7 @@ def _numbers(counts: Any) -> dict[str, int | float]:
     """Only numeric entries of a counts jsonb: a stray text value never reaches the page."""
     if not isinstance(counts, dict):
         return {}
-    out = {str(k): v for k, v in counts.items()
-           if isinstance(v, int | float) and not isinstance(v, bool)}
+    out = {str(k): v for k, v in counts.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     return dict(sorted(out.items())[:MAX_COUNT_KEYS])
 
 
@@ -58,7 +57,7 @@ def _phase_totals(counts: Any) -> dict[str, int]:
     if isinstance(counts, dict):
         for n in (1, 2, 3, 4):
             phase = counts.get(f"phase{n}")
-            for k, v in (phase.items() if isinstance(phase, dict) else ()):
+            for k, v in phase.items() if isinstance(phase, dict) else ():
                 if isinstance(v, int) and not isinstance(v, bool):
                     out[str(k)] = out.get(str(k), 0) + v
     return out
@@ -87,9 +86,16 @@ def calendars(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
         "SELECT employee, calendar_id, mode, active, last_full_sync_at, "
         "(sync_token IS NOT NULL AND sync_token <> '') AS has_sync_token FROM employee_calendars"
     ).fetchall()
-    return {r["employee"]: {"calendar_id": r["calendar_id"], "mode": r["mode"], "active": r["active"],
-                            "last_full_sync_at": _iso(r["last_full_sync_at"]),
-                            "has_sync_token": r["has_sync_token"]} for r in rows}
+    return {
+        r["employee"]: {
+            "calendar_id": r["calendar_id"],
+            "mode": r["mode"],
+            "active": r["active"],
+            "last_full_sync_at": _iso(r["last_full_sync_at"]),
+            "has_sync_token": r["has_sync_token"],
+        }
+        for r in rows
+    }
 
 
 def link_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
@@ -129,21 +135,39 @@ def channels(conn: psycopg.Connection, margin_s: float = 86400.0) -> dict[str, d
     for r in conn.execute(
         "SELECT employee, max(last_notification_at) AS last_notification_at FROM calendar_channels GROUP BY employee"
     ).fetchall():
-        out[r["employee"]] = {"state": "none", "channel_id": None, "expires_at": None, "failures": 0,
-                              "last_error": None, "last_notification_at": _iso(r["last_notification_at"])}
+        out[r["employee"]] = {
+            "state": "none",
+            "channel_id": None,
+            "expires_at": None,
+            "failures": 0,
+            "last_error": None,
+            "last_notification_at": _iso(r["last_notification_at"]),
+        }
     for r in conn.execute(
         "SELECT DISTINCT ON (employee) employee, channel_id, expires_at, failures, last_error, "
         "CASE WHEN failures > 0 THEN 'failing' WHEN expires_at <= now() THEN 'expired' "
         "     WHEN expires_at <= now() + make_interval(secs => %s) THEN 'expiring' ELSE 'active' END AS state "
-        "FROM calendar_channels WHERE state = 'active' ORDER BY employee, expires_at DESC", (margin_s,)
+        "FROM calendar_channels WHERE state = 'active' ORDER BY employee, expires_at DESC",
+        (margin_s,),
     ).fetchall():
-        out[r["employee"]].update(state=r["state"], channel_id=r["channel_id"], expires_at=_iso(r["expires_at"]),
-                                  failures=int(r["failures"]), last_error=clip(r["last_error"]))
+        out[r["employee"]].update(
+            state=r["state"],
+            channel_id=r["channel_id"],
+            expires_at=_iso(r["expires_at"]),
+            failures=int(r["failures"]),
+            last_error=clip(r["last_error"]),
+        )
     return out
 
 
-NO_CHANNEL = {"state": "none", "channel_id": None, "expires_at": None, "failures": 0, "last_error": None,
-              "last_notification_at": None}
+NO_CHANNEL = {
+    "state": "none",
+    "channel_id": None,
+    "expires_at": None,
+    "failures": 0,
+    "last_error": None,
+    "last_notification_at": None,
+}
 
 
 def employees(conn: psycopg.Connection, channel_margin_s: float = 86400.0) -> list[dict[str, Any]]:
@@ -152,30 +176,44 @@ def employees(conn: psycopg.Connection, channel_margin_s: float = 86400.0) -> li
     chans = channels(conn, channel_margin_s)
     out = []
     for employee in sorted(set(cals) | set(links) | set(runs)):
-        out.append({
-            "employee": employee,
-            "calendar": cals.get(employee),  # None: links or runs exist, but no calendar row (not provisioned)
-            "links": links.get(employee, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
-            "last_run": runs.get(employee),
-            "channel": chans.get(employee, dict(NO_CHANNEL)),
-        })
+        out.append(
+            {
+                "employee": employee,
+                "calendar": cals.get(employee),  # None: links or runs exist, but no calendar row (not provisioned)
+                "links": links.get(employee, {s: 0 for s in LINK_STATUSES} | {"total": 0}),
+                "last_run": runs.get(employee),
+                "channel": chans.get(employee, dict(NO_CHANNEL)),
+            }
+        )
     return out
 
 
 def dead_letters(conn: psycopg.Connection, newest: int = 10) -> dict[str, Any]:
-    by_source = {r["source"]: int(r["n"]) for r in conn.execute(
-        "SELECT source, count(*) AS n FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
-    ).fetchall()}
+    by_source = {
+        r["source"]: int(r["n"])
+        for r in conn.execute(
+            "SELECT source, count(*) AS n FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
+        ).fetchall()
+    }
     rows = conn.execute(
         "SELECT id, source, entity_id, reason, attempts, created_at FROM dead_letters "
-        "WHERE replayed_at IS NULL ORDER BY id DESC LIMIT %s", (newest,)
+        "WHERE replayed_at IS NULL ORDER BY id DESC LIMIT %s",
+        (newest,),
     ).fetchall()
     return {
         "open": sum(by_source.values()),
         "by_source": dict(sorted(by_source.items())),
-        "newest": [{"id": r["id"], "source": r["source"], "entity_id": r["entity_id"],
-                    "reason": clip(r["reason"]), "attempts": r["attempts"],
-                    "created_at": _iso(r["created_at"])} for r in rows],
+        "newest": [
+            {
+                "id": r["id"],
+                "source": r["source"],
+                "entity_id": r["entity_id"],
+                "reason": clip(r["reason"]),
+                "attempts": r["attempts"],
+                "created_at": _iso(r["created_at"]),
+            }
+            for r in rows
+        ],
     }
 
 
@@ -184,28 +222,44 @@ def party_links(conn: psycopg.Connection) -> dict[str, Any]:
     for r in conn.execute("SELECT status, count(*) AS n FROM party_links GROUP BY status").fetchall():
         by_status[r["status"]] = int(r["n"])
     last = conn.execute("SELECT max(last_synced_at) AS t FROM party_links").fetchone()
-    return {"by_status": by_status, "total": sum(by_status.values()),
-            "last_synced_at": _iso(last["t"]) if last else None}
+    return {
+        "by_status": by_status,
+        "total": sum(by_status.values()),
+        "last_synced_at": _iso(last["t"]) if last else None,
+    }
 
 
 def series_exceptions(conn: psycopg.Connection, newest: int = 20) -> dict[str, Any]:
     """The series exceptions standing in Google (kept and reported by the sync): how many per
     employee, and the newest with their ids, original start (where the series puts the occurrence)
     and kind. Not the fingerprint."""
-    by_employee = {r["employee"]: int(r["n"]) for r in conn.execute(
-        "SELECT employee, count(*) AS n FROM series_exceptions WHERE status = 'standing' GROUP BY employee"
-    ).fetchall()}
+    by_employee = {
+        r["employee"]: int(r["n"])
+        for r in conn.execute(
+            "SELECT employee, count(*) AS n FROM series_exceptions WHERE status = 'standing' GROUP BY employee"
+        ).fetchall()
+    }
     rows = conn.execute(
         "SELECT employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at "
-        "FROM series_exceptions WHERE status = 'standing' ORDER BY last_seen_at DESC, id DESC LIMIT %s", (newest,)
+        "FROM series_exceptions WHERE status = 'standing' ORDER BY last_seen_at DESC, id DESC LIMIT %s",
+        (newest,),
     ).fetchall()
     return {
         "standing": sum(by_employee.values()),
         "by_employee": dict(sorted(by_employee.items())),
-        "newest": [{"employee": r["employee"], "frnr": r["frnr"], "master_event_id": r["master_event_id"],
-                    "instance_id": r["instance_id"], "original_start": r["original_start"], "kind": r["kind"],
-                    "first_seen_at": _iso(r["first_seen_at"]), "last_seen_at": _iso(r["last_seen_at"])}
-                   for r in rows],
+        "newest": [
+            {
+                "employee": r["employee"],
+                "frnr": r["frnr"],
+                "master_event_id": r["master_event_id"],
+                "instance_id": r["instance_id"],
+                "original_start": r["original_start"],
+                "kind": r["kind"],
+                "first_seen_at": _iso(r["first_seen_at"]),
+                "last_seen_at": _iso(r["last_seen_at"]),
+            }
+            for r in rows
+        ],
     }
 
 
@@ -213,8 +267,17 @@ def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, A
     rows = conn.execute(
         "SELECT id, at, actor, method, target, status FROM write_audit ORDER BY id DESC LIMIT %s", (limit,)
     ).fetchall()
-    return [{"id": r["id"], "at": _iso(r["at"]), "actor": r["actor"], "method": r["method"],
-             "target": clip(r["target"], 200), "status": r["status"]} for r in rows]
+    return [
+        {
+            "id": r["id"],
+            "at": _iso(r["at"]),
+            "actor": r["actor"],
+            "method": r["method"],
+            "target": clip(r["target"], 200),
+            "status": r["status"],
+        }
+        for r in rows
+    ]
 
 
 def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS) -> dict[str, Any]:
@@ -239,7 +302,9 @@ def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS)
                                                    ELSE '{}'::jsonb END) k
            WHERE r.kind = 'calendar' AND r.started_at >= %s AND p.key ~ '^phase[1-4]$'
                  AND k.value ~ '^[0-9]+$'
-           GROUP BY 1, 2""", (since,)).fetchall():
+           GROUP BY 1, 2""",
+        (since,),
+    ).fetchall():
         side, _, result = r["key"].partition(".")
         if side in ("google", "advoware") and result in _WRITTEN:
             add(calendar, f"{side}_writes", r["day"], r["n"])
@@ -251,12 +316,16 @@ def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS)
                            THEN (counts->>'advoware_writes')::bigint ELSE 0 END) AS writes,
                   sum(CASE WHEN counts->>'retried' ~ '^[0-9]+$' THEN (counts->>'retried')::bigint ELSE 0 END)
                       AS retried
-           FROM sync_runs WHERE kind = 'beteiligte' AND started_at >= %s GROUP BY 1""", (since,)).fetchall():
+           FROM sync_runs WHERE kind = 'beteiligte' AND started_at >= %s GROUP BY 1""",
+        (since,),
+    ).fetchall():
         add(parties, "advoware_writes", r["day"], r["writes"])
         add(parties, "failed", r["day"], r["retried"])
     for r in conn.execute(
         """SELECT (created_at AT TIME ZONE 'UTC')::date AS day, source = 'calendar_sync' AS calendar,
-                  count(*) AS n FROM dead_letters WHERE created_at >= %s GROUP BY 1, 2""", (since,)).fetchall():
+                  count(*) AS n FROM dead_letters WHERE created_at >= %s GROUP BY 1, 2""",
+        (since,),
+    ).fetchall():
         if r["calendar"]:
             add(calendar, "parked", r["day"], r["n"])
         else:
@@ -266,17 +335,29 @@ def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS)
 
 def dead_letter_state(conn: psycopg.Connection, dead_letter_id: int) -> dict[str, Any] | None:
     """One dead letter's ids and state (after a replay: when), for the page's notice."""
-    r = conn.execute("SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s",
-                     (dead_letter_id,)).fetchone()
+    r = conn.execute(
+        "SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)
+    ).fetchone()
     if r is None:
         return None
-    return {"id": r["id"], "source": r["source"], "entity_id": r["entity_id"],
-            "created_at": _iso(r["created_at"]), "replayed_at": _iso(r["replayed_at"])}
+    return {
+        "id": r["id"],
+        "source": r["source"],
+        "entity_id": r["entity_id"],
+        "created_at": _iso(r["created_at"]),
+        "replayed_at": _iso(r["replayed_at"]),
+    }
 
 
-def read_status(dsn: str, *, dead_letter_limit: int = 10, audit_limit: int = 20,
-                 now: datetime | None = None, dead_letter_id: int | None = None,
-                 channel_margin_s: float = 86400.0) -> dict[str, Any]:
+def read_status(
+    dsn: str,
+    *,
+    dead_letter_limit: int = 10,
+    audit_limit: int = 20,
+    now: datetime | None = None,
+    dead_letter_id: int | None = None,
+    channel_margin_s: float = 86400.0,
+) -> dict[str, Any]:
     with connect(dsn) as conn:
         # A status page never writes, and never waits long on a busy hub.
         conn.execute("SET TRANSACTION READ ONLY")

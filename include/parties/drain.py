@@ -29,8 +29,17 @@ from include.settings import Settings, SyncSettings
 log = logging.getLogger("include.parties.drain")
 
 
-_COUNTS = ("batches", "claimed", "acked", "requeued", "retried", "dead", "stale", "dead_letters_moved",
-           "advoware_writes")
+_COUNTS = (
+    "batches",
+    "claimed",
+    "acked",
+    "requeued",
+    "retried",
+    "dead",
+    "stale",
+    "dead_letters_moved",
+    "advoware_writes",
+)
 
 
 @dataclass
@@ -56,11 +65,21 @@ class DrainReport:
         return counts
 
     def as_dict(self) -> dict[str, Any]:
-        return {"batches": self.batches, "claimed": self.claimed, "acked": self.acked,
-                "requeued": self.requeued, "retried": self.retried, "dead": self.dead, "stale": self.stale,
-                "dead_letters_moved": self.dead_letters_moved, "actions": dict(self.actions),
-                "advoware_writes": self.advoware_writes, "notes": self.notes[:50],
-                "seconds": round(self.seconds, 3), "stopped": self.stopped}
+        return {
+            "batches": self.batches,
+            "claimed": self.claimed,
+            "acked": self.acked,
+            "requeued": self.requeued,
+            "retried": self.retried,
+            "dead": self.dead,
+            "stale": self.stale,
+            "dead_letters_moved": self.dead_letters_moved,
+            "actions": dict(self.actions),
+            "advoware_writes": self.advoware_writes,
+            "notes": self.notes[:50],
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+        }
 
 
 class RunLog(Protocol):
@@ -77,11 +96,17 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
-def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int = 50,
-          lease_s: float | None = None, max_seconds: float = 600.0,
-          dead_letter_sink: Callable[[Mapping[str, Any]], None] | None = None,
-          on_claim: Callable[[list[ClaimedParty]], None] | None = None,
-          run_log: RunLog | None = None) -> DrainReport:
+def drain(
+    queue: PartyQueue,
+    sync: Callable[[str], Outcome],
+    *,
+    batch_size: int = 50,
+    lease_s: float | None = None,
+    max_seconds: float = 600.0,
+    dead_letter_sink: Callable[[Mapping[str, Any]], None] | None = None,
+    on_claim: Callable[[list[ClaimedParty]], None] | None = None,
+    run_log: RunLog | None = None,
+) -> DrainReport:
     """Claim, sync, ack/nack until no id is ready (or `max_seconds` passed: the next run goes on).
     `run_log` hears of the start and of the end with the report (and the exception, if one ends it)."""
     report = DrainReport()
@@ -123,9 +148,17 @@ def drain(queue: PartyQueue, sync: Callable[[str], Outcome], *, batch_size: int 
             report.seconds = time.monotonic() - started
             if run_log is not None:
                 run_log.finished(report.counts(), raised)
-    log.info("drain: %d batches, %d claimed, %d acked, %d requeued, %d retried, %d dead, %d stale in %.1fs",
-             report.batches, report.claimed, report.acked, report.requeued, report.retried, report.dead,
-             report.stale, report.seconds)
+    log.info(
+        "drain: %d batches, %d claimed, %d acked, %d requeued, %d retried, %d dead, %d stale in %.1fs",
+        report.batches,
+        report.claimed,
+        report.acked,
+        report.requeued,
+        report.retried,
+        report.dead,
+        report.stale,
+        report.seconds,
+    )
     return report
 
 
@@ -136,12 +169,10 @@ def _one(queue: PartyQueue, sync: Callable[[str], Outcome], party: ClaimedParty,
         result = queue.nack(party, error_text(exc))
         if result.outcome == "dead":
             report.dead += 1
-            log.warning("party %s dead-lettered after %d attempts: %s", party.id, result.attempts,
-                        type(exc).__name__)
+            log.warning("party %s dead-lettered after %d attempts: %s", party.id, result.attempts, type(exc).__name__)
         elif result.outcome == "retry":
             report.retried += 1
-            log.warning("party %s failed (attempt %d, %s): retry later", party.id, result.attempts,
-                        type(exc).__name__)
+            log.warning("party %s failed (attempt %d, %s): retry later", party.id, result.attempts, type(exc).__name__)
         else:
             report.stale += 1
         return
@@ -174,14 +205,28 @@ def requeue_write_protected(queue: PartyQueue, ids: list[str]) -> int:
     return len(ids)
 
 
-def drain_run(queue: PartyQueue, syncer: PartySync, hub: Hub, run_id: str | None, settings: SyncSettings, *,
-              open_dead_letters: Callable[[int], None] | None = None) -> dict[str, Any]:
+def drain_run(
+    queue: PartyQueue,
+    syncer: PartySync,
+    hub: Hub,
+    run_id: str | None,
+    settings: SyncSettings,
+    *,
+    open_dead_letters: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """One `beteiligte_sync` drain: the parties write protection held back go round again once it is
     off, the queue is drained into Advoware (at most 15 minutes: the next run goes on), its run row is
     written, and `open_dead_letters` hears how many party dead letters are open afterwards."""
     requeued = 0 if syncer.write_protected else requeue_write_protected(queue, syncer.store.write_protected_ids())
-    report = drain(queue, syncer.sync_party, batch_size=settings.party_batch_size, lease_s=settings.party_lease_s,
-                   max_seconds=15 * 60, dead_letter_sink=hub_dead_letter_sink(hub), run_log=hub_run_log(hub, run_id))
+    report = drain(
+        queue,
+        syncer.sync_party,
+        batch_size=settings.party_batch_size,
+        lease_s=settings.party_lease_s,
+        max_seconds=15 * 60,
+        dead_letter_sink=hub_dead_letter_sink(hub),
+        run_log=hub_run_log(hub, run_id),
+    )
     if open_dead_letters is not None:
         try:
             with hub.transaction() as conn:
@@ -192,8 +237,16 @@ def drain_run(queue: PartyQueue, syncer: PartySync, hub: Hub, run_id: str | None
     return {**report.as_dict(), "requeued_after_write_protection": requeued}
 
 
-def work(settings: Settings, *, batch_size: int, lease_s: float, max_seconds: float, backoff_base_s: float,
-         once: bool, poll_s: float) -> int:
+def work(
+    settings: Settings,
+    *,
+    batch_size: int,
+    lease_s: float,
+    max_seconds: float,
+    backoff_base_s: float,
+    once: bool,
+    poll_s: float,
+) -> int:
     """`kanzlei-sync drain`: drain on the .env settings outside Airflow, printing one JSON line per
     claimed batch ({"claimed": [ids]}); with `once` one drain and its report line, else poll until
     killed (the soak test kills such workers mid-batch)."""
@@ -207,8 +260,15 @@ def work(settings: Settings, *, batch_size: int, lease_s: float, max_seconds: fl
 
     try:
         while True:
-            report = drain(queue, syncer.sync_party, batch_size=batch_size, lease_s=lease_s,
-                           max_seconds=max_seconds, dead_letter_sink=sink, on_claim=announce)
+            report = drain(
+                queue,
+                syncer.sync_party,
+                batch_size=batch_size,
+                lease_s=lease_s,
+                max_seconds=max_seconds,
+                dead_letter_sink=sink,
+                on_claim=announce,
+            )
             if once:
                 print(json.dumps({"report": report.as_dict()}), flush=True)
                 return 0

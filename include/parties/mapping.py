@@ -17,8 +17,20 @@ from typing import Any
 FINGERPRINT_VERSION = "p1"
 
 # Advoware Beteiligte fields the sync owns (EspoCRM attributes carry the same names in this firm).
-PARTY_FIELDS = ("name", "vorname", "anrede", "titel", "rechtsform", "geburtsdatum",
-                "handelsregisterNummer", "registergericht", "strasse", "plz", "ort", "land")
+PARTY_FIELDS = (
+    "name",
+    "vorname",
+    "anrede",
+    "titel",
+    "rechtsform",
+    "geburtsdatum",
+    "handelsregisterNummer",
+    "registergericht",
+    "strasse",
+    "plz",
+    "ort",
+    "land",
+)
 
 # Advoware kommKz values (docs/external-apis.md).
 KOMM_TEL_GESCH, KOMM_FAX_GESCH, KOMM_MOBIL, KOMM_MAIL_GESCH, KOMM_TEL_PRIVAT = 1, 2, 3, 4, 6
@@ -71,8 +83,11 @@ def _normalise(field: str, value: Any) -> str | None:
 def _emails(record: Mapping[str, Any]) -> list[str]:
     data = record.get("emailAddressData")
     if isinstance(data, list) and data:
-        return [e for e in (_text(d.get("emailAddress")) for d in data
-                            if isinstance(d, Mapping) and not d.get("invalid")) if e]
+        return [
+            e
+            for e in (_text(d.get("emailAddress")) for d in data if isinstance(d, Mapping) and not d.get("invalid"))
+            if e
+        ]
     single = _text(record.get("emailAddress"))
     return [single] if single else []
 
@@ -93,9 +108,12 @@ def _phones(record: Mapping[str, Any]) -> list[Komm]:
 
 
 def fingerprint(body: Mapping[str, Any], komms: Iterable[Komm]) -> str:
-    payload = json.dumps({"body": {f: body.get(f) for f in PARTY_FIELDS},
-                          "komms": [[k.kind, k.value] for k in sorted(set(komms))]},
-                         sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    payload = json.dumps(
+        {"body": {f: body.get(f) for f in PARTY_FIELDS}, "komms": [[k.kind, k.value] for k in sorted(set(komms))]},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(f"{FINGERPRINT_VERSION}:{payload}".encode()).hexdigest()
 
 
@@ -118,8 +136,11 @@ def map_party(record: Mapping[str, Any]) -> MappedParty:
 def advoware_content(record: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[Komm, ...]]:
     """An Advoware Beteiligter (with `kommunikation`) → (body, the communications the sync manages)."""
     body = {f: _normalise(f, record.get(f)) for f in PARTY_FIELDS}
-    komms = tuple(sorted({Komm(int(k["kommKz"]), str(k.get("tlf") or ""))
-                          for k in managed_komms(record.get("kommunikation") or [])}))
+    komms = tuple(
+        sorted(
+            {Komm(int(k["kommKz"]), str(k.get("tlf") or "")) for k in managed_komms(record.get("kommunikation") or [])}
+        )
+    )
     return body, komms
 
 
@@ -128,8 +149,7 @@ def managed_komms(komms: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]
 
 
 def komm_body(komm: Komm) -> dict[str, Any]:
-    return {"kommKz": komm.kind, "tlf": komm.value, "bemerkung": SYNC_MARK,
-            "online": komm.kind == KOMM_MAIL_GESCH}
+    return {"kommKz": komm.kind, "tlf": komm.value, "bemerkung": SYNC_MARK, "online": komm.kind == KOMM_MAIL_GESCH}
 
 
 def changed_fields(want: Mapping[str, Any], have: Mapping[str, Any]) -> dict[str, Any]:

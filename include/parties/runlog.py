@@ -35,8 +35,7 @@ class HubRunLog:
 
     def finished(self, counts: Mapping[str, int], exc: BaseException | None) -> None:
         status, error = ("success", None) if exc is None else ("failed", f"drain raised {type(exc).__name__}")
-        self._write(lambda conn: runs.finish_party_run(conn, self.run_id, dict(counts), status=status,
-                                                       error=error))
+        self._write(lambda conn: runs.finish_party_run(conn, self.run_id, dict(counts), status=status, error=error))
 
     def _write(self, fn: Any) -> None:
         try:

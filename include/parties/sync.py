@@ -47,8 +47,13 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # ids and reasons only, never party data
 
     def as_dict(self) -> dict[str, Any]:
-        return {"espo_id": self.espo_id, "action": self.action, "bet_nr": self.bet_nr,
-                "advoware_writes": self.advoware_writes, "notes": list(self.notes)}
+        return {
+            "espo_id": self.espo_id,
+            "action": self.action,
+            "bet_nr": self.bet_nr,
+            "advoware_writes": self.advoware_writes,
+            "notes": list(self.notes),
+        }
 
 
 class _WriteBackConflict(Exception):
@@ -62,9 +67,16 @@ def _espo_now() -> str:
 
 
 class PartySync:
-    def __init__(self, espo: EspoCrmClient, advoware: AdvowareClient, store: PartyStore, *,
-                 entity: str | None = None, hard_delete: bool = False,
-                 clock: Callable[[], str] = _espo_now) -> None:
+    def __init__(
+        self,
+        espo: EspoCrmClient,
+        advoware: AdvowareClient,
+        store: PartyStore,
+        *,
+        entity: str | None = None,
+        hard_delete: bool = False,
+        clock: Callable[[], str] = _espo_now,
+    ) -> None:
         self.espo = espo
         self.advoware = advoware
         self.store = store
@@ -78,8 +90,7 @@ class PartySync:
         espo = EspoCrmClient.from_settings(settings.espocrm)
         advoware = AdvowareClient(settings.advoware, redis_url=settings.redis_url)
         store = PartyStore(Hub(hub_dsn or settings.postgres.dsn()))
-        return cls(espo, advoware, store, entity=settings.espocrm.entity,
-                   hard_delete=settings.sync.party_hard_delete)
+        return cls(espo, advoware, store, entity=settings.espocrm.entity, hard_delete=settings.sync.party_hard_delete)
 
     def close(self) -> None:
         self.espo.close()
@@ -101,16 +112,21 @@ class PartySync:
             try:
                 outcome = self._sync_once(espo_id)
             except _WriteBackConflict:
-                raise ConflictError("PUT", f"/{self.entity}/{espo_id}", 409,
-                                    "changed twice during the sync") from None
+                raise ConflictError("PUT", f"/{self.entity}/{espo_id}", 409, "changed twice during the sync") from None
             done = first.outcome
             if done is not None:  # what the first pass wrote still counts
                 if outcome.action == "unchanged":
                     outcome.action = done.action
                 outcome.advoware_writes += done.advoware_writes
                 outcome.notes[:0] = done.notes
-        log.info("party %s: %s (betNr %s, %d Advoware writes)%s", espo_id, outcome.action, outcome.bet_nr,
-                 outcome.advoware_writes, f"; {'; '.join(outcome.notes)}" if outcome.notes else "")
+        log.info(
+            "party %s: %s (betNr %s, %d Advoware writes)%s",
+            espo_id,
+            outcome.action,
+            outcome.bet_nr,
+            outcome.advoware_writes,
+            f"; {'; '.join(outcome.notes)}" if outcome.notes else "",
+        )
         return outcome
 
     def _sync_once(self, espo_id: str) -> Outcome:
@@ -120,8 +136,12 @@ class PartySync:
         except NotFoundError:
             return self._deleted(espo_id, link)
         mapped = mapping.map_party(record)
-        if (link is not None and link.status == "linked" and link.bet_nr is not None
-                and link.fingerprint == mapped.fingerprint):
+        if (
+            link is not None
+            and link.status == "linked"
+            and link.bet_nr is not None
+            and link.fingerprint == mapped.fingerprint
+        ):
             return Outcome(espo_id, "unchanged", link.bet_nr)  # our own echo, or a re-delivery
         if self.write_protected:
             return self._write_protected(espo_id, record, link)
@@ -130,9 +150,15 @@ class PartySync:
         except WriteProtectedError:  # switched on while we ran: the client refused before sending
             return self._write_protected(espo_id, record, self.store.get(espo_id))
         try:
-            version = self._write_back(espo_id, record, {
-                mapping.FIELD_BET_NR: outcome.bet_nr, mapping.FIELD_SYNC_STATUS: "synced",
-                mapping.FIELD_LAST_SYNC: self.clock()})
+            version = self._write_back(
+                espo_id,
+                record,
+                {
+                    mapping.FIELD_BET_NR: outcome.bet_nr,
+                    mapping.FIELD_SYNC_STATUS: "synced",
+                    mapping.FIELD_LAST_SYNC: self.clock(),
+                },
+            )
         except _WriteBackConflict as exc:
             exc.outcome = outcome
             raise
@@ -140,8 +166,7 @@ class PartySync:
         return outcome
 
     # -- Advoware ------------------------------------------------------------------------------
-    def _upsert(self, espo_id: str, record: Mapping[str, Any], mapped: MappedParty,
-                link: PartyLink | None) -> Outcome:
+    def _upsert(self, espo_id: str, record: Mapping[str, Any], mapped: MappedParty, link: PartyLink | None) -> Outcome:
         outcome = Outcome(espo_id, "updated")
         current: dict[str, Any] | None = None
         if link is not None and link.bet_nr is not None:
@@ -162,20 +187,31 @@ class PartySync:
         bet_nr = int(current["betNr"])
         outcome.bet_nr = bet_nr
         # record the betNr at once: whatever fails later, a retry finds this record again
-        self.store.record_advoware(espo_id, bet_nr=bet_nr, row_id=current.get("rowId"),
-                                   changed_at=current.get("geaendertAm"), fingerprint=mapped.fingerprint,
-                                   espo_version=record.get("versionNumber"))
+        self.store.record_advoware(
+            espo_id,
+            bet_nr=bet_nr,
+            row_id=current.get("rowId"),
+            changed_at=current.get("geaendertAm"),
+            fingerprint=mapped.fingerprint,
+            espo_version=record.get("versionNumber"),
+        )
         current = self._update_fields(bet_nr, mapped, current, outcome)
         self._reconcile_komms(bet_nr, mapped.komms, current.get("kommunikation") or [], outcome)
-        self.store.record_advoware(espo_id, bet_nr=bet_nr, row_id=current.get("rowId"),
-                                   changed_at=current.get("geaendertAm"), fingerprint=mapped.fingerprint,
-                                   espo_version=record.get("versionNumber"))
+        self.store.record_advoware(
+            espo_id,
+            bet_nr=bet_nr,
+            row_id=current.get("rowId"),
+            changed_at=current.get("geaendertAm"),
+            fingerprint=mapped.fingerprint,
+            espo_version=record.get("versionNumber"),
+        )
         if outcome.action == "updated" and outcome.advoware_writes == 0:
             outcome.action = "unchanged"  # Advoware held it already (a retry after a crash, or a re-link)
         return outcome
 
-    def _update_fields(self, bet_nr: int, mapped: MappedParty, current: dict[str, Any],
-                       outcome: Outcome) -> dict[str, Any]:
+    def _update_fields(
+        self, bet_nr: int, mapped: MappedParty, current: dict[str, Any], outcome: Outcome
+    ) -> dict[str, Any]:
         for attempt in (1, 2):
             have, _ = mapping.advoware_content(current)
             if not mapping.changed_fields(mapped.body, have):
@@ -194,8 +230,9 @@ class PartySync:
             return {**current, **(updated or {}), "kommunikation": current.get("kommunikation") or []}
         return current  # pragma: no cover
 
-    def _reconcile_komms(self, bet_nr: int, want: tuple[Komm, ...], have: list[Mapping[str, Any]],
-                         outcome: Outcome) -> None:
+    def _reconcile_komms(
+        self, bet_nr: int, want: tuple[Komm, ...], have: list[Mapping[str, Any]], outcome: Outcome
+    ) -> None:
         """Add what is missing, reuse a managed entry of the same kind for a changed value (kommKz is
         read-only on PUT), try to delete the rest (Advoware answers 403: the entry is left, reported).
         Entries staff created in Advoware (no sync mark) are never touched."""
@@ -211,8 +248,9 @@ class PartySync:
             reuse = next((h for h in spare if int(h["kommKz"]) == komm.kind), None)
             if reuse is not None:
                 spare.remove(reuse)
-                self.advoware.update_kommunikation(bet_nr, int(reuse["id"]),
-                                                   {"tlf": komm.value, "bemerkung": mapping.SYNC_MARK})
+                self.advoware.update_kommunikation(
+                    bet_nr, int(reuse["id"]), {"tlf": komm.value, "bemerkung": mapping.SYNC_MARK}
+                )
                 self._audit("PUT", f"Beteiligte/{bet_nr}/Kommunikationen/{reuse['id']}")
             else:
                 created = self.advoware.create_kommunikation(bet_nr, mapping.komm_body(komm))
@@ -224,10 +262,10 @@ class PartySync:
             except AdvowareAuthError as exc:
                 if exc.status != 403:
                     raise
-                self._audit("DELETE", f"Beteiligte/{bet_nr}/Kommunikationen/{left['id']}", "refused (403)",
-                            status=403)
-                outcome.notes.append(f"Kommunikation {left['id']} of betNr {bet_nr} left: "
-                                     "Advoware refuses to delete it (403)")
+                self._audit("DELETE", f"Beteiligte/{bet_nr}/Kommunikationen/{left['id']}", "refused (403)", status=403)
+                outcome.notes.append(
+                    f"Kommunikation {left['id']} of betNr {bet_nr} left: Advoware refuses to delete it (403)"
+                )
                 continue
             self._audit("DELETE", f"Beteiligte/{bet_nr}/Kommunikationen/{left['id']}")
             outcome.advoware_writes += 1
@@ -239,8 +277,12 @@ class PartySync:
         linked = self.store.linked_bet_nrs()
 
         def sent(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [r for r in records if int(r["betNr"]) not in linked
-                    and mapping.body_fingerprint(mapping.advoware_content(r)[0]) == link.fingerprint]
+            return [
+                r
+                for r in records
+                if int(r["betNr"]) not in linked
+                and mapping.body_fingerprint(mapping.advoware_content(r)[0]) == link.fingerprint
+            ]
 
         candidates = sent(self.advoware.list_beteiligte({"name": name})) if name else []
         if not candidates:
@@ -259,9 +301,14 @@ class PartySync:
             # deleted before an interrupted create was recorded: find what Advoware got, treat it as linked
             adopted = self._adopt(link, None)
             if adopted is not None:
-                self.store.record_advoware(espo_id, bet_nr=int(adopted["betNr"]), row_id=adopted.get("rowId"),
-                                           changed_at=adopted.get("geaendertAm"), fingerprint=link.fingerprint,
-                                           espo_version=None)
+                self.store.record_advoware(
+                    espo_id,
+                    bet_nr=int(adopted["betNr"]),
+                    row_id=adopted.get("rowId"),
+                    changed_at=adopted.get("geaendertAm"),
+                    fingerprint=link.fingerprint,
+                    espo_version=None,
+                )
                 link = self.store.get(espo_id)
         if link is None or link.bet_nr is None:
             if link is not None:
@@ -271,12 +318,17 @@ class PartySync:
             return Outcome(espo_id, "unchanged", link.bet_nr, notes=[f"already {link.status}"])
         if not self.hard_delete:
             self.store.mark_removed(espo_id, hard_deleted=False)
-            return Outcome(espo_id, "unlinked", link.bet_nr,
-                           notes=[f"deleted in EspoCRM; betNr {link.bet_nr} kept in Advoware"])
+            return Outcome(
+                espo_id, "unlinked", link.bet_nr, notes=[f"deleted in EspoCRM; betNr {link.bet_nr} kept in Advoware"]
+            )
         if self.write_protected:
             self.store.mark_write_protected(espo_id)
-            return Outcome(espo_id, "write_protected", link.bet_nr,
-                           notes=[f"hard delete of betNr {link.bet_nr} not sent: write protection"])
+            return Outcome(
+                espo_id,
+                "write_protected",
+                link.bet_nr,
+                notes=[f"hard delete of betNr {link.bet_nr} not sent: write protection"],
+            )
         writes = 1
         try:
             self.advoware.delete_beteiligter(link.bet_nr)
@@ -294,8 +346,12 @@ class PartySync:
                 self._write_back(espo_id, record, {mapping.FIELD_SYNC_STATUS: "write_protected"})
             except _WriteBackConflict:
                 pass  # a newer change is on its way: it gets the same treatment
-        return Outcome(espo_id, "write_protected", link.bet_nr if link else None,
-                       notes=["Advoware write protection is on: nothing sent"])
+        return Outcome(
+            espo_id,
+            "write_protected",
+            link.bet_nr if link else None,
+            notes=["Advoware write protection is on: nothing sent"],
+        )
 
     # -- EspoCRM -------------------------------------------------------------------------------
     def _write_back(self, espo_id: str, record: Mapping[str, Any], data: dict[str, Any]) -> int | None:
@@ -307,4 +363,3 @@ class PartySync:
         except NotFoundError:
             return None  # deleted meanwhile: its delete webhook follows
         return updated.get("versionNumber") if isinstance(updated, Mapping) else None
-

@@ -218,9 +218,15 @@ class QueueStats:
     counters: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"pending": self.pending, "ready": self.ready, "claimed": self.claimed,
-                "expired_claims": self.expired_claims, "oldest_ready_age_s": self.oldest_ready_age_s,
-                "dead_letter_outbox": self.outbox, **self.counters}
+        return {
+            "pending": self.pending,
+            "ready": self.ready,
+            "claimed": self.claimed,
+            "expired_claims": self.expired_claims,
+            "oldest_ready_age_s": self.oldest_ready_age_s,
+            "dead_letter_outbox": self.outbox,
+            **self.counters,
+        }
 
 
 def body_hash(kind: str, body: bytes) -> str:
@@ -229,8 +235,16 @@ def body_hash(kind: str, body: bytes) -> str:
 
 
 def _dead_letter_json(kind: str, r: RejectedItem) -> str:
-    return json.dumps({"source": "webhook", "entity_id": None, "reason": r.reason, "attempts": 0,
-                       "payload": {"event": kind, "index": r.index, "item": r.payload}}, default=str)
+    return json.dumps(
+        {
+            "source": "webhook",
+            "entity_id": None,
+            "reason": r.reason,
+            "attempts": 0,
+            "payload": {"event": kind, "index": r.index, "item": r.payload},
+        },
+        default=str,
+    )
 
 
 class _Keys:
@@ -248,15 +262,34 @@ class _Keys:
     def seen(self, digest: str) -> str:
         return f"{self.prefix}:seen:{digest}"
 
-    def enqueue_args(self, ids: list[str], kind: str, digest: str | None, rejected: Iterable[RejectedItem],
-                     now: float, seen_ttl_s: int) -> tuple[list[str], list[Any]]:
+    def enqueue_args(
+        self,
+        ids: list[str],
+        kind: str,
+        digest: str | None,
+        rejected: Iterable[RejectedItem],
+        now: float,
+        seen_ttl_s: int,
+    ) -> tuple[list[str], list[Any]]:
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
         unique = list(dict.fromkeys(ids))  # one id twice in a batch is one unit of work
-        keys = [self.pending, self.claimed, self.outbox, self.stats, self.seen(digest) if digest else "",
-                *(self.item(i) for i in unique)]
-        argv: list[Any] = [repr(now), kind, seen_ttl_s, len(unique), *unique,
-                           *(_dead_letter_json(kind, r) for r in rejected)]
+        keys = [
+            self.pending,
+            self.claimed,
+            self.outbox,
+            self.stats,
+            self.seen(digest) if digest else "",
+            *(self.item(i) for i in unique),
+        ]
+        argv: list[Any] = [
+            repr(now),
+            kind,
+            seen_ttl_s,
+            len(unique),
+            *unique,
+            *(_dead_letter_json(kind, r) for r in rejected),
+        ]
         return keys, argv
 
 
@@ -274,8 +307,12 @@ def _parse_claimed(token: str, row: list[Any]) -> ClaimedParty:
     h = dict(zip(flat[0::2], flat[1::2], strict=True))
     kinds = frozenset(k for k in EVENT_KINDS if f"seen_{k}" in h)
     return ClaimedParty(
-        id=party_id, token=token, gen=int(h.get("gen", 0)), attempts=int(h.get("attempts", 0)),
-        last_kind=h.get("last_kind"), kinds=kinds,
+        id=party_id,
+        token=token,
+        gen=int(h.get("gen", 0)),
+        attempts=int(h.get("attempts", 0)),
+        last_kind=h.get("last_kind"),
+        kinds=kinds,
         first_seen=float(h["first_seen"]) if "first_seen" in h else None,
         last_error=h.get("last_error"),
     )
@@ -284,9 +321,17 @@ def _parse_claimed(token: str, row: list[Any]) -> ClaimedParty:
 class PartyQueue:
     """Synchronous API (DAG tasks, CLI, tests). All times are unix seconds; `now` is injectable."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, max_attempts: int = 5,
-                 lease_s: float = 300.0, backoff_base_s: float = 30.0, backoff_max_s: float = 3600.0,
-                 seen_ttl_s: int = 86400) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_attempts: int = 5,
+        lease_s: float = 300.0,
+        backoff_base_s: float = 30.0,
+        backoff_max_s: float = 3600.0,
+        seen_ttl_s: int = 86400,
+    ) -> None:
         self.r = client
         self.keys = _Keys(prefix)
         self.max_attempts = max_attempts
@@ -302,8 +347,7 @@ class PartyQueue:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> PartyQueue:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
-                                      health_check_interval=30)
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
         return cls(client, **kwargs)
 
     @classmethod
@@ -314,8 +358,15 @@ class PartyQueue:
         return cls.from_url(settings.redis_url, **kwargs)
 
     # -- producer side ------------------------------------------------------------------------
-    def enqueue(self, ids: list[str], kind: Kind, *, body: bytes | None = None,
-                rejected: Iterable[RejectedItem] = (), now: float | None = None) -> EnqueueResult:
+    def enqueue(
+        self,
+        ids: list[str],
+        kind: Kind,
+        *,
+        body: bytes | None = None,
+        rejected: Iterable[RejectedItem] = (),
+        now: float | None = None,
+    ) -> EnqueueResult:
         """Mark ids pending (and park rejected items) in one atomic step; `body` feeds the dedup count."""
         digest = body_hash(kind, body) if body is not None else None
         keys, argv = self.keys.enqueue_args(ids, kind, digest, rejected, _now(now), self.seen_ttl_s)
@@ -323,33 +374,40 @@ class PartyQueue:
         return EnqueueResult(accepted=len(set(ids)), duplicate=bool(int(dup)))
 
     # -- consumer side ------------------------------------------------------------------------
-    def claim(self, limit: int = 50, *, lease_s: float | None = None,
-              now: float | None = None) -> list[ClaimedParty]:
+    def claim(self, limit: int = 50, *, lease_s: float | None = None, now: float | None = None) -> list[ClaimedParty]:
         """Atomically take up to `limit` ready ids with a lease (expired leases are returned first)."""
         token = uuid.uuid4().hex
         k = self.keys
-        rows = self._claim(keys=[k.pending, k.claimed, k.outbox, k.stats],
-                           args=[repr(_now(now)), repr(float(lease_s or self.lease_s)), limit, token,
-                                 k.prefix, self.max_attempts])
+        rows = self._claim(
+            keys=[k.pending, k.claimed, k.outbox, k.stats],
+            args=[repr(_now(now)), repr(float(lease_s or self.lease_s)), limit, token, k.prefix, self.max_attempts],
+        )
         return [_parse_claimed(token, row) for row in rows]
 
     def ack(self, party: ClaimedParty, *, now: float | None = None) -> Literal["done", "requeued", "stale"]:
         k = self.keys
-        out = self._ack(keys=[k.pending, k.claimed, k.item(party.id)],
-                        args=[party.id, party.token, repr(_now(now))])
+        out = self._ack(keys=[k.pending, k.claimed, k.item(party.id)], args=[party.id, party.token, repr(_now(now))])
         return _s(out)  # type: ignore[return-value]
 
     def nack(self, party: ClaimedParty, error: str, *, now: float | None = None) -> NackResult:
         """Count a failed attempt: back off (not before now + base·2^(n-1), capped) or dead-letter."""
         k = self.keys
-        out = self._nack(keys=[k.pending, k.claimed, k.item(party.id), k.outbox, k.stats],
-                         args=[party.id, party.token, repr(_now(now)), error[:2000],
-                               self.max_attempts, self.backoff_base_s, self.backoff_max_s])
+        out = self._nack(
+            keys=[k.pending, k.claimed, k.item(party.id), k.outbox, k.stats],
+            args=[
+                party.id,
+                party.token,
+                repr(_now(now)),
+                error[:2000],
+                self.max_attempts,
+                self.backoff_base_s,
+                self.backoff_max_s,
+            ],
+        )
         outcome, attempts, not_before = _s(out[0]), int(out[1]), _s(out[2])
         return NackResult(outcome, attempts, float(not_before) if outcome == "retry" else None)  # type: ignore[arg-type]
 
-    def extend_lease(self, party: ClaimedParty, lease_s: float | None = None, *,
-                     now: float | None = None) -> bool:
+    def extend_lease(self, party: ClaimedParty, lease_s: float | None = None, *, now: float | None = None) -> bool:
         """Keep a long-running claim alive; False when the claim was lost (lease expired meanwhile)."""
         k = self.keys
         if _s(self.r.hget(k.item(party.id), "claim") or b"") != party.token:
@@ -368,12 +426,12 @@ class PartyQueue:
         p.zrange(k.pending, 0, 0, withscores=True).llen(k.outbox).hgetall(k.stats)
         pending, ready, claimed, expired, oldest, outbox, counters = p.execute()
         age = max(0.0, now - oldest[0][1]) if oldest and oldest[0][1] <= now else 0.0
-        return QueueStats(pending, ready, claimed, expired, round(age, 3), outbox,
-                          {_s(a): int(b) for a, b in counters.items()})
+        return QueueStats(
+            pending, ready, claimed, expired, round(age, 3), outbox, {_s(a): int(b) for a, b in counters.items()}
+        )
 
     # -- dead letters ---------------------------------------------------------------------------
-    def drain_dead_letter_outbox(self, sink: Callable[[Mapping[str, Any]], None], *,
-                                 limit: int = 1000) -> int:
+    def drain_dead_letter_outbox(self, sink: Callable[[Mapping[str, Any]], None], *, limit: int = 1000) -> int:
         """Hand parked dead letters to `sink` (the hub insert), oldest first; removed only after the sink
         returned, so a crash repeats an entry rather than losing it. One drainer at a time (lock)."""
         k = self.keys
@@ -410,8 +468,15 @@ class AsyncPartyQueue:
         # A quick connect timeout: an unreachable Redis must turn into a quick 503.
         return cls(PipelinedRedis(url, connect_timeout_s=1.0, reply_timeout_s=timeout_s), **kwargs)
 
-    async def enqueue(self, ids: list[str], kind: Kind, *, body: bytes | None = None,
-                      rejected: Iterable[RejectedItem] = (), now: float | None = None) -> EnqueueResult:
+    async def enqueue(
+        self,
+        ids: list[str],
+        kind: Kind,
+        *,
+        body: bytes | None = None,
+        rejected: Iterable[RejectedItem] = (),
+        now: float | None = None,
+    ) -> EnqueueResult:
         """One atomic script; Redis down or silent for timeout_s → a redis.RedisError (the caller's 503)."""
         digest = body_hash(kind, body) if body is not None else None
         keys, argv = self.keys.enqueue_args(ids, kind, digest, rejected, _now(now), self.seen_ttl_s)

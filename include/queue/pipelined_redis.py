@@ -130,11 +130,13 @@ class PipelinedRedis:
                 else:
                     tls = _tls_context(o) if o.get("connection_class") is SSLConnection else None
                     _, protocol = await loop.create_connection(
-                        _Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=tls)
+                        _Protocol, o.get("host", "localhost"), o.get("port", 6379), ssl=tls
+                    )
                 setup: list[tuple[Any, ...]] = []
                 if o.get("password"):
-                    setup.append(("AUTH", o["username"], o["password"]) if o.get("username")
-                                 else ("AUTH", o["password"]))
+                    setup.append(
+                        ("AUTH", o["username"], o["password"]) if o.get("username") else ("AUTH", o["password"])
+                    )
                 if o.get("db"):
                     setup.append(("SELECT", o["db"]))
                 for command in setup:

@@ -45,7 +45,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
-                               "form-action 'self'; base-uri 'none'",
+    "form-action 'self'; base-uri 'none'",
 }
 
 
@@ -66,18 +66,24 @@ class Host(Protocol):
 
 
 def _refusal(code: int, message: str) -> HTMLResponse:
-    body = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Sync status</title></head><body>"
-            f"<h1>Refused</h1><p id=refusal>{html.escape(message)}</p>"
-            f"<p><a href='../../'>Back to the sync status</a></p></body></html>")
+    body = (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Sync status</title></head><body>"
+        f"<h1>Refused</h1><p id=refusal>{html.escape(message)}</p>"
+        f"<p><a href='../../'>Back to the sync status</a></p></body></html>"
+    )
     return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
 
 
-def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends] = (),
-               host: Host | None = None, title: str = "Sync status",
-               checks: Callable[[], list[Verdict]] | None = None) -> FastAPI:
+def create_app(
+    sources: Callable[[], Sources],
+    *,
+    dependencies: Sequence[Depends] = (),
+    host: Host | None = None,
+    title: str = "Sync status",
+    checks: Callable[[], list[Verdict]] | None = None,
+) -> FastAPI:
     """`checks` runs the connection check (include.checks.run.run_all with the settings); None: no page."""
-    app = FastAPI(title=title, dependencies=list(dependencies), docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title=title, dependencies=list(dependencies), docs_url=None, redoc_url=None, openapi_url=None)
 
     def _status(limit: int, replayed: int | None = None) -> dict[str, Any]:
         src = sources()
@@ -88,11 +94,12 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
                 src.redis_client.close()
 
     @app.get("/", response_class=HTMLResponse)
-    def page(request: Request,
-             limit: int = Query(20, ge=1, le=200, description="audited writes to show"),
-             replayed: int | None = Query(None, ge=1, description="show this dead letter's state"),
-             started: str | None = Query(None, max_length=250, description="show this run (a stop's answer)")
-             ) -> HTMLResponse:
+    def page(
+        request: Request,
+        limit: int = Query(20, ge=1, le=200, description="audited writes to show"),
+        replayed: int | None = Query(None, ge=1, description="show this dead letter's state"),
+        started: str | None = Query(None, max_length=250, description="show this run (a stop's answer)"),
+    ) -> HTMLResponse:
         status = _status(limit, replayed)
         if started:
             status["started"] = started
@@ -100,8 +107,12 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
         if host is not None:
             links = host.links(status, replayed, started)
             if host.may_write(request):
-                links = Links(links.employee_logs, links.party_run_log,
-                              replays.csrf_token(host.csrf_key, host.user_id(request)), links.replay_runs)
+                links = Links(
+                    links.employee_logs,
+                    links.party_run_log,
+                    replays.csrf_token(host.csrf_key, host.user_id(request)),
+                    links.replay_runs,
+                )
         return HTMLResponse(render(status, links), headers=SECURITY_HEADERS)
 
     @app.get("/api")
@@ -109,6 +120,7 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
         return JSONResponse(_status(limit), headers=SECURITY_HEADERS)
 
     if checks is not None:
+
         @app.get("/check", response_class=HTMLResponse)
         def check_page() -> HTMLResponse:
             return HTMLResponse(render_checks(checks()), headers=SECURITY_HEADERS)
@@ -116,12 +128,13 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
         @app.get("/api/check")
         def check_api() -> JSONResponse:
             verdicts = checks()
-            return JSONResponse({"ok": all(v.ok for v in verdicts), "verdicts": [v.as_dict() for v in verdicts]},
-                                headers=SECURITY_HEADERS)
+            return JSONResponse(
+                {"ok": all(v.ok for v in verdicts), "verdicts": [v.as_dict() for v in verdicts]},
+                headers=SECURITY_HEADERS,
+            )
 
     @app.post("/dead-letters/{dead_letter_id}/replay", response_model=None)
-    def replay(dead_letter_id: int, request: Request,
-               csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
+    def replay(dead_letter_id: int, request: Request, csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
         if host is None or not host.may_write(request):
             return _refusal(403, "You may look at the sync status but not replay dead letters.")
         if not replays.same_origin(request.headers):
@@ -136,23 +149,31 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
             if not host.may_trigger(request, replays.target_dag(row)):
                 return _refusal(403, f"Replaying it starts a {replays.target_dag(row)} run, which you may not trigger.")
             try:
-                done = replays.replay(src.hub_dsn, dead_letter_id,
-                                      lambda ids: _queue(src).enqueue(ids, "replay"),
-                                      lambda run: host.trigger(request, run))
+                done = replays.replay(
+                    src.hub_dsn,
+                    dead_letter_id,
+                    lambda ids: _queue(src).enqueue(ids, "replay"),
+                    lambda run: host.trigger(request, run),
+                )
             except (LookupError, ValueError) as exc:
                 return _refusal(409, str(exc))
         finally:
             if src.redis_client is not None:
                 src.redis_client.close()
         run = done.run
-        log.info("status view: dead letter %s replayed by %s; run %s %s", dead_letter_id, host.user_id(request),
-                 run.run_id if run else None,
-                 "triggered" if done.triggered else f"not triggered ({done.trigger_error or 'exists'})")
+        log.info(
+            "status view: dead letter %s replayed by %s; run %s %s",
+            dead_letter_id,
+            host.user_id(request),
+            run.run_id if run else None,
+            "triggered" if done.triggered else f"not triggered ({done.trigger_error or 'exists'})",
+        )
         return RedirectResponse(f"../../?replayed={dead_letter_id}", status_code=303, headers=SECURITY_HEADERS)
 
     @app.post("/calendar/{employee}/resolve-stop", response_model=None)
-    def resolve_stop(employee: str, request: Request, action: str = Form(""),
-                     csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
+    def resolve_stop(
+        employee: str, request: Request, action: str = Form(""), csrf_token: str = Form("")
+    ) -> RedirectResponse | HTMLResponse:
         """The answer to an employee's safety stop (include/safety_stop.py), as the CLI gives it."""
         if host is None or not host.may_write(request):
             return _refusal(403, "You may look at the sync status but not answer a safety stop.")
@@ -173,8 +194,14 @@ def create_app(sources: Callable[[], Sources], *, dependencies: Sequence[Depends
             created = host.trigger(request, replays.RunRequest(run.dag_id, run.run_id, run.conf, run.note))
         except Exception as exc:  # Airflow's database busy: say so, nothing else happened
             return _refusal(503, f"The run could not be started ({type(exc).__name__}); try again.")
-        log.info("status view: safety stop of %s answered (%s) by %s; run %s %s", employee, action,
-                 host.user_id(request), run.run_id, "triggered" if created else "existed")
+        log.info(
+            "status view: safety stop of %s answered (%s) by %s; run %s %s",
+            employee,
+            action,
+            host.user_id(request),
+            run.run_id,
+            "triggered" if created else "existed",
+        )
         return RedirectResponse(f"../../?started={quote(run.run_id)}", status_code=303, headers=SECURITY_HEADERS)
 
     return app

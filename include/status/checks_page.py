@@ -18,11 +18,15 @@ def render_checks(verdicts: list[Verdict]) -> str:
     failed = sum(1 for v in verdicts if v.status == "fail")
     rows = "".join(
         f"<tr class=check-{e(v.status)}><td>{_MARK[v.status]}</td><td>{e(v.service)}</td><td>{e(v.checked)}</td>"
-        f"<td>{e(v.fix) if v.status != 'ok' else ''}</td></tr>" for v in verdicts)
+        f"<td>{e(v.fix) if v.status != 'ok' else ''}</td></tr>"
+        for v in verdicts
+    )
     summary = f"{failed} failed" if failed else "all passed"
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Connection check</title>"
-            f"<style>{_CSS}</style></head><body><h1>Connection check</h1>"
-            f"<p id=check-summary>{len(verdicts)} checks, {e(summary)}; the same as <code>kanzlei-sync check</code>. "
-            "<a href='./'>Back to the sync status</a> · <a href=api/check>JSON</a></p>"
-            "<table id=checks><tr><th>result</th><th>service</th><th>checked</th><th>fix</th></tr>"
-            f"{rows}</table></body></html>")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Connection check</title>"
+        f"<style>{_CSS}</style></head><body><h1>Connection check</h1>"
+        f"<p id=check-summary>{len(verdicts)} checks, {e(summary)}; the same as <code>kanzlei-sync check</code>. "
+        "<a href='./'>Back to the sync status</a> · <a href=api/check>JSON</a></p>"
+        "<table id=checks><tr><th>result</th><th>service</th><th>checked</th><th>fix</th></tr>"
+        f"{rows}</table></body></html>"
+    )

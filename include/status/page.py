@@ -60,10 +60,13 @@ th,td{border-color:#444}.muted{color:#aaa}.banner{background:#3a1d1d;border-colo
 
 _RUN_CLASS = {"success": "ok", "dry_run": "muted", "running": "warn", "failed": "bad", "stopped": "bad"}
 
-CALENDAR_LABELS = {"google_writes": "Google writes", "advoware_writes": "Advoware writes", "failed": "failed",
-                   "parked": "parked"}
-CALENDAR_COLORS = {"google_writes": "#1a73e8", "advoware_writes": "#188038", "failed": "#d93025",
-                   "parked": "#f29900"}
+CALENDAR_LABELS = {
+    "google_writes": "Google writes",
+    "advoware_writes": "Advoware writes",
+    "failed": "failed",
+    "parked": "parked",
+}
+CALENDAR_COLORS = {"google_writes": "#1a73e8", "advoware_writes": "#188038", "failed": "#d93025", "parked": "#f29900"}
 PARTY_LABELS = {"advoware_writes": "Advoware writes", "failed": "failed (retried)", "dead": "dead letters"}
 PARTY_COLORS = {"advoware_writes": "#188038", "failed": "#d93025", "dead": "#f29900"}
 PARTY_RUN_COUNTS = ("claimed", "acked", "requeued", "retried", "dead", "advoware_writes")
@@ -95,8 +98,10 @@ def when(ts: str | None, now: datetime) -> str:
     if t is None:
         return "–"
     t = t.astimezone(TZ)
-    return (f'<time class=t datetime="{e(t.isoformat())}">{e(t.strftime("%Y-%m-%d %H:%M:%S"))} {TZ_NAME}</time>'
-            f"<span class='ago muted'>{e(ago(now - t))}</span>")
+    return (
+        f'<time class=t datetime="{e(t.isoformat())}">{e(t.strftime("%Y-%m-%d %H:%M:%S"))} {TZ_NAME}</time>'
+        f"<span class='ago muted'>{e(ago(now - t))}</span>"
+    )
 
 
 def ago(delta: timedelta) -> str:
@@ -116,8 +121,13 @@ def age(seconds: float | None) -> str:
     return ago(timedelta(seconds=seconds)).removesuffix(" ago")
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (),
-          classes: Mapping[int, str] | None = None, name: str = "") -> str:
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[int] = (),
+    classes: Mapping[int, str] | None = None,
+    name: str = "",
+) -> str:
     """Cells arrive escaped (or built from escaped parts); headers are escaped here. `classes`: a
     CSS class per column index (err: wraps within a bounded width). The table scrolls in its box."""
     classes = dict(classes or {})
@@ -125,8 +135,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
         classes[i] = "n"
     head = "".join(f"<th>{e(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td class={classes[i]}>{c}</td>" if i in classes else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td class={classes[i]}>{c}</td>" if i in classes else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
         for row in rows
     )
     if not body:
@@ -161,13 +172,16 @@ def _stop_forms(employee: str, links: Links) -> str:
     """The answers to a safety stop (include/safety_stop.py): two same-origin forms with the CSRF token;
     read-only users see the command instead."""
     if links.csrf_token is None:
-        return (f"<span class='ago muted'>answer: <code>kanzlei-sync calendar resolve-stop --employee "
-                f"{e(employee)} refill|confirm</code></span>")
+        return (
+            f"<span class='ago muted'>answer: <code>kanzlei-sync calendar resolve-stop --employee "
+            f"{e(employee)} refill|confirm</code></span>"
+        )
     forms = "".join(
         f'<form method=post action="calendar/{e(quote(employee, safe=""))}/resolve-stop">'
         f'<input type=hidden name=csrf_token value="{e(links.csrf_token)}">'
         f'<button type=submit name=action value="{e(action)}">{e(label)}</button></form>'
-        for action, label in STOP_LABELS.items())
+        for action, label in STOP_LABELS.items()
+    )
     return f"<span class=ago>{forms}</span>"
 
 
@@ -183,8 +197,10 @@ def channel_cell(channel: dict[str, Any] | None, now: datetime) -> str:
     if expires is not None:
         left = expires - now
         in_ = f"in {ago(left).removesuffix(' ago')}" if left.total_seconds() > 0 else "passed"
-        text += (f' until <time class=t datetime="{e(expires.astimezone(TZ).isoformat())}">'
-                 f'{e(expires.astimezone(TZ).strftime("%Y-%m-%d %H:%M"))} {TZ_NAME}</time> ({e(in_)})')
+        text += (
+            f' until <time class=t datetime="{e(expires.astimezone(TZ).isoformat())}">'
+            f"{e(expires.astimezone(TZ).strftime('%Y-%m-%d %H:%M'))} {TZ_NAME}</time> ({e(in_)})"
+        )
     if channel.get("last_error"):
         text += f" <span class=bad>{e(channel['last_error'])}</span>"
     text += f"<span class='ago muted'>last notification {when(channel.get('last_notification_at'), now)}</span>"
@@ -197,59 +213,124 @@ def employees_section(status: dict[str, Any], now: datetime, links: Links) -> st
         cal, hub_links, run = row["calendar"] or {}, row["links"], row["last_run"]
         token = {True: "yes", False: "<span class=warn>no</span>"}.get(cal.get("has_sync_token"), "–")
         employee = row["employee"]
-        rows.append([
-            f"<code>{e(employee)}</code>",
-            (f"<code>{e(cal.get('calendar_id'))}</code>" if row["calendar"] else "<span class=warn>no calendar</span>")
-            + f"<span class='ago muted'>{e(cal.get('mode'))}"
-            + ("" if cal.get("active", True) else " (inactive)") + f"; sync token {token}</span>",
-            when(cal.get("last_full_sync_at"), now),
-            *(_n(hub_links.get(s, 0), bad=s in ("failed", "conflict")) for s in SHOWN_LINK_STATUSES),
-            run_status(run) + (" " + link(links.employee_logs.get(employee), "log") if run else "")
-            + (_stop_forms(employee, links) if run and run["status"] == "stopped" else ""),
-            when(run["finished_at"] or run["started_at"], now) if run else "–",
-            counts(run["counts"]) if run else "–",
-            f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
-            channel_cell(row.get("channel"), now),
-        ])
-    headers = ["employee", "calendar id; mode; sync token", f"last full sync ({TZ_NAME})",
-               *SHOWN_LINK_STATUSES, "last run", f"run time ({TZ_NAME})", "run counts", "run error",
-               f"Google push: channel; last notification ({TZ_NAME})"]
-    return ("<h2>Calendar sync per employee</h2>"
-            + table(headers, rows, numeric=range(3, 8), classes={1: "id", 10: "err", 11: "err"},
-                    name="employees"))
+        rows.append(
+            [
+                f"<code>{e(employee)}</code>",
+                (
+                    f"<code>{e(cal.get('calendar_id'))}</code>"
+                    if row["calendar"]
+                    else "<span class=warn>no calendar</span>"
+                )
+                + f"<span class='ago muted'>{e(cal.get('mode'))}"
+                + ("" if cal.get("active", True) else " (inactive)")
+                + f"; sync token {token}</span>",
+                when(cal.get("last_full_sync_at"), now),
+                *(_n(hub_links.get(s, 0), bad=s in ("failed", "conflict")) for s in SHOWN_LINK_STATUSES),
+                run_status(run)
+                + (" " + link(links.employee_logs.get(employee), "log") if run else "")
+                + (_stop_forms(employee, links) if run and run["status"] == "stopped" else ""),
+                when(run["finished_at"] or run["started_at"], now) if run else "–",
+                counts(run["counts"]) if run else "–",
+                f"<span class=bad>{e(run['error'])}</span>" if run and run["error"] else "",
+                channel_cell(row.get("channel"), now),
+            ]
+        )
+    headers = [
+        "employee",
+        "calendar id; mode; sync token",
+        f"last full sync ({TZ_NAME})",
+        *SHOWN_LINK_STATUSES,
+        "last run",
+        f"run time ({TZ_NAME})",
+        "run counts",
+        "run error",
+        f"Google push: channel; last notification ({TZ_NAME})",
+    ]
+    return "<h2>Calendar sync per employee</h2>" + table(
+        headers, rows, numeric=range(3, 8), classes={1: "id", 10: "err", 11: "err"}, name="employees"
+    )
 
 
 def parties_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     out = ["<h2>Parties (EspoCRM → Advoware)</h2>"]
     party_links = status.get("party_links")
     if party_links is not None:
-        out.append(table([*PARTY_STATUSES, "total", f"last synced ({TZ_NAME})"],
-                         [[*(_n(party_links["by_status"].get(s, 0), bad=s == "failed") for s in PARTY_STATUSES),
-                           e(party_links["total"]), when(party_links["last_synced_at"], now)]],
-                         numeric=range(0, len(PARTY_STATUSES) + 1)))
+        out.append(
+            table(
+                [*PARTY_STATUSES, "total", f"last synced ({TZ_NAME})"],
+                [
+                    [
+                        *(_n(party_links["by_status"].get(s, 0), bad=s == "failed") for s in PARTY_STATUSES),
+                        e(party_links["total"]),
+                        when(party_links["last_synced_at"], now),
+                    ]
+                ],
+                numeric=range(0, len(PARTY_STATUSES) + 1),
+            )
+        )
     run = status.get("party_run")
     out.append("<h3>Last party run</h3>")
     if run is None:
         out.append("<p id=party-run>" + run_status(None) + "</p>")
     else:
         c = run["counts"]
-        out.append(table(
-            ["run", "status", f"started ({TZ_NAME})", f"finished ({TZ_NAME})",
-             *(k.replace("_", " ") for k in PARTY_RUN_COUNTS), "error"],
-            [[link(links.party_run_log, f"<code>{e(run['run_id'])}</code>"), run_status(run),
-              when(run["started_at"], now), when(run["finished_at"], now),
-              *(_n(c.get(k, 0), bad=k in ("retried", "dead")) for k in PARTY_RUN_COUNTS),
-              f"<span class=bad>{e(run['error'])}</span>" if run["error"] else ""]],
-            numeric=range(4, 4 + len(PARTY_RUN_COUNTS)), classes={0: "id", 10: "err"}, name="party-run"))
+        out.append(
+            table(
+                [
+                    "run",
+                    "status",
+                    f"started ({TZ_NAME})",
+                    f"finished ({TZ_NAME})",
+                    *(k.replace("_", " ") for k in PARTY_RUN_COUNTS),
+                    "error",
+                ],
+                [
+                    [
+                        link(links.party_run_log, f"<code>{e(run['run_id'])}</code>"),
+                        run_status(run),
+                        when(run["started_at"], now),
+                        when(run["finished_at"], now),
+                        *(_n(c.get(k, 0), bad=k in ("retried", "dead")) for k in PARTY_RUN_COUNTS),
+                        f"<span class=bad>{e(run['error'])}</span>" if run["error"] else "",
+                    ]
+                ],
+                numeric=range(4, 4 + len(PARTY_RUN_COUNTS)),
+                classes={0: "id", 10: "err"},
+                name="party-run",
+            )
+        )
     q = status.get("queue")
     if q is not None:
-        out.append("<h3>Party queue (Redis)</h3>" + table(
-            ["pending", "ready", "claimed", "expired claims", "oldest ready", "dead-letter outbox",
-             "deliveries", "duplicates", "accepted", "rejected", "dead"],
-            [[e(q.get("pending")), e(q.get("ready")), e(q.get("claimed")), _n(q.get("expired_claims", 0), True),
-              e(age(q.get("oldest_ready_age_s"))), _n(q.get("dead_letter_outbox", 0), True),
-              *(e(q.get(k, 0)) for k in ("deliveries", "duplicates", "accepted", "rejected", "dead"))]],
-            numeric=[0, 1, 2, 3, 5, 6, 7, 8, 9, 10]))
+        out.append(
+            "<h3>Party queue (Redis)</h3>"
+            + table(
+                [
+                    "pending",
+                    "ready",
+                    "claimed",
+                    "expired claims",
+                    "oldest ready",
+                    "dead-letter outbox",
+                    "deliveries",
+                    "duplicates",
+                    "accepted",
+                    "rejected",
+                    "dead",
+                ],
+                [
+                    [
+                        e(q.get("pending")),
+                        e(q.get("ready")),
+                        e(q.get("claimed")),
+                        _n(q.get("expired_claims", 0), True),
+                        e(age(q.get("oldest_ready_age_s"))),
+                        _n(q.get("dead_letter_outbox", 0), True),
+                        *(e(q.get(k, 0)) for k in ("deliveries", "duplicates", "accepted", "rejected", "dead")),
+                    ]
+                ],
+                numeric=[0, 1, 2, 3, 5, 6, 7, 8, 9, 10],
+            )
+        )
     return "".join(out)
 
 
@@ -275,9 +356,11 @@ def _replay_form(d: Mapping[str, Any], links: Links) -> str:
         return "<span class=muted>read-only</span>"
     if d["source"] != "calendar_sync" and not d["entity_id"]:
         return "<span class=muted>no id to replay</span>"
-    return (f'<form method=post action="dead-letters/{e(d["id"])}/replay">'
-            f'<input type=hidden name=csrf_token value="{e(links.csrf_token)}">'
-            f'<button type=submit name=replay value="{e(d["id"])}">Replay</button></form>')
+    return (
+        f'<form method=post action="dead-letters/{e(d["id"])}/replay">'
+        f'<input type=hidden name=csrf_token value="{e(links.csrf_token)}">'
+        f'<button type=submit name=replay value="{e(d["id"])}">Replay</button></form>'
+    )
 
 
 def dead_letters_section(status: dict[str, Any], now: datetime, links: Links) -> str:
@@ -285,14 +368,32 @@ def dead_letters_section(status: dict[str, Any], now: datetime, links: Links) ->
     if dl is None:
         return ""
     by_source = ", ".join(f"{e(k)}&nbsp;{e(v)}" for k, v in dl["by_source"].items())
-    head = (f"<h2 id=dead-letters-open>Open dead letters: {_n(dl['open'], bad=True)}</h2>"
-            + (f"<p class=muted>by source: {by_source}. Replay: a party id goes back into the queue and "
-               "a beteiligte_sync run starts; a parked calendar item is released and a calendar run "
-               f"starts for its employee.</p>" if by_source else ""))
-    rows = [[e(d["id"]), e(d["source"]), f"<code>{e(d['entity_id'])}</code>", e(d["attempts"]),
-             when(d["created_at"], now), e(d["reason"]), _replay_form(d, links)] for d in dl["newest"]]
-    return head + table(["id", "source", "entity id", "attempts", f"created ({TZ_NAME})", "reason", "action"],
-                        rows, numeric=[0, 3], classes={2: "id", 5: "err"}, name="dead-letters")
+    head = f"<h2 id=dead-letters-open>Open dead letters: {_n(dl['open'], bad=True)}</h2>" + (
+        f"<p class=muted>by source: {by_source}. Replay: a party id goes back into the queue and "
+        "a beteiligte_sync run starts; a parked calendar item is released and a calendar run "
+        f"starts for its employee.</p>"
+        if by_source
+        else ""
+    )
+    rows = [
+        [
+            e(d["id"]),
+            e(d["source"]),
+            f"<code>{e(d['entity_id'])}</code>",
+            e(d["attempts"]),
+            when(d["created_at"], now),
+            e(d["reason"]),
+            _replay_form(d, links),
+        ]
+        for d in dl["newest"]
+    ]
+    return head + table(
+        ["id", "source", "entity id", "attempts", f"created ({TZ_NAME})", "reason", "action"],
+        rows,
+        numeric=[0, 3],
+        classes={2: "id", 5: "err"},
+        name="dead-letters",
+    )
 
 
 def series_exceptions_section(status: dict[str, Any], now: datetime) -> str:
@@ -302,19 +403,44 @@ def series_exceptions_section(status: dict[str, Any], now: datetime) -> str:
     if se is None:
         return ""
     per = ", ".join(f"<code>{e(k)}</code>&nbsp;{e(v)}" for k, v in se["by_employee"].items())
-    head = (f"<h2 id=series-exceptions>Series exceptions standing in Google: {e(se['standing'])}</h2>"
-            "<p class=muted>One occurrence of a series moved, changed or cancelled in Google. Advoware cannot hold "
-            "it: the series there is unchanged, the occurrence stays as the employee left it in Google."
-            + (f" Per employee: {per}." if per else "") + "</p>")
+    head = (
+        f"<h2 id=series-exceptions>Series exceptions standing in Google: {e(se['standing'])}</h2>"
+        "<p class=muted>One occurrence of a series moved, changed or cancelled in Google. Advoware cannot hold "
+        "it: the series there is unchanged, the occurrence stays as the employee left it in Google."
+        + (f" Per employee: {per}." if per else "")
+        + "</p>"
+    )
     if not se["newest"]:
         return head
-    rows = [[f"<code>{e(x['employee'])}</code>", e(x["frnr"] if x["frnr"] is not None else "–"),
-             f"<code>{e(x['master_event_id'])}</code>", f"<code>{e(x['instance_id'])}</code>",
-             e(x["original_start"]), e(x["kind"]), when(x["first_seen_at"], now), when(x["last_seen_at"], now)]
-            for x in se["newest"]]
-    return head + table(["employee", "frNr", "series (Google)", "occurrence (Google)", "original start (Berlin)",
-                         "kind", f"first seen ({TZ_NAME})", f"last seen ({TZ_NAME})"], rows, numeric=[1],
-                        classes={2: "id", 3: "id"}, name="series-exceptions")
+    rows = [
+        [
+            f"<code>{e(x['employee'])}</code>",
+            e(x["frnr"] if x["frnr"] is not None else "–"),
+            f"<code>{e(x['master_event_id'])}</code>",
+            f"<code>{e(x['instance_id'])}</code>",
+            e(x["original_start"]),
+            e(x["kind"]),
+            when(x["first_seen_at"], now),
+            when(x["last_seen_at"], now),
+        ]
+        for x in se["newest"]
+    ]
+    return head + table(
+        [
+            "employee",
+            "frNr",
+            "series (Google)",
+            "occurrence (Google)",
+            "original start (Berlin)",
+            "kind",
+            f"first seen ({TZ_NAME})",
+            f"last seen ({TZ_NAME})",
+        ],
+        rows,
+        numeric=[1],
+        classes={2: "id", 3: "id"},
+        name="series-exceptions",
+    )
 
 
 def writes_section(status: dict[str, Any], now: datetime) -> str:
@@ -322,32 +448,44 @@ def writes_section(status: dict[str, Any], now: datetime) -> str:
     for w in status["writes"]:
         code = w["status"]
         cls = "bad" if code is None or code >= 400 else "ok"
-        rows.append([when(w["at"], now), e(w["actor"]), e(w["method"]), f"<code>{e(w['target'])}</code>",
-                     f"<span class={cls}>{e(code)}</span>"])
-    return (f"<h2>Last {len(rows)} audited writes</h2>"
-            + table([f"time ({TZ_NAME})", "actor", "method", "target", "status"], rows, numeric=[4],
-                    classes={3: "err"}))
+        rows.append(
+            [
+                when(w["at"], now),
+                e(w["actor"]),
+                e(w["method"]),
+                f"<code>{e(w['target'])}</code>",
+                f"<span class={cls}>{e(code)}</span>",
+            ]
+        )
+    return f"<h2>Last {len(rows)} audited writes</h2>" + table(
+        [f"time ({TZ_NAME})", "actor", "method", "target", "status"], rows, numeric=[4], classes={3: "err"}
+    )
 
 
 def _runs(links: Links) -> str:
-    return "".join(f"<span class=ago>{e(r['dag_id'])} run "
-                   f"{link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: {e(r['state'])}</span>"
-                   for r in links.replay_runs)
+    return "".join(
+        f"<span class=ago>{e(r['dag_id'])} run "
+        f"{link(r.get('href'), '<code>' + e(r['run_id']) + '</code>')}: {e(r['state'])}</span>"
+        for r in links.replay_runs
+    )
 
 
 def notice(status: dict[str, Any], now: datetime, links: Links) -> str:
     """After a replay (the page was asked for one dead letter): its state, read back from the hub,
     and the runs the replay started, read from Airflow. After a stop's answer: the run it started."""
     if status.get("started"):
-        return (f"<div class=notice id=notice>Answer to the safety stop: run <code>{e(status['started'])}</code> "
-                f"requested.{_runs(links)}</div>")
+        return (
+            f"<div class=notice id=notice>Answer to the safety stop: run <code>{e(status['started'])}</code> "
+            f"requested.{_runs(links)}</div>"
+        )
     if "dead_letter" not in status:
         return ""
     d = status["dead_letter"]
     if d is None:
         return "<div class=banner id=notice>That dead letter does not exist.</div>"
-    text = (f"Dead letter {e(d['id'])} ({e(d['source'])}, <code>{e(d['entity_id'])}</code>): "
-            + (f"replayed at {when(d['replayed_at'], now)}" if d["replayed_at"] else "still open."))
+    text = f"Dead letter {e(d['id'])} ({e(d['source'])}, <code>{e(d['entity_id'])}</code>): " + (
+        f"replayed at {when(d['replayed_at'], now)}" if d["replayed_at"] else "still open."
+    )
     runs = _runs(links)
     cls = "notice" if d["replayed_at"] else "banner"
     return f"<div class={cls} id=notice>{text}{runs}</div>"

@@ -29,8 +29,7 @@ class Sources:
 
     @classmethod
     def from_urls(cls, hub_dsn: str, redis_url: str | None) -> Sources:
-        client = (redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
-                  if redis_url else None)
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5) if redis_url else None
         return cls(hub_dsn, client)
 
     @classmethod
@@ -70,20 +69,42 @@ def _section(errors: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
         return None
 
 
-def collect(sources: Sources, *, audit_limit: int = 20, dead_letter_limit: int = 10,
-            now: datetime | None = None, dead_letter_id: int | None = None) -> dict[str, Any]:
+def collect(
+    sources: Sources,
+    *,
+    audit_limit: int = 20,
+    dead_letter_limit: int = 10,
+    now: datetime | None = None,
+    dead_letter_id: int | None = None,
+) -> dict[str, Any]:
     """The whole status as a plain dict; `ok` is False when the hub or the queue could not be read.
     With `dead_letter_id`, also that dead letter's state (`dead_letter`, the notice after a replay)."""
     errors: dict[str, str] = {}
     now = now or datetime.now(UTC)
-    hub = _section(errors, "hub", lambda: read_status(
-        sources.hub_dsn, dead_letter_limit=dead_letter_limit, audit_limit=audit_limit, now=now,
-        dead_letter_id=dead_letter_id, channel_margin_s=_channel_margin_s()))
+    hub = _section(
+        errors,
+        "hub",
+        lambda: read_status(
+            sources.hub_dsn,
+            dead_letter_limit=dead_letter_limit,
+            audit_limit=audit_limit,
+            now=now,
+            dead_letter_id=dead_letter_id,
+            channel_margin_s=_channel_margin_s(),
+        ),
+    )
     queue = None
     if sources.redis_client is not None:
         queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]
-    hub = hub or {"employees": [], "party_run": None, "dead_letters": None, "party_links": None,
-                  "writes": [], "activity": None, "series_exceptions": None}
+    hub = hub or {
+        "employees": [],
+        "party_run": None,
+        "dead_letters": None,
+        "party_links": None,
+        "writes": [],
+        "activity": None,
+        "series_exceptions": None,
+    }
     return {
         "generated_at": now.astimezone(UTC).isoformat(),
         "ok": not errors,

@@ -99,12 +99,14 @@ def run_for(row: dict[str, Any]) -> RunRequest | None:
             return None
         dag_id, run_id, conf, note = calendar_retry_run(employee, int(row["id"]))
         return RunRequest(dag_id, run_id, conf, note)
-    return RunRequest(BETEILIGTE_SYNC_DAG, f"replay__beteiligte__{row['id']}", {},
-                      f"replay of dead letter {row['id']} (status view)")
+    return RunRequest(
+        BETEILIGTE_SYNC_DAG, f"replay__beteiligte__{row['id']}", {}, f"replay of dead letter {row['id']} (status view)"
+    )
 
 
-def replay(dsn: str, dead_letter_id: int, enqueue: Callable[[list[str]], Any],
-           trigger: Callable[[RunRequest], bool]) -> Replayed:
+def replay(
+    dsn: str, dead_letter_id: int, enqueue: Callable[[list[str]], Any], trigger: Callable[[RunRequest], bool]
+) -> Replayed:
     """Replay, then trigger (`trigger` returns False when the run existed). Raises LookupError (no
     such letter) or ValueError (already replayed, nothing to replay) before anything changed."""
     with Hub(dsn) as hub:

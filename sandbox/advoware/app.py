@@ -94,8 +94,9 @@ def create_app() -> FastAPI:
     # IIS compresses answers for clients that offer gzip/deflate: POST /_sandbox/config {"compress": ...}
     app.add_middleware(Compression, switch=compression, prefix="/api/")
 
-    async def guard(request: Request, endpoint: str, *, write: bool = False,
-                    principal: str | None = None) -> tuple[Response | None, FaultSpec | None]:
+    async def guard(
+        request: Request, endpoint: str, *, write: bool = False, principal: str | None = None
+    ) -> tuple[Response | None, FaultSpec | None]:
         """Bearer check, then stats/latency/faults. Answers (error response or None, fault)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not gateway.is_valid(token.strip()):
@@ -120,8 +121,7 @@ def create_app() -> FastAPI:
             if body["compress"] not in MODES:
                 raise HTTPException(400, f"compress must be one of {', '.join(MODES)}")
             compression.mode = body["compress"]
-        return {"token_ttl_s": gateway.token_ttl_s, "clock_skew_s": gateway.clock_skew_s,
-                "compress": compression.mode}
+        return {"token_ttl_s": gateway.token_ttl_s, "clock_skew_s": gateway.clock_skew_s, "compress": compression.mode}
 
     @app.post("/_sandbox/revoke_tokens")
     async def revoke_tokens() -> dict[str, Any]:

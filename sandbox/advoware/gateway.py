@@ -27,8 +27,18 @@ PASSWORD = "sandbox-password"
 
 DEFAULT_TOKEN_TTL_S = 3600
 DEFAULT_CLOCK_SKEW_S = 300
-TOKEN_FIELDS = ("AppID", "Kanzlei", "Database", "User", "Role", "Product", "Password", "Nonce",
-                "HMAC512Signature", "RequestTimeStamp")
+TOKEN_FIELDS = (
+    "AppID",
+    "Kanzlei",
+    "Database",
+    "User",
+    "Role",
+    "Product",
+    "Password",
+    "Nonce",
+    "HMAC512Signature",
+    "RequestTimeStamp",
+)
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,14 @@ class Credentials:
     @classmethod
     def from_env(cls) -> Credentials:
         env = os.environ.get
-        return cls(app_id=env("SANDBOX_ADVOWARE_APP_ID", APP_ID),
-                   api_key=env("SANDBOX_ADVOWARE_API_KEY", API_KEY),
-                   kanzlei=env("SANDBOX_ADVOWARE_KANZLEI", KANZLEI),
-                   database=env("SANDBOX_ADVOWARE_DATABASE", DATABASE),
-                   username=env("SANDBOX_ADVOWARE_USERNAME", USERNAME),
-                   password=env("SANDBOX_ADVOWARE_PASSWORD", PASSWORD))
+        return cls(
+            app_id=env("SANDBOX_ADVOWARE_APP_ID", APP_ID),
+            api_key=env("SANDBOX_ADVOWARE_API_KEY", API_KEY),
+            kanzlei=env("SANDBOX_ADVOWARE_KANZLEI", KANZLEI),
+            database=env("SANDBOX_ADVOWARE_DATABASE", DATABASE),
+            username=env("SANDBOX_ADVOWARE_USERNAME", USERNAME),
+            password=env("SANDBOX_ADVOWARE_PASSWORD", PASSWORD),
+        )
 
 
 def signature(api_key_b64: str, product: Any, app_id: str, nonce: str, timestamp: str) -> str:

@@ -14,15 +14,52 @@ from typing import Any
 from sandbox.firm import BERLIN, TERMIN_FIELDS, fmt_dt, fmt_stamp, generate_firm
 
 # Advoware's communication kinds (kommKz). Only the value is stored; clients map phone/e-mail.
-KOMM_KZ = {1: "TelGesch", 2: "FaxGesch", 3: "Mobil", 4: "MailGesch", 5: "Internet", 6: "TelPrivat",
-           7: "FaxPrivat", 8: "MailPrivat", 9: "AutoTelefon", 10: "Sonstige", 11: "EPost", 12: "Bea"}
-BETEILIGTE_FIELDS = ("name", "vorname", "anrede", "titel", "rechtsform", "geburtsdatum",
-                     "handelsregisterNummer", "registergericht", "strasse", "plz", "ort", "land")
+KOMM_KZ = {
+    1: "TelGesch",
+    2: "FaxGesch",
+    3: "Mobil",
+    4: "MailGesch",
+    5: "Internet",
+    6: "TelPrivat",
+    7: "FaxPrivat",
+    8: "MailPrivat",
+    9: "AutoTelefon",
+    10: "Sonstige",
+    11: "EPost",
+    12: "Bea",
+}
+BETEILIGTE_FIELDS = (
+    "name",
+    "vorname",
+    "anrede",
+    "titel",
+    "rechtsform",
+    "geburtsdatum",
+    "handelsregisterNummer",
+    "registergericht",
+    "strasse",
+    "plz",
+    "ort",
+    "land",
+)
 KOMM_FIELDS = ("tlf", "bemerkung", "online")
 _TERMIN_DEFAULTS: dict[str, Any] = {
-    "text": "", "notiz": "", "ort": "", "kuerzel": "", "anwalt": "", "datumBis": None, "uhrzeitBis": None,
-    "abwesenheit": 0, "privat": 0, "dauertermin": 0, "turnus": 0, "turnusArt": 0, "erinnerung": 0,
-    "erinnerungsDatum": None, "nr": None, "azRubrum": "",
+    "text": "",
+    "notiz": "",
+    "ort": "",
+    "kuerzel": "",
+    "anwalt": "",
+    "datumBis": None,
+    "uhrzeitBis": None,
+    "abwesenheit": 0,
+    "privat": 0,
+    "dauertermin": 0,
+    "turnus": 0,
+    "turnusArt": 0,
+    "erinnerung": 0,
+    "erinnerungsDatum": None,
+    "nr": None,
+    "azRubrum": "",
 }
 _INT_FIELDS = ("abwesenheit", "privat", "dauertermin", "turnus", "turnusArt", "erinnerung")
 
@@ -122,8 +159,7 @@ class AdvowareStore:
         record["anwalt"] = record.get("anwalt") or record.get("kuerzel") or ""
         return {name: record.get(name) for name in TERMIN_FIELDS}
 
-    def list_termine(self, kuerzel: str | None, since: date | None,
-                     until: date | None) -> list[dict[str, Any]]:
+    def list_termine(self, kuerzel: str | None, since: date | None, until: date | None) -> list[dict[str, Any]]:
         """Every appointment of `kuerzel` (case-insensitive) overlapping [since, until]; a series
         counts from its `datum` to its series end `datumBis`."""
         found = []
@@ -181,8 +217,11 @@ class AdvowareStore:
 
     def list_beteiligte(self, name: str | None) -> list[dict[str, Any]]:
         needle = name.lower() if name else None
-        return [self._with_komm(r) for r in self.beteiligte.values()
-                if needle is None or needle in str(r.get("name") or "").lower()]
+        return [
+            self._with_komm(r)
+            for r in self.beteiligte.values()
+            if needle is None or needle in str(r.get("name") or "").lower()
+        ]
 
     def get_beteiligter(self, bet_nr: int) -> dict[str, Any] | None:
         record = self.beteiligte.get(bet_nr)
@@ -227,8 +266,13 @@ class AdvowareStore:
 
     def add_kommunikation(self, bet_nr: int, body: dict[str, Any]) -> dict[str, Any]:
         kind = _check_komm(body)
-        record = {"id": self._next_komm_id, "kommKz": kind, "tlf": str(body["tlf"]),
-                  "bemerkung": body.get("bemerkung"), "online": bool(body.get("online", False))}
+        record = {
+            "id": self._next_komm_id,
+            "kommKz": kind,
+            "tlf": str(body["tlf"]),
+            "bemerkung": body.get("bemerkung"),
+            "online": bool(body.get("online", False)),
+        }
         self._next_komm_id += 1
         self.kommunikationen[bet_nr][record["id"]] = record
         return dict(record)
@@ -248,13 +292,20 @@ class AdvowareStore:
         explicit "mitarbeiter", "termine", "beteiligte" lists."""
         if body.get("seed") is not None:
             start = date.fromisoformat(body["start"]) if body.get("start") else None
-            firm = generate_firm(int(body["seed"]), employees=int(body.get("employees", 10)),
-                                 appointments_per_employee=int(body.get("appointments_per_employee", 30)),
-                                 parties=0, start=start)
+            firm = generate_firm(
+                int(body["seed"]),
+                employees=int(body.get("employees", 10)),
+                appointments_per_employee=int(body.get("appointments_per_employee", 30)),
+                parties=0,
+                start=start,
+            )
             self.mitarbeiter = []
             self.termine = {}
-            body = {**body, "mitarbeiter": firm.employees + list(body.get("mitarbeiter") or []),
-                    "termine": firm.appointments + list(body.get("termine") or [])}
+            body = {
+                **body,
+                "mitarbeiter": firm.employees + list(body.get("mitarbeiter") or []),
+                "termine": firm.appointments + list(body.get("termine") or []),
+            }
         known = {m.get("kuerzel") for m in self.mitarbeiter}
         for employee in body.get("mitarbeiter") or []:
             code = employee.get("kuerzel")
@@ -269,10 +320,11 @@ class AdvowareStore:
         return self.counts()
 
     def counts(self) -> dict[str, int]:
-        return {"termine": len(self.termine), "mitarbeiter": len(self.mitarbeiter),
-                "beteiligte": len(self.beteiligte)}
+        return {"termine": len(self.termine), "mitarbeiter": len(self.mitarbeiter), "beteiligte": len(self.beteiligte)}
 
     def dump(self) -> dict[str, Any]:
-        return {"termine": [dict(t) for t in self.termine.values()],
-                "mitarbeiter": [dict(m) for m in self.mitarbeiter],
-                "beteiligte": [self._with_komm(b) for b in self.beteiligte.values()]}
+        return {
+            "termine": [dict(t) for t in self.termine.values()],
+            "mitarbeiter": [dict(m) for m in self.mitarbeiter],
+            "beteiligte": [self._with_komm(b) for b in self.beteiligte.values()],
+        }

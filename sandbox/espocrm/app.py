@@ -67,8 +67,7 @@ class EspoSandbox:
             auto_flush_s=float(os.environ.get("SANDBOX_ESPOCRM_AUTO_FLUSH_S", "0") or 0),
             retry_delay_s=float(os.environ.get("SANDBOX_ESPOCRM_RETRY_DELAY_S", "600") or 600),
         )
-        self.hub = WebhookHub(config, on_send=lambda: self.control.count("webhook.send", write=False,
-                                                                       principal=None))
+        self.hub = WebhookHub(config, on_send=lambda: self.control.count("webhook.send", write=False, principal=None))
 
     def api_keys(self) -> set[str]:
         keys = {SANDBOX_API_KEY}
@@ -113,8 +112,7 @@ class EspoSandbox:
             # Same arguments as the other sandboxes' seeds give the same firm (the rng is shared).
             kwargs = {k: int(body[k]) for k in ("employees", "appointments_per_employee") if k in body}
             start = date.fromisoformat(body["start"]) if body.get("start") else None
-            firm = generate_firm(int(body.get("seed", 1)), parties=int(body["parties"]), start=start,
-                                 **kwargs)
+            firm = generate_firm(int(body.get("seed", 1)), parties=int(body["parties"]), start=start, **kwargs)
             records.setdefault(DEFAULT_ENTITY, []).extend(firm.parties)
         counts = {}
         for entity, rows in records.items():
@@ -136,16 +134,16 @@ class EspoSandbox:
         self.hub.emit_create(entity, dict(record), own=own)
         return record
 
-    def update(self, entity: str, record_id: str, data: dict[str, Any], *, own: bool,
-               version: str | None) -> Response | dict[str, Any]:
+    def update(
+        self, entity: str, record_id: str, data: dict[str, Any], *, own: bool, version: str | None
+    ) -> Response | dict[str, Any]:
         current = self.store.get(entity, record_id)
         if current is None:
             return _error(404, "Not Found")
         if version not in (None, "") and str(current.get("versionNumber")) != version.strip():
             # ConflictSilent 'modified' with the current values, as EspoCRM's Record service does
             return _error(409, "modified", {"reason": "modified", "data": dict(current)})
-        record, changed = self.store.update(entity, record_id, data,
-                                            user_id=API_USER_ID if own else CRM_USER_ID)
+        record, changed = self.store.update(entity, record_id, data, user_id=API_USER_ID if own else CRM_USER_ID)
         self.hub.emit_update(entity, record_id, changed, own=own)
         return dict(record)
 
@@ -203,8 +201,7 @@ def api_router(sb: EspoSandbox) -> APIRouter:
     async def webhook_delete(request: Request, webhook_id: str) -> Any:
         if (early := await sb.enter(request, "Webhook.delete", write=True)) is not None:
             return early
-        return sb.wrote("Webhook.delete",
-                        True if sb.hub.webhooks.pop(webhook_id, None) else _error(404, "Not Found"))
+        return sb.wrote("Webhook.delete", True if sb.hub.webhooks.pop(webhook_id, None) else _error(404, "Not Found"))
 
     @r.get("/{entity}")
     async def list_records(request: Request, entity: str) -> Any:
@@ -223,9 +220,15 @@ def api_router(sb: EspoSandbox) -> APIRouter:
             select = params.get("select")
             if isinstance(select, str):
                 select = [s.strip() for s in select.split(",") if s.strip()]
-            total, rows = sb.store.query(entity, where=where_clauses(params.get("where")), offset=offset,
-                                         max_size=max_size, order_by=params.get("orderBy") or None,
-                                         order=params.get("order") or None, select=select or None)
+            total, rows = sb.store.query(
+                entity,
+                where=where_clauses(params.get("where")),
+                offset=offset,
+                max_size=max_size,
+                order_by=params.get("orderBy") or None,
+                order=params.get("order") or None,
+                select=select or None,
+            )
         except (QueryError, ValueError) as exc:
             return _error(400, str(exc))
         if getattr(request.state, "empty_list", False):
@@ -255,8 +258,10 @@ def api_router(sb: EspoSandbox) -> APIRouter:
         data = await _json_object(request)
         if isinstance(data, Response):
             return data
-        return sb.wrote(f"{entity}.update", sb.update(entity, record_id, data, own=True,
-                                                      version=request.headers.get("x-version-number")))
+        return sb.wrote(
+            f"{entity}.update",
+            sb.update(entity, record_id, data, own=True, version=request.headers.get("x-version-number")),
+        )
 
     @r.delete("/{entity}/{record_id}")
     async def delete_record(request: Request, entity: str, record_id: str) -> Any:

@@ -107,17 +107,21 @@ def matches(record: dict[str, Any], clause: dict[str, Any]) -> bool:
             import fnmatch
 
             return fnmatch.fnmatchcase(hay, needle.replace("%", "*"))
-        return {"contains": needle in hay, "startsWith": hay.startswith(needle),
-                "endsWith": hay.endswith(needle)}[kind]
-    if kind in ("greaterThan", "lessThan", "greaterThanOrEquals", "lessThanOrEquals",
-                "after", "before"):
+        return {"contains": needle in hay, "startsWith": hay.startswith(needle), "endsWith": hay.endswith(needle)}[kind]
+    if kind in ("greaterThan", "lessThan", "greaterThanOrEquals", "lessThanOrEquals", "after", "before"):
         if actual is None:
             return False
         a, b = _cmp_key(actual), _cmp_key(value)
         if a[0] != b[0]:
             a, b = (1, str(actual)), (1, str(value))
-        return {"greaterThan": a > b, "after": a > b, "lessThan": a < b, "before": a < b,
-                "greaterThanOrEquals": a >= b, "lessThanOrEquals": a <= b}[kind]
+        return {
+            "greaterThan": a > b,
+            "after": a > b,
+            "lessThan": a < b,
+            "before": a < b,
+            "greaterThanOrEquals": a >= b,
+            "lessThanOrEquals": a <= b,
+        }[kind]
     raise QueryError(f"unsupported where type {kind!r}")
 
 
@@ -184,16 +188,18 @@ class RecordStore:
     def get(self, entity: str, record_id: str) -> dict[str, Any] | None:
         return self.entities.get(entity, {}).get(record_id)
 
-    def insert(self, entity: str, data: dict[str, Any], *, user_id: str,
-               record_id: str | None = None) -> dict[str, Any]:
+    def insert(
+        self, entity: str, data: dict[str, Any], *, user_id: str, record_id: str | None = None
+    ) -> dict[str, Any]:
         stamp = now_stamp()
         record = {k: v for k, v in data.items() if k not in SYSTEM_ATTRIBUTES}
         table = self.table(entity)
         record_id = record_id or new_id()
         while record_id in table:  # two creates in the same microsecond with the same random tail
             record_id = new_id()
-        record.update(id=record_id, createdAt=stamp, modifiedAt=stamp, versionNumber=1,
-                      createdById=user_id, modifiedById=user_id)
+        record.update(
+            id=record_id, createdAt=stamp, modifiedAt=stamp, versionNumber=1, createdById=user_id, modifiedById=user_id
+        )
         table[record_id] = record
         return record
 
@@ -208,12 +214,14 @@ class RecordStore:
         self.table(entity)[str(rec["id"])] = rec
         return rec
 
-    def update(self, entity: str, record_id: str, data: dict[str, Any], *,
-               user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def update(
+        self, entity: str, record_id: str, data: dict[str, Any], *, user_id: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply `data`; answer (record, changed attributes). No change: nothing moves."""
         record = self.table(entity)[record_id]
-        changed = {k: v for k, v in data.items()
-                   if k not in SYSTEM_ATTRIBUTES and k not in NOT_A_CHANGE and record.get(k) != v}
+        changed = {
+            k: v for k, v in data.items() if k not in SYSTEM_ATTRIBUTES and k not in NOT_A_CHANGE and record.get(k) != v
+        }
         if changed:
             record.update(changed)
             record["modifiedAt"] = now_stamp()
@@ -224,9 +232,17 @@ class RecordStore:
     def delete(self, entity: str, record_id: str) -> dict[str, Any] | None:
         return self.entities.get(entity, {}).pop(record_id, None)
 
-    def query(self, entity: str, *, where: list[dict[str, Any]], offset: int, max_size: int,
-              order_by: str | None, order: str | None,
-              select: list[str] | None) -> tuple[int, list[dict[str, Any]]]:
+    def query(
+        self,
+        entity: str,
+        *,
+        where: list[dict[str, Any]],
+        offset: int,
+        max_size: int,
+        order_by: str | None,
+        order: str | None,
+        select: list[str] | None,
+    ) -> tuple[int, list[dict[str, Any]]]:
         rows = [r for r in self.entities.get(entity, {}).values() if all(matches(r, c) for c in where)]
         # EspoCRM's default order for a custom entity: createdAt descending; ids break ties stably.
         key = order_by or "createdAt"
@@ -236,7 +252,7 @@ class RecordStore:
         present.sort(key=lambda r: (_cmp_key(r[key]), r["id"]), reverse=desc)
         missing.sort(key=lambda r: r["id"])
         rows = present + missing  # NULLs last, as MySQL does for DESC (and we keep it for ASC too)
-        page = rows[offset: offset + max_size]
+        page = rows[offset : offset + max_size]
         if select:
             wanted = ["id", *[a for a in select if a != "id"]]
             page = [{a: r.get(a) for a in wanted} for r in page]

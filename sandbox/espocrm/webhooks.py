@@ -60,10 +60,20 @@ class Webhook:
     def as_api(self) -> dict[str, Any]:
         entity, _, rest = self.event.partition(".")
         kind, _, fld = rest.partition(".")
-        return {"id": self.id, "event": self.event, "url": self.url, "isActive": self.is_active,
-                "userId": self.user_id, "entityType": entity, "type": kind, "field": fld or None,
-                "secretKey": self.secret_key, "skipOwn": self.skip_own,
-                "createdAt": self.created_at, "modifiedAt": self.created_at}
+        return {
+            "id": self.id,
+            "event": self.event,
+            "url": self.url,
+            "isActive": self.is_active,
+            "userId": self.user_id,
+            "entityType": entity,
+            "type": kind,
+            "field": fld or None,
+            "secretKey": self.secret_key,
+            "skipOwn": self.skip_own,
+            "createdAt": self.created_at,
+            "modifiedAt": self.created_at,
+        }
 
     def pending(self) -> int:
         return sum(1 for it in self.items if it.status == "pending")
@@ -112,8 +122,15 @@ class WebhookHub:
 
     # -- subscriptions ---------------------------------------------------------------------
     def register(self, event: str, url: str, skip_own: bool, user_id: str) -> Webhook:
-        hook = Webhook(id=new_id(), event=event, url=url, secret_key=secrets.token_hex(16),
-                       skip_own=skip_own, user_id=user_id, created_at=now_stamp())
+        hook = Webhook(
+            id=new_id(),
+            event=event,
+            url=url,
+            secret_key=secrets.token_hex(16),
+            skip_own=skip_own,
+            user_id=user_id,
+            created_at=now_stamp(),
+        )
         self.webhooks[hook.id] = hook
         return hook
 
@@ -155,8 +172,13 @@ class WebhookHub:
                     tried: set[int] = set()
                     while hook.id in self.webhooks:
                         now = time.monotonic()
-                        due = [it for it in hook.items if it.status == "pending" and it.number not in tried
-                               and (it.process_at is None or it.process_at <= now)]
+                        due = [
+                            it
+                            for it in hook.items
+                            if it.status == "pending"
+                            and it.number not in tried
+                            and (it.process_at is None or it.process_at <= now)
+                        ]
                         due = due[: self.config.batch_size]
                         if not due:
                             break
@@ -190,12 +212,20 @@ class WebhookHub:
             result = self._fail(batch, force=False)
         else:
             result = self._fail(batch, force=True)
-        entry = {"webhook_id": hook.id, "event": hook.event, "url": hook.url, "status": status,
-                 "error": error, "attempt": attempt, "items": len(batch), "result": result,
-                 "ids": [it.data.get("id") for it in batch], "at": now_stamp()}
+        entry = {
+            "webhook_id": hook.id,
+            "event": hook.event,
+            "url": hook.url,
+            "status": status,
+            "error": error,
+            "attempt": attempt,
+            "items": len(batch),
+            "result": result,
+            "ids": [it.data.get("id") for it in batch],
+            "at": now_stamp(),
+        }
         self.log.append(entry)
-        log.info("webhook %s batch of %d: %s (status %s, attempt %d)", hook.id, len(batch), result,
-                 status, attempt)
+        log.info("webhook %s batch of %d: %s (status %s, attempt %d)", hook.id, len(batch), result, status, attempt)
         return entry
 
     def _fail(self, batch: list[QueueItem], *, force: bool) -> str:

@@ -251,9 +251,17 @@ class CalendarApi:
             guests.derive(cal.events[event_id].res)
             result = self.store.render(cal.events[event_id], self.store._out_tz(cal, params))
             after = copy.deepcopy(cal.events[event_id].res)
-        guests.notify(self.mails, endpoint, params, principal=who, calendar_id=args[0], event_id=event_id,
-                      before=before, after=after if endpoint != "events.delete" else None,
-                      is_google_user=lambda email: email in self.store.calendars)
+        guests.notify(
+            self.mails,
+            endpoint,
+            params,
+            principal=who,
+            calendar_id=args[0],
+            event_id=event_id,
+            before=before,
+            after=after if endpoint != "events.delete" else None,
+            is_google_user=lambda email: email in self.store.calendars,
+        )
         return status, result
 
     def _dispatch(

@@ -99,9 +99,7 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         form = dict(urllib.parse.parse_qsl((await request.body()).decode("utf-8", "replace")))
         try:
             if form.get("grant_type") != JWT_BEARER:
-                raise OAuthError(
-                    400, "unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type')}"
-                )
+                raise OAuthError(400, "unsupported_grant_type", f"Invalid grant_type: {form.get('grant_type')}")
             if not form.get("assertion"):
                 raise OAuthError(400, "invalid_request", "Missing required parameter: assertion")
             claims = tokens.decode_assertion(form["assertion"])
@@ -113,8 +111,10 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
         if fault is not None and fault.kind == "status":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             return JSONResponse(
-                {"error": fault.reason or "internal_failure",
-                 "error_description": OAUTH_DESCRIPTIONS.get(fault.reason or "", "Injected fault.")},
+                {
+                    "error": fault.reason or "internal_failure",
+                    "error_description": OAUTH_DESCRIPTIONS.get(fault.reason or "", "Injected fault."),
+                },
                 status_code=fault.status,
                 headers=headers,
             )
@@ -147,31 +147,23 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
             return _error(from_fault(fault.status, fault.reason, fault.retry_after))
         boundary = boundary_of(headers.get("content-type", ""))
         if boundary is None:
-            return _error(
-                GoogleError(400, "badRequest", "Batch requests must be multipart/mixed with a boundary.")
-            )
+            return _error(GoogleError(400, "badRequest", "Batch requests must be multipart/mixed with a boundary."))
         try:
             parts = parse_batch(await request.body(), boundary)
         except ValueError:
             return _error(GoogleError(400, "badRequest", "Failed to parse batch request."))
         if len(parts) > MAX_BATCH_PARTS:
-            return _error(
-                GoogleError(400, "badRequest", f"A batch may hold at most {MAX_BATCH_PARTS} calls.")
-            )
+            return _error(GoogleError(400, "badRequest", f"A batch may hold at most {MAX_BATCH_PARTS} calls."))
         # Outer headers apply to every part except Content-*; part headers override.
         shared = {
-            k: v
-            for k, v in headers.items()
-            if not k.startswith("content-") and k not in ("host", "content-length")
+            k: v for k, v in headers.items() if not k.startswith("content-") and k not in ("host", "content-length")
         }
         answers = []
         for part in parts:
             path, _, query = part.target.partition("?")
             if path.startswith(API_PREFIX):
                 answer = await api.handle(
-                    ApiRequest(
-                        part.method, path[len(API_PREFIX) :], query, {**shared, **part.headers}, part.body
-                    )
+                    ApiRequest(part.method, path[len(API_PREFIX) :], query, {**shared, **part.headers}, part.body)
                 )
             else:
                 answer = ApiResponse.error(GoogleError(404, "notFound"))
@@ -237,6 +229,4 @@ def create_app(*, quota_requests: int = 600, quota_window_s: float = 60.0) -> Fa
 
 
 def _error(exc: GoogleError) -> Response:
-    return Response(
-        ApiResponse.error(exc).encoded(), status_code=exc.code, headers={**JSON_HEADERS, **exc.headers}
-    )
+    return Response(ApiResponse.error(exc).encoded(), status_code=exc.code, headers={**JSON_HEADERS, **exc.headers})

@@ -32,7 +32,7 @@ MAX_ASSERTION_LIFETIME_S = 3600
 # delegation not granted to the key's client id / the subject is no active user of the Workspace.
 OAUTH_DESCRIPTIONS = {
     "unauthorized_client": "Client is unauthorized to retrieve access tokens using this method, or client not "
-                           "authorized for any of the scopes requested.",
+    "authorized for any of the scopes requested.",
     "invalid_grant": "Invalid email or User ID",
 }
 CLOCK_SKEW_S = 300
@@ -120,9 +120,7 @@ class TokenAuthority:
         now = time.time()
         iss = claims.get("iss")
         if not isinstance(iss, str) or "@" not in iss:
-            raise OAuthError(
-                400, "invalid_grant", "Invalid JWT: iss claim is missing or not a service account."
-            )
+            raise OAuthError(400, "invalid_grant", "Invalid JWT: iss claim is missing or not a service account.")
         aud = claims.get("aud")
         if not isinstance(aud, str) or not (aud == GOOGLE_TOKEN_URI or aud.rstrip("/").endswith("/token")):
             raise OAuthError(
@@ -205,9 +203,7 @@ class TokenAuthority:
             jwt.decode(token, known.public_pem, algorithms=["RS256"], options={"verify_aud": False})
         except jwt.PyJWTError:
             return None
-        return Principal(
-            known.client_email, known.client_email, frozenset(str(claims.get("scope") or "").split())
-        )
+        return Principal(known.client_email, known.client_email, frozenset(str(claims.get("scope") or "").split()))
 
     def expire_all(self) -> None:
         self._tokens.clear()

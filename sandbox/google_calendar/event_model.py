@@ -24,8 +24,20 @@ MAX_PROPERTY_VALUE = 1024
 
 # Fields the server owns: ignored when a client sends them on insert/patch/update.
 READ_ONLY = frozenset(
-    {"kind", "etag", "htmlLink", "created", "updated", "creator", "organizer", "iCalUID", "id", "hangoutLink",
-     "recurringEventId", "originalStartTime"}  # an instance's identity is immutable
+    {
+        "kind",
+        "etag",
+        "htmlLink",
+        "created",
+        "updated",
+        "creator",
+        "organizer",
+        "iCalUID",
+        "id",
+        "hangoutLink",
+        "recurringEventId",
+        "originalStartTime",
+    }  # an instance's identity is immutable
 )
 ENUMS: dict[str, tuple[str, ...]] = {
     "status": ("confirmed", "tentative", "cancelled"),

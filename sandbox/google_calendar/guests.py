@@ -50,8 +50,11 @@ class MailLog:
         by_kind: dict[str, int] = {}
         for m in self.mails:
             by_kind[m.kind] = by_kind.get(m.kind, 0) + len(m.to)
-        return {"count": sum(by_kind.values()), "by_kind": by_kind,
-                "mails": [asdict(m) | {"to": list(m.to)} for m in self.mails]}
+        return {
+            "count": sum(by_kind.values()),
+            "by_kind": by_kind,
+            "mails": [asdict(m) | {"to": list(m.to)} for m in self.mails],
+        }
 
 
 def _flag(params: dict[str, Any], name: str) -> bool:
@@ -69,8 +72,11 @@ def conference_version(params: dict[str, Any]) -> int:
     if raw in (None, ""):
         return 0
     if str(raw) not in ("0", "1"):
-        raise bad_param("conferenceDataVersion",
-                        f"Invalid value '{raw}'. Values must be within the range: [0, 1]", "invalidParameter")
+        raise bad_param(
+            "conferenceDataVersion",
+            f"Invalid value '{raw}'. Values must be within the range: [0, 1]",
+            "invalidParameter",
+        )
     return int(raw)
 
 
@@ -91,8 +97,9 @@ def _new_meet(request: dict[str, Any]) -> dict[str, Any]:
     code = "-".join("".join(secrets.choice(letters) for _ in range(n)) for n in (3, 4, 3))
     return {
         "createRequest": {**request, "status": {"statusCode": "success"}},
-        "entryPoints": [{"entryPointType": "video", "uri": f"https://meet.google.com/{code}",
-                         "label": f"meet.google.com/{code}"}],
+        "entryPoints": [
+            {"entryPointType": "video", "uri": f"https://meet.google.com/{code}", "label": f"meet.google.com/{code}"}
+        ],
         "conferenceSolution": {"key": {"type": MEET}, "name": "Google Meet"},
         "conferenceId": code,
     }
@@ -127,8 +134,7 @@ def _keep(body: dict[str, Any], name: str, current: dict[str, Any] | None) -> No
         body.pop(name, None)
 
 
-def restrict(endpoint: str, body: Any, current: dict[str, Any] | None, params: dict[str, Any],
-             principal: str) -> Any:
+def restrict(endpoint: str, body: Any, current: dict[str, Any] | None, params: dict[str, Any], principal: str) -> Any:
     """The body as Google applies it: the parts this request may not change replaced by the stored
     ones (update), or left out (insert, patch)."""
     version = conference_version(params)
@@ -137,8 +143,11 @@ def restrict(endpoint: str, body: Any, current: dict[str, Any] | None, params: d
     body = dict(body)
     put = endpoint == "events.update"
     creator = _creator(current)
-    rules = {"conferenceData": version == 1, "attachments": _flag(params, "supportsAttachments"),
-             "source": endpoint == "events.insert" or creator is None or creator == principal}
+    rules = {
+        "conferenceData": version == 1,
+        "attachments": _flag(params, "supportsAttachments"),
+        "source": endpoint == "events.insert" or creator is None or creator == principal,
+    }
     for name, allowed in rules.items():
         if allowed:
             continue
@@ -171,17 +180,31 @@ def visible(result: Any, principal: str) -> Any:
     return result
 
 
-def notify(log: MailLog, endpoint: str, params: dict[str, Any], *, principal: str, calendar_id: str,
-           event_id: str | None, before: dict[str, Any] | None, after: dict[str, Any] | None,
-           is_google_user: Any) -> None:
+def notify(
+    log: MailLog,
+    endpoint: str,
+    params: dict[str, Any],
+    *,
+    principal: str,
+    calendar_id: str,
+    event_id: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    is_google_user: Any,
+) -> None:
     """Count the mails Google would send for a successful event write."""
     mode = mail_mode(params)
     if mode == "none":
         return
-    kind = {"events.insert": "invitation", "events.update": "update", "events.patch": "update",
-            "events.delete": "cancellation"}[endpoint]
+    kind = {
+        "events.insert": "invitation",
+        "events.update": "update",
+        "events.patch": "update",
+        "events.delete": "cancellation",
+    }[endpoint]
     to = guests(before, principal=principal, calendar_id=calendar_id) | guests(
-        after, principal=principal, calendar_id=calendar_id)
+        after, principal=principal, calendar_id=calendar_id
+    )
     if mode == "externalOnly":
         to = {a for a in to if not is_google_user(a)}
     log.add(Mail(kind, principal, calendar_id, event_id, tuple(sorted(to))))

@@ -71,8 +71,13 @@ class Channel:
         return not self.stopped and now_ms < self.expiration_ms
 
     def resource(self) -> dict[str, Any]:
-        res: dict[str, Any] = {"kind": "api#channel", "id": self.id, "resourceId": self.resource_id,
-                               "resourceUri": self.resource_uri, "expiration": str(self.expiration_ms)}
+        res: dict[str, Any] = {
+            "kind": "api#channel",
+            "id": self.id,
+            "resourceId": self.resource_id,
+            "resourceUri": self.resource_uri,
+            "expiration": str(self.expiration_ms),
+        }
         if self.token is not None:
             res["token"] = self.token
         return res
@@ -152,8 +157,9 @@ class PushHub:
         if not str(address).startswith(("http://", "https://")):
             raise invalid(f"Invalid webhook address: '{address}'.")
         if self.config.push_require_https and not str(address).startswith("https://"):
-            raise GoogleError(400, "push.webhookUrlNotHttps", f"WebHook callback must be HTTPS: {address}",
-                              domain="global")
+            raise GoogleError(
+                400, "push.webhookUrlNotHttps", f"WebHook callback must be HTTPS: {address}", domain="global"
+            )
         token = body.get("token")
         if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
             raise invalid(f"A channel token may hold at most {MAX_TOKEN} characters.")
@@ -161,11 +167,17 @@ class PushHub:
         expiration = self._expiration(body, now)
         with self._cond:
             if channel_id in self.channels:
-                raise GoogleError(400, "channelIdNotUnique", f"Channel id {channel_id} not unique",
-                                  domain="global")
-            channel = Channel(channel_id, resource_id_of(calendar_id),
-                              RESOURCE_URI.format(calendar=calendar_id), calendar_id, principal,
-                              str(address), token, expiration)
+                raise GoogleError(400, "channelIdNotUnique", f"Channel id {channel_id} not unique", domain="global")
+            channel = Channel(
+                channel_id,
+                resource_id_of(calendar_id),
+                RESOURCE_URI.format(calendar=calendar_id),
+                calendar_id,
+                principal,
+                str(address),
+                token,
+                expiration,
+            )
             self.channels[channel_id] = channel
             self.counts["channels_opened"] += 1
             self._enqueue(Message(channel, self._number(channel), "sync"), time.monotonic())
@@ -251,9 +263,13 @@ class PushHub:
         with self._cond:
             return {
                 "channels": [
-                    {**c.resource(), "calendarId": c.calendar_id, "address": c.address,
-                     "state": "stopped" if c.stopped else ("active" if c.live(now) else "expired"),
-                     "messages": c.next_number - 1}
+                    {
+                        **c.resource(),
+                        "calendarId": c.calendar_id,
+                        "address": c.address,
+                        "state": "stopped" if c.stopped else ("active" if c.live(now) else "expired"),
+                        "messages": c.next_number - 1,
+                    }
                     for c in self.channels.values()
                 ],
                 "counts": dict(self.counts),
@@ -340,6 +356,16 @@ class PushHub:
                 self._note(message, "failed", status)
 
     def _note(self, message: Message, outcome: str, status: int | None) -> None:
-        self.log.append({"channel": message.channel.id, "number": message.number, "state": message.state,
-                         "changes": message.changes, "attempt": message.attempt, "outcome": outcome,
-                         "status": status, "duplicate": message.duplicate, "at": time.time()})
+        self.log.append(
+            {
+                "channel": message.channel.id,
+                "number": message.number,
+                "state": message.state,
+                "changes": message.changes,
+                "attempt": message.attempt,
+                "outcome": outcome,
+                "status": status,
+                "duplicate": message.duplicate,
+                "at": time.time(),
+            }
+        )

@@ -49,8 +49,13 @@ class SlidingWindowQuota:
         return True
 
     def report(self) -> dict[str, Any]:
-        return {"limit": self.limit, "project_limit": self.project_limit, "window_s": self.window_s,
-                "refused": dict(self.refused), "project_peak": self.project_peak}
+        return {
+            "limit": self.limit,
+            "project_limit": self.project_limit,
+            "window_s": self.window_s,
+            "refused": dict(self.refused),
+            "project_peak": self.project_peak,
+        }
 
     def reset(self) -> None:
         self._seen.clear()

@@ -37,10 +37,26 @@ EXPANSION_LIMIT = 1000
 INSTANCE_ID_RE = re.compile(r"^(?P<master>[a-v0-9]{5,1024})_(?P<stamp>\d{8}(T\d{6}Z)?)$")
 # Fields that are the event's identity or timing: never copied from master to exception by the
 # field-by-field propagation of a master write.
-NOT_PROPAGATED = frozenset({
-    "kind", "etag", "id", "htmlLink", "created", "updated", "creator", "organizer", "iCalUID",
-    "recurrence", "start", "end", "sequence", "status", "recurringEventId", "originalStartTime",
-})
+NOT_PROPAGATED = frozenset(
+    {
+        "kind",
+        "etag",
+        "id",
+        "htmlLink",
+        "created",
+        "updated",
+        "creator",
+        "organizer",
+        "iCalUID",
+        "recurrence",
+        "start",
+        "end",
+        "sequence",
+        "status",
+        "recurringEventId",
+        "originalStartTime",
+    }
+)
 
 
 @dataclass(frozen=True)

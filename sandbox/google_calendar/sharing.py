@@ -65,7 +65,8 @@ def delete_acl(store: CalendarStore, principal: str, calendar_id: str, rule_id: 
 def named(cal: Calendar, principal: str) -> bool:
     """On the list by default: owned, or shared with the principal by name."""
     return cal.owner == principal or any(
-        r["scope"].get("value") == principal and r["role"] != "none" for r in cal.acl.values())
+        r["scope"].get("value") == principal and r["role"] != "none" for r in cal.acl.values()
+    )
 
 
 def listed(store: CalendarStore, cal: Calendar, principal: str) -> bool:
@@ -75,8 +76,14 @@ def listed(store: CalendarStore, cal: Calendar, principal: str) -> bool:
 
 def entry(store: CalendarStore, cal: Calendar, principal: str) -> dict[str, Any]:
     out = cal.resource()
-    out.update({"kind": "calendar#calendarListEntry", "accessRole": store.role(cal, principal),
-                "defaultReminders": [], "colorId": "1"})
+    out.update(
+        {
+            "kind": "calendar#calendarListEntry",
+            "accessRole": store.role(cal, principal),
+            "defaultReminders": [],
+            "colorId": "1",
+        }
+    )
     out.pop("conferenceProperties", None)
     if cal.id == principal:
         out["primary"] = True

@@ -169,9 +169,7 @@ class CalendarStore:
             raise not_found()  # Google hides calendars you cannot see
         if RANK[role] < NEED[need]:
             level = {"read": "reader", "write": "writer", "owner": "owner"}[need]
-            raise GoogleError(
-                403, "requiredAccessLevel", f"You need to have {level} access to this calendar."
-            )
+            raise GoogleError(403, "requiredAccessLevel", f"You need to have {level} access to this calendar.")
         return cal
 
     def _create(
@@ -392,14 +390,10 @@ class CalendarStore:
                 "invalidParameter",
             )
         if order_by == "startTime" and not single_events:
-            raise GoogleError(
-                400, "badRequest", "The requested ordering is not available for the particular query."
-            )
+            raise GoogleError(400, "badRequest", "The requested ordering is not available for the particular query.")
         max_results = self._max_results(params)
         time_min, time_max = self._bounds(params)
-        updated_min = (
-            em.parse_rfc3339(params["updatedMin"], "updatedMin") if params.get("updatedMin") else None
-        )
+        updated_min = em.parse_rfc3339(params["updatedMin"], "updatedMin") if params.get("updatedMin") else None
 
         page_token = params.get("pageToken")
         cursor: list[Any] | None = None
@@ -419,9 +413,7 @@ class CalendarStore:
                     or token.get("g") != self.generation
                     or token.get("c") != cal.id
                 ):
-                    raise GoogleError(
-                        410, "fullSyncRequired", location="syncToken", location_type="parameter"
-                    )
+                    raise GoogleError(410, "fullSyncRequired", location="syncToken", location_type="parameter")
                 since = int(token["s"])
 
         show_deleted = since is not None or updated_min is not None or _flag(params, "showDeleted", False)
@@ -431,8 +423,7 @@ class CalendarStore:
             entries = self._expanded(cal, show_deleted, time_min, time_max, order_by, out_tz)
         else:
             entries = self._stored(cal, since, show_deleted, time_min, time_max, order_by, out_tz)
-        selected = [(k, res, render) for k, res, render in entries
-                    if matches(res) and (cursor is None or k > cursor)]
+        selected = [(k, res, render) for k, res, render in entries if matches(res) and (cursor is None or k > cursor)]
         selected.sort(key=lambda entry: entry[0])
         page_items = selected[:max_results]
         out: dict[str, Any] = {
@@ -452,9 +443,7 @@ class CalendarStore:
             )
         else:
             # Only the last page carries it; it covers every change up to the first page.
-            out["nextSyncToken"] = _encode(
-                {"e": self.epoch, "g": self.generation, "c": cal.id, "s": snapshot}
-            )
+            out["nextSyncToken"] = _encode({"e": self.epoch, "g": self.generation, "c": cal.id, "s": snapshot})
         return out
 
     def _filters(self, params: dict[str, Any], updated_min: datetime | None) -> Callable[[dict[str, Any]], bool]:
@@ -478,12 +467,21 @@ class CalendarStore:
             if any((props.get("shared") or {}).get(k) != v for k, v in shared_filters):
                 return False
             return not text or any(
-                text in str(res.get(f) or "").lower() for f in ("summary", "description", "location"))
+                text in str(res.get(f) or "").lower() for f in ("summary", "description", "location")
+            )
 
         return matches
 
-    def _stored(self, cal: Calendar, since: int | None, show_deleted: bool, time_min: datetime | None,
-                time_max: datetime | None, order_by: str | None, out_tz: str) -> list[Entry]:
+    def _stored(
+        self,
+        cal: Calendar,
+        since: int | None,
+        show_deleted: bool,
+        time_min: datetime | None,
+        time_max: datetime | None,
+        order_by: str | None,
+        out_tz: str,
+    ) -> list[Entry]:
         """singleEvents=false: the stored events, masters and exceptions as separate items."""
         out = []
         for ev in cal.events.values():
@@ -503,8 +501,15 @@ class CalendarStore:
             out.append((key, res, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c)))
         return out
 
-    def _expanded(self, cal: Calendar, show_deleted: bool, time_min: datetime | None, time_max: datetime | None,
-                  order_by: str | None, out_tz: str) -> list[Entry]:
+    def _expanded(
+        self,
+        cal: Calendar,
+        show_deleted: bool,
+        time_min: datetime | None,
+        time_max: datetime | None,
+        order_by: str | None,
+        out_tz: str,
+    ) -> list[Entry]:
         """singleEvents=true: single events and the instances of every series (exceptions in the place
         of their occurrence), no masters; cancelled instances only with showDeleted."""
         out = []
@@ -521,8 +526,7 @@ class CalendarStore:
             cancelled = ev.res["status"] == "cancelled"
             if ev.is_master:
                 if not cancelled:
-                    self._add_occurrences(cal, ev, replaced.get(ev.res["id"], set()), time_min, time_max,
-                                          out_tz, add)
+                    self._add_occurrences(cal, ev, replaced.get(ev.res["id"], set()), time_min, time_max, out_tz, add)
                 continue
             if ev.removed or (cancelled and not show_deleted):
                 continue
@@ -531,8 +535,16 @@ class CalendarStore:
             add(ev.res, ev.start.instant, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c))
         return out
 
-    def _add_occurrences(self, cal: Calendar, master: StoredEvent, replaced: set[str], time_min: datetime | None,
-                         time_max: datetime | None, out_tz: str, add: Callable[..., None]) -> None:
+    def _add_occurrences(
+        self,
+        cal: Calendar,
+        master: StoredEvent,
+        replaced: set[str],
+        time_min: datetime | None,
+        time_max: datetime | None,
+        out_tz: str,
+        add: Callable[..., None],
+    ) -> None:
         try:
             for occ in series.occurrences(master.start, master.end, master.res["recurrence"], cal.time_zone):
                 if time_max is not None and occ.instant >= time_max:
@@ -580,8 +592,12 @@ class CalendarStore:
                 continue
             if not inside(exc.start.instant, exc.end.instant) or (wanted and exc.original.instant != wanted):
                 continue
-            entries.append(([exc.original.instant.isoformat(), exc.res["id"]],
-                            lambda e=exc, c=cancelled: self.render(e, out_tz, tombstone=c)))
+            entries.append(
+                (
+                    [exc.original.instant.isoformat(), exc.res["id"]],
+                    lambda e=exc, c=cancelled: self.render(e, out_tz, tombstone=c),
+                )
+            )
         if master.is_master:
             try:
                 for occ in series.occurrences(master.start, master.end, master.res["recurrence"], cal.time_zone):
@@ -592,8 +608,9 @@ class CalendarStore:
                         continue
                     if wanted and occ.instant != wanted:
                         continue
-                    entries.append(([occ.instant.isoformat(), iid],
-                                    lambda occ=occ: self.render_virtual(master, occ, out_tz)))
+                    entries.append(
+                        ([occ.instant.isoformat(), iid], lambda occ=occ: self.render_virtual(master, occ, out_tz))
+                    )
             except (ValueError, TypeError):
                 pass
         entries = sorted((e for e in entries if cursor is None or e[0] > cursor), key=lambda e: e[0])
@@ -705,8 +722,14 @@ class CalendarStore:
         master, occ = instance
         self._order += 1
         start = series.when_of(occ, master.start, end=False)
-        return StoredEvent(series.instance_resource(master.res, occ), self._order, master.seq, start,
-                           series.when_of(occ, master.end, end=True), original=start), True
+        return StoredEvent(
+            series.instance_resource(master.res, occ),
+            self._order,
+            master.seq,
+            start,
+            series.when_of(occ, master.end, end=True),
+            original=start,
+        ), True
 
     def _apply(self, cal: Calendar, ev: StoredEvent, new_res: dict[str, Any], sent_sequence: Any) -> dict:
         """Validate and store a new version of `ev` (patch or update)."""
@@ -738,8 +761,15 @@ class CalendarStore:
             self._after_master_write(cal, ev, old_res, old_start, old_end, timing_changed)
         return self.render(ev, cal.time_zone)
 
-    def _after_master_write(self, cal: Calendar, master: StoredEvent, old_res: dict[str, Any],
-                            old_start: em.When, old_end: em.When, timing_changed: bool) -> None:
+    def _after_master_write(
+        self,
+        cal: Calendar,
+        master: StoredEvent,
+        old_res: dict[str, Any],
+        old_start: em.When,
+        old_end: em.When,
+        timing_changed: bool,
+    ) -> None:
         """What a write to a master does to its exceptions: fields propagate where the exception
         still holds the master's old value; a timing change applies the timing model."""
         if master.res["status"] == "cancelled":  # a patch to status cancelled deletes the series
@@ -750,14 +780,19 @@ class CalendarStore:
             changed = series.propagate_fields(old_res, master.res, exc.res)
             if timing_changed:
                 key = series.split_instance_id(exc.res["id"])[1]  # type: ignore[index]
-                now = series.find(master.start, master.end, master.res.get("recurrence") or [], cal.time_zone, key) \
-                    if master.is_master else None
+                now = (
+                    series.find(master.start, master.end, master.res.get("recurrence") or [], cal.time_zone, key)
+                    if master.is_master
+                    else None
+                )
                 if self.timing_model == "reset" or (self.timing_model == "anchor" and now is None):
                     self._remove(exc)
                     continue
                 before = series.find(old_start, old_end, old_res.get("recurrence") or [], cal.time_zone, key)
                 unmoved = before is not None and (exc.start.instant, exc.end.instant) == (
-                    before.instant, before.instant + before.duration)
+                    before.instant,
+                    before.instant + before.duration,
+                )
                 if now is not None and unmoved:  # it still sits where the series puts it: it follows
                     exc.start = series.when_of(now, master.start, end=False)
                     exc.end = series.when_of(now, master.end, end=True)
@@ -772,9 +807,7 @@ class CalendarStore:
         self._stamp(exc.res)
         exc.seq = self._next_seq()
 
-    def patch_event(
-        self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None
-    ) -> dict:
+    def patch_event(self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None) -> dict:
         cal = self.calendar(calendar_id, principal, "write")
         ev, _ = self._existing(cal, event_id)
         self._check_if_match(ev, if_match)
@@ -788,9 +821,7 @@ class CalendarStore:
         merged.setdefault("status", "confirmed")
         return self._apply(cal, ev, merged, patch.get("sequence"))
 
-    def update_event(
-        self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None
-    ) -> dict:
+    def update_event(self, principal: str, calendar_id: str, event_id: str, body: Any, if_match: str | None) -> dict:
         cal = self.calendar(calendar_id, principal, "write")
         ev, _ = self._existing(cal, event_id)
         self._check_if_match(ev, if_match)
@@ -827,8 +858,9 @@ class CalendarStore:
             # The generated firm's Workspace accounts: each employee has a primary calendar.
             from sandbox.firm import generate_firm
 
-            firm = generate_firm(int(body["seed"]), employees=int(body.get("employees", 10)),
-                                 appointments_per_employee=0, parties=0)
+            firm = generate_firm(
+                int(body["seed"]), employees=int(body.get("employees", 10)), appointments_per_employee=0, parties=0
+            )
             for employee in firm.employees:
                 self.calendar("primary", employee["email"], "read")
                 created.append(employee["email"])
@@ -862,8 +894,7 @@ class CalendarStore:
                     "owner": cal.owner,
                     "acl": [copy.deepcopy(r) for r in cal.acl.values()],
                     "events": [
-                        self.render(ev, cal.time_zone)
-                        for ev in sorted(cal.events.values(), key=lambda e: e.order)
+                        self.render(ev, cal.time_zone) for ev in sorted(cal.events.values(), key=lambda e: e.order)
                     ],
                 }
                 for cal in self.calendars.values()
