@@ -108,6 +108,9 @@ class SandboxControl:
         self.latency_s = 0.0
         self._faults: list[_ActiveFault] = []
         self.stats = Stats()
+        # Bumped by reset(): a request still waiting (latency, timeout fault) from before a reset belongs
+        # to the old world and is cut off instead of writing into the new one.
+        self.generation = 0
 
     # -- admin -----------------------------------------------------------------------------
     def set_faults(self, body: FaultsBody) -> None:
@@ -124,6 +127,7 @@ class SandboxControl:
             self._faults.clear()
             self.latency_s = 0.0
             self.stats = Stats()
+            self.generation += 1
 
     # -- per request -----------------------------------------------------------------------
     def count(self, endpoint: str, *, write: bool, principal: str | None) -> None:
@@ -160,17 +164,24 @@ class SandboxControl:
         A write that is answered by an injected fault did not happen, so it is not counted as a
         write; `count_write=False` lets a handler count the write itself once it succeeded.
         """
+        generation = self.generation
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
+            self._cut_if_reset(generation, endpoint)
         fault = self.pick_fault(endpoint, principal)
         self.count(endpoint, write=write and count_write and fault is None, principal=principal)
         if fault is not None:
             if fault.kind == "timeout":
                 await asyncio.sleep(fault.delay_s)
+                self._cut_if_reset(generation, endpoint)
                 return None  # the client has normally given up by now; answer normally if not
             if fault.kind == "drop":
                 raise DropConnection(endpoint)
         return fault
+
+    def _cut_if_reset(self, generation: int, endpoint: str) -> None:
+        if self.generation != generation:
+            raise DropConnection(endpoint)
 
 
 class DropMiddleware:

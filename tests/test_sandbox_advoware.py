@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -285,6 +286,35 @@ def test_dropped_connection(api: httpx.Client) -> None:
     with pytest.raises(httpx.TransportError):
         api.get(f"{API}/Mitarbeiter").json()
     assert api.get(f"{API}/Mitarbeiter").status_code == 200
+
+
+def test_a_write_held_by_a_timeout_fault_does_nothing_after_a_reset(api: httpx.Client, advoware_url: str) -> None:
+    """A request still sleeping in a timeout fault when the sandbox is reset belongs to the old world: it
+    must not write into the new one (else it lands in whichever test comes next)."""
+    delay = {"match": "Termine.create", "kind": "timeout", "delay_s": 5, "count": 1}
+    api.post("/_sandbox/faults", json={"faults": [delay]})
+    answers: list[httpx.Response | Exception] = []
+
+    def post() -> None:
+        try:
+            answers.append(api.post(f"{API}/Termine", json=termin(), timeout=30))
+        except httpx.TransportError as exc:
+            answers.append(exc)
+
+    held = threading.Thread(target=post)
+    held.start()
+    deadline = time.monotonic() + 30
+    while api.get("/_sandbox/stats").json()["requests"].get("Termine.create") != 1:  # counted, now sleeping
+        assert time.monotonic() < deadline, "the POST never reached the sandbox"
+        time.sleep(0.02)
+    httpx.post(f"{advoware_url}/_sandbox/reset", timeout=10).raise_for_status()
+    held.join(timeout=60)
+    assert not held.is_alive() and len(answers) == 1
+    assert isinstance(answers[0], httpx.TransportError), "the held request must not be answered as a success"
+    assert api.get("/_sandbox/stats").json()["writes"] == {}
+    fresh = {"Authorization": f"Bearer {get_token(advoware_url)}"}  # the reset revoked the old token
+    listed = httpx.get(f"{advoware_url}{API}/Termine", params={"kuerzel": "AB"}, headers=fresh, timeout=10)
+    assert listed.status_code == 200 and listed.json() == []
 
 
 def test_stats_count_only_successful_writes(api: httpx.Client) -> None:
