@@ -236,7 +236,7 @@ class Check:
         seen: dict[str, str] = {}
         while True:
             pending = []
-            names = {}
+            names: dict[str, list[str]] = {}
             for c in self.containers():
                 if c["Names"][0] in exclude:
                     continue

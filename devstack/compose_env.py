@@ -246,6 +246,7 @@ def sign(body: bytes, secret: str, webhook_id: str = "check") -> str:
 def poll(check: Callable[[], Any], timeout_s: float, what: str, every_s: float = 2.0) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
+        last: Exception | None
         try:
             result = check()
         except Exception as exc:  # noqa: BLE001 - retried until the deadline, then named

@@ -92,12 +92,18 @@ def client(user: str) -> httpx.Client:
     return httpx.Client(base_url=AIRFLOW, headers={"Authorization": f"Bearer {token(user, pw)}"}, timeout=30)
 
 
+def _count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    assert row is not None  # count(*) always answers one row
+    return int(row[0])
+
+
 def hub_counts(settings: Settings) -> dict[str, int]:
     with psycopg.connect(settings.postgres.dsn()) as conn:
         return {
-            "calendar links": conn.execute("SELECT count(*) FROM calendar_links WHERE status = 'linked'").fetchone()[0],
-            "party links": conn.execute("SELECT count(*) FROM party_links").fetchone()[0],
-            "dead letters": conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+            "calendar links": _count(conn, "SELECT count(*) FROM calendar_links WHERE status = 'linked'"),
+            "party links": _count(conn, "SELECT count(*) FROM party_links"),
+            "dead letters": _count(conn, "SELECT count(*) FROM dead_letters"),
         }
 
 

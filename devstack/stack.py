@@ -46,6 +46,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -90,7 +91,7 @@ class Stack:
     executor: str = field(default_factory=lambda: os.environ.get("DEVSTACK_EXECUTOR", "local"))
     airflow_home: Path | None = None  # default: DEVSTACK_AIRFLOW_HOME, else .airflow (.airflow-celery)
     dags_folder: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
-    out: object = sys.stdout
+    out: TextIO = sys.stdout
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -116,7 +117,7 @@ class Stack:
         return path.read_text().strip()
 
     def say(self, msg: str) -> None:
-        print(msg, file=self.out, flush=True)  # type: ignore[call-overload]
+        print(msg, file=self.out, flush=True)
 
     # -- what to run -------------------------------------------------------------------------
     def sandbox_ports(self) -> dict[str, int]:

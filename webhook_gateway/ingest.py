@@ -239,6 +239,7 @@ class WebhookIngestMiddleware:
         started = time.perf_counter()
         event = path[len(PATH_PREFIX) :]
         extra_headers: dict[str, str] = {}
+        answer: dict[str, Any]
         if event not in _METRICS:  # the answer names the known events, never echoes the path
             status, answer = 404, {"error": "unknown_event", "message": f"unknown event; one of {', '.join(EVENTS)}"}
         elif scope["method"] != "POST":

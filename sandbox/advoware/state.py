@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -21,7 +21,7 @@ def default_compression() -> Mode:
     mode = os.environ.get("SANDBOX_ADVOWARE_COMPRESS", "off")
     if mode not in MODES:
         raise ValueError(f"SANDBOX_ADVOWARE_COMPRESS must be one of {', '.join(MODES)}")
-    return cast(Mode, mode)
+    return mode
 
 
 @dataclass

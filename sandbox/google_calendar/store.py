@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from . import event_model as em
@@ -483,7 +484,7 @@ class CalendarStore:
         out_tz: str,
     ) -> list[Entry]:
         """singleEvents=false: the stored events, masters and exceptions as separate items."""
-        out = []
+        out: list[Entry] = []
         for ev in cal.events.values():
             res = ev.res
             cancelled = res["status"] == "cancelled"
@@ -498,7 +499,7 @@ class CalendarStore:
             ):
                 continue
             key = [res["updated"], ev.order] if order_by == "updated" else [ev.order]
-            out.append((key, res, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c)))
+            out.append((key, res, partial(self.render, ev, out_tz, tombstone=cancelled)))
         return out
 
     def _expanded(
@@ -532,7 +533,7 @@ class CalendarStore:
                 continue
             if not em.overlaps(ev.start, ev.end, None, time_min, time_max, cal.time_zone):
                 continue
-            add(ev.res, ev.start.instant, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c))
+            add(ev.res, ev.start.instant, partial(self.render, ev, out_tz, tombstone=cancelled))
         return out
 
     def _add_occurrences(
@@ -595,7 +596,7 @@ class CalendarStore:
             entries.append(
                 (
                     [exc.original.instant.isoformat(), exc.res["id"]],
-                    lambda e=exc, c=cancelled: self.render(e, out_tz, tombstone=c),
+                    partial(self.render, exc, out_tz, tombstone=cancelled),
                 )
             )
         if master.is_master:
@@ -608,9 +609,7 @@ class CalendarStore:
                         continue
                     if wanted and occ.instant != wanted:
                         continue
-                    entries.append(
-                        ([occ.instant.isoformat(), iid], lambda occ=occ: self.render_virtual(master, occ, out_tz))
-                    )
+                    entries.append(([occ.instant.isoformat(), iid], partial(self.render_virtual, master, occ, out_tz)))
             except (ValueError, TypeError):
                 pass
         entries = sorted((e for e in entries if cursor is None or e[0] > cursor), key=lambda e: e[0])
