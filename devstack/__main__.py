@@ -1,5 +1,5 @@
-"""`python -m devstack up|down|status|scenario|scale-scenario|migrate` (see devstack/stack.py)."""
+"""`python -m devstack up|down|status|scenario|scale-scenario|migrate` (see devstack/cli.py)."""
 
-from devstack.stack import main
+from devstack.cli import main
 
 raise SystemExit(main())

@@ -49,7 +49,7 @@ class Edit:
     """A person's edit on one side, and how to see that a run carried it to the other."""
 
     note: str
-    arrived: Callable[[SyncContext], bool]
+    arrived: Callable[..., bool]  # called with the SyncContext; lambdas bind their values as defaults
 
 
 def _google_event(ctx: SyncContext, employee: str, frnr: int) -> dict[str, Any] | None:

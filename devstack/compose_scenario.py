@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 
-from devstack.compose_check import (
+from devstack.compose_env import (
     API_TOKEN,
     GATEWAY_IN_NETWORK,
     GATEWAY_PASSWORD,
@@ -29,6 +29,7 @@ from devstack.compose_check import (
     WEBHOOK_SECRET,
     WORK,
     CheckFailed,
+    ComposeCheck,
     poll,
     set_env_value,
     sign,
@@ -36,7 +37,6 @@ from devstack.compose_check import (
 from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 
 if TYPE_CHECKING:
-    from devstack.compose_check import Check
     from include.settings import Settings
 
 GATEWAY = f"http://127.0.0.1:{PORTS['gateway']}"
@@ -92,12 +92,18 @@ def client(user: str) -> httpx.Client:
     return httpx.Client(base_url=AIRFLOW, headers={"Authorization": f"Bearer {token(user, pw)}"}, timeout=30)
 
 
+def _count(conn: psycopg.Connection[Any], sql: str) -> int:
+    row = conn.execute(sql).fetchone()
+    assert row is not None  # count(*) always answers one row
+    return int(row[0])
+
+
 def hub_counts(settings: Settings) -> dict[str, int]:
     with psycopg.connect(settings.postgres.dsn()) as conn:
         return {
-            "calendar links": conn.execute("SELECT count(*) FROM calendar_links WHERE status = 'linked'").fetchone()[0],
-            "party links": conn.execute("SELECT count(*) FROM party_links").fetchone()[0],
-            "dead letters": conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0],
+            "calendar links": _count(conn, "SELECT count(*) FROM calendar_links WHERE status = 'linked'"),
+            "party links": _count(conn, "SELECT count(*) FROM party_links"),
+            "dead letters": _count(conn, "SELECT count(*) FROM dead_letters"),
         }
 
 
@@ -119,7 +125,7 @@ def google_duplicates() -> list[str]:
     return [f"{cal} frnr {frnr} x{n}" for (cal, frnr), n in seen.items() if n > 1]
 
 
-def wait_run(check: Check, run_id: str, timeout_s: float = 900) -> str:
+def wait_run(check: ComposeCheck, run_id: str, timeout_s: float = 900) -> str:
     from include.airflow_api import AirflowApi
 
     api = AirflowApi(AIRFLOW, GATEWAY_USER, GATEWAY_PASSWORD, timeout_s=30)
@@ -150,7 +156,7 @@ def trigger_calendar(body: dict[str, Any] | None = None) -> str:
 
 
 # -- the demo scenario -------------------------------------------------------------------------------------
-def scenario(check: Check) -> None:
+def scenario(check: ComposeCheck) -> None:
     from devstack.demo import ensure_webhooks, run_calendar_part, run_party_part, seed_sandboxes
 
     say = check.say
@@ -192,7 +198,7 @@ def scenario(check: Check) -> None:
     )
 
 
-def roles(check: Check) -> None:
+def roles(check: ComposeCheck) -> None:
     """What docs/betrieb.md promises of the FAB roles, on the running containers."""
     say = check.say
     r = httpx.post(f"{AIRFLOW}/auth/token", json={"username": "anna", "password": "wrong"}, timeout=30)
@@ -247,7 +253,7 @@ def expect(ok: bool, what: str) -> None:
 
 
 # -- Celery ----------------------------------------------------------------------------------------------
-def new_appointments(check: Check, day_offset: int) -> int:
+def new_appointments(check: ComposeCheck, day_offset: int) -> int:
     """One new Advoware appointment per synced employee, so the next run has work in every unit (a quiet
     run is plan_employees alone, one task instance on one worker)."""
     from datetime import date
@@ -276,7 +282,7 @@ def new_appointments(check: Check, day_offset: int) -> int:
     return len(employees)
 
 
-def worker_hosts(check: Check) -> dict[str, str]:
+def worker_hosts(check: ComposeCheck) -> dict[str, str]:
     """Celery worker containers by the host name Airflow records with each task instance."""
     out = {}
     for c in check.containers():
@@ -287,7 +293,7 @@ def worker_hosts(check: Check) -> dict[str, str]:
     return out
 
 
-def celery_run(check: Check) -> None:
+def celery_run(check: ComposeCheck) -> None:
     from include.airflow_api import AirflowApi
 
     say = check.say
@@ -325,7 +331,7 @@ def celery_run(check: Check) -> None:
     )
 
 
-def restart_during_run(check: Check) -> None:
+def restart_during_run(check: ComposeCheck) -> None:
     """The scheduler and one worker restarted while a full calendar run is going: it finishes, nothing twice."""
     from include.airflow_api import AirflowApi
 
@@ -374,7 +380,7 @@ def restart_during_run(check: Check) -> None:
 
 
 # -- stop and start with the volumes --------------------------------------------------------------------------
-def stop_and_start(check: Check) -> None:
+def stop_and_start(check: ComposeCheck) -> None:
     say = check.say
     settings = STATE["settings"]
     from include.queue.party_queue import PartyQueue

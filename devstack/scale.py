@@ -13,22 +13,34 @@ import os
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
 from devstack import demo as devstack_demo
 from include.airflow_api import AirflowApi
 from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
-
-if TYPE_CHECKING:
-    from devstack.stack import Stack
+from include.settings import Settings
 
 APPOINTMENTS = 20
 EMPLOYEES = int(os.environ.get("DEVSTACK_SCALE_EMPLOYEES", "12"))  # the scale firm
 
 
 SEEDED_FILE = "scale-firm.json"  # in the run dir: when the scale firm was seeded, and its size
+
+
+class Stack(Protocol):
+    """What the scale firm and its scenario use of devstack.stack.Stack (which calls seed_firm itself)."""
+
+    settings: Settings
+    run_dir: Path
+    executor: str
+
+    def say(self, msg: str) -> None: ...
+    def sandbox_ports(self) -> dict[str, int]: ...
+    def gateway_url(self) -> str: ...
+    def airflow_url(self) -> str: ...
 
 
 def seed_firm(stack: Stack, employees: int, *, reset: bool = True) -> str:

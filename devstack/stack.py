@@ -34,7 +34,6 @@ machine's: `up` starts them if they are down, `down` leaves them running unless 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -47,6 +46,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,6 +54,7 @@ import psutil
 
 from devstack import airflow_env
 from devstack import demo as devstack_demo
+from devstack.scale import EMPLOYEES, seed_firm
 from include.airflow_env import write_passwords_file
 from include.hooks.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
 from include.settings import Settings
@@ -90,7 +91,7 @@ class Stack:
     executor: str = field(default_factory=lambda: os.environ.get("DEVSTACK_EXECUTOR", "local"))
     airflow_home: Path | None = None  # default: DEVSTACK_AIRFLOW_HOME, else .airflow (.airflow-celery)
     dags_folder: Path = field(default_factory=lambda: Path(os.environ.get("DEVSTACK_DAGS_FOLDER", ROOT / "dags")))
-    out: object = sys.stdout
+    out: TextIO = sys.stdout
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -116,7 +117,7 @@ class Stack:
         return path.read_text().strip()
 
     def say(self, msg: str) -> None:
-        print(msg, file=self.out, flush=True)  # type: ignore[call-overload]
+        print(msg, file=self.out, flush=True)
 
     # -- what to run -------------------------------------------------------------------------
     def sandbox_ports(self) -> dict[str, int]:
@@ -504,8 +505,6 @@ class Stack:
         if fresh_sandbox:
             devstack_demo.reset_previous_demo(self.settings, self.say)
             if self.executor == "celery":  # the scale firm, once (make scale-demo's scenario runs on it)
-                from devstack.scale import EMPLOYEES, seed_firm
-
                 seed_firm(self, EMPLOYEES, reset=False)
             else:
                 devstack_demo.seed_sandboxes(urls, self.say)
@@ -704,13 +703,13 @@ def _executor_file() -> Path:
     return Path(os.environ.get("DEVSTACK_RUN_DIR", ROOT / ".run")) / "devstack-executor"
 
 
-def _recorded_executor() -> str | None:
+def recorded_executor() -> str | None:
     """What `up` started (down, status and the scenarios follow it)."""
     path = _executor_file()
     return path.read_text().strip() if path.exists() else None
 
 
-def _record_executor(stack: Stack) -> None:
+def record_executor(stack: Stack) -> None:
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     _executor_file().write_text(stack.executor)
 
@@ -725,59 +724,3 @@ def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up")
-    up.add_argument("--timeout", type=float, default=180.0, help="seconds until everything is healthy")
-    up.add_argument(
-        "--executor",
-        choices=EXECUTORS,
-        default=None,
-        help="local: airflow standalone (default); celery: components and Celery workers",
-    )
-    down = sub.add_parser("down")
-    down.add_argument("--services", action="store_true", help="also stop PostgreSQL/Redis if devstack started them")
-    sub.add_parser("status")
-    sub.add_parser("migrate")
-    sub.add_parser("scenario")
-    scale = sub.add_parser("scale-scenario")
-    scale.add_argument("--employees", type=int, help="default DEVSTACK_SCALE_EMPLOYEES (12)")
-    args = parser.parse_args(argv)
-
-    if args.cmd == "up":
-        executor = args.executor or os.environ.get("DEVSTACK_EXECUTOR", "local")
-    else:  # down, status and the scenarios act on what `up` started
-        executor = _recorded_executor() or os.environ.get("DEVSTACK_EXECUTOR", "local")
-    stack = Stack(Settings(), executor=executor)
-    if args.cmd == "up":
-        _record_executor(stack)
-    try:
-        if args.cmd == "up":
-            stack.up(args.timeout)
-        elif args.cmd == "down":
-            stack.down(services=args.services)
-        elif args.cmd == "status":
-            return stack.status()
-        elif args.cmd == "scenario":
-            return stack.scenario()
-        elif args.cmd == "scale-scenario":
-            from devstack.scale import EMPLOYEES, scale_scenario
-
-            return scale_scenario(stack, employees=args.employees or EMPLOYEES)
-        elif args.cmd == "migrate":
-            if not stack._pg_up():
-                print("PostgreSQL does not answer: hub migrations skipped (make demo runs them)")
-                return 0
-            stack.migrate()
-            print("hub migrated")
-    except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as exc:
-        print(f"devstack {args.cmd}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

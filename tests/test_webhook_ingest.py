@@ -33,7 +33,7 @@ from tests.gateway_helpers import gateway_logs
 from tests.party_helpers import wait_for
 from tests.redis_helpers import is_pending
 from webhook_gateway.app import create_app
-from webhook_gateway.webhooks import MAX_ITEMS
+from webhook_gateway.ingest import MAX_ITEMS
 
 SECRET = "ingest-test-secret"
 WRITE, READ = "write-token-for-tests", "read-token-for-tests"
@@ -205,7 +205,7 @@ def test_a_run_is_triggered_after_the_answer_and_coalesced(redis_url: str, hub: 
         for i in range(10):
             assert deliver(c, [{"id": f"t{i}"}]).status_code == 200
         wait_for(lambda: airflow.state.runs)
-        resources = c.app.state.resources["webhooks"]
+        resources = c.app.state.resources.webhooks
         c.portal.call(resources.trigger.wait)  # the coalesced checks have all finished
         runs = list(airflow.state.runs.values())
         assert len(runs) == 1 and runs[0]["state"] == "queued" and runs[0]["logical_date"] is None

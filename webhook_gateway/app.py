@@ -1,4 +1,9 @@
-"""The gateway: EspoCRM webhooks in, Advoware proxy, calendar-sync trigger, health, metrics."""
+"""The gateway: EspoCRM webhooks in, Advoware proxy, calendar-sync trigger, health, metrics.
+
+Resources open in `lifespan` (webhook_gateway/deps.py), routes take them as typed dependencies; every
+part is a router, mounted here with `include_router`; the middlewares and the exception handlers are
+registered here too.
+"""
 
 from __future__ import annotations
 
@@ -7,79 +12,69 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.settings import Settings, get_settings
-from webhook_gateway import docs, errors, openapi
+from webhook_gateway import (
+    calendar,
+    dead_letters,
+    docs,
+    errors,
+    google_push,
+    health,
+    ingest,
+    openapi,
+    operations,
+    proxy,
+)
+from webhook_gateway.deps import Resources
 from webhook_gateway.request_id import RequestIdMiddleware
-from webhook_gateway.webhooks import WebhookIngestMiddleware
 
 log = logging.getLogger("webhook_gateway")
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    resources = app.state.resources = Resources.open(app.state.settings)
+    await resources.targeted_runs.resume()  # marks a stopped gateway left pending become runs now
+    try:
+        yield
+    finally:
+        await resources.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.resources = {}
-        from webhook_gateway.targeted_runs import resume
-
-        await resume(app)  # marks a stopped gateway left pending become runs now
-        try:
-            yield
-        finally:
-            for closer in reversed(app.state.closers):
-                await closer()
-
     # the API pages come from a pinned package (webhook_gateway/docs.py), not from a CDN
-    app = FastAPI(title="Kanzlei sync gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.settings = settings
-    app.state.closers = []
-
-    # add_middleware puts the last one outermost: the request id wraps the webhook fast path
-    app.add_middleware(WebhookIngestMiddleware)
-    app.add_middleware(RequestIdMiddleware)
-
-    errors.install(app)
-
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        response_class=PlainTextResponse,
-        responses={
-            200: {
-                "description": "Prometheus text exposition format",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+    app = FastAPI(
+        title="Kanzlei sync gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=docs.OAUTH2_REDIRECT,
+        exception_handlers={
+            StarletteHTTPException: errors.http_error,  # FastAPI's HTTPException is a subclass
+            RequestValidationError: errors.invalid_request,
+            Exception: errors.internal_error,
         },
     )
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+    app.state.settings = settings
 
-    # Routers of the gateway's parts (each module owns its routes).
-    _include_routers(app)
-    from webhook_gateway.webhooks import MAX_ITEMS
+    # add_middleware puts the last one outermost: the request id wraps the webhook fast path
+    app.add_middleware(ingest.WebhookIngestMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    ingest.warn_if_unsigned_allowed(settings)
 
-    openapi.install(app, max_items=MAX_ITEMS, max_body=settings.espocrm.webhook_max_body_bytes)
-    docs.install(app)
+    app.include_router(operations.router)
+    app.include_router(proxy.router)
+    app.include_router(calendar.router)
+    app.include_router(google_push.router)
+    app.include_router(health.router)
+    app.include_router(dead_letters.router)
+    app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
+    app.include_router(docs.router)
+    app.openapi = openapi.complete_document(  # type: ignore[method-assign]
+        app, max_body=settings.espocrm.webhook_max_body_bytes
+    )
     return app
-
-
-def _include_routers(app: FastAPI) -> None:
-    from webhook_gateway.calendar import router as calendar_sync
-    from webhook_gateway.google_push import router as google_push
-    from webhook_gateway.health import router as deep_health
-    from webhook_gateway.proxy import router as advoware_proxy
-    from webhook_gateway.webhooks import install as install_webhooks
-
-    app.include_router(advoware_proxy)
-    app.include_router(calendar_sync)
-    app.include_router(google_push)
-    app.include_router(deep_health)
-    install_webhooks(app)

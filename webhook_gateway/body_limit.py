@@ -8,7 +8,7 @@ by `json_body.decode` (a precise 400 for nesting, instead of a RecursionError). 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -50,7 +50,7 @@ def limited_body_route(limit: int) -> type[APIRoute]:
     class LimitedBodyRoute(APIRoute):
         max_body_bytes = limit
 
-        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def limited(request: Request) -> Response:

@@ -14,19 +14,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from include.airflow_api import AirflowApiError
-from include.airflow_api_async import AsyncAirflowApi
 from include.dag_ids import CALENDAR_SYNC_DAG
+from include.settings import Settings
 from webhook_gateway.auth import require_write
 from webhook_gateway.body_limit import limited_body_route
+from webhook_gateway.deps import CALENDAR_TRIGGER_DEADLINE_S, CalendarAirflowDep, SettingsDep
 from webhook_gateway.errors import refusal
 from webhook_gateway.openapi import errors
 
@@ -34,9 +35,7 @@ log = logging.getLogger("webhook_gateway.calendar")
 # 500 Kürzel of 20 characters are about 12 KiB of JSON: nothing larger is read (413), let alone parsed
 MAX_TRIGGER_BODY = 16 * 1024
 router = APIRouter(route_class=limited_body_route(MAX_TRIGGER_BODY))
-# every attempt and every wait of one trigger together; then 503 (standalone Airflow on SQLite answers
-# 500 while locked, so a few seconds of retries are worth it, a minute of waiting is not)
-TRIGGER_DEADLINE_S = 15.0
+TRIGGER_DEADLINE_S = CALENDAR_TRIGGER_DEADLINE_S  # the Airflow client's (deps.py)
 
 RUN_ID_PREFIX = "gateway__calendar__"
 Kuerzel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9ÄÖÜäöüß_-]{1,20}$")]
@@ -56,17 +55,7 @@ def run_id_for(key: str | None) -> str:
     return RUN_ID_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def _airflow(request: Request) -> AsyncAirflowApi:
-    app = request.app
-    api = app.state.resources.get("calendar_airflow")
-    if api is None:
-        api = AsyncAirflowApi.from_settings(app.state.settings, deadline_s=TRIGGER_DEADLINE_S)
-        app.state.resources["calendar_airflow"] = api
-        app.state.closers.append(api.aclose)
-    return api
-
-
-def run_url(settings: Any, dag_run_id: str) -> str:
+def run_url(settings: Settings, dag_run_id: str) -> str:
     base = (settings.gateway.airflow_ui_url or settings.airflow_api.url).rstrip("/")
     return f"{base}/dags/{CALENDAR_SYNC_DAG}/runs/{quote(dag_run_id, safe='')}"
 
@@ -95,7 +84,8 @@ class TriggerAnswer(BaseModel):
     },
 )
 async def trigger_calendar_sync(
-    request: Request,
+    api: CalendarAirflowDep,
+    settings: SettingsDep,
     body: SyncRequest | None = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     x_request_id: Annotated[str | None, Header(max_length=200)] = None,
@@ -103,7 +93,6 @@ async def trigger_calendar_sync(
     body = body or SyncRequest()
     dag_run_id = run_id_for(idempotency_key or x_request_id)
     conf = {"full_content": body.full_content, "employees": body.employees}
-    api = _airflow(request)
     try:
         result = await api.trigger(CALENDAR_SYNC_DAG, conf, dag_run_id, "triggered through the gateway")
     except (httpx.HTTPError, AirflowApiError, TimeoutError) as exc:
@@ -129,6 +118,6 @@ async def trigger_calendar_sync(
         "dag_run_id": dag_run_id,
         "created": result.created,
         "state": state,
-        "url": run_url(request.app.state.settings, dag_run_id),
+        "url": run_url(settings, dag_run_id),
     }
     return JSONResponse(payload, status_code=202 if result.created else 200)

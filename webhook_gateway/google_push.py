@@ -27,17 +27,18 @@ from typing import Annotated
 
 import psycopg
 import redis
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from include.hub import channels
 from include.hub.db import Hub
+from webhook_gateway.deps import ChannelHubDep, TargetedRunsDep
 from webhook_gateway.errors import refusal
 from webhook_gateway.log_safe import escape
 from webhook_gateway.openapi import errors
-from webhook_gateway.targeted_runs import targeted_runs
 
 log = logging.getLogger("webhook_gateway.google_push")
 router = APIRouter()
@@ -68,20 +69,6 @@ class _Verdict:
 def _reject(status: int, reason: str, message: str) -> Exception:
     REJECTED.labels(reason).inc()
     return refusal(status, reason, message)
-
-
-def _hub(request: Request) -> Hub:
-    """The route's hub: one connection per thread of _HUB_POOL, kept (connecting costs ~40 ms under load)."""
-    resources = request.app.state.resources
-    hub: Hub | None = resources.get("google_push_hub")
-    if hub is None:
-        hub = resources["google_push_hub"] = Hub(request.app.state.settings.postgres.dsn())
-
-        async def close() -> None:
-            hub.close()
-
-        request.app.state.closers.append(close)
-    return hub
 
 
 def _check(hub: Hub, channel_id: str, token: str, resource_id: str, message_number: int | None) -> _Verdict:
@@ -129,7 +116,8 @@ def _required(value: str | None, name: str) -> str:
     "message number is answered 200 with `replay: true` and changes nothing.",
 )
 async def google_notification(
-    request: Request,
+    hub: ChannelHubDep,
+    runs: TargetedRunsDep,
     x_goog_channel_id: Annotated[str | None, Header(max_length=MAX_HEADER)] = None,
     x_goog_channel_token: Annotated[str | None, Header(max_length=MAX_HEADER)] = None,
     x_goog_resource_id: Annotated[str | None, Header(max_length=MAX_HEADER)] = None,
@@ -148,7 +136,6 @@ async def google_notification(
             raise _reject(400, "bad_message_number", "X-Goog-Message-Number is not a number")
         number = int(x_goog_message_number)
     RECEIVED.labels(state).inc()
-    hub = _hub(request)
     loop = asyncio.get_running_loop()
     try:
         verdict = await loop.run_in_executor(
@@ -157,17 +144,16 @@ async def google_notification(
     except (psycopg.Error, OSError) as exc:
         log.error("google notification on channel %s not checked: hub %s", escape(channel_id, 80), type(exc).__name__)
         raise refusal(503, "store_unavailable", "the hub is unavailable; retry", headers={"Retry-After": "5"}) from None
-    except Exception as exc:
-        if getattr(exc, "status_code", 0) and exc.status_code < 500:  # type: ignore[attr-defined]
+    except StarletteHTTPException as exc:
+        if exc.status_code < 500:
             log.info(
                 "google notification refused on channel %s: %s",
                 escape(channel_id, 80),
                 exc.detail.get("error") if isinstance(exc.detail, dict) else exc,
-            )  # type: ignore[attr-defined]
+            )
         raise
     marked = False
     if state != "sync" and verdict.fresh:
-        runs = targeted_runs(request.app)
         if runs.enabled:
             try:
                 await runs.mark(verdict.employee, "push")

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from include.checks.run import run_all
 from webhook_gateway.auth import token_scope
+from webhook_gateway.deps import SettingsDep
 from webhook_gateway.openapi import errors
 
 router = APIRouter()
@@ -43,10 +44,11 @@ class DeepHealth(BaseModel):
 )
 def deep_health(
     request: Request,
+    settings: SettingsDep,
     service: Annotated[list[Service] | None, Query(description="only these services (repeatable); default all")] = None,
 ) -> Any:
     # plain def: the checks block, FastAPI runs it in a thread
-    verdicts = run_all(request.app.state.settings, only=list(service) if service else None)
+    verdicts = run_all(settings, only=list(service) if service else None)
     body: dict[str, Any] = {"ok": all(v.ok for v in verdicts), "verdicts": [v.as_dict() for v in verdicts]}
     if body["ok"]:
         return body

@@ -1,18 +1,21 @@
 """The gateway's OpenAPI document: every route, every answer it can give.
 
 FastAPI documents the routes of its router; this adds what it cannot see: the webhook routes (plain
-ASGI ahead of the router, webhook_gateway/webhooks.py), the token schemes, and the refusals of the
+ASGI ahead of the router, webhook_gateway/ingest.py), the token schemes, and the refusals of the
 edge (408, 431, and 503 past the connection cap; webhook_gateway/server.py) that any request can get.
 Routes name their own refusals with `errors(...)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field
+
+from webhook_gateway.ingest import EVENTS, MAX_ITEMS, PATH_PREFIX
 
 ERROR_DESCRIPTIONS = {
     400: "Bad request: the body or path can never succeed (`error` says which: bad_path, bad_body, "
@@ -108,8 +111,6 @@ def _error_response(doc: dict[str, Any], status: int) -> dict[str, Any]:
 
 
 def _webhook_paths(doc: dict[str, Any], max_items: int, max_body: int) -> dict[str, Any]:
-    from webhook_gateway.webhooks import EVENTS, PATH_PREFIX
-
     responses: dict[str, Any] = {
         "200": {
             "description": "Stored in the queue (`duplicates`: exact re-deliveries, still queued)",
@@ -168,8 +169,8 @@ def _add_edge_responses(doc: dict[str, Any]) -> None:
                 operation["responses"].setdefault(str(status), _error_response(doc, status))
 
 
-def install(app: FastAPI, *, max_items: int, max_body: int) -> None:
-    """Replace app.openapi with the complete document (built once, then cached like FastAPI's)."""
+def complete_document(app: FastAPI, *, max_body: int, max_items: int = MAX_ITEMS) -> Callable[[], dict[str, Any]]:
+    """What replaces app.openapi: the complete document (built once, then cached like FastAPI's)."""
 
     def complete() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -196,4 +197,4 @@ def install(app: FastAPI, *, max_items: int, max_body: int) -> None:
             app.openapi_schema = doc
         return app.openapi_schema
 
-    app.openapi = complete  # type: ignore[method-assign]
+    return complete

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.requests import ClientDisconnect
 
 from include.advoware.async_client import AsyncAdvowareClient, RawResponse
@@ -33,12 +33,16 @@ from include.advoware.errors import (
     WriteProtectedError,
 )
 from include.hub import audit
+from include.hub.db import connect
+from include.hub.links import employees_of_frnr
 from include.settings import Settings
 from webhook_gateway.auth import token_scope
 from webhook_gateway.body_limit import too_large
+from webhook_gateway.deps import AdvowareClientDep, SettingsDep, TargetedRunsDep
 from webhook_gateway.json_body import BadJson, decode
 from webhook_gateway.log_safe import escape
 from webhook_gateway.openapi import errors
+from webhook_gateway.targeted_runs import TargetedRuns, employees_of_termin
 
 log = logging.getLogger("webhook_gateway.proxy")
 router = APIRouter()
@@ -97,17 +101,6 @@ def _bad(reason: str) -> HTTPException:
     return _error(400, "bad_path", reason)
 
 
-def get_client(app: FastAPI) -> AsyncAdvowareClient:
-    """One pooled client per gateway process, created on first use, closed at shutdown."""
-    client: AsyncAdvowareClient | None = getattr(app.state, "advoware_proxy_client", None)
-    if client is None:
-        settings: Settings = app.state.settings
-        client = AsyncAdvowareClient(settings.advoware, redis_url=settings.redis_url)
-        app.state.advoware_proxy_client = client
-        app.state.closers.append(client.aclose)
-    return client
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -149,9 +142,10 @@ _PROXY_DOC: dict[str, Any] = {
 _JSON_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
 
 
-async def advoware_proxy(path: str, request: Request) -> Response:
+async def advoware_proxy(
+    path: str, request: Request, client: AdvowareClientDep, runs: TargetedRunsDep, settings: SettingsDep
+) -> Response:
     scope = token_scope(request)  # 401 / 403 before anything else
-    settings: Settings = request.app.state.settings
     method = request.method
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     rest = raw[len(PREFIX) :] if raw.startswith(PREFIX) else path
@@ -161,10 +155,10 @@ async def advoware_proxy(path: str, request: Request) -> Response:
     try:
         check_length(rest, request.scope.get("query_string", b""))
         target = check_path(rest)
-        resp = await _forward(request, settings, scope, method, target)
+        resp = await _forward(request, settings, client, scope, method, target)
         status, detail = resp.status_code, None
         if method in WRITE_METHODS and 200 <= status < 300 and target.split("/")[0].lower() == "termine":
-            _start_targeted_run(request, resp)
+            _start_targeted_run(request, resp, runs, settings)
     except HTTPException as exc:
         status = exc.status_code
         detail = exc.detail.get("error") if isinstance(exc.detail, dict) else str(exc.detail)
@@ -211,7 +205,9 @@ def _method_override(request: Request) -> bool:
     return any(key.lower() == "_method" for key in request.query_params)
 
 
-async def _forward(request: Request, settings: Settings, scope: str, method: str, path: str) -> RawResponse:
+async def _forward(
+    request: Request, settings: Settings, client: AsyncAdvowareClient, scope: str, method: str, path: str
+) -> RawResponse:
     if not allowed(path, settings.gateway.allowed_paths()):
         head = path.split("/")[0]
         shown = head if len(head) <= 40 else head[:40] + "..."  # a 60 KB segment is not echoed back
@@ -234,7 +230,7 @@ async def _forward(request: Request, settings: Settings, scope: str, method: str
             raise _error(400, "bad_body", str(exc)) from None
     content = body if (body.strip() and method != "GET") else None
     try:
-        return await get_client(request.app).request(
+        return await client.request(
             method, path, request.query_params.multi_items(), content=content, check=False, retry=False
         )
     except WriteProtectedError:
@@ -273,20 +269,17 @@ async def _audit(
 _BACKGROUND: set[asyncio.Task[None]] = set()
 
 
-def _start_targeted_run(request: Request, resp: RawResponse) -> None:
+def _start_targeted_run(request: Request, resp: RawResponse, runs: TargetedRuns, settings: Settings) -> None:
     """After the answer is known, off the request path: which employees the written appointment
     belongs to (the body's and Advoware's answer's `kuerzel`/`anwalt`, and, for an update or delete
     by `frnr`, whose calendar holds it per the hub's links: an update may move it to another
     employee), and mark each changed."""
-    from webhook_gateway.targeted_runs import employees_of_termin, targeted_runs
-
-    runs = targeted_runs(request.app)
     if not runs.enabled:
         return
     sent, answered = _json_or_none(getattr(request.state, "proxy_body", b"")), _json_or_none(resp.content)
     named = employees_of_termin(sent, answered, *(answered if isinstance(answered, list) else []))
     frnr = request.query_params.get("frnr") or ""
-    dsn = request.app.state.settings.postgres.dsn()
+    dsn = settings.postgres.dsn()
     rid = getattr(request.state, "request_id", None)
 
     async def mark() -> None:
@@ -317,15 +310,8 @@ def _json_or_none(raw: bytes) -> Any:
 
 
 def _linked_employees(dsn: str, frnr: int) -> set[str]:
-    from include.hub.db import connect
-    from include.hub.links import employees_of_frnr
-
     with connect(dsn) as conn:
         return employees_of_frnr(conn, frnr)
 
 
-def include(app: FastAPI) -> None:
-    app.include_router(router)
-
-
-__all__ = ["router", "include", "check_path", "allowed", "get_client"]
+__all__ = ["router", "check_path", "allowed"]

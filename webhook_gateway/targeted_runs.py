@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from fastapi import FastAPI
 from prometheus_client import Counter
 
 from include.airflow_api import AirflowApiError
@@ -63,7 +62,7 @@ def run_id_for(source: str, employee: str) -> str:
 
 
 class TargetedRuns:
-    """One per gateway process (app.state.resources["targeted_runs"])."""
+    """One per gateway process (webhook_gateway/deps.py)."""
 
     def __init__(
         self, settings: Settings, *, redis_client: aioredis.Redis | None = None, airflow: AsyncAirflowApi | None = None
@@ -184,6 +183,17 @@ class TargetedRuns:
         STARTED.labels(source).inc()
         log.info("targeted run %s started for %s", run_id, employee)
 
+    async def resume(self) -> None:
+        """At start-up: marks a stopped gateway left pending become runs now (nothing if Redis is away)."""
+        if not self.enabled:
+            return
+        try:
+            if await asyncio.wait_for(self.pending(), timeout=2):
+                log.info("targeted runs: taking up the marks left pending")
+                self.ensure_loop()
+        except Exception as exc:
+            log.warning("targeted runs: pending marks not checked at start-up: %s", type(exc).__name__)
+
     async def close(self) -> None:
         self._closing = True
         self._wake.set()
@@ -193,28 +203,6 @@ class TargetedRuns:
         await self.redis.aclose()
         if self.airflow is not None:
             await self.airflow.aclose()
-
-
-def targeted_runs(app: FastAPI) -> TargetedRuns:
-    runs: TargetedRuns | None = app.state.resources.get("targeted_runs")
-    if runs is None:
-        runs = app.state.resources["targeted_runs"] = TargetedRuns(app.state.settings)
-        app.state.closers.append(runs.close)
-    return runs
-
-
-async def resume(app: FastAPI) -> None:
-    """At start-up: marks a stopped gateway left pending become runs now (nothing if Redis is away)."""
-    settings: Settings = app.state.settings
-    if not (settings.push.runs_enabled and settings.airflow_api.url):
-        return
-    try:
-        runs = targeted_runs(app)
-        if await asyncio.wait_for(runs.pending(), timeout=2):
-            log.info("targeted runs: taking up the marks left pending")
-            runs.ensure_loop()
-    except Exception as exc:
-        log.warning("targeted runs: pending marks not checked at start-up: %s", type(exc).__name__)
 
 
 def employees_of_termin(*records: Any) -> set[str]:
@@ -230,4 +218,4 @@ def employees_of_termin(*records: Any) -> set[str]:
     return found
 
 
-__all__ = ["TargetedRuns", "targeted_runs", "resume", "employees_of_termin", "run_id_for", "PENDING_KEY"]
+__all__ = ["TargetedRuns", "employees_of_termin", "run_id_for", "PENDING_KEY"]

@@ -266,15 +266,16 @@ class AdvowareStore:
 
     def add_kommunikation(self, bet_nr: int, body: dict[str, Any]) -> dict[str, Any]:
         kind = _check_komm(body)
+        komm_id = self._next_komm_id
         record = {
-            "id": self._next_komm_id,
+            "id": komm_id,
             "kommKz": kind,
             "tlf": str(body["tlf"]),
             "bemerkung": body.get("bemerkung"),
             "online": bool(body.get("online", False)),
         }
         self._next_komm_id += 1
-        self.kommunikationen[bet_nr][record["id"]] = record
+        self.kommunikationen[bet_nr][komm_id] = record
         return dict(record)
 
     def update_kommunikation(self, bet_nr: int, komm_id: int, body: dict[str, Any]) -> dict[str, Any] | None:

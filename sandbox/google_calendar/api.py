@@ -246,7 +246,7 @@ class CalendarApi:
         status, result = self._dispatch(endpoint, principal, args, params, body, headers)
         event_id = args[1] if len(args) > 1 else (result or {}).get("id")
         after = self._stored(who, args[0], event_id) if event_id else None
-        if after is not None and endpoint != "events.delete":
+        if after is not None and event_id and endpoint != "events.delete":
             cal = self.store.calendar(args[0], who, "read")
             guests.derive(cal.events[event_id].res)
             result = self.store.render(cal.events[event_id], self.store._out_tz(cal, params))

@@ -92,12 +92,12 @@ def master_zone(start: em.When, calendar_tz: str) -> str:
 def _rules(lines: list[str], dtstart: datetime) -> rrule.rruleset:
     text = "\n".join(lines)
     try:
-        return rrule.rrulestr(text, dtstart=dtstart, forceset=True)  # type: ignore[return-value]
+        return rrule.rrulestr(text, dtstart=dtstart, forceset=True)
     except ValueError:
         if dtstart.tzinfo is None:
             raise
         # A floating (or date) UNTIL with an aware start: expand in wall time of the zone instead.
-        return rrule.rrulestr(text, dtstart=dtstart.replace(tzinfo=None), forceset=True)  # type: ignore[return-value]
+        return rrule.rrulestr(text, dtstart=dtstart.replace(tzinfo=None), forceset=True)
 
 
 def occurrences(start: em.When, end: em.When, recurrence: list[str], calendar_tz: str) -> Iterator[Occurrence]:

@@ -12,15 +12,26 @@ insert, delete), on top of the store's calendars (see docs/external-apis.md, "Ca
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import GoogleError, invalid, not_found
-
-if TYPE_CHECKING:
-    from .store import Calendar, CalendarStore
+from .records import ROLES, Calendar
 
 
-def _rule(store: CalendarStore, principal: str, calendar_id: str, rule_id: str) -> tuple[Calendar, dict[str, Any]]:
+class SharingStore(Protocol):
+    """What these rules need of the store (store.CalendarStore), so that only the store imports them."""
+
+    calendars: dict[str, Calendar]
+    list_overrides: dict[str, dict[str, bool]]
+
+    def calendar(self, calendar_id: str, principal: str, need: str) -> Calendar: ...
+
+    def role(self, cal: Calendar, principal: str) -> str: ...
+
+    def _etag(self) -> str: ...
+
+
+def _rule(store: SharingStore, principal: str, calendar_id: str, rule_id: str) -> tuple[Calendar, dict[str, Any]]:
     cal = store.calendar(calendar_id, principal, "owner")
     rule = cal.acl.get(rule_id)
     if rule is None:
@@ -33,13 +44,11 @@ def _not_own(cal: Calendar, rule: dict[str, Any]) -> None:
         raise GoogleError(403, "cannotChangeOwnAcl", "Cannot change your own access level.", domain="calendar")
 
 
-def get_acl(store: CalendarStore, principal: str, calendar_id: str, rule_id: str) -> dict[str, Any]:
+def get_acl(store: SharingStore, principal: str, calendar_id: str, rule_id: str) -> dict[str, Any]:
     return copy.deepcopy(_rule(store, principal, calendar_id, rule_id)[1])
 
 
-def patch_acl(store: CalendarStore, principal: str, calendar_id: str, rule_id: str, body: Any) -> dict[str, Any]:
-    from .store import ROLES
-
+def patch_acl(store: SharingStore, principal: str, calendar_id: str, rule_id: str, body: Any) -> dict[str, Any]:
     cal, rule = _rule(store, principal, calendar_id, rule_id)
     if not isinstance(body, dict):
         raise GoogleError(400, "parseError", "Parse Error")
@@ -55,7 +64,7 @@ def patch_acl(store: CalendarStore, principal: str, calendar_id: str, rule_id: s
     return copy.deepcopy(rule)
 
 
-def delete_acl(store: CalendarStore, principal: str, calendar_id: str, rule_id: str) -> None:
+def delete_acl(store: SharingStore, principal: str, calendar_id: str, rule_id: str) -> None:
     cal, rule = _rule(store, principal, calendar_id, rule_id)
     _not_own(cal, rule)
     del cal.acl[rule_id]
@@ -69,12 +78,12 @@ def named(cal: Calendar, principal: str) -> bool:
     )
 
 
-def listed(store: CalendarStore, cal: Calendar, principal: str) -> bool:
+def listed(store: SharingStore, cal: Calendar, principal: str) -> bool:
     override = store.list_overrides.get(principal, {}).get(cal.id)
     return named(cal, principal) if override is None else override
 
 
-def entry(store: CalendarStore, cal: Calendar, principal: str) -> dict[str, Any]:
+def entry(store: SharingStore, cal: Calendar, principal: str) -> dict[str, Any]:
     out = cal.resource()
     out.update(
         {
@@ -90,7 +99,7 @@ def entry(store: CalendarStore, cal: Calendar, principal: str) -> dict[str, Any]
     return out
 
 
-def _listed_calendar(store: CalendarStore, principal: str, calendar_id: str) -> Calendar:
+def _listed_calendar(store: SharingStore, principal: str, calendar_id: str) -> Calendar:
     store.calendar("primary", principal, "read")  # a principal always has a primary calendar
     cid = principal if calendar_id == "primary" else calendar_id
     cal = store.calendars.get(cid)
@@ -99,11 +108,11 @@ def _listed_calendar(store: CalendarStore, principal: str, calendar_id: str) -> 
     return cal
 
 
-def get_entry(store: CalendarStore, principal: str, calendar_id: str) -> dict[str, Any]:
+def get_entry(store: SharingStore, principal: str, calendar_id: str) -> dict[str, Any]:
     return entry(store, _listed_calendar(store, principal, calendar_id), principal)
 
 
-def insert_entry(store: CalendarStore, principal: str, body: Any) -> dict[str, Any]:
+def insert_entry(store: SharingStore, principal: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise GoogleError(400, "parseError", "Parse Error")
     calendar_id = body.get("id")
@@ -114,7 +123,7 @@ def insert_entry(store: CalendarStore, principal: str, body: Any) -> dict[str, A
     return entry(store, cal, principal)
 
 
-def delete_entry(store: CalendarStore, principal: str, calendar_id: str) -> None:
+def delete_entry(store: SharingStore, principal: str, calendar_id: str) -> None:
     cal = _listed_calendar(store, principal, calendar_id)
     if cal.id == principal:
         raise invalid("The primary calendar cannot be removed from the calendar list.")

@@ -14,18 +14,15 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from . import event_model as em
 from . import series, sharing
 from .errors import GoogleError, bad_param, invalid, not_found, required
+from .records import NEED, RANK, ROLES, SCOPE_TYPES, Calendar, StoredEvent
 
-ROLES = ("none", "freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner")
-RANK = {role: i for i, role in enumerate(ROLES)}
-NEED = {"read": RANK["reader"], "write": RANK["writerWithoutPrivateAccess"], "owner": RANK["owner"]}
-SCOPE_TYPES = ("default", "user", "group", "domain")
 MAX_RESULTS_DEFAULT = 250
 MAX_RESULTS_CAP = 2500
 SYNC_FORBIDDEN = (
@@ -42,55 +39,6 @@ SYNC_FORBIDDEN = (
 
 # one item of a listing: its sort key (also the page cursor), its resource (for the filters), its rendering
 Entry = tuple[list[Any], dict[str, Any], Callable[[], dict[str, Any]]]
-
-
-@dataclass
-class StoredEvent:
-    res: dict[str, Any]
-    order: int
-    seq: int
-    start: em.When
-    end: em.When
-    original: em.When | None = None  # an exception's originalStartTime
-    # an exception Google removed itself (its master was deleted, or a timing change dropped it):
-    # a deleted record (cancelled in incremental and showDeleted listings), no longer an exception
-    removed: bool = False
-
-    @property
-    def is_exception(self) -> bool:
-        return "recurringEventId" in self.res
-
-    @property
-    def is_master(self) -> bool:
-        return bool(self.res.get("recurrence")) and not self.is_exception
-
-
-@dataclass
-class Calendar:
-    id: str
-    summary: str
-    owner: str
-    time_zone: str
-    etag: str
-    description: str | None = None
-    location: str | None = None
-    acl: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: dict[str, StoredEvent] = field(default_factory=dict)
-
-    def resource(self) -> dict[str, Any]:
-        res: dict[str, Any] = {
-            "kind": "calendar#calendar",
-            "etag": self.etag,
-            "id": self.id,
-            "summary": self.summary,
-            "timeZone": self.time_zone,
-            "conferenceProperties": {"allowedConferenceSolutionTypes": ["hangoutsMeet"]},
-        }
-        if self.description is not None:
-            res["description"] = self.description
-        if self.location is not None:
-            res["location"] = self.location
-        return res
 
 
 def _encode(payload: dict[str, Any]) -> str:
@@ -483,7 +431,7 @@ class CalendarStore:
         out_tz: str,
     ) -> list[Entry]:
         """singleEvents=false: the stored events, masters and exceptions as separate items."""
-        out = []
+        out: list[Entry] = []
         for ev in cal.events.values():
             res = ev.res
             cancelled = res["status"] == "cancelled"
@@ -498,7 +446,7 @@ class CalendarStore:
             ):
                 continue
             key = [res["updated"], ev.order] if order_by == "updated" else [ev.order]
-            out.append((key, res, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c)))
+            out.append((key, res, partial(self.render, ev, out_tz, tombstone=cancelled)))
         return out
 
     def _expanded(
@@ -532,7 +480,7 @@ class CalendarStore:
                 continue
             if not em.overlaps(ev.start, ev.end, None, time_min, time_max, cal.time_zone):
                 continue
-            add(ev.res, ev.start.instant, lambda ev=ev, c=cancelled: self.render(ev, out_tz, tombstone=c))
+            add(ev.res, ev.start.instant, partial(self.render, ev, out_tz, tombstone=cancelled))
         return out
 
     def _add_occurrences(
@@ -595,7 +543,7 @@ class CalendarStore:
             entries.append(
                 (
                     [exc.original.instant.isoformat(), exc.res["id"]],
-                    lambda e=exc, c=cancelled: self.render(e, out_tz, tombstone=c),
+                    partial(self.render, exc, out_tz, tombstone=cancelled),
                 )
             )
         if master.is_master:
@@ -608,9 +556,7 @@ class CalendarStore:
                         continue
                     if wanted and occ.instant != wanted:
                         continue
-                    entries.append(
-                        ([occ.instant.isoformat(), iid], lambda occ=occ: self.render_virtual(master, occ, out_tz))
-                    )
+                    entries.append(([occ.instant.isoformat(), iid], partial(self.render_virtual, master, occ, out_tz)))
             except (ValueError, TypeError):
                 pass
         entries = sorted((e for e in entries if cursor is None or e[0] > cursor), key=lambda e: e[0])
