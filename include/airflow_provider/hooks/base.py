@@ -28,9 +28,6 @@ class ProviderHook(BaseHook):
                 return dict(entry["ui-field-behaviour"])
         return {}
 
-    def get_conn(self) -> Any:
-        raise NotImplementedError
-
 
 def base_url(host: str, port: int | None, schema: str | None) -> str:
     """The connection's host as a URL: kept if it has a scheme, else `schema` (http/https) or https."""
