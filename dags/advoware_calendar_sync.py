@@ -67,8 +67,9 @@ across). The status view's buttons and `kanzlei-sync calendar resolve-stop` trig
 
 **Pools**: `google_calendar_api` (phases 1, 3, 4), `advoware_api` (plan_employees, phase 2).
 **Connections**: `advoware_default`, `google_calendar_default`, `sync_hub_default`, `redis_default`.
-Logic: `include/calendar_sync/`, engine `include/calendar_engine/`. Nothing of it is imported when the file is
-parsed (every task process parses it): each task imports what it uses.
+Each task makes one call into `include/airflow_provider/tasks/calendar_sync.py`; logic: `include/calendar_sync/`,
+engine `include/calendar_engine/`. Nothing of it is imported when the file is parsed (every task process
+parses it): each task imports what it uses.
 """
 
 from __future__ import annotations
@@ -77,32 +78,24 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task, task_group
+from airflow.sdk import Param, dag, task, task_group
 
+from include.airflow_provider.deployment.pools import ADVOWARE_POOL, GOOGLE_POOL
 from include.dag_ids import CALENDAR_SYNC_DAG
 
 SCHEDULE = os.environ.get("CALENDAR_SYNC_SCHEDULE", "*/15 * * * *")
 RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
-GOOGLE_POOL, ADVOWARE_POOL = "google_calendar_api", "advoware_api"
-
-
-def _phase(unit: dict[str, Any], number: int) -> dict[str, Any]:
-    from include.hooks.calendar_sync import run_unit_phase
-
-    context = get_current_context()
-    context["unit"] = unit["label"]  # type: ignore[typeddict-unknown-key]  # the map index's name
-    return run_unit_phase(unit, number, context["run_id"], context["params"])
 
 
 def _on_failure(context: Any) -> None:
-    """After a task's last retry: one alert per incident (include/hooks/alerts.py)."""
-    from include.hooks.alerts import on_calendar_failure
+    """After a task's last retry: one alert per incident (include/airflow_provider/notifiers/alerts.py)."""
+    from include.airflow_provider.notifiers.alerts import on_calendar_failure
 
     on_calendar_failure(context)
 
 
 def _on_planning_success(context: Any) -> None:
-    from include.hooks.alerts import on_planning_success
+    from include.airflow_provider.notifiers.alerts import on_planning_success
 
     on_planning_success(context)
 
@@ -150,37 +143,36 @@ def _on_planning_success(context: Any) -> None:
 def advoware_calendar_sync() -> None:
     @task(pool=ADVOWARE_POOL, on_success_callback=_on_planning_success)
     def plan_employees() -> list[dict[str, Any]]:
-        from include.calendar_sync.planning import plan_employees as plan
-        from include.calendar_sync.prepare import RunParams
-        from include.hooks.calendar_sync import sync_context
+        from include.airflow_provider.tasks.calendar_sync import plan_employees as plan
 
-        context = get_current_context()
-        ctx = sync_context()
-        try:
-            return plan(
-                ctx, context["run_id"], RunParams.from_mapping(context["params"]), context["params"].get("employees")
-            )
-        finally:
-            ctx.close()
+        return plan()
 
     @task_group(group_id="employee_sync")
     def employee_sync(unit: dict[str, Any]) -> None:
         @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}")
         def phase_1_new_advoware(unit: dict[str, Any]) -> dict[str, Any]:
-            return _phase(unit, 1)
+            from include.airflow_provider.tasks.calendar_sync import phase
+
+            return phase(unit, 1)
 
         # all_done: the phase runs for the unit's employees that got through the one before
         @task(pool=ADVOWARE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
         def phase_2_new_google(unit: dict[str, Any]) -> dict[str, Any]:
-            return _phase(unit, 2)
+            from include.airflow_provider.tasks.calendar_sync import phase
+
+            return phase(unit, 2)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
         def phase_3_deletions(unit: dict[str, Any]) -> dict[str, Any]:
-            return _phase(unit, 3)
+            from include.airflow_provider.tasks.calendar_sync import phase
+
+            return phase(unit, 3)
 
         @task(pool=GOOGLE_POOL, map_index_template="{{ unit }}", trigger_rule="all_done")
         def phase_4_updates(unit: dict[str, Any]) -> dict[str, Any]:
-            return _phase(unit, 4)
+            from include.airflow_provider.tasks.calendar_sync import phase
+
+            return phase(unit, 4)
 
         phase_1_new_advoware(unit) >> phase_2_new_google(unit) >> phase_3_deletions(unit) >> phase_4_updates(unit)
 

@@ -20,7 +20,8 @@ echo of the run's own writes (Google notifies them too) starts another run that 
 and writes nothing. Failures show here and in the status view; the schedule is the safety net.
 
 **Params**: `employee` (the Kürzel), `full_content` (list the whole Google window).
-**Pools**: `google_calendar_api`. Logic: `include/calendar_sync/targeted.py`.
+**Pools**: `google_calendar_api`. The task calls `include/airflow_provider/tasks/calendar_sync.py`;
+logic: `include/calendar_sync/targeted.py`.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 
+from include.airflow_provider.deployment.pools import GOOGLE_POOL
 from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
 
 RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
-GOOGLE_POOL = "google_calendar_api"
 # targeted runs of different employees at once (each holds its own employee's lease)
 MAX_ACTIVE_RUNS = 8
 
@@ -63,19 +64,9 @@ def advoware_calendar_sync_employee() -> None:
     # mapped over the one employee so the task instance is named by the Kürzel in the UI
     @task(pool=GOOGLE_POOL, map_index_template="{{ employee }}")
     def sync_employee(employee: str) -> dict[str, Any]:
-        from include.calendar_sync.prepare import RunParams
-        from include.calendar_sync.targeted import sync_targeted
-        from include.hooks.calendar_sync import sync_context
+        from include.airflow_provider.tasks.calendar_sync import sync_employee as sync
 
-        context = get_current_context()
-        context["employee"] = employee  # type: ignore[typeddict-unknown-key]  # the map index's name
-        if not employee:
-            raise ValueError("no employee given (param 'employee')")
-        ctx = sync_context()
-        try:
-            return sync_targeted(ctx, context["run_id"], employee, RunParams.from_mapping(context["params"]))
-        finally:
-            ctx.close()
+        return sync(employee)
 
     sync_employee.expand(employee=["{{ params.employee }}"])
 

@@ -24,7 +24,8 @@ the oldest queued party waiting `ALERT_PARTY_QUEUE_AGE_S` (checked by work_queue
 dead letters reaching `ALERT_PARTY_DEAD_LETTERS` (checked after each drain).
 
 Connections: `espocrm_default`, `advoware_default`, `redis_default`, `sync_hub_default`.
-All logic lives in `include/parties/` and `include/queue/` (the wait: `include/hooks/party_queue.py`).
+All logic lives in `include/parties/` and `include/queue/` (the wait: `include/airflow_provider/sensors/`
+and `triggers/`; the drain: `include/airflow_provider/tasks/parties.py`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import dag, task
 
+from include.airflow_provider.sensors.party_queue import PartyWorkSensor
 from include.dag_ids import BETEILIGTE_SYNC_DAG
-from include.hooks.party_queue import PartyWorkSensor
 
 SCHEDULE = os.environ.get("BETEILIGTE_SYNC_SCHEDULE", "*/5 * * * *")
 
@@ -62,9 +63,9 @@ def beteiligte_sync() -> None:
 
     @task(execution_timeout=timedelta(minutes=20))
     def drain_queue() -> dict[str, Any]:
-        from include.hooks.parties import drain_from_connections
+        from include.airflow_provider.tasks.parties import drain_queue as drain
 
-        return drain_from_connections(get_current_context()["run_id"])
+        return drain()
 
     work_queued >> drain_queue()
 

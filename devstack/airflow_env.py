@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from include.airflow_env import ROOT, connections, variables
 from include.settings import Settings, get_settings
 
-PRELOADING_LOCAL_EXECUTOR = "include.hooks.preload.PreloadingLocalExecutor"
+PRELOADING_LOCAL_EXECUTOR = "include.airflow_provider.executors.preload.PreloadingLocalExecutor"
 
 
 def api_port(settings: Settings) -> int:
@@ -55,10 +55,10 @@ def celery_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{pg_url}",
         "AIRFLOW__CELERY__BROKER_URL": urlunsplit(redis_parts._replace(path=f"/{broker_db}")),
         # Airflow's Celery defaults plus the task modules imported before a worker forks its pool
-        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "include.hooks.celery_config.CELERY_CONFIG",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "include.airflow_provider.executors.celery_config.CELERY_CONFIG",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
         # several workers on one machine: each names itself (AIRFLOW_WORKER_NAME), see worker_name.py
-        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.hooks.worker_name.hostname",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "include.airflow_provider.executors.worker_name.hostname",
     }
 
 
@@ -84,7 +84,7 @@ def build_env(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # Airflow's LocalExecutor, importing the task modules once before it forks its workers, so
-        # task processes do not import them each (include/hooks/preload.py).
+        # task processes do not import them each (include/airflow_provider/executors/preload.py).
         "AIRFLOW__CORE__EXECUTOR": PRELOADING_LOCAL_EXECUTOR,
         # LocalExecutor pre-forks this many workers: keep it small on a laptop.
         "AIRFLOW__CORE__PARALLELISM": "4",
@@ -112,8 +112,12 @@ def build_env(
         env.update(celery_env(settings))
     elif executor == "local":
         # SQLite metadata: a writer waits for the lock instead of failing after 5 s (API 500s)
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "include.hooks.sqlite_metadata.CONNECT_ARGS"
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "include.hooks.sqlite_metadata.CONNECT_ARGS_ASYNC"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = (
+            "include.airflow_provider.deployment.sqlite_metadata.CONNECT_ARGS"
+        )
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = (
+            "include.airflow_provider.deployment.sqlite_metadata.CONNECT_ARGS_ASYNC"
+        )
     else:
         raise ValueError(f"unknown executor {executor!r} (local or celery)")
     env.update(connections(settings, root))

@@ -56,7 +56,7 @@ from devstack import airflow_env
 from devstack import demo as devstack_demo
 from devstack.scale import EMPLOYEES, seed_firm
 from include.airflow_env import write_passwords_file
-from include.hooks.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
+from include.airflow_provider.executors.worker_name import ENV as WORKER_NAME_ENV  # a plain module: no Airflow import
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from include.airflow_provider import connections as conn_ids
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
     pg_password = pg.password.get_secret_value()
     pg_auth = quote(pg.user, safe="") + (f":{quote(pg_password, safe='')}" if pg_password else "")
     conns = {
-        "advoware_default": {
+        conn_ids.ADVOWARE: {
             "conn_type": "advoware",
             "host": adv.base_url,
             "login": adv.username,
@@ -75,13 +76,13 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
                 "timeout_s": adv.timeout_s,
             },
         },
-        "espocrm_default": {
+        conn_ids.ESPOCRM: {
             "conn_type": "espocrm",
             "host": espo.base_url,
             "password": espo.api_key.get_secret_value(),
             "extra": {"entity": espo.entity, "timeout_s": espo.timeout_s},
         },
-        "google_calendar_default": {
+        conn_ids.GOOGLE_CALENDAR: {
             # The Google provider's connection type: its extras carry the key file (key_path).
             "conn_type": "google_cloud_platform",
             "extra": {
@@ -98,8 +99,10 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
         },
     }
     smtp = settings.smtp
-    if smtp.host:  # the alerts' mail server (include/hooks/alerts.py); none = alerts are only logged
-        conns["smtp_default"] = {
+    if (
+        smtp.host
+    ):  # the alerts' mail server (include/airflow_provider/notifiers/alerts.py); none = alerts are only logged
+        conns[conn_ids.SMTP] = {
             "conn_type": "smtp",
             "host": smtp.host,
             "port": smtp.port,
@@ -113,11 +116,11 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
                 "retry_limit": 2,
             },
         }
-    env = {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(body) for cid, body in conns.items()}
-    env["AIRFLOW_CONN_SYNC_HUB_DEFAULT"] = f"postgresql://{pg_auth}@{pg.host}:{pg.port}/{pg.db}"
+    env = {conn_ids.env_name(cid): json.dumps(body) for cid, body in conns.items()}
+    env[conn_ids.env_name(conn_ids.SYNC_HUB)] = f"postgresql://{pg_auth}@{pg.host}:{pg.port}/{pg.db}"
     # RedisHook ignores the URI path: the database number must be the `db` extra (?db=N).
     redis_host = f"{redis_parts.hostname or '127.0.0.1'}:{redis_parts.port or 6379}"
-    env["AIRFLOW_CONN_REDIS_DEFAULT"] = f"{redis_scheme}://{redis_auth}{redis_host}/?db={redis_db}"
+    env[conn_ids.env_name(conn_ids.REDIS)] = f"{redis_scheme}://{redis_auth}{redis_host}/?db={redis_db}"
     return env
 
 

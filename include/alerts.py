@@ -1,6 +1,6 @@
 """What needs a person: the alerts of the platform, as plain data (no Airflow, no SMTP here).
 
-An alert is one incident, mailed once (include/hooks/alerts.py sends it through Airflow's SMTP
+An alert is one incident, mailed once (include/airflow_provider/notifiers/alerts.py sends it through Airflow's SMTP
 connection `smtp_default` to ALERT_EMAIL_TO, or logs it when no address is set):
 
 - **calendar_failed**: employees' calendar sync failed after its retries (one mail per phase task of

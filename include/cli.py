@@ -128,7 +128,7 @@ def _cmd_airflow_passwords_file(args: argparse.Namespace, settings: Settings) ->
 
 def _cmd_airflow_pools(args: argparse.Namespace, settings: Settings) -> int:
     """compose's airflow-init: the calendar DAG's API pools, created when missing."""
-    from include.hooks.airflow_pools import ensure
+    from include.airflow_provider.deployment.pools import ensure
 
     for line in ensure():
         print(line)
@@ -140,7 +140,7 @@ def _cmd_airflow_users(args: argparse.Namespace, settings: Settings) -> int:
     gateway's own account; idempotent."""
     import logging
 
-    from include.hooks.airflow_users import ensure
+    from include.airflow_provider.deployment.users import ensure
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
@@ -268,9 +268,9 @@ def _cmd_calendar_recover(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _channel_keeper(settings: Settings) -> Any:
+    from include.airflow_provider.notifiers.alerts import on_channel_recovered
     from include.calendar_push.channels import ChannelKeeper
     from include.google_calendar.client import GoogleCalendarClient
-    from include.hooks.alerts import on_channel_recovered
     from include.hub.db import Hub
 
     def recovered(employee: str) -> None:

@@ -1,7 +1,7 @@
 """One place that reads configuration: the environment and `.env`.
 
 The gateway, the CLI and the tests read these settings directly; Airflow tasks get the
-same values through connections (see `include.hooks`), which build these objects.
+same values through connections (see `include.airflow_provider.hooks`), which build these objects.
 Field names map 1:1 to upper-case environment variables (pydantic-settings).
 """
 

@@ -9,7 +9,7 @@ Airflow 3.3.2 mounts plugin apps with a bare `app.mount()`: its JWT check does n
 every request here must carry the same Airflow JWT as the UI (the `_token` cookie the browser sends
 to the iframe, or `Authorization: Bearer`), and the auth manager must allow GET on the custom view
 "Sync status" (SimpleAuthManager: any logged-in role; FAB: the roles Sync Viewer and Sync Operator of
-include/hooks/airflow_users.py have it, Operator also POST for the replay).
+include/airflow_provider/deployment/users.py have it, Operator also POST for the replay).
 
 The replay of a dead letter (`AirflowHost`) is a write and starts a DAG run: it needs POST on the
 custom view **and** the right to trigger runs of both sync DAGs (DAG run POST; SimpleAuthManager:
@@ -31,13 +31,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from include.airflow_provider import connections
 from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.status.app import create_app
 from include.status.page import Links
@@ -48,8 +49,6 @@ log = logging.getLogger(__name__)
 
 URL_PREFIX = "/sync-status"
 RESOURCE_NAME = "Sync status"
-HUB_CONN_ID = "sync_hub_default"
-REDIS_CONN_ID = "redis_default"
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -151,7 +150,8 @@ class AirflowHost:
                     TaskInstance.run_id,
                     TaskInstance.task_id,
                     TaskInstance.map_index,
-                    TaskInstance.rendered_map_index,
+                    # a hybrid property: its SQL expression is defined apart, which the stubs do not see
+                    cast(Any, TaskInstance.rendered_map_index),
                     TaskInstance.start_date,
                 ).where(TaskInstance.dag_id == CALENDAR_SYNC_DAG, TaskInstance.run_id.in_(set(last.values())))
             ).all()
@@ -193,18 +193,18 @@ def airflow_sources() -> Sources:
     from airflow.providers.redis.hooks.redis import RedisHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from include.hooks.hub import HubHook
+    from include.airflow_provider.hooks.hub import HubHook
     from include.settings import get_settings
 
     try:
-        dsn = HubHook(HUB_CONN_ID).dsn()
+        dsn = HubHook(connections.SYNC_HUB).dsn()
     except AirflowNotFoundException:
-        log.debug("connection %s not defined: hub from the .env", HUB_CONN_ID)
+        log.debug("connection %s not defined: hub from the .env", connections.SYNC_HUB)
         dsn = get_settings().postgres.dsn()
     try:
-        return Sources(dsn, RedisHook(redis_conn_id=REDIS_CONN_ID).get_conn())
+        return Sources(dsn, RedisHook(redis_conn_id=connections.REDIS).get_conn())
     except AirflowNotFoundException:
-        log.debug("connection %s not defined: Redis from the .env", REDIS_CONN_ID)
+        log.debug("connection %s not defined: Redis from the .env", connections.REDIS)
         return Sources.from_urls(dsn, get_settings().redis_url)
 
 

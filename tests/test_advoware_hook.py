@@ -68,7 +68,7 @@ def test_connection_type_is_listed_by_the_providers_manager() -> None:
     assert "kanzlei-sync" in pm.providers
     hook = ProvidersManagerTaskRuntime().hooks["advoware"]  # what a task resolves the type with
     assert hook is not None
-    assert hook.hook_class_name == "include.hooks.advoware.AdvowareHook"
+    assert hook.hook_class_name == "include.airflow_provider.hooks.advoware.AdvowareHook"
     assert hook.connection_id_attribute_name == "advoware_conn_id"
     widgets = pm.connection_form_widgets
     assert widgets["extra__advoware__api_key"].is_sensitive
@@ -83,7 +83,7 @@ def test_hook_from_env_connection_reaches_the_sandbox(
 ) -> None:
     from airflow.sdk.log import redact
 
-    from include.hooks.advoware import AdvowareHook
+    from include.airflow_provider.hooks.advoware import AdvowareHook
 
     seed(advoware_url)
     monkeypatch.setenv("AIRFLOW_CONN_ADVOWARE_DEFAULT", conn_json(advoware_url))
@@ -110,7 +110,7 @@ def test_hook_from_env_connection_reaches_the_sandbox(
 def test_same_settings_work_from_env_alone(
     advoware_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    from include.hooks.advoware import AdvowareHook
+    from include.airflow_provider.hooks.advoware import AdvowareHook
 
     seed(advoware_url)
     (tmp_path / ".env").write_text(
@@ -129,7 +129,7 @@ def test_same_settings_work_from_env_alone(
 def test_write_protection_from_env_holds_for_a_connection(
     advoware_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from include.hooks.advoware import AdvowareHook
+    from include.airflow_provider.hooks.advoware import AdvowareHook
 
     monkeypatch.setenv("AIRFLOW_CONN_ADVOWARE_DEFAULT", conn_json(advoware_url, write_protection=False))
     monkeypatch.setenv("ADVOWARE_WRITE_PROTECTION", "true")

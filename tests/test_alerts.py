@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis
 
+from include.airflow_provider.notifiers.alerts import check_party_dead_letters, check_party_queue, send
 from include.alerts import Incidents, calendar_failed, parked
-from include.hooks.alerts import check_party_dead_letters, check_party_queue, send
 from include.hub import dead_letters
 from include.hub.db import connect
 from tests.party_helpers import make_queue
@@ -106,8 +106,8 @@ def test_a_unit_phase_failing_mails_once_naming_only_the_employees_with_a_new_in
     from airflow.sdk.exceptions import AirflowFailException
 
     from include import airflow_env
+    from include.airflow_provider.notifiers.alerts import on_calendar_failure
     from include.calendar_sync.context import UnitIncomplete, UnitPhaseFailed
-    from include.hooks.alerts import on_calendar_failure
     from include.settings import PostgresSettings, Settings
 
     info = psycopg.conninfo.conninfo_to_dict(hub)

@@ -15,11 +15,11 @@ import psycopg
 import pytest
 import redis
 
+from include.airflow_provider.notifiers.alerts import on_channel_failure, on_channel_recovered
 from include.alerts import Incidents
 from include.calendar_push.channels import ChannelKeeper, Report
 from include.calendar_sync.calendars import provision
 from include.calendar_sync.context import SyncContext
-from include.hooks.alerts import on_channel_failure, on_channel_recovered
 from include.hub import calendars as hub_calendars
 from include.hub import channels as hub_channels
 from include.settings import GatewaySettings, GoogleSettings, Settings, SyncSettings

@@ -134,7 +134,7 @@ def test_airflow_components_share_secret_and_execution_api(compose: dict[str, An
             == env_of(compose, "airflow-apiserver")["AIRFLOW__API_AUTH__JWT_SECRET"]
         )
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
-        assert env["AIRFLOW__CORE__EXECUTOR"] == "include.hooks.preload.PreloadingLocalExecutor"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "include.airflow_provider.executors.preload.PreloadingLocalExecutor"
         assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
         commands[service] = compose["services"][service].get("command")
     for service, sub in [
@@ -218,7 +218,10 @@ def test_celery_layer_switches_every_component_and_adds_scalable_workers(
         assert env["REDIS_URL"].endswith("redis://redis:6379/0}"), name
         assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://"), name
-        assert env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "include.hooks.celery_config.CELERY_CONFIG"
+        assert (
+            env["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+            == "include.airflow_provider.executors.celery_config.CELERY_CONFIG"
+        )
     worker = celery_services["airflow-worker"]
     assert worker["command"][-3:] == ["airflow", "celery", "worker"]
     assert worker["deploy"]["replicas"] >= 2 and worker["image"] == celery_services["airflow-scheduler"]["image"]
@@ -228,8 +231,8 @@ def test_celery_layer_switches_every_component_and_adds_scalable_workers(
 
 
 def test_the_celery_configuration_preloads_the_task_modules() -> None:
-    from include.hooks.celery_config import CELERY_CONFIG
-    from include.hooks.preload import TASK_MODULES
+    from include.airflow_provider.executors.celery_config import CELERY_CONFIG
+    from include.airflow_provider.executors.preload import TASK_MODULES
 
     assert set(TASK_MODULES) <= set(CELERY_CONFIG["imports"])
     assert CELERY_CONFIG["task_acks_late"] is True  # a task of a dead worker is delivered again

@@ -184,7 +184,7 @@ def test_airflow_lists_the_espocrm_connection_type_and_hook_builds_a_client(
     from airflow.providers_manager import ProvidersManager
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
-    from include.hooks.espocrm import EspoCrmHook
+    from include.airflow_provider.hooks.espocrm import EspoCrmHook
 
     monkeypatch.setenv(
         "AIRFLOW_CONN_ESPOCRM_DEFAULT",
@@ -194,7 +194,7 @@ def test_airflow_lists_the_espocrm_connection_type_and_hook_builds_a_client(
 
     info = ProvidersManagerTaskRuntime().hooks["espocrm"]  # what tasks resolve the conn type with
     manager = ProvidersManager()  # what the UI's connection form reads
-    assert info is not None and info.hook_class_name == "include.hooks.espocrm.EspoCrmHook"
+    assert info is not None and info.hook_class_name == "include.airflow_provider.hooks.espocrm.EspoCrmHook"
     assert info.connection_id_attribute_name == "espocrm_conn_id"
     behaviour = manager.field_behaviours["espocrm"]
     assert behaviour["relabeling"]["password"] == "API key" and "login" in behaviour["hidden_fields"]

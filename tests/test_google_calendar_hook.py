@@ -31,9 +31,9 @@ def test_connection_key_and_extras_reach_the_sandbox(
     monkeypatch.setenv(
         "AIRFLOW_CONN_GOOGLE_CALENDAR_DEFAULT", json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
     )
-    from include.hooks.google_calendar import GoogleCalendarSyncHook
+    from include.airflow_provider.hooks.google_calendar import GoogleCalendarSyncHook
 
-    client = GoogleCalendarSyncHook().get_client(redis_url=redis_url)
+    client = GoogleCalendarSyncHook(redis_url=redis_url).get_conn()
     assert client.delegated and client.account.email == info["client_email"]
 
     with Hub(hub) as unit:

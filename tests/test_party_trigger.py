@@ -1,4 +1,4 @@
-"""The wait of `beteiligte_sync` (include/hooks/party_queue.py) against the real Redis: it ends with
+"""The wait of `beteiligte_sync` (include/airflow_provider/triggers/party_queue.py) against the real Redis: it ends with
 success when work is queued (woken by the enqueue, not by a poll), when a backed-off id becomes due
 and when a crashed worker's lease runs out, and with skipped after its idle timeout."""
 
@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from include.hooks.party_queue import PartyWorkTrigger
+from include.airflow_provider.triggers.party_queue import PartyWorkTrigger
 from tests.party_helpers import make_queue
 from tests.redis_helpers import has_work
 

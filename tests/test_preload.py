@@ -1,5 +1,5 @@
 """The task modules are imported once by the process that forks the task processes
-(include/hooks/preload.py): the list covers what the DAGs' tasks import, and the executor really
+(include/airflow_provider/executors/preload.py): the list covers what the DAGs' tasks import, and the executor really
 imports them before it forks its workers."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include.hooks.preload import TASK_MODULES
+from include.airflow_provider.executors.preload import TASK_MODULES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def task_body_imports() -> set[str]:
 
 def test_the_preload_list_covers_every_module_a_task_imports() -> None:
     imported = task_body_imports()
-    assert "include.hooks.calendar_sync" in imported  # the parser sees the task bodies
+    assert "include.airflow_provider.tasks.calendar_sync" in imported  # the parser sees the task bodies
     assert imported - set(TASK_MODULES) == set()
 
 
@@ -40,7 +40,7 @@ def test_the_preloading_executor_imports_the_task_modules_before_it_forks(tmp_pa
     workers are forked at the end of start(), so they and every task process inherit them)."""
     script = (
         "import json, sys\n"
-        "from include.hooks.preload import PreloadingLocalExecutor, TASK_MODULES\n"
+        "from include.airflow_provider.executors.preload import PreloadingLocalExecutor, TASK_MODULES\n"
         "before = [m for m in TASK_MODULES if m in sys.modules]\n"
         "ex = PreloadingLocalExecutor(parallelism=1)\n"
         "ex.start()\n"

@@ -51,7 +51,7 @@ def _seed(advoware_url: str) -> None:
 
 def _started(c: SyncContext) -> tuple[SyncContext, list[Any]]:
     alerts: list[Any] = []
-    c.notify = alerts.append  # what the DAG's tasks mail (include/hooks/alerts.py)
+    c.notify = alerts.append  # what the DAG's tasks mail (include/airflow_provider/notifiers/alerts.py)
     assert sync(c)["status"] == "success"
     return c, alerts
 

@@ -63,7 +63,7 @@ class SyncContext:
         self.settings = settings or get_settings()
         self.today = today  # fixed in tests; None = today
         # where an incident found while syncing goes (an include.alerts.Alert): the DAG's tasks mail it
-        # (include/hooks/calendar_sync.py); elsewhere it is only logged
+        # (include/airflow_provider/tasks/calendar_sync.py); elsewhere it is only logged
         self.notify: Callable[[Any], Any] | None = None
         # a Google watch channel that cannot be opened or renewed, and one that opens again
         # (include/calendar_push; the DAG's tasks alert once per incident, elsewhere only logged)

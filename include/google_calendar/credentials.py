@@ -1,5 +1,5 @@
 """Service-account credentials: from the key file (GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH) or from a
-key dict (the Airflow connection google_calendar_default, read by include.hooks.google_calendar).
+key dict (the Airflow connection google_calendar_default, read by include.airflow_provider.hooks.google_calendar).
 
 In shared mode every call runs as the service account; in delegated mode (domain-wide delegation)
 as each employee via `with_subject`. The token URI comes from settings when set (the sandbox).

@@ -52,7 +52,8 @@ SECURITY_HEADERS = {
 class Host(Protocol):
     """What the Airflow plugin provides (tests pass a fake)."""
 
-    csrf_key: bytes
+    @property
+    def csrf_key(self) -> bytes: ...
 
     def user_id(self, request: Request) -> str: ...
 

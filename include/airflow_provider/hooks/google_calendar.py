@@ -15,29 +15,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from include.airflow_provider import connections
+from include.airflow_provider.hooks.base import ProviderHook, extra_field, merged
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import CredentialsError, ServiceAccount, load_key_file
 from include.settings import GoogleSettings, get_settings
 
-CONN_ID = "google_calendar_default"
 CONN_TYPE = "google_cloud_platform"
 _OVERRIDES = ("delegation", "api_endpoint", "batch_uri", "token_uri", "acl_role")
 
 
-class GoogleCalendarSyncHook(BaseHook):
+class GoogleCalendarSyncHook(ProviderHook):
     """The project's default connection id and a client factory."""
 
     conn_name_attr = "gcp_conn_id"
-    default_conn_name = CONN_ID
+    default_conn_name = connections.GOOGLE_CALENDAR
     conn_type = CONN_TYPE
     hook_name = "Google Calendar (Kanzlei Sync)"
 
-    def __init__(self, gcp_conn_id: str = CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, gcp_conn_id: str = default_conn_name, *, redis_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gcp_conn_id = gcp_conn_id
+        self._redis_url = redis_url
         self._extras: dict[str, Any] | None = None
 
     @property
@@ -50,17 +51,9 @@ class GoogleCalendarSyncHook(BaseHook):
                 self._extras = {}
         return self._extras
 
-    def _get_field(self, name: str, default: Any = None) -> Any:
-        """An extra by its plain name, or by the provider's prefixed form (older connections)."""
-        for key in (name, f"extra__{CONN_TYPE}__{name}"):
-            value = self.extras.get(key)
-            if value not in (None, ""):
-                return value
-        return default
-
     def service_account_info(self) -> dict[str, Any]:
-        keyfile_dict = self._get_field("keyfile_dict")
-        key_path = self._get_field("key_path")
+        keyfile_dict = extra_field(self.extras, CONN_TYPE, "keyfile_dict")
+        key_path = extra_field(self.extras, CONN_TYPE, "key_path")
         if keyfile_dict:
             info = keyfile_dict if isinstance(keyfile_dict, dict) else json.loads(keyfile_dict)
             return dict(info)
@@ -71,17 +64,17 @@ class GoogleCalendarSyncHook(BaseHook):
         raise CredentialsError(f"connection {self.gcp_conn_id} has neither keyfile_dict nor key_path")
 
     def google_settings(self) -> GoogleSettings:
-        base = get_settings().google
-        updates: dict[str, Any] = {}
+        values: dict[str, Any] = {}
         for name in _OVERRIDES:
-            value = self._get_field(name)
+            value = extra_field(self.extras, CONN_TYPE, name)
             if value is not None:
-                updates[name] = str(value).lower() == "true" if name == "delegation" else value
-        return base.model_copy(update=updates)
+                values[name] = str(value).lower() == "true" if name == "delegation" else value
+        return merged(get_settings().google, values)
 
-    def get_client(self, *, redis_url: str | None = None, **kw: Any) -> GoogleCalendarClient:
+    def get_conn(self) -> GoogleCalendarClient:
+        """A new client for each call: a task may hand one to each of its threads."""
         settings = self.google_settings()
         account = ServiceAccount(
             self.service_account_info(), token_uri=settings.token_uri, source=f"connection {self.gcp_conn_id}"
         )
-        return GoogleCalendarClient.from_settings(settings, redis_url=redis_url, account=account, **kw)
+        return GoogleCalendarClient.from_settings(settings, redis_url=self._redis_url, account=account)

@@ -10,24 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
+from include.airflow_provider import connections
+from include.airflow_provider.hooks.base import ProviderHook, base_url, extra_field, merged
 from include.espocrm.client import EspoCrmClient
 from include.settings import EspoCrmSettings
 
 
-def _base_url(host: str, port: int | None, schema: str | None) -> str:
-    if "://" in host:
-        return host.rstrip("/")
-    scheme = schema if schema in ("http", "https") else "https"
-    return f"{scheme}://{host}" + (f":{port}" if port else "")
-
-
-class EspoCrmHook(BaseHook):
+class EspoCrmHook(ProviderHook):
     conn_name_attr = "espocrm_conn_id"
-    default_conn_name = "espocrm_default"
+    default_conn_name = connections.ESPOCRM
     conn_type = "espocrm"
     hook_name = "EspoCRM"
 
@@ -35,16 +29,6 @@ class EspoCrmHook(BaseHook):
         super().__init__(**kwargs)
         self.espocrm_conn_id = espocrm_conn_id
         self._client: EspoCrmClient | None = None
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The form layout; Airflow 3.2+ reads the same dict from provider_info (one source)."""
-        from include.hooks.provider_info import get_provider_info
-
-        for entry in get_provider_info()["connection-types"]:
-            if entry["connection-type"] == cls.conn_type:
-                return entry["ui-field-behaviour"]
-        return {}
 
     def espocrm_settings(self) -> EspoCrmSettings:
         env = EspoCrmSettings()
@@ -56,14 +40,14 @@ class EspoCrmHook(BaseHook):
         extra = conn.extra_dejson or {}
         values: dict[str, Any] = {}
         if conn.host:
-            values["base_url"] = _base_url(conn.host, conn.port, conn.schema)
+            values["base_url"] = base_url(conn.host, conn.port, conn.schema)
         if conn.password:
             values["api_key"] = conn.password
         for name in ("entity", "timeout_s"):
-            value = extra.get(name, extra.get(f"extra__espocrm__{name}"))
-            if value not in (None, ""):
+            value = extra_field(extra, self.conn_type, name)
+            if value is not None:
                 values[name] = value
-        settings = EspoCrmSettings.model_validate({**env.model_dump(), **values})
+        settings = merged(env, values)
         if settings.api_key.get_secret_value():
             mask_secret(settings.api_key.get_secret_value())
         return settings

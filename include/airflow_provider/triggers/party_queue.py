@@ -1,17 +1,11 @@
-"""The wait of `beteiligte_sync` for queued party work: one look on a worker, then the triggerer.
-
-`PartyWorkSensor` looks at the queue once, in its task process: work ready (the usual case of a run
-the gateway triggered) → success at once, `drain_queue` follows. Nothing ready → it defers to
-`PartyWorkTrigger` and its process ends; the trigger ends the task from the triggerer itself: success
-as soon as a party id is ready (or a crashed worker's claim has expired), skipped after
-`idle_timeout_s` without work (the run ends quietly, `drain_queue` is skipped). So a sweep that
-finds nothing costs one short task process, and waiting costs none.
+"""The trigger `PartyWorkSensor` defers to: ends the task as soon as queued party work is due.
 
 The trigger does not poll: the gateway's enqueue script publishes on the pub/sub channel named like
 the pending set (`vmh:webhook:pending`) whenever it marks ids pending, and the trigger sleeps on that
 subscription until the next id is due: subscribe, then read the queue (so nothing published before
 the subscription is missed), then wait for a message or for the earliest not-before time (a nacked
-id's backoff, a claim's lease), whichever comes first.
+id's backoff, a claim's lease), whichever comes first. Success when an id is due, skipped after
+`idle_timeout_s` without work.
 """
 
 from __future__ import annotations
@@ -20,13 +14,12 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent
 
+from include.airflow_provider import connections
 from include.queue.party_queue import DEFAULT_PREFIX
 
-CLASSPATH = "include.hooks.party_queue.PartyWorkTrigger"
+CLASSPATH = "include.airflow_provider.triggers.party_queue.PartyWorkTrigger"
 
 
 async def _next_due(client: Any, pending: str, claimed: str) -> float | None:
@@ -38,7 +31,7 @@ async def _next_due(client: Any, pending: str, claimed: str) -> float | None:
 
 class PartyWorkTrigger(BaseTrigger):
     def __init__(
-        self, redis_conn_id: str = "redis_default", prefix: str = DEFAULT_PREFIX, idle_timeout_s: float = 60.0
+        self, redis_conn_id: str = connections.REDIS, prefix: str = DEFAULT_PREFIX, idle_timeout_s: float = 60.0
     ) -> None:
         super().__init__()
         self.redis_conn_id = redis_conn_id
@@ -56,7 +49,7 @@ class PartyWorkTrigger(BaseTrigger):
         import redis.asyncio as aioredis
         from asgiref.sync import sync_to_async
 
-        from include.hooks.redis_conn import redis_url
+        from include.airflow_provider.hooks.redis import redis_url
 
         url = await sync_to_async(redis_url)(self.redis_conn_id)
         pending, claimed = f"{self.prefix}:pending", f"{self.prefix}:claimed"
@@ -83,46 +76,3 @@ class PartyWorkTrigger(BaseTrigger):
         finally:
             await pubsub.aclose()
             await client.aclose()
-
-
-class PartyWorkSensor(BaseOperator):
-    """Succeeds when party work is queued; waits for it in the triggerer; skipped after the idle timeout."""
-
-    def __init__(
-        self,
-        *,
-        redis_conn_id: str = "redis_default",
-        prefix: str = DEFAULT_PREFIX,
-        idle_timeout_s: float = 60.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.redis_conn_id, self.prefix, self.idle_timeout_s = redis_conn_id, prefix, idle_timeout_s
-
-    def execute(self, context: Any) -> None:
-        from include.alerts import Incidents
-        from include.hooks.alerts import check_party_queue
-        from include.hooks.redis_conn import redis_url
-        from include.queue.party_queue import PartyQueue
-
-        queue = PartyQueue.from_url(redis_url(self.redis_conn_id), prefix=self.prefix)
-        try:
-            stats = queue.stats()
-            check_party_queue(stats, Incidents(queue.r))  # a backlog nobody drains needs a person
-            if stats.ready or stats.expired_claims:
-                self.log.info("party work is ready: %d ready, %d expired claims", stats.ready, stats.expired_claims)
-                return
-        finally:
-            queue.r.close()
-        self.log.info("no party work ready: waiting in the triggerer (at most %.0fs)", self.idle_timeout_s)
-        self.defer(
-            trigger=PartyWorkTrigger(self.redis_conn_id, self.prefix, self.idle_timeout_s),
-            method_name="execute_complete",
-        )
-
-    def execute_complete(self, context: Any, event: Any = None) -> None:
-        """Reached only when a task resumes from the trigger on a worker (`dag.test()`): the triggerer
-        itself ends the task with the event's state."""
-        self.log.info("resumed on a worker after the wait (%s)", event)
-        if str(event) == "skipped":
-            raise AirflowSkipException(f"no party work within {self.idle_timeout_s:.0f}s")

@@ -13,11 +13,11 @@ import logging
 from typing import Any
 
 from include import alerts
+from include.airflow_provider import connections
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-SMTP_CONN_ID = "smtp_default"
 PLANNING_INCIDENT = "calendar:planning"
 
 
@@ -31,7 +31,7 @@ def send(alert: alerts.Alert) -> bool:
     try:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as smtp:
+        with SmtpHook(smtp_conn_id=connections.SMTP) as smtp:
             smtp.send_email_smtp(
                 to=recipients, subject=alert.subject, html_content=f"<pre>{html.escape(alert.text())}</pre>"
             )
@@ -42,11 +42,9 @@ def send(alert: alerts.Alert) -> bool:
 
 
 def _incidents() -> alerts.Incidents:
-    import redis
+    from include.airflow_provider.hooks.redis import RedisUrlHook
 
-    from include.hooks.redis_conn import redis_url
-
-    return alerts.Incidents(redis.Redis.from_url(redis_url(), socket_timeout=5, socket_connect_timeout=5))
+    return alerts.Incidents(RedisUrlHook().get_conn())
 
 
 def _reason(exc: BaseException | None) -> str:
@@ -78,7 +76,7 @@ def _unit_failures(ti: Any, exc: BaseException | None) -> tuple[dict[str, str], 
 def on_calendar_failure(context: Any) -> None:
     """on_failure_callback of the calendar DAG's tasks: after the last retry, not per retry. One mail
     per failed task naming the employees not already in an open incident."""
-    from include.hooks.hub import hub_dsn
+    from include.airflow_provider.hooks.hub import hub_dsn
     from include.hub import runs
     from include.hub.db import connect
 

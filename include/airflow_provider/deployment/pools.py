@@ -4,10 +4,12 @@ have them before its first run. Created when missing, never changed: an administ
 
 from __future__ import annotations
 
+GOOGLE_POOL, ADVOWARE_POOL = "google_calendar_api", "advoware_api"
+
 # name -> (slots, description); 4 each = AIRFLOW__CORE__PARALLELISM of the compose files.
 POOLS: dict[str, tuple[int, str]] = {
-    "google_calendar_api": (4, "calendar sync: concurrent calls to the Google Calendar API"),
-    "advoware_api": (4, "calendar sync: concurrent calls to the Advoware API"),
+    GOOGLE_POOL: (4, "calendar sync: concurrent calls to the Google Calendar API"),
+    ADVOWARE_POOL: (4, "calendar sync: concurrent calls to the Advoware API"),
 }
 
 

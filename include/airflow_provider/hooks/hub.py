@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from airflow.sdk import BaseHook
+from include.airflow_provider import connections
+from include.airflow_provider.hooks.base import ProviderHook
+from include.hub.db import Hub
 
-HUB_CONN_ID = "sync_hub_default"
 # Extras that are libpq connection parameters (the rest, e.g. the provider's own, are ignored).
 _LIBPQ_EXTRAS = (
     "sslmode",
@@ -27,9 +28,9 @@ _LIBPQ_EXTRAS = (
 )
 
 
-class HubHook(BaseHook):
+class HubHook(ProviderHook):
     conn_name_attr = "sync_hub_conn_id"
-    default_conn_name = HUB_CONN_ID
+    default_conn_name = connections.SYNC_HUB
     conn_type = "postgres"
     hook_name = "Sync hub"
 
@@ -51,6 +52,10 @@ class HubHook(BaseHook):
         query = urlencode({k: str(extra[k]) for k in _LIBPQ_EXTRAS if extra.get(k) not in (None, "")})
         return f"postgresql://{netloc}/{quote(conn.schema or 'postgres', safe='')}" + (f"?{query}" if query else "")
 
+    def get_conn(self) -> Hub:
+        """The hub's unit of work on this connection (the caller closes it)."""
+        return Hub(self.dsn())
 
-def hub_dsn(conn_id: str = HUB_CONN_ID) -> str:
+
+def hub_dsn(conn_id: str = connections.SYNC_HUB) -> str:
     return HubHook(conn_id).dsn()

@@ -6,9 +6,9 @@ has imported, each task gets for free; what it has not, each task imports again.
 (clients, engine, hub: ~365 modules, ~0.5 CPU-s) are imported in the parent once:
 
 - LocalExecutor: `PreloadingLocalExecutor` (AIRFLOW__CORE__EXECUTOR=
-  include.hooks.preload.PreloadingLocalExecutor) imports them in `start()`, before it forks its
+  include.airflow_provider.executors.preload.PreloadingLocalExecutor) imports them in `start()`, before it forks its
   workers; otherwise it is Airflow's LocalExecutor.
-- CeleryExecutor: include/hooks/celery_config.py puts the same modules into Celery's `imports`,
+- CeleryExecutor: include/airflow_provider/executors/celery_config.py puts the same modules into Celery's `imports`,
   which a Celery worker imports before it forks its pool (the Celery provider does the same for
   Airflow's own modules).
 
@@ -32,14 +32,15 @@ TASK_MODULES = (
     "include.calendar_sync.planning",
     "include.calendar_sync.prepare",
     "include.calendar_sync.targeted",
-    "include.hooks.calendar_sync",
+    "include.airflow_provider.tasks.calendar_sync",
+    "include.airflow_provider.tasks.parties",
     "include.advoware.client",
-    "include.hooks.advoware",
-    "include.hooks.alerts",
-    "include.hooks.espocrm",
-    "include.hooks.hub",
-    "include.hooks.parties",
-    "include.hooks.redis_conn",
+    "include.airflow_provider.hooks.advoware",
+    "include.airflow_provider.hooks.espocrm",
+    "include.airflow_provider.hooks.google_calendar",
+    "include.airflow_provider.hooks.hub",
+    "include.airflow_provider.hooks.redis",
+    "include.airflow_provider.notifiers.alerts",
     "include.parties.drain",
     "include.parties.runlog",
     "include.hub.parties",

@@ -1,4 +1,4 @@
-"""What the party DAG's drain needs, built from Airflow connections: the queue (`redis_default`),
+"""What the party DAG's tasks call, built from Airflow connections: the queue (`redis_default`),
 EspoCRM (`espocrm_default`), Advoware (`advoware_default`, sharing the queue's Redis for its token),
 the hub (`sync_hub_default`); the alert on open party dead letters wired in."""
 
@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import get_current_context
+
+from include.airflow_provider.hooks.advoware import AdvowareHook
+from include.airflow_provider.hooks.espocrm import EspoCrmHook
+from include.airflow_provider.hooks.hub import HubHook
+from include.airflow_provider.hooks.redis import redis_url
+from include.airflow_provider.notifiers.alerts import check_party_dead_letters
 from include.alerts import Incidents
-from include.hooks.advoware import AdvowareHook
-from include.hooks.alerts import check_party_dead_letters
-from include.hooks.espocrm import EspoCrmHook
-from include.hooks.hub import hub_dsn
-from include.hooks.redis_conn import redis_url
-from include.hub.db import Hub
 from include.hub.parties import PartyStore
 from include.parties.drain import drain_run
 from include.parties.sync import PartySync
@@ -20,12 +21,16 @@ from include.queue.party_queue import PartyQueue
 from include.settings import get_settings
 
 
-def drain_from_connections(run_id: str | None) -> dict[str, Any]:
+def drain_queue() -> dict[str, Any]:
     """`beteiligte_sync`'s drain_queue task: drain the party queue into Advoware (include/parties)."""
+    return drain_from_connections(get_current_context()["run_id"])
+
+
+def drain_from_connections(run_id: str | None) -> dict[str, Any]:
     settings = get_settings().sync
     url = redis_url()
     queue = PartyQueue.from_url(url, max_attempts=settings.party_max_attempts, lease_s=settings.party_lease_s)
-    hub = Hub(hub_dsn())
+    hub = HubHook().get_conn()
     syncer = PartySync(
         EspoCrmHook().get_conn(),
         AdvowareHook(redis_url=url).get_conn(),

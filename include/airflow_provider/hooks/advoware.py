@@ -11,30 +11,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from include.advoware.client import AdvowareClient
+from include.airflow_provider import connections
+from include.airflow_provider.hooks.base import ProviderHook, base_url, extra_field, merged
 from include.settings import AdvowareSettings, Settings
 
-_EXTRA_FIELDS = ("auth_url", "configurator_url", "kanzlei", "database", "app_id", "api_key", "role")
+_EXTRA_FIELDS = (
+    "auth_url",
+    "configurator_url",
+    "kanzlei",
+    "database",
+    "app_id",
+    "api_key",
+    "role",
+    "timeout_s",
+    "max_retries",
+)
 
 
 def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def _base_url(host: str, port: int | None, schema: str | None) -> str:
-    if "://" in host:
-        return host.rstrip("/")
-    scheme = schema if schema in ("http", "https") else "https"
-    return f"{scheme}://{host}" + (f":{port}" if port else "")
-
-
-class AdvowareHook(BaseHook):
+class AdvowareHook(ProviderHook):
     conn_name_attr = "advoware_conn_id"
-    default_conn_name = "advoware_default"
+    default_conn_name = connections.ADVOWARE
     conn_type = "advoware"
     hook_name = "Advoware"
 
@@ -56,20 +60,17 @@ class AdvowareHook(BaseHook):
         extra = conn.extra_dejson or {}
         values: dict[str, Any] = {}
         if conn.host:
-            values["base_url"] = _base_url(conn.host, conn.port, conn.schema)
+            values["base_url"] = base_url(conn.host, conn.port, conn.schema)
         if conn.login:
             values["username"] = conn.login
         if conn.password:
             values["password"] = conn.password
         for name in _EXTRA_FIELDS:
-            value = extra.get(name, extra.get(f"extra__advoware__{name}"))
-            if value not in (None, ""):
+            value = extra_field(extra, self.conn_type, name)
+            if value is not None:
                 values[name] = value
-        for name in ("timeout_s", "max_retries"):
-            if extra.get(name) not in (None, ""):
-                values[name] = extra[name]
         values["write_protection"] = env.write_protection or _truthy(extra.get("write_protection", False))
-        settings = AdvowareSettings(**values)  # init values win over the environment
+        settings = merged(env, values)
         # registered with the task log masker even if Airflow did not recognise the field names
         for secret in (settings.password.get_secret_value(), settings.api_key.get_secret_value()):
             if secret:

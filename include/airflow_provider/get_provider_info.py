@@ -14,7 +14,7 @@ def get_provider_info() -> dict[str, Any]:
         "versions": ["0.1.0"],
         "connection-types": [
             {
-                "hook-class-name": "include.hooks.advoware.AdvowareHook",
+                "hook-class-name": "include.airflow_provider.hooks.advoware.AdvowareHook",
                 "hook-name": "Advoware",
                 "connection-type": "advoware",
                 "ui-field-behaviour": {
@@ -44,7 +44,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
             {
-                "hook-class-name": "include.hooks.espocrm.EspoCrmHook",
+                "hook-class-name": "include.airflow_provider.hooks.espocrm.EspoCrmHook",
                 "hook-name": "EspoCRM",
                 "connection-type": "espocrm",
                 "ui-field-behaviour": {
