@@ -8,6 +8,7 @@ transaction. `source` is 'webhook' (an item that could never be synced, e.g. no 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -34,7 +35,7 @@ def add(
     return int(returned(row)["id"])
 
 
-def add_from_outbox(conn: HubConnection, entry: dict[str, Any]) -> int:
+def add_from_outbox(conn: HubConnection, entry: Mapping[str, Any]) -> int:
     """Insert one entry of the queue's dead-letter outbox (include.queue.party_queue)."""
     return add(
         conn,
