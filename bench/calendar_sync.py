@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         def write_many(self: EventWriter, ops: Any, *, parallel: int = 1) -> Any:
             return real_write_many(self, ops, parallel=max(parallel, args.writer_parallel))
 
-        EventWriter.write_many = write_many  # type: ignore[method-assign]
+        EventWriter.write_many = write_many  # type: ignore[method-assign]  # patched for this process only
     tmp = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
     adv_port, g_port = free_port(), free_port()
     adv_url, g_url = f"http://127.0.0.1:{adv_port}", f"http://127.0.0.1:{g_port}"
