@@ -21,7 +21,7 @@ help:
 	@echo "make test-fast  the suite without the e2e tests and without the compose check"
 	@echo "make compose-check  build the images and run docker-compose.yaml for real with podman (root; about 15-25 min from scratch)"
 	@echo "make bench   run every bench/*.py in turn (bench/_*.py are their helpers)"
-	@echo "make lint    ruff check and ruff format --check"
+	@echo "make lint    ruff check, ruff format --check and mypy (strict on the engine and the hub)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,3 +88,4 @@ bench: setup
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -27,6 +27,7 @@ Needs PostgreSQL (a throw-away hub database, dropped afterwards) and Redis (a fr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -46,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import redis
+from googleapiclient.http import HttpRequest
 
 from bench._servers import ROOT, floor_s, start_sandbox
 from include import airflow_env
@@ -106,13 +108,18 @@ class Stats:
         }
 
 
+def _move_event(service: Any, *, calendar_id: str, event_id: str, frnr: int) -> HttpRequest:
+    """A Google-side edit of the bench: the event's location changes."""
+    return service.events().patch(calendarId=calendar_id, eventId=event_id, body={"location": f"Raum G{frnr}"})
+
+
 class Timers:
     """Where the engine's threads spend their time (summed over threads): hub connections opened,
     waiting for the quota limiter, Google batches, single Calendar calls, Advoware calls."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.total: Counter[str] = Counter()
+        self.total: defaultdict[str, float] = defaultdict(float)
         self.count: Counter[str] = Counter()
         self._undo: list[tuple[Any, str, Any]] = []
 
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         def write_many(self: EventWriter, ops: Any, *, parallel: int = 1) -> Any:
             return real_write_many(self, ops, parallel=max(parallel, args.writer_parallel))
 
-        EventWriter.write_many = write_many  # type: ignore[method-assign]
+        EventWriter.write_many = write_many  # type: ignore[method-assign]  # patched for this process only
     tmp = Path(tempfile.mkdtemp(prefix="calsync-bench-"))
     adv_port, g_port = free_port(), free_port()
     adv_url, g_url = f"http://127.0.0.1:{adv_port}", f"http://127.0.0.1:{g_port}"
@@ -331,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         termine.sort(key=lambda t: (t["frNr"] % 97, t["frNr"]))  # spread over employees, reproducible
         cals = {c["id"]: c for c in http.get(f"{g_url}/_sandbox/state").json()["calendars"]}
         with psycopg.connect(settings.postgres.dsn()) as conn:
-            calendar_of = dict(conn.execute("SELECT employee, calendar_id FROM employee_calendars").fetchall())
+            calendar_of: dict[str, str] = dict(
+                conn.execute("SELECT employee, calendar_id FROM employee_calendars").fetchall()
+            )
         edits_adv, edits_google = termine[: changed // 2], termine[changed // 2 : changed]
         for t in edits_adv:
             user_adv.update_termin(t["frNr"], {**t, "ort": f"Raum A{t['frNr']}"})
@@ -339,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             cal = calendar_of[t["kuerzel"]]
             event = next(e for e in cals[cal]["events"] if marker_of(e)[1] == t["frNr"])
             user_google.session_for(emails[t["kuerzel"]]).execute(
-                lambda s, c=cal, e=event, n=t["frNr"]: s.events().patch(
-                    calendarId=c, eventId=e["id"], body={"location": f"Raum G{n}"}
-                ),
+                functools.partial(_move_event, calendar_id=cal, event_id=event["id"], frnr=t["frNr"]),
                 "events.patch",
             )
         user_adv.close()

@@ -331,7 +331,9 @@ class Bench:
             events += len(marks)
             dup += len(marks) - len(set(marks))
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.stack.hub_db}") as conn:
-            linked = conn.execute("SELECT count(*) FROM calendar_links WHERE status = 'linked'").fetchone()[0]
+            row = conn.execute("SELECT count(*) FROM calendar_links WHERE status = 'linked'").fetchone()
+            assert row is not None  # count(*) answers one row
+            linked = row[0]
         return {"events_with_marker": events, "duplicates": dup, "hub_linked": int(linked)}
 
 
@@ -378,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_units is not None:
         env["SYNC_MAX_UNITS"] = str(args.max_units)
     results: dict[int, dict[str, Any]] = {}
-    idle_per_s, idle_parts = None, {}
+    idle_per_s: float | None = None
+    idle_parts: dict[str, float] = {}
     stack = OwnStack(extra_dags={"calendar_sync_floor.py": FLOOR_DAG}, env=env, prefix="bench-dag-scale-")
     started = time.monotonic()
     stack.up()

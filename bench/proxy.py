@@ -29,9 +29,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,6 +68,8 @@ class Target:
         self.errors = 0
         self.elapsed = 0.0
         self.cpu: dict[str, float] = {}
+        self._hx: httpx.AsyncClient | None
+        self._aio: aiohttp.ClientSession | None
         if kind == "httpx":
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             self._hx = httpx.AsyncClient(limits=limits, timeout=30, headers=headers)

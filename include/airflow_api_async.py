@@ -72,7 +72,7 @@ class AsyncAirflowApi:
                 if not token:
                     raise AirflowApiError("Airflow login answered no access_token", r.status_code)
                 self._token, self._token_exp = token, _jwt_exp(token)
-            return self._token  # type: ignore[return-value]
+            return self._token
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call; on 401 the token is renewed once and the call repeated."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from include.airflow_provider import connections as conn_ids
@@ -57,7 +58,7 @@ def connections(settings: Settings, root: Path = ROOT) -> dict[str, str]:
     redis_scheme = redis_parts.scheme or "redis"
     pg_password = pg.password.get_secret_value()
     pg_auth = quote(pg.user, safe="") + (f":{quote(pg_password, safe='')}" if pg_password else "")
-    conns = {
+    conns: dict[str, dict[str, Any]] = {
         conn_ids.ADVOWARE: {
             "conn_type": "advoware",
             "host": adv.base_url,

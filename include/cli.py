@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from include.settings import Settings, get_settings
@@ -176,7 +176,7 @@ def _drain_outbox(settings: Settings) -> None:
     from include.hub.db import connect
     from include.queue.party_queue import PartyQueue
 
-    def sink(entry: dict[str, Any]) -> None:
+    def sink(entry: Mapping[str, Any]) -> None:
         with connect(_dsn(settings)) as conn:
             dead_letters.add_from_outbox(conn, entry)
 
@@ -294,7 +294,7 @@ def _cmd_channels_list(args: argparse.Namespace, settings: Settings) -> int:
     from include.hub.status import channels
 
     with connect(_dsn(settings)) as conn:
-        rows: list[dict[str, Any]] = hub_channels.listing(conn, include_stopped=args.all)  # type: ignore[assignment]
+        rows: list[dict[str, Any]] = hub_channels.listing(conn, include_stopped=args.all)
         states = channels(conn, settings.sync.channel_renew_margin_s)
     for r in rows:  # active ones as the status view says them (expiring, failing, expired)
         current = states.get(r["employee"], {})

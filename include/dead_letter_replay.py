@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from include.hub import dead_letters, parking
-from include.hub.db import Hub
+from include.hub.db import Hub, returned
 
 
 def replay(hub: Hub, dead_letter_id: int, enqueue: Callable[[list[str]], Any]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def replay(hub: Hub, dead_letter_id: int, enqueue: Callable[[list[str]], Any]) -
     with hub.transaction() as conn:
         dead_letters.mark_replayed(conn, dead_letter_id)
         row = dead_letters.get(conn, dead_letter_id)
-    return dead_letters.to_json(row)  # type: ignore[arg-type]
+    return dead_letters.to_json(returned(row))
 
 
 def _replay_calendar(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
@@ -50,4 +50,4 @@ def _replay_calendar(hub: Hub, row: dict[str, Any]) -> dict[str, Any]:
             conn, employee, frnr=int(frnr) if frnr is not None else None, google_event_id=payload.get("google_event_id")
         )
         replayed = dead_letters.get(conn, row["id"])
-    return dead_letters.to_json(replayed)  # type: ignore[arg-type]
+    return dead_letters.to_json(returned(replayed))

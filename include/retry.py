@@ -29,9 +29,11 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.retry import retry_base
+from tenacity.stop import stop_base
 
 __all__ = [
     "RetryPolicy",
@@ -46,6 +48,17 @@ __all__ = [
 T = TypeVar("T")
 RetryState = RetryCallState  # what a `before_sleep` callback receives (clients need not import tenacity)
 BeforeSleep = Callable[[RetryCallState], None]
+
+
+class _RetryingArgs(TypedDict):
+    """What `Retrying` and `AsyncRetrying` share; only the sleep differs."""
+
+    stop: stop_base
+    wait: Callable[[RetryCallState], float]
+    retry: retry_base
+    reraise: bool
+    before_sleep: BeforeSleep | None
+
 
 _HEADER = "retry-after"
 _MAX_EXPONENT = 64  # 2**64 steps are far past any cap; keeps the float arithmetic finite
@@ -186,7 +199,7 @@ class RetryPolicy:
         return self.delay(state.attempt_number, failure_of(state))
 
     # -- running --------------------------------------------------------------------------------
-    def _kwargs(self, before_sleep: BeforeSleep | None) -> dict[str, Any]:
+    def _kwargs(self, before_sleep: BeforeSleep | None) -> _RetryingArgs:
         return {
             "stop": stop_after_attempt(self.attempts),
             "wait": self.wait,
@@ -197,13 +210,15 @@ class RetryPolicy:
 
     def retrying(self, *, before_sleep: BeforeSleep | None = None) -> Retrying:
         """A `tenacity.Retrying` (call it with the function, or iterate it) for synchronous code."""
-        extra = {"sleep": self.sleep} if self.sleep is not None else {}
-        return Retrying(**self._kwargs(before_sleep), **extra)
+        if self.sleep is None:  # tenacity's own default: time.sleep
+            return Retrying(**self._kwargs(before_sleep))
+        return Retrying(**self._kwargs(before_sleep), sleep=self.sleep)
 
     def async_retrying(self, *, before_sleep: BeforeSleep | None = None) -> AsyncRetrying:
         """A `tenacity.AsyncRetrying` whose waits are `asyncio.sleep` (or the injected `async_sleep`)."""
-        extra = {"sleep": self.async_sleep} if self.async_sleep is not None else {}
-        return AsyncRetrying(**self._kwargs(before_sleep), **extra)
+        if self.async_sleep is None:  # tenacity's own default: asyncio.sleep
+            return AsyncRetrying(**self._kwargs(before_sleep))
+        return AsyncRetrying(**self._kwargs(before_sleep), sleep=self.async_sleep)
 
     def call(self, fn: Callable[[], T], *, before_sleep: BeforeSleep | None = None) -> T:
         """`fn()` until it succeeds, fails for good or the attempts are spent."""

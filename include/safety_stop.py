@@ -18,10 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from include.dag_ids import CALENDAR_SYNC_DAG
 from include.hub import runs
+from include.hub.db import HubConnection
 
 ACTIONS: dict[str, dict[str, bool]] = {"refill": {"refill_google": True}, "confirm": {"force_deletions": True}}
 LABELS = {"refill": "Refill Google from Advoware", "confirm": "Confirm the deletions"}
@@ -37,7 +36,7 @@ class StopRun:
     note: str
 
 
-def stopped_run(conn: psycopg.Connection, employee: str) -> dict[str, Any] | None:
+def stopped_run(conn: HubConnection, employee: str) -> dict[str, Any] | None:
     """The employee's latest calendar run if it stopped for safety (its run id and reason), else None."""
     last = runs.last_calendar_run(conn, employee)
     return last if last is not None and last["status"] == "stopped" else None

@@ -129,7 +129,7 @@ class AsyncAdvowareClient(_Base):
         async def attempt() -> RawResponse:
             resp = await self._send(method, path, params, content, timeout)
             if check and resp.status_code >= 400:
-                raise error_for_response(resp, method, endpoint)  # type: ignore[arg-type]
+                raise error_for_response(resp, method, endpoint)
             return resp
 
         policy = self._policy(method, retry)  # the sync client's policy; its waits are asyncio.sleep

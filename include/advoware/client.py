@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import redis
@@ -60,7 +60,17 @@ def check_write(settings: AdvowareSettings, method: str, endpoint: str) -> None:
         )
 
 
-def error_for_response(resp: httpx.Response, method: str, endpoint: str) -> AdvowareError:
+class Answer(Protocol):
+    """What an error is made from: an httpx.Response or the async client's RawResponse."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> object: ...  # read by retry_after_of only
+
+
+def error_for_response(resp: Answer, method: str, endpoint: str) -> AdvowareError:
     return error_for_status(method, endpoint, resp.status_code, retry_after_of(resp))
 
 
@@ -291,13 +301,18 @@ class AdvowareClient(_Base):
     def _send(self, method: str, path: str, params: Params, json: Any, timeout: float | None) -> httpx.Response:
         endpoint = endpoint_of(path)
         url = self.url(path)
-        extra = {"timeout": timeout} if timeout is not None else {}
+        call_timeout = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         cache = self.token_cache
         token = cache.get()
         started = time.perf_counter()
         try:
             resp = self._http.request(
-                method, url, params=params, json=json, headers={"Authorization": f"Bearer {token}"}, **extra
+                method,
+                url,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=call_timeout,
             )
             if resp.status_code == 401:
                 log.info("advoware %s %s answered 401: renewing the token once", method, endpoint)
@@ -309,7 +324,7 @@ class AdvowareClient(_Base):
                     params=params,
                     json=json,
                     headers={"Authorization": f"Bearer {token}"},
-                    **extra,
+                    timeout=call_timeout,
                 )
         except httpx.HTTPError as exc:
             raise transport_error(exc, method, endpoint) from None

@@ -65,15 +65,17 @@ def error_for_status(
     msg = f"Advoware {method} {endpoint} answered {status}"
     if reason:
         msg += f": {reason}"
-    kw = {"method": method, "endpoint": endpoint, "status": status, "retry_after": retry_after}
+    kind: type[AdvowareError]
     if status in (401, 403):
-        return AdvowareAuthError(msg, **kw)
-    if status == 404:
-        return AdvowareNotFound(msg, **kw)
-    if status == 409:
-        return AdvowareConflict(msg, **kw)
-    if status == 429:
-        return AdvowareRateLimited(msg, **kw)
-    if status >= 500:
-        return AdvowareUnavailable(msg, **kw)
-    return AdvowareRequestError(msg, **kw)
+        kind = AdvowareAuthError
+    elif status == 404:
+        kind = AdvowareNotFound
+    elif status == 409:
+        kind = AdvowareConflict
+    elif status == 429:
+        kind = AdvowareRateLimited
+    elif status >= 500:
+        kind = AdvowareUnavailable
+    else:
+        kind = AdvowareRequestError
+    return kind(msg, method=method, endpoint=endpoint, status=status, retry_after=retry_after)

@@ -136,9 +136,9 @@ class EspoCrmClient:
                 except ValueError:
                     data = None
             reason = response.headers.get("x-status-reason", "")[:200]
-            err = error_for(method, "/" + path, response.status_code, reason, data)
-            err.retry_after = retry_after_of(response)
-            raise err
+            failure = error_for(method, "/" + path, response.status_code, reason, data)
+            failure.retry_after = retry_after_of(response)
+            raise failure
         if not response.content:
             return None
         return response.json()

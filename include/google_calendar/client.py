@@ -37,7 +37,8 @@ class GoogleCalendarClient:
         *,
         redis_url: str | None = None,
         account: ServiceAccount | None = None,
-        **kw: object,
+        backoff: Backoff | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> GoogleCalendarClient:
         """Key file from GOOGLE_CALENDAR_SERVICE_ACCOUNT_PATH (unless `account` is given); the
         limiter in Redis at REDIS_URL with GOOGLE_REQUESTS_PER_WINDOW per quota user and
@@ -50,7 +51,7 @@ class GoogleCalendarClient:
             window_s=settings.window_s,
             project_limit=settings.project_requests_per_window,
         )
-        return cls(settings, account, limiter=limiter, **kw)  # type: ignore[arg-type]
+        return cls(settings, account, limiter=limiter, backoff=backoff, timeout_s=timeout_s)
 
     @property
     def delegated(self) -> bool:

@@ -13,11 +13,13 @@ off their list) and gives the access back.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
 
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.errors import error_info
@@ -124,7 +126,7 @@ class CalendarProvisioner:
         token: str | None = None
         while True:
             page = session.execute(
-                lambda s, t=token: s.calendarList().list(maxResults=250, minAccessRole="owner", pageToken=t),
+                functools.partial(_owned_calendars_page, page_token=token),
                 "calendarList.list",
             )
             for item in page.get("items", []):
@@ -160,9 +162,7 @@ class CalendarProvisioner:
     def _find_rule(self, session: CalendarSession, calendar_id: str, email: str) -> dict[str, Any] | None:
         token: str | None = None
         while True:
-            page = session.execute(
-                lambda s, t=token: s.acl().list(calendarId=calendar_id, maxResults=250, pageToken=t), "acl.list"
-            )
+            page = session.execute(functools.partial(_acl_page, calendar_id=calendar_id, page_token=token), "acl.list")
             for rule in page.get("items", []):
                 scope = rule.get("scope") or {}
                 if scope.get("type") == "user" and str(scope.get("value", "")).lower() == email.lower():
@@ -170,3 +170,11 @@ class CalendarProvisioner:
             token = page.get("nextPageToken")
             if not token:
                 return None
+
+
+def _owned_calendars_page(service: Any, *, page_token: str | None) -> HttpRequest:
+    return service.calendarList().list(maxResults=250, minAccessRole="owner", pageToken=page_token)
+
+
+def _acl_page(service: Any, *, calendar_id: str, page_token: str | None) -> HttpRequest:
+    return service.acl().list(calendarId=calendar_id, maxResults=250, pageToken=page_token)

@@ -164,8 +164,26 @@ class RateLimiter:
         self._lock = Lock()
 
     @classmethod
-    def from_url(cls, url: str, *, limit: int, window_s: float, **kw: object) -> RateLimiter:
-        return cls(redis.Redis.from_url(url), limit=limit, window_s=window_s, **kw)  # type: ignore[arg-type]
+    def from_url(
+        cls,
+        url: str,
+        *,
+        limit: int,
+        window_s: float,
+        margin_s: float = 0.0,
+        prefix: str = KEY_PREFIX,
+        project_limit: int = 0,
+        project_key: str = PROJECT_KEY,
+    ) -> RateLimiter:
+        return cls(
+            redis.Redis.from_url(url),
+            limit=limit,
+            window_s=window_s,
+            margin_s=margin_s,
+            prefix=prefix,
+            project_limit=project_limit,
+            project_key=project_key,
+        )
 
     def _key(self, user: str) -> list[str]:
         return [f"{self.prefix}{user}", f"{self.prefix}{user}:seq"]

@@ -7,12 +7,14 @@ is lost). A 410 fullSyncRequired falls back to a full listing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
 
 from include.google_calendar.errors import SyncTokenExpired, error_info
 from include.google_calendar.provisioning import TIME_ZONE
@@ -38,12 +40,18 @@ class Listing:
     pages: int
 
 
+def _events_page(service: Any, *, calendar_id: str, page_token: str | None, params: dict[str, Any]) -> HttpRequest:
+    return service.events().list(calendarId=calendar_id, pageToken=page_token, **params)
+
+
 def _list_all(session: CalendarSession, calendar_id: str, params: dict[str, Any], op: str) -> Listing:
     items: list[dict[str, Any]] = []
     token: str | None = None
     pages = 0
     while True:
-        page = session.execute(lambda s, t=token: s.events().list(calendarId=calendar_id, pageToken=t, **params), op)
+        page = session.execute(
+            functools.partial(_events_page, calendar_id=calendar_id, page_token=token, params=params), op
+        )
         pages += 1
         items.extend(page.get("items", []))
         token = page.get("nextPageToken")

@@ -6,6 +6,7 @@ the sync must never mail attendees.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -192,7 +193,7 @@ class EventWriter:
         self, ops: Sequence[WriteOp], idx: list[int], grant: Grant, results: list[WriteResult | None]
     ) -> None:
         answers = self.session.execute_batch(
-            [lambda s, op=ops[i]: self._request(s, op) for i in idx], grant=grant, operation="batch"
+            [functools.partial(self._request, op=ops[i]) for i in idx], grant=grant, operation="batch"
         )
         retry: list[int] = []
         quota: BaseException | None = None
@@ -208,7 +209,7 @@ class EventWriter:
                 retry.append(i)
                 first_retryable = first_retryable or exc
             else:
-                results[i] = self._after_error(ops[i], exc)  # type: ignore[arg-type]
+                results[i] = self._after_error(ops[i], exc)
         if quota is not None:
             raise QuotaExceeded(self.session.quota_user, "batch", describe(quota))
         if retry:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
-from include.hub.db import connect
+from include.hub.db import HubConnection, connect
 
 _INSERT = """
 INSERT INTO write_audit (actor, token_scope, method, target, status, request_id, employee, detail)
@@ -33,7 +31,7 @@ class AuditEntry:
     detail: str | None = None  # a short reason ("write_protected", "timeout"), never data
 
 
-def record(conn_or_dsn: psycopg.Connection | str, entry: AuditEntry) -> int:
+def record(conn_or_dsn: HubConnection | str, entry: AuditEntry) -> int:
     """Insert one row; returns its id. With a connection the caller owns the transaction."""
     params = {
         **entry.__dict__,

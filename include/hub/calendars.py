@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
+from include.hub.db import HubConnection, returned
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,12 @@ def _row(row: dict[str, Any] | None) -> EmployeeCalendar | None:
     return EmployeeCalendar(**row) if row else None
 
 
-def get(conn: psycopg.Connection, employee: str) -> EmployeeCalendar | None:
+def get(conn: HubConnection, employee: str) -> EmployeeCalendar | None:
     return _row(conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars WHERE employee = %s", (employee,)).fetchone())
 
 
 def upsert_calendar(
-    conn: psycopg.Connection, employee: str, *, email: str | None, calendar_id: str, mode: str, acl_rule_id: str | None
+    conn: HubConnection, employee: str, *, email: str | None, calendar_id: str, mode: str, acl_rule_id: str | None
 ) -> EmployeeCalendar:
     """Remember where the employee's calendar is. A new calendar id drops the old sync token."""
     row = conn.execute(
@@ -61,10 +61,10 @@ def upsert_calendar(
         """,
         (employee, email, calendar_id, mode, acl_rule_id),
     ).fetchone()
-    return EmployeeCalendar(**row)  # type: ignore[arg-type]
+    return EmployeeCalendar(**returned(row))
 
 
-def save_sync_token(conn: psycopg.Connection, employee: str, token: str | None, *, full_sync: bool = False) -> None:
+def save_sync_token(conn: HubConnection, employee: str, token: str | None, *, full_sync: bool = False) -> None:
     conn.execute(
         """UPDATE employee_calendars SET sync_token = %s, updated_at = now(),
                last_full_sync_at = CASE WHEN %s THEN now() ELSE last_full_sync_at END
@@ -73,11 +73,11 @@ def save_sync_token(conn: psycopg.Connection, employee: str, token: str | None, 
     )
 
 
-def clear_sync_token(conn: psycopg.Connection, employee: str) -> None:
+def clear_sync_token(conn: HubConnection, employee: str) -> None:
     save_sync_token(conn, employee, None)
 
 
-def reset_links(conn: psycopg.Connection, employee: str) -> int:
+def reset_links(conn: HubConnection, employee: str) -> int:
     """The employee's Google calendar is new: no link points at an existing Google event any more.
 
     Links with an Advoware side lose their Google side and become `pending` (unless deleted, skipped
@@ -97,7 +97,7 @@ def reset_links(conn: psycopg.Connection, employee: str) -> int:
     return gone + kept
 
 
-def record_employees(conn: psycopg.Connection, emails: dict[str, str | None], active: set[str]) -> None:
+def record_employees(conn: HubConnection, emails: dict[str, str | None], active: set[str]) -> None:
     """Advoware's employee list as it is now: e-mail and active flag of each; an employee missing
     from it is no longer active (their calendar stays)."""
     for employee, email in emails.items():
@@ -113,20 +113,20 @@ def record_employees(conn: psycopg.Connection, emails: dict[str, str | None], ac
     )
 
 
-def mark_access_checked(conn: psycopg.Connection, employee: str) -> None:
+def mark_access_checked(conn: HubConnection, employee: str) -> None:
     """The calendar exists and the employee can see it (checked, or just provisioned): now."""
     conn.execute(
         "UPDATE employee_calendars SET access_checked_at = now(), updated_at = now() WHERE employee = %s", (employee,)
     )
 
 
-def all_calendars(conn: psycopg.Connection) -> list[EmployeeCalendar]:
+def all_calendars(conn: HubConnection) -> list[EmployeeCalendar]:
     """Every employee the hub knows, active or not (the channel maintenance compares them)."""
     rows = conn.execute(f"SELECT {_COLUMNS} FROM employee_calendars ORDER BY employee").fetchall()
     return [EmployeeCalendar(**r) for r in rows]
 
 
-def find_employee(conn: psycopg.Connection, code: str) -> EmployeeCalendar | None:
+def find_employee(conn: HubConnection, code: str) -> EmployeeCalendar | None:
     """The employee's row by their Kürzel in any case (a proxy body or a notification may spell it so)."""
     found = get(conn, code)
     if found is not None:
@@ -134,4 +134,4 @@ def find_employee(conn: psycopg.Connection, code: str) -> EmployeeCalendar | Non
     row = conn.execute(
         "SELECT employee FROM employee_calendars WHERE upper(employee) = upper(%s) ORDER BY employee LIMIT 1", (code,)
     ).fetchone()
-    return get(conn, row["employee"]) if row else None  # type: ignore[index]
+    return get(conn, row["employee"]) if row else None

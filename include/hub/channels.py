@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
+from include.hub.db import HubConnection
 
 ACTIVE, STOPPED = "active", "stopped"
 
@@ -37,7 +37,7 @@ _COLUMNS = ", ".join(Channel.__dataclass_fields__)
 
 
 def add(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     *,
     channel_id: str,
     employee: str,
@@ -55,32 +55,32 @@ def add(
     )
 
 
-def get(conn: psycopg.Connection, channel_id: str) -> Channel | None:
+def get(conn: HubConnection, channel_id: str) -> Channel | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM calendar_channels WHERE channel_id = %s", (channel_id,)).fetchone()
-    return Channel(**row) if row else None  # type: ignore[arg-type]
+    return Channel(**row) if row else None
 
 
-def active(conn: psycopg.Connection, employee: str | None = None) -> list[Channel]:
+def active(conn: HubConnection, employee: str | None = None) -> list[Channel]:
     """Active channels, newest first per employee (during a renewal an employee briefly has two)."""
     where, args = ("AND employee = %s", (employee,)) if employee else ("", ())
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM calendar_channels WHERE state = 'active' {where} ORDER BY employee, expires_at DESC",
         args,
     ).fetchall()
-    return [Channel(**r) for r in rows]  # type: ignore[arg-type]
+    return [Channel(**r) for r in rows]
 
 
-def expiring(conn: psycopg.Connection, within_s: float) -> list[Channel]:
+def expiring(conn: HubConnection, within_s: float) -> list[Channel]:
     """Active channels that expire within `within_s` seconds (or already have)."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM calendar_channels WHERE state = 'active' "
         "AND expires_at <= now() + make_interval(secs => %s) ORDER BY expires_at",
         (within_s,),
     ).fetchall()
-    return [Channel(**r) for r in rows]  # type: ignore[arg-type]
+    return [Channel(**r) for r in rows]
 
 
-def stop(conn: psycopg.Connection, channel_id: str, reason: str) -> bool:
+def stop(conn: HubConnection, channel_id: str, reason: str) -> bool:
     """Mark a channel stopped (renewed, employee_left, unknown_to_google, ...); False if it was not active."""
     return (
         conn.execute(
@@ -92,7 +92,7 @@ def stop(conn: psycopg.Connection, channel_id: str, reason: str) -> bool:
     )
 
 
-def note_notification(conn: psycopg.Connection, channel_id: str, message_number: int | None) -> bool:
+def note_notification(conn: HubConnection, channel_id: str, message_number: int | None) -> bool:
     """Record a notification accepted on the channel; False when its message number is not newer than
     the last one seen (Google repeats messages: a replay changes nothing)."""
     return (
@@ -107,7 +107,7 @@ def note_notification(conn: psycopg.Connection, channel_id: str, message_number:
     )
 
 
-def note_failure(conn: psycopg.Connection, channel_id: str, error: str) -> int:
+def note_failure(conn: HubConnection, channel_id: str, error: str) -> int:
     """Count a failed renewal (error: a class name, never a body); returns the failures in a row."""
     row = conn.execute(
         """UPDATE calendar_channels SET failures = failures + 1, last_error = %s,
@@ -115,10 +115,10 @@ def note_failure(conn: psycopg.Connection, channel_id: str, error: str) -> int:
            WHERE channel_id = %s RETURNING failures""",
         (error, channel_id),
     ).fetchone()
-    return int(row["failures"]) if row else 0  # type: ignore[index]
+    return int(row["failures"]) if row else 0
 
 
-def clear_failure(conn: psycopg.Connection, channel_id: str) -> None:
+def clear_failure(conn: HubConnection, channel_id: str) -> None:
     conn.execute(
         """UPDATE calendar_channels SET failures = 0, last_error = NULL, failing_since = NULL
                     WHERE channel_id = %s""",
@@ -132,9 +132,9 @@ LISTED = (
 )  # never the token
 
 
-def listing(conn: psycopg.Connection, *, include_stopped: bool = False) -> list[dict[str, object]]:
+def listing(conn: HubConnection, *, include_stopped: bool = False) -> list[dict[str, object]]:
     """The channels for an operator (kanzlei-sync channels list): everything but the secret."""
     where = "" if include_stopped else "WHERE state = 'active'"
     return list(
         conn.execute(f"SELECT {LISTED} FROM calendar_channels {where} ORDER BY employee, expires_at DESC").fetchall()
-    )  # type: ignore[arg-type]
+    )

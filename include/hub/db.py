@@ -11,15 +11,30 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Every hub connection is opened with dict rows; functions of include/hub take this type.
+HubConnection: TypeAlias = psycopg.Connection[DictRow]
 
 _HERE = Path(__file__).resolve().parent
 
 
-def alembic_config(dsn: str):  # -> alembic.config.Config (imported lazily: alembic is heavy)
+def returned(row: DictRow | None) -> DictRow:
+    """The row of a statement that always yields one (INSERT/UPDATE ... RETURNING of a row known to
+    exist, an aggregate); psycopg types `fetchone()` as optional."""
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
+def alembic_config(dsn: str) -> Config:
+    # alembic is imported lazily: it is heavy and only migrations need it
     from alembic.config import Config
 
     cfg = Config(str(_HERE / "alembic.ini"))
@@ -72,7 +87,7 @@ def current_revision(dsn: str) -> str | None:
 
 
 @contextlib.contextmanager
-def connect(dsn: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+def connect(dsn: str, *, autocommit: bool = False) -> Iterator[HubConnection]:
     """A connection with dict rows; commits on success, rolls back on error."""
     conn = psycopg.connect(dsn, row_factory=dict_row, autocommit=autocommit, connect_timeout=10)
     try:
@@ -96,11 +111,11 @@ class Hub:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._local = threading.local()
-        self._opened: list[psycopg.Connection] = []
+        self._opened: list[HubConnection] = []
         self._lock = threading.Lock()
 
-    def _connection(self) -> psycopg.Connection:
-        conn: psycopg.Connection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> HubConnection:
+        conn: HubConnection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
@@ -111,7 +126,7 @@ class Hub:
         return conn
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
+    def transaction(self) -> Iterator[HubConnection]:
         conn = self._connection()
         with conn.transaction():
             yield conn

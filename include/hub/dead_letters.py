@@ -8,16 +8,18 @@ transaction. `source` is 'webhook' (an item that could never be synced, e.g. no 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
+
+from include.hub.db import HubConnection, returned
 
 _COLUMNS = "id, source, entity_id, reason, payload, attempts, created_at, replayed_at"
 
 
 def add(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     *,
     source: str,
     reason: str,
@@ -30,10 +32,10 @@ def add(
         " RETURNING id",
         (source, entity_id, reason[:4000], Jsonb(payload) if payload is not None else None, attempts),
     ).fetchone()
-    return int(row["id"] if isinstance(row, dict) else row[0])
+    return int(returned(row)["id"])
 
 
-def add_from_outbox(conn: psycopg.Connection, entry: dict[str, Any]) -> int:
+def add_from_outbox(conn: HubConnection, entry: Mapping[str, Any]) -> int:
     """Insert one entry of the queue's dead-letter outbox (include.queue.party_queue)."""
     return add(
         conn,
@@ -46,7 +48,7 @@ def add_from_outbox(conn: psycopg.Connection, entry: dict[str, Any]) -> int:
 
 
 def list_(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     *,
     include_replayed: bool = False,
     source: str | None = None,
@@ -66,12 +68,12 @@ def list_(
     return [dict(r) for r in conn.execute(sql, (*params, limit, offset)).fetchall()]
 
 
-def get(conn: psycopg.Connection, dead_letter_id: int) -> dict[str, Any] | None:
+def get(conn: HubConnection, dead_letter_id: int) -> dict[str, Any] | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s", (dead_letter_id,)).fetchone()
     return dict(row) if row else None
 
 
-def mark_replayed(conn: psycopg.Connection, dead_letter_id: int) -> bool:
+def mark_replayed(conn: HubConnection, dead_letter_id: int) -> bool:
     """Set replayed_at once; False if it was already replayed (or does not exist)."""
     row = conn.execute(
         "UPDATE dead_letters SET replayed_at = now() WHERE id = %s AND replayed_at IS NULL RETURNING id",
@@ -80,14 +82,14 @@ def mark_replayed(conn: psycopg.Connection, dead_letter_id: int) -> bool:
     return row is not None
 
 
-def count_open(conn: psycopg.Connection, *, exclude_source: str | None = None) -> int:
+def count_open(conn: HubConnection, *, exclude_source: str | None = None) -> int:
     """Open (not replayed) dead letters, optionally without one source (the parties' alert leaves
     out the calendar's parked items)."""
     row = conn.execute(
         "SELECT count(*) AS n FROM dead_letters WHERE replayed_at IS NULL AND source IS DISTINCT FROM %s",
         (exclude_source,),
     ).fetchone()
-    return int(row["n"] if isinstance(row, dict) else row[0])
+    return int(returned(row)["n"])
 
 
 def to_json(row: dict[str, Any]) -> dict[str, Any]:

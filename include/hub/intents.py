@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
+from include.hub.db import HubConnection, returned
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Intent:
     fresh: bool  # written by this call (no earlier attempt exists)
 
 
-def begin_intent(conn: psycopg.Connection, employee: str, google_event_id: str, fingerprint: str) -> Intent:
+def begin_intent(conn: HubConnection, employee: str, google_event_id: str, fingerprint: str) -> Intent:
     """Write (or find) the intent to create the Advoware twin of a Google event."""
     row = conn.execute(
         """INSERT INTO advoware_create_intents (employee, google_event_id, fingerprint)
@@ -44,24 +44,24 @@ def begin_intent(conn: psycopg.Connection, employee: str, google_event_id: str, 
                RETURNING id, employee, google_event_id, fingerprint, frnr, status""",
             (fingerprint, row["id"]),
         ).fetchone()
-        return Intent(**row, fresh=True)  # type: ignore[arg-type]
+        return Intent(**returned(row), fresh=True)
     return Intent(**row, fresh=False)
 
 
-def complete_intent(conn: psycopg.Connection, intent_id: int, frnr: int) -> None:
+def complete_intent(conn: HubConnection, intent_id: int, frnr: int) -> None:
     conn.execute(
         "UPDATE advoware_create_intents SET frnr = %s, status = 'done', updated_at = now() WHERE id = %s",
         (frnr, intent_id),
     )
 
 
-def finish_intent(conn: psycopg.Connection, intent_id: int) -> None:
+def finish_intent(conn: HubConnection, intent_id: int) -> None:
     """The link is stored (in the same transaction): the intent has served its purpose, and a later
     create for the same Google event (after a deletion) starts afresh."""
     conn.execute("DELETE FROM advoware_create_intents WHERE id = %s", (intent_id,))
 
 
-def pending_intents(conn: psycopg.Connection, employee: str) -> list[Intent]:
+def pending_intents(conn: HubConnection, employee: str) -> list[Intent]:
     """The employee's intents still open (a crash may have left their create half done)."""
     rows = conn.execute(
         "SELECT id, employee, google_event_id, fingerprint, frnr, status FROM advoware_create_intents "

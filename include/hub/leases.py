@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import psycopg
+from include.hub.db import HubConnection
 
 
-def acquire(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) -> bool:
+def acquire(conn: HubConnection, employee: str, holder: str, ttl_s: float) -> bool:
     """Take the employee's lease for `ttl_s` seconds: True if it was free, expired or already ours."""
     row = conn.execute(
         """INSERT INTO employee_sync_leases (employee, holder, acquired_at, expires_at)
@@ -24,7 +24,7 @@ def acquire(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) 
     return row is not None
 
 
-def renew(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) -> bool:
+def renew(conn: HubConnection, employee: str, holder: str, ttl_s: float) -> bool:
     """Extend our lease; False if it is no longer ours (it expired and another run took it)."""
     return (
         conn.execute(
@@ -36,7 +36,7 @@ def renew(conn: psycopg.Connection, employee: str, holder: str, ttl_s: float) ->
     )
 
 
-def release(conn: psycopg.Connection, employee: str, holder: str) -> bool:
+def release(conn: HubConnection, employee: str, holder: str) -> bool:
     """Give the lease back (only ours)."""
     return (
         conn.execute(
@@ -46,9 +46,9 @@ def release(conn: psycopg.Connection, employee: str, holder: str) -> bool:
     )
 
 
-def holder(conn: psycopg.Connection, employee: str) -> tuple[str, datetime] | None:
+def holder(conn: HubConnection, employee: str) -> tuple[str, datetime] | None:
     """Who holds the employee's unexpired lease, and until when."""
     row = conn.execute(
         "SELECT holder, expires_at FROM employee_sync_leases WHERE employee = %s AND expires_at > now()", (employee,)
     ).fetchone()
-    return (row["holder"], row["expires_at"]) if row else None  # type: ignore[index]
+    return (row["holder"], row["expires_at"]) if row else None

@@ -14,9 +14,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-import psycopg
-
 from include.calendar_engine.plan import HubLink
+from include.hub.db import HubConnection, returned
 
 REPLAYED = "replayed"  # last_error of a replayed item until it is written or fails again
 
@@ -36,7 +35,7 @@ def _link(row: dict[str, Any]) -> HubLink:
     return HubLink(**values)
 
 
-def load_links(conn: psycopg.Connection, employee: str) -> list[HubLink]:
+def load_links(conn: HubConnection, employee: str) -> list[HubLink]:
     """Every row of the employee (the planner skips deleted and half rows itself)."""
     rows = conn.execute(
         f"SELECT {_LINK_COLUMNS} FROM calendar_links WHERE employee = %s ORDER BY id", (employee,)
@@ -45,16 +44,14 @@ def load_links(conn: psycopg.Connection, employee: str) -> list[HubLink]:
 
 
 def find_link(
-    conn: psycopg.Connection, employee: str, *, frnr: int | None = None, google_event_id: str | None = None
+    conn: HubConnection, employee: str, *, frnr: int | None = None, google_event_id: str | None = None
 ) -> dict[str, Any] | None:
     """The row holding either id (the frNr row first), locked for the caller's transaction."""
     rows = matching(conn, employee, frnr, google_event_id)
     return rows[0] if rows else None
 
 
-def matching(
-    conn: psycopg.Connection, employee: str, frnr: int | None, google_event_id: str | None
-) -> list[dict[str, Any]]:
+def matching(conn: HubConnection, employee: str, frnr: int | None, google_event_id: str | None) -> list[dict[str, Any]]:
     if frnr is None and google_event_id is None:
         return []
     return list(
@@ -68,7 +65,7 @@ def matching(
     )
 
 
-def link_rows(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
+def link_rows(conn: HubConnection, employee: str) -> list[dict[str, Any]]:
     """Every row of the employee as find_link returns them (unlocked), for `first_matching`."""
     return list(conn.execute("SELECT * FROM calendar_links WHERE employee = %s ORDER BY id", (employee,)).fetchall())
 
@@ -89,7 +86,7 @@ def first_matching(
     return hits[0] if hits else None
 
 
-def save_link(conn: psycopg.Connection, state: HubLink) -> int:
+def save_link(conn: HubConnection, state: HubLink) -> int:
     """Insert or complete the employee's row for these ids (merging a half row into it)."""
     employee = state.employee
     rows = matching(conn, employee, state.frnr, state.google_event_id)
@@ -116,7 +113,7 @@ def save_link(conn: psycopg.Connection, state: HubLink) -> int:
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (employee, *values),
         ).fetchone()
-        return int(row["id"])  # type: ignore[index]
+        return int(returned(row)["id"])
     conn.execute(
         """UPDATE calendar_links SET frnr = %s, google_event_id = %s, advoware_fingerprint = %s,
                google_fingerprint = %s, advoware_changed_at = %s, google_updated = %s,
@@ -129,7 +126,7 @@ def save_link(conn: psycopg.Connection, state: HubLink) -> int:
     return int(keep)
 
 
-def mark_deleted(conn: psycopg.Connection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
+def mark_deleted(conn: HubConnection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
     """Both sides gone (or deleted by us): the row stays as history with status 'deleted'."""
     rows = matching(conn, employee, frnr, google_event_id)
     for row in rows:
@@ -142,7 +139,7 @@ def mark_deleted(conn: psycopg.Connection, employee: str, *, frnr: int | None, g
 
 
 def record_failure(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     employee: str,
     *,
     frnr: int | None,
@@ -162,7 +159,7 @@ def record_failure(
                WHERE id = %s RETURNING attempts""",
             (error[:500], status, rows[0]["id"]),
         ).fetchone()
-        return int(row["attempts"])  # type: ignore[index]
+        return int(returned(row)["attempts"])
     if not known_link:
         # one side only: the frNr when there is one, else the Google id
         if frnr is not None:
@@ -176,7 +173,7 @@ def record_failure(
     return 0
 
 
-def replayed_links(conn: psycopg.Connection, employee: str) -> list[dict[str, Any]]:
+def replayed_links(conn: HubConnection, employee: str) -> list[dict[str, Any]]:
     """Rows replayed and not yet written or failed again (saving or failing clears the mark)."""
     return list(
         conn.execute(
@@ -186,11 +183,11 @@ def replayed_links(conn: psycopg.Connection, employee: str) -> list[dict[str, An
     )
 
 
-def clear_replayed(conn: psycopg.Connection, ids: list[int]) -> None:
+def clear_replayed(conn: HubConnection, ids: list[int]) -> None:
     conn.execute("UPDATE calendar_links SET last_error = NULL WHERE id = ANY(%s) AND last_error = %s", (ids, REPLAYED))
 
 
-def linked_frnrs(conn: psycopg.Connection, employee: str) -> set[int]:
+def linked_frnrs(conn: HubConnection, employee: str) -> set[int]:
     rows = conn.execute(
         "SELECT frnr FROM calendar_links WHERE employee = %s AND frnr IS NOT NULL "
         "AND google_event_id IS NOT NULL AND status <> 'deleted'",
@@ -199,7 +196,7 @@ def linked_frnrs(conn: psycopg.Connection, employee: str) -> set[int]:
     return {int(r["frnr"]) for r in rows}
 
 
-def failures(conn: psycopg.Connection, employee: str | None = None) -> list[dict[str, Any]]:
+def failures(conn: HubConnection, employee: str | None = None) -> list[dict[str, Any]]:
     sql = (
         "SELECT employee, frnr, google_event_id, status, attempts, last_error FROM calendar_links "
         "WHERE status IN ('failed', 'conflict')"
@@ -211,7 +208,7 @@ def failures(conn: psycopg.Connection, employee: str | None = None) -> list[dict
     return list(conn.execute(sql + " ORDER BY employee, id", args).fetchall())
 
 
-def employees_of_frnr(conn: psycopg.Connection, frnr: int) -> set[str]:
+def employees_of_frnr(conn: HubConnection, frnr: int) -> set[str]:
     """Whose calendars hold the Advoware appointment `frnr` (a proxy write by frnr names no employee)."""
     rows = conn.execute("SELECT DISTINCT employee FROM calendar_links WHERE frnr = %s", (frnr,)).fetchall()
-    return {r["employee"] for r in rows}  # type: ignore[index]
+    return {r["employee"] for r in rows}

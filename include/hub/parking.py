@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-
 from include.hub import calendars as hub_calendars
 from include.hub import dead_letters
+from include.hub.db import HubConnection
 from include.hub.links import REPLAYED, matching
 
 DEAD_LETTER_SOURCE = dead_letters.CALENDAR_SOURCE
@@ -29,7 +28,7 @@ class Parked:
 
 
 def park(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     employee: str,
     *,
     frnr: int | None,
@@ -59,7 +58,7 @@ def park(
     )
 
 
-def parked_items(conn: psycopg.Connection, employee: str) -> list[Parked]:
+def parked_items(conn: HubConnection, employee: str) -> list[Parked]:
     """The employee's open calendar dead letters (oldest first)."""
     rows = conn.execute(
         """SELECT id, payload FROM dead_letters
@@ -82,7 +81,7 @@ def parked_items(conn: psycopg.Connection, employee: str) -> list[Parked]:
     return out
 
 
-def unpark(conn: psycopg.Connection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
+def unpark(conn: HubConnection, employee: str, *, frnr: int | None, google_event_id: str | None) -> int:
     """Replay of a parked item: its rows start again (attempts 0, 'pending' unless deleted) marked
     REPLAYED, which makes the next prepare read the employee's Google window in full (the item's
     Google side may have been read, and passed over, while it was parked; a run in flight may still

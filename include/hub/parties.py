@@ -98,7 +98,7 @@ class PartyStore:
         bet_nr: int,
         row_id: str | None,
         changed_at: str | None,
-        fingerprint: str,
+        fingerprint: str | None,
         espo_version: int | None,
     ) -> None:
         """Advoware holds `fingerprint` now; the write-back to EspoCRM is still to do."""

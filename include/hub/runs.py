@@ -7,11 +7,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import psycopg
+from include.hub.db import HubConnection
 
 
 def start_run(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     run_id: str,
     employee: str,
     counts: dict[str, Any],
@@ -30,7 +30,7 @@ def start_run(
 
 
 def add_run_counts(
-    conn: psycopg.Connection,
+    conn: HubConnection,
     run_id: str,
     employee: str,
     counts: dict[str, Any],
@@ -48,7 +48,7 @@ def add_run_counts(
     )
 
 
-def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+def run_rows(conn: HubConnection, run_id: str) -> list[dict[str, Any]]:
     return list(
         conn.execute(
             "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
@@ -58,16 +58,16 @@ def run_rows(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     )
 
 
-def run_row(conn: psycopg.Connection, run_id: str, employee: str) -> dict[str, Any] | None:
+def run_row(conn: HubConnection, run_id: str, employee: str) -> dict[str, Any] | None:
     """One employee's row of a calendar run (a finalize reads its own row, not the run's 1,000)."""
-    return conn.execute(  # type: ignore[no-any-return]
+    return conn.execute(
         "SELECT run_id, employee, status, counts, error, started_at, finished_at FROM sync_runs "
         "WHERE run_id = %s AND kind = 'calendar' AND employee = %s",
         (run_id, employee),
     ).fetchone()
 
 
-def phase_states(conn: psycopg.Connection, run_id: str, employees: list[str]) -> dict[str, dict[str, Any]]:
+def phase_states(conn: HubConnection, run_id: str, employees: list[str]) -> dict[str, dict[str, Any]]:
     """Per employee of a unit: its run row's status and the phases it completed in this run
     (`counts.phases_done`, 0 before the first); employees without a row are left out."""
     rows = conn.execute(
@@ -78,7 +78,7 @@ def phase_states(conn: psycopg.Connection, run_id: str, employees: list[str]) ->
     return {r["employee"]: {"status": r["status"], "phases_done": int(r["phases_done"])} for r in rows}
 
 
-def fail_run(conn: psycopg.Connection, run_id: str, employee: str, error: str) -> None:
+def fail_run(conn: HubConnection, run_id: str, employee: str, error: str) -> None:
     """The employee's run failed (a safety stop stays a stop); the row is made if the planning never
     got as far as writing it."""
     conn.execute(
@@ -92,7 +92,7 @@ def fail_run(conn: psycopg.Connection, run_id: str, employee: str, error: str) -
     )
 
 
-def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) -> str | None:
+def previous_run_status(conn: HubConnection, employee: str, run_id: str) -> str | None:
     """The status of the employee's calendar run before `run_id` (None: there was none)."""
     row = conn.execute(
         """SELECT status FROM sync_runs WHERE kind = 'calendar' AND employee = %s AND run_id <> %s
@@ -104,7 +104,7 @@ def previous_run_status(conn: psycopg.Connection, employee: str, run_id: str) ->
     return str(row["status"]) if row else None
 
 
-def calendar_rows_with_plans(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
+def calendar_rows_with_plans(conn: HubConnection, run_id: str) -> dict[str, dict[str, Any]]:
     """What an earlier try of this run's planning left: per employee its run row's status and plan."""
     rows = conn.execute(
         """SELECT r.employee, r.status, p.id AS plan_id, p.counts FROM sync_runs r
@@ -119,7 +119,7 @@ def calendar_rows_with_plans(conn: psycopg.Connection, run_id: str) -> dict[str,
 PARTY_KIND = "beteiligte"
 
 
-def start_party_run(conn: psycopg.Connection, run_id: str) -> None:
+def start_party_run(conn: HubConnection, run_id: str) -> None:
     """Open (or reopen, for a retry) the run's row; counts of earlier tries stay."""
     conn.execute(
         """INSERT INTO sync_runs (run_id, kind, employee, status, counts)
@@ -133,7 +133,7 @@ def start_party_run(conn: psycopg.Connection, run_id: str) -> None:
 
 
 def finish_party_run(
-    conn: psycopg.Connection, run_id: str, counts: Mapping[str, int], *, status: str, error: str | None = None
+    conn: HubConnection, run_id: str, counts: Mapping[str, int], *, status: str, error: str | None = None
 ) -> None:
     """Close the row: add this try's counts to the row's, set the outcome."""
     row = conn.execute(
@@ -153,7 +153,7 @@ def finish_party_run(
     )
 
 
-def last_calendar_run(conn: psycopg.Connection, employee: str) -> dict[str, Any] | None:
+def last_calendar_run(conn: HubConnection, employee: str) -> dict[str, Any] | None:
     """The employee's latest calendar run row: run id, status, error (ids only), times."""
     row = conn.execute(
         """SELECT run_id, status, error, started_at, finished_at FROM sync_runs

@@ -8,21 +8,20 @@ removed it, or a person undid it). Ids, times, a content hash and counts only.
 
 from __future__ import annotations
 
-import psycopg
-
 from include.calendar_engine.series_exceptions import STANDING, HubException
+from include.hub.db import HubConnection, returned
 
 _COLUMNS = "employee, instance_id, master_event_id, original_start, frnr, kind, fingerprint, status"
 
 
-def load(conn: psycopg.Connection, employee: str) -> list[HubException]:
+def load(conn: HubConnection, employee: str) -> list[HubException]:
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM series_exceptions WHERE employee = %s ORDER BY id", (employee,)
     ).fetchall()
     return [HubException(**r) for r in rows]
 
 
-def record(conn: psycopg.Connection, row: HubException) -> None:
+def record(conn: HubConnection, row: HubException) -> None:
     """Insert or update the exception's row with this state (a closed row is closed now, once)."""
     closed = row.status != STANDING
     conn.execute(
@@ -49,7 +48,7 @@ def record(conn: psycopg.Connection, row: HubException) -> None:
     )
 
 
-def close(conn: psycopg.Connection, employee: str, instance_id: str, status: str) -> int:
+def close(conn: HubConnection, employee: str, instance_id: str, status: str) -> int:
     """Close a row (reverted, dropped, gone); returns how many rows it closed."""
     return conn.execute(
         """UPDATE series_exceptions SET status = %s, attempts = 0, last_seen_at = now(),
@@ -59,7 +58,7 @@ def close(conn: psycopg.Connection, employee: str, instance_id: str, status: str
     ).rowcount
 
 
-def record_failure(conn: psycopg.Connection, row: HubException) -> int:
+def record_failure(conn: HubConnection, row: HubException) -> int:
     """Count a failed attempt at the exception (a row standing for it if there is none); returns the
     attempts so far."""
     found = conn.execute(
@@ -70,10 +69,10 @@ def record_failure(conn: psycopg.Connection, row: HubException) -> int:
            RETURNING attempts""",
         (row.employee, row.instance_id, row.master_event_id, row.original_start, row.frnr, row.kind, row.fingerprint),
     ).fetchone()
-    return int(found["attempts"])  # type: ignore[index]
+    return int(returned(found)["attempts"])
 
 
-def close_all(conn: psycopg.Connection, employee: str) -> int:
+def close_all(conn: HubConnection, employee: str) -> int:
     """The employee's calendar was made anew: every exception went with the old one (gone)."""
     return conn.execute(
         """UPDATE series_exceptions SET status = 'gone', attempts = 0, closed_at = coalesce(closed_at, now())

@@ -16,9 +16,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg
-
-from include.hub.db import connect
+from include.hub.db import HubConnection, connect
 
 LINK_STATUSES = ("linked", "pending", "failed", "conflict", "unsupported", "deleted", "skipped")
 SHOWN_LINK_STATUSES = ("linked", "pending", "failed", "conflict", "unsupported")
@@ -81,7 +79,7 @@ def _run(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- hub sections (each takes an open connection with dict rows) ---------------------------------
-def calendars(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+def calendars(conn: HubConnection) -> dict[str, dict[str, Any]]:
     rows = conn.execute(
         "SELECT employee, calendar_id, mode, active, last_full_sync_at, "
         "(sync_token IS NOT NULL AND sync_token <> '') AS has_sync_token FROM employee_calendars"
@@ -98,7 +96,7 @@ def calendars(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
     }
 
 
-def link_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+def link_counts(conn: HubConnection) -> dict[str, dict[str, int]]:
     """Per employee: links by status (every status present, zeros included) and a total."""
     out: dict[str, dict[str, int]] = {}
     for r in conn.execute(
@@ -110,7 +108,7 @@ def link_counts(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
-def last_calendar_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+def last_calendar_runs(conn: HubConnection) -> dict[str, dict[str, Any]]:
     rows = conn.execute(
         "SELECT DISTINCT ON (employee) employee, run_id, status, started_at, finished_at, counts, error "
         "FROM sync_runs WHERE kind = 'calendar' AND employee IS NOT NULL "
@@ -119,7 +117,7 @@ def last_calendar_runs(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
     return {r["employee"]: _run(r) for r in rows}
 
 
-def last_party_run(conn: psycopg.Connection) -> dict[str, Any] | None:
+def last_party_run(conn: HubConnection) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT run_id, status, started_at, finished_at, counts, error FROM sync_runs "
         "WHERE kind = 'beteiligte' ORDER BY started_at DESC, id DESC LIMIT 1"
@@ -127,7 +125,7 @@ def last_party_run(conn: psycopg.Connection) -> dict[str, Any] | None:
     return _run(row) if row else None
 
 
-def channels(conn: psycopg.Connection, margin_s: float = 86400.0) -> dict[str, dict[str, Any]]:
+def channels(conn: HubConnection, margin_s: float = 86400.0) -> dict[str, dict[str, Any]]:
     """Per employee: their Google watch channel (the newest active one) and its state: `active`,
     `expiring` (within `margin_s`, the renewal margin), `failing` (its renewal failed), `expired` (past
     its expiry unrenewed) or `none`; and the last notification on any of their channels. Never the token."""
@@ -170,7 +168,7 @@ NO_CHANNEL = {
 }
 
 
-def employees(conn: psycopg.Connection, channel_margin_s: float = 86400.0) -> list[dict[str, Any]]:
+def employees(conn: HubConnection, channel_margin_s: float = 86400.0) -> list[dict[str, Any]]:
     """One row per employee (Kürzel) known to any of the calendar tables."""
     cals, links, runs = calendars(conn), link_counts(conn), last_calendar_runs(conn)
     chans = channels(conn, channel_margin_s)
@@ -188,7 +186,7 @@ def employees(conn: psycopg.Connection, channel_margin_s: float = 86400.0) -> li
     return out
 
 
-def dead_letters(conn: psycopg.Connection, newest: int = 10) -> dict[str, Any]:
+def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
     by_source = {
         r["source"]: int(r["n"])
         for r in conn.execute(
@@ -217,7 +215,7 @@ def dead_letters(conn: psycopg.Connection, newest: int = 10) -> dict[str, Any]:
     }
 
 
-def party_links(conn: psycopg.Connection) -> dict[str, Any]:
+def party_links(conn: HubConnection) -> dict[str, Any]:
     by_status = {s: 0 for s in PARTY_STATUSES}
     for r in conn.execute("SELECT status, count(*) AS n FROM party_links GROUP BY status").fetchall():
         by_status[r["status"]] = int(r["n"])
@@ -229,7 +227,7 @@ def party_links(conn: psycopg.Connection) -> dict[str, Any]:
     }
 
 
-def series_exceptions(conn: psycopg.Connection, newest: int = 20) -> dict[str, Any]:
+def series_exceptions(conn: HubConnection, newest: int = 20) -> dict[str, Any]:
     """The series exceptions standing in Google (kept and reported by the sync): how many per
     employee, and the newest with their ids, original start (where the series puts the occurrence)
     and kind. Not the fingerprint."""
@@ -263,7 +261,7 @@ def series_exceptions(conn: psycopg.Connection, newest: int = 20) -> dict[str, A
     }
 
 
-def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, Any]]:
+def recent_writes(conn: HubConnection, limit: int = 20) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT id, at, actor, method, target, status FROM write_audit ORDER BY id DESC LIMIT %s", (limit,)
     ).fetchall()
@@ -280,7 +278,7 @@ def recent_writes(conn: psycopg.Connection, limit: int = 20) -> list[dict[str, A
     ]
 
 
-def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS) -> dict[str, Any]:
+def activity(conn: HubConnection, now: datetime, days: int = ACTIVITY_DAYS) -> dict[str, Any]:
     """Per UTC day, oldest first, today last: what each DAG wrote and what failed (numbers only)."""
     today = now.astimezone(UTC).date()
     day_list = [today - timedelta(days=days - 1 - i) for i in range(days)]
@@ -333,7 +331,7 @@ def activity(conn: psycopg.Connection, now: datetime, days: int = ACTIVITY_DAYS)
     return {"days": [d.isoformat() for d in day_list], "calendar": calendar, "parties": parties}
 
 
-def dead_letter_state(conn: psycopg.Connection, dead_letter_id: int) -> dict[str, Any] | None:
+def dead_letter_state(conn: HubConnection, dead_letter_id: int) -> dict[str, Any] | None:
     """One dead letter's ids and state (after a replay: when), for the page's notice."""
     r = conn.execute(
         "SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)

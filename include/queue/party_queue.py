@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -43,6 +43,8 @@ from include.queue.pipelined_redis import PipelinedRedis, Script
 DEFAULT_PREFIX = "vmh:webhook"
 EVENT_KINDS = ("create", "update", "delete", "replay")
 Kind = Literal["create", "update", "delete", "replay"]
+AckOutcome = Literal["done", "requeued", "stale"]
+NackOutcome = Literal["retry", "dead", "stale"]
 
 # KEYS: pending, claimed, outbox, stats, seen, item_1..item_n
 # ARGV: now, kind, seen_ttl, n, id_1..id_n, rejected_json...
@@ -202,7 +204,7 @@ class ClaimedParty:
 
 @dataclass(frozen=True)
 class NackResult:
-    outcome: Literal["retry", "dead", "stale"]
+    outcome: NackOutcome
     attempts: int
     not_before: float | None = None
 
@@ -384,10 +386,10 @@ class PartyQueue:
         )
         return [_parse_claimed(token, row) for row in rows]
 
-    def ack(self, party: ClaimedParty, *, now: float | None = None) -> Literal["done", "requeued", "stale"]:
+    def ack(self, party: ClaimedParty, *, now: float | None = None) -> AckOutcome:
         k = self.keys
         out = self._ack(keys=[k.pending, k.claimed, k.item(party.id)], args=[party.id, party.token, repr(_now(now))])
-        return _s(out)  # type: ignore[return-value]
+        return cast(AckOutcome, _s(out))  # the _ACK script answers nothing else
 
     def nack(self, party: ClaimedParty, error: str, *, now: float | None = None) -> NackResult:
         """Count a failed attempt: back off (not before now + base·2^(n-1), capped) or dead-letter."""
@@ -404,8 +406,9 @@ class PartyQueue:
                 self.backoff_max_s,
             ],
         )
-        outcome, attempts, not_before = _s(out[0]), int(out[1]), _s(out[2])
-        return NackResult(outcome, attempts, float(not_before) if outcome == "retry" else None)  # type: ignore[arg-type]
+        # the _NACK script answers one of NackOutcome
+        outcome, attempts, not_before = cast(NackOutcome, _s(out[0])), int(out[1]), _s(out[2])
+        return NackResult(outcome, attempts, float(not_before) if outcome == "retry" else None)
 
     def extend_lease(self, party: ClaimedParty, lease_s: float | None = None, *, now: float | None = None) -> bool:
         """Keep a long-running claim alive; False when the claim was lost (lease expired meanwhile)."""
@@ -422,8 +425,14 @@ class PartyQueue:
         now = _now(now)
         k = self.keys
         p = self.r.pipeline(transaction=True)
-        p.zcard(k.pending).zcount(k.pending, "-inf", now).zcard(k.claimed).zcount(k.claimed, "-inf", now)
-        p.zrange(k.pending, 0, 0, withscores=True).llen(k.outbox).hgetall(k.stats)
+        # one call per command: redis-py types a pipeline's commands as their results, so they do not chain
+        p.zcard(k.pending)
+        p.zcount(k.pending, "-inf", now)
+        p.zcard(k.claimed)
+        p.zcount(k.claimed, "-inf", now)
+        p.zrange(k.pending, 0, 0, withscores=True)
+        p.llen(k.outbox)
+        p.hgetall(k.stats)
         pending, ready, claimed, expired, oldest, outbox, counters = p.execute()
         age = max(0.0, now - oldest[0][1]) if oldest and oldest[0][1] <= now else 0.0
         return QueueStats(

@@ -20,7 +20,7 @@ import collections
 import hashlib
 import ssl
 import time
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis
@@ -39,7 +39,8 @@ class _Protocol(asyncio.Protocol):
         self._flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # create_connection() over TCP always hands a stream transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -112,10 +113,11 @@ class PipelinedRedis:
     async def _connection(self) -> _Protocol:
         """(Re)connect: the slow path behind `_ready`; concurrent callers wait for one connection."""
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop (tests): nothing of the old one can be used
+        # a new event loop (tests): nothing of the old one can be used (the lock is set with the loop)
+        if self._loop is not loop or self._connecting is None:
             self._drop()
             self._loop, self._connecting = loop, asyncio.Lock()
-        async with self._connecting:  # type: ignore[union-attr]
+        async with self._connecting:
             if self._protocol is None or self._protocol.lost is not None:
                 self._protocol = await self._connect(loop)
                 self._arm_watchdog()

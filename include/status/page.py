@@ -207,11 +207,14 @@ def channel_cell(channel: dict[str, Any] | None, now: datetime) -> str:
     return text
 
 
+_HAS_SYNC_TOKEN: dict[bool | None, str] = {True: "yes", False: "<span class=warn>no</span>"}
+
+
 def employees_section(status: dict[str, Any], now: datetime, links: Links) -> str:
     rows = []
     for row in status["employees"]:
         cal, hub_links, run = row["calendar"] or {}, row["links"], row["last_run"]
-        token = {True: "yes", False: "<span class=warn>no</span>"}.get(cal.get("has_sync_token"), "–")
+        token = _HAS_SYNC_TOKEN.get(cal.get("has_sync_token"), "–")
         employee = row["employee"]
         rows.append(
             [

@@ -94,8 +94,9 @@ def collect(
         ),
     )
     queue = None
-    if sources.redis_client is not None:
-        queue = _section(errors, "queue", lambda: queue_stats(sources.redis_client))  # type: ignore[arg-type]
+    redis_client = sources.redis_client
+    if redis_client is not None:
+        queue = _section(errors, "queue", lambda: queue_stats(redis_client))
     hub = hub or {
         "employees": [],
         "party_run": None,

@@ -14,6 +14,8 @@ MIGRATION_LOCK = 727274
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # alembic_config() in include.hub.db always sets it
+        raise RuntimeError("the Alembic configuration has no sqlalchemy.url")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock_conn:
         lock_conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
