@@ -1,4 +1,4 @@
-"""Real logins (issue 20): the compose deployment's auth manager (FAB) and init commands, proven outside
+"""Real logins: the compose deployment's auth manager (FAB) and init commands, proven outside
 containers. An Airflow api-server on a free port with its own metadata database in the local PostgreSQL,
 the auth-manager setting of docker-compose.yaml and the init commands of its airflow-init, run as they
 are written there; then over the REST API: the operator may trigger, clear and read logs, the viewer only

@@ -13,7 +13,7 @@ person did not delete is gone, edits land where the policy says (where that is d
 person's actions alone), and a second run writes nothing. During every run under write protection
 Advoware receives no write.
 
-Series (issue 16): weekly series are made in Advoware and in Google; a person moves or cancels one
+Series: weekly series are made in Advoware and in Google; a person moves or cancels one
 occurrence in Google, changes a whole series in Google ("all events": title, time, its end) or in
 Advoware. Invariants after every clean run: an Advoware series is never moved, cut or deleted because
 one occurrence changed (a series whose only changes were occurrence changes is exactly as it was);

@@ -251,7 +251,7 @@ def test_the_image_holds_the_product_not_the_dev_tooling() -> None:
 
 
 def test_the_image_builds_from_a_base_named_by_an_argument() -> None:
-    """Issue 17: one Dockerfile for the official image and a locally made base; what the compose relies on
+    """One Dockerfile for the official image and a locally made base; what the compose relies on
     (user airflow 50000:0, AIRFLOW_HOME, the entry point) is made by the Dockerfile, not taken from the base."""
     text = (ROOT / "Dockerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

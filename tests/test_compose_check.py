@@ -1,4 +1,4 @@
-"""The compose deployment started for real (issue 17): `make compose-check` passes.
+"""The compose deployment started for real: `make compose-check` passes.
 
 It builds the images on this machine, starts docker-compose.yaml (profile sandbox) with podman-compose,
 plays the demo scenario from outside, layers docker-compose.celery.yaml, restarts and stops/starts the

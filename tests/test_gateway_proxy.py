@@ -312,7 +312,7 @@ def test_request_id_logged_and_no_secret_in_any_log_line(
         assert not [line for line in lines if secret in line]
 
 
-# -- hostile bodies and paths (issue 11) ------------------------------------------------------------
+# -- hostile bodies and paths ---------------------------------------------------------------------
 DEEP = b"[" * 100_000
 
 

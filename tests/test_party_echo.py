@@ -1,4 +1,4 @@
-"""Echo test (issue 6): one change in EspoCRM leads to a bounded number of sync cycles, not a loop.
+"""Echo test: one change in EspoCRM leads to a bounded number of sync cycles, not a loop.
 
 EspoCRM's own webhook sender (the sandbox) posts signed batches to the real gateway; the gateway
 queues the ids in Redis; the drain syncs them (and writes betNr/status/time back to EspoCRM, which

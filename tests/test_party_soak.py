@@ -1,4 +1,4 @@
-"""Soak test (issue 6): 10,000 webhook deliveries for 2,000 distinct parties, 30 % exact re-deliveries,
+"""Soak test: 10,000 webhook deliveries for 2,000 distinct parties, 30 % exact re-deliveries,
 shuffled, creates / updates / deletes interleaved; the Airflow API unavailable part of the time; one
 worker (a subprocess running the drain loop) killed with SIGKILL in the middle of a batch.
 

@@ -1,4 +1,4 @@
-"""The planner and series exceptions (issue 16): what a moved, retitled or cancelled occurrence, a
+"""The planner and series exceptions: what a moved, retitled or cancelled occurrence, a
 series created in Google with exceptions, a changed or shortened Advoware series, and a "this and
 following" split in Google make the sync do. Pure: raw API data in, a plan out (the policy in the
 README's "Series exceptions")."""

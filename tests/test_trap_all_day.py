@@ -1,5 +1,5 @@
 """Trap: all-day events: Google's exclusive end date on multi-day events, and all-day events at the
-edges of the sync window (issue 16).
+edges of the sync window.
 
 What a user checks: a three-day absence made in Google is three days in Advoware (Advoware's last day
 ends 23:59), and back; an all-day event on the window's first or last day is synced, one just outside

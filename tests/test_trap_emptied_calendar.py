@@ -1,4 +1,4 @@
-"""Trap: an employee empties the synced calendar in Google (issue 16).
+"""Trap: an employee empties the synced calendar in Google.
 
 What a user checks: Advoware keeps every appointment (the run stops, nothing is written anywhere), and
 the administrator's one action has two answers: refill Google from Advoware (the same events come

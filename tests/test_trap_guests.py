@@ -1,4 +1,4 @@
-"""Trap: events with attendees, a video call, attachments, a colour, "free", "tentative" (issue 16).
+"""Trap: events with attendees, a video call, attachments, a colour, "free", "tentative".
 
 What a user checks: the sync never makes Google mail anyone (the sandbox counts the mails Google would
 send); attendees' addresses never reach Advoware; and nothing the sync does not map is lost from a

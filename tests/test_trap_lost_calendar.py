@@ -1,5 +1,5 @@
-"""Trap: the synced calendar itself deleted in Google, unshared, or taken off the employee's list
-(issue 16).
+"""Trap: the synced calendar itself deleted in Google, unshared, or taken off the employee's
+list.
 
 What a user checks: a vanished calendar is never read as "every event deleted": nothing is deleted in
 Advoware; a deleted calendar is made again (shared with the employee again) and refilled with the

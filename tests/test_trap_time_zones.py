@@ -1,5 +1,5 @@
 """Trap: events made in Google in another time zone, with start and end in different zones, and the
-nights daylight saving time changes (issue 16).
+nights daylight saving time changes.
 
 What a user checks: Advoware shows each appointment at its Berlin wall time (computed here with
 zoneinfo, independently of the sync), nothing flip-flops, and a later Advoware edit leaves the Google

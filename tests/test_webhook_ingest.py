@@ -159,7 +159,7 @@ def test_over_the_limit_is_413_and_logged_without_body_content(
         ok = c.post("/webhooks/vmh/beteiligte/update", content=small, headers=signed(small))
         assert ok.status_code == 200
     log = "\n".join(rec.getMessage() for rec in caplog.records)
-    # the cut body's signature cannot be checked: its ids are not logged either (issue 11)
+    # the cut body's signature cannot be checked: an unchecked sender's ids go into no log
     assert "big000" not in log and "Secret Client Name" not in log and str(len(body)) in log
     assert not is_pending(queue, "big010")
 
@@ -338,7 +338,7 @@ def test_behind_a_proxy_with_a_root_path_the_webhook_is_still_found(
     assert is_pending(queue, "rooted1")
 
 
-# -- hostile input (issue 11) ------------------------------------------------------------------------
+# -- hostile input ---------------------------------------------------------------------------------
 def test_deeply_nested_json_is_400_without_a_traceback(client: TestClient, queue: PartyQueue) -> None:
     with gateway_logs() as logs:
         r = deliver(client, None, raw=b"[" * 100_000)
