@@ -1,12 +1,12 @@
 """`python -m tests.layout_doc`: write the table of layers into docs/architecture.md.
 
-The table is generated from `LAYERS` in tests/test_layout.py (the rule the tests check), between the
+The table is generated from `LAYERS` in tests/unit/test_layout.py (the rule the tests check), between the
 markers `<!-- layers:begin -->` and `<!-- layers:end -->`; the rest of the doc is left as it is.
 """
 
 from __future__ import annotations
 
-from tests.test_layout import ARCHITECTURE_DOC, with_layers_table
+from tests.unit.test_layout import ARCHITECTURE_DOC, with_layers_table
 
 
 def main() -> int:
