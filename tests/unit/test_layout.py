@@ -574,6 +574,52 @@ def test_the_checker_reports_a_planted_cycle_and_import_in_a_copy_of_the_tree(tm
     }
 
 
+# -- the tests are grouped by what they need ------------------------------------------------------
+TEST_GROUPS = ("unit", "integration", "e2e")
+# The conftest fixtures that reach PostgreSQL, Redis or a server: a unit test asks for none of them.
+SERVICE_FIXTURES = {
+    "hub",
+    "hub_dsn",
+    "redis_db",
+    "redis_url",
+    "own_redis",
+    "advoware_url",
+    "google_url",
+    "espocrm_url",
+    "smtp_sink",
+}
+
+
+def requested_fixtures(path: Path) -> set[str]:
+    """The parameter names of every function in a file (test functions and fixtures alike)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {
+        a.arg
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+    }
+
+
+def test_every_test_file_is_in_its_group() -> None:
+    """unit/: no database, Redis or server; integration/: the real PostgreSQL and Redis and the
+    sandboxes served in-process; e2e/: Airflow, the demo stack, browsers, the compose deployment.
+    Shared fixtures and helpers stay in tests/."""
+    assert sorted(p.name for p in (ROOT / "tests").glob("test_*.py")) == []
+    for group in TEST_GROUPS:
+        assert (ROOT / "tests" / group / "__init__.py").exists()
+        assert list((ROOT / "tests" / group).glob("test_*.py")), group
+
+
+def test_unit_tests_ask_for_no_database_redis_or_server() -> None:
+    found = {
+        str(p.relative_to(ROOT)): used
+        for p in python_files("tests/unit")
+        if (used := requested_fixtures(p) & SERVICE_FIXTURES)
+    }
+    assert found == {}
+
+
 # -- SQL only in the hub -------------------------------------------------------------------------
 def sql_strings(path: Path) -> list[str]:
     """String literals that are SQL statements (DML/DDL keywords in capitals, as this project writes SQL)."""
