@@ -66,7 +66,7 @@ down:
 status:
 	@$(PY) -m devstack status
 
-# Everything, the compose check included (tests/test_compose_check.py: root, podman; skipped otherwise).
+# Everything, the compose check included (tests/e2e/test_compose_check.py: root, podman; skipped otherwise).
 test: setup
 	$(VENV)/bin/pytest -q
 

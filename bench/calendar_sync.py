@@ -1,4 +1,4 @@
-"""Benchmark: the calendar sync engine on the sandbox firm (issue 5).
+"""Benchmark: the calendar sync engine on the sandbox firm.
 
 10 employees x 300 appointments (the seeded firm, every employee active), Advoware sandbox with
 30 ms and Google sandbox with 40 ms latency per request, each in its own process; Google in

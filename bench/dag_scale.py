@@ -26,14 +26,14 @@ stack's CPU per second with no run at all. The calendar DAG's schedule is moved 
 result is checked: every appointment exactly once in its employee's calendar, all linked.
 
     .venv/bin/python -m bench.dag_scale [--sizes 10,50,100] [--appointments 50] [--noop-runs 2] [--idle-s 120]
-    .venv/bin/python -m bench.dag_scale --sizes 1000,2000 --appointments 8   # issue 21: a firm of 1,000 and more
+    .venv/bin/python -m bench.dag_scale --sizes 1000,2000 --appointments 8   # a firm of 1,000 and more
     .venv/bin/python -m bench.dag_scale --sizes 1000 --appointments 8 --max-units 4 --no-floor  # another unit cap
 
 (The sandbox gives every employee at least 8 appointments: the special kinds, series among them.)
 
 Last line: JSON keyed by N: noop_cpu_s_per_employee, noop_wall_s, initial_wall_s, initial_cpu_s,
-bulk_wall_s, bulk_cpu_s, task instances and units per run, floor_cpu_s, quota, the goals of issue 21
-(`goals`: initial and bulk run under 15 min, no-op under 60 s and 0.05 CPU-s per employee, every run
+bulk_wall_s, bulk_cpu_s, task instances and units per run, floor_cpu_s, quota, the goals of a firm
+of 1,000 and more (`goals`: initial and bulk run under 15 min, no-op under 60 s and 0.05 CPU-s per employee, every run
 a success), the load of the machine, and the arguments.
 """
 
@@ -338,7 +338,8 @@ class Bench:
 
 
 def _goals(r: dict[str, Any], max_units: int) -> dict[str, bool]:
-    """Issue 21's goals for this size (on a 2-core machine; met at 1,000, every run a success at 2,000)."""
+    """The goals for a firm of this size (on a 2-core machine; met at 1,000, every run a success at 2,000;
+    docs/benchmarks.md, "A firm of 1,000 and 2,000")."""
     runs = [r["initial"], *r["noops"], *([r["bulk"]] if r.get("bulk") else [])]
     return {
         "every_run_succeeded": all(x["state"] == "success" for x in runs),
@@ -441,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         "noop_cpu_s_per_employee": per_n(lambda r: r["noop_cpu_s_per_employee"]),
         "noop_wall_s": per_n(lambda r: [x["wall_s"] for x in r["noops"]]),
         "noop_task_instances": per_n(lambda r: [x["task_instances"] for x in r["noops"]]),
-        # what a quiet run costs the APIs, and per hour at a 5-minute schedule (issue 18: the schedule's price)
+        # what a quiet run costs the APIs, and per hour at a 5-minute schedule (the schedule's price)
         "noop_advoware_requests": per_n(lambda r: [x["advoware_requests"] for x in r["noops"]]),
         "noop_google_requests": per_n(lambda r: [x["google_requests"] for x in r["noops"]]),
         "noop_every_5_min_per_hour": per_n(

@@ -1,4 +1,4 @@
-"""Benchmark: Google Calendar writes within the per-user quota (issue 4).
+"""Benchmark: Google Calendar writes within the per-user quota.
 
 Delegated mode, 10 employees x 300 events against the Google sandbox (started here in its own
 process) with 40 ms latency per HTTP request and a quota of 60 requests per 6 s per user (the

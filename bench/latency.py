@@ -1,5 +1,5 @@
 """Benchmark: how long a change takes to cross, with Google's push notifications and proxy-triggered
-targeted runs (issue 18), against the schedule alone.
+targeted runs, against the schedule alone.
 
 A stack of its own as `make demo` runs it (bench/_stack.py: sandboxes, gateway, `airflow standalone`
 with the LocalExecutor and parallelism 4, its own Redis and hub; GATEWAY_PUBLIC_URL = its gateway, so
@@ -159,7 +159,7 @@ class Bench:
         return {e: (c, m) for e, c, m in rows}
 
     def ensure_channels(self) -> int:
-        """A watch channel per employee: the channel lifecycle's (issue 18 part A) if it made them, else
+        """A watch channel per employee: the planning's (include/calendar_push/) if it made them, else
         opened here the same way (events.watch, recorded in the hub)."""
         staff = self.employees()
         with psycopg.connect(self.hub_dsn, row_factory=psycopg.rows.dict_row) as conn:

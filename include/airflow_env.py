@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from include.airflow_provider import connections as conn_ids
+from include import conn_ids
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -38,7 +38,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.status.app import create_app
 from include.status.page import Links
@@ -197,14 +197,14 @@ def airflow_sources() -> Sources:
     from include.settings import get_settings
 
     try:
-        dsn = HubHook(connections.SYNC_HUB).dsn()
+        dsn = HubHook(conn_ids.SYNC_HUB).dsn()
     except AirflowNotFoundException:
-        log.debug("connection %s not defined: hub from the .env", connections.SYNC_HUB)
+        log.debug("connection %s not defined: hub from the .env", conn_ids.SYNC_HUB)
         dsn = get_settings().postgres.dsn()
     try:
-        return Sources(dsn, RedisHook(redis_conn_id=connections.REDIS).get_conn())
+        return Sources(dsn, RedisHook(redis_conn_id=conn_ids.REDIS).get_conn())
     except AirflowNotFoundException:
-        log.debug("connection %s not defined: Redis from the .env", connections.REDIS)
+        log.debug("connection %s not defined: Redis from the .env", conn_ids.REDIS)
         return Sources.from_urls(dsn, get_settings().redis_url)
 
 

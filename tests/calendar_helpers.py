@@ -70,7 +70,7 @@ def settings(
 ) -> Settings:
     info = psycopg.conninfo.conninfo_to_dict(hub)
     # These tests follow texts across both ways: the firm's deliberate SYNC_ANONYMIZE=false (the default
-    # true is tested in tests/test_privacy.py).
+    # true is tested in tests/integration/test_privacy.py).
     sync.setdefault("anonymize", False)
     return Settings(
         _env_file=None,

@@ -98,7 +98,7 @@ def fake_employee_dag_airflow() -> Iterator[Any]:
     """A fake Airflow API that knows the targeted-run DAG; its URL in `app.state.url`."""
     from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
     from sandbox.runner import ServerThread
-    from tests.test_airflow_api import make_fake_airflow
+    from tests.integration.test_airflow_api import make_fake_airflow
 
     app = make_fake_airflow(dags=(CALENDAR_EMPLOYEE_SYNC_DAG,))
     with ServerThread(app) as server:

@@ -1,4 +1,4 @@
-"""Helpers of the scenario tests of the classic sync traps (tests/test_trap_*.py): one employee with
+"""Helpers of the scenario tests of the classic sync traps (tests/integration/test_trap_*.py): one employee with
 explicit appointments in the Advoware sandbox, a person acting in Google as that employee (the
 calendar is shared with them as writer), and what a user would look at afterwards."""
 

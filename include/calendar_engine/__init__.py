@@ -2,7 +2,7 @@
 ways, RRULE, deterministic ids, the planner and its plan.
 
 Nothing in this package does I/O, talks to a network, imports Airflow or any other package of the
-project (tests/test_layout.py checks it): every function takes plain data (the raw JSON of both APIs,
+project (tests/unit/test_layout.py checks it): every function takes plain data (the raw JSON of both APIs,
 hub links, a policy) and returns plain data. The executor (include/calendar_sync: hub + clients)
 consumes `Plan` (see `plan.py`), which serialises to JSON.
 """

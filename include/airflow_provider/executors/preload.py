@@ -25,7 +25,7 @@ from airflow.executors.local_executor import LocalExecutor
 
 log = logging.getLogger(__name__)
 
-# What the task bodies of dags/*.py import (tests/test_preload.py checks the list against the DAGs).
+# What the task bodies of dags/*.py import (tests/unit/test_preload.py checks the list against the DAGs).
 TASK_MODULES = (
     "include.calendar_sync.executor",
     "include.calendar_sync.phases",

@@ -14,8 +14,8 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
+from include import conn_ids
 from include.advoware.client import AdvowareClient
-from include.airflow_provider import connections
 from include.airflow_provider.hooks.base import ProviderHook, base_url, extra_field, merged
 from include.settings import AdvowareSettings, Settings
 
@@ -38,7 +38,7 @@ def _truthy(value: Any) -> bool:
 
 class AdvowareHook(ProviderHook):
     conn_name_attr = "advoware_conn_id"
-    default_conn_name = connections.ADVOWARE
+    default_conn_name = conn_ids.ADVOWARE
     conn_type = "advoware"
     hook_name = "Advoware"
 

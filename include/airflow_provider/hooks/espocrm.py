@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.airflow_provider.hooks.base import ProviderHook, base_url, extra_field, merged
 from include.espocrm.client import EspoCrmClient
 from include.settings import EspoCrmSettings
@@ -21,7 +21,7 @@ from include.settings import EspoCrmSettings
 
 class EspoCrmHook(ProviderHook):
     conn_name_attr = "espocrm_conn_id"
-    default_conn_name = connections.ESPOCRM
+    default_conn_name = conn_ids.ESPOCRM
     conn_type = "espocrm"
     hook_name = "EspoCRM"
 

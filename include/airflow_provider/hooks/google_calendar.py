@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.airflow_provider.hooks.base import ProviderHook, extra_field, merged
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import CredentialsError, ServiceAccount, load_key_file
@@ -31,7 +31,7 @@ class GoogleCalendarSyncHook(ProviderHook):
     """The project's default connection id and a client factory."""
 
     conn_name_attr = "gcp_conn_id"
-    default_conn_name = connections.GOOGLE_CALENDAR
+    default_conn_name = conn_ids.GOOGLE_CALENDAR
     conn_type = CONN_TYPE
     hook_name = "Google Calendar (Kanzlei Sync)"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.airflow_provider.hooks.base import ProviderHook
 from include.hub.db import Hub
 
@@ -30,7 +30,7 @@ _LIBPQ_EXTRAS = (
 
 class HubHook(ProviderHook):
     conn_name_attr = "sync_hub_conn_id"
-    default_conn_name = connections.SYNC_HUB
+    default_conn_name = conn_ids.SYNC_HUB
     conn_type = "postgres"
     hook_name = "Sync hub"
 
@@ -57,5 +57,5 @@ class HubHook(ProviderHook):
         return Hub(self.dsn())
 
 
-def hub_dsn(conn_id: str = connections.SYNC_HUB) -> str:
+def hub_dsn(conn_id: str = conn_ids.SYNC_HUB) -> str:
     return HubHook(conn_id).dsn()

@@ -13,13 +13,13 @@ from urllib.parse import quote
 
 import redis
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.airflow_provider.hooks.base import ProviderHook
 
 
 class RedisUrlHook(ProviderHook):
     conn_name_attr = "redis_conn_id"
-    default_conn_name = connections.REDIS
+    default_conn_name = conn_ids.REDIS
     conn_type = "redis"
     hook_name = "Redis (Kanzlei Sync)"
 
@@ -39,5 +39,5 @@ class RedisUrlHook(ProviderHook):
         return redis.Redis.from_url(self.url(), socket_timeout=5, socket_connect_timeout=5)
 
 
-def redis_url(conn_id: str = connections.REDIS) -> str:
+def redis_url(conn_id: str = conn_ids.REDIS) -> str:
     return RedisUrlHook(conn_id).url()

@@ -12,8 +12,7 @@ import html
 import logging
 from typing import Any
 
-from include import alerts
-from include.airflow_provider import connections
+from include import alerts, conn_ids
 from include.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def send(alert: alerts.Alert) -> bool:
     try:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        with SmtpHook(smtp_conn_id=connections.SMTP) as smtp:
+        with SmtpHook(smtp_conn_id=conn_ids.SMTP) as smtp:
             smtp.send_email_smtp(
                 to=recipients, subject=alert.subject, html_content=f"<pre>{html.escape(alert.text())}</pre>"
             )

@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.airflow_provider.triggers.party_queue import PartyWorkTrigger
 from include.queue.party_queue import DEFAULT_PREFIX
 
@@ -27,7 +27,7 @@ class PartyWorkSensor(BaseOperator):
     def __init__(
         self,
         *,
-        redis_conn_id: str = connections.REDIS,
+        redis_conn_id: str = conn_ids.REDIS,
         prefix: str = DEFAULT_PREFIX,
         idle_timeout_s: float = 60.0,
         **kwargs: Any,

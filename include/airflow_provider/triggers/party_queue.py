@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSkippedEvent, TaskSuccessEvent
 
-from include.airflow_provider import connections
+from include import conn_ids
 from include.queue.party_queue import DEFAULT_PREFIX
 
 CLASSPATH = "include.airflow_provider.triggers.party_queue.PartyWorkTrigger"
@@ -31,7 +31,7 @@ async def _next_due(client: Any, pending: str, claimed: str) -> float | None:
 
 class PartyWorkTrigger(BaseTrigger):
     def __init__(
-        self, redis_conn_id: str = connections.REDIS, prefix: str = DEFAULT_PREFIX, idle_timeout_s: float = 60.0
+        self, redis_conn_id: str = conn_ids.REDIS, prefix: str = DEFAULT_PREFIX, idle_timeout_s: float = 60.0
     ) -> None:
         super().__init__()
         self.redis_conn_id = redis_conn_id
