@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from include.calendar_engine import HubLink, Plan, Policy, Window, fingerprint, from_advoware, from_google, plan_sync
-from include.calendar_engine.mapping_google import is_cancelled, marker_properties
+from include.calendar_engine.mapping_google import is_cancelled
+from include.calendar_engine.marker import marker_properties
 from include.calendar_engine.timeutil import BERLIN
 from tests.test_sync_mapping import TEXT, advoware_termin
 

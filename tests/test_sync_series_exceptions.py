@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from include.calendar_engine import HubLink, Plan, Policy, Window, event_id, fingerprint, from_advoware, from_google
-from include.calendar_engine.mapping_google import marker_properties, to_google
+from include.calendar_engine.mapping_google import to_google
+from include.calendar_engine.marker import marker_properties
 from include.calendar_engine.plan import ADVOWARE_WRITES
 from include.calendar_engine.series_exceptions import HubException
 from include.calendar_engine.timeutil import BERLIN

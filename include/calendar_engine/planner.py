@@ -70,6 +70,7 @@ from datetime import date
 from typing import Any
 
 from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.ids import event_id
 from include.calendar_engine.mapping_advoware import (
     NotRepresentable,
     changed_at_of,
@@ -79,14 +80,8 @@ from include.calendar_engine.mapping_advoware import (
     owner_code,
     to_advoware,
 )
-from include.calendar_engine.mapping_google import (
-    ORIGIN_ADVOWARE,
-    event_id,
-    from_google,
-    is_cancelled,
-    marker_of,
-    to_google,
-)
+from include.calendar_engine.mapping_google import from_google, is_cancelled, to_google
+from include.calendar_engine.marker import ORIGIN_ADVOWARE, marker_of
 from include.calendar_engine.models import Appointment, Unsupported
 from include.calendar_engine.plan import ADVOWARE_WRITES, DELETIONS, ORPHAN, Action, HubLink, Plan, Report
 from include.calendar_engine.policy import Policy, Window

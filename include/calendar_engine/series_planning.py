@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from include.calendar_engine.fingerprint import fingerprint
-from include.calendar_engine.mapping_google import ORIGIN_ADVOWARE, from_google, marker_of, to_google
+from include.calendar_engine.mapping_google import from_google, to_google
+from include.calendar_engine.marker import ORIGIN_ADVOWARE, marker_of
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import Action, HubLink, Plan
 from include.calendar_engine.policy import Policy

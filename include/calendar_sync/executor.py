@@ -50,7 +50,8 @@ from include.advoware.errors import AdvowareNotFound, WriteProtectedError
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.google_update import onto_current
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware, owner_code
-from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, is_cancelled, marker_properties
+from include.calendar_engine.mapping_google import from_google, is_cancelled
+from include.calendar_engine.marker import ORIGIN_GOOGLE, marker_properties
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import EXCEPTION_KINDS, ORPHAN, Action, HubLink, Plan
 from include.calendar_sync import series_writes

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.calendar_engine.mapping_advoware import frnr_of
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_engine.plan import HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync
 from include.calendar_engine.policy import Policy

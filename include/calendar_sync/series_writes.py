@@ -15,7 +15,8 @@ from typing import Any
 from googleapiclient.errors import HttpError
 
 from include.calendar_engine.fingerprint import fingerprint
-from include.calendar_engine.mapping_google import KEY_MATTER_NR, KEY_MATTER_RUBRUM, from_google
+from include.calendar_engine.mapping_google import from_google
+from include.calendar_engine.marker import KEY_MATTER_NR, KEY_MATTER_RUBRUM
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import Action
 from include.calendar_engine.series_exceptions import (
