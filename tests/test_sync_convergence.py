@@ -84,7 +84,7 @@ class World:
     def apply(self, plan: Plan) -> None:
         assert plan.stop_reason is None
         for act in plan.actions():
-            gid, frnr = act.google_event_id, act.frnr
+            gid, frnr = act.google_event_id, act.advoware_id
             if act.kind in ("create_google", "update_google") or (act.kind == "adopt" and act.google_body):
                 self.put_goog(gid, act.google_body)  # create on a cancelled id = undelete
             if act.kind in ("create_google", "update_google", "adopt", "link"):

@@ -148,7 +148,7 @@ def test_a_split_off_series_carrying_a_copy_of_our_marker_is_created_in_advoware
     assert by_event[master["id"]].kind == "update_advoware"  # the cut: a deliberate series edit
     assert by_event[master["id"]].advoware_body["datumBis"].startswith("2025-03-31")
     new = by_event["splitcopy0001"]
-    assert new.kind == "create_advoware" and new.frnr is None and new.advoware_body["text"] == "Jour fixe (neu)"
+    assert new.kind == "create_advoware" and new.advoware_id is None and new.advoware_body["text"] == "Jour fixe (neu)"
     assert new.advoware_body["dauertermin"] == 1
     assert not any(a.kind == "delete_google" for a in p.actions())
     # under write protection the copy is left alone and reported; the master is reverted
