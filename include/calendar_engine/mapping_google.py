@@ -143,14 +143,14 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
     all_day = not isinstance(start, datetime)
     if all_day == isinstance(end, datetime):
         return Unsupported("mixed date and dateTime")
-    if end < start:  # type: ignore[operator]
+    if end < start:
         end = start
     recurrence = None
     if event.get("recurrence"):
         rec = from_google_recurrence(list(event["recurrence"]), start, all_day=all_day)
         if isinstance(rec, Unsupported):
             return rec
-        if not occurrence_limit_ok(end - start, all_day=all_day):  # type: ignore[operator]
+        if not occurrence_limit_ok(end - start, all_day=all_day):
             return Unsupported("series occurrence longer than Advoware allows")
         rules = [ln for ln in event["recurrence"] if str(ln).upper().startswith("RRULE:")]
         if not all_day and berlin_time_varies(rules[0], event.get("start") or {}, start):  # type: ignore[arg-type]

@@ -311,7 +311,8 @@ def action_from_dict(data: dict[str, Any]) -> Action:
     cls = ACTION_CLASSES.get(str(data.get("kind")))
     if cls is None:
         raise ValueError(f"unknown action kind {data.get('kind')!r}")
-    return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+    values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+    return cls(**values)
 
 
 # Report kinds (ids only in `detail`, never appointment text).

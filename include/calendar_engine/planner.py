@@ -67,7 +67,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.ids import event_id
@@ -500,7 +500,7 @@ class _Planner:
             return self.create_advoware(rule, g, row)
         if action is DeleteAdvoware:
             assert a is not None
-            confirm = "google" if g is None else None
+            confirm: Literal["google"] | None = "google" if g is None else None
             return DeleteAdvoware(
                 rule=rule,
                 row=row,
@@ -596,7 +596,8 @@ def plan_sync(
         p.decide_link(link, adv.get(link.frnr), goog.get(link.google_event_id))  # type: ignore[arg-type]
 
     # Unlinked Advoware items: adopt by marker, adopt by content, or create in Google.
-    claimed = {lk.frnr: lk.google_event_id for lk in live}  # frNr → the one event that is its twin
+    # frNr → the one event that is its twin (every live link has both ids)
+    claimed: dict[int, str] = {lk.frnr: lk.google_event_id for lk in live if lk.frnr is not None and lk.google_event_id}
     used: set[str] = set()
     by_marker: dict[int, GoogleItem] = {}
     for g in sorted(goog.values(), key=lambda x: x.id):
@@ -678,7 +679,8 @@ def _emptied(plan: Plan, in_window: list[HubLink], advoware_items: list[dict[str
     for raw in advoware_items:
         with contextlib.suppress(TypeError, ValueError):
             held.add(frnr_of(raw))
-    kept = {lk.frnr for lk in in_window if lk.frnr in held and lk.frnr > 0}  # special ones come back anyway
+    # special ones (negative frNr) come back anyway
+    kept = {lk.frnr for lk in in_window if lk.frnr is not None and lk.frnr in held and lk.frnr > 0}
     gone = {a.frnr for a in plan.actions() if isinstance(a, DeleteAdvoware) and a.rule == "google_deleted"}
     return len(kept) if len(kept) >= EMPTIED_MIN and kept <= gone else 0
 

@@ -164,10 +164,8 @@ def occurrence_at(series: Appointment, original: datetime | date | None) -> Appo
     try:
         rule = rrulestr(to_rrule(series.recurrence, all_day=series.all_day), dtstart=start)
         wanted = (
-            datetime.combine(original, datetime.min.time())
-            if series.all_day  # type: ignore[arg-type]
-            else normalize(original)
-        )  # type: ignore[arg-type]
+            datetime.combine(original, datetime.min.time()) if series.all_day else normalize(original)  # type: ignore[arg-type]
+        )
         hit = rule.after(wanted - timedelta(seconds=1), inc=False)
     except (ValueError, TypeError):
         return None
@@ -176,7 +174,7 @@ def occurrence_at(series: Appointment, original: datetime | date | None) -> Appo
     duration = series.duration()
     if series.all_day:
         first: datetime | date = original
-        return replace(series, start=first, end=first + duration, recurrence=None)  # type: ignore[operator]
+        return replace(series, start=first, end=first + duration, recurrence=None)
     begin = normalize(original)  # type: ignore[arg-type]
     return replace(series, start=begin, end=normalize(begin + duration), recurrence=None)
 

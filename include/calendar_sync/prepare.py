@@ -87,7 +87,7 @@ def leave_out_parked(
 def _settle_replayed(ctx: SyncContext, replayed: list[dict[str, Any]], plan: Plan) -> None:
     """A replayed item the plan (made from a full read) has nothing to do for needs no further full
     reads; one with an action keeps its mark until the executor writes it or it fails again."""
-    frnrs = {a.frnr for a in plan.actions() if a.frnr is not None}
+    frnrs = {a.advoware_id for a in plan.actions() if a.advoware_id is not None}
     gids = {a.google_event_id for a in plan.actions() if a.google_event_id}
     done = [int(r["id"]) for r in replayed if r["frnr"] not in frnrs and r["google_event_id"] not in gids]
     if done:
