@@ -4,7 +4,7 @@ Returns only ids and counts (what goes into XCom); the phases load the plan by i
 token of this read is stored with the plan and saved by `finalize` only once every phase succeeded,
 so a failed run re-reads the same changes next time.
 
-Parked items (dead letters of source 'calendar_sync', see executor.py) are left out of the planner's
+Parked items (dead letters of source 'calendar_sync', see bookkeeping.py) are left out of the planner's
 input on both sides and in the links, and reported as "parked" (ids only), until they are replayed.
 """
 
