@@ -278,7 +278,7 @@ class DropException(ExceptionAction):
     spec = ActionKind("drop_exception", 4, "google", "dropped")
 
 
-ACTION_CLASSES: dict[str, type[Action]] = {
+ACTION_CLASSES: dict[str, type[Action]] = {  # by the name of the kind: the stored form's "kind"
     cls.spec.name: cls
     for cls in (
         Adopt,
@@ -297,11 +297,8 @@ ACTION_CLASSES: dict[str, type[Action]] = {
     )
 }
 ACTION_KINDS: dict[str, ActionKind] = {name: cls.spec for name, cls in ACTION_CLASSES.items()}
-EXCEPTION_KINDS = frozenset(name for name, cls in ACTION_CLASSES.items() if issubclass(cls, ExceptionAction))
 KINDS = tuple(ACTION_KINDS)
 ADVOWARE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.writes_advoware)
-GOOGLE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.side == "google" and k.name != "adopt")
-DELETIONS = frozenset(k.name for k in ACTION_KINDS.values() if k.deletion)
 ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker and no Advoware item
 
 
