@@ -102,7 +102,7 @@ class Action:
 
 @dataclass(frozen=True, kw_only=True)
 class ItemAction(Action):
-    """An action about an appointment Advoware already holds (its frNr)."""
+    """An action about an item known by its Advoware frNr (an orphan: the frNr its marker names)."""
 
     frnr: int
 

@@ -219,6 +219,17 @@ class GoogleItem:
     m_origin: str | None
 
 
+@dataclass(frozen=True)
+class Version:
+    """One side's version of an item written for the other: the body, its content fingerprint as
+    written, its span (ISO dates)."""
+
+    body: dict[str, Any]
+    fingerprint: str
+    span_start: str
+    span_end: str
+
+
 def _iso(d: date) -> str:
     return d.isoformat()
 
@@ -326,10 +337,8 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def _google_version(self, a: AdvowareItem, gid: str, g: GoogleItem | None) -> dict[str, Any]:
-        """What writing Advoware's version of `a` to Google event `gid` needs: the body, the
-        fingerprints and span to store, the stamps seen (the fields CreateGoogle, UpdateGoogle and
-        Adopt share)."""
+    def _google_version(self, a: AdvowareItem, gid: str, g: GoogleItem | None) -> Version:
+        """Advoware's version of `a` as the body of Google event `gid`."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
         body = to_google(
@@ -337,37 +346,74 @@ class _Planner:
         )
         written = from_google(body)
         assert isinstance(written, Appointment)
-        span_start, span_end = self._span(a.appt)
-        return {
-            "employee": self.employee,
-            "frnr": a.frnr,
-            "google_event_id": gid,
-            "google_body": body,
-            "advoware_fingerprint": a.fp,
-            "google_fingerprint": fingerprint(written),
-            "span_start": span_start,
-            "span_end": span_end,
-            "advoware_changed_at": a.changed_at,
-            "google_updated": g.updated if g else None,
-        }
+        return Version(body, fingerprint(written), *self._span(a.appt))
 
     def create_google(
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, row: str | None = None
     ) -> CreateGoogle:
         """Advoware's version of `a` inserted as Google event `gid` (undeleted if it was cancelled)."""
-        return CreateGoogle(rule=rule, row=row, **self._google_version(a, gid, g))
+        v = self._google_version(a, gid, g)
+        return CreateGoogle(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            frnr=a.frnr,
+            google_event_id=gid,
+            google_body=v.body,
+            advoware_fingerprint=a.fp,
+            google_fingerprint=v.fingerprint,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            advoware_changed_at=a.changed_at,
+            google_updated=g.updated if g else None,
+        )
 
     def update_google(
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, link: HubLink, row: str
     ) -> UpdateGoogle:
         """Advoware's version of `a` written over Google event `gid` (`link`: the hub row, whose Google
         fingerprint stands for an event the incremental listing did not return)."""
-        seen = g.fp if g else link.google_fingerprint
-        return UpdateGoogle(rule=rule, row=row, google_seen_fingerprint=seen, **self._google_version(a, gid, g))
+        v = self._google_version(a, gid, g)
+        return UpdateGoogle(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            frnr=a.frnr,
+            google_event_id=gid,
+            google_body=v.body,
+            advoware_fingerprint=a.fp,
+            google_fingerprint=v.fingerprint,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            advoware_changed_at=a.changed_at,
+            google_updated=g.updated if g else None,
+            google_seen_fingerprint=g.fp if g else link.google_fingerprint,
+        )
 
-    def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> dict[str, Any] | None:
-        """What writing Google's version of `g` to Advoware needs (`a`: the current item); None (and
-        a report) if Advoware cannot hold it."""
+    def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
+        """Link Google's event `g` to `a`; its body is rewritten only if its content differs (or
+        `rewrite`: a match by content, which gets our marker)."""
+        v = self._google_version(a, g.id, g)
+        keep = not rewrite and v.fingerprint == g.fp
+        self.add(
+            Adopt(
+                rule=rule,
+                employee=self.employee,
+                frnr=a.frnr,
+                google_event_id=g.id,
+                google_body=None if keep else v.body,
+                advoware_fingerprint=a.fp,
+                google_fingerprint=v.fingerprint,
+                span_start=v.span_start,
+                span_end=v.span_end,
+                advoware_changed_at=a.changed_at,
+                google_updated=g.updated,
+            )
+        )
+
+    def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> Version | None:
+        """Google's version of `g` as the body of a Termin (`a`: the current item); None (and a
+        report) if Advoware cannot hold it."""
         assert g.appt is not None
         canon = g.appt
         if a is not None and a.appt is not None and self.policy.anonymize:
@@ -380,29 +426,45 @@ class _Planner:
             self.report("unsupported_rule", frnr=a.frnr if a else None, google_event_id=g.id, detail=str(exc))
             return None
         written = from_advoware(body, self.employee)
-        span_start, span_end = self._span(written)
-        return {
-            "employee": self.employee,
-            "google_event_id": g.id,
-            "advoware_body": body,
-            "advoware_fingerprint": fingerprint(written),
-            "google_fingerprint": g.fp,
-            "span_start": span_start,
-            "span_end": span_end,
-            "google_updated": g.updated,
-        }
+        return Version(body, fingerprint(written), *self._span(written))
 
     def create_advoware(self, rule: str, g: GoogleItem, row: str | None) -> CreateAdvoware | None:
         """Google's event `g` created in Advoware."""
-        fields = self._advoware_version(g, None)
-        return CreateAdvoware(rule=rule, row=row, **fields) if fields is not None else None
+        v = self._advoware_version(g, None)
+        if v is None:
+            return None
+        return CreateAdvoware(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            google_event_id=g.id,
+            advoware_body=v.body,
+            advoware_fingerprint=v.fingerprint,
+            google_fingerprint=g.fp,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            google_updated=g.updated,
+        )
 
     def update_advoware(self, rule: str, g: GoogleItem, a: AdvowareItem, row: str) -> UpdateAdvoware | None:
         """Google's version of `g` written over Advoware's item `a`."""
-        fields = self._advoware_version(g, a)
-        if fields is None:
+        v = self._advoware_version(g, a)
+        if v is None:
             return None
-        return UpdateAdvoware(rule=rule, row=row, frnr=a.frnr, advoware_changed_at=a.changed_at, **fields)
+        return UpdateAdvoware(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            frnr=a.frnr,
+            google_event_id=g.id,
+            advoware_body=v.body,
+            advoware_fingerprint=v.fingerprint,
+            google_fingerprint=g.fp,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            advoware_changed_at=a.changed_at,
+            google_updated=g.updated,
+        )
 
     # -- decisions -----------------------------------------------------------------------------------
     def left_window(self, link: HubLink, g: GoogleItem | None) -> bool:
@@ -531,12 +593,6 @@ class _Planner:
                 google_updated=g.updated,
             )
         raise ValueError(f"no action for {action.__name__} on a linked item")
-
-    def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
-        act = Adopt(rule=rule, **self._google_version(a, g.id, g))
-        if not rewrite and act.google_fingerprint == g.fp:
-            act = replace(act, google_body=None, google_fingerprint=g.fp)
-        self.add(act)
 
 
 def _content_key(appt: Appointment) -> tuple[Any, ...]:
