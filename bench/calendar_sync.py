@@ -52,7 +52,7 @@ from googleapiclient.http import HttpRequest
 from bench._servers import ROOT, floor_s, start_sandbox
 from include import airflow_env
 from include.advoware.client import AdvowareClient
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.employees import active_employees
 from include.calendar_sync.prepare import RunParams

@@ -322,7 +322,7 @@ class Bench:
 
     def check_converged(self) -> dict[str, int]:
         """Every linked appointment once in Google; no frNr twice in a calendar."""
-        from include.calendar_engine.mapping_google import marker_of
+        from include.calendar_engine.marker import marker_of
 
         state = self.http.get(f"{self.stack.url('google')}/_sandbox/state").json()
         events = dup = 0

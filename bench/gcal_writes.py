@@ -33,7 +33,8 @@ import psycopg
 import redis
 
 from bench._servers import floor_s, start_sandbox
-from include.calendar_engine.ids import event_id, with_advoware_properties
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.marker import with_advoware_properties
 from include.calendar_sync.calendars import provision
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount

@@ -20,7 +20,7 @@ import httpx
 from googleapiclient.errors import HttpError
 
 from include.calendar_engine.ids import event_id
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.report import table
 from include.calendar_sync.runner import sync_all

@@ -8,8 +8,9 @@ consumes `Plan` (see `plan.py`), which serialises to JSON.
 """
 
 from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.ids import event_id
 from include.calendar_engine.mapping_advoware import from_advoware, to_advoware
-from include.calendar_engine.mapping_google import event_id, from_google, to_google
+from include.calendar_engine.mapping_google import from_google, to_google
 from include.calendar_engine.models import Appointment, Matter, Recurrence, Unsupported
 from include.calendar_engine.plan import Action, HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync

@@ -19,13 +19,8 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from include.calendar_engine.ids import PROP_EMPLOYEE, PROP_FRNR, PROP_ORIGIN
-from include.calendar_engine.mapping_google import (
-    KEY_MATTER_NR,
-    KEY_MATTER_RUBRUM,
-    reminder_of,
-    when_value,
-)
+from include.calendar_engine.mapping_google import reminder_of, when_value
+from include.calendar_engine.marker import OUR_KEYS
 from include.calendar_engine.models import clean_text
 from include.calendar_engine.timeutil import normalize
 
@@ -33,7 +28,6 @@ from include.calendar_engine.timeutil import normalize
 SERVER_FIELDS = frozenset(
     {"kind", "etag", "created", "updated", "htmlLink", "iCalUID", "creator", "organizer", "hangoutLink", "sequence"}
 )
-OUR_PROPERTIES = frozenset({PROP_FRNR, PROP_EMPLOYEE, PROP_ORIGIN, KEY_MATTER_NR, KEY_MATTER_RUBRUM})
 
 
 def _set(out: dict[str, Any], name: str, value: Any) -> None:
@@ -84,7 +78,7 @@ def onto_current(current: dict[str, Any] | None, body: dict[str, Any]) -> dict[s
     if reminder_of(current) != reminder_of(body) or "reminders" not in current:
         out["reminders"] = copy.deepcopy(body.get("reminders"))
     ext = copy.deepcopy(current.get("extendedProperties") or {})
-    theirs = {k: v for k, v in (ext.get("private") or {}).items() if k not in OUR_PROPERTIES}
+    theirs = {k: v for k, v in (ext.get("private") or {}).items() if k not in OUR_KEYS}
     ext["private"] = theirs | dict((body.get("extendedProperties") or {}).get("private") or {})
     out["extendedProperties"] = ext
     if current.get("status") == "cancelled":  # writing a deleted event restores it

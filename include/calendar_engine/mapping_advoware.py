@@ -117,9 +117,9 @@ def from_advoware(raw: dict[str, Any], employee: str | None = None) -> Appointme
     reminder = None
     if _flag(raw.get("erinnerung")):
         at = parse_local_stamp(raw.get("erinnerungsDatum"))
-        begin = local(start, time(0)) if all_day else start  # type: ignore[arg-type]
-        if at is not None and at <= begin:  # type: ignore[operator]
-            reminder = int((begin - at).total_seconds() // 60)  # type: ignore[operator]
+        begin = local(start, time(0)) if all_day else start
+        if at is not None and at <= begin:
+            reminder = int((begin - at).total_seconds() // 60)
 
     nr = raw.get("nr")
     rubrum = clean_text(raw.get("azRubrum"))
@@ -170,8 +170,8 @@ def to_advoware(appt: Appointment, employee: str, *, owner: str | None = None) -
         body["frNr"] = appt.frnr
     rec = appt.recurrence
     if appt.all_day:
-        first: date = appt.start  # type: ignore[assignment]
-        last: date = appt.end - timedelta(days=1)  # type: ignore[operator]
+        first: date = appt.start
+        last: date = appt.end - timedelta(days=1)
         if rec is not None and last != first:
             raise NotRepresentable("all-day series occurrence longer than one day")
         begin = local(first, time(0))

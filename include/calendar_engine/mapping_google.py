@@ -27,32 +27,26 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-# One definition of ids and marker keys for the project (pure module, no Google client import).
-from include.calendar_engine.ids import PROP_EMPLOYEE as KEY_EMPLOYEE
-from include.calendar_engine.ids import PROP_FRNR as KEY_FRNR
-from include.calendar_engine.ids import PROP_ORIGIN as KEY_ORIGIN
-from include.calendar_engine.ids import event_id  # noqa: F401
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.marker import (
+    KEY_MATTER_NR,
+    KEY_MATTER_RUBRUM,
+    ORIGIN_ADVOWARE,
+    marker_of,
+    marker_properties,
+    private_properties,
+)
 from include.calendar_engine.models import Appointment, Matter, Unsupported, clean_text
 from include.calendar_engine.recurrence import from_google_recurrence, occurrence_limit_ok, to_rrule
 from include.calendar_engine.timeutil import TZ_NAME, normalize
 from include.calendar_engine.zones import berlin_time_varies
 
-KEY_MATTER_NR = "advowareAkteNr"
-KEY_MATTER_RUBRUM = "advowareAzRubrum"
 MAX_KEY, MAX_VALUE = 44, 1024
 ANONYMOUS_TITLE = "Termin"
-ORIGIN_ADVOWARE, ORIGIN_GOOGLE = "advoware", "google"
 
 
 def matter_footer(matter: Matter) -> str:
     return f"Akte: {matter.nr} – {matter.az_rubrum}" if matter.az_rubrum else f"Akte: {matter.nr}"
-
-
-def marker_properties(employee: str, frnr: int | None, origin: str) -> dict[str, str]:
-    props = {KEY_ORIGIN: origin, KEY_EMPLOYEE: employee}
-    if frnr is not None:
-        props[KEY_FRNR] = str(frnr)
-    return props
 
 
 def _props(props: dict[str, str]) -> dict[str, str]:
@@ -113,21 +107,6 @@ def to_google(
     return body
 
 
-def private_properties(event: dict[str, Any]) -> dict[str, str]:
-    return dict(((event.get("extendedProperties") or {}).get("private")) or {})
-
-
-def marker_of(event: dict[str, Any]) -> tuple[str | None, int | None, str | None]:
-    """(employee, frnr, origin) from our private properties; Nones when the event has no marker."""
-    props = private_properties(event)
-    raw = props.get(KEY_FRNR)
-    try:
-        frnr = int(raw) if raw not in (None, "") else None
-    except ValueError:
-        frnr = None
-    return props.get(KEY_EMPLOYEE), frnr, props.get(KEY_ORIGIN)
-
-
 def is_cancelled(event: dict[str, Any]) -> bool:
     return event.get("status") == "cancelled"
 
@@ -164,14 +143,14 @@ def from_google(event: dict[str, Any]) -> Appointment | Unsupported:
     all_day = not isinstance(start, datetime)
     if all_day == isinstance(end, datetime):
         return Unsupported("mixed date and dateTime")
-    if end < start:  # type: ignore[operator]
+    if end < start:
         end = start
     recurrence = None
     if event.get("recurrence"):
         rec = from_google_recurrence(list(event["recurrence"]), start, all_day=all_day)
         if isinstance(rec, Unsupported):
             return rec
-        if not occurrence_limit_ok(end - start, all_day=all_day):  # type: ignore[operator]
+        if not occurrence_limit_ok(end - start, all_day=all_day):
             return Unsupported("series occurrence longer than Advoware allows")
         rules = [ln for ln in event["recurrence"] if str(ln).upper().startswith("RRULE:")]
         if not all_day and berlin_time_varies(rules[0], event.get("start") or {}, start):  # type: ignore[arg-type]

@@ -103,13 +103,13 @@ class Appointment:
         }
 
     def start_date(self) -> date:
-        return self.start if self.all_day else normalize(self.start).date()  # type: ignore[arg-type,return-value]
+        return self.start if self.all_day else normalize(self.start).date()  # type: ignore[arg-type]
 
     def span(self) -> tuple[date, date]:
         """First day touched and last day touched (2037-12-31 for an open-ended series)."""
         first = self.start_date()
         if self.all_day:
-            last_of_occurrence = self.end - timedelta(days=1)  # type: ignore[operator]
+            last_of_occurrence = self.end - timedelta(days=1)
         else:
             last_of_occurrence = normalize(self.end).date()  # type: ignore[arg-type]
         if self.recurrence is None:

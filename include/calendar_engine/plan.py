@@ -1,41 +1,49 @@
 """The planner's input link rows and its output `Plan` (JSON-serialisable; the executor's contract).
 
-`ACTION_KINDS` is the one table of what an action is: its phase, the side it writes (google,
-advoware, or only the hub), what it counts as once applied (the run report's verb), whether it is a
-deletion. The planner, the executor and `Plan` all read it; nothing passes a phase by hand.
+Every action kind is a small frozen dataclass with exactly its own fields, and carries its
+`ActionKind` (phase, the side it writes: google, advoware or only the hub; what it counts as once
+applied, the run report's verb; whether it is a deletion) as the ClassVar `spec`. `ACTION_KINDS` is
+the table of those specs by name; the planner, the executor and `Plan` read them from the classes,
+and nothing dispatches by the kind's name (it is only the serialised form, `{"kind": ...}`).
 
-`Action` fields (every field always present in JSON, None where not applicable):
-- `kind` (the table), `rule` (why: the decision that made it, e.g. "google_changed", "revert",
-  "orphan", "new_google"; a field, never parsed), `row` ("<advoware state>/<google state>" of the
-  decision table for an item that has a complete hub link; None for an unlinked item),
-  `employee`, `frnr` (None until an Advoware create returns it), `google_event_id`.
-- `google_body` full event body for create/update/adopt (PUT semantics; `id` set on create).
+Fields every action has: `rule` (why: the decision that made it, e.g. "google_changed", "revert",
+"orphan", "new_google"; a field, never parsed), `employee`, `google_event_id` (for a series
+exception the instance id). Most have `frnr` (a create in Advoware has none: the create returns it)
+and `row` ("<advoware state>/<google state>" of the decision table for an item that has a complete
+hub link; None for an unlinked item; absent where it is always None). Then, per kind:
+- `google_body` full event body for create/update/adopt (PUT semantics; `id` set on create; an
+  adopt's is None when the event is only linked).
 - `advoware_body` Termin body for create (no frNr) / update (with frNr).
 - `advoware_fingerprint`, `google_fingerprint`: what to store in the hub link after success.
 - `span_start`, `span_end`: ISO dates to store with the link (window checks; 2037-12-31 = open).
 - `advoware_changed_at`: Advoware `zuletztGeaendertAm` seen when planning (stale check before an
   Advoware update/delete: re-read, skip if it moved). `google_updated`: Google `updated` seen.
-- `google_seen_fingerprint` (update_google): the content fingerprint of the Google event the plan
+- `google_seen_fingerprint` (UpdateGoogle): the content fingerprint of the Google event the plan
   decided on (as listed, or the link's when Google was not listed in an incremental run). Before the
   PUT the executor re-reads the event and skips it if a person changed it since (stamp and content
   both moved); the PUT carries If-Match with the etag just read.
-- `confirm_absent`: "advoware" | "google" | None: before this deletion, confirm the item is really
-  gone from that side (GET by id: 404/410/cancelled, or Advoware: now owned by someone else);
-  if it still exists, skip (it left the window or moved; never delete on a listing alone).
-- Series exceptions (`*_exception` kinds; `google_event_id` is the instance id, `frnr` the series'
-  when the hub links it): `master_event_id`, `original_start` (Berlin ISO date-time or date),
-  `exception_kind` (moved, changed, cancelled); `google_fingerprint` the exception's as listed
-  (keep) or the occurrence's (revert: `google_body` is the occurrence).
+- `confirm_absent`: the side on which, before this deletion, the item is confirmed really gone (GET
+  by id: 404/410/cancelled, or Advoware: now owned by someone else); if it still exists, skip (it
+  left the window or moved; never delete on a listing alone). Always "advoware" for DeleteGoogle;
+  "google" or None for DeleteAdvoware.
+- Series exceptions (`ExceptionAction`; `frnr` the series' when the hub links it): `master_event_id`,
+  `original_start` (Berlin ISO date-time or date), `exception_kind` (moved, changed, cancelled);
+  `google_fingerprint` the exception's as listed (keep) or the occurrence's (revert: `google_body`
+  is the occurrence).
 
-Kinds: `create_google` (insert with the deterministic id; on 409 GET it and, if cancelled,
-undelete by update with status "confirmed"), `update_google`, `delete_google`, `create_advoware`
-(then PATCH the Google event's extendedProperties.private with `marker_properties(employee, frnr,
-"google")`), `update_advoware`, `delete_advoware`, `adopt` (link an existing Google event; PUT
-`google_body` if not None), `link` (store fingerprints only, no API call), `forget` (both sides
-gone: drop/mark the link 'deleted'). Series exceptions (include/calendar_engine/series_exceptions.py,
-applied by include/calendar_sync/series_exceptions.py): `keep_exception` (record it in the hub as
-standing), `close_exception` (its row closed: gone), `revert_exception` (PUT the instance back to its
-occurrence), `drop_exception` (delete an orphan exception in Google); none counts as a deletion.
+Kinds: `CreateGoogle` (insert with the deterministic id; on 409 GET it and, if cancelled, undelete
+by update with status "confirmed"), `UpdateGoogle`, `DeleteGoogle`, `CreateAdvoware` (then PATCH
+the Google event's extendedProperties.private with `marker_properties(employee, frnr, "google")`),
+`UpdateAdvoware`, `DeleteAdvoware`, `Adopt` (link an existing Google event; PUT `google_body` if not
+None), `Link` (store fingerprints only, no API call), `Forget` (both sides gone: drop/mark the link
+'deleted'). Series exceptions (include/calendar_engine/series_exceptions.py, applied by
+include/calendar_sync/series_writes.py): `KeepException` (record it in the hub as standing),
+`CloseException` (its row closed: gone), `RevertException` (PUT the instance back to its
+occurrence), `DropException` (delete an orphan exception in Google); none counts as a deletion.
+
+Stored form (`Plan.to_dict`, the hub's sync_plans): `{"format": 2, ..., "phase1": [{"kind": ...,
+<its fields>}, ...]}`. Format 1 (no "format" key: every field of the one former `Action` class
+present, None where unused) is still read.
 """
 
 from __future__ import annotations
@@ -43,7 +51,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+PLAN_FORMAT = 2  # the stored form's version (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -59,31 +69,248 @@ class ActionKind:
         return self.side == "advoware"
 
 
-ACTION_KINDS: dict[str, ActionKind] = {
-    k.name: k
-    for k in (
-        ActionKind("adopt", 1, "google", "adopted"),
-        ActionKind("create_google", 1, "google", "created"),
-        ActionKind("create_advoware", 2, "advoware", "created"),
-        ActionKind("delete_google", 3, "google", "deleted", deletion=True),
-        ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True),
-        ActionKind("forget", 3, "hub", "forgotten"),
-        ActionKind("update_google", 4, "google", "updated"),
-        ActionKind("update_advoware", 4, "advoware", "updated"),
-        ActionKind("link", 4, "hub", "linked"),
-        # series exceptions, after the updates (a master's new rule is written before its orphans go)
-        ActionKind("keep_exception", 4, "hub", "kept"),
-        ActionKind("close_exception", 4, "hub", "closed"),
-        ActionKind("revert_exception", 4, "google", "reverted"),
-        ActionKind("drop_exception", 4, "google", "dropped"),
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    """What every action has; a kind is a subclass (below) with its own fields and `spec`."""
+
+    spec: ClassVar[ActionKind]
+    rule: str
+    employee: str
+    google_event_id: str
+
+    @property
+    def kind(self) -> str:
+        return self.spec.name
+
+    @property
+    def phase(self) -> int:
+        return self.spec.phase
+
+    @property
+    def advoware_id(self) -> int | None:
+        """The Advoware frNr the action is about (None: not known before it runs)."""
+        return None
+
+    @property
+    def linked(self) -> bool:
+        """About an item with a complete hub link (a failure is counted on that link)."""
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemAction(Action):
+    """An action about an item known by its Advoware frNr (an orphan: the frNr its marker names)."""
+
+    frnr: int
+
+    @property
+    def advoware_id(self) -> int | None:
+        return self.frnr
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateGoogle(ItemAction):
+    spec = ActionKind("create_google", 1, "google", "created")
+    row: str | None
+    google_body: dict[str, Any]
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    advoware_changed_at: str | None
+    google_updated: str | None
+
+    @property
+    def linked(self) -> bool:
+        return self.row is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateGoogle(ItemAction):
+    spec = ActionKind("update_google", 4, "google", "updated")
+    row: str
+    google_body: dict[str, Any]
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    advoware_changed_at: str | None
+    google_updated: str | None
+    google_seen_fingerprint: str | None
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adopt(ItemAction):
+    spec = ActionKind("adopt", 1, "google", "adopted")
+    google_body: dict[str, Any] | None  # None: only linked, the event already holds our version
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    advoware_changed_at: str | None
+    google_updated: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteGoogle(ItemAction):
+    spec = ActionKind("delete_google", 3, "google", "deleted", deletion=True)
+    confirm_absent: ClassVar[Literal["advoware"]] = "advoware"  # always confirmed gone from Advoware
+    row: str | None
+
+    @property
+    def linked(self) -> bool:
+        return self.row is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateAdvoware(Action):
+    spec = ActionKind("create_advoware", 2, "advoware", "created")
+    row: str | None
+    advoware_body: dict[str, Any]
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    google_updated: str | None
+
+    @property
+    def linked(self) -> bool:
+        return self.row is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateAdvoware(ItemAction):
+    spec = ActionKind("update_advoware", 4, "advoware", "updated")
+    row: str
+    advoware_body: dict[str, Any]
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    advoware_changed_at: str | None
+    google_updated: str | None
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteAdvoware(ItemAction):
+    spec = ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True)
+    row: str
+    advoware_changed_at: str | None
+    confirm_absent: Literal["google"] | None  # "google": Google's listing did not return it
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link(ItemAction):
+    spec = ActionKind("link", 4, "hub", "linked")
+    row: str
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    advoware_changed_at: str | None
+    google_updated: str | None
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Forget(ItemAction):
+    spec = ActionKind("forget", 3, "hub", "forgotten")
+    row: str
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExceptionAction(Action):
+    """About one exception of a Google series (`google_event_id`: the instance id); never its link."""
+
+    frnr: int | None  # the series' when the hub links it
+    master_event_id: str
+    original_start: str
+    exception_kind: str | None
+    google_fingerprint: str | None
+
+    @property
+    def advoware_id(self) -> int | None:
+        return self.frnr
+
+
+# series exceptions, after the updates (a master's new rule is written before its orphans go)
+@dataclass(frozen=True, kw_only=True)
+class KeepException(ExceptionAction):
+    spec = ActionKind("keep_exception", 4, "hub", "kept")
+    google_body: dict[str, Any] | None  # the occurrence, when the plan rewrites the series first
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseException(ExceptionAction):
+    spec = ActionKind("close_exception", 4, "hub", "closed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevertException(ExceptionAction):
+    spec = ActionKind("revert_exception", 4, "google", "reverted")
+    google_body: dict[str, Any]  # the occurrence as the series has it
+
+
+@dataclass(frozen=True, kw_only=True)
+class DropException(ExceptionAction):
+    spec = ActionKind("drop_exception", 4, "google", "dropped")
+
+
+ACTION_CLASSES: dict[str, type[Action]] = {  # by the name of the kind: the stored form's "kind"
+    cls.spec.name: cls
+    for cls in (
+        Adopt,
+        CreateGoogle,
+        CreateAdvoware,
+        DeleteGoogle,
+        DeleteAdvoware,
+        Forget,
+        UpdateGoogle,
+        UpdateAdvoware,
+        Link,
+        KeepException,
+        CloseException,
+        RevertException,
+        DropException,
     )
 }
-EXCEPTION_KINDS = frozenset(k for k in ACTION_KINDS if k.endswith("_exception"))
+ACTION_KINDS: dict[str, ActionKind] = {name: cls.spec for name, cls in ACTION_CLASSES.items()}
 KINDS = tuple(ACTION_KINDS)
 ADVOWARE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.writes_advoware)
-GOOGLE_WRITES = frozenset(k.name for k in ACTION_KINDS.values() if k.side == "google" and k.name != "adopt")
-DELETIONS = frozenset(k.name for k in ACTION_KINDS.values() if k.deletion)
 ORPHAN = "orphan"  # the rule of a delete_google for an event with our marker and no Advoware item
+
+
+def action_from_dict(data: dict[str, Any]) -> Action:
+    """An action from its stored form, either format: the fields of its kind are taken, the rest
+    (format 1 held every field of every kind, None where unused) is left."""
+    cls = ACTION_CLASSES.get(str(data.get("kind")))
+    if cls is None:
+        raise ValueError(f"unknown action kind {data.get('kind')!r}")
+    values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
+    return cls(**values)
+
 
 # Report kinds (ids only in `detail`, never appointment text).
 REPORT_KINDS = (
@@ -125,52 +352,15 @@ class HubLink:
 
 
 @dataclass
-class Action:
-    kind: str
-    rule: str
-    employee: str
-    frnr: int | None = None
-    google_event_id: str | None = None
-    google_body: dict[str, Any] | None = None
-    advoware_body: dict[str, Any] | None = None
-    advoware_fingerprint: str | None = None
-    google_fingerprint: str | None = None
-    span_start: str | None = None
-    span_end: str | None = None
-    advoware_changed_at: str | None = None
-    google_updated: str | None = None
-    google_seen_fingerprint: str | None = None
-    confirm_absent: str | None = None
-    row: str | None = None
-    master_event_id: str | None = None
-    original_start: str | None = None
-    exception_kind: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ACTION_KINDS:
-            raise ValueError(f"unknown action kind {self.kind!r}")
-
-    @property
-    def spec(self) -> ActionKind:
-        return ACTION_KINDS[self.kind]
-
-    @property
-    def phase(self) -> int:
-        return self.spec.phase
-
-    @property
-    def linked(self) -> bool:
-        """About an item with a complete hub link (a failure is counted on that link)."""
-        return self.row is not None
-
-
-@dataclass
 class Report:
     kind: str
     employee: str
     frnr: int | None = None
     google_event_id: str | None = None
     detail: str = ""
+
+
+PHASE_LISTS = ("adoptions", "phase1", "phase2", "phase3", "phase4")
 
 
 @dataclass
@@ -195,7 +385,7 @@ class Plan:
 
     def add(self, action: Action) -> None:
         """File an action under its phase (adoptions first in phase 1)."""
-        if action.kind == "adopt":
+        if isinstance(action, Adopt):
             self.adoptions.append(action)
         else:
             getattr(self, f"phase{action.phase}").append(action)
@@ -225,17 +415,26 @@ class Plan:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out: dict[str, Any] = {"format": PLAN_FORMAT}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in PHASE_LISTS:
+                value = [a.to_dict() for a in value]
+            elif f.name == "reports":
+                value = [asdict(r) for r in value]
+            out[f.name] = value
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format", 1) not in (1, PLAN_FORMAT):
+            raise ValueError(f"unknown plan format {data.get('format')!r}")
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in names}
-        action_fields = {f.name for f in fields(Action)}
-        for key in ("adoptions", "phase1", "phase2", "phase3", "phase4"):
-            values[key] = [Action(**{k: v for k, v in a.items() if k in action_fields}) for a in data.get(key, [])]
+        for key in PHASE_LISTS:
+            values[key] = [action_from_dict(a) for a in data.get(key, [])]
         values["reports"] = [Report(**r) for r in data.get("reports", [])]
         return cls(**values)

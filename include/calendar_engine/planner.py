@@ -67,9 +67,10 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from include.calendar_engine.fingerprint import fingerprint
+from include.calendar_engine.ids import event_id
 from include.calendar_engine.mapping_advoware import (
     NotRepresentable,
     changed_at_of,
@@ -79,16 +80,25 @@ from include.calendar_engine.mapping_advoware import (
     owner_code,
     to_advoware,
 )
-from include.calendar_engine.mapping_google import (
-    ORIGIN_ADVOWARE,
-    event_id,
-    from_google,
-    is_cancelled,
-    marker_of,
-    to_google,
-)
+from include.calendar_engine.mapping_google import from_google, is_cancelled, to_google
+from include.calendar_engine.marker import ORIGIN_ADVOWARE, marker_of
 from include.calendar_engine.models import Appointment, Unsupported
-from include.calendar_engine.plan import ADVOWARE_WRITES, DELETIONS, ORPHAN, Action, HubLink, Plan, Report
+from include.calendar_engine.plan import (
+    ORPHAN,
+    Action,
+    Adopt,
+    CreateAdvoware,
+    CreateGoogle,
+    DeleteAdvoware,
+    DeleteGoogle,
+    Forget,
+    HubLink,
+    Link,
+    Plan,
+    Report,
+    UpdateAdvoware,
+    UpdateGoogle,
+)
 from include.calendar_engine.policy import Policy, Window
 from include.calendar_engine.series_exceptions import UNSUPPORTED_DETAIL, ExceptionItem, HubException, is_exception
 from include.calendar_engine.series_exceptions import read_exception as read_series_exception
@@ -113,25 +123,29 @@ GOOGLE_REASON = "<the Google event's unsupported pattern>"
 
 @dataclass(frozen=True)
 class Decision:
-    """What one row of the decision table does: an action kind (None: nothing to write), the rule
+    """What one row of the decision table does: an action's class (None: nothing to write), the rule
     (its name in the plan), a report beside it, and the row's alternative under write protection."""
 
-    kind: str | None
+    action: type[Action] | None
     rule: str
     report: str | None = None
     detail: str = ""
     under_wp: Decision | None = None
 
+    @property
+    def kind(self) -> str | None:
+        return self.action.spec.name if self.action is not None else None
+
 
 NOTHING = Decision(None, "nothing")
-REVERT = Decision("update_google", "revert", WP_REPORT, "google change reverted")
-RECREATE = Decision("create_google", "recreate", WP_REPORT, "google deletion reverted")
-DISCARD = Decision("delete_google", "discard", WP_REPORT, "google change discarded")
-REFILL = Decision("create_google", "refill")  # the administrator's refill after a safety stop
-PROTECTED_DELETE = Decision("delete_google", "write_protected", "unsupported_rule", "advoware deleted")
+REVERT = Decision(UpdateGoogle, "revert", WP_REPORT, "google change reverted")
+RECREATE = Decision(CreateGoogle, "recreate", WP_REPORT, "google deletion reverted")
+DISCARD = Decision(DeleteGoogle, "discard", WP_REPORT, "google change discarded")
+REFILL = Decision(CreateGoogle, "refill")  # the administrator's refill after a safety stop
+PROTECTED_DELETE = Decision(DeleteGoogle, "write_protected", "unsupported_rule", "advoware deleted")
 # an unlinked event a person made in Google (no marker)
 NEW_GOOGLE = Decision(
-    "create_advoware", "new_google", under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone")
+    CreateAdvoware, "new_google", under_wp=Decision(None, "new_google", "write_protected_new_google", "left alone")
 )
 
 
@@ -141,29 +155,29 @@ def decide(a: str, g: str, *, same_content: bool, advoware_wins: bool) -> Decisi
         case ("left", _) | ("unchanged", "unchanged" | "unseen" | "left"):
             return NOTHING
         case ("unchanged", "changed"):
-            return Decision("update_advoware", "google_changed", under_wp=REVERT)
+            return Decision(UpdateAdvoware, "google_changed", under_wp=REVERT)
         case ("unchanged", "deleted"):
-            return Decision("delete_advoware", "google_deleted", under_wp=RECREATE)
+            return Decision(DeleteAdvoware, "google_deleted", under_wp=RECREATE)
         case ("unchanged", "unsupported"):
             return Decision(None, "google_unsupported", "unsupported_rule", GOOGLE_REASON)
         case ("changed", "unchanged" | "unseen" | "left"):
-            return Decision("update_google", "advoware_changed")
+            return Decision(UpdateGoogle, "advoware_changed")
         case ("changed", "changed") if same_content:
-            return Decision("link", "same_content")
+            return Decision(Link, "same_content")
         case ("changed", "changed") if advoware_wins:
-            return Decision("update_google", "advoware_wins")
+            return Decision(UpdateGoogle, "advoware_wins")
         case ("changed", "changed"):
-            return Decision("update_advoware", "google_wins", under_wp=REVERT)
+            return Decision(UpdateAdvoware, "google_wins", under_wp=REVERT)
         case ("changed", "deleted"):
-            return Decision("create_google", "edit_wins")
+            return Decision(CreateGoogle, "edit_wins")
         case ("changed", "unsupported"):
-            return Decision("update_google", "replaces_unsupported", "unsupported_rule", "replaced by advoware")
+            return Decision(UpdateGoogle, "replaces_unsupported", "unsupported_rule", "replaced by advoware")
         case ("deleted", "unchanged" | "unseen"):
-            return Decision("delete_google", "advoware_deleted")
+            return Decision(DeleteGoogle, "advoware_deleted")
         case ("deleted", "changed"):
-            return Decision("create_advoware", "edit_wins", under_wp=DISCARD)
+            return Decision(CreateAdvoware, "edit_wins", under_wp=DISCARD)
         case ("deleted", "deleted"):
-            return Decision("forget", "both_deleted")
+            return Decision(Forget, "both_deleted")
         case ("deleted", "unsupported"):
             return Decision(None, "advoware_deleted", "unsupported_rule", "advoware deleted", under_wp=PROTECTED_DELETE)
     raise ValueError(f"no row of the decision table for Advoware {a!r}, Google {g!r}")
@@ -203,6 +217,17 @@ class GoogleItem:
     m_employee: str | None
     m_frnr: int | None
     m_origin: str | None
+
+
+@dataclass(frozen=True)
+class Version:
+    """One side's version of an item written for the other: the body, its content fingerprint as
+    written, its span (ISO dates)."""
+
+    body: dict[str, Any]
+    fingerprint: str
+    span_start: str
+    span_end: str
 
 
 def _iso(d: date) -> str:
@@ -312,18 +337,8 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def google_write(
-        self,
-        kind: str,
-        rule: str,
-        a: AdvowareItem,
-        gid: str,
-        g: GoogleItem | None,
-        link: HubLink | None = None,
-        row: str | None = None,
-    ) -> Action:
-        """An action that writes Advoware's version of `a` to Google event `gid` (`link`: the hub row,
-        whose Google fingerprint stands for an event the incremental listing did not return)."""
+    def _google_version(self, a: AdvowareItem, gid: str, g: GoogleItem | None) -> Version:
+        """Advoware's version of `a` as the body of Google event `gid`."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
         body = to_google(
@@ -331,28 +346,74 @@ class _Planner:
         )
         written = from_google(body)
         assert isinstance(written, Appointment)
-        span_start, span_end = self._span(a.appt)
-        return Action(
-            kind=kind,
+        return Version(body, fingerprint(written), *self._span(a.appt))
+
+    def create_google(
+        self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, row: str | None = None
+    ) -> CreateGoogle:
+        """Advoware's version of `a` inserted as Google event `gid` (undeleted if it was cancelled)."""
+        v = self._google_version(a, gid, g)
+        return CreateGoogle(
             rule=rule,
+            row=row,
             employee=self.employee,
             frnr=a.frnr,
-            row=row,
             google_event_id=gid,
-            google_body=body,
+            google_body=v.body,
             advoware_fingerprint=a.fp,
-            google_fingerprint=fingerprint(written),
-            span_start=span_start,
-            span_end=span_end,
+            google_fingerprint=v.fingerprint,
+            span_start=v.span_start,
+            span_end=v.span_end,
             advoware_changed_at=a.changed_at,
             google_updated=g.updated if g else None,
-            google_seen_fingerprint=g.fp if g else (link.google_fingerprint if link else None),
         )
 
-    def advoware_write(
-        self, kind: str, rule: str, g: GoogleItem, a: AdvowareItem | None, row: str | None = None
-    ) -> Action | None:
-        """An action that writes Google's version of `g` to Advoware (`a`: the current item)."""
+    def update_google(
+        self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, link: HubLink, row: str
+    ) -> UpdateGoogle:
+        """Advoware's version of `a` written over Google event `gid` (`link`: the hub row, whose Google
+        fingerprint stands for an event the incremental listing did not return)."""
+        v = self._google_version(a, gid, g)
+        return UpdateGoogle(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            frnr=a.frnr,
+            google_event_id=gid,
+            google_body=v.body,
+            advoware_fingerprint=a.fp,
+            google_fingerprint=v.fingerprint,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            advoware_changed_at=a.changed_at,
+            google_updated=g.updated if g else None,
+            google_seen_fingerprint=g.fp if g else link.google_fingerprint,
+        )
+
+    def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
+        """Link Google's event `g` to `a`; its body is rewritten only if its content differs (or
+        `rewrite`: a match by content, which gets our marker)."""
+        v = self._google_version(a, g.id, g)
+        keep = not rewrite and v.fingerprint == g.fp
+        self.add(
+            Adopt(
+                rule=rule,
+                employee=self.employee,
+                frnr=a.frnr,
+                google_event_id=g.id,
+                google_body=None if keep else v.body,
+                advoware_fingerprint=a.fp,
+                google_fingerprint=v.fingerprint,
+                span_start=v.span_start,
+                span_end=v.span_end,
+                advoware_changed_at=a.changed_at,
+                google_updated=g.updated,
+            )
+        )
+
+    def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> Version | None:
+        """Google's version of `g` as the body of a Termin (`a`: the current item); None (and a
+        report) if Advoware cannot hold it."""
         assert g.appt is not None
         canon = g.appt
         if a is not None and a.appt is not None and self.policy.anonymize:
@@ -365,20 +426,43 @@ class _Planner:
             self.report("unsupported_rule", frnr=a.frnr if a else None, google_event_id=g.id, detail=str(exc))
             return None
         written = from_advoware(body, self.employee)
-        span_start, span_end = self._span(written)
-        return Action(
-            kind=kind,
+        return Version(body, fingerprint(written), *self._span(written))
+
+    def create_advoware(self, rule: str, g: GoogleItem, row: str | None) -> CreateAdvoware | None:
+        """Google's event `g` created in Advoware."""
+        v = self._advoware_version(g, None)
+        if v is None:
+            return None
+        return CreateAdvoware(
             rule=rule,
-            employee=self.employee,
-            frnr=a.frnr if a else None,
             row=row,
+            employee=self.employee,
             google_event_id=g.id,
-            advoware_body=body,
-            advoware_fingerprint=fingerprint(written),
+            advoware_body=v.body,
+            advoware_fingerprint=v.fingerprint,
             google_fingerprint=g.fp,
-            span_start=span_start,
-            span_end=span_end,
-            advoware_changed_at=a.changed_at if a else None,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            google_updated=g.updated,
+        )
+
+    def update_advoware(self, rule: str, g: GoogleItem, a: AdvowareItem, row: str) -> UpdateAdvoware | None:
+        """Google's version of `g` written over Advoware's item `a`."""
+        v = self._advoware_version(g, a)
+        if v is None:
+            return None
+        return UpdateAdvoware(
+            rule=rule,
+            row=row,
+            employee=self.employee,
+            frnr=a.frnr,
+            google_event_id=g.id,
+            advoware_body=v.body,
+            advoware_fingerprint=v.fingerprint,
+            google_fingerprint=g.fp,
+            span_start=v.span_start,
+            span_end=v.span_end,
+            advoware_changed_at=a.changed_at,
             google_updated=g.updated,
         )
 
@@ -448,59 +532,55 @@ class _Planner:
             write_protection=self.policy.write_protection,
             read_only=read_only,
         )
-        if self.policy.refill_google and decision.kind == "delete_advoware":
+        if self.policy.refill_google and decision.action is DeleteAdvoware:
             decision = REFILL
         row = f"{a_state}/{g_state}"
-        if decision.kind is not None:
-            self.add(self.linked_action(decision, row, link, a, g))
+        if decision.action is not None:
+            self.add(self.linked_action(decision.action, decision.rule, row, link, a, g))
         if decision.report is not None:
             frnr = a.frnr if a is not None else link.frnr
             detail = (g.unsupported or "") if decision.detail == GOOGLE_REASON and g else decision.detail
             self.report(decision.report, frnr=frnr, google_event_id=link.google_event_id, detail=detail)
 
     def linked_action(
-        self, d: Decision, row: str, link: HubLink, a: AdvowareItem | None, g: GoogleItem | None
+        self, action: type[Action], rule: str, row: str, link: HubLink, a: AdvowareItem | None, g: GoogleItem | None
     ) -> Action | None:
-        """The action of a decision about a linked item, by kind."""
-        gid, kind = link.google_event_id, d.kind
-        assert gid is not None and kind is not None
-        if kind in ("update_google", "create_google"):
+        """The action of a decision about a linked item, by its class."""
+        gid = link.google_event_id
+        assert gid is not None and link.frnr is not None
+        if action is UpdateGoogle:
             assert a is not None
-            return self.google_write(kind, d.rule, a, gid, g, link if kind == "update_google" else None, row)
-        if kind in ("update_advoware", "create_advoware"):
+            return self.update_google(rule, a, gid, g, link, row)
+        if action is CreateGoogle:
+            assert a is not None
+            return self.create_google(rule, a, gid, g, row)
+        if action is UpdateAdvoware:
+            assert a is not None and g is not None
+            return self.update_advoware(rule, g, a, row)
+        if action is CreateAdvoware:
             assert g is not None
-            return self.advoware_write(kind, d.rule, g, a if kind == "update_advoware" else None, row)
-        if kind == "delete_advoware":
+            return self.create_advoware(rule, g, row)
+        if action is DeleteAdvoware:
             assert a is not None
-            return Action(
-                kind=kind,
-                rule=d.rule,
+            confirm: Literal["google"] | None = "google" if g is None else None
+            return DeleteAdvoware(
+                rule=rule,
                 row=row,
                 employee=self.employee,
                 frnr=a.frnr,
                 google_event_id=gid,
                 advoware_changed_at=a.changed_at,
-                confirm_absent="google" if g is None else None,
+                confirm_absent=confirm,
             )
-        if kind == "delete_google":
-            return Action(
-                kind=kind,
-                rule=d.rule,
-                row=row,
-                employee=self.employee,
-                frnr=link.frnr,
-                google_event_id=gid,
-                google_updated=g.updated if g and d.rule != "write_protected" else None,
-                confirm_absent="advoware",
-            )
-        if kind == "forget":
-            return Action(kind=kind, rule=d.rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
-        if kind == "link":
+        if action is DeleteGoogle:
+            return DeleteGoogle(rule=rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
+        if action is Forget:
+            return Forget(rule=rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
+        if action is Link:
             assert a is not None and g is not None and a.appt is not None
             first, last = self._span(a.appt)
-            return Action(
-                kind=kind,
-                rule=d.rule,
+            return Link(
+                rule=rule,
                 row=row,
                 employee=self.employee,
                 frnr=a.frnr,
@@ -512,14 +592,7 @@ class _Planner:
                 advoware_changed_at=a.changed_at,
                 google_updated=g.updated,
             )
-        raise ValueError(f"no action for {kind!r} on a linked item")
-
-    def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
-        act = self.google_write("adopt", rule, a, g.id, g)
-        if not rewrite and act.google_fingerprint == g.fp:
-            act.google_body = None
-            act.google_fingerprint = g.fp
-        self.add(act)
+        raise ValueError(f"no action for {action.__name__} on a linked item")
 
 
 def _content_key(appt: Appointment) -> tuple[Any, ...]:
@@ -579,7 +652,8 @@ def plan_sync(
         p.decide_link(link, adv.get(link.frnr), goog.get(link.google_event_id))  # type: ignore[arg-type]
 
     # Unlinked Advoware items: adopt by marker, adopt by content, or create in Google.
-    claimed = {lk.frnr: lk.google_event_id for lk in live}  # frNr → the one event that is its twin
+    # frNr → the one event that is its twin (every live link has both ids)
+    claimed: dict[int, str] = {lk.frnr: lk.google_event_id for lk in live if lk.frnr is not None and lk.google_event_id}
     used: set[str] = set()
     by_marker: dict[int, GoogleItem] = {}
     for g in sorted(goog.values(), key=lambda x: x.id):
@@ -610,7 +684,7 @@ def plan_sync(
             used.add(matches[0].id)
             p.adopt(a, matches[0], "content", rewrite=True)
             continue
-        p.add(p.google_write("create_google", "new_advoware", a, event_id(employee, frnr), None))
+        p.add(p.create_google("new_advoware", a, event_id(employee, frnr), None))
 
     # Unlinked Google events: create in Advoware (unless write protected), orphans, reports.
     for gid in sorted(goog):
@@ -632,17 +706,7 @@ def plan_sync(
                 continue  # its Advoware item is out of scope (shared pool) or unreadable
             first, last = g.appt.span()
             if window.overlaps(first, last):
-                p.add(
-                    Action(
-                        kind="delete_google",
-                        rule=ORPHAN,
-                        employee=employee,
-                        frnr=g.m_frnr,
-                        google_event_id=gid,
-                        google_updated=g.updated,
-                        confirm_absent="advoware",
-                    )
-                )
+                p.add(DeleteGoogle(rule=ORPHAN, row=None, employee=employee, frnr=g.m_frnr, google_event_id=gid))
             continue
         if g.appt.span()[1] < window.start:  # the past before the window is not synced (nor listed in full)
             p.report("left_window", google_event_id=gid, detail="ended before the window: not carried")
@@ -652,14 +716,14 @@ def plan_sync(
             p.report("unsupported_rule", google_event_id=gid, detail=UNSUPPORTED_DETAIL)
             continue
         decision = protect(NEW_GOOGLE, write_protection=policy.write_protection, read_only=False)
-        if decision.kind is None:
+        if decision.action is None:
             p.report(decision.report or "", google_event_id=gid, detail=decision.detail)
             continue
-        p.add(p.advoware_write(decision.kind, decision.rule, g, None))
+        p.add(p.create_advoware(decision.rule, g, None))
 
     plan_exceptions(p, live, adv, goog, claimed)
     _safety(plan, policy, live, advoware_items, google_items, google_complete, p)
-    if policy.write_protection and any(a.kind in ADVOWARE_WRITES for a in plan.actions()):
+    if policy.write_protection and any(a.spec.writes_advoware for a in plan.actions()):
         raise RuntimeError("planner bug: an action targets Advoware under write protection")
     return plan
 
@@ -671,8 +735,9 @@ def _emptied(plan: Plan, in_window: list[HubLink], advoware_items: list[dict[str
     for raw in advoware_items:
         with contextlib.suppress(TypeError, ValueError):
             held.add(frnr_of(raw))
-    kept = {lk.frnr for lk in in_window if lk.frnr in held and lk.frnr > 0}  # special ones come back anyway
-    gone = {a.frnr for a in plan.actions() if a.kind == "delete_advoware" and a.rule == "google_deleted"}
+    # special ones (negative frNr) come back anyway
+    kept = {lk.frnr for lk in in_window if lk.frnr is not None and lk.frnr in held and lk.frnr > 0}
+    gone = {a.frnr for a in plan.actions() if isinstance(a, DeleteAdvoware) and a.rule == "google_deleted"}
     return len(kept) if len(kept) >= EMPTIED_MIN and kept <= gone else 0
 
 
@@ -696,7 +761,7 @@ def _safety(
     elif emptied := _emptied(plan, in_window, advoware_items):
         reason = f"google calendar emptied: all {emptied} linked appointments of the window were deleted there"
     else:
-        deletions = sum(1 for a in plan.actions() if a.kind in DELETIONS)
+        deletions = sum(1 for a in plan.actions() if a.spec.deletion)
         ratio_limit = policy.delete_threshold_ratio * max(1, len(live))
         if deletions > policy.delete_threshold_min and deletions > ratio_limit:
             reason = f"{deletions} deletions exceed the threshold ({len(live)} links)"

@@ -47,18 +47,18 @@ def to_rrule(rec: Recurrence, *, all_day: bool) -> str:
 def dtstart_of(start: datetime | date, *, all_day: bool) -> datetime:
     """dateutil wants a datetime: naive midnight for all-day, aware Berlin wall time for timed."""
     if all_day:
-        return datetime.combine(start, time(0))  # type: ignore[arg-type]
+        return datetime.combine(start, time(0))
     return normalize(start)  # type: ignore[arg-type]
 
 
 def _parse(line: str, dtstart: datetime) -> rrule:
     try:
-        return rrulestr(line, dtstart=dtstart)  # type: ignore[return-value]
+        return rrulestr(line, dtstart=dtstart)
     except ValueError:
         if dtstart.tzinfo is None:
             raise
         # A floating (local) UNTIL with an aware start: read the rule in Berlin wall time instead.
-        return rrulestr(line, dtstart=dtstart.replace(tzinfo=None))  # type: ignore[return-value]
+        return rrulestr(line, dtstart=dtstart.replace(tzinfo=None))
 
 
 def _until_date(value: datetime) -> date:

@@ -39,6 +39,13 @@ from dateutil.rrule import rrulestr
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_google import from_google, is_cancelled
 from include.calendar_engine.models import Appointment
+from include.calendar_engine.plan import (
+    CloseException,
+    DropException,
+    ExceptionAction,
+    KeepException,
+    RevertException,
+)
 from include.calendar_engine.recurrence import dtstart_of, to_rrule
 from include.calendar_engine.timeutil import TZ_NAME, normalize
 
@@ -157,10 +164,8 @@ def occurrence_at(series: Appointment, original: datetime | date | None) -> Appo
     try:
         rule = rrulestr(to_rrule(series.recurrence, all_day=series.all_day), dtstart=start)
         wanted = (
-            datetime.combine(original, datetime.min.time())
-            if series.all_day  # type: ignore[arg-type]
-            else normalize(original)
-        )  # type: ignore[arg-type]
+            datetime.combine(original, datetime.min.time()) if series.all_day else normalize(original)  # type: ignore[arg-type]
+        )
         hit = rule.after(wanted - timedelta(seconds=1), inc=False)
     except (ValueError, TypeError):
         return None
@@ -169,7 +174,7 @@ def occurrence_at(series: Appointment, original: datetime | date | None) -> Appo
     duration = series.duration()
     if series.all_day:
         first: datetime | date = original
-        return replace(series, start=first, end=first + duration, recurrence=None)  # type: ignore[operator]
+        return replace(series, start=first, end=first + duration, recurrence=None)
     begin = normalize(original)  # type: ignore[arg-type]
     return replace(series, start=begin, end=normalize(begin + duration), recurrence=None)
 
@@ -188,10 +193,10 @@ def deviation(exc: ExceptionItem, occurrence: Appointment, comparable: Any) -> s
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one exception: an action kind (None: nothing), the hub status it leaves, the
-    report (None: none) and its detail (ids only)."""
+    """What to do with one exception: an action's class (None: nothing), the hub status it leaves,
+    the report (None: none) and its detail (ids only)."""
 
-    kind: str | None
+    action: type[ExceptionAction] | None
     status: str | None = None
     report: str | None = None
     detail: str = ""
@@ -207,16 +212,16 @@ def decide(
     if occurrence is None:  # an orphan: the series has no occurrence at its original start any more
         if exc.cancelled:  # Google removed it (or it was cancelled): nothing shows, only bookkeeping
             if row is not None and row.standing:
-                return Decision("close_exception", GONE, DROPPED_REPORT, "removed by Google"), None
+                return Decision(CloseException, GONE, DROPPED_REPORT, "removed by Google"), None
             return NOTHING, None
-        return Decision("drop_exception", DROPPED, DROPPED_REPORT, "orphan of a changed series"), None
+        return Decision(DropException, DROPPED, DROPPED_REPORT, "orphan of a changed series"), None
     kind = deviation(exc, occurrence, comparable)
     if kind is None:
         if row is not None and row.standing:
-            return Decision("close_exception", GONE, DROPPED_REPORT, "no longer an exception"), None
+            return Decision(CloseException, GONE, DROPPED_REPORT, "no longer an exception"), None
         return NOTHING, None
     if protected:
-        return Decision("revert_exception", REVERTED, REVERTED_REPORT, kind), kind
+        return Decision(RevertException, REVERTED, REVERTED_REPORT, kind), kind
     if row is not None and row.standing and row.fingerprint == exc.fp:
         return NOTHING, kind  # known and unchanged: reported when it appeared
-    return Decision("keep_exception", STANDING, KEPT_REPORT, kind), kind
+    return Decision(KeepException, STANDING, KEPT_REPORT, kind), kind

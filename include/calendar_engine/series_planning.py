@@ -11,9 +11,24 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from include.calendar_engine.fingerprint import fingerprint
-from include.calendar_engine.mapping_google import ORIGIN_ADVOWARE, from_google, marker_of, to_google
+from include.calendar_engine.mapping_google import from_google, to_google
+from include.calendar_engine.marker import ORIGIN_ADVOWARE, marker_of
 from include.calendar_engine.models import Appointment
-from include.calendar_engine.plan import Action, HubLink, Plan
+from include.calendar_engine.plan import (
+    Action,
+    Adopt,
+    CloseException,
+    CreateGoogle,
+    DeleteAdvoware,
+    DeleteGoogle,
+    Forget,
+    HubLink,
+    KeepException,
+    Plan,
+    RevertException,
+    UpdateAdvoware,
+    UpdateGoogle,
+)
 from include.calendar_engine.policy import Policy
 from include.calendar_engine.series_exceptions import (
     GONE,
@@ -29,8 +44,8 @@ from include.calendar_engine.series_exceptions import (
     parse_original,
 )
 
-GOOGLE_SERIES_WRITES = ("update_google", "create_google", "adopt")  # kinds that (re)write a master
-SERIES_GONE = ("delete_google", "delete_advoware", "forget")
+GOOGLE_SERIES_WRITES = (UpdateGoogle, CreateGoogle, Adopt)  # kinds that (re)write a master
+SERIES_GONE = (DeleteGoogle, DeleteAdvoware, Forget)
 UNLINKED = "unlinked_series"  # the rule of a row kept for a series the hub does not link (yet)
 
 
@@ -56,12 +71,12 @@ def _series_after(master_id: str, a: Any, g: Any, actions: dict[str, Action]) ->
     """(the series as it stands after this run, whether it is gone): what the plan writes to the
     master, else Google's master as listed, else Advoware's series (the master mirrors it)."""
     act = actions.get(master_id)
-    if act is not None and act.kind in SERIES_GONE:
+    if isinstance(act, SERIES_GONE):
         return None, True
-    if act is not None and act.kind in GOOGLE_SERIES_WRITES and act.google_body:
+    if isinstance(act, GOOGLE_SERIES_WRITES) and act.google_body:
         parsed = from_google(act.google_body)
         return (parsed if isinstance(parsed, Appointment) else None), False
-    if act is not None and act.kind == "update_advoware" and g is not None:
+    if isinstance(act, UpdateAdvoware) and g is not None:
         return g.appt, False
     if g is not None and g.cancelled:
         return None, True
@@ -101,7 +116,7 @@ def plan_exceptions(
         if a is not None and a.excluded:
             continue
         act = actions.get(master_id)
-        rewritten = act is not None and act.kind in GOOGLE_SERIES_WRITES and bool(act.google_body)
+        rewritten = isinstance(act, GOOGLE_SERIES_WRITES) and bool(act.google_body)
         if g is not None and g.appt is None and not g.cancelled and not rewritten:
             continue  # Google's master holds a rule Advoware cannot (reported): its exceptions are left alone
         series, gone = _series_after(master_id, a, g, actions)
@@ -110,7 +125,7 @@ def plan_exceptions(
             for row in _standing(p, master_id):
                 _emit(
                     p,
-                    Decision("close_exception", GONE),
+                    Decision(CloseException, GONE),
                     master_id,
                     frnr,
                     instance_id=row.instance_id,
@@ -152,7 +167,7 @@ def plan_exceptions(
                 # Advoware, so it is reverted although this listing did not return it
                 _emit(
                     p,
-                    Decision("revert_exception", REVERTED, REVERTED_REPORT, row.kind),
+                    Decision(RevertException, REVERTED, REVERTED_REPORT, row.kind),
                     master_id,
                     frnr,
                     exc=ghost,
@@ -192,7 +207,7 @@ def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -
         if stands and not (row is not None and row.standing and row.fingerprint == e.fp):
             _emit(
                 p,
-                Decision("keep_exception", STANDING),
+                Decision(KeepException, STANDING),
                 master_id,
                 None,
                 exc=e,
@@ -200,7 +215,7 @@ def _unlinked(p: Planner, master_id: str, g: Any, listed: list[ExceptionItem]) -
                 rule=UNLINKED,
             )
         elif not stands and row is not None and row.standing:
-            _emit(p, Decision("close_exception", GONE), master_id, None, exc=e, kind=row.kind, rule=UNLINKED)
+            _emit(p, Decision(CloseException, GONE), master_id, None, exc=e, kind=row.kind, rule=UNLINKED)
 
 
 def _emit(
@@ -222,30 +237,32 @@ def _emit(
     `confirm`: the plan rewrites the series first, and Google may drop the exception then (its timing
     model): a kept one carries its occurrence (`google_body`), so the executor records what stands
     after the rewrite."""
-    if decision.kind is None:
+    action = decision.action
+    if action is None:
         return
     iid = exc.id if exc is not None else instance_id
-    body = None
+    assert iid is not None
+    common: dict[str, Any] = {
+        "rule": rule or (decision.detail or action.spec.name),
+        "employee": p.employee,
+        "frnr": frnr,
+        "google_event_id": iid,
+        "master_event_id": master_id,
+        "original_start": exc.original_start if exc is not None else original_start,
+        "exception_kind": kind,
+    }
     google_fp = exc.fp if exc is not None else None
-    if decision.kind == "revert_exception":
+    if action is RevertException:
         assert exc is not None and series is not None
         body, google_fp = _occurrence_body(p, series, exc, frnr, g)
-    elif decision.kind == "keep_exception" and confirm and exc is not None and series is not None:
-        body, _ = _occurrence_body(p, series, exc, frnr, g)
-    p.add(
-        Action(
-            kind=decision.kind,
-            rule=rule or (decision.detail or decision.kind),
-            employee=p.employee,
-            frnr=frnr,
-            google_event_id=iid,
-            google_body=body,
-            google_fingerprint=google_fp,
-            master_event_id=master_id,
-            original_start=exc.original_start if exc is not None else original_start,
-            exception_kind=kind,
-        )
-    )
+        p.add(RevertException(google_body=body, google_fingerprint=google_fp, **common))
+    elif action is KeepException:
+        kept = None
+        if confirm and exc is not None and series is not None:
+            kept, _ = _occurrence_body(p, series, exc, frnr, g)
+        p.add(KeepException(google_body=kept, google_fingerprint=google_fp, **common))
+    else:
+        p.add(action(google_fingerprint=google_fp, **common))
     if decision.report is not None:
         p.report(
             decision.report,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from itertools import islice
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
@@ -34,7 +35,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
         return None
 
 
-def berlin_time_varies(rrule_line: str, start_when: dict, start: datetime) -> bool:
+def berlin_time_varies(rrule_line: str, start_when: dict[str, Any], start: datetime) -> bool:
     """Does the series of `rrule_line`, expanded in its start's time zone, fall on different Berlin
     wall times? (`start`: the first occurrence as an aware datetime.)"""
     zone = _zone(start_when.get("timeZone"))

@@ -108,11 +108,11 @@ class SyncContext:
 
     @property
     def advoware(self) -> AdvowareClient:
-        return self._client("advoware")  # type: ignore[no-any-return]
+        return self._client("advoware")
 
     @property
     def google(self) -> GoogleCalendarClient:
-        return self._client("google")  # type: ignore[no-any-return]
+        return self._client("google")
 
     @property
     def write_protection(self) -> bool:

@@ -14,7 +14,8 @@ from typing import Any
 
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
-from include.calendar_engine.mapping_google import ORIGIN_GOOGLE, from_google, marker_properties
+from include.calendar_engine.mapping_google import from_google
+from include.calendar_engine.marker import ORIGIN_GOOGLE, marker_properties
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import HubLink
 from include.calendar_sync.context import SyncContext

@@ -4,7 +4,7 @@ Returns only ids and counts (what goes into XCom); the phases load the plan by i
 token of this read is stored with the plan and saved by `finalize` only once every phase succeeded,
 so a failed run re-reads the same changes next time.
 
-Parked items (dead letters of source 'calendar_sync', see executor.py) are left out of the planner's
+Parked items (dead letters of source 'calendar_sync', see bookkeeping.py) are left out of the planner's
 input on both sides and in the links, and reported as "parked" (ids only), until they are replayed.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from include.calendar_engine.mapping_advoware import frnr_of
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_engine.plan import HubLink, Plan, Report
 from include.calendar_engine.planner import plan_sync
 from include.calendar_engine.policy import Policy
@@ -87,7 +87,7 @@ def leave_out_parked(
 def _settle_replayed(ctx: SyncContext, replayed: list[dict[str, Any]], plan: Plan) -> None:
     """A replayed item the plan (made from a full read) has nothing to do for needs no further full
     reads; one with an action keeps its mark until the executor writes it or it fails again."""
-    frnrs = {a.frnr for a in plan.actions() if a.frnr is not None}
+    frnrs = {a.advoware_id for a in plan.actions() if a.advoware_id is not None}
     gids = {a.google_event_id for a in plan.actions() if a.google_event_id}
     done = [int(r["id"]) for r in replayed if r["frnr"] not in frnrs and r["google_event_id"] not in gids]
     if done:

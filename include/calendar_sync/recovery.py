@@ -17,7 +17,8 @@ from typing import Any
 
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import changed_at_of, frnr_of, from_advoware
-from include.calendar_engine.mapping_google import from_google, is_cancelled, marker_of
+from include.calendar_engine.mapping_google import from_google, is_cancelled
+from include.calendar_engine.marker import marker_of
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import HubLink
 from include.calendar_sync.calendars import ensure_calendar, google_bounds, window_of

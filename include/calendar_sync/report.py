@@ -3,7 +3,7 @@ and the series exceptions (kept, reverted, dropped), then one line per series ex
 reported (`series_items`).
 
 Read from the run log (`sync_runs.counts`: the plan's counts and each phase's outcome counts,
-keyed `<side>.<result>`, see executor.py) and the reports of the run's plans. Ids and numbers only.
+keyed `<side>.<result>`, see bookkeeping.py) and the reports of the run's plans. Ids and numbers only.
 """
 
 from __future__ import annotations

@@ -15,9 +15,16 @@ from typing import Any
 from googleapiclient.errors import HttpError
 
 from include.calendar_engine.fingerprint import fingerprint
-from include.calendar_engine.mapping_google import KEY_MATTER_NR, KEY_MATTER_RUBRUM, from_google
+from include.calendar_engine.mapping_google import from_google
+from include.calendar_engine.marker import KEY_MATTER_NR, KEY_MATTER_RUBRUM
 from include.calendar_engine.models import Appointment
-from include.calendar_engine.plan import Action
+from include.calendar_engine.plan import (
+    CloseException,
+    DropException,
+    ExceptionAction,
+    KeepException,
+    RevertException,
+)
 from include.calendar_engine.series_exceptions import (
     CANCELLED,
     DROPPED,
@@ -41,12 +48,12 @@ class Skipped(Exception):
     """The exception is left for the next run (a reason, not an error)."""
 
 
-def row_of(employee: str, a: Action, status: str) -> HubException:
+def row_of(employee: str, a: ExceptionAction, status: str) -> HubException:
     return HubException(
         employee=employee,
-        instance_id=a.google_event_id or "",
-        master_event_id=a.master_event_id or "",
-        original_start=a.original_start or "",
+        instance_id=a.google_event_id,
+        master_event_id=a.master_event_id,
+        original_start=a.original_start,
         frnr=a.frnr,
         kind=a.exception_kind or "moved",
         fingerprint=a.google_fingerprint or "",
@@ -54,27 +61,28 @@ def row_of(employee: str, a: Action, status: str) -> HubException:
     )
 
 
-def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
-    """One action; returns (the outcome's result, a detail of ids and reasons)."""
-    if a.kind == "keep_exception":
-        return _keep(ctx, writer, employee, a)
-    if a.kind == "close_exception":
-        with ctx.hub.transaction() as conn:
-            hub_series.close(conn, employee, a.google_event_id or "", GONE)
-        return "closed", "no longer an exception"
-    if a.kind == "revert_exception":
-        return _revert(ctx, writer, employee, a)
-    if a.kind == "drop_exception":
-        return _drop(ctx, writer, employee, a)
-    raise ValueError(f"not a series-exception action: {a.kind}")
+def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: ExceptionAction) -> tuple[str, str]:
+    """One action, dispatched by its class; returns (the outcome's result, a detail of ids and reasons)."""
+    match a:
+        case KeepException():
+            return _keep(ctx, writer, employee, a)
+        case CloseException():
+            with ctx.hub.transaction() as conn:
+                hub_series.close(conn, employee, a.google_event_id, GONE)
+            return "closed", "no longer an exception"
+        case RevertException():
+            return _revert(ctx, writer, employee, a)
+        case DropException():
+            return _drop(ctx, writer, employee, a)
+    raise TypeError(f"not a series-exception action: {type(a).__name__}")
 
 
-def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: KeepException) -> tuple[str, str]:
     """Record the exception as standing. When the plan rewrote its series first (`google_body`: the
     occurrence), Google may have dropped it then: it is read again and recorded as it stands."""
     row = row_of(employee, a, STANDING)
     if a.google_body is not None:
-        current = writer.get(a.google_event_id or "")
+        current = writer.get(a.google_event_id)
         occurrence = from_google({k: v for k, v in a.google_body.items() if k not in ("id", "status")})
         fresh = read_exception(current) if current is not None else None
         if fresh is None or (
@@ -89,17 +97,17 @@ def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tu
     return "kept", "standing in Google"
 
 
-def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: RevertException) -> tuple[str, str]:
     """The instance back to its occurrence: the series' times and mapped fields; a cancelled one
     restored. Nothing is written if it already is (a retried phase, or Google did it)."""
-    iid = a.google_event_id or ""
+    iid = a.google_event_id
     current = writer.get(iid)
     if current is None:
         raise Skipped("the occurrence no longer exists (its series changed)")
     done = current.get("status") != "cancelled" and read_exception(current).fp == a.google_fingerprint
     if not done:
-        body: dict[str, Any] = {k: v for k, v in (a.google_body or {}).items() if k in REVERTED_FIELDS}
-        ours = dict(((a.google_body or {}).get("extendedProperties") or {}).get("private") or {})
+        body: dict[str, Any] = {k: v for k, v in a.google_body.items() if k in REVERTED_FIELDS}
+        ours = dict((a.google_body.get("extendedProperties") or {}).get("private") or {})
         for key in (KEY_MATTER_NR, KEY_MATTER_RUBRUM):
             ours.setdefault(key, None)  # PATCH merges private properties: a matter the series lacks goes
         body["extendedProperties"] = {"private": ours}
@@ -121,10 +129,10 @@ def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> 
     return "reverted", "written back to its occurrence" if not done else "already as its series"
 
 
-def _drop(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tuple[str, str]:
+def _drop(ctx: SyncContext, writer: EventWriter, employee: str, a: DropException) -> tuple[str, str]:
     """An orphan (its original start is no occurrence of the series any more) deleted in Google,
     unless Google removed it already."""
-    iid = a.google_event_id or ""
+    iid = a.google_event_id
     current = writer.get(iid)
     if current is None or current.get("status") == "cancelled":
         with ctx.hub.transaction() as conn:
@@ -138,7 +146,7 @@ def _drop(ctx: SyncContext, writer: EventWriter, employee: str, a: Action) -> tu
     return "dropped", "orphan deleted"
 
 
-def fail(ctx: SyncContext, employee: str, a: Action, error: str) -> int | None:
+def fail(ctx: SyncContext, employee: str, a: ExceptionAction, error: str) -> int | None:
     """Count the failure on the exception's row; at the maximum of attempts park it (by its instance
     id only, so its series is never left out). Returns the dead letter's id when parked."""
     with ctx.hub.transaction() as conn:

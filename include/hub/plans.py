@@ -1,15 +1,23 @@
-"""Stored plans (table sync_plans): one per run and employee, the executor's input by id."""
+"""Stored plans (table sync_plans): one per run and employee, the executor's input by id.
+
+The plan is stored as `Plan.to_dict()` (format 2, each action `{"kind": ..., <its fields>}`); a row
+of format 1 (before typed actions) is read as well, and migration 0006 rewrites such rows."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 
 from include.calendar_engine.plan import Plan
+
+
+def _dict(row: Any) -> dict[str, Any]:
+    """A row of the hub's connections (they make dict rows; psycopg's default type says tuple)."""
+    return cast(dict[str, Any], row)
 
 
 def save_plan(conn: psycopg.Connection, run_id: str, plan: Plan, *, sync_token: str | None) -> int:
@@ -23,7 +31,7 @@ def save_plan(conn: psycopg.Connection, run_id: str, plan: Plan, *, sync_token: 
            RETURNING id""",
         (run_id, plan.employee, plan.dry_run, json.dumps(plan.counts()), plan.to_json(), sync_token),
     ).fetchone()
-    return int(row["id"])  # type: ignore[index]
+    return int(_dict(row)["id"])
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,12 @@ class StoredPlan:
 
 
 def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
-    row = conn.execute(
+    found = conn.execute(
         "SELECT id, run_id, employee, plan, google_sync_token, created_at FROM sync_plans WHERE id = %s", (plan_id,)
     ).fetchone()
-    if row is None:
+    if found is None:
         raise LookupError(f"sync plan {plan_id} not found")
+    row = _dict(found)
     data = row["plan"] if isinstance(row["plan"], dict) else json.loads(row["plan"])
     return StoredPlan(
         row["id"], row["run_id"], row["employee"], Plan.from_dict(data), row["google_sync_token"], row["created_at"]
@@ -53,7 +62,7 @@ def run_reports(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         "SELECT plan->'reports' AS reports FROM sync_plans WHERE run_id = %s ORDER BY employee", (run_id,)
     ).fetchall()
-    return [r for row in rows for r in (row["reports"] or [])]
+    return [r for row in rows for r in (_dict(row)["reports"] or [])]
 
 
 def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int | None:
@@ -63,4 +72,4 @@ def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int |
            AND r.kind = 'calendar' WHERE p.run_id = %s AND p.employee = %s AND r.status <> 'stopped'""",
         (run_id, employee),
     ).fetchone()
-    return int(row["id"]) if row else None
+    return int(_dict(row)["id"]) if row else None

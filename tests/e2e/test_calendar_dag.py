@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from include import airflow_env
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.dag_ids import CALENDAR_SYNC_DAG
 from tests.calendar_helpers import (
     advoware_state,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
 from tests.calendar_helpers import calendar_events, calendar_ids, seed_firm, termine
 from tests.e2e.test_calendar_dag import _run as run_firm_dag

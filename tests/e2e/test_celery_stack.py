@@ -29,7 +29,7 @@ import redis
 
 from include.advoware.client import AdvowareClient
 from include.airflow_api import AirflowApi
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.dag_ids import CALENDAR_SYNC_DAG
 from tests.advoware_helpers import sandbox_settings
 from tests.conftest import pg_dsn

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_sync.context import PhaseFailed, SyncContext
 from include.calendar_sync.executor import run_phase
 from include.calendar_sync.prepare import RunParams, prepare

@@ -19,7 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include import cli
-from include.calendar_engine.mapping_google import event_id, marker_of
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.marker import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.runner import sync_all
 from include.dag_ids import CALENDAR_SYNC_DAG

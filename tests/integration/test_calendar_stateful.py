@@ -56,7 +56,8 @@ from hypothesis.stateful import (
 from include.advoware.client import AdvowareClient
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.mapping_advoware import from_advoware
-from include.calendar_engine.mapping_google import from_google, marker_of
+from include.calendar_engine.mapping_google import from_google
+from include.calendar_engine.marker import marker_of
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.timeutil import BERLIN
 from include.calendar_sync.context import SyncContext

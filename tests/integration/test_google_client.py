@@ -16,7 +16,8 @@ import httpx
 import psycopg
 import pytest
 
-from include.calendar_engine.ids import event_id, with_advoware_properties
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.marker import with_advoware_properties
 from include.calendar_sync.calendars import provision as provision_calendar
 from include.google_calendar.client import GoogleCalendarClient
 from include.google_calendar.credentials import ServiceAccount

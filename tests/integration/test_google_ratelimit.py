@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from include.calendar_engine.ids import event_id, frnr_of, with_advoware_properties
+from include.calendar_engine.ids import event_id
+from include.calendar_engine.marker import frnr_of, with_advoware_properties
 from include.google_calendar.errors import QuotaExceeded, RetriesExhausted, classify
 from include.google_calendar.ratelimit import Backoff, RateLimiter
 

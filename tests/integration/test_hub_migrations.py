@@ -147,3 +147,181 @@ def test_other_unique_keys(hub: str) -> None:
     for sql in duplicates:
         with pytest.raises(psycopg.errors.UniqueViolation), connect(hub) as conn:
             conn.execute(sql)
+
+
+# -- stored plans: format 1 (one action class, every field present) read back and migrated -----------------
+FORMAT_1_FIELDS = (
+    "kind",
+    "rule",
+    "employee",
+    "frnr",
+    "google_event_id",
+    "google_body",
+    "advoware_body",
+    "advoware_fingerprint",
+    "google_fingerprint",
+    "span_start",
+    "span_end",
+    "advoware_changed_at",
+    "google_updated",
+    "google_seen_fingerprint",
+    "confirm_absent",
+    "row",
+    "master_event_id",
+    "original_start",
+    "exception_kind",
+)
+
+
+def _format_1_plan() -> dict[str, object]:
+    """A plan as the planner stored it before typed actions (the shape of its `asdict`)."""
+
+    def action(**given: object) -> dict[str, object]:
+        return {name: given.get(name) for name in FORMAT_1_FIELDS}
+
+    body = {"id": "ev1", "summary": "Termin", "start": {"date": "2025-03-10"}, "end": {"date": "2025-03-11"}}
+    return {
+        "employee": "AB",
+        "window_start": "2025-01-01",
+        "window_end": "2025-12-31",
+        "google_complete": True,
+        "policy": {"dry_run": False},
+        "adoptions": [
+            action(kind="adopt", rule="marker", employee="AB", frnr=7, google_event_id="ev7", google_fingerprint="g7")
+        ],
+        "phase1": [
+            action(
+                kind="create_google",
+                rule="new_advoware",
+                employee="AB",
+                frnr=1,
+                google_event_id="ev1",
+                google_body=body,
+                advoware_fingerprint="a1",
+                google_fingerprint="g1",
+                span_start="2025-03-10",
+                span_end="2025-03-10",
+                advoware_changed_at="2025-03-01T10:00:00",
+                google_seen_fingerprint=None,
+            )
+        ],
+        "phase2": [
+            action(
+                kind="create_advoware",
+                rule="new_google",
+                employee="AB",
+                google_event_id="ev2",
+                advoware_body={"text": "Neu"},
+                advoware_fingerprint="a2",
+                google_fingerprint="g2",
+                google_updated="2025-03-02T10:00:00Z",
+            )
+        ],
+        "phase3": [
+            action(
+                kind="delete_google",
+                rule="advoware_deleted",
+                row="deleted/unchanged",
+                employee="AB",
+                frnr=3,
+                google_event_id="ev3",
+                google_updated="2025-03-03T10:00:00Z",
+                confirm_absent="advoware",
+            ),
+            action(
+                kind="delete_advoware",
+                rule="google_deleted",
+                row="unchanged/deleted",
+                employee="AB",
+                frnr=4,
+                google_event_id="ev4",
+                advoware_changed_at="2025-03-04T10:00:00",
+                confirm_absent="google",
+            ),
+        ],
+        "phase4": [
+            action(
+                kind="keep_exception",
+                rule="moved",
+                employee="AB",
+                frnr=5,
+                google_event_id="ev5_20250310",
+                google_fingerprint="g5",
+                master_event_id="ev5",
+                original_start="2025-03-10",
+                exception_kind="moved",
+            )
+        ],
+        "reports": [{"kind": "orphan", "employee": "AB", "frnr": None, "google_event_id": "ev9", "detail": ""}],
+        "stop_reason": None,
+        "withheld": {},
+    }
+
+
+def test_a_stored_plan_of_format_1_reads_back_and_migrates_to_format_2(empty_db: str) -> None:
+    import json
+
+    from alembic import command
+
+    from include.calendar_engine.plan import (
+        Adopt,
+        CreateAdvoware,
+        CreateGoogle,
+        DeleteAdvoware,
+        DeleteGoogle,
+        KeepException,
+        Plan,
+    )
+    from include.hub.db import alembic_config
+    from include.hub.plans import load_plan
+
+    old = _format_1_plan()
+    migrate(empty_db, "0005")
+    with connect(empty_db) as conn:
+        plan_id = conn.execute(
+            "INSERT INTO sync_plans (run_id, employee, plan) VALUES ('r1', 'AB', %s) RETURNING id", (json.dumps(old),)
+        ).fetchone()["id"]
+        before = load_plan(conn, plan_id).plan  # the reader takes format 1 as it is
+    assert [type(a) for a in before.actions()] == [
+        Adopt,
+        CreateGoogle,
+        CreateAdvoware,
+        DeleteGoogle,
+        DeleteAdvoware,
+        KeepException,
+    ]
+    delete_google, delete_advoware = before.phase3
+    assert delete_google.confirm_absent == "advoware" and delete_advoware.confirm_absent == "google"
+    assert before.phase1[0].google_body == old["phase1"][0]["google_body"]
+    assert before.phase2[0].advoware_id is None and before.phase4[0].master_event_id == "ev5"
+
+    migrate(empty_db)  # 0006 rewrites the row
+    with connect(empty_db) as conn:
+        stored = conn.execute("SELECT plan FROM sync_plans WHERE id = %s", (plan_id,)).fetchone()["plan"]
+        after = load_plan(conn, plan_id).plan
+    assert stored["format"] == 2
+    assert stored == json.loads(before.to_json())  # exactly what the writer of format 2 stores
+    for action in (a for key in ("adoptions", "phase1", "phase2", "phase3", "phase4") for a in stored[key]):
+        assert None not in (action.get("kind"), action.get("employee"), action.get("google_event_id"))
+    assert set(stored["phase2"][0]) == {
+        "kind",
+        "rule",
+        "employee",
+        "google_event_id",
+        "row",
+        "advoware_body",
+        "advoware_fingerprint",
+        "google_fingerprint",
+        "span_start",
+        "span_end",
+        "google_updated",
+    }
+    assert set(stored["phase3"][0]) == {"kind", "rule", "employee", "google_event_id", "frnr", "row"}
+    assert after == before == Plan.from_dict(stored)
+
+    command.downgrade(alembic_config(empty_db), "0005")  # back to format 1, field for field
+    with connect(empty_db) as conn:
+        restored = conn.execute("SELECT plan FROM sync_plans WHERE id = %s", (plan_id,)).fetchone()["plan"]
+    expected = json.loads(json.dumps(old))
+    expected["phase3"][0]["google_updated"] = None  # format 2 has no use for it (nor had the executor)
+    assert restored == expected

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from include.calendar_engine.mapping_google import marker_of
+from include.calendar_engine.marker import marker_of
 from include.calendar_sync.context import SyncContext
 from include.calendar_sync.report import table
 from include.status.page import render

@@ -153,8 +153,10 @@ LAYERS: tuple[Layer, ...] = (
         (ENGINE,),
         (),
         "decides: mapping both ways, fingerprints, RRULE series, the planner's decision table"
-        " (`plan.ACTION_KINDS`, `planner.decide_link`), series exceptions (`series_exceptions.py` the"
-        " policy, `series_planning.py` its actions), the plan; pure",
+        " (`planner.decide`, yielding the action classes), series exceptions (`series_exceptions.py` the"
+        " policy, `series_planning.py` its actions), the plan (`plan.py`: one frozen dataclass per action"
+        " kind, its `ActionKind` as a ClassVar; stored as versioned JSON), Google's marker (`marker.py`,"
+        " the one definition); pure",
     ),
     Layer(
         FOUNDATION,

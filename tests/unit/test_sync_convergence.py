@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from include.calendar_engine import HubLink, Plan, Policy, Window, fingerprint, from_advoware, from_google, plan_sync
-from include.calendar_engine.mapping_google import is_cancelled, marker_properties
+from include.calendar_engine.mapping_google import is_cancelled
+from include.calendar_engine.marker import marker_properties
 from include.calendar_engine.timeutil import BERLIN
 from tests.unit.test_sync_mapping import TEXT, advoware_termin
 
@@ -83,7 +84,7 @@ class World:
     def apply(self, plan: Plan) -> None:
         assert plan.stop_reason is None
         for act in plan.actions():
-            gid, frnr = act.google_event_id, act.frnr
+            gid, frnr = act.google_event_id, act.advoware_id
             if act.kind in ("create_google", "update_google") or (act.kind == "adopt" and act.google_body):
                 self.put_goog(gid, act.google_body)  # create on a cancelled id = undelete
             if act.kind in ("create_google", "update_google", "adopt", "link"):

@@ -21,7 +21,8 @@ from include.calendar_engine import (
     to_google,
 )
 from include.calendar_engine.mapping_advoware import NotRepresentable, is_shared_pool
-from include.calendar_engine.mapping_google import ANONYMOUS_TITLE, KEY_EMPLOYEE, KEY_FRNR, KEY_ORIGIN
+from include.calendar_engine.mapping_google import ANONYMOUS_TITLE
+from include.calendar_engine.marker import KEY_EMPLOYEE, KEY_FRNR, KEY_ORIGIN
 from include.calendar_engine.models import Freq, Matter, Unsupported
 from include.calendar_engine.timeutil import BERLIN
 

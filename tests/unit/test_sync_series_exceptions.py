@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from include.calendar_engine import HubLink, Plan, Policy, Window, event_id, fingerprint, from_advoware, from_google
-from include.calendar_engine.mapping_google import marker_properties, to_google
+from include.calendar_engine.mapping_google import to_google
+from include.calendar_engine.marker import marker_properties
 from include.calendar_engine.plan import ADVOWARE_WRITES
 from include.calendar_engine.series_exceptions import HubException
 from include.calendar_engine.timeutil import BERLIN
@@ -147,7 +148,7 @@ def test_a_split_off_series_carrying_a_copy_of_our_marker_is_created_in_advoware
     assert by_event[master["id"]].kind == "update_advoware"  # the cut: a deliberate series edit
     assert by_event[master["id"]].advoware_body["datumBis"].startswith("2025-03-31")
     new = by_event["splitcopy0001"]
-    assert new.kind == "create_advoware" and new.frnr is None and new.advoware_body["text"] == "Jour fixe (neu)"
+    assert new.kind == "create_advoware" and new.advoware_id is None and new.advoware_body["text"] == "Jour fixe (neu)"
     assert new.advoware_body["dauertermin"] == 1
     assert not any(a.kind == "delete_google" for a in p.actions())
     # under write protection the copy is left alone and reported; the master is reverted
