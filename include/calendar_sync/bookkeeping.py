@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-import psycopg
 from googleapiclient.errors import HttpError
 
 from include.calendar_engine.fingerprint import fingerprint
@@ -53,6 +52,7 @@ from include.calendar_sync.context import SyncContext
 from include.google_calendar.errors import describe
 from include.hub import audit, parking
 from include.hub import links as hub_links
+from include.hub.db import HubConnection
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,11 @@ class Bookkeeping:
         self.run_id = run_id
         self.planned_at = planned_at  # links saved after it were written by this plan
 
-    def tx(self) -> contextlib.AbstractContextManager[psycopg.Connection]:
+    def tx(self) -> contextlib.AbstractContextManager[HubConnection]:
         """One transaction (commit on success, rollback on error) on the task's hub connection."""
         return self.ctx.hub.transaction()
 
-    def audit(self, conn: psycopg.Connection, method: str, frnr: int | None, status: int | None, detail: str) -> None:
+    def audit(self, conn: HubConnection, method: str, frnr: int | None, status: int | None, detail: str) -> None:
         audit.record(
             conn,
             audit.AuditEntry(
@@ -216,7 +216,7 @@ class Bookkeeping:
         changed_at: str | None = None,
         google_event: dict[str, Any] | None = None,
         audit_method: str | None = None,
-        extra: Callable[[psycopg.Connection], None] | None = None,
+        extra: Callable[[HubConnection], None] | None = None,
     ) -> None:
         """The success of one item: its link (and audit row) in one transaction. The values seen
         after the write (`frnr`, the fingerprints, `changed_at`, the event) win over the planned."""

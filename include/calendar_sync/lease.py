@@ -21,17 +21,15 @@ import threading
 import time
 from collections.abc import Iterator
 
-import psycopg
-
 from include.hub import leases
-from include.hub.db import Hub, connect
+from include.hub.db import Hub, HubConnection, connect
 
 log = logging.getLogger(__name__)
 POLL_S = 0.25  # how often a waiting task asks again (a targeted run's latency is counted in seconds)
 HubLike = Hub | str  # the task's hub (its thread's connection, reused), or a DSN (a connection per call)
 
 
-def _transaction(hub: HubLike) -> contextlib.AbstractContextManager[psycopg.Connection]:
+def _transaction(hub: HubLike) -> contextlib.AbstractContextManager[HubConnection]:
     return connect(hub) if isinstance(hub, str) else hub.transaction()
 
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import psycopg
-
 from include.calendar_engine.plan import Plan
+from include.hub.db import HubConnection
 
 
 def _dict(row: Any) -> dict[str, Any]:
@@ -20,7 +19,7 @@ def _dict(row: Any) -> dict[str, Any]:
     return cast(dict[str, Any], row)
 
 
-def save_plan(conn: psycopg.Connection, run_id: str, plan: Plan, *, sync_token: str | None) -> int:
+def save_plan(conn: HubConnection, run_id: str, plan: Plan, *, sync_token: str | None) -> int:
     """Store (or replace, when prepare is retried) the plan of (run, employee); returns its id."""
     row = conn.execute(
         """INSERT INTO sync_plans (run_id, employee, dry_run, counts, plan, google_sync_token)
@@ -44,7 +43,7 @@ class StoredPlan:
     created_at: datetime
 
 
-def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
+def load_plan(conn: HubConnection, plan_id: int) -> StoredPlan:
     found = conn.execute(
         "SELECT id, run_id, employee, plan, google_sync_token, created_at FROM sync_plans WHERE id = %s", (plan_id,)
     ).fetchone()
@@ -57,7 +56,7 @@ def load_plan(conn: psycopg.Connection, plan_id: int) -> StoredPlan:
     )
 
 
-def run_reports(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
+def run_reports(conn: HubConnection, run_id: str) -> list[dict[str, Any]]:
     """The reports of every plan of a run (ids and kinds only: never the plan's bodies)."""
     rows = conn.execute(
         "SELECT plan->'reports' AS reports FROM sync_plans WHERE run_id = %s ORDER BY employee", (run_id,)
@@ -65,7 +64,7 @@ def run_reports(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
     return [r for row in rows for r in (_dict(row)["reports"] or [])]
 
 
-def standing_plan(conn: psycopg.Connection, run_id: str, employee: str) -> int | None:
+def standing_plan(conn: HubConnection, run_id: str, employee: str) -> int | None:
     """The plan made for `employee` in this run and still standing (not a safety stop)."""
     row = conn.execute(
         """SELECT p.id FROM sync_plans p JOIN sync_runs r ON r.run_id = p.run_id AND r.employee = p.employee
