@@ -303,3 +303,41 @@ def test_a_calendar_made_anew_takes_its_exceptions_along(world: Any) -> None:
     assert {s for _, s in exception_rows(world.hub).values()} == {"gone"}
     assert collect(Sources(world.hub))["series_exceptions"]["standing"] == 0
     world.quiet(ctx)
+
+
+@pytest.mark.parametrize("change", ["cancel", "move", "retitle"])
+@pytest.mark.parametrize("model", MODELS)
+def test_a_standing_exception_survives_its_series_taking_longer_occurrences(
+    world: Any, model: str, change: str
+) -> None:
+    """Recorded as standing, then the series gets longer occurrences in Advoware (same start): the
+    run rewrites the master's timing, and whatever Google does to the exception then, the person's
+    change stands afterwards (re-applied where Google removed it) and the hub says standing."""
+    timing_model(world.google_url, model)
+    ctx = world.ctx()
+    person, master, occurrences = _synced_series(world, ctx)
+    target = occurrences[2]
+    if change == "cancel":
+        person.cancel(target)
+    elif change == "move":
+        person.move(target, days=1, hours=3)
+    else:
+        person.retitle(target, "Jour fixe (Vertretung)")
+    run(ctx)
+    kind = {"move": "moved", "retitle": "changed", "cancel": "cancelled"}[change]
+    assert exception_rows(world.hub) == {target["id"]: (kind, "standing")}
+    (series,) = world.series_in_advoware()
+    longer = {**series, "uhrzeitBis": "11:00:00", "datumBis": series["datumBis"][:11] + "11:00:00"}
+    ctx.advoware.update_termin(series["frNr"], longer)
+
+    run(ctx)
+    shown = person.shown()
+    day = date.fromisoformat(target["start"]["dateTime"][:10])
+    assert exception_rows(world.hub) == {target["id"]: (kind, "standing")}
+    if change == "cancel":
+        assert len(shown) == len(occurrences) - 1 and at(day, 9) not in {s for s, _ in shown}
+    elif change == "move":
+        assert len(shown) == len(occurrences) and (at(day + timedelta(days=1), 12), "Jour fixe") in shown
+    else:
+        assert len(shown) == len(occurrences) and (at(day, 9), "Jour fixe (Vertretung)") in shown
+    world.quiet(ctx)
