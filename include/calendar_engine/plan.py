@@ -260,6 +260,8 @@ class ExceptionAction(Action):
 class KeepException(ExceptionAction):
     spec = ActionKind("keep_exception", 4, "hub", "kept")
     google_body: dict[str, Any] | None  # the occurrence, when the plan rewrites the series first
+    # then also the exception to re-apply where Google removed it (None: read before the rewrite)
+    exception_body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
