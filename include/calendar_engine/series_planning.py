@@ -145,9 +145,9 @@ def plan_exceptions(
         retimed = rewritten and _retimed(g, series)
         for e in listed:
             occ = occurrence_at(series, e.original)
-            row = p.rows.get(e.id)
-            decision, kind = decide(e, occ, row, protected=protected, comparable=p.comparable)
-            if decision.action is None and kind is not None and retimed and row is not None and row.standing:
+            known = p.rows.get(e.id)
+            decision, kind = decide(e, occ, known, protected=protected, comparable=p.comparable)
+            if decision.action is None and kind is not None and retimed and known is not None and known.standing:
                 decision = Decision(KeepException, STANDING)  # known: confirmed, not reported again
             _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g, confirm=rewritten)
         seen = {e.id for e in listed}
