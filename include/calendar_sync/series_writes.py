@@ -116,6 +116,8 @@ def _keep(
             not fresh.cancelled and isinstance(occurrence, Appointment) and fresh.fp == fingerprint(occurrence)
         ):
             again = a.exception_body or before
+            if again is not None and isinstance(occurrence, Appointment) and _is_occurrence(again, occurrence):
+                again = None  # read after Google removed it (a retried phase): nothing left to re-apply
             if again is not None and current is not None:
                 fresh = read_exception(_reapply(writer, a, current, again))
                 detail = "written again after its series was rewritten"
@@ -129,6 +131,13 @@ def _keep(
     with ctx.hub.transaction() as conn:
         hub_series.record(conn, row)
     return "kept", detail
+
+
+def _is_occurrence(body: dict[str, Any], occurrence: Appointment) -> bool:
+    if body.get("status") == "cancelled":
+        return False
+    parsed = from_google({k: v for k, v in body.items() if k != "status"})
+    return isinstance(parsed, Appointment) and fingerprint(parsed) == fingerprint(occurrence)
 
 
 def _reapply(writer: EventWriter, a: KeepException, current: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:

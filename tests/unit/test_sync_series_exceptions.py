@@ -6,6 +6,7 @@ README's "Series exceptions")."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -456,6 +457,9 @@ def test_an_exception_kept_while_its_series_is_rewritten_carries_its_occurrence(
     update, keep = plan([link], [longer], [exc]).actions()
     assert update.kind == "update_google" and keep.kind == "keep_exception"
     assert keep.google_body["start"]["dateTime"] == "2025-03-11T09:00:00+01:00"
+    assert keep.exception_body == {"status": "cancelled"}  # what is written again if Google removed it
+    stored = plan([link], [longer], [exc])
+    assert Plan.from_dict(json.loads(stored.to_json())) == stored  # the stored plan keeps it
     (plain,) = plan([link], [raw], [exc]).actions()
     assert plain.kind == "keep_exception" and plain.google_body is None  # nothing rewritten: as listed
 
