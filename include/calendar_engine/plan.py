@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 PLAN_FORMAT = 2  # the stored form's version (see the module's docstring)
@@ -97,7 +97,16 @@ class Action:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        # an optional field (one with a default) is stored only when set: plans stored before it
+        # existed read back, and are written, the same
+        return {
+            "kind": self.kind,
+            **{
+                f.name: getattr(self, f.name)
+                for f in fields(self)
+                if f.default is MISSING or getattr(self, f.name) != f.default
+            },
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,6 +269,8 @@ class ExceptionAction(Action):
 class KeepException(ExceptionAction):
     spec = ActionKind("keep_exception", 4, "hub", "kept")
     google_body: dict[str, Any] | None  # the occurrence, when the plan rewrites the series first
+    # then also the exception to re-apply where Google removed it (None: read before the rewrite)
+    exception_body: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

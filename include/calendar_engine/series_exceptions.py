@@ -60,6 +60,8 @@ KEPT_REPORT, REVERTED_REPORT, DROPPED_REPORT = (
     "series_exception_dropped",
 )
 UNSUPPORTED_DETAIL = "series with exceptions"
+# an exception's mapped fields (to_google's keys): what a revert writes back and a re-apply writes again
+EXCEPTION_FIELDS = ("summary", "description", "location", "start", "end", "visibility", "reminders", "status")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from include.calendar_engine.plan import (
 )
 from include.calendar_engine.policy import Policy
 from include.calendar_engine.series_exceptions import (
+    EXCEPTION_FIELDS,
     GONE,
     REVERTED,
     REVERTED_REPORT,
@@ -138,10 +139,16 @@ def plan_exceptions(
         protected = (
             p.policy.write_protection or frnr < 0 or bool(a is not None and a.appt is not None and a.appt.read_only)
         )
+        # a master whose timing the run rewrites: Google may remove its exceptions then (its timing
+        # model is not documented), so each one that stands is confirmed after the write, re-applied
+        # where Google removed it
+        retimed = rewritten and _retimed(g, series)
         for e in listed:
-            decision, kind = decide(
-                e, occurrence_at(series, e.original), p.rows.get(e.id), protected=protected, comparable=p.comparable
-            )
+            occ = occurrence_at(series, e.original)
+            known = p.rows.get(e.id)
+            decision, kind = decide(e, occ, known, protected=protected, comparable=p.comparable)
+            if decision.action is None and kind is not None and retimed and known is not None and known.standing:
+                decision = Decision(KeepException, STANDING)  # known: confirmed, not reported again
             _emit(p, decision, master_id, frnr, exc=e, kind=kind, series=series, g=g, confirm=rewritten)
         seen = {e.id for e in listed}
         for row in _standing(p, master_id):
@@ -175,6 +182,33 @@ def plan_exceptions(
                     series=series,
                     g=g,
                 )
+            elif retimed:
+                _emit(
+                    p,
+                    Decision(KeepException, STANDING),
+                    master_id,
+                    frnr,
+                    exc=ghost,
+                    kind=row.kind,
+                    series=series,
+                    g=g,
+                    confirm=True,
+                    fp=row.fingerprint,
+                )
+
+
+def _retimed(g: Any, series: Appointment) -> bool:
+    """Does the run change the series' timing (start, length, rule)? Unknown (Google's master not
+    listed this run) counts as changed: confirming costs a read, missing it loses an exception."""
+    before = g.appt if g is not None else None
+    if before is None:
+        return True
+    return (before.start, before.end, before.all_day, before.recurrence) != (
+        series.start,
+        series.end,
+        series.all_day,
+        series.recurrence,
+    )
 
 
 def _standing(p: Planner, master_id: str) -> list[HubException]:
@@ -232,11 +266,14 @@ def _emit(
     g: Any = None,
     rule: str | None = None,
     confirm: bool = False,
+    fp: str | None = None,
 ) -> None:
     """The decision's action and report (ids only: the series' frNr and master, the instance id).
     `confirm`: the plan rewrites the series first, and Google may drop the exception then (its timing
-    model): a kept one carries its occurrence (`google_body`), so the executor records what stands
-    after the rewrite."""
+    model): a kept one carries its occurrence (`google_body`) and the exception (`exception_body`:
+    its mapped fields as listed; None when not listed and not a cancellation), so the executor records
+    what stands after the rewrite and re-applies it where Google removed it. `fp`: the fingerprint of
+    an exception not listed (its hub row's)."""
     action = decision.action
     if action is None:
         return
@@ -251,16 +288,17 @@ def _emit(
         "original_start": exc.original_start if exc is not None else original_start,
         "exception_kind": kind,
     }
-    google_fp = exc.fp if exc is not None else None
+    google_fp = exc.fp if exc is not None and exc.raw else fp
     if action is RevertException:
         assert exc is not None and series is not None
         body, google_fp = _occurrence_body(p, series, exc, frnr, g)
         p.add(RevertException(google_body=body, google_fingerprint=google_fp, **common))
     elif action is KeepException:
-        kept = None
+        kept, again = None, None
         if confirm and exc is not None and series is not None:
             kept, _ = _occurrence_body(p, series, exc, frnr, g)
-        p.add(KeepException(google_body=kept, google_fingerprint=google_fp, **common))
+            again = _exception_body(exc)
+        p.add(KeepException(google_body=kept, exception_body=again, google_fingerprint=google_fp, **common))
     else:
         p.add(action(google_fingerprint=google_fp, **common))
     if decision.report is not None:
@@ -270,6 +308,15 @@ def _emit(
             google_event_id=iid,
             detail=f"{decision.detail}; series {master_id}" if decision.detail else f"series {master_id}",
         )
+
+
+def _exception_body(exc: ExceptionItem) -> dict[str, Any] | None:
+    """What re-applies the exception: a cancellation, or its mapped fields as listed (None: unknown)."""
+    if exc.cancelled:
+        return {"status": "cancelled"}
+    if not exc.raw:
+        return None
+    return {k: exc.raw[k] for k in EXCEPTION_FIELDS if k in exc.raw}
 
 
 def _occurrence_body(

@@ -52,6 +52,7 @@ class PhaseExecutor:
         self.google = GoogleApplier(ctx, self.book)
         self.advoware = AdvowareApplier(ctx, self.book, self.google, plan)
         self.ctx = ctx
+        self.before: dict[str, dict[str, Any]] = {}  # kept exceptions as read before the phase ran
 
     def run(self, number: int) -> PhaseResult:
         result = PhaseResult(self.employee, number, dry_run=self.plan.dry_run)
@@ -60,6 +61,8 @@ class PhaseExecutor:
             result.outcomes = [Outcome(a, "skipped", "dry_run") for a in actions]
             return result
         batched = [a for a in actions if isinstance(a, CreateGoogle)]
+        # read before this phase rewrites masters: what Google may remove then must be written again
+        self.before = series_writes.read_before(self.google.writer, actions)
         quota: QuotaExceeded | None = None
         for a in actions:
             if not isinstance(a, CreateGoogle):
@@ -146,7 +149,8 @@ class PhaseExecutor:
         """A series exception (include/calendar_sync/series_writes.py): its own row, never the link of
         its series; a failure counts there and is parked by the instance id alone."""
         try:
-            result, detail = series_writes.apply(self.ctx, self.google.writer, self.employee, a)
+            before = self.before.get(a.google_event_id)
+            result, detail = series_writes.apply(self.ctx, self.google.writer, self.employee, a, before)
         except series_writes.Skipped as skip:
             log.info("skipped %s %s frNr=%s event=%s: %s", self.employee, a.kind, a.frnr, a.google_event_id, skip)
             return Outcome(a, "skipped", str(skip))

@@ -27,7 +27,9 @@ from include.calendar_engine.plan import (
 )
 from include.calendar_engine.series_exceptions import (
     CANCELLED,
+    CHANGED,
     DROPPED,
+    EXCEPTION_FIELDS,
     GONE,
     REVERTED,
     STANDING,
@@ -41,7 +43,7 @@ from include.hub import parking
 from include.hub import series_exceptions as hub_series
 
 # what a revert writes: the mapped fields of the occurrence (to_google's keys), nothing else
-REVERTED_FIELDS = ("summary", "description", "location", "start", "end", "visibility", "reminders", "status")
+REVERTED_FIELDS = EXCEPTION_FIELDS
 
 
 class Skipped(Exception):
@@ -61,11 +63,30 @@ def row_of(employee: str, a: ExceptionAction, status: str) -> HubException:
     )
 
 
-def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: ExceptionAction) -> tuple[str, str]:
-    """One action, dispatched by its class; returns (the outcome's result, a detail of ids and reasons)."""
+def read_before(writer: EventWriter, actions: list[Any]) -> dict[str, dict[str, Any]]:
+    """Before a phase rewrites masters: the exceptions its kept actions must be able to re-apply but
+    do not carry (standing, not listed this run), as Google holds them now, by instance id."""
+    out = {}
+    for a in actions:
+        if isinstance(a, KeepException) and a.google_body is not None and a.exception_body is None:
+            current = writer.get(a.google_event_id)
+            if current is not None:
+                out[a.google_event_id] = {k: current[k] for k in EXCEPTION_FIELDS if k in current}
+    return out
+
+
+def apply(
+    ctx: SyncContext,
+    writer: EventWriter,
+    employee: str,
+    a: ExceptionAction,
+    before: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """One action, dispatched by its class; returns (the outcome's result, a detail of ids and reasons).
+    `before`: a kept exception as read before its series was rewritten (`read_before`)."""
     match a:
         case KeepException():
-            return _keep(ctx, writer, employee, a)
+            return _keep(ctx, writer, employee, a, before)
         case CloseException():
             with ctx.hub.transaction() as conn:
                 hub_series.close(conn, employee, a.google_event_id, GONE)
@@ -77,24 +98,75 @@ def apply(ctx: SyncContext, writer: EventWriter, employee: str, a: ExceptionActi
     raise TypeError(f"not a series-exception action: {type(a).__name__}")
 
 
-def _keep(ctx: SyncContext, writer: EventWriter, employee: str, a: KeepException) -> tuple[str, str]:
+def _keep(
+    ctx: SyncContext, writer: EventWriter, employee: str, a: KeepException, before: dict[str, Any] | None
+) -> tuple[str, str]:
     """Record the exception as standing. When the plan rewrote its series first (`google_body`: the
-    occurrence), Google may have dropped it then: it is read again and recorded as it stands."""
+    occurrence), Google may have dropped it then (its timing model): it is read again; one Google
+    removed is written again (a person's change must not silently undo itself) and recorded as it
+    stands. Closed only when it cannot be re-applied (the occurrence is gone, or what to write is
+    not known)."""
     row = row_of(employee, a, STANDING)
+    detail = "standing in Google"
     if a.google_body is not None:
         current = writer.get(a.google_event_id)
         occurrence = from_google({k: v for k, v in a.google_body.items() if k not in ("id", "status")})
         fresh = read_exception(current) if current is not None else None
-        if fresh is None or (
+        if fresh is not None and (
             not fresh.cancelled and isinstance(occurrence, Appointment) and fresh.fp == fingerprint(occurrence)
         ):
+            again = a.exception_body or before
+            if again is not None and isinstance(occurrence, Appointment) and _is_occurrence(again, occurrence):
+                again = None  # read after Google removed it (a retried phase): nothing left to re-apply
+            if again is not None and current is not None:
+                fresh = read_exception(_reapply(writer, a, current, again))
+                detail = "written again after its series was rewritten"
+            else:
+                fresh = None
+        if fresh is None:
             with ctx.hub.transaction() as conn:
                 hub_series.close(conn, employee, row.instance_id, GONE)
             return "closed", "dropped by Google when its series was rewritten"
         row = replace(row, fingerprint=fresh.fp, kind=CANCELLED if fresh.cancelled else row.kind)
     with ctx.hub.transaction() as conn:
         hub_series.record(conn, row)
-    return "kept", "standing in Google"
+    return "kept", detail
+
+
+def _is_occurrence(body: dict[str, Any], occurrence: Appointment) -> bool:
+    if body.get("status") == "cancelled":
+        return False
+    parsed = from_google({k: v for k, v in body.items() if k != "status"})
+    return isinstance(parsed, Appointment) and fingerprint(parsed) == fingerprint(occurrence)
+
+
+def _reapply(writer: EventWriter, a: KeepException, current: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
+    """The exception written again to its instance: cancelled again, or its fields patched back. One
+    that only changed fields (not its times) takes the new occurrence's times, as Google's models
+    that keep it let it follow the series."""
+    iid = a.google_event_id
+    if again.get("status") == "cancelled":
+        result = writer.apply(WriteOp.delete(iid))
+        if result.outcome not in ("deleted", "already_deleted"):
+            raise RuntimeError(f"delete {result.outcome}: {result.error or ''}")
+        return {**current, "status": "cancelled"}
+    body = {k: v for k, v in again.items() if k in EXCEPTION_FIELDS}
+    if a.exception_kind == CHANGED:
+        body.update({k: a.google_body[k] for k in ("start", "end") if a.google_body and k in a.google_body})
+
+    def patch(s: Any) -> Any:
+        req = s.events().patch(calendarId=writer.calendar_id, eventId=iid, body=body, sendUpdates=SEND_UPDATES)
+        if current.get("etag"):
+            req.headers["If-Match"] = current["etag"]
+        return req
+
+    try:
+        written = writer.session.execute(patch, "events.patch")
+    except HttpError as exc:
+        if error_info(exc).status == 412:
+            raise Skipped("changed in Google since it was read (If-Match failed)") from None
+        raise
+    return dict(written) if isinstance(written, dict) else {**current, **body}
 
 
 def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: RevertException) -> tuple[str, str]:

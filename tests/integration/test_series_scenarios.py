@@ -214,17 +214,15 @@ def test_an_advoware_series_shortened_keeps_only_the_exceptions_inside_it(world:
     dropped = [r for r in first + second if r[0] == "series_exception_dropped"]
     assert (dropped.count(("series_exception_dropped", series["frNr"], outside["id"])), len(dropped)) == (
         1,
-        2 if model == "reset" else 1,
+        1,
     )  # each reported once
     shown = person.shown()
     assert len(shown) == 4
     rows = exception_rows(world.hub)
     assert rows[outside["id"]][1] in ("dropped", "gone")
     moved_start = at(date.fromisoformat(inside["start"]["dateTime"][:10]), 13)
-    if model == "reset":  # Google dropped the inside one too: the occurrence is back, the row closed
-        assert rows[inside["id"]][1] == "gone" and moved_start not in {s for s, _ in shown}
-    else:
-        assert rows[inside["id"]] == ("moved", "standing") and moved_start in {s for s, _ in shown}
+    # under "reset" Google removed the inside one at the master's rewrite: the run wrote it again
+    assert rows[inside["id"]] == ("moved", "standing") and moved_start in {s for s, _ in shown}
     assert world.series_in_advoware()[0]["datumBis"].startswith(str(new_end))
     world.quiet(ctx)
 
@@ -266,7 +264,7 @@ def test_a_split_in_google_cuts_the_series_and_carries_the_new_one(world: Any) -
 @pytest.mark.parametrize("model", MODELS)
 def test_an_occurrence_cancelled_while_advoware_extends_the_series(world: Any, model: str) -> None:
     """Both in one interval: the run records the cancellation and rewrites the series; under "reset"
-    Google drops the exception at that rewrite, so what the run records is what stands afterwards."""
+    Google drops the exception at that rewrite, so the run cancels the occurrence again."""
     timing_model(world.google_url, model)
     ctx = world.ctx()
     person, master, occurrences = _synced_series(world, ctx)
@@ -277,13 +275,9 @@ def test_an_occurrence_cancelled_while_advoware_extends_the_series(world: Any, m
 
     run(ctx)
     shown = person.shown()
-    if model == "reset":
-        standing = {i for i, (_, status) in exception_rows(world.hub).items() if status == "standing"}
-        assert len(shown) == len(occurrences) + 1 and standing == set()  # the occurrence is back
-    else:
-        assert len(shown) == len(occurrences) and exception_rows(world.hub) == {
-            occurrences[0]["id"]: ("cancelled", "standing")
-        }
+    assert len(shown) == len(occurrences) and exception_rows(world.hub) == {
+        occurrences[0]["id"]: ("cancelled", "standing")
+    }
     world.quiet(ctx)
 
 
@@ -302,4 +296,42 @@ def test_a_calendar_made_anew_takes_its_exceptions_along(world: Any) -> None:
     assert person.calendar != old and len(person.shown()) == len(occurrences)
     assert {s for _, s in exception_rows(world.hub).values()} == {"gone"}
     assert collect(Sources(world.hub))["series_exceptions"]["standing"] == 0
+    world.quiet(ctx)
+
+
+@pytest.mark.parametrize("change", ["cancel", "move", "retitle"])
+@pytest.mark.parametrize("model", MODELS)
+def test_a_standing_exception_survives_its_series_taking_longer_occurrences(
+    world: Any, model: str, change: str
+) -> None:
+    """Recorded as standing, then the series gets longer occurrences in Advoware (same start): the
+    run rewrites the master's timing, and whatever Google does to the exception then, the person's
+    change stands afterwards (re-applied where Google removed it) and the hub says standing."""
+    timing_model(world.google_url, model)
+    ctx = world.ctx()
+    person, master, occurrences = _synced_series(world, ctx)
+    target = occurrences[2]
+    if change == "cancel":
+        person.cancel(target)
+    elif change == "move":
+        person.move(target, days=1, hours=3)
+    else:
+        person.retitle(target, "Jour fixe (Vertretung)")
+    run(ctx)
+    kind = {"move": "moved", "retitle": "changed", "cancel": "cancelled"}[change]
+    assert exception_rows(world.hub) == {target["id"]: (kind, "standing")}
+    (series,) = world.series_in_advoware()
+    longer = {**series, "uhrzeitBis": "11:00:00", "datumBis": series["datumBis"][:11] + "11:00:00"}
+    ctx.advoware.update_termin(series["frNr"], longer)
+
+    run(ctx)
+    shown = person.shown()
+    day = date.fromisoformat(target["start"]["dateTime"][:10])
+    assert exception_rows(world.hub) == {target["id"]: (kind, "standing")}
+    if change == "cancel":
+        assert len(shown) == len(occurrences) - 1 and at(day, 9) not in {s for s, _ in shown}
+    elif change == "move":
+        assert len(shown) == len(occurrences) and (at(day + timedelta(days=1), 12), "Jour fixe") in shown
+    else:
+        assert len(shown) == len(occurrences) and (at(day, 9), "Jour fixe (Vertretung)") in shown
     world.quiet(ctx)
