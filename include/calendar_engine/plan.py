@@ -254,6 +254,9 @@ class DropException(ExceptionAction):
     spec = ActionKind("drop_exception", 4, "google", "dropped")
 
 
+# the kinds that end their item's link: applied, the link is marked 'deleted'
+EndsLink = DeleteGoogle | DeleteAdvoware | Forget
+
 ACTION_CLASSES: dict[str, type[Action]] = {  # by the name of the kind: the stored form's "kind"
     cls.spec.name: cls
     for cls in (
