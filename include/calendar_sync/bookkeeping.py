@@ -184,7 +184,6 @@ class Bookkeeping:
         self,
         a: LinkWrite,
         *,
-        kind: str,
         frnr: int | None = None,
         advoware_fp: str | None = None,
         google_fp: str | None = None,
@@ -211,7 +210,7 @@ class Bookkeeping:
         with self.tx() as conn:
             hub_links.save_link(conn, state)
             if audit_method:
-                self.audit(conn, audit_method, frnr, 200, kind)
+                self.audit(conn, audit_method, frnr, 200, a.kind)
             if extra is not None:
                 extra(conn)
 

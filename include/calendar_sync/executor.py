@@ -105,7 +105,7 @@ class PhaseExecutor:
             case kinds.DeleteAdvoware():
                 return self.advoware.delete(a)
             case kinds.Link():
-                self.book.save(a, kind=a.kind, changed_at=a.advoware_changed_at)
+                self.book.save(a, changed_at=a.advoware_changed_at)
                 return Applied("stored")
             case kinds.Forget():
                 self.book.mark_deleted(a)
