@@ -2,7 +2,8 @@
 
 Every action kind is a small frozen dataclass with exactly its own fields (the groups several kinds
 share are declared once, by mixins: `OnLink`/`MaybeOnLink` the `row`, `LinkWrite` the link values
-an applied action stores, `AdvowareSeen` the Advoware stamp), and carries its
+an applied action stores, `AdvowareSeen` the Advoware stamp, `ToGoogle`/`ToAdvoware` the body a
+write to that side carries), and carries its
 `ActionKind` (phase, the side it writes: google, advoware or only the hub; what it counts as once
 applied, the run report's verb; whether it is a deletion) as the ClassVar `spec`. `ACTION_KINDS` is
 the table of those specs by name; the planner, the executor and `Plan` read them from the classes,
@@ -162,15 +163,20 @@ class LinkWrite(Action):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CreateGoogle(MaybeOnLink, ItemAction, LinkWrite, AdvowareSeen):
-    spec = ActionKind("create_google", 1, "google", "created")
+class ToGoogle(ItemAction, LinkWrite, AdvowareSeen):
+    """Advoware's version of an item written to Google (an insert or an update)."""
+
     google_body: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateGoogle(OnLink, ItemAction, LinkWrite, AdvowareSeen):
+class CreateGoogle(MaybeOnLink, ToGoogle):
+    spec = ActionKind("create_google", 1, "google", "created")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateGoogle(OnLink, ToGoogle):
     spec = ActionKind("update_google", 4, "google", "updated")
-    google_body: dict[str, Any]
     google_seen_fingerprint: str | None
 
 
@@ -187,15 +193,20 @@ class DeleteGoogle(MaybeOnLink, ItemAction):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CreateAdvoware(MaybeOnLink, LinkWrite):
-    spec = ActionKind("create_advoware", 2, "advoware", "created")
+class ToAdvoware(LinkWrite):
+    """Google's version of an item written to Advoware (a create or an update)."""
+
     advoware_body: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateAdvoware(OnLink, ItemAction, LinkWrite, AdvowareSeen):
+class CreateAdvoware(MaybeOnLink, ToAdvoware):
+    spec = ActionKind("create_advoware", 2, "advoware", "created")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateAdvoware(OnLink, ItemAction, ToAdvoware, AdvowareSeen):
     spec = ActionKind("update_advoware", 4, "advoware", "updated")
-    advoware_body: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -184,10 +184,10 @@ class Bookkeeping:
         self,
         a: LinkWrite,
         *,
+        changed_at: str | None,  # every link holds Advoware's stamp as last seen (None: not known)
         frnr: int | None = None,
         advoware_fp: str | None = None,
         google_fp: str | None = None,
-        changed_at: str | None = None,
         google_event: dict[str, Any] | None = None,
         audit_method: str | None = None,
         extra: Callable[[HubConnection], None] | None = None,
