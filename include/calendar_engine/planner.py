@@ -367,9 +367,10 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def _item_stamps(self, a: AdvowareItem, gid: str, link: Stamps) -> ItemStamps:
+    def _item_stamps(self, a: AdvowareItem, gid: str, stored: Stamps) -> ItemStamps:
+        """`stored` with the ids of `a`'s action (Google event `gid`) and Advoware's stamp as listed."""
         return {
-            **link,
+            **stored,
             "employee": self.employee,
             "frnr": a.frnr,
             "google_event_id": gid,
@@ -392,8 +393,8 @@ class _Planner:
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, row: str | None = None
     ) -> CreateGoogle:
         """Advoware's version of `a` inserted as Google event `gid` (undeleted if it was cancelled)."""
-        v, link = self._google_version(a, gid, g)
-        return CreateGoogle(rule=rule, row=row, google_body=v.body, **link)
+        v, stored = self._google_version(a, gid, g)
+        return CreateGoogle(rule=rule, row=row, google_body=v.body, **stored)
 
     def update_google(
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, link: HubLink, row: str
@@ -407,9 +408,9 @@ class _Planner:
     def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
         """Link Google's event `g` to `a`; its body is rewritten only if its content differs (or
         `rewrite`: a match by content, which gets our marker)."""
-        v, link = self._google_version(a, g.id, g)
+        v, stored = self._google_version(a, g.id, g)
         keep = not rewrite and v.fingerprint == g.fp
-        self.add(Adopt(rule=rule, google_body=None if keep else v.body, **link))
+        self.add(Adopt(rule=rule, google_body=None if keep else v.body, **stored))
 
     def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> tuple[Version, Stamps] | None:
         """Google's version of `g` as the body of a Termin (`a`: the current item), and what its link
@@ -434,9 +435,9 @@ class _Planner:
         version = self._advoware_version(g, None)
         if version is None:
             return None
-        v, link = version
+        v, stored = version
         return CreateAdvoware(
-            rule=rule, row=row, employee=self.employee, google_event_id=g.id, advoware_body=v.body, **link
+            rule=rule, row=row, employee=self.employee, google_event_id=g.id, advoware_body=v.body, **stored
         )
 
     def update_advoware(self, rule: str, g: GoogleItem, a: AdvowareItem, row: str) -> UpdateAdvoware | None:
@@ -444,8 +445,8 @@ class _Planner:
         version = self._advoware_version(g, a)
         if version is None:
             return None
-        v, link = version
-        return UpdateAdvoware(rule=rule, row=row, advoware_body=v.body, **self._item_stamps(a, g.id, link))
+        v, stored = version
+        return UpdateAdvoware(rule=rule, row=row, advoware_body=v.body, **self._item_stamps(a, g.id, stored))
 
     # -- decisions -----------------------------------------------------------------------------------
     def left_window(self, link: HubLink, g: GoogleItem | None) -> bool:

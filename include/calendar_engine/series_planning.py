@@ -150,16 +150,14 @@ def plan_exceptions(
                 # orphan (it would show beside the new occurrences): removed, unless Google did it
                 decision, _ = decide(ghost, None, row, protected=protected, comparable=p.comparable)
                 _emit(p, decision, master_id, frnr, known=row)
-            elif protected or retimed:
-                # protected: kept before write protection (or the series became read-only): Google must
-                # mirror Advoware, so it is reverted although this listing did not return it; retimed:
-                # confirmed after the master's rewrite (a revert carries its occurrence's fingerprint)
-                decision = (
-                    Decision(RevertException, REVERTED, REVERTED_REPORT, row.kind)
-                    if protected
-                    else Decision(KeepException, STANDING)
-                )
-                _emit(p, decision, master_id, frnr, exc=ghost, known=row, series=series, g=g, confirm=True)
+            elif protected:
+                # kept before write protection (or the series became read-only): Google must mirror
+                # Advoware, so it is reverted although this listing did not return it
+                revert = Decision(RevertException, REVERTED, REVERTED_REPORT, row.kind)
+                _emit(p, revert, master_id, frnr, exc=ghost, known=row, series=series, g=g)
+            elif retimed:
+                keep = Decision(KeepException, STANDING)
+                _emit(p, keep, master_id, frnr, exc=ghost, known=row, series=series, g=g, confirm=True)
 
 
 def _retimed(g: Any, series: Appointment) -> bool:
