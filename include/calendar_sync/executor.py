@@ -17,20 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from include.advoware.errors import WriteProtectedError
-from include.calendar_engine.plan import (
-    Action,
-    Adopt,
-    CreateAdvoware,
-    CreateGoogle,
-    DeleteAdvoware,
-    DeleteGoogle,
-    ExceptionAction,
-    Forget,
-    Link,
-    Plan,
-    UpdateAdvoware,
-    UpdateGoogle,
-)
+from include.calendar_engine import plan as kinds
+from include.calendar_engine.plan import Action, ExceptionAction, Plan
 from include.calendar_sync import series_writes
 from include.calendar_sync.apply_advoware import AdvowareApplier
 from include.calendar_sync.apply_google import GoogleApplier
@@ -60,12 +48,12 @@ class PhaseExecutor:
         if self.plan.dry_run:
             result.outcomes = [Outcome(a, "skipped", "dry_run") for a in actions]
             return result
-        batched = [a for a in actions if isinstance(a, CreateGoogle)]
+        batched = [a for a in actions if isinstance(a, kinds.CreateGoogle)]
         # read before this phase rewrites masters: what Google may remove then must be written again
         self.before = series_writes.read_before(self.google.writer, actions)
         quota: QuotaExceeded | None = None
         for a in actions:
-            if not isinstance(a, CreateGoogle):
+            if not isinstance(a, kinds.CreateGoogle):
                 result.outcomes.append(self.apply(a))
         if batched:
             try:
@@ -102,24 +90,24 @@ class PhaseExecutor:
     def handle(self, a: Action) -> Applied:
         """The one dispatch: the action's class names its handler."""
         match a:
-            case CreateGoogle():
+            case kinds.CreateGoogle():
                 return self.google.create(a)
-            case UpdateGoogle():
+            case kinds.UpdateGoogle():
                 return self.google.update(a)
-            case Adopt():
+            case kinds.Adopt():
                 return self.google.adopt(a)
-            case DeleteGoogle():
+            case kinds.DeleteGoogle():
                 return self.google.delete(a)
-            case CreateAdvoware():
+            case kinds.CreateAdvoware():
                 return self.advoware.create(a)
-            case UpdateAdvoware():
+            case kinds.UpdateAdvoware():
                 return self.advoware.update(a)
-            case DeleteAdvoware():
+            case kinds.DeleteAdvoware():
                 return self.advoware.delete(a)
-            case Link():
-                self.book.save(a, kind=a.kind, changed_at=a.advoware_changed_at)
+            case kinds.Link():
+                self.book.save(a, changed_at=a.advoware_changed_at)
                 return Applied("stored")
-            case Forget():
+            case kinds.Forget():
                 self.book.mark_deleted(a)
                 return Applied("both sides gone")
         raise TypeError(f"no handler for {type(a).__name__}")
