@@ -27,6 +27,9 @@ ACTIVITY_DAYS = 7
 CALENDAR_SERIES = ("google_writes", "advoware_writes", "failed", "parked")
 PARTY_SERIES = ("advoware_writes", "failed", "dead")
 _WRITTEN = ("created", "updated", "deleted")
+# What the page shows of a dead letter and of a series exception (never the payload, the fingerprint).
+_DEAD_LETTER_COLUMNS = "id, source, entity_id, reason, attempts, created_at"
+_EXCEPTION_COLUMNS = "employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at"
 
 
 def clip(text: str | None, limit: int = CLIP_CHARS) -> str | None:
@@ -186,32 +189,28 @@ def employees(conn: HubConnection, channel_margin_s: float = 86400.0) -> list[di
     return out
 
 
-def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
-    by_source = {
-        r["source"]: int(r["n"])
-        for r in conn.execute(
-            "SELECT source, count(*) AS n FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
-        ).fetchall()
+def _counted_and_newest(
+    conn: HubConnection, rows_from: str, by: str, columns: str, order: str, newest: int
+) -> tuple[dict[Any, int], list[dict[str, Any]]]:
+    """The rows `rows_from` (a table and its WHERE clause) gives: how many per `by` (sorted by it),
+    and the `newest` of them (by `order`) with `columns`, times as ISO strings."""
+    counts = {
+        r[by]: int(r["n"])
+        for r in conn.execute(f"SELECT {by}, count(*) AS n FROM {rows_from} GROUP BY {by}").fetchall()
     }
-    rows = conn.execute(
-        "SELECT id, source, entity_id, reason, attempts, created_at FROM dead_letters "
-        "WHERE replayed_at IS NULL ORDER BY id DESC LIMIT %s",
-        (newest,),
-    ).fetchall()
+    rows = conn.execute(f"SELECT {columns} FROM {rows_from} ORDER BY {order} LIMIT %s", (newest,)).fetchall()
+    shown = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
+    return dict(sorted(counts.items())), shown
+
+
+def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
+    by_source, rows = _counted_and_newest(
+        conn, "dead_letters WHERE replayed_at IS NULL", "source", _DEAD_LETTER_COLUMNS, "id DESC", newest
+    )
     return {
         "open": sum(by_source.values()),
-        "by_source": dict(sorted(by_source.items())),
-        "newest": [
-            {
-                "id": r["id"],
-                "source": r["source"],
-                "entity_id": r["entity_id"],
-                "reason": clip(r["reason"]),
-                "attempts": r["attempts"],
-                "created_at": _iso(r["created_at"]),
-            }
-            for r in rows
-        ],
+        "by_source": by_source,
+        "newest": [r | {"reason": clip(r["reason"])} for r in rows],
     }
 
 
@@ -231,34 +230,15 @@ def series_exceptions(conn: HubConnection, newest: int = 20) -> dict[str, Any]:
     """The series exceptions standing in Google (kept and reported by the sync): how many per
     employee, and the newest with their ids, original start (where the series puts the occurrence)
     and kind. Not the fingerprint."""
-    by_employee = {
-        r["employee"]: int(r["n"])
-        for r in conn.execute(
-            "SELECT employee, count(*) AS n FROM series_exceptions WHERE status = 'standing' GROUP BY employee"
-        ).fetchall()
-    }
-    rows = conn.execute(
-        "SELECT employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at "
-        "FROM series_exceptions WHERE status = 'standing' ORDER BY last_seen_at DESC, id DESC LIMIT %s",
-        (newest,),
-    ).fetchall()
-    return {
-        "standing": sum(by_employee.values()),
-        "by_employee": dict(sorted(by_employee.items())),
-        "newest": [
-            {
-                "employee": r["employee"],
-                "frnr": r["frnr"],
-                "master_event_id": r["master_event_id"],
-                "instance_id": r["instance_id"],
-                "original_start": r["original_start"],
-                "kind": r["kind"],
-                "first_seen_at": _iso(r["first_seen_at"]),
-                "last_seen_at": _iso(r["last_seen_at"]),
-            }
-            for r in rows
-        ],
-    }
+    by_employee, rows = _counted_and_newest(
+        conn,
+        "series_exceptions WHERE status = 'standing'",
+        "employee",
+        _EXCEPTION_COLUMNS,
+        "last_seen_at DESC, id DESC",
+        newest,
+    )
+    return {"standing": sum(by_employee.values()), "by_employee": by_employee, "newest": rows}
 
 
 def recent_writes(conn: HubConnection, limit: int = 20) -> list[dict[str, Any]]:
