@@ -13,6 +13,7 @@ failures from the party run rows, dead letters by the day they were parked.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -199,8 +200,12 @@ def _counted_and_newest(
         for r in conn.execute(f"SELECT {by}, count(*) AS n FROM {rows_from} GROUP BY {by}").fetchall()
     }
     rows = conn.execute(f"SELECT {columns} FROM {rows_from} ORDER BY {order} LIMIT %s", (newest,)).fetchall()
-    shown = [{k: _iso(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
-    return dict(sorted(counts.items())), shown
+    return dict(sorted(counts.items())), [_shown(r) for r in rows]
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the page gets it: its times as ISO strings."""
+    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
@@ -316,26 +321,23 @@ def dead_letter_state(conn: HubConnection, dead_letter_id: int) -> dict[str, Any
     r = conn.execute(
         "SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)
     ).fetchone()
-    if r is None:
-        return None
-    return {
-        "id": r["id"],
-        "source": r["source"],
-        "entity_id": r["entity_id"],
-        "created_at": _iso(r["created_at"]),
-        "replayed_at": _iso(r["replayed_at"]),
-    }
+    return _shown(r) if r is not None else None
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """What the page asks to see: how many audited writes and open dead letters, and one dead
+    letter's state (`dead_letter_id`: the notice after a replay)."""
+
+    audit_limit: int = 20
+    dead_letter_limit: int = 10
+    dead_letter_id: int | None = None
 
 
 def read_status(
-    dsn: str,
-    *,
-    dead_letter_limit: int = 10,
-    audit_limit: int = 20,
-    now: datetime | None = None,
-    dead_letter_id: int | None = None,
-    channel_margin_s: float = 86400.0,
+    dsn: str, query: StatusQuery | None = None, *, now: datetime | None = None, channel_margin_s: float = 86400.0
 ) -> dict[str, Any]:
+    query = query or StatusQuery()
     with connect(dsn) as conn:
         # A status page never writes, and never waits long on a busy hub.
         conn.execute("SET TRANSACTION READ ONLY")
@@ -343,12 +345,12 @@ def read_status(
         out = {
             "employees": employees(conn, channel_margin_s),
             "party_run": last_party_run(conn),
-            "dead_letters": dead_letters(conn, dead_letter_limit),
+            "dead_letters": dead_letters(conn, query.dead_letter_limit),
             "series_exceptions": series_exceptions(conn),
             "party_links": party_links(conn),
-            "writes": recent_writes(conn, audit_limit),
+            "writes": recent_writes(conn, query.audit_limit),
             "activity": activity(conn, now or datetime.now(UTC)),
         }
-        if dead_letter_id is not None:
-            out["dead_letter"] = dead_letter_state(conn, dead_letter_id)
+        if query.dead_letter_id is not None:
+            out["dead_letter"] = dead_letter_state(conn, query.dead_letter_id)
         return out

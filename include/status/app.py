@@ -31,6 +31,7 @@ from include import safety_stop
 from include.checks.verdict import Verdict
 from include.dag_ids import CALENDAR_SYNC_DAG
 from include.hub.db import connect
+from include.hub.status import StatusQuery
 from include.status import replay as replays
 from include.status.checks_page import render_checks
 from include.status.page import Links, render
@@ -100,7 +101,7 @@ def create_app(
     def _status(limit: int, replayed: int | None = None) -> dict[str, Any]:
         src = sources()
         try:
-            return collect(src, audit_limit=limit, dead_letter_id=replayed)
+            return collect(src, StatusQuery(audit_limit=limit, dead_letter_id=replayed))
         finally:
             if src.redis_client is not None:
                 src.redis_client.close()
