@@ -1,16 +1,20 @@
 """What every hook of this provider shares: the hook API (`get_conn()` gives the ready client, the
-connection form from provider_info) and the one way a connection is merged over the environment."""
+connection form from provider_info), the connection id, the one way a connection is merged over the
+environment, and (`ClientHook`) the client kept until `close()`."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from airflow.sdk import BaseHook, Connection
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 S = TypeVar("S", bound=BaseSettings)
 
