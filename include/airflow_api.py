@@ -107,11 +107,11 @@ def run_body(conf: dict[str, Any] | None, dag_run_id: str | None, note: str | No
 
 
 class ClientOptions(TypedDict, total=False):
-    """What both clients take besides the credentials; the defaults are `_AirflowClient`'s."""
+    """What both clients take besides the credentials (defaults applied in `_AirflowClient`)."""
 
-    timeout_s: float
-    trigger_attempts: int
-    retry_wait_s: float
+    timeout_s: float  # per HTTP call, default 10 s
+    trigger_attempts: int  # a trigger POST in all, default 4
+    retry_wait_s: float  # the first wait between them, default 1 s
 
 
 class _AirflowClient:
