@@ -77,6 +77,8 @@ class OwnStack:
         prefix: str = "bench-stack-",
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        self.run_dir = self.tmp / "run"
+        self.airflow_home = self.tmp / "airflow"
         self.extra_dags = extra_dags or {}
         self.extra_env = env or {}
         self.redis_aof = redis_aof
@@ -86,14 +88,6 @@ class OwnStack:
         self.env: dict[str, str] = {}
 
     # -- layout ---------------------------------------------------------------------------------
-    @property
-    def run_dir(self) -> Path:
-        return self.tmp / "run"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.tmp / "airflow"
-
     def url(self, name: str) -> str:
         keys = {"advoware": "ADVOWARE_BASE_URL", "espocrm": "ESPOCRM_BASE_URL", "airflow": "AIRFLOW_API_URL"}
         if name == "google":

@@ -39,6 +39,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -222,12 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             advoware=AdvowareSettings(
                 _env_file=None,
                 base_url=adv_url,
-                username=adv_sbx.USERNAME,
-                password=adv_sbx.PASSWORD,
-                app_id=adv_sbx.APP_ID,
-                api_key=adv_sbx.API_KEY,
-                kanzlei=adv_sbx.KANZLEI,
-                database=adv_sbx.DATABASE,
+                **asdict(adv_sbx.Credentials.from_env()),  # what the sandbox started here accepts
             ),
             google=GoogleSettings(
                 _env_file=None,

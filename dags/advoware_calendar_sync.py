@@ -80,11 +80,11 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task, task_group
 
+from include.airflow_provider.dag_defaults import calendar_retry_delay_s, default_args
 from include.airflow_provider.deployment.pools import ADVOWARE_POOL, GOOGLE_POOL
 from include.dag_ids import CALENDAR_SYNC_DAG
 
 SCHEDULE = os.environ.get("CALENDAR_SYNC_SCHEDULE", "*/15 * * * *")
-RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
 
 
 def _on_failure(context: Any) -> None:
@@ -131,14 +131,12 @@ def _on_planning_success(context: Any) -> None:
         ),
         "recover": Param(False, type=["boolean", "null"], description="rebuild links from Google's markers first"),
     },
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": _on_failure,
-    },
+    default_args=default_args(
+        retry_delay_s=calendar_retry_delay_s(),
+        max_retry_delay=timedelta(minutes=10),
+        execution_timeout=timedelta(minutes=30),
+        on_failure_callback=_on_failure,
+    ),
 )
 def advoware_calendar_sync() -> None:
     @task(pool=ADVOWARE_POOL, on_success_callback=_on_planning_success)

@@ -26,16 +26,15 @@ logic: `include/calendar_sync/targeted.py`.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from include.airflow_provider.dag_defaults import calendar_retry_delay_s, default_args
 from include.airflow_provider.deployment.pools import GOOGLE_POOL
 from include.dag_ids import CALENDAR_EMPLOYEE_SYNC_DAG
 
-RETRY_DELAY_S = float(os.environ.get("CALENDAR_SYNC_RETRY_DELAY_S", "30"))
 # targeted runs of different employees at once (each holds its own employee's lease)
 MAX_ACTIVE_RUNS = 8
 
@@ -52,13 +51,11 @@ MAX_ACTIVE_RUNS = 8
         "employee": Param("", type=["string", "null"], maxLength=20, description="the employee's Kürzel"),
         "full_content": Param(False, type=["boolean", "null"], description="list the whole Google window"),
     },
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=RETRY_DELAY_S),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=5),
-        "execution_timeout": timedelta(minutes=15),
-    },
+    default_args=default_args(
+        retry_delay_s=calendar_retry_delay_s(),
+        max_retry_delay=timedelta(minutes=5),
+        execution_timeout=timedelta(minutes=15),
+    ),
 )
 def advoware_calendar_sync_employee() -> None:
     # mapped over the one employee so the task instance is named by the Kürzel in the UI

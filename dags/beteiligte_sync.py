@@ -36,6 +36,7 @@ from typing import Any
 
 from airflow.sdk import dag, task
 
+from include.airflow_provider.dag_defaults import default_args
 from include.airflow_provider.sensors.party_queue import PartyWorkSensor
 from include.dag_ids import BETEILIGTE_SYNC_DAG
 
@@ -50,12 +51,7 @@ SCHEDULE = os.environ.get("BETEILIGTE_SYNC_SCHEDULE", "*/5 * * * *")
     max_active_runs=1,
     doc_md=__doc__,
     tags=["espocrm", "advoware", "beteiligte"],
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=15),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(minutes=5),
-    },
+    default_args=default_args(retry_delay_s=15, max_retry_delay=timedelta(minutes=5)),
 )
 def beteiligte_sync() -> None:
     # An idle sweep ends after a minute; new work does not wait for it: the gateway triggers a run.

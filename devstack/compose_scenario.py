@@ -155,6 +155,17 @@ def trigger_calendar(body: dict[str, Any] | None = None) -> str:
     return str(r.json()["dag_run_id"])
 
 
+def party_webhook(items: list[dict[str, Any]]) -> httpx.Response:
+    """EspoCRM's update webhook of these items, signed with the .env secret as EspoCRM would."""
+    body = json.dumps(items).encode()
+    return httpx.post(
+        f"{GATEWAY}/webhooks/vmh/beteiligte/update",
+        content=body,
+        timeout=30,
+        headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
+    )
+
+
 # -- the demo scenario -------------------------------------------------------------------------------------
 def scenario(check: ComposeCheck) -> None:
     from devstack.demo import ensure_webhooks, run_calendar_part, run_party_part, seed_sandboxes
@@ -386,13 +397,7 @@ def stop_and_start(check: ComposeCheck) -> None:
     from include.queue.party_queue import PartyQueue
 
     # a dead letter: a webhook item without a valid id (signed with the .env secret, as EspoCRM would)
-    body = json.dumps([{"name": "no id"}]).encode()
-    r = httpx.post(
-        f"{GATEWAY}/webhooks/vmh/beteiligte/update",
-        content=body,
-        timeout=30,
-        headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
-    )
+    r = party_webhook([{"name": "no id"}])
     expect(r.status_code in (200, 202), f"webhook with a rejected item: {r.status_code} {r.text[:200]}")
     dl = httpx.get(f"{GATEWAY}/webhooks/dead-letters", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
     expect(dl.status_code == 200, f"dead letters: {dl.status_code}")
@@ -411,13 +416,7 @@ def stop_and_start(check: ComposeCheck) -> None:
                 json={"state": "failed"},
             ).raise_for_status()
     ids = ["check0000000000001", "check0000000000002"]
-    body = json.dumps([{"id": i} for i in ids]).encode()
-    r = httpx.post(
-        f"{GATEWAY}/webhooks/vmh/beteiligte/update",
-        content=body,
-        timeout=30,
-        headers={"Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
-    )
+    r = party_webhook([{"id": i} for i in ids])
     expect(r.status_code in (200, 202), f"webhook: {r.status_code}")
     queue = PartyQueue.from_settings(settings)
     try:

@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,30 +107,52 @@ def run_report(stack: Stack, runs: list[dict[str, Any]]) -> str:
     return "\n".join(parts) if parts else "  (no calendar run)"
 
 
-def wait_for_run(api: AirflowApi, dag_id: str, run_id: str, timeout_s: float, say: Any) -> str:
+def _poll(
+    done: Callable[[], bool],
+    timeout_s: float,
+    say: Any,
+    progress: Callable[[float], str],
+    late: Callable[[], str],
+) -> None:
+    """Look every 2 s until `done()`: a progress line (of the seconds waited) every 15 s, a TimeoutError
+    naming what is `late` after timeout_s."""
     started = last = time.monotonic()
-    while True:
-        state = api.get_run(dag_id, run_id)["state"]
-        if state in ("success", "failed"):
-            return str(state)
+    while not done():
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s")
+            raise TimeoutError(f"{late()} after {timeout_s:.0f}s")
         if time.monotonic() - last > 15:
-            say(f"  {dag_id}: {state}, {time.monotonic() - started:.0f}s")
+            say(progress(time.monotonic() - started))
             last = time.monotonic()
         time.sleep(2)
+
+
+def wait_for_run(api: AirflowApi, dag_id: str, run_id: str, timeout_s: float, say: Any) -> str:
+    state = ""
+
+    def ended() -> bool:
+        nonlocal state
+        state = str(api.get_run(dag_id, run_id)["state"])
+        return state in ("success", "failed")
+
+    _poll(
+        ended,
+        timeout_s,
+        say,
+        lambda s: f"  {dag_id}: {state}, {s:.0f}s",
+        lambda: f"{dag_id} run {run_id} still {state}",
+    )
+    return state
 
 
 def _wait_quiet(api: AirflowApi, dag_id: str, timeout_s: float, say: Any) -> None:
     """Until no run of `dag_id` is queued or running."""
-    started = last = time.monotonic()
-    while sum(api.list_runs(dag_id, state=state, limit=1)[1] for state in ("queued", "running")):
-        if time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"{dag_id} still has active runs after {timeout_s:.0f}s")
-        if time.monotonic() - last > 15:
-            say(f"  waiting for the {dag_id} run that started with the stack ({time.monotonic() - started:.0f}s)")
-            last = time.monotonic()
-        time.sleep(2)
+    _poll(
+        lambda: not sum(api.list_runs(dag_id, state=state, limit=1)[1] for state in ("queued", "running")),
+        timeout_s,
+        say,
+        lambda s: f"  waiting for the {dag_id} run that started with the stack ({s:.0f}s)",
+        lambda: f"{dag_id} still has active runs",
+    )
 
 
 def task_hosts(api: AirflowApi, dag_id: str, run_id: str) -> list[dict[str, Any]]:

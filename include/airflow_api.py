@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import httpx
 import redis
@@ -106,7 +106,53 @@ def run_body(conf: dict[str, Any] | None, dag_run_id: str | None, note: str | No
     return body
 
 
-class AirflowApi:
+class ClientOptions(TypedDict, total=False):
+    """What both clients take besides the credentials (defaults applied in `_AirflowClient`)."""
+
+    timeout_s: float  # per HTTP call, default 10 s
+    trigger_attempts: int  # a trigger POST in all, default 4
+    retry_wait_s: float  # the first wait between them, default 1 s
+
+
+class _AirflowClient:
+    """The part of the sync and the async client that does no I/O: settings, credentials, the JWT."""
+
+    def __init__(self, base_url: str, username: str, password: str, options: ClientOptions) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = options.get("timeout_s", 10.0)
+        # A standalone Airflow on SQLite answers 500 while its database is locked by the scheduler;
+        # a trigger carries its own run id, so repeating it can never start a second run.
+        trigger_attempts = options.get("trigger_attempts", 4)
+        self._retry_wait_s = options.get("retry_wait_s", 1.0)
+        self._trigger_attempts = max(1, trigger_attempts)
+        self._trigger_policy = trigger_policy(trigger_attempts, self._retry_wait_s)
+        self._username = username
+        self._password = password
+        self._token: str | None = None
+        self._token_exp: float | None = None
+
+    def _credentials(self) -> dict[str, str]:
+        """The body of `POST /auth/token`."""
+        return {"username": self._username, "password": self._password}
+
+    def _current_token(self, renew: bool) -> str | None:
+        """The token while it holds for another minute; None when a login is due."""
+        if renew or (self._token_exp is not None and self._token_exp - 60 < time.time()):
+            return None
+        return self._token
+
+    def _accept_login(self, r: httpx.Response) -> str:
+        """The token of a login answer, kept for the next calls."""
+        if r.status_code not in (200, 201):
+            raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
+        token = r.json().get("access_token")
+        if not token:
+            raise AirflowApiError("Airflow login answered no access_token", r.status_code)
+        self._token, self._token_exp = token, _jwt_exp(token)
+        return token
+
+
+class AirflowApi(_AirflowClient):
     """Thread-safe; one instance per process is enough (the token is shared)."""
 
     def __init__(
@@ -115,24 +161,13 @@ class AirflowApi:
         username: str,
         password: str,
         *,
-        timeout_s: float = 10.0,
         redis_client: redis.Redis | None = None,
         transport: httpx.BaseTransport | None = None,
-        trigger_attempts: int = 4,
-        retry_wait_s: float = 1.0,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        # A standalone Airflow on SQLite answers 500 while its database is locked by the scheduler;
-        # a trigger carries its own run id, so repeating it can never start a second run.
-        self._trigger_attempts = max(1, trigger_attempts)
-        self._retry_wait_s = retry_wait_s
-        self._trigger_policy = trigger_policy(trigger_attempts, retry_wait_s)
-        self._username = username
-        self._password = password
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        super().__init__(base_url, username, password, options)
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, transport=transport)
         self._redis = redis_client
-        self._token: str | None = None
-        self._token_exp: float | None = None
         self._lock = threading.Lock()
         self.logins = 0  # how often a token was fetched (tests and metrics read it)
 
@@ -146,22 +181,13 @@ class AirflowApi:
 
     # -- auth -----------------------------------------------------------------------------------
     def _login(self) -> str:
-        r = self._http.post("/auth/token", json={"username": self._username, "password": self._password})
-        if r.status_code not in (200, 201):
-            raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
-        token = r.json().get("access_token")
-        if not token:
-            raise AirflowApiError("Airflow login answered no access_token", r.status_code)
+        token = self._accept_login(self._http.post("/auth/token", json=self._credentials()))
         self.logins += 1
-        self._token, self._token_exp = token, _jwt_exp(token)
         return token
 
     def _bearer(self, *, renew: bool = False) -> str:
         with self._lock:
-            expiring = self._token_exp is not None and self._token_exp - 60 < time.time()
-            if renew or self._token is None or expiring:
-                return self._login()
-            return self._token
+            return self._current_token(renew) or self._login()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call; on 401 the token is renewed once and the call repeated."""

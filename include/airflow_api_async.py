@@ -10,24 +10,23 @@ whole call (every attempt, every wait): past it the caller gets TimeoutError and
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from include.airflow_api import (
     AirflowApiError,
+    ClientOptions,
     ServerError,
     TriggerResult,
-    _jwt_exp,
+    _AirflowClient,
     raise_for_5xx,
     run_body,
-    trigger_policy,
     trigger_result,
 )
 
 
-class AsyncAirflowApi:
+class AsyncAirflowApi(_AirflowClient):
     """One instance per process (the token is shared); use from one event loop."""
 
     def __init__(
@@ -36,21 +35,15 @@ class AsyncAirflowApi:
         username: str,
         password: str,
         *,
-        timeout_s: float = 10.0,
-        trigger_attempts: int = 4,
-        retry_wait_s: float = 1.0,
         deadline_s: float = 15.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._username, self._password = username, password
-        self._trigger_attempts = max(1, trigger_attempts)
-        self._retry_wait_s = retry_wait_s
-        self._trigger_policy = trigger_policy(trigger_attempts, retry_wait_s)
+        super().__init__(base_url, username, password, options)
         self.deadline_s = deadline_s
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=min(timeout_s, deadline_s), transport=transport)
-        self._token: str | None = None
-        self._token_exp: float | None = None
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=min(self.timeout_s, deadline_s), transport=transport
+        )
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -63,16 +56,10 @@ class AsyncAirflowApi:
 
     async def _bearer(self, *, renew: bool = False) -> str:
         async with self._lock:
-            expiring = self._token_exp is not None and self._token_exp - 60 < time.time()
-            if renew or self._token is None or expiring:
-                r = await self._http.post("/auth/token", json={"username": self._username, "password": self._password})
-                if r.status_code not in (200, 201):
-                    raise AirflowApiError(f"Airflow login failed: HTTP {r.status_code}", r.status_code)
-                token = r.json().get("access_token")
-                if not token:
-                    raise AirflowApiError("Airflow login answered no access_token", r.status_code)
-                self._token, self._token_exp = token, _jwt_exp(token)
-            return self._token
+            token = self._current_token(renew)
+            if token is None:
+                token = self._accept_login(await self._http.post("/auth/token", json=self._credentials()))
+            return token
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call; on 401 the token is renewed once and the call repeated."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from include.settings import Settings, get_settings
@@ -186,6 +186,38 @@ def _drain_outbox(settings: Settings) -> None:
         print(f"warning: dead-letter outbox in Redis not drained ({type(exc).__name__})", file=sys.stderr)
 
 
+def _print_rows(
+    rows: list[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    *,
+    json_rows: list[dict[str, Any]] | None,
+    empty: str,
+    heading: str | None = None,
+) -> int:
+    """A listing's output: `json_rows` as JSON when given, else the heading and a line per row."""
+    if json_rows is not None:
+        print(json.dumps(json_rows, indent=2, default=str))
+        return 0
+    if heading is not None:
+        print(heading)
+    if not rows:
+        print(empty)
+    for r in rows:
+        print(line(r))
+    return 0
+
+
+def _trigger(dag_id: str, start: Callable[[], str], otherwise: str) -> bool:
+    """Starts a run and prints what became of it; if Airflow refuses, a warning says what carries the
+    work instead (`otherwise`) and the answer is False."""
+    try:
+        print(f"{dag_id}: {start()}")
+    except Exception as exc:
+        print(f"{dag_id} not triggered ({type(exc).__name__}); {otherwise}", file=sys.stderr)
+        return False
+    return True
+
+
 def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
     from include.hub import dead_letters
     from include.hub.db import connect
@@ -193,18 +225,17 @@ def _cmd_dead_letters_list(args: argparse.Namespace, settings: Settings) -> int:
     _drain_outbox(settings)
     with connect(_dsn(settings)) as conn:
         rows = dead_letters.list_(conn, include_replayed=args.all, source=args.source, limit=args.limit)
-    if args.json:
-        print(json.dumps([dead_letters.to_json(r) for r in rows], indent=2, default=str))
-        return 0
-    if not rows:
-        print("no dead letters")
-    for r in rows:
+
+    def line(r: dict[str, Any]) -> str:
         state = f"replayed {r['replayed_at']:%Y-%m-%d %H:%M}" if r["replayed_at"] else "open"
-        print(
+        return (
             f"{r['id']:>6}  {r['created_at']:%Y-%m-%d %H:%M:%S}  {r['source']:<16} "
             f"{r['entity_id'] or '-':<20} attempts={r['attempts']:<3} {state:<24} {r['reason']}"
         )
-    return 0
+
+    return _print_rows(
+        rows, line, json_rows=[dead_letters.to_json(r) for r in rows] if args.json else None, empty="no dead letters"
+    )
 
 
 def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -226,25 +257,20 @@ def _cmd_dead_letters_replay(args: argparse.Namespace, settings: Settings) -> in
         print(f"dead letter {row['id']}: calendar item {row['entity_id']} released")
         employee = (row.get("payload") or {}).get("employee")
         if employee and not args.no_trigger:
-            try:
+
+            def calendar_run() -> str:
                 run = trigger_calendar_retry(AirflowApi.from_settings(settings, queue.r), employee, row["id"])
-                print(f"{CALENDAR_SYNC_DAG}: run {run.dag_run_id} for {employee}")
-            except Exception as exc:
-                print(
-                    f"{CALENDAR_SYNC_DAG} not triggered ({type(exc).__name__}); the next scheduled run retries it",
-                    file=sys.stderr,
-                )
+                return f"run {run.dag_run_id} for {employee}"
+
+            _trigger(CALENDAR_SYNC_DAG, calendar_run, "the next scheduled run retries it")
         return 0
     print(f"dead letter {row['id']}: id {row['entity_id']} queued again")
+
+    def party_run() -> str:
+        return AirflowApi.from_settings(settings, queue.r).trigger_coalesced(BETEILIGTE_SYNC_DAG).replace("_", " ")
+
     if not args.no_trigger:
-        try:
-            outcome = AirflowApi.from_settings(settings, queue.r).trigger_coalesced(BETEILIGTE_SYNC_DAG)
-            print(f"{BETEILIGTE_SYNC_DAG}: {outcome.replace('_', ' ')}")
-        except Exception as exc:
-            print(
-                f"{BETEILIGTE_SYNC_DAG} not triggered ({type(exc).__name__}); the scheduled sweep will pick it up",
-                file=sys.stderr,
-            )
+        _trigger(BETEILIGTE_SYNC_DAG, party_run, "the scheduled sweep will pick it up")
     return 0
 
 
@@ -300,23 +326,25 @@ def _cmd_channels_list(args: argparse.Namespace, settings: Settings) -> int:
         current = states.get(r["employee"], {})
         if r["state"] == "active" and current.get("channel_id") == r["channel_id"]:
             r["state"] = current["state"]
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
     address = push_address(settings)
     off = "off (GATEWAY_PUBLIC_URL empty or GOOGLE_PUSH_ENABLED=false)"
-    print(f"push: {'on, Google posts to ' + address if address else off}")
-    if not rows:
-        print("no channels")
-    for r in rows:
+
+    def line(r: dict[str, Any]) -> str:
         last = f"{r['last_notification_at']:%Y-%m-%d %H:%M:%S}" if r["last_notification_at"] else "-"
-        print(
+        return (
             f"{r['employee']:<8} {r['channel_id']:<46} {r['state']:<9} expires {r['expires_at']:%Y-%m-%d %H:%M} "
             f"last notification {last}"
             + (f" failures={r['failures']} ({r['last_error']})" if r["failures"] else "")
             + (f" {r['stop_reason']}" if r["stop_reason"] else "")
         )
-    return 0
+
+    return _print_rows(
+        rows,
+        line,
+        json_rows=rows if args.json else None,
+        empty="no channels",
+        heading=f"push: {'on, Google posts to ' + address if address else off}",
+    )
 
 
 def _cmd_channels_renew(args: argparse.Namespace, settings: Settings) -> int:
@@ -385,20 +413,12 @@ def _cmd_calendar_resolve_stop(args: argparse.Namespace, settings: Settings) -> 
         return _resolve_here(settings, args.employee, args.action, ACTIONS[args.action])
     from include.airflow_api import AirflowApi
 
-    try:
+    def answer_run() -> str:
         result = AirflowApi.from_settings(settings).trigger(run.dag_id, run.conf, dag_run_id=run.run_id, note=run.note)
-    except Exception as exc:
-        print(
-            f"{run.dag_id} not triggered ({type(exc).__name__}); with Airflow down, run it here: add --here",
-            file=sys.stderr,
-        )
-        return 1
-    flags = ", ".join(k for k, v in run.conf.items() if v is True)
-    print(
-        f"{run.dag_id}: run {run.run_id} for {args.employee} "
-        f"{'started' if result.created else 'was started before'} ({flags})"
-    )
-    return 0
+        flags = ", ".join(k for k, v in run.conf.items() if v is True)
+        return f"run {run.run_id} for {args.employee} {'started' if result.created else 'was started before'} ({flags})"
+
+    return 0 if _trigger(run.dag_id, answer_run, "with Airflow down, run it here: add --here") else 1
 
 
 def _resolve_here(settings: Settings, employee: str, action: str, params: dict[str, bool]) -> int:

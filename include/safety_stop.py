@@ -27,8 +27,9 @@ LABELS = {"refill": "Refill Google from Advoware", "confirm": "Confirm the delet
 
 
 @dataclass(frozen=True)
-class StopRun:
-    """The calendar run that answers a stop (what the CLI and the status view trigger)."""
+class RunRequest:
+    """A DAG run to start, as the CLI and the status view trigger it: a stop's answer here, a dead
+    letter's replay in include/status/replay.py."""
 
     dag_id: str
     run_id: str
@@ -42,13 +43,13 @@ def stopped_run(conn: HubConnection, employee: str) -> dict[str, Any] | None:
     return last if last is not None and last["status"] == "stopped" else None
 
 
-def stop_run(employee: str, action: str, stopped_run_id: str) -> StopRun:
+def stop_run(employee: str, action: str, stopped_run_id: str) -> RunRequest:
     if action not in ACTIONS:
         raise ValueError(f"unknown answer {action!r}: one of {', '.join(ACTIONS)}")
     digest = hashlib.sha256(f"{employee}\n{stopped_run_id}".encode()).hexdigest()[:12]
     safe = re.sub(r"[^A-Za-z0-9]", "_", employee)  # a Kürzel may hold letters Airflow's run ids refuse
     conf = {"employees": [employee], "full_content": False, **ACTIONS[action]}
-    return StopRun(
+    return RunRequest(
         CALENDAR_SYNC_DAG,
         f"{action}__calendar__{safe}__{digest}",
         conf,

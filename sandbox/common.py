@@ -195,12 +195,11 @@ class DropMiddleware:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
         try:
             await self.app(scope, receive, send)
         except DropConnection:
+            if scope["type"] != "http":  # only an HTTP answer can be cut half-way
+                raise
             await send(
                 {
                     "type": "http.response.start",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import httptools
@@ -55,14 +55,8 @@ class EdgeLimits:
 
     @classmethod
     def of(cls, gw: GatewaySettings) -> EdgeLimits:
-        return cls(
-            header_timeout_s=gw.header_timeout_s,
-            body_timeout_s=gw.body_timeout_s,
-            keep_alive_s=gw.keep_alive_s,
-            max_header_bytes=gw.max_header_bytes,
-            max_headers=gw.max_headers,
-            max_connections=gw.max_connections,
-        )
+        # every field is named as its setting
+        return cls(**{f.name: getattr(gw, f.name) for f in fields(cls)})
 
     @classmethod
     def from_settings(cls, settings: Any) -> EdgeLimits:

@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import redis
 from multidict import CIMultiDictProxy
 
-from include.advoware.client import (
+from include.advoware.client import _Base
+from include.advoware.errors import AdvowareError
+from include.advoware.protocol import (
     Params,
-    _Base,
-    check_write,
-    endpoint_of,
-    error_for_response,
-    log,
+    bearer,
+    checked,
+    log_answer,
     log_retry,
+    renew_after,
+    start,
+    transport_error,
 )
-from include.advoware.errors import AdvowareConnectionError, AdvowareError, AdvowareTimeout
-from include.settings import AdvowareSettings
 
 
 @dataclass(frozen=True)
@@ -43,41 +43,20 @@ class RawResponse:
         return jsonlib.loads(self.content) if self.content.strip() else None
 
 
-def transport_error(exc: BaseException, method: str, endpoint: str) -> AdvowareError:
-    kind = type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return AdvowareTimeout(
-            f"Advoware {method} {endpoint}: no answer in time ({kind})", method=method, endpoint=endpoint
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return AdvowareConnectionError(
-            f"Advoware {method} {endpoint}: unreachable ({kind})", method=method, endpoint=endpoint
-        )
-    return AdvowareConnectionError(
-        f"Advoware {method} {endpoint}: connection dropped ({kind})", method=method, endpoint=endpoint
+def aiohttp_error(exc: BaseException, method: str, endpoint: str) -> AdvowareError:
+    return transport_error(
+        exc,
+        method,
+        endpoint,
+        timed_out=isinstance(exc, TimeoutError),
+        unreachable=isinstance(exc, aiohttp.ClientConnectorError),
     )
 
 
 class AsyncAdvowareClient(_Base):
-    def __init__(
-        self,
-        settings: AdvowareSettings | None = None,
-        *,
-        redis_url: str | None = None,
-        redis_client: redis.Redis | None = None,
-        renew_before_s: float = 60.0,
-        backoff_base_s: float = 0.25,
-        backoff_max_s: float = 30.0,
-        max_connections: int = 200,
-    ) -> None:
-        super().__init__(
-            settings,
-            redis_url=redis_url,
-            redis_client=redis_client,
-            renew_before_s=renew_before_s,
-            backoff_base_s=backoff_base_s,
-            backoff_max_s=backoff_max_s,
-        )
+    default_max_connections = 200
+
+    def _open(self, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._token_lock = asyncio.Lock()
@@ -120,17 +99,12 @@ class AsyncAdvowareClient(_Base):
         timeout: float | None = None,
     ) -> RawResponse:
         """As `AdvowareClient.request`; `content` sends an already encoded JSON body unchanged."""
-        method = method.upper()
-        endpoint = endpoint_of(path)
-        check_write(self.settings, method, endpoint)
+        method, endpoint = start(self.settings, method, path)
         if content is None and json is not None:
             content = jsonlib.dumps(json).encode()
 
         async def attempt() -> RawResponse:
-            resp = await self._send(method, path, params, content, timeout)
-            if check and resp.status_code >= 400:
-                raise error_for_response(resp, method, endpoint)
-            return resp
+            return checked(await self._send(method, endpoint, path, params, content, timeout), check, method, endpoint)
 
         policy = self._policy(method, retry)  # the sync client's policy; its waits are asyncio.sleep
         if policy is None:
@@ -138,9 +112,8 @@ class AsyncAdvowareClient(_Base):
         return await policy.acall(attempt, before_sleep=log_retry(method, endpoint))
 
     async def _send(
-        self, method: str, path: str, params: Params, content: bytes | None, timeout: float | None
+        self, method: str, endpoint: str, path: str, params: Params, content: bytes | None, timeout: float | None
     ) -> RawResponse:
-        endpoint = endpoint_of(path)
         url = self.url(path)
         extra: dict[str, Any] = {}
         if timeout is not None:
@@ -152,20 +125,12 @@ class AsyncAdvowareClient(_Base):
         started = time.perf_counter()
         try:
             resp = await self._once(session, method, url, token, content, extra)
-            if resp.status_code == 401:
-                log.info("advoware %s %s answered 401: renewing the token once", method, endpoint)
+            if renew_after(resp, method, endpoint):
                 await asyncio.to_thread(self.token_cache.invalidate, token)
-                token = await self._token()
-                resp = await self._once(session, method, url, token, content, extra)
+                resp = await self._once(session, method, url, await self._token(), content, extra)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise transport_error(exc, method, endpoint) from None
-        log.debug(
-            "advoware %s %s %d %.1fms",
-            method,
-            endpoint,
-            resp.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
+            raise aiohttp_error(exc, method, endpoint) from None
+        log_answer(resp, method, endpoint, started)
         return resp
 
     @staticmethod
@@ -177,7 +142,7 @@ class AsyncAdvowareClient(_Base):
         content: bytes | None,
         extra: dict[str, Any],
     ) -> RawResponse:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         if content is not None:
             headers["Content-Type"] = "application/json"
         async with session.request(method, url, data=content, headers=headers, **extra) as resp:

@@ -1,6 +1,7 @@
 """Advoware REST client (sync): token management, timeouts, retries, write protection, typed calls.
 
-The async twin (`include.advoware.async_client`) shares everything here but the transport.
+The async twin (`include.advoware.async_client`) shares everything here but the transport; what
+both decide alike (paths, write gate, retries, token renewal, errors) is `include.advoware.protocol`.
 
 Retry policy (the shared one of `include.retry`): 429, 5xx (503 honouring `Retry-After`), timeouts
 and dropped connections are retried with exponential backoff and jitter for GET, PUT and DELETE. A
@@ -11,128 +12,47 @@ method: the request was rejected before anything happened.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, ClassVar
 
 import httpx
 import redis
 
 from include.advoware.discovery import Endpoints, discover
-from include.advoware.errors import (
-    AdvowareAuthError,
-    AdvowareConnectionError,
-    AdvowareError,
-    AdvowareRateLimited,
-    AdvowareTimeout,
-    AdvowareUnavailable,
-    WriteProtectedError,
-    error_for_status,
+from include.advoware.errors import AdvowareAuthError, AdvowareError
+from include.advoware.protocol import (
+    API_PREFIX,
+    RETRYABLE_METHODS,
+    Params,
+    as_date,
+    bearer,
+    checked,
+    error_for_response,
+    log_answer,
+    log_retry,
+    parse_token,
+    renew_after,
+    retry_policy,
+    start,
+    transport_error,
 )
 from include.advoware.signing import TOKEN_PATH, token_request_body
 from include.advoware.token_cache import Token, TokenCache, cache_key
-from include.retry import RetryPolicy, RetryState, failure_of, next_wait_of, retry_after_of
+from include.retry import RetryPolicy
 from include.settings import AdvowareSettings
 
-log = logging.getLogger("include.advoware")
 
-API_PREFIX = "/api/v1/advonet/"
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-RETRYABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-Params = Mapping[str, Any] | list[tuple[str, Any]] | None
-
-
-# -- pieces shared by the sync and the async client ----------------------------------------------
-def endpoint_of(path: str) -> str:
-    """The resource path named in logs and errors: no query string (it may carry ids of clients)."""
-    return path.split("?", 1)[0].strip("/")
-
-
-def check_write(settings: AdvowareSettings, method: str, endpoint: str) -> None:
-    if settings.write_protection and method in WRITE_METHODS:
-        raise WriteProtectedError(
-            f"Advoware write protection is on (ADVOWARE_WRITE_PROTECTION=true): {method} {endpoint} was not sent",
-            method=method,
-            endpoint=endpoint,
-        )
-
-
-class Answer(Protocol):
-    """What an error is made from: an httpx.Response or the async client's RawResponse."""
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> object: ...  # read by retry_after_of only
-
-
-def error_for_response(resp: Answer, method: str, endpoint: str) -> AdvowareError:
-    return error_for_status(method, endpoint, resp.status_code, retry_after_of(resp))
-
-
-def transport_error(exc: httpx.HTTPError, method: str, endpoint: str) -> AdvowareError:
-    kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return AdvowareTimeout(
-            f"Advoware {method} {endpoint}: no answer in time ({kind})", method=method, endpoint=endpoint
-        )
-    if isinstance(exc, httpx.ConnectError):
-        return AdvowareConnectionError(
-            f"Advoware {method} {endpoint}: unreachable ({kind})", method=method, endpoint=endpoint
-        )
-    return AdvowareConnectionError(
-        f"Advoware {method} {endpoint}: connection dropped ({kind})", method=method, endpoint=endpoint
+def httpx_error(exc: httpx.HTTPError, method: str, endpoint: str) -> AdvowareError:
+    return transport_error(
+        exc,
+        method,
+        endpoint,
+        timed_out=isinstance(exc, httpx.TimeoutException),
+        unreachable=isinstance(exc, httpx.ConnectError),
     )
-
-
-def retryable(exc: BaseException) -> bool:
-    return isinstance(exc, AdvowareRateLimited | AdvowareUnavailable)
-
-
-def retry_policy(max_retries: int, base_s: float, max_s: float) -> RetryPolicy:
-    """The client's policy (include/retry.py): ADVOWARE_MAX_RETRIES retries after the first attempt,
-    waits base·2^(n-1)·uniform(1, 2), at most `max_s`, at least a Retry-After (capped as well)."""
-    return RetryPolicy(
-        attempts=max(max_retries, 0) + 1, base_s=base_s, max_s=max_s, jitter=(1.0, 2.0), retryable=retryable
-    )
-
-
-def log_retry(method: str, endpoint: str):  # -> the policy's before_sleep callback
-    def _log(state: RetryState) -> None:
-        exc = failure_of(state)
-        status = getattr(exc, "status", None)
-        wait = next_wait_of(state)
-        log.warning(
-            "advoware %s %s failed (%s%s), attempt %d, retrying in %.2fs",
-            method,
-            endpoint,
-            type(exc).__name__,
-            f" {status}" if status else "",
-            state.attempt_number,
-            wait,
-        )
-
-    return _log
-
-
-def parse_token(data: Mapping[str, Any], renew_before_s: float) -> Token:
-    value = data.get("access_token") or data.get("token")
-    if not value:
-        raise AdvowareAuthError("Advoware token answer carries no access_token", method="POST", endpoint="Token")
-    if data.get("expires_in") is not None:
-        lifetime = float(data["expires_in"])
-    elif data.get("expiration_utc"):
-        exp = datetime.fromisoformat(str(data["expiration_utc"]).replace("Z", "+00:00"))
-        if exp.tzinfo is None:
-            exp = exp.replace(tzinfo=UTC)
-        lifetime = (exp - datetime.now(UTC)).total_seconds()
-    else:
-        lifetime = 3600.0
-    return Token.issued(str(value), lifetime, renew_before_s)
 
 
 def fetch_token(http: httpx.Client, settings: AdvowareSettings, token_base: str, renew_before_s: float) -> Token:
@@ -140,7 +60,7 @@ def fetch_token(http: httpx.Client, settings: AdvowareSettings, token_base: str,
     try:
         resp = http.post(token_base + TOKEN_PATH, json=token_request_body(settings))
     except httpx.HTTPError as exc:
-        raise transport_error(exc, "POST", "Token") from None
+        raise httpx_error(exc, "POST", "Token") from None
     if resp.status_code in (400, 401, 403):
         raise AdvowareAuthError(
             f"Advoware security gateway rejected the token request ({resp.status_code}); "
@@ -164,26 +84,26 @@ def http_timeout(settings: AdvowareSettings) -> httpx.Timeout:
     return httpx.Timeout(settings.timeout_s, connect=min(5.0, settings.timeout_s))
 
 
-def as_date(value: date | datetime | str) -> str:
-    return value.strftime("%Y-%m-%d") if isinstance(value, date | datetime) else str(value)
-
-
 def body_of(resp: httpx.Response) -> Any:
     return resp.json() if resp.content.strip() else None
 
 
 class _Base:
-    """Configuration, endpoints and the token cache: identical for both clients."""
+    """Configuration, endpoints and the token cache: identical for both clients. A client opens its
+    own transport for the API calls in `_open`, with at most `max_connections` (None: its default)."""
+
+    default_max_connections: ClassVar[int]
 
     def __init__(
         self,
-        settings: AdvowareSettings | None,
+        settings: AdvowareSettings | None = None,
         *,
-        redis_url: str | None,
-        redis_client: redis.Redis | None,
-        renew_before_s: float,
-        backoff_base_s: float,
-        backoff_max_s: float,
+        redis_url: str | None = None,
+        redis_client: redis.Redis | None = None,
+        renew_before_s: float = 60.0,
+        backoff_base_s: float = 0.25,
+        backoff_max_s: float = 30.0,
+        max_connections: int | None = None,
     ) -> None:
         self.settings = settings or AdvowareSettings()
         self._redis = redis_client if redis_client is not None else make_redis(redis_url)
@@ -194,6 +114,10 @@ class _Base:
         self._token_cache: TokenCache | None = None
         self._setup_lock = threading.Lock()
         self._token_http = httpx.Client(timeout=http_timeout(self.settings))
+        self._open(self.default_max_connections if max_connections is None else max_connections)
+
+    def _open(self, max_connections: int) -> None:
+        raise NotImplementedError
 
     @property
     def endpoints(self) -> Endpoints:
@@ -234,25 +158,9 @@ class _Base:
 class AdvowareClient(_Base):
     """Sync client for DAG tasks and scripts. Thread-safe; share one per process."""
 
-    def __init__(
-        self,
-        settings: AdvowareSettings | None = None,
-        *,
-        redis_url: str | None = None,
-        redis_client: redis.Redis | None = None,
-        renew_before_s: float = 60.0,
-        backoff_base_s: float = 0.25,
-        backoff_max_s: float = 30.0,
-        max_connections: int = 20,
-    ) -> None:
-        super().__init__(
-            settings,
-            redis_url=redis_url,
-            redis_client=redis_client,
-            renew_before_s=renew_before_s,
-            backoff_base_s=backoff_base_s,
-            backoff_max_s=backoff_max_s,
-        )
+    default_max_connections = 20
+
+    def _open(self, max_connections: int) -> None:
         self._http = httpx.Client(
             timeout=http_timeout(self.settings), limits=httpx.Limits(max_connections=max_connections)
         )
@@ -285,56 +193,36 @@ class AdvowareClient(_Base):
         proxy passes it on) and raises only for timeouts and connection failures.
         retry=None retries GET/PUT/DELETE only; True/False overrides (a POST's caller decides).
         """
-        method = method.upper()
-        endpoint = endpoint_of(path)
-        check_write(self.settings, method, endpoint)  # before anything, the token request included
+        method, endpoint = start(self.settings, method, path)
 
         def attempt() -> httpx.Response:
-            resp = self._send(method, path, params, json, timeout)
-            if check and resp.status_code >= 400:
-                raise error_for_response(resp, method, endpoint)
-            return resp
+            return checked(self._send(method, endpoint, path, params, json, timeout), check, method, endpoint)
 
         policy = self._policy(method, retry)
         return attempt() if policy is None else policy.call(attempt, before_sleep=log_retry(method, endpoint))
 
-    def _send(self, method: str, path: str, params: Params, json: Any, timeout: float | None) -> httpx.Response:
-        endpoint = endpoint_of(path)
+    def _send(
+        self, method: str, endpoint: str, path: str, params: Params, json: Any, timeout: float | None
+    ) -> httpx.Response:
         url = self.url(path)
         call_timeout = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+
+        def send(token: str) -> httpx.Response:
+            return self._http.request(
+                method, url, params=params, json=json, headers=bearer(token), timeout=call_timeout
+            )
+
         cache = self.token_cache
         token = cache.get()
         started = time.perf_counter()
         try:
-            resp = self._http.request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=call_timeout,
-            )
-            if resp.status_code == 401:
-                log.info("advoware %s %s answered 401: renewing the token once", method, endpoint)
+            resp = send(token)
+            if renew_after(resp, method, endpoint):
                 cache.invalidate(token)
-                token = cache.get()
-                resp = self._http.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=call_timeout,
-                )
+                resp = send(cache.get())
         except httpx.HTTPError as exc:
-            raise transport_error(exc, method, endpoint) from None
-        log.debug(
-            "advoware %s %s %d %.1fms",
-            method,
-            endpoint,
-            resp.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
+            raise httpx_error(exc, method, endpoint) from None
+        log_answer(resp, method, endpoint, started)
         return resp
 
     def get_json(self, path: str, params: Params = None) -> Any:

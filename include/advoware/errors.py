@@ -58,6 +58,16 @@ class WriteProtectedError(AdvowareError):
     """ADVOWARE_WRITE_PROTECTION is on: the write never left the process."""
 
 
+# The typed error of an exact status; any other 5xx is AdvowareUnavailable, any other 4xx AdvowareRequestError.
+_BY_STATUS: dict[int, type[AdvowareError]] = {
+    401: AdvowareAuthError,
+    403: AdvowareAuthError,
+    404: AdvowareNotFound,
+    409: AdvowareConflict,
+    429: AdvowareRateLimited,
+}
+
+
 def error_for_status(
     method: str, endpoint: str, status: int, retry_after: float | None = None, reason: str = ""
 ) -> AdvowareError:
@@ -65,17 +75,5 @@ def error_for_status(
     msg = f"Advoware {method} {endpoint} answered {status}"
     if reason:
         msg += f": {reason}"
-    kind: type[AdvowareError]
-    if status in (401, 403):
-        kind = AdvowareAuthError
-    elif status == 404:
-        kind = AdvowareNotFound
-    elif status == 409:
-        kind = AdvowareConflict
-    elif status == 429:
-        kind = AdvowareRateLimited
-    elif status >= 500:
-        kind = AdvowareUnavailable
-    else:
-        kind = AdvowareRequestError
+    kind = _BY_STATUS.get(status) or (AdvowareUnavailable if status >= 500 else AdvowareRequestError)
     return kind(msg, method=method, endpoint=endpoint, status=status, retry_after=retry_after)

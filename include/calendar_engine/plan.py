@@ -1,6 +1,9 @@
 """The planner's input link rows and its output `Plan` (JSON-serialisable; the executor's contract).
 
-Every action kind is a small frozen dataclass with exactly its own fields, and carries its
+Every action kind is a small frozen dataclass with exactly its own fields (the groups several kinds
+share are declared once, by mixins: `OnLink`/`MaybeOnLink` the `row`, `LinkWrite` the link values
+an applied action stores, `AdvowareSeen` the Advoware stamp, `ToGoogle`/`ToAdvoware` the body a
+write to that side carries), and carries its
 `ActionKind` (phase, the side it writes: google, advoware or only the hub; what it counts as once
 applied, the run report's verb; whether it is a deletion) as the ClassVar `spec`. `ACTION_KINDS` is
 the table of those specs by name; the planner, the executor and `Plan` read them from the classes,
@@ -121,16 +124,21 @@ class ItemAction(Action):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CreateGoogle(ItemAction):
-    spec = ActionKind("create_google", 1, "google", "created")
+class OnLink:
+    """About an item with a complete hub link: `row` is its row of the decision table."""
+
+    row: str
+
+    @property
+    def linked(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaybeOnLink:
+    """About an item linked in the hub (`row` its row of the decision table) or not (`row` None)."""
+
     row: str | None
-    google_body: dict[str, Any]
-    advoware_fingerprint: str | None
-    google_fingerprint: str | None
-    span_start: str | None
-    span_end: str | None
-    advoware_changed_at: str | None
-    google_updated: str | None
 
     @property
     def linked(self) -> bool:
@@ -138,115 +146,83 @@ class CreateGoogle(ItemAction):
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateGoogle(ItemAction):
-    spec = ActionKind("update_google", 4, "google", "updated")
-    row: str
-    google_body: dict[str, Any]
+class AdvowareSeen:
+    advoware_changed_at: str | None  # Advoware's zuletztGeaendertAm seen when planning
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkWrite(Action):
+    """An action that stores its item's hub link once applied: what the link is to hold besides the
+    ids (the values read back after the write win over these)."""
+
     advoware_fingerprint: str | None
     google_fingerprint: str | None
     span_start: str | None
     span_end: str | None
-    advoware_changed_at: str | None
     google_updated: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToGoogle(ItemAction, LinkWrite, AdvowareSeen):
+    """Advoware's version of an item written to Google (an insert or an update)."""
+
+    google_body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateGoogle(MaybeOnLink, ToGoogle):
+    spec = ActionKind("create_google", 1, "google", "created")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateGoogle(OnLink, ToGoogle):
+    spec = ActionKind("update_google", 4, "google", "updated")
     google_seen_fingerprint: str | None
 
-    @property
-    def linked(self) -> bool:
-        return True
-
 
 @dataclass(frozen=True, kw_only=True)
-class Adopt(ItemAction):
+class Adopt(ItemAction, LinkWrite, AdvowareSeen):
     spec = ActionKind("adopt", 1, "google", "adopted")
     google_body: dict[str, Any] | None  # None: only linked, the event already holds our version
-    advoware_fingerprint: str | None
-    google_fingerprint: str | None
-    span_start: str | None
-    span_end: str | None
-    advoware_changed_at: str | None
-    google_updated: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeleteGoogle(ItemAction):
+class DeleteGoogle(MaybeOnLink, ItemAction):
     spec = ActionKind("delete_google", 3, "google", "deleted", deletion=True)
     confirm_absent: ClassVar[Literal["advoware"]] = "advoware"  # always confirmed gone from Advoware
-    row: str | None
-
-    @property
-    def linked(self) -> bool:
-        return self.row is not None
 
 
 @dataclass(frozen=True, kw_only=True)
-class CreateAdvoware(Action):
+class ToAdvoware(LinkWrite):
+    """Google's version of an item written to Advoware (a create or an update)."""
+
+    advoware_body: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateAdvoware(MaybeOnLink, ToAdvoware):
     spec = ActionKind("create_advoware", 2, "advoware", "created")
-    row: str | None
-    advoware_body: dict[str, Any]
-    advoware_fingerprint: str | None
-    google_fingerprint: str | None
-    span_start: str | None
-    span_end: str | None
-    google_updated: str | None
-
-    @property
-    def linked(self) -> bool:
-        return self.row is not None
 
 
 @dataclass(frozen=True, kw_only=True)
-class UpdateAdvoware(ItemAction):
+class UpdateAdvoware(OnLink, ItemAction, ToAdvoware, AdvowareSeen):
     spec = ActionKind("update_advoware", 4, "advoware", "updated")
-    row: str
-    advoware_body: dict[str, Any]
-    advoware_fingerprint: str | None
-    google_fingerprint: str | None
-    span_start: str | None
-    span_end: str | None
-    advoware_changed_at: str | None
-    google_updated: str | None
-
-    @property
-    def linked(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeleteAdvoware(ItemAction):
+class DeleteAdvoware(OnLink, ItemAction, AdvowareSeen):
     spec = ActionKind("delete_advoware", 3, "advoware", "deleted", deletion=True)
-    row: str
-    advoware_changed_at: str | None
     confirm_absent: Literal["google"] | None  # "google": Google's listing did not return it
 
-    @property
-    def linked(self) -> bool:
-        return True
-
 
 @dataclass(frozen=True, kw_only=True)
-class Link(ItemAction):
+class Link(OnLink, ItemAction, LinkWrite, AdvowareSeen):
     spec = ActionKind("link", 4, "hub", "linked")
-    row: str
-    advoware_fingerprint: str | None
-    google_fingerprint: str | None
-    span_start: str | None
-    span_end: str | None
-    advoware_changed_at: str | None
-    google_updated: str | None
-
-    @property
-    def linked(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True, kw_only=True)
-class Forget(ItemAction):
+class Forget(OnLink, ItemAction):
     spec = ActionKind("forget", 3, "hub", "forgotten")
-    row: str
-
-    @property
-    def linked(self) -> bool:
-        return True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,6 +264,9 @@ class RevertException(ExceptionAction):
 class DropException(ExceptionAction):
     spec = ActionKind("drop_exception", 4, "google", "dropped")
 
+
+# the kinds that end their item's link: applied, the link is marked 'deleted'
+EndsLink = DeleteGoogle | DeleteAdvoware | Forget
 
 ACTION_CLASSES: dict[str, type[Action]] = {  # by the name of the kind: the stored form's "kind"
     cls.spec.name: cls

@@ -67,7 +67,7 @@ import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from include.calendar_engine.fingerprint import fingerprint
 from include.calendar_engine.ids import event_id
@@ -226,8 +226,38 @@ class Version:
 
     body: dict[str, Any]
     fingerprint: str
-    span_start: str
-    span_end: str
+    span: tuple[str, str]
+
+
+class Stamps(TypedDict):
+    """The keywords of a `LinkWrite` action's link values (a TypedDict: mypy checks each one)."""
+
+    advoware_fingerprint: str | None
+    google_fingerprint: str | None
+    span_start: str | None
+    span_end: str | None
+    google_updated: str | None
+
+
+class ItemStamps(Stamps):
+    """`Stamps` and the ids and Advoware stamp of an action about a known Advoware item."""
+
+    employee: str
+    frnr: int
+    google_event_id: str
+    advoware_changed_at: str | None
+
+
+def stamps(advoware_fp: str | None, google_fp: str | None, span: tuple[str, str], g: GoogleItem | None) -> Stamps:
+    """What a link holds after a write: both sides' content fingerprints, the span, Google's stamp."""
+    first, last = span
+    return {
+        "advoware_fingerprint": advoware_fp,
+        "google_fingerprint": google_fp,
+        "span_start": first,
+        "span_end": last,
+        "google_updated": g.updated if g else None,
+    }
 
 
 def _iso(d: date) -> str:
@@ -337,8 +367,18 @@ class _Planner:
         first, last = appt.span()
         return _iso(first), _iso(last)
 
-    def _google_version(self, a: AdvowareItem, gid: str, g: GoogleItem | None) -> Version:
-        """Advoware's version of `a` as the body of Google event `gid`."""
+    def _item_stamps(self, a: AdvowareItem, gid: str, stored: Stamps) -> ItemStamps:
+        """`stored` with the ids of `a`'s action (Google event `gid`) and Advoware's stamp as listed."""
+        return {
+            **stored,
+            "employee": self.employee,
+            "frnr": a.frnr,
+            "google_event_id": gid,
+            "advoware_changed_at": a.changed_at,
+        }
+
+    def _google_version(self, a: AdvowareItem, gid: str, g: GoogleItem | None) -> tuple[Version, ItemStamps]:
+        """Advoware's version of `a` as the body of Google event `gid`, and what its link then holds."""
         assert a.appt is not None
         origin = (g.m_origin if g and g.m_origin else None) or ORIGIN_ADVOWARE
         body = to_google(
@@ -346,74 +386,35 @@ class _Planner:
         )
         written = from_google(body)
         assert isinstance(written, Appointment)
-        return Version(body, fingerprint(written), *self._span(a.appt))
+        v = Version(body, fingerprint(written), self._span(a.appt))
+        return v, self._item_stamps(a, gid, stamps(a.fp, v.fingerprint, v.span, g))
 
     def create_google(
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, row: str | None = None
     ) -> CreateGoogle:
         """Advoware's version of `a` inserted as Google event `gid` (undeleted if it was cancelled)."""
-        v = self._google_version(a, gid, g)
-        return CreateGoogle(
-            rule=rule,
-            row=row,
-            employee=self.employee,
-            frnr=a.frnr,
-            google_event_id=gid,
-            google_body=v.body,
-            advoware_fingerprint=a.fp,
-            google_fingerprint=v.fingerprint,
-            span_start=v.span_start,
-            span_end=v.span_end,
-            advoware_changed_at=a.changed_at,
-            google_updated=g.updated if g else None,
-        )
+        v, stored = self._google_version(a, gid, g)
+        return CreateGoogle(rule=rule, row=row, google_body=v.body, **stored)
 
     def update_google(
         self, rule: str, a: AdvowareItem, gid: str, g: GoogleItem | None, link: HubLink, row: str
     ) -> UpdateGoogle:
         """Advoware's version of `a` written over Google event `gid` (`link`: the hub row, whose Google
         fingerprint stands for an event the incremental listing did not return)."""
-        v = self._google_version(a, gid, g)
-        return UpdateGoogle(
-            rule=rule,
-            row=row,
-            employee=self.employee,
-            frnr=a.frnr,
-            google_event_id=gid,
-            google_body=v.body,
-            advoware_fingerprint=a.fp,
-            google_fingerprint=v.fingerprint,
-            span_start=v.span_start,
-            span_end=v.span_end,
-            advoware_changed_at=a.changed_at,
-            google_updated=g.updated if g else None,
-            google_seen_fingerprint=g.fp if g else link.google_fingerprint,
-        )
+        v, stored = self._google_version(a, gid, g)
+        seen = g.fp if g else link.google_fingerprint
+        return UpdateGoogle(rule=rule, row=row, google_body=v.body, google_seen_fingerprint=seen, **stored)
 
     def adopt(self, a: AdvowareItem, g: GoogleItem, rule: str, *, rewrite: bool) -> None:
         """Link Google's event `g` to `a`; its body is rewritten only if its content differs (or
         `rewrite`: a match by content, which gets our marker)."""
-        v = self._google_version(a, g.id, g)
+        v, stored = self._google_version(a, g.id, g)
         keep = not rewrite and v.fingerprint == g.fp
-        self.add(
-            Adopt(
-                rule=rule,
-                employee=self.employee,
-                frnr=a.frnr,
-                google_event_id=g.id,
-                google_body=None if keep else v.body,
-                advoware_fingerprint=a.fp,
-                google_fingerprint=v.fingerprint,
-                span_start=v.span_start,
-                span_end=v.span_end,
-                advoware_changed_at=a.changed_at,
-                google_updated=g.updated,
-            )
-        )
+        self.add(Adopt(rule=rule, google_body=None if keep else v.body, **stored))
 
-    def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> Version | None:
-        """Google's version of `g` as the body of a Termin (`a`: the current item); None (and a
-        report) if Advoware cannot hold it."""
+    def _advoware_version(self, g: GoogleItem, a: AdvowareItem | None) -> tuple[Version, Stamps] | None:
+        """Google's version of `g` as the body of a Termin (`a`: the current item), and what its link
+        then holds; None (and a report) if Advoware cannot hold it."""
         assert g.appt is not None
         canon = g.appt
         if a is not None and a.appt is not None and self.policy.anonymize:
@@ -426,45 +427,26 @@ class _Planner:
             self.report("unsupported_rule", frnr=a.frnr if a else None, google_event_id=g.id, detail=str(exc))
             return None
         written = from_advoware(body, self.employee)
-        return Version(body, fingerprint(written), *self._span(written))
+        v = Version(body, fingerprint(written), self._span(written))
+        return v, stamps(v.fingerprint, g.fp, v.span, g)
 
     def create_advoware(self, rule: str, g: GoogleItem, row: str | None) -> CreateAdvoware | None:
         """Google's event `g` created in Advoware."""
-        v = self._advoware_version(g, None)
-        if v is None:
+        version = self._advoware_version(g, None)
+        if version is None:
             return None
+        v, stored = version
         return CreateAdvoware(
-            rule=rule,
-            row=row,
-            employee=self.employee,
-            google_event_id=g.id,
-            advoware_body=v.body,
-            advoware_fingerprint=v.fingerprint,
-            google_fingerprint=g.fp,
-            span_start=v.span_start,
-            span_end=v.span_end,
-            google_updated=g.updated,
+            rule=rule, row=row, employee=self.employee, google_event_id=g.id, advoware_body=v.body, **stored
         )
 
     def update_advoware(self, rule: str, g: GoogleItem, a: AdvowareItem, row: str) -> UpdateAdvoware | None:
         """Google's version of `g` written over Advoware's item `a`."""
-        v = self._advoware_version(g, a)
-        if v is None:
+        version = self._advoware_version(g, a)
+        if version is None:
             return None
-        return UpdateAdvoware(
-            rule=rule,
-            row=row,
-            employee=self.employee,
-            frnr=a.frnr,
-            google_event_id=g.id,
-            advoware_body=v.body,
-            advoware_fingerprint=v.fingerprint,
-            google_fingerprint=g.fp,
-            span_start=v.span_start,
-            span_end=v.span_end,
-            advoware_changed_at=a.changed_at,
-            google_updated=g.updated,
-        )
+        v, stored = version
+        return UpdateAdvoware(rule=rule, row=row, advoware_body=v.body, **self._item_stamps(a, g.id, stored))
 
     # -- decisions -----------------------------------------------------------------------------------
     def left_window(self, link: HubLink, g: GoogleItem | None) -> bool:
@@ -578,20 +560,7 @@ class _Planner:
             return Forget(rule=rule, row=row, employee=self.employee, frnr=link.frnr, google_event_id=gid)
         if action is Link:
             assert a is not None and g is not None and a.appt is not None
-            first, last = self._span(a.appt)
-            return Link(
-                rule=rule,
-                row=row,
-                employee=self.employee,
-                frnr=a.frnr,
-                google_event_id=gid,
-                advoware_fingerprint=a.fp,
-                google_fingerprint=g.fp,
-                span_start=first,
-                span_end=last,
-                advoware_changed_at=a.changed_at,
-                google_updated=g.updated,
-            )
+            return Link(rule=rule, row=row, **self._item_stamps(a, gid, stamps(a.fp, g.fp, self._span(a.appt), g)))
         raise ValueError(f"no action for {action.__name__} on a linked item")
 
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrulestr
 
 from include.calendar_engine.fingerprint import fingerprint
-from include.calendar_engine.mapping_google import from_google, is_cancelled
+from include.calendar_engine.mapping_google import from_google, is_cancelled, when_value
 from include.calendar_engine.models import Appointment
 from include.calendar_engine.plan import (
     CloseException,
@@ -47,7 +46,7 @@ from include.calendar_engine.plan import (
     RevertException,
 )
 from include.calendar_engine.recurrence import dtstart_of, to_rrule
-from include.calendar_engine.timeutil import TZ_NAME, normalize
+from include.calendar_engine.timeutil import normalize
 
 CANCELLED = "cancelled"  # the fingerprint of a cancelled exception (it has no content)
 MOVED, CHANGED = "moved", "changed"  # kinds of a deviation (besides CANCELLED)
@@ -127,16 +126,9 @@ def _read_original(when: Any) -> datetime | date | None:
     if not isinstance(when, dict):
         return None
     try:
-        if when.get("dateTime"):
-            dt = datetime.fromisoformat(str(when["dateTime"]).replace("Z", "+00:00"))
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=ZoneInfo(when.get("timeZone") or TZ_NAME))
-            return normalize(dt)
-        if when.get("date"):
-            return date.fromisoformat(str(when["date"])[:10])
+        return when_value(when)
     except ValueError:
         return None
-    return None
 
 
 def read_exception(raw: dict[str, Any]) -> ExceptionItem:

@@ -19,9 +19,7 @@ from include.calendar_engine.plan import (
     Adopt,
     CloseException,
     CreateGoogle,
-    DeleteAdvoware,
-    DeleteGoogle,
-    Forget,
+    EndsLink,
     HubLink,
     KeepException,
     Plan,
@@ -46,7 +44,6 @@ from include.calendar_engine.series_exceptions import (
 )
 
 GOOGLE_SERIES_WRITES = (UpdateGoogle, CreateGoogle, Adopt)  # kinds that (re)write a master
-SERIES_GONE = (DeleteGoogle, DeleteAdvoware, Forget)
 UNLINKED = "unlinked_series"  # the rule of a row kept for a series the hub does not link (yet)
 
 
@@ -72,7 +69,7 @@ def _series_after(master_id: str, a: Any, g: Any, actions: dict[str, Action]) ->
     """(the series as it stands after this run, whether it is gone): what the plan writes to the
     master, else Google's master as listed, else Advoware's series (the master mirrors it)."""
     act = actions.get(master_id)
-    if isinstance(act, SERIES_GONE):
+    if isinstance(act, EndsLink):
         return None, True
     if isinstance(act, GOOGLE_SERIES_WRITES) and act.google_body:
         parsed = from_google(act.google_body)
@@ -124,15 +121,7 @@ def plan_exceptions(
         if gone or (g is not None and g.cancelled):
             # the series was deleted (Google deletes its exceptions with it; a recreated one has none)
             for row in _standing(p, master_id):
-                _emit(
-                    p,
-                    Decision(CloseException, GONE),
-                    master_id,
-                    frnr,
-                    instance_id=row.instance_id,
-                    original_start=row.original_start,
-                    kind=row.kind,
-                )
+                _emit(p, Decision(CloseException, GONE), master_id, frnr, known=row)
             continue
         if series is None:
             continue  # not known this run (left the window, unreadable): the rows stand as they are
@@ -160,41 +149,15 @@ def plan_exceptions(
                 # the series changed: a known exception whose original start it no longer has is an
                 # orphan (it would show beside the new occurrences): removed, unless Google did it
                 decision, _ = decide(ghost, None, row, protected=protected, comparable=p.comparable)
-                _emit(
-                    p,
-                    decision,
-                    master_id,
-                    frnr,
-                    instance_id=row.instance_id,
-                    original_start=row.original_start,
-                    kind=row.kind,
-                )
+                _emit(p, decision, master_id, frnr, known=row)
             elif protected:
                 # kept before write protection (or the series became read-only): Google must mirror
                 # Advoware, so it is reverted although this listing did not return it
-                _emit(
-                    p,
-                    Decision(RevertException, REVERTED, REVERTED_REPORT, row.kind),
-                    master_id,
-                    frnr,
-                    exc=ghost,
-                    kind=row.kind,
-                    series=series,
-                    g=g,
-                )
+                revert = Decision(RevertException, REVERTED, REVERTED_REPORT, row.kind)
+                _emit(p, revert, master_id, frnr, exc=ghost, known=row, series=series, g=g)
             elif retimed:
-                _emit(
-                    p,
-                    Decision(KeepException, STANDING),
-                    master_id,
-                    frnr,
-                    exc=ghost,
-                    kind=row.kind,
-                    series=series,
-                    g=g,
-                    confirm=True,
-                    fp=row.fingerprint,
-                )
+                keep = Decision(KeepException, STANDING)
+                _emit(p, keep, master_id, frnr, exc=ghost, known=row, series=series, g=g, confirm=True)
 
 
 def _retimed(g: Any, series: Appointment) -> bool:
@@ -259,36 +222,39 @@ def _emit(
     frnr: int | None,
     *,
     exc: ExceptionItem | None = None,
-    instance_id: str | None = None,
-    original_start: str | None = None,
+    known: HubException | None = None,
     kind: str | None = None,
     series: Appointment | None = None,
     g: Any = None,
     rule: str | None = None,
     confirm: bool = False,
-    fp: str | None = None,
 ) -> None:
     """The decision's action and report (ids only: the series' frNr and master, the instance id).
     `confirm`: the plan rewrites the series first, and Google may drop the exception then (its timing
     model): a kept one carries its occurrence (`google_body`) and the exception (`exception_body`:
     its mapped fields as listed; None when not listed and not a cancellation), so the executor records
-    what stands after the rewrite and re-applies it where Google removed it. `fp`: the fingerprint of
-    an exception not listed (its hub row's)."""
+    what stands after the rewrite and re-applies it where Google removed it. `known`: the hub row of a
+    standing exception this listing did not return (its ids and kind; its fingerprint, kept where
+    confirmed); `exc` is then its ghost (a revert or a confirmation) or None."""
     action = decision.action
     if action is None:
         return
-    iid = exc.id if exc is not None else instance_id
-    assert iid is not None
+    if known is not None:
+        iid, kind = known.instance_id, known.kind
+        original_start = exc.original_start if exc is not None else known.original_start
+    else:
+        assert exc is not None
+        iid, original_start = exc.id, exc.original_start
     common: dict[str, Any] = {
         "rule": rule or (decision.detail or action.spec.name),
         "employee": p.employee,
         "frnr": frnr,
         "google_event_id": iid,
         "master_event_id": master_id,
-        "original_start": exc.original_start if exc is not None else original_start,
+        "original_start": original_start,
         "exception_kind": kind,
     }
-    google_fp = exc.fp if exc is not None and exc.raw else fp
+    google_fp = exc.fp if exc is not None and exc.raw else (known.fingerprint if known and confirm else None)
     if action is RevertException:
         assert exc is not None and series is not None
         body, google_fp = _occurrence_body(p, series, exc, frnr, g)

@@ -23,7 +23,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,14 +68,7 @@ class Report:
         return not (self.created or self.renewed or self.recreated or self.stopped or self.failed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "push": self.push,
-            "created": self.created,
-            "renewed": self.renewed,
-            "recreated": self.recreated,
-            "stopped": self.stopped,
-            "failed": self.failed,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,6 @@ class AdvowareApplier:
             record = self.ctx.advoware.get_termin(a.frnr)
         self.book.save(
             a,
-            kind=a.kind,
             advoware_fp=advoware_fp(record, self.employee, a.advoware_fingerprint),
             changed_at=changed_at_of(record or {}) or a.advoware_changed_at,
             audit_method="PUT",
@@ -105,7 +104,6 @@ class AdvowareApplier:
             raise RuntimeError(f"marker patch {r.outcome}: {r.error or ''}")
         self.book.save(
             a,
-            kind=a.kind,
             frnr=frnr,
             advoware_fp=advoware_fp(record, self.employee, a.advoware_fingerprint),
             changed_at=changed_at_of(record or {}),

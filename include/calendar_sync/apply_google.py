@@ -44,7 +44,7 @@ class GoogleApplier:
         r = self.writer.apply(WriteOp.insert(a.google_event_id, a.google_body, undelete=True))
         if r.outcome not in INSERTED:
             raise RuntimeError(f"insert {r.outcome}: {r.error or ''}")
-        self._save_created(a, r)
+        self._save(a, r.event)
         return Applied(r.outcome)
 
     def create_batch(self, actions: list[CreateGoogle]) -> list[Outcome]:
@@ -76,41 +76,26 @@ class GoogleApplier:
         if r.outcome not in INSERTED:
             return self.book.fail(a, f"insert {r.outcome}: {r.error or ''}".strip())
         try:
-            self._save_created(a, r)
+            self._save(a, r.event)
         except Exception as exc:
             return self.book.fail(a, reason_of(exc))
         return self.book.written(a, Applied(r.outcome))
 
-    def _save_created(self, a: CreateGoogle, r: WriteResult) -> None:
+    def _save(self, a: CreateGoogle | UpdateGoogle | Adopt, event: dict[str, Any] | None) -> None:
+        """The link of a write to Google: the event as written (None: as planned)."""
         self.book.save(
-            a,
-            kind=a.kind,
-            google_fp=google_fp(r.event, a.google_fingerprint),
-            changed_at=a.advoware_changed_at,
-            google_event=r.event,
+            a, google_fp=google_fp(event, a.google_fingerprint), changed_at=a.advoware_changed_at, google_event=event
         )
 
     # -- updates -----------------------------------------------------------------------------------
     def update(self, a: UpdateGoogle) -> Applied:
         event = self.put(a.google_event_id, a.google_body, guard=a)
-        self.book.save(
-            a,
-            kind=a.kind,
-            google_fp=google_fp(event, a.google_fingerprint),
-            changed_at=a.advoware_changed_at,
-            google_event=event,
-        )
+        self._save(a, event)
         return Applied("put")
 
     def adopt(self, a: Adopt) -> Applied:
         event = self.put(a.google_event_id, a.google_body) if a.google_body else None
-        self.book.save(
-            a,
-            kind=a.kind,
-            google_fp=google_fp(event, a.google_fingerprint),
-            changed_at=a.advoware_changed_at,
-            google_event=event,
-        )
+        self._save(a, event)
         return Applied("rewritten" if event else "linked")
 
     def put(self, gid: str, planned: dict[str, Any], *, guard: UpdateGoogle | None = None) -> dict[str, Any]:

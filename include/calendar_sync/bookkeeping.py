@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from googleapiclient.errors import HttpError
 
@@ -40,13 +40,9 @@ from include.calendar_engine.plan import (
     Adopt,
     CreateAdvoware,
     CreateGoogle,
-    DeleteAdvoware,
-    DeleteGoogle,
-    Forget,
+    EndsLink,
     HubLink,
-    Link,
-    UpdateAdvoware,
-    UpdateGoogle,
+    LinkWrite,
 )
 from include.calendar_sync.context import SyncContext
 from include.google_calendar.errors import describe
@@ -126,27 +122,6 @@ class PhaseResult:
         }
 
 
-class StoresLink(Protocol):
-    """An action that stores its item's link once applied: what the plan expects it to hold."""
-
-    @property
-    def employee(self) -> str: ...
-    @property
-    def google_event_id(self) -> str: ...
-    @property
-    def advoware_id(self) -> int | None: ...
-    @property
-    def advoware_fingerprint(self) -> str | None: ...
-    @property
-    def google_fingerprint(self) -> str | None: ...
-    @property
-    def span_start(self) -> str | None: ...
-    @property
-    def span_end(self) -> str | None: ...
-    @property
-    def google_updated(self) -> str | None: ...
-
-
 def reason_of(exc: BaseException) -> str:
     """Status and type only: never a body or an appointment text."""
     if isinstance(exc, HttpError):
@@ -207,13 +182,12 @@ class Bookkeeping:
 
     def save(
         self,
-        a: StoresLink,
+        a: LinkWrite,
         *,
-        kind: str,
+        changed_at: str | None,  # every link holds Advoware's stamp as last seen (None: not known)
         frnr: int | None = None,
         advoware_fp: str | None = None,
         google_fp: str | None = None,
-        changed_at: str | None = None,
         google_event: dict[str, Any] | None = None,
         audit_method: str | None = None,
         extra: Callable[[HubConnection], None] | None = None,
@@ -236,11 +210,11 @@ class Bookkeeping:
         with self.tx() as conn:
             hub_links.save_link(conn, state)
             if audit_method:
-                self.audit(conn, audit_method, frnr, 200, kind)
+                self.audit(conn, audit_method, frnr, 200, a.kind)
             if extra is not None:
                 extra(conn)
 
-    def mark_deleted(self, a: DeleteGoogle | DeleteAdvoware | Forget, *, audit_method: str | None = None) -> None:
+    def mark_deleted(self, a: EndsLink, *, audit_method: str | None = None) -> None:
         with self.tx() as conn:
             hub_links.mark_deleted(conn, self.employee, frnr=a.frnr, google_event_id=a.google_event_id)
             if audit_method:
@@ -267,25 +241,18 @@ class Bookkeeping:
                 row = hub_links.find_link(conn, self.employee, frnr=frnr, google_event_id=a.google_event_id)
         if row is None or row["updated_at"] < self.planned_at:
             return False
-        match a:
-            case DeleteGoogle() | DeleteAdvoware() | Forget():
-                return bool(row["status"] == "deleted" and row["frnr"] == frnr)
-            case CreateAdvoware():
-                return bool(
-                    row["status"] == "linked"
-                    and row["frnr"] is not None
-                    and row["google_event_id"] == a.google_event_id
-                    and row["google_fingerprint"] == a.google_fingerprint
-                )
-            case CreateGoogle() | UpdateGoogle() | Adopt() | UpdateAdvoware() | Link():
-                return bool(
-                    row["status"] == "linked"
-                    and row["frnr"] == frnr
-                    and row["google_event_id"] == a.google_event_id
-                    and row["advoware_fingerprint"] == a.advoware_fingerprint
-                    and row["google_fingerprint"] == a.google_fingerprint
-                )
-        return False  # a series exception is never its series' link
+        if isinstance(a, EndsLink):
+            return bool(row["status"] == "deleted" and row["frnr"] == frnr)
+        if not isinstance(a, LinkWrite):
+            return False  # a series exception is never its series' link
+        created = isinstance(a, CreateAdvoware)  # its frNr is known only from the link it made
+        return bool(
+            row["status"] == "linked"
+            and (row["frnr"] is not None if created else row["frnr"] == frnr)
+            and row["google_event_id"] == a.google_event_id
+            and (created or row["advoware_fingerprint"] == a.advoware_fingerprint)
+            and row["google_fingerprint"] == a.google_fingerprint
+        )
 
     def fail(self, a: Action, error: str, *, transient: bool = False) -> Outcome:
         """Count the failure on the item's link; at the maximum of attempts park it (see above).

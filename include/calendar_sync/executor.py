@@ -3,7 +3,8 @@
 The parts: `apply_google.py` (writes to Google), `apply_advoware.py` (writes to Advoware),
 `series_writes.py` (series exceptions) and `bookkeeping.py` (the hub: one transaction per item,
 audit, idempotency, failures and parking, outcomes). This module composes them: one typed dispatch
-on the action's class (`PhaseExecutor.handle`), the inserts in Google batched, the phase's outcome.
+on the action's class (`PhaseExecutor.handle`, a handler table keyed by class), the inserts in
+Google batched, the phase's outcome.
 
 A failing item is recorded and the phase goes on; at the end `PhaseFailed` is raised if any item
 failed, so Airflow retries the task. A retried phase skips items whose link already holds the
@@ -13,24 +14,13 @@ planned fingerprints (already applied).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from include.advoware.errors import WriteProtectedError
-from include.calendar_engine.plan import (
-    Action,
-    Adopt,
-    CreateAdvoware,
-    CreateGoogle,
-    DeleteAdvoware,
-    DeleteGoogle,
-    ExceptionAction,
-    Forget,
-    Link,
-    Plan,
-    UpdateAdvoware,
-    UpdateGoogle,
-)
+from include.calendar_engine import plan as kinds
+from include.calendar_engine.plan import Action, ExceptionAction, Plan
 from include.calendar_sync import series_writes
 from include.calendar_sync.apply_advoware import AdvowareApplier
 from include.calendar_sync.apply_google import GoogleApplier
@@ -44,6 +34,16 @@ log = logging.getLogger(__name__)
 __all__ = ["Outcome", "PhaseExecutor", "PhaseResult", "reason_of", "run_phase"]
 
 
+A = TypeVar("A", bound=Action)
+Handler = Callable[[Action], Applied]
+
+
+def _on(kind: type[A], handler: Callable[[A], Applied]) -> tuple[type[Action], Handler]:
+    """A row of the handler table: mypy checks that the handler takes exactly its class (the table
+    is read by `type(a)`, so the cast only forgets what the lookup guarantees)."""
+    return kind, cast(Handler, handler)
+
+
 class PhaseExecutor:
     def __init__(self, ctx: SyncContext, plan: Plan, run_id: str, planned_at: datetime | None = None) -> None:
         self.plan = plan
@@ -53,6 +53,19 @@ class PhaseExecutor:
         self.advoware = AdvowareApplier(ctx, self.book, self.google, plan)
         self.ctx = ctx
         self.before: dict[str, dict[str, Any]] = {}  # kept exceptions as read before the phase ran
+        self.handlers: dict[type[Action], Handler] = dict(
+            [
+                _on(kinds.CreateGoogle, self.google.create),
+                _on(kinds.UpdateGoogle, self.google.update),
+                _on(kinds.Adopt, self.google.adopt),
+                _on(kinds.DeleteGoogle, self.google.delete),
+                _on(kinds.CreateAdvoware, self.advoware.create),
+                _on(kinds.UpdateAdvoware, self.advoware.update),
+                _on(kinds.DeleteAdvoware, self.advoware.delete),
+                _on(kinds.Link, self._link),
+                _on(kinds.Forget, self._forget),
+            ]
+        )
 
     def run(self, number: int) -> PhaseResult:
         result = PhaseResult(self.employee, number, dry_run=self.plan.dry_run)
@@ -60,12 +73,12 @@ class PhaseExecutor:
         if self.plan.dry_run:
             result.outcomes = [Outcome(a, "skipped", "dry_run") for a in actions]
             return result
-        batched = [a for a in actions if isinstance(a, CreateGoogle)]
+        batched = [a for a in actions if isinstance(a, kinds.CreateGoogle)]
         # read before this phase rewrites masters: what Google may remove then must be written again
         self.before = series_writes.read_before(self.google.writer, actions)
         quota: QuotaExceeded | None = None
         for a in actions:
-            if not isinstance(a, CreateGoogle):
+            if not isinstance(a, kinds.CreateGoogle):
                 result.outcomes.append(self.apply(a))
         if batched:
             try:
@@ -100,29 +113,19 @@ class PhaseExecutor:
         return result
 
     def handle(self, a: Action) -> Applied:
-        """The one dispatch: the action's class names its handler."""
-        match a:
-            case CreateGoogle():
-                return self.google.create(a)
-            case UpdateGoogle():
-                return self.google.update(a)
-            case Adopt():
-                return self.google.adopt(a)
-            case DeleteGoogle():
-                return self.google.delete(a)
-            case CreateAdvoware():
-                return self.advoware.create(a)
-            case UpdateAdvoware():
-                return self.advoware.update(a)
-            case DeleteAdvoware():
-                return self.advoware.delete(a)
-            case Link():
-                self.book.save(a, kind=a.kind, changed_at=a.advoware_changed_at)
-                return Applied("stored")
-            case Forget():
-                self.book.mark_deleted(a)
-                return Applied("both sides gone")
-        raise TypeError(f"no handler for {type(a).__name__}")
+        """The one dispatch: the handler table, keyed by the action's class."""
+        handler = self.handlers.get(type(a))
+        if handler is None:
+            raise TypeError(f"no handler for {type(a).__name__}")
+        return handler(a)
+
+    def _link(self, a: kinds.Link) -> Applied:
+        self.book.save(a, changed_at=a.advoware_changed_at)
+        return Applied("stored")
+
+    def _forget(self, a: kinds.Forget) -> Applied:
+        self.book.mark_deleted(a)
+        return Applied("both sides gone")
 
     def apply(self, a: Action) -> Outcome:
         """One item: already applied → its verb; else call the handler and record the outcome."""

@@ -146,13 +146,17 @@ def _reapply(writer: EventWriter, a: KeepException, current: dict[str, Any], aga
     that keep it let it follow the series."""
     iid = a.google_event_id
     if again.get("status") == "cancelled":
-        result = writer.apply(WriteOp.delete(iid))
-        if result.outcome not in ("deleted", "already_deleted"):
-            raise RuntimeError(f"delete {result.outcome}: {result.error or ''}")
+        _delete(writer, iid)
         return {**current, "status": "cancelled"}
     body = {k: v for k, v in again.items() if k in EXCEPTION_FIELDS}
     if a.exception_kind == CHANGED:
         body.update({k: a.google_body[k] for k in ("start", "end") if a.google_body and k in a.google_body})
+    written = _patch(writer, iid, body, current)
+    return dict(written) if isinstance(written, dict) else {**current, **body}
+
+
+def _patch(writer: EventWriter, iid: str, body: dict[str, Any], current: dict[str, Any]) -> Any:
+    """PATCH the instance, If-Match the etag of `current` (as read): Skipped if it changed since."""
 
     def patch(s: Any) -> Any:
         req = s.events().patch(calendarId=writer.calendar_id, eventId=iid, body=body, sendUpdates=SEND_UPDATES)
@@ -161,12 +165,17 @@ def _reapply(writer: EventWriter, a: KeepException, current: dict[str, Any], aga
         return req
 
     try:
-        written = writer.session.execute(patch, "events.patch")
+        return writer.session.execute(patch, "events.patch")
     except HttpError as exc:
         if error_info(exc).status == 412:
             raise Skipped("changed in Google since it was read (If-Match failed)") from None
         raise
-    return dict(written) if isinstance(written, dict) else {**current, **body}
+
+
+def _delete(writer: EventWriter, iid: str) -> None:
+    result = writer.apply(WriteOp.delete(iid))
+    if result.outcome not in ("deleted", "already_deleted"):
+        raise RuntimeError(f"delete {result.outcome}: {result.error or ''}")
 
 
 def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: RevertException) -> tuple[str, str]:
@@ -183,19 +192,7 @@ def _revert(ctx: SyncContext, writer: EventWriter, employee: str, a: RevertExcep
         for key in (KEY_MATTER_NR, KEY_MATTER_RUBRUM):
             ours.setdefault(key, None)  # PATCH merges private properties: a matter the series lacks goes
         body["extendedProperties"] = {"private": ours}
-
-        def patch(s: Any) -> Any:
-            req = s.events().patch(calendarId=writer.calendar_id, eventId=iid, body=body, sendUpdates=SEND_UPDATES)
-            if current.get("etag"):
-                req.headers["If-Match"] = current["etag"]
-            return req
-
-        try:
-            writer.session.execute(patch, "events.patch")
-        except HttpError as exc:
-            if error_info(exc).status == 412:
-                raise Skipped("changed in Google since it was read (If-Match failed)") from None
-            raise
+        _patch(writer, iid, body, current)
     with ctx.hub.transaction() as conn:
         hub_series.record(conn, row_of(employee, a, REVERTED))
     return "reverted", "written back to its occurrence" if not done else "already as its series"
@@ -210,9 +207,7 @@ def _drop(ctx: SyncContext, writer: EventWriter, employee: str, a: DropException
         with ctx.hub.transaction() as conn:
             hub_series.close(conn, employee, iid, GONE)
         return "closed", "removed by Google"
-    result = writer.apply(WriteOp.delete(iid))
-    if result.outcome not in ("deleted", "already_deleted"):
-        raise RuntimeError(f"delete {result.outcome}: {result.error or ''}")
+    _delete(writer, iid)
     with ctx.hub.transaction() as conn:
         hub_series.close(conn, employee, iid, DROPPED)
     return "dropped", "orphan deleted"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from include.checks.verdict import Verdict, fail, ok
 from include.espocrm.client import EspoCrmClient
 from include.espocrm.errors import AuthError, EspoCrmError, ForbiddenError
-from include.settings import Settings
+from include.settings import EspoCrmSettings, Settings
 
 SERVICE = "espocrm"
 EVENTS = ("create", "update", "delete")
@@ -17,6 +17,24 @@ def _why(exc: EspoCrmError) -> str:
     return f"{exc.status or type(exc).__name__}"
 
 
+def _read_refused(e: EspoCrmSettings, exc: EspoCrmError) -> tuple[str, str]:
+    """What the first read's failure says, and its fix: the key, the role's rights, or the address."""
+    if isinstance(exc, AuthError):
+        return (
+            f"API key at {e.base_url}: not accepted ({_why(exc)})",
+            "ESPOCRM_API_KEY must be the key of an active API user (Administration → API Users)",
+        )
+    if isinstance(exc, ForbiddenError):
+        return (
+            f"read {e.entity}: forbidden ({_why(exc)})",
+            f"give the API user's role read and edit on {e.entity} (Administration → Roles)",
+        )
+    return (
+        f"read {e.entity} at {e.base_url}: {_why(exc)}",
+        "check ESPOCRM_BASE_URL, ESPOCRM_ENTITY and that EspoCRM answers",
+    )
+
+
 def check(settings: Settings) -> list[Verdict]:
     e = settings.espocrm
     if not e.api_key.get_secret_value():
@@ -25,30 +43,8 @@ def check(settings: Settings) -> list[Verdict]:
     try:
         try:
             page = client.list_page(e.entity, max_size=1, select=["id"])
-        except AuthError as exc:
-            return [
-                fail(
-                    SERVICE,
-                    f"API key at {e.base_url}: not accepted ({_why(exc)})",
-                    "ESPOCRM_API_KEY must be the key of an active API user (Administration → API Users)",
-                )
-            ]
-        except ForbiddenError as exc:
-            return [
-                fail(
-                    SERVICE,
-                    f"read {e.entity}: forbidden ({_why(exc)})",
-                    f"give the API user's role read and edit on {e.entity} (Administration → Roles)",
-                )
-            ]
         except EspoCrmError as exc:
-            return [
-                fail(
-                    SERVICE,
-                    f"read {e.entity} at {e.base_url}: {_why(exc)}",
-                    "check ESPOCRM_BASE_URL, ESPOCRM_ENTITY and that EspoCRM answers",
-                )
-            ]
+            return [fail(SERVICE, *_read_refused(e, exc))]
         verdicts = [ok(SERVICE, f"API key accepted, {e.entity} readable ({page.get('total', '?')} records)")]
         try:
             hooks = client.list_webhooks()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -35,6 +35,16 @@ _IDEMPOTENT = frozenset({"GET", "PUT", "PATCH", "DELETE"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)  # the request never reached the server
 
 Where = Mapping[str, Any] | builtins.list[Mapping[str, Any]]
+
+
+class ListQuery(TypedDict, total=False):
+    """The keywords of `EspoCrmClient.list_page` but the offset, which `iter_list` and `list` pass on."""
+
+    where: Where | None
+    select: builtins.list[str] | None
+    max_size: int
+    order_by: str | None
+    order: str | None
 
 
 def api_root(base_url: str) -> str:
@@ -215,23 +225,15 @@ class EspoCrmClient:
         params += where_params(where)
         return self.request("GET", self._path(entity), params=params)
 
-    def iter_list(
-        self,
-        entity: str,
-        *,
-        where: Where | None = None,
-        select: builtins.list[str] | None = None,
-        max_size: int = MAX_PAGE_SIZE,
-        order_by: str = "createdAt",
-        order: str = "asc",
-    ) -> Iterator[dict[str, Any]]:
-        """Every matching record, page by page. Oldest first, so records created while paging land
-        on later pages instead of shifting the ones already read."""
+    def iter_list(self, entity: str, **query: Unpack[ListQuery]) -> Iterator[dict[str, Any]]:
+        """Every matching record, page by page (the keywords of `list_page` but the offset). Oldest
+        first unless `order_by` says otherwise, so records created while paging land on later pages
+        instead of shifting the ones already read."""
+        query.setdefault("order_by", "createdAt")
+        max_size = query.get("max_size", MAX_PAGE_SIZE)
         offset, seen = 0, set()
         while True:
-            page = self.list_page(
-                entity, where=where, select=select, max_size=max_size, offset=offset, order_by=order_by, order=order
-            )
+            page = self.list_page(entity, offset=offset, **query)
             rows = page.get("list") or []
             for row in rows:
                 if row.get("id") not in seen:
@@ -243,20 +245,10 @@ class EspoCrmClient:
             if len(rows) < max_size or (isinstance(total, int) and 0 <= total <= offset):
                 return
 
-    def list(
-        self,
-        entity: str,
-        *,
-        where: Where | None = None,
-        select: builtins.list[str] | None = None,
-        max_size: int = MAX_PAGE_SIZE,
-        order_by: str = "createdAt",
-        order: str = "asc",
-    ) -> builtins.list[dict[str, Any]]:
-        """All matching records (pages through with offset; max_size is the page size, ≤ 200)."""
-        return builtins.list(
-            self.iter_list(entity, where=where, select=select, max_size=max_size, order_by=order_by, order=order)
-        )
+    def list(self, entity: str, **query: Unpack[ListQuery]) -> builtins.list[dict[str, Any]]:
+        """All matching records (pages through with offset; max_size is the page size, ≤ 200), in the
+        order and with the defaults of `iter_list`."""
+        return builtins.list(self.iter_list(entity, **query))
 
     def create(self, entity: str, data: Mapping[str, Any], *, skip_duplicate_check: bool = False) -> dict[str, Any]:
         headers = {"X-Skip-Duplicate-Check": "true"} if skip_duplicate_check else None

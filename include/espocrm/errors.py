@@ -49,18 +49,16 @@ class UnavailableError(EspoCrmError):
     """No answer (connection refused, reset, timed out) after the retries."""
 
 
+# The typed error of an exact status; any other 5xx is TransientError, any other 4xx BadRequestError.
+_BY_STATUS: dict[int, type[EspoCrmError]] = {
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: TransientError,
+}
+
+
 def error_for(method: str, endpoint: str, status: int, reason: str = "", data: Any = None) -> EspoCrmError:
-    cls: type[EspoCrmError]
-    if status == 401:
-        cls = AuthError
-    elif status == 403:
-        cls = ForbiddenError
-    elif status == 404:
-        cls = NotFoundError
-    elif status == 409:
-        cls = ConflictError
-    elif status == 429 or status >= 500:
-        cls = TransientError
-    else:
-        cls = BadRequestError
+    cls = _BY_STATUS.get(status) or (TransientError if status >= 500 else BadRequestError)
     return cls(method, endpoint, status, reason, data)

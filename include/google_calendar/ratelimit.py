@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from threading import Lock
-from typing import TypeVar
+from typing import Required, TypedDict, TypeVar, Unpack
 
 import redis
 
@@ -133,6 +133,17 @@ class Grant:
     project_last: int = 0  # the project window's tokens (0: no project window)
 
 
+class LimiterOptions(TypedDict, total=False):
+    """The keywords of `RateLimiter`, for `RateLimiter.from_url` to pass on."""
+
+    limit: Required[int]
+    window_s: Required[float]
+    margin_s: float
+    prefix: str
+    project_limit: int
+    project_key: str
+
+
 class RateLimiter:
     """`acquire(user, n)` blocks until n requests of `user` fit; `acquire_up_to` grants what fits.
     With `project_limit` (> 0) every request also needs room in the project's window."""
@@ -164,26 +175,9 @@ class RateLimiter:
         self._lock = Lock()
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        limit: int,
-        window_s: float,
-        margin_s: float = 0.0,
-        prefix: str = KEY_PREFIX,
-        project_limit: int = 0,
-        project_key: str = PROJECT_KEY,
-    ) -> RateLimiter:
-        return cls(
-            redis.Redis.from_url(url),
-            limit=limit,
-            window_s=window_s,
-            margin_s=margin_s,
-            prefix=prefix,
-            project_limit=project_limit,
-            project_key=project_key,
-        )
+    def from_url(cls, url: str, **options: Unpack[LimiterOptions]) -> RateLimiter:
+        """A limiter on its own connection to the Redis at `url`."""
+        return cls(redis.Redis.from_url(url), **options)
 
     def _key(self, user: str) -> list[str]:
         return [f"{self.prefix}{user}", f"{self.prefix}{user}:seq"]

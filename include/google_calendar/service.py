@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import google_auth_httplib2
@@ -99,6 +100,7 @@ class ServiceFactory:
         return self.settings.batch_uri or GOOGLE_BATCH_URI
 
 
+@dataclass(eq=False)
 class CalendarSession:
     """All calls of one principal: the service account (shared mode) or one employee (delegated).
 
@@ -106,21 +108,13 @@ class CalendarSession:
     `sent` counts every request sent (batch parts one by one, retries included).
     """
 
-    def __init__(
-        self,
-        factory: ServiceFactory,
-        subject: str | None,
-        quota_user: str,
-        limiter: RateLimiter | None,
-        backoff: Backoff,
-    ) -> None:
-        self.factory = factory
-        self.subject = subject
-        self.quota_user = quota_user
-        self.limiter = limiter
-        self.backoff = backoff
-        self.sent = 0
-        self._lock = threading.Lock()
+    factory: ServiceFactory
+    subject: str | None
+    quota_user: str
+    limiter: RateLimiter | None
+    backoff: Backoff
+    sent: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def service(self) -> Any:

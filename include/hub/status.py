@@ -13,6 +13,7 @@ failures from the party run rows, dead letters by the day they were parked.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,9 @@ ACTIVITY_DAYS = 7
 CALENDAR_SERIES = ("google_writes", "advoware_writes", "failed", "parked")
 PARTY_SERIES = ("advoware_writes", "failed", "dead")
 _WRITTEN = ("created", "updated", "deleted")
+# What the page shows of a dead letter and of a series exception (never the payload, the fingerprint).
+_DEAD_LETTER_COLUMNS = "id, source, entity_id, reason, attempts, created_at"
+_EXCEPTION_COLUMNS = "employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at"
 
 
 def clip(text: str | None, limit: int = CLIP_CHARS) -> str | None:
@@ -186,32 +190,32 @@ def employees(conn: HubConnection, channel_margin_s: float = 86400.0) -> list[di
     return out
 
 
-def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
-    by_source = {
-        r["source"]: int(r["n"])
-        for r in conn.execute(
-            "SELECT source, count(*) AS n FROM dead_letters WHERE replayed_at IS NULL GROUP BY source"
-        ).fetchall()
+def _counted_and_newest(
+    conn: HubConnection, rows_from: str, by: str, columns: str, order: str, newest: int
+) -> tuple[dict[Any, int], list[dict[str, Any]]]:
+    """The rows `rows_from` (a table and its WHERE clause) gives: how many per `by` (sorted by it),
+    and the `newest` of them (by `order`) with `columns`, times as ISO strings."""
+    counts = {
+        r[by]: int(r["n"])
+        for r in conn.execute(f"SELECT {by}, count(*) AS n FROM {rows_from} GROUP BY {by}").fetchall()
     }
-    rows = conn.execute(
-        "SELECT id, source, entity_id, reason, attempts, created_at FROM dead_letters "
-        "WHERE replayed_at IS NULL ORDER BY id DESC LIMIT %s",
-        (newest,),
-    ).fetchall()
+    rows = conn.execute(f"SELECT {columns} FROM {rows_from} ORDER BY {order} LIMIT %s", (newest,)).fetchall()
+    return dict(sorted(counts.items())), [_shown(r) for r in rows]
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the page gets it: its times as ISO strings."""
+    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def dead_letters(conn: HubConnection, newest: int = 10) -> dict[str, Any]:
+    by_source, rows = _counted_and_newest(
+        conn, "dead_letters WHERE replayed_at IS NULL", "source", _DEAD_LETTER_COLUMNS, "id DESC", newest
+    )
     return {
         "open": sum(by_source.values()),
-        "by_source": dict(sorted(by_source.items())),
-        "newest": [
-            {
-                "id": r["id"],
-                "source": r["source"],
-                "entity_id": r["entity_id"],
-                "reason": clip(r["reason"]),
-                "attempts": r["attempts"],
-                "created_at": _iso(r["created_at"]),
-            }
-            for r in rows
-        ],
+        "by_source": by_source,
+        "newest": [r | {"reason": clip(r["reason"])} for r in rows],
     }
 
 
@@ -231,34 +235,15 @@ def series_exceptions(conn: HubConnection, newest: int = 20) -> dict[str, Any]:
     """The series exceptions standing in Google (kept and reported by the sync): how many per
     employee, and the newest with their ids, original start (where the series puts the occurrence)
     and kind. Not the fingerprint."""
-    by_employee = {
-        r["employee"]: int(r["n"])
-        for r in conn.execute(
-            "SELECT employee, count(*) AS n FROM series_exceptions WHERE status = 'standing' GROUP BY employee"
-        ).fetchall()
-    }
-    rows = conn.execute(
-        "SELECT employee, frnr, master_event_id, instance_id, original_start, kind, first_seen_at, last_seen_at "
-        "FROM series_exceptions WHERE status = 'standing' ORDER BY last_seen_at DESC, id DESC LIMIT %s",
-        (newest,),
-    ).fetchall()
-    return {
-        "standing": sum(by_employee.values()),
-        "by_employee": dict(sorted(by_employee.items())),
-        "newest": [
-            {
-                "employee": r["employee"],
-                "frnr": r["frnr"],
-                "master_event_id": r["master_event_id"],
-                "instance_id": r["instance_id"],
-                "original_start": r["original_start"],
-                "kind": r["kind"],
-                "first_seen_at": _iso(r["first_seen_at"]),
-                "last_seen_at": _iso(r["last_seen_at"]),
-            }
-            for r in rows
-        ],
-    }
+    by_employee, rows = _counted_and_newest(
+        conn,
+        "series_exceptions WHERE status = 'standing'",
+        "employee",
+        _EXCEPTION_COLUMNS,
+        "last_seen_at DESC, id DESC",
+        newest,
+    )
+    return {"standing": sum(by_employee.values()), "by_employee": by_employee, "newest": rows}
 
 
 def recent_writes(conn: HubConnection, limit: int = 20) -> list[dict[str, Any]]:
@@ -336,26 +321,23 @@ def dead_letter_state(conn: HubConnection, dead_letter_id: int) -> dict[str, Any
     r = conn.execute(
         "SELECT id, source, entity_id, created_at, replayed_at FROM dead_letters WHERE id = %s", (dead_letter_id,)
     ).fetchone()
-    if r is None:
-        return None
-    return {
-        "id": r["id"],
-        "source": r["source"],
-        "entity_id": r["entity_id"],
-        "created_at": _iso(r["created_at"]),
-        "replayed_at": _iso(r["replayed_at"]),
-    }
+    return _shown(r) if r is not None else None
+
+
+@dataclass(frozen=True)
+class StatusQuery:
+    """What the page asks to see: how many audited writes and open dead letters, and one dead
+    letter's state (`dead_letter_id`: the notice after a replay)."""
+
+    audit_limit: int = 20
+    dead_letter_limit: int = 10
+    dead_letter_id: int | None = None
 
 
 def read_status(
-    dsn: str,
-    *,
-    dead_letter_limit: int = 10,
-    audit_limit: int = 20,
-    now: datetime | None = None,
-    dead_letter_id: int | None = None,
-    channel_margin_s: float = 86400.0,
+    dsn: str, query: StatusQuery | None = None, *, now: datetime | None = None, channel_margin_s: float = 86400.0
 ) -> dict[str, Any]:
+    query = query or StatusQuery()
     with connect(dsn) as conn:
         # A status page never writes, and never waits long on a busy hub.
         conn.execute("SET TRANSACTION READ ONLY")
@@ -363,12 +345,12 @@ def read_status(
         out = {
             "employees": employees(conn, channel_margin_s),
             "party_run": last_party_run(conn),
-            "dead_letters": dead_letters(conn, dead_letter_limit),
+            "dead_letters": dead_letters(conn, query.dead_letter_limit),
             "series_exceptions": series_exceptions(conn),
             "party_links": party_links(conn),
-            "writes": recent_writes(conn, audit_limit),
+            "writes": recent_writes(conn, query.audit_limit),
             "activity": activity(conn, now or datetime.now(UTC)),
         }
-        if dead_letter_id is not None:
-            out["dead_letter"] = dead_letter_state(conn, dead_letter_id)
+        if query.dead_letter_id is not None:
+            out["dead_letter"] = dead_letter_state(conn, query.dead_letter_id)
         return out

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from include.hub import dead_letters
@@ -65,21 +65,9 @@ class DrainReport:
         return counts
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "batches": self.batches,
-            "claimed": self.claimed,
-            "acked": self.acked,
-            "requeued": self.requeued,
-            "retried": self.retried,
-            "dead": self.dead,
-            "stale": self.stale,
-            "dead_letters_moved": self.dead_letters_moved,
-            "actions": dict(self.actions),
-            "advoware_writes": self.advoware_writes,
-            "notes": self.notes[:50],
-            "seconds": round(self.seconds, 3),
-            "stopped": self.stopped,
-        }
+        # not dataclasses.asdict: it would rebuild the Counter from (action, n) pairs and copy every note
+        every = {f.name: getattr(self, f.name) for f in fields(self)}
+        return every | {"actions": dict(self.actions), "notes": self.notes[:50], "seconds": round(self.seconds, 3)}
 
 
 class RunLog(Protocol):

@@ -14,23 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from include.advoware.beteiligte import BETEILIGTE_FIELDS
+
 FINGERPRINT_VERSION = "p1"
 
 # Advoware Beteiligte fields the sync owns (EspoCRM attributes carry the same names in this firm).
-PARTY_FIELDS = (
-    "name",
-    "vorname",
-    "anrede",
-    "titel",
-    "rechtsform",
-    "geburtsdatum",
-    "handelsregisterNummer",
-    "registergericht",
-    "strasse",
-    "plz",
-    "ort",
-    "land",
-)
+PARTY_FIELDS = BETEILIGTE_FIELDS
 
 # Advoware kommKz values (docs/external-apis.md).
 KOMM_TEL_GESCH, KOMM_FAX_GESCH, KOMM_MOBIL, KOMM_MAIL_GESCH, KOMM_TEL_PRIVAT = 1, 2, 3, 4, 6

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,13 +47,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # ids and reasons only, never party data
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "espo_id": self.espo_id,
-            "action": self.action,
-            "bet_nr": self.bet_nr,
-            "advoware_writes": self.advoware_writes,
-            "notes": list(self.notes),
-        }
+        return asdict(self)
 
 
 class _WriteBackConflict(Exception):
@@ -187,27 +181,26 @@ class PartySync:
         bet_nr = int(current["betNr"])
         outcome.bet_nr = bet_nr
         # record the betNr at once: whatever fails later, a retry finds this record again
-        self.store.record_advoware(
-            espo_id,
-            bet_nr=bet_nr,
-            row_id=current.get("rowId"),
-            changed_at=current.get("geaendertAm"),
-            fingerprint=mapped.fingerprint,
-            espo_version=record.get("versionNumber"),
-        )
+        self._record_advoware(espo_id, bet_nr, current, mapped, record)
         current = self._update_fields(bet_nr, mapped, current, outcome)
         self._reconcile_komms(bet_nr, mapped.komms, current.get("kommunikation") or [], outcome)
-        self.store.record_advoware(
-            espo_id,
-            bet_nr=bet_nr,
-            row_id=current.get("rowId"),
-            changed_at=current.get("geaendertAm"),
-            fingerprint=mapped.fingerprint,
-            espo_version=record.get("versionNumber"),
-        )
+        self._record_advoware(espo_id, bet_nr, current, mapped, record)
         if outcome.action == "updated" and outcome.advoware_writes == 0:
             outcome.action = "unchanged"  # Advoware held it already (a retry after a crash, or a re-link)
         return outcome
+
+    def _record_advoware(
+        self, espo_id: str, bet_nr: int, current: Mapping[str, Any], mapped: MappedParty, record: Mapping[str, Any]
+    ) -> None:
+        """The hub's link to the Advoware record as it stands now (`current`, as Advoware answered)."""
+        self.store.record_advoware(
+            espo_id,
+            bet_nr=bet_nr,
+            row_id=current.get("rowId"),
+            changed_at=current.get("geaendertAm"),
+            fingerprint=mapped.fingerprint,
+            espo_version=record.get("versionNumber"),
+        )
 
     def _update_fields(
         self, bet_nr: int, mapped: MappedParty, current: dict[str, Any], outcome: Outcome

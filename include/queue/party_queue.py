@@ -33,8 +33,8 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 import redis
 
@@ -175,10 +175,23 @@ class RejectedItem:
     payload: Any = None
 
 
+class EnqueueOptions(TypedDict, total=False):
+    """What `enqueue` takes besides the ids and the event kind (the same for the sync and async queue)."""
+
+    body: bytes | None  # the raw body: feeds the dedup count
+    rejected: Iterable[RejectedItem]  # items parked as dead letters in the same atomic step
+    now: float | None
+
+
 @dataclass(frozen=True)
 class EnqueueResult:
     accepted: int
     duplicate: bool  # the exact (event, body) was delivered before (counted, never suppressed)
+
+    @classmethod
+    def of(cls, ids: list[str], reply: Any) -> EnqueueResult:
+        """From the enqueue script's reply (1 when the body was seen before)."""
+        return cls(accepted=len(set(ids)), duplicate=bool(int(reply)))
 
 
 @dataclass(frozen=True)
@@ -220,15 +233,11 @@ class QueueStats:
     counters: dict[str, int]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "pending": self.pending,
-            "ready": self.ready,
-            "claimed": self.claimed,
-            "expired_claims": self.expired_claims,
-            "oldest_ready_age_s": self.oldest_ready_age_s,
-            "dead_letter_outbox": self.outbox,
-            **self.counters,
-        }
+        """Flat: the counters as keys of their own; the outbox named for what it holds."""
+        fields = asdict(self)
+        counters = fields.pop("counters")
+        fields["dead_letter_outbox"] = fields.pop("outbox")
+        return {**fields, **counters}
 
 
 def body_hash(kind: str, body: bytes) -> str:
@@ -268,11 +277,13 @@ class _Keys:
         self,
         ids: list[str],
         kind: str,
-        digest: str | None,
-        rejected: Iterable[RejectedItem],
-        now: float,
         seen_ttl_s: int,
+        *,
+        body: bytes | None = None,
+        rejected: Iterable[RejectedItem] = (),
+        now: float | None = None,
     ) -> tuple[list[str], list[Any]]:
+        digest = body_hash(kind, body) if body is not None else None
         if kind not in EVENT_KINDS:
             raise ValueError(f"unknown event kind {kind!r}")
         unique = list(dict.fromkeys(ids))  # one id twice in a batch is one unit of work
@@ -285,7 +296,7 @@ class _Keys:
             *(self.item(i) for i in unique),
         ]
         argv: list[Any] = [
-            repr(now),
+            repr(_now(now)),
             kind,
             seen_ttl_s,
             len(unique),
@@ -360,20 +371,10 @@ class PartyQueue:
         return cls.from_url(settings.redis_url, **kwargs)
 
     # -- producer side ------------------------------------------------------------------------
-    def enqueue(
-        self,
-        ids: list[str],
-        kind: Kind,
-        *,
-        body: bytes | None = None,
-        rejected: Iterable[RejectedItem] = (),
-        now: float | None = None,
-    ) -> EnqueueResult:
+    def enqueue(self, ids: list[str], kind: Kind, **options: Unpack[EnqueueOptions]) -> EnqueueResult:
         """Mark ids pending (and park rejected items) in one atomic step; `body` feeds the dedup count."""
-        digest = body_hash(kind, body) if body is not None else None
-        keys, argv = self.keys.enqueue_args(ids, kind, digest, rejected, _now(now), self.seen_ttl_s)
-        dup = self._enqueue(keys=keys, args=argv)
-        return EnqueueResult(accepted=len(set(ids)), duplicate=bool(int(dup)))
+        keys, argv = self.keys.enqueue_args(ids, kind, self.seen_ttl_s, **options)
+        return EnqueueResult.of(ids, self._enqueue(keys=keys, args=argv))
 
     # -- consumer side ------------------------------------------------------------------------
     def claim(self, limit: int = 50, *, lease_s: float | None = None, now: float | None = None) -> list[ClaimedParty]:
@@ -477,20 +478,10 @@ class AsyncPartyQueue:
         # A quick connect timeout: an unreachable Redis must turn into a quick 503.
         return cls(PipelinedRedis(url, connect_timeout_s=1.0, reply_timeout_s=timeout_s), **kwargs)
 
-    async def enqueue(
-        self,
-        ids: list[str],
-        kind: Kind,
-        *,
-        body: bytes | None = None,
-        rejected: Iterable[RejectedItem] = (),
-        now: float | None = None,
-    ) -> EnqueueResult:
+    async def enqueue(self, ids: list[str], kind: Kind, **options: Unpack[EnqueueOptions]) -> EnqueueResult:
         """One atomic script; Redis down or silent for timeout_s → a redis.RedisError (the caller's 503)."""
-        digest = body_hash(kind, body) if body is not None else None
-        keys, argv = self.keys.enqueue_args(ids, kind, digest, rejected, _now(now), self.seen_ttl_s)
-        dup = await self.r.evalsha(self._ENQUEUE_SCRIPT, keys, argv)
-        return EnqueueResult(accepted=len(set(ids)), duplicate=bool(int(dup)))
+        keys, argv = self.keys.enqueue_args(ids, kind, self.seen_ttl_s, **options)
+        return EnqueueResult.of(ids, await self.r.evalsha(self._ENQUEUE_SCRIPT, keys, argv))
 
     async def close(self) -> None:
         await self.r.close()

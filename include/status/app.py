@@ -31,6 +31,7 @@ from include import safety_stop
 from include.checks.verdict import Verdict
 from include.dag_ids import CALENDAR_SYNC_DAG
 from include.hub.db import connect
+from include.hub.status import StatusQuery
 from include.status import replay as replays
 from include.status.checks_page import render_checks
 from include.status.page import Links, render
@@ -75,6 +76,17 @@ def _refusal(code: int, message: str) -> HTMLResponse:
     return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
 
 
+def _writer(host: Host | None, request: Request, csrf_token: str, what: str) -> Host | HTMLResponse:
+    """The host, if the user may write and the form is theirs from this site; else the refusal."""
+    if host is None or not host.may_write(request):
+        return _refusal(403, f"You may look at the sync status but not {what}.")
+    if not replays.same_origin(request.headers):
+        return _refusal(403, "The form did not come from this site.")
+    if not replays.csrf_valid(host.csrf_key, host.user_id(request), csrf_token):
+        return _refusal(403, "The form has expired or was not made for you: reload the page and try again.")
+    return host
+
+
 def create_app(
     sources: Callable[[], Sources],
     *,
@@ -89,7 +101,7 @@ def create_app(
     def _status(limit: int, replayed: int | None = None) -> dict[str, Any]:
         src = sources()
         try:
-            return collect(src, audit_limit=limit, dead_letter_id=replayed)
+            return collect(src, StatusQuery(audit_limit=limit, dead_letter_id=replayed))
         finally:
             if src.redis_client is not None:
                 src.redis_client.close()
@@ -136,25 +148,22 @@ def create_app(
 
     @app.post("/dead-letters/{dead_letter_id}/replay", response_model=None)
     def replay(dead_letter_id: int, request: Request, csrf_token: str = Form("")) -> RedirectResponse | HTMLResponse:
-        if host is None or not host.may_write(request):
-            return _refusal(403, "You may look at the sync status but not replay dead letters.")
-        if not replays.same_origin(request.headers):
-            return _refusal(403, "The form did not come from this site.")
-        if not replays.csrf_valid(host.csrf_key, host.user_id(request), csrf_token):
-            return _refusal(403, "The form has expired or was not made for you: reload the page and try again.")
+        writer = _writer(host, request, csrf_token, "replay dead letters")
+        if isinstance(writer, HTMLResponse):
+            return writer
         src = sources()
         try:
             row = replays.lookup(src.hub_dsn, dead_letter_id)
             if row is None:
                 return _refusal(404, f"Dead letter {dead_letter_id} does not exist.")
-            if not host.may_trigger(request, replays.target_dag(row)):
+            if not writer.may_trigger(request, replays.target_dag(row)):
                 return _refusal(403, f"Replaying it starts a {replays.target_dag(row)} run, which you may not trigger.")
             try:
                 done = replays.replay(
                     src.hub_dsn,
                     dead_letter_id,
                     lambda ids: _queue(src).enqueue(ids, "replay"),
-                    lambda run: host.trigger(request, run),
+                    lambda run: writer.trigger(request, run),
                 )
             except (LookupError, ValueError) as exc:
                 return _refusal(409, str(exc))
@@ -165,7 +174,7 @@ def create_app(
         log.info(
             "status view: dead letter %s replayed by %s; run %s %s",
             dead_letter_id,
-            host.user_id(request),
+            writer.user_id(request),
             run.run_id if run else None,
             "triggered" if done.triggered else f"not triggered ({done.trigger_error or 'exists'})",
         )
@@ -176,15 +185,12 @@ def create_app(
         employee: str, request: Request, action: str = Form(""), csrf_token: str = Form("")
     ) -> RedirectResponse | HTMLResponse:
         """The answer to an employee's safety stop (include/safety_stop.py), as the CLI gives it."""
-        if host is None or not host.may_write(request):
-            return _refusal(403, "You may look at the sync status but not answer a safety stop.")
-        if not replays.same_origin(request.headers):
-            return _refusal(403, "The form did not come from this site.")
-        if not replays.csrf_valid(host.csrf_key, host.user_id(request), csrf_token):
-            return _refusal(403, "The form has expired or was not made for you: reload the page and try again.")
+        writer = _writer(host, request, csrf_token, "answer a safety stop")
+        if isinstance(writer, HTMLResponse):
+            return writer
         if action not in safety_stop.ACTIONS:
             return _refusal(400, "Choose one of the two answers.")
-        if not host.may_trigger(request, CALENDAR_SYNC_DAG):
+        if not writer.may_trigger(request, CALENDAR_SYNC_DAG):
             return _refusal(403, f"The answer starts a {CALENDAR_SYNC_DAG} run, which you may not trigger.")
         with connect(sources().hub_dsn) as conn:
             stopped = safety_stop.stopped_run(conn, employee)
@@ -192,14 +198,14 @@ def create_app(
             return _refusal(409, f"The latest calendar run of {employee} did not stop: nothing to answer.")
         run = safety_stop.stop_run(employee, action, stopped["run_id"])
         try:
-            created = host.trigger(request, replays.RunRequest(run.dag_id, run.run_id, run.conf, run.note))
+            created = writer.trigger(request, run)
         except Exception as exc:  # Airflow's database busy: say so, nothing else happened
             return _refusal(503, f"The run could not be started ({type(exc).__name__}); try again.")
         log.info(
             "status view: safety stop of %s answered (%s) by %s; run %s %s",
             employee,
             action,
-            host.user_id(request),
+            writer.user_id(request),
             run.run_id,
             "triggered" if created else "existed",
         )

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import redis
 
-from include.hub.status import read_status
+from include.hub.status import StatusQuery, read_status
 from include.queue.party_queue import PartyQueue
 
 log = logging.getLogger(__name__)
@@ -69,29 +69,13 @@ def _section(errors: dict[str, str], name: str, fn: Callable[[], Any]) -> Any:
         return None
 
 
-def collect(
-    sources: Sources,
-    *,
-    audit_limit: int = 20,
-    dead_letter_limit: int = 10,
-    now: datetime | None = None,
-    dead_letter_id: int | None = None,
-) -> dict[str, Any]:
+def collect(sources: Sources, query: StatusQuery | None = None, *, now: datetime | None = None) -> dict[str, Any]:
     """The whole status as a plain dict; `ok` is False when the hub or the queue could not be read.
-    With `dead_letter_id`, also that dead letter's state (`dead_letter`, the notice after a replay)."""
+    With `query.dead_letter_id`, also that dead letter's state (`dead_letter`, the notice after a replay)."""
     errors: dict[str, str] = {}
     now = now or datetime.now(UTC)
     hub = _section(
-        errors,
-        "hub",
-        lambda: read_status(
-            sources.hub_dsn,
-            dead_letter_limit=dead_letter_limit,
-            audit_limit=audit_limit,
-            now=now,
-            dead_letter_id=dead_letter_id,
-            channel_margin_s=_channel_margin_s(),
-        ),
+        errors, "hub", lambda: read_status(sources.hub_dsn, query, now=now, channel_margin_s=_channel_margin_s())
     )
     queue = None
     redis_client = sources.redis_client

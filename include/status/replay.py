@@ -27,6 +27,7 @@ from include.dag_ids import BETEILIGTE_SYNC_DAG, CALENDAR_SYNC_DAG
 from include.dead_letter_replay import replay as replay_letter
 from include.hub import dead_letters
 from include.hub.db import Hub, connect
+from include.safety_stop import RunRequest
 
 CSRF_TTL_S = 3600
 _CSRF_CONTEXT = b"kanzlei-sync status view: replay form\n"
@@ -66,14 +67,6 @@ def same_origin(headers: Any) -> bool:
 
 
 # -- replay ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RunRequest:
-    dag_id: str
-    run_id: str
-    conf: dict[str, Any]
-    note: str
-
-
 @dataclass(frozen=True)
 class Replayed:
     dead_letter: dict[str, Any]  # ids and state (to_json of the row, without payload)

@@ -11,6 +11,7 @@ import base64
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from include.advoware.beteiligte import BETEILIGTE_FIELDS
 from sandbox.firm import BERLIN, TERMIN_FIELDS, fmt_dt, fmt_stamp, generate_firm
 
 # Advoware's communication kinds (kommKz). Only the value is stored; clients map phone/e-mail.
@@ -28,20 +29,6 @@ KOMM_KZ = {
     11: "EPost",
     12: "Bea",
 }
-BETEILIGTE_FIELDS = (
-    "name",
-    "vorname",
-    "anrede",
-    "titel",
-    "rechtsform",
-    "geburtsdatum",
-    "handelsregisterNummer",
-    "registergericht",
-    "strasse",
-    "plz",
-    "ort",
-    "land",
-)
 KOMM_FIELDS = ("tlf", "bemerkung", "online")
 _TERMIN_DEFAULTS: dict[str, Any] = {
     "text": "",

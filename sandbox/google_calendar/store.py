@@ -109,7 +109,7 @@ class CalendarStore:
             calendar_id = principal
         cal = self.calendars.get(calendar_id)
         if cal is None and calendar_id == principal:
-            cal = self._create(principal, principal, principal, self.default_time_zone)
+            cal = self._create(principal, principal, self.default_time_zone, {"summary": principal})
         if cal is None:
             raise not_found()
         role = self.role(cal, principal)
@@ -120,16 +120,11 @@ class CalendarStore:
             raise GoogleError(403, "requiredAccessLevel", f"You need to have {level} access to this calendar.")
         return cal
 
-    def _create(
-        self,
-        calendar_id: str,
-        summary: str,
-        owner: str,
-        time_zone: str,
-        description: str | None = None,
-        location: str | None = None,
-    ) -> Calendar:
-        cal = Calendar(calendar_id, summary, owner, time_zone, self._etag(), description, location)
+    def _create(self, calendar_id: str, owner: str, time_zone: str, body: dict[str, Any]) -> Calendar:
+        """A calendar of `owner` (its ACL's owner rule included); summary, description, location from `body`."""
+        cal = Calendar(
+            calendar_id, body["summary"], owner, time_zone, self._etag(), body.get("description"), body.get("location")
+        )
         rule_id = f"user:{owner}"
         cal.acl[rule_id] = {
             "kind": "calendar#aclRule",
@@ -153,7 +148,7 @@ class CalendarStore:
             calendar_id = f"{em.new_event_id()}@group.calendar.google.com"
         elif calendar_id in self.calendars:
             raise GoogleError(409, "duplicate")
-        cal = self._create(calendar_id, summary, principal, tz, body.get("description"), body.get("location"))
+        cal = self._create(calendar_id, principal, tz, body)
         return cal.resource()
 
     def get_calendar(self, principal: str, calendar_id: str) -> dict:

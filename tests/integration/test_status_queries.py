@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import redis
 
-from include.hub.status import CLIP_CHARS
+from include.hub.status import CLIP_CHARS, StatusQuery
 from include.queue.party_queue import PartyQueue
 from include.status.page import render
 from include.status.queries import Sources, collect
@@ -128,7 +128,7 @@ def test_collect_shows_the_state_per_employee(seeded: Sources) -> None:
 
 
 def test_collect_shows_parties_dead_letters_queue_and_writes(seeded: Sources) -> None:
-    status = collect(seeded, audit_limit=20)
+    status = collect(seeded, StatusQuery(audit_limit=20))
     assert status["party_links"]["by_status"] == {"linked": 2, "unlinked": 0, "deleted": 0, "failed": 1}
     assert status["party_links"]["total"] == 3
     assert status["party_links"]["last_synced_at"] == "2026-01-01T11:00:00+00:00"

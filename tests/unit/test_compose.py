@@ -17,20 +17,12 @@ from pydantic import SecretStr, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
+from devstack.compose_env import CORE
 from include.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {
-    "postgres",
-    "redis",
-    "airflow-init",
-    "airflow-apiserver",
-    "airflow-scheduler",
-    "airflow-dag-processor",
-    "airflow-triggerer",
-    "gateway",
-    "sandbox",
-}
+# The long-running services the compose check waits for, and the one-shot airflow-init.
+SERVICES = {*CORE, "airflow-init"}
 AIRFLOW_SERVICES = sorted(s for s in SERVICES if s.startswith("airflow-"))
 # Services that run our code and therefore read the settings.
 APP_SERVICES = [*AIRFLOW_SERVICES, "gateway", "sandbox"]

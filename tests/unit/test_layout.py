@@ -166,7 +166,13 @@ LAYERS: tuple[Layer, ...] = (
         " as plain data,"
         " the settings as Airflow connections and variables",
     ),
-    Layer(SANDBOX, (SANDBOX,), (SETTINGS,), "stand-ins for Advoware, Google and EspoCRM (tests, demo, benches)"),
+    Layer(
+        SANDBOX,
+        (SANDBOX,),
+        (SETTINGS, ADVOWARE),
+        "stand-ins for Advoware, Google and EspoCRM (tests, demo, benches); the Advoware stand-in stores the"
+        " party fields of `include/advoware/beteiligte.py`, the list the sync owns",
+    ),
     Layer(
         DEVSTACK,
         (DEVSTACK,),

@@ -8,64 +8,34 @@ Connection: host = base URL of the EspoCRM site (a bare host name gets https, or
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow.sdk.exceptions import AirflowNotFoundException
-from airflow.sdk.log import mask_secret
-
 from include import conn_ids
-from include.airflow_provider.hooks.base import ProviderHook, base_url, extra_field, merged
+from include.airflow_provider.hooks.base import ClientHook, mask_secrets, merged
 from include.espocrm.client import EspoCrmClient
 from include.settings import EspoCrmSettings
 
 
-class EspoCrmHook(ProviderHook):
+class EspoCrmHook(ClientHook[EspoCrmClient]):
     conn_name_attr = "espocrm_conn_id"
     default_conn_name = conn_ids.ESPOCRM
     conn_type = "espocrm"
     hook_name = "EspoCRM"
 
-    def __init__(self, espocrm_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.espocrm_conn_id = espocrm_conn_id
-        self._client: EspoCrmClient | None = None
-
     def espocrm_settings(self) -> EspoCrmSettings:
         env = EspoCrmSettings()
-        try:
-            conn = self.get_connection(self.espocrm_conn_id)
-        except AirflowNotFoundException:
-            self.log.info("no Airflow connection %s: using ESPOCRM_* settings", self.espocrm_conn_id)
+        conn = self.connection_or_env("ESPOCRM_*")
+        if conn is None:
             return env
-        extra = conn.extra_dejson or {}
-        values: dict[str, Any] = {}
-        if conn.host:
-            values["base_url"] = base_url(conn.host, conn.port, conn.schema)
-        if conn.password:
-            values["api_key"] = conn.password
-        for name in ("entity", "timeout_s"):
-            value = extra_field(extra, self.conn_type, name)
-            if value is not None:
-                values[name] = value
-        settings = merged(env, values)
-        if settings.api_key.get_secret_value():
-            mask_secret(settings.api_key.get_secret_value())
+        settings = merged(env, self.connection_values(conn, ("entity", "timeout_s"), password="api_key"))
+        mask_secrets(settings.api_key)
         return settings
 
-    def get_conn(self) -> EspoCrmClient:
-        if self._client is None:
-            self._client = EspoCrmClient.from_settings(self.espocrm_settings())
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def new_client(self) -> EspoCrmClient:
+        return EspoCrmClient.from_settings(self.espocrm_settings())
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's "Test" button: one list call with the key."""
         try:
-            with EspoCrmClient.from_settings(self.espocrm_settings()) as client:
+            with self.new_client() as client:
                 page = client.list_page(client.entity, max_size=1)
             return True, f"EspoCRM reachable, key accepted, {page.get('total')} records"
         except Exception as exc:

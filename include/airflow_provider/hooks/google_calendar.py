@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowNotFoundException
-
 from include import conn_ids
 from include.airflow_provider.hooks.base import ProviderHook, extra_field, merged
 from include.google_calendar.client import GoogleCalendarClient
@@ -35,20 +33,16 @@ class GoogleCalendarSyncHook(ProviderHook):
     conn_type = CONN_TYPE
     hook_name = "Google Calendar (Kanzlei Sync)"
 
-    def __init__(self, gcp_conn_id: str = default_conn_name, *, redis_url: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gcp_conn_id = gcp_conn_id
+    def __init__(self, conn_id: str | None = None, *, redis_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(conn_id, **kwargs)
         self._redis_url = redis_url
         self._extras: dict[str, Any] | None = None
 
     @property
     def extras(self) -> dict[str, Any]:
         if self._extras is None:
-            try:
-                self._extras = dict(self.get_connection(self.gcp_conn_id).extra_dejson or {})
-            except AirflowNotFoundException:
-                self.log.info("no Airflow connection %s: using GOOGLE_* settings", self.gcp_conn_id)
-                self._extras = {}
+            conn = self.connection_or_env("GOOGLE_*")
+            self._extras = dict(conn.extra_dejson or {}) if conn is not None else {}
         return self._extras
 
     def service_account_info(self) -> dict[str, Any]:
@@ -61,7 +55,7 @@ class GoogleCalendarSyncHook(ProviderHook):
             return load_key_file(key_path)
         if not self.extras and get_settings().google.calendar_service_account_path:
             return load_key_file(get_settings().google.calendar_service_account_path)
-        raise CredentialsError(f"connection {self.gcp_conn_id} has neither keyfile_dict nor key_path")
+        raise CredentialsError(f"connection {self.conn_id} has neither keyfile_dict nor key_path")
 
     def google_settings(self) -> GoogleSettings:
         values: dict[str, Any] = {}
@@ -75,6 +69,6 @@ class GoogleCalendarSyncHook(ProviderHook):
         """A new client for each call: a task may hand one to each of its threads."""
         settings = self.google_settings()
         account = ServiceAccount(
-            self.service_account_info(), token_uri=settings.token_uri, source=f"connection {self.gcp_conn_id}"
+            self.service_account_info(), token_uri=settings.token_uri, source=f"connection {self.conn_id}"
         )
         return GoogleCalendarClient.from_settings(settings, redis_url=self._redis_url, account=account)

@@ -8,7 +8,6 @@ import SQLAlchemy and the provider (~150 modules) into every task process for on
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote, urlencode
 
 from include import conn_ids
@@ -34,13 +33,9 @@ class HubHook(ProviderHook):
     conn_type = "postgres"
     hook_name = "Sync hub"
 
-    def __init__(self, sync_hub_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sync_hub_conn_id = sync_hub_conn_id
-
     def dsn(self) -> str:
         """`postgresql://user:pw@host:port/db?sslmode=...` (psycopg's form)."""
-        conn = self.get_connection(self.sync_hub_conn_id)
+        conn = self.get_connection(self.conn_id)
         auth = quote(conn.login or "", safe="")
         if conn.password:
             auth += ":" + quote(conn.password, safe="")

@@ -8,7 +8,6 @@ provider into every task process for these few fields. The database number is th
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import redis
@@ -23,12 +22,8 @@ class RedisUrlHook(ProviderHook):
     conn_type = "redis"
     hook_name = "Redis (Kanzlei Sync)"
 
-    def __init__(self, redis_conn_id: str = default_conn_name, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.redis_conn_id = redis_conn_id
-
     def url(self) -> str:
-        conn = self.get_connection(self.redis_conn_id)
+        conn = self.get_connection(self.conn_id)
         extra = conn.extra_dejson or {}
         auth = f":{quote(conn.password, safe='')}@" if conn.password else ""
         scheme = "rediss" if str(extra.get("ssl", "")).lower() == "true" else "redis"

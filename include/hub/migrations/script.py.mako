@@ -8,8 +8,7 @@ from alembic import op
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
-branch_labels = None
-depends_on = None
+## alembic reads branch_labels and depends_on with getattr(..., None): set them only when needed
 
 
 def upgrade() -> None:

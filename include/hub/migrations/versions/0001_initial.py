@@ -1,15 +1,9 @@
-"""Initial sync hub schema.
-
-Revision ID: 0001
-Revises:
-"""
+"""Initial sync hub schema."""
 
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

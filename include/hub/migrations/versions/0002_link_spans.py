@@ -1,15 +1,9 @@
-"""Remember each linked item's date range, so an item that merely left the window is not deleted.
-
-Revision ID: 0002
-Revises: 0001
-"""
+"""Remember each linked item's date range, so an item that merely left the window is not deleted."""
 
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,16 +1,10 @@
 """Remember when the employee's access to their Google calendar was last checked (shared again if the
-ACL rule was removed, put back on their list, made again if the calendar was deleted).
-
-Revision ID: 0003
-Revises: 0002
-"""
+ACL rule was removed, put back on their list, made again if the calendar was deleted)."""
 
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

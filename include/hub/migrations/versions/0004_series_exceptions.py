@@ -1,15 +1,9 @@
-"""The series exceptions the sync knows: one occurrence of a Google series moved, changed or cancelled.
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""The series exceptions the sync knows: one occurrence of a Google series moved, changed or cancelled."""
 
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -2,18 +2,12 @@
 
 Google does not list a project's channels: this table is the only record of them (ids, the
 per-channel secret, expiry). The lease makes sure one employee is never synced by two runs at once
-(a scheduled run of the firm and a targeted one); it expires, so a killed worker blocks nobody for ever.
-
-Revision ID: 0005
-Revises: 0004
-"""
+(a scheduled run of the firm and a targeted one); it expires, so a killed worker blocks nobody for ever."""
 
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

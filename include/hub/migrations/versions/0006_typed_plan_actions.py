@@ -3,11 +3,7 @@
 Format 1 (no "format" key) held every field of the one former action class in every action, None
 where the kind had no use for it. The kinds' fields are written out here as they stood when format 2
 was made, so this migration does not change when the plan's classes do (the reader still takes
-format 1, this only tidies the stored rows). Downgrade writes format 1 back.
-
-Revision ID: 0006
-Revises: 0005
-"""
+format 1, this only tidies the stored rows). Downgrade writes format 1 back."""
 
 import json
 from typing import Any
@@ -17,8 +13,6 @@ from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 PHASE_LISTS = ("adoptions", "phase1", "phase2", "phase3", "phase4")
 COMMON = ("rule", "employee", "google_event_id")
