@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 window_s=args.window_s,
             ),
             postgres=base.postgres.model_copy(update={"db": hub_name}),
-            sync=SyncSettings(_env_file=None),
+            # (c) checks that a location crossed: anonymised events (the default) carry none to Google
+            sync=SyncSettings(_env_file=None, anonymize=False),
         )
         http.post(
             f"{g_url}/_sandbox/config",
